@@ -1,0 +1,234 @@
+/**
+ * The runner's configuration: one schema that gives the TypeScript types and
+ * the runtime validation. The controller writes this file into the runner's
+ * Secret; the runner reads it standalone from `--config`.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
+
+/** A credential: exactly one of an inline value, an environment variable or a file. */
+export const SecretSource = Type.Object(
+  {
+    value: Type.Optional(Type.String({ description: 'the secret itself (the config file is a Secret in Kubernetes)' })),
+    env: Type.Optional(Type.String({ minLength: 1, description: 'name of an environment variable that holds the secret' })),
+    file: Type.Optional(Type.String({ minLength: 1, description: 'path of a file that holds the secret (trailing newline ignored)' })),
+  },
+  { additionalProperties: false },
+);
+export type SecretSource = Static<typeof SecretSource>;
+
+export const SslMode = Type.Union(
+  ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m)),
+);
+
+export const PostgresqlConnection = Type.Object(
+  {
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 5432 }),
+    database: Type.String({ minLength: 1 }),
+    user: Type.String({ minLength: 1 }),
+    password: Type.Optional(SecretSource),
+    sslMode: Type.Optional(SslMode),
+    sslRootCert: Type.Optional(Type.String({ minLength: 1, description: 'path of the CA certificate file' })),
+    sslCert: Type.Optional(Type.String({ minLength: 1 })),
+    sslKey: Type.Optional(Type.String({ minLength: 1 })),
+    binDir: Type.Optional(Type.String({ minLength: 1, description: 'directory holding pg_dump, pg_restore and psql' })),
+    dumpArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra pg_dump arguments, e.g. --exclude-table' })),
+    restoreArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra pg_restore arguments, e.g. --no-owner' })),
+  },
+  { additionalProperties: false },
+);
+export type PostgresqlConnection = Static<typeof PostgresqlConnection>;
+
+export const ENGINE_TYPES = ['postgresql'] as const;
+export type EngineType = (typeof ENGINE_TYPES)[number];
+
+export const EngineConfig = Type.Object(
+  {
+    type: Type.Union(ENGINE_TYPES.map((t) => Type.Literal(t))),
+    postgresql: Type.Optional(PostgresqlConnection),
+  },
+  { additionalProperties: false },
+);
+export type EngineConfig = Static<typeof EngineConfig>;
+
+export const Compression = Type.Object(
+  {
+    algorithm: Type.Union([Type.Literal('auto'), Type.Literal('zstd'), Type.Literal('gzip'), Type.Literal('none')], {
+      default: 'auto',
+      description: 'auto: zstd when the zstd binary exists, gzip otherwise',
+    }),
+    level: Type.Optional(Type.Integer({ minimum: 1, maximum: 19 })),
+  },
+  { additionalProperties: false },
+);
+export type Compression = Static<typeof Compression>;
+
+export const S3Location = Type.Object(
+  {
+    bucket: Type.String({ minLength: 3, maxLength: 63 }),
+    region: Type.String({ minLength: 1, default: 'us-east-1' }),
+    endpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'for S3-compatible servers (MinIO, Ceph)' })),
+    forcePathStyle: Type.Boolean({ default: false }),
+    caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM file with extra trusted CA certificates' })),
+    insecureSkipTLSVerify: Type.Boolean({ default: false }),
+    accessKeyId: Type.Optional(SecretSource),
+    secretAccessKey: Type.Optional(SecretSource),
+    sessionToken: Type.Optional(SecretSource),
+    partSizeMiB: Type.Integer({ minimum: 5, maximum: 5120, default: 8 }),
+    queueSize: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
+  },
+  { additionalProperties: false },
+);
+export type S3Location = Static<typeof S3Location>;
+
+export const GcsLocation = Type.Object(
+  {
+    bucket: Type.String({ minLength: 3, maxLength: 222 }),
+    projectId: Type.Optional(Type.String({ minLength: 1 })),
+    keyFile: Type.Optional(Type.String({ minLength: 1, description: 'service account key file; default credentials otherwise' })),
+    apiEndpoint: Type.Optional(Type.String({ pattern: '^https?://', description: 'for emulators and private endpoints' })),
+  },
+  { additionalProperties: false },
+);
+export type GcsLocation = Static<typeof GcsLocation>;
+
+export const FilesystemLocation = Type.Object(
+  {
+    path: Type.String({ minLength: 1, description: 'directory (e.g. a mounted PVC); created when missing' }),
+  },
+  { additionalProperties: false },
+);
+export type FilesystemLocation = Static<typeof FilesystemLocation>;
+
+export const LOCATION_TYPES = ['s3', 'gcs', 'filesystem'] as const;
+export type LocationType = (typeof LOCATION_TYPES)[number];
+
+export const LocationConfig = Type.Object(
+  {
+    name: Name,
+    type: Type.Union(LOCATION_TYPES.map((t) => Type.Literal(t))),
+    prefix: Type.String({ default: '', description: 'key prefix inside the bucket or directory' }),
+    s3: Type.Optional(S3Location),
+    gcs: Type.Optional(GcsLocation),
+    filesystem: Type.Optional(FilesystemLocation),
+  },
+  { additionalProperties: false },
+);
+export type LocationConfig = Static<typeof LocationConfig>;
+
+export const RunnerConfig = Type.Object(
+  {
+    namespace: Type.String({ ...Name, default: 'default' }),
+    name: Name,
+    engine: EngineConfig,
+    compression: Type.Object(Compression.properties, { additionalProperties: false, default: {} }),
+    locations: Type.Array(LocationConfig, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+export type RunnerConfig = Static<typeof RunnerConfig>;
+
+export interface FieldError {
+  /** Dotted path with indices, e.g. `locations[1].s3.bucket`. */
+  path: string;
+  message: string;
+}
+
+export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
+
+/** `/locations/1/s3/bucket` -> `locations[1].s3.bucket` */
+export function pointerToPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+}
+
+function structuralErrors(schema: TSchema, value: unknown): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    const path = pointerToPath(e.path) || '(root)';
+    // A union of literals reports once per member; keep the first word for each path.
+    if (errors.some((x) => x.path === path)) continue;
+    const rule = e.schema.anyOf
+      ? `must be one of ${describeLiterals(e.schema)}`
+      : e.schema.pattern && typeof e.schema.description === 'string'
+        ? `must be ${e.schema.description}`
+        : e.message.toLowerCase();
+    errors.push({ path, message: rule });
+  }
+  return errors;
+}
+
+function describeLiterals(schema: TSchema): string {
+  const members = (schema.anyOf as TSchema[] | undefined) ?? [];
+  return members.map((m) => JSON.stringify(m.const)).join(', ');
+}
+
+function secretErrors(path: string, s: SecretSource | undefined): FieldError[] {
+  if (!s) return [];
+  const set = (['value', 'env', 'file'] as const).filter((k) => s[k] !== undefined);
+  return set.length === 1 ? [] : [{ path, message: 'must set exactly one of value, env, file' }];
+}
+
+function blockErrors<T extends string>(path: string, type: T, all: readonly T[], obj: Record<string, unknown>): FieldError[] {
+  const errors: FieldError[] = [];
+  if (obj[type] === undefined) errors.push({ path: `${path}.${type}`, message: `is required when ${path}.type is "${type}"` });
+  for (const other of all) {
+    if (other !== type && obj[other] !== undefined) {
+      errors.push({ path: `${path}.${other}`, message: `must not be set when ${path}.type is "${type}"` });
+    }
+  }
+  return errors;
+}
+
+function semanticErrors(cfg: RunnerConfig): FieldError[] {
+  const errors: FieldError[] = [];
+  errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
+  errors.push(...secretErrors('engine.postgresql.password', cfg.engine.postgresql?.password));
+  const seen = new Set<string>();
+  cfg.locations.forEach((loc, i) => {
+    const at = `locations[${i}]`;
+    if (seen.has(loc.name)) errors.push({ path: `${at}.name`, message: `duplicate location name "${loc.name}"` });
+    seen.add(loc.name);
+    errors.push(...blockErrors(at, loc.type, LOCATION_TYPES, loc));
+    if (loc.s3) {
+      for (const k of ['accessKeyId', 'secretAccessKey', 'sessionToken'] as const) {
+        errors.push(...secretErrors(`${at}.s3.${k}`, loc.s3[k]));
+      }
+      if ((loc.s3.accessKeyId === undefined) !== (loc.s3.secretAccessKey === undefined)) {
+        errors.push({ path: `${at}.s3`, message: 'set both accessKeyId and secretAccessKey, or neither (default credential chain)' });
+      }
+    }
+  });
+  return errors;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
+ * Validates once at the boundary, fills defaults, and freezes the result.
+ * Every problem is reported together, each with its field path and rule.
+ */
+export function validateRunnerConfig(input: unknown): ValidationResult<Readonly<RunnerConfig>> {
+  const withDefaults = Value.Default(RunnerConfig, Value.Clone(input ?? {}));
+  const errors = structuralErrors(RunnerConfig, withDefaults);
+  const cfg = withDefaults as RunnerConfig;
+  try {
+    for (const e of semanticErrors(cfg)) if (!errors.some((x) => x.path === e.path)) errors.push(e);
+  } catch {
+    // The shape is too broken for the cross-field rules; the structural errors say why.
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, value: deepFreeze(cfg) };
+}

@@ -1,0 +1,63 @@
+import type { Readable } from 'node:stream';
+import type { CallOptions } from '../storage/types.js';
+
+export interface ProbeResult {
+  /** e.g. "15.18" */
+  serverVersion: string;
+  /** Version of the dump tool, e.g. "15.18". */
+  toolVersion: string;
+}
+
+export interface DumpFormat {
+  /** Stable name recorded in the manifest, e.g. "pg_dump-custom". */
+  format: string;
+  /** File extension of the uncompressed dump, e.g. "dump". */
+  extension: string;
+  /**
+   * Whether the dump already compresses its output. Engines hand the
+   * pipeline an uncompressed stream so compression happens once, in parallel.
+   */
+  compressed: boolean;
+}
+
+export interface DumpHandle extends DumpFormat {
+  /** The dump bytes. The engine owns the process; the caller only reads. */
+  stream: Readable;
+  /**
+   * Resolves to an instant at or after the one the dump is consistent to
+   * (never before it), once that is known. Used for --to-time selection.
+   */
+  consistentAt: Promise<Date>;
+  /** Settles when the dump process has exited: rejects with a BackupError if it failed. */
+  done: Promise<void>;
+}
+
+export interface TargetState {
+  database: string;
+  exists: boolean;
+  /** True when the database holds any user table, view, sequence, function or large object. */
+  hasData: boolean;
+}
+
+export interface RestoreOptions extends CallOptions {
+  /** Database to restore into; defaults to the configured one. */
+  database: string;
+  /** Allow replacing objects in a database that holds data. */
+  force: boolean;
+}
+
+export interface Engine {
+  readonly name: string;
+  /** Connects, reads the server and tool versions, and refuses incompatible tools. */
+  probe(opts?: CallOptions): Promise<ProbeResult>;
+  dump(opts?: CallOptions): Promise<DumpHandle>;
+  inspectTarget(database: string, opts?: CallOptions): Promise<TargetState>;
+  /**
+   * Restores an uncompressed dump read from `input`. Atomic where the engine
+   * allows it: a failed restore leaves the target as it was (an engine that
+   * created the database drops it again).
+   */
+  restore(input: Readable, opts: RestoreOptions): Promise<void>;
+  /** The configured database name. */
+  readonly database: string;
+}

@@ -1,0 +1,91 @@
+/**
+ * The one table of typed errors. Callers branch on `code`, never on message
+ * text. Each code fixes the CLI exit code and whether a retry can help.
+ */
+export const EXIT = {
+  OK: 0,
+  FAILED: 1,
+  USAGE: 2,
+  PARTIAL: 3,
+  NOT_FOUND: 4,
+  REFUSED: 5,
+  INTEGRITY: 6,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+const table = {
+  USAGE: { exit: EXIT.USAGE, retryable: false },
+  CONFIG_INVALID: { exit: EXIT.USAGE, retryable: false },
+  SECRET_UNREADABLE: { exit: EXIT.USAGE, retryable: false },
+  TOOL_MISSING: { exit: EXIT.FAILED, retryable: false },
+  TOOL_TOO_OLD: { exit: EXIT.FAILED, retryable: false },
+  DB_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
+  DB_AUTH_FAILED: { exit: EXIT.FAILED, retryable: false },
+  DB_NOT_FOUND: { exit: EXIT.FAILED, retryable: false },
+  DB_QUERY_FAILED: { exit: EXIT.FAILED, retryable: false },
+  DUMP_FAILED: { exit: EXIT.FAILED, retryable: false },
+  RESTORE_FAILED: { exit: EXIT.FAILED, retryable: false },
+  PROCESS_FAILED: { exit: EXIT.FAILED, retryable: false },
+  TARGET_NOT_EMPTY: { exit: EXIT.REFUSED, retryable: false },
+  STORAGE_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
+  STORAGE_BUCKET_MISSING: { exit: EXIT.FAILED, retryable: false },
+  STORAGE_DENIED: { exit: EXIT.FAILED, retryable: false },
+  STORAGE_NO_SPACE: { exit: EXIT.FAILED, retryable: false },
+  STORAGE_UNAVAILABLE: { exit: EXIT.FAILED, retryable: true },
+  STORAGE_FAILED: { exit: EXIT.FAILED, retryable: false },
+  BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
+  NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
+  NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
+  INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },
+  MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
+  ALL_LOCATIONS_FAILED: { exit: EXIT.FAILED, retryable: false },
+  ABORTED: { exit: EXIT.FAILED, retryable: false },
+  INTERNAL: { exit: EXIT.FAILED, retryable: false },
+} as const satisfies Record<string, { exit: ExitCode; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof table;
+
+export interface ErrorOptions {
+  cause?: unknown;
+  /** Structured facts for logs and `--output json` (never credentials). */
+  details?: Record<string, unknown>;
+  /** Override the table's retryable flag (e.g. a 503 vs a 403 from one backend call). */
+  retryable?: boolean;
+}
+
+export class BackupError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly exitCode: ExitCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BackupError';
+    this.code = code;
+    this.retryable = opts.retryable ?? table[code].retryable;
+    this.exitCode = table[code].exit;
+    this.details = opts.details ?? {};
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, retryable: this.retryable, ...this.details };
+  }
+}
+
+export function isBackupError(err: unknown, code?: ErrorCode): err is BackupError {
+  return err instanceof BackupError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into a BackupError, keeping typed errors as they are. */
+export function toBackupError(err: unknown, fallback: ErrorCode = 'INTERNAL'): BackupError {
+  if (err instanceof BackupError) return err;
+  if (isAbortError(err)) return new BackupError('ABORTED', 'operation aborted', { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  return new BackupError(fallback, message, { cause: err });
+}
+
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR');
+}

@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  /** Full key inside the location, relative to the backend's root (bucket or directory). */
+  key: string;
+  size: number;
+  modifiedAt?: Date;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface PutResult {
+  /** Bytes the backend stored. */
+  size: number;
+}
+
+export interface GetOptions extends CallOptions {
+  /** Inclusive byte range; `end` omitted means to the end of the object. */
+  range?: { start: number; end?: number };
+}
+
+/**
+ * One storage location. Every backend (filesystem, S3, GCS) implements this
+ * and passes the same contract suite (test/integration/storage-contract.ts).
+ *
+ * Invariants every backend keeps:
+ * - `put` is atomic: the object is visible under `key` only after the whole
+ *   body was stored; on failure or abort nothing is visible and partial data
+ *   (temp files, multipart uploads) is cleaned up before the promise rejects.
+ * - `put` consumes `body` (a stream of unknown length, or a Buffer that may be
+ *   sent again on retry) and never buffers the whole of a stream in memory.
+ * - `delete` of a missing key succeeds (idempotent).
+ * - Errors are BackupErrors with a STORAGE_* code: STORAGE_NOT_FOUND,
+ *   STORAGE_BUCKET_MISSING, STORAGE_DENIED, STORAGE_NO_SPACE,
+ *   STORAGE_UNAVAILABLE (retryable) or STORAGE_FAILED.
+ */
+export interface Storage {
+  /** Human description for logs and errors, e.g. `s3://bucket/prefix`. */
+  readonly description: string;
+  put(key: string, body: Readable | Buffer, opts?: CallOptions): Promise<PutResult>;
+  get(key: string, opts?: GetOptions): Promise<Readable>;
+  list(prefix: string, opts?: CallOptions): AsyncIterable<ObjectInfo>;
+  stat(key: string, opts?: CallOptions): Promise<ObjectInfo>;
+  delete(key: string, opts?: CallOptions): Promise<void>;
+  /** Checks the location is reachable and writable enough to start a backup. */
+  preflight(opts?: CallOptions): Promise<void>;
+  close(): Promise<void>;
+}

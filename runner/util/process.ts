@@ -1,0 +1,101 @@
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { BackupError, type ErrorCode } from '../errors.js';
+
+/** Keeps the last `limit` bytes written to it: a bounded stderr tail. */
+export class TailBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly limit = 8192) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size > this.limit && this.chunks.length > 1) {
+      this.size -= this.chunks.shift()!.length;
+    }
+  }
+
+  toString(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8').trim();
+  }
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** What the child reads: 'pipe' (default), 'ignore', or a stream with a file descriptor. */
+  stdin?: 'pipe' | 'ignore' | Readable;
+  stdout?: 'pipe' | 'ignore';
+  /** Error code used when the process exits non-zero. */
+  errorCode?: ErrorCode;
+  /** Maps a failure (exit code + stderr tail) to a more specific error, or undefined to keep the default. */
+  classify?: (exitCode: number | null, stderr: string) => BackupError | undefined;
+  /** Receives every stderr chunk (e.g. for progress parsing); the tail is kept anyway. */
+  onStderr?: (chunk: Buffer) => void;
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  stdin: Writable | null;
+  stdout: Readable | null;
+  /** Resolves on exit code 0; rejects with a BackupError carrying the exit code and a capped stderr tail. */
+  exited: Promise<void>;
+}
+
+/**
+ * Starts a process without a shell. The caller owns stdin/stdout; this owns
+ * the exit status. Aborting `signal` kills the process (SIGTERM).
+ */
+export function run(command: string, args: readonly string[], opts: RunOptions = {}): RunningProcess {
+  const stdio: StdioOptions = [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe'];
+  const child = spawn(command, args, {
+    env: opts.env ?? process.env,
+    stdio,
+    signal: opts.signal,
+    killSignal: 'SIGTERM',
+  });
+  const tail = new TailBuffer();
+  child.stderr?.on('data', (chunk: Buffer) => {
+    tail.push(chunk);
+    opts.onStderr?.(chunk);
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    let spawnError: Error | undefined;
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      spawnError = err;
+      if (err.code === 'ENOENT') {
+        reject(new BackupError('TOOL_MISSING', `${command} is not installed or not on PATH`, { cause: err, details: { command } }));
+      }
+    });
+    child.once('close', (code, signal) => {
+      if (spawnError && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if (code === 0) return resolve();
+      const stderr = tail.toString();
+      if (opts.signal?.aborted) {
+        return reject(new BackupError('ABORTED', `${command} was stopped: operation aborted`, { cause: opts.signal.reason }));
+      }
+      const specific = opts.classify?.(code, stderr);
+      if (specific) return reject(specific);
+      const how = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`;
+      reject(
+        new BackupError(opts.errorCode ?? 'PROCESS_FAILED', `${command} ${how}${stderr ? `: ${stderr}` : ''}`, {
+          details: { command, exitCode: code, signal, stderr },
+        }),
+      );
+    });
+  });
+  // The exit promise is always observed by callers that care; avoid an unhandled rejection otherwise.
+  exited.catch(() => undefined);
+  return { child, stdin: child.stdin, stdout: child.stdout, exited };
+}
+
+/** Runs a command to completion and returns its stdout as text. */
+export async function capture(command: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const p = run(command, args, { ...opts, stdin: opts.stdin ?? 'ignore' });
+  const out: Buffer[] = [];
+  p.stdout?.on('data', (c: Buffer) => out.push(c));
+  await p.exited;
+  return Buffer.concat(out).toString('utf8');
+}
