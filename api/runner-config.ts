@@ -177,6 +177,7 @@ function secretErrors(path: string, s: SecretSource | undefined): FieldError[] {
 
 function blockErrors<T extends string>(path: string, type: T, all: readonly T[], obj: Record<string, unknown>): FieldError[] {
   const errors: FieldError[] = [];
+  if (!all.includes(type)) return errors;
   if (obj[type] === undefined) errors.push({ path: `${path}.${type}`, message: `is required when ${path}.type is "${type}"` });
   for (const other of all) {
     if (other !== type && obj[other] !== undefined) {
