@@ -1,0 +1,91 @@
+import { constants as zc, createGzip, createGunzip } from 'node:zlib';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Compression } from '../../api/index.js';
+import { run } from '../util/process.js';
+
+export type Algorithm = 'zstd' | 'gzip' | 'none';
+
+export interface CompressionPlan {
+  algorithm: Algorithm;
+  level: number | undefined;
+  /** Suffix added to the data object's name: ".zst", ".gz" or "". */
+  suffix: string;
+}
+
+const SUFFIX: Record<Algorithm, string> = { zstd: '.zst', gzip: '.gz', none: '' };
+const DEFAULT_LEVEL: Record<Algorithm, number | undefined> = { zstd: 3, gzip: 6, none: undefined };
+
+let zstdAvailable: Promise<boolean> | undefined;
+
+/** Whether the zstd binary runs here; checked once per process. */
+export function hasZstd(): Promise<boolean> {
+  zstdAvailable ??= promisify(execFile)('zstd', ['--version']).then(
+    () => true,
+    () => false,
+  );
+  return zstdAvailable;
+}
+
+/** Pure: which algorithm and level a config asks for, given whether zstd exists. */
+export function planCompression(cfg: Pick<Compression, 'algorithm' | 'level'>, zstd: boolean): CompressionPlan {
+  const algorithm: Algorithm = cfg.algorithm === 'auto' ? (zstd ? 'zstd' : 'gzip') : cfg.algorithm;
+  const level = algorithm === 'none' ? undefined : cfg.level ?? DEFAULT_LEVEL[algorithm];
+  if (algorithm === 'gzip' && level !== undefined && level > 9) {
+    return { algorithm, level: 9, suffix: SUFFIX.gzip };
+  }
+  return { algorithm, level, suffix: SUFFIX[algorithm] };
+}
+
+export function algorithmForSuffix(name: string): Algorithm {
+  if (name.endsWith('.zst')) return 'zstd';
+  if (name.endsWith('.gz')) return 'gzip';
+  return 'none';
+}
+
+export interface Stage {
+  output: Readable;
+  /** Settles when the stage has consumed its input and exited; rejects on failure. */
+  done: Promise<void>;
+}
+
+function zstdStage(input: Readable, args: string[], signal: AbortSignal | undefined): Stage {
+  // zstd -T0 compresses on every core, outside Node's event loop.
+  const p = run('zstd', args, { signal, errorCode: 'PROCESS_FAILED' });
+  const feed = pipeline(input, p.stdin!, { signal }).catch((err: unknown) => {
+    p.child.kill('SIGTERM');
+    throw err;
+  });
+  return { output: p.stdout!, done: Promise.all([feed, p.exited]).then(() => undefined) };
+}
+
+function zlibStage(input: Readable, transform: NodeJS.ReadWriteStream & Readable, signal: AbortSignal | undefined): Stage {
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const done = pipeline(input, transform, out, { signal });
+  return { output: out, done };
+}
+
+/** Compresses `input` once, in a stage whose failure rejects `done`. */
+export function compress(input: Readable, plan: CompressionPlan, signal?: AbortSignal): Stage {
+  switch (plan.algorithm) {
+    case 'zstd':
+      return zstdStage(input, ['-q', '-c', '-T0', `-${plan.level ?? 3}`], signal);
+    case 'gzip':
+      return zlibStage(input, createGzip({ level: plan.level ?? zc.Z_DEFAULT_COMPRESSION }), signal);
+    case 'none':
+      return { output: input, done: Promise.resolve() };
+  }
+}
+
+export function decompress(input: Readable, algorithm: Algorithm, signal?: AbortSignal): Stage {
+  switch (algorithm) {
+    case 'zstd':
+      return zstdStage(input, ['-q', '-d', '-c'], signal);
+    case 'gzip':
+      return zlibStage(input, createGunzip(), signal);
+    case 'none':
+      return { output: input, done: Promise.resolve() };
+  }
+}
