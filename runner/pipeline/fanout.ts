@@ -19,8 +19,16 @@ export class FanOut extends Writable {
   private readonly waiters = new Set<() => void>();
   readonly branches: Branch[];
 
-  constructor(names: readonly string[], branchHighWaterMark = 1024 * 1024) {
+  private readonly beforeEnd: () => Promise<void>;
+
+  /**
+   * `beforeEnd` gates the clean end of every branch: if it rejects, the
+   * branches are destroyed instead, so consumers abort rather than commit.
+   */
+  constructor(names: readonly string[], opts: { highWaterMark?: number; beforeEnd?: () => Promise<void> } = {}) {
+    const branchHighWaterMark = opts.highWaterMark ?? 1024 * 1024;
     super({ highWaterMark: branchHighWaterMark });
+    this.beforeEnd = opts.beforeEnd ?? (() => Promise.resolve());
     this.branches = names.map((name) => {
       const stream = new PassThrough({ highWaterMark: branchHighWaterMark });
       this.attached.set(name, stream);
@@ -68,8 +76,13 @@ export class FanOut extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    for (const s of this.attached.values()) s.end();
-    callback();
+    this.beforeEnd().then(
+      () => {
+        for (const s of this.attached.values()) s.end();
+        callback();
+      },
+      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+    );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

@@ -1,0 +1,22 @@
+import type { RunnerConfig } from '../api/index.js';
+import { createEngine } from './engines/registry.js';
+import type { Logger } from './logger.js';
+import { type Runtime, closeRuntime } from './runtime.js';
+import { createStorage } from './storage/registry.js';
+import { runnerVersion } from './version.js';
+
+/** Builds the engine and every location from a validated config. */
+export async function createRuntime(config: Readonly<RunnerConfig>, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<Runtime> {
+  const engine = await createEngine(config.engine, { logger: logger.child({ engine: config.engine.type }), env });
+  const rt: Runtime = { config, engine, locations: [], logger, clock: () => new Date(), runnerVersion: runnerVersion() };
+  try {
+    for (const loc of config.locations) {
+      const storage = await createStorage(loc, { logger: logger.child({ location: loc.name }), env });
+      rt.locations.push({ name: loc.name, storage, scope: { prefix: loc.prefix, namespace: config.namespace, name: config.name } });
+    }
+  } catch (err) {
+    await closeRuntime(rt);
+    throw err;
+  }
+  return rt;
+}

@@ -1,0 +1,119 @@
+import { parseArgs } from 'node:util';
+import { BackupError } from '../errors.js';
+import type { Selector } from '../ops/select.js';
+
+export type OutputFormat = 'text' | 'json';
+
+interface Common {
+  config: string;
+  output: OutputFormat;
+  logLevel?: string;
+}
+
+export type Command =
+  | ({ name: 'backup' } & Common)
+  | ({ name: 'list' } & Common)
+  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean } & Common)
+  | ({ name: 'verify'; id?: string } & Common)
+  | { name: 'help'; topic?: string }
+  | { name: 'version' };
+
+export const USAGE = `Usage: backup-runner <command> [options]
+
+Commands:
+  backup                      dump the database once and store it in every location
+  list                        list backups in every location
+  restore --latest | --backup ID | --to-time RFC3339
+          [--target-database NAME] [--force]
+                              restore a backup (refuses a database holding data without --force)
+  verify [ID]                 check size and sha256 of every stored object against its manifest
+  version                     print the runner version
+
+Options:
+  -c, --config PATH           config file (default: $BACKUP_RUNNER_CONFIG or /etc/backup-runner/config.yaml)
+  -o, --output text|json      output format (default: text)
+      --log-level LEVEL       trace, debug, info, warn, error (default: info, or $LOG_LEVEL)
+  -h, --help                  show this help
+
+Exit codes: 0 ok, 1 failed, 2 usage or invalid config, 3 partially succeeded,
+            4 not found, 5 refused (use --force), 6 integrity check failed`;
+
+const usage = (msg: string): BackupError => new BackupError('USAGE', `${msg}\n\n${USAGE}`);
+
+function parseTime(value: string): Date {
+  // RFC 3339 with an explicit zone: a time without one is ambiguous.
+  if (!/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(value)) {
+    throw usage(`--to-time: "${value}" is not an RFC 3339 time with a zone, e.g. 2026-11-21T10:00:00Z`);
+  }
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw usage(`--to-time: "${value}" is not a valid time`);
+  return d;
+}
+
+function selector(v: { latest?: boolean; backup?: string; 'to-time'?: string }): Selector {
+  const chosen = [v.latest ? 'latest' : undefined, v.backup !== undefined ? 'backup' : undefined, v['to-time'] !== undefined ? 'to-time' : undefined].filter(Boolean);
+  if (chosen.length !== 1) throw usage('restore needs exactly one of --latest, --backup ID, --to-time TIME');
+  if (v.latest) return { kind: 'latest' };
+  if (v.backup !== undefined) return { kind: 'id', id: v.backup };
+  return { kind: 'time', at: parseTime(v['to-time']!) };
+}
+
+/** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        output: { type: 'string', short: 'o' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        latest: { type: 'boolean' },
+        backup: { type: 'string' },
+        'to-time': { type: 'string' },
+        'target-database': { type: 'string' },
+        force: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw usage((err as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  const [name, ...rest] = positionals;
+  if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
+  if (name === 'version') return { name: 'version' };
+  const output = v.output ?? 'text';
+  if (output !== 'text' && output !== 'json') throw usage(`--output must be text or json, not "${output}"`);
+  const common: Common = {
+    config: v.config ?? env.BACKUP_RUNNER_CONFIG ?? '/etc/backup-runner/config.yaml',
+    output,
+    ...(v['log-level'] ? { logLevel: v['log-level'] } : {}),
+  };
+  const restoreOnly = ['latest', 'backup', 'to-time', 'target-database', 'force'] as const;
+  if (name !== 'restore') {
+    const stray = restoreOnly.filter((k) => v[k] !== undefined);
+    if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
+  }
+  const maxPositionals = name === 'verify' ? 1 : 0;
+  if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
+  switch (name) {
+    case 'backup':
+    case 'list':
+      return { name, ...common };
+    case 'verify':
+      return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}) };
+    case 'restore':
+      return {
+        name,
+        ...common,
+        selector: selector(v),
+        force: v.force ?? false,
+        ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
+      };
+    default:
+      throw usage(`unknown command "${name}"`);
+  }
+}

@@ -1,0 +1,198 @@
+import { pipeline } from 'node:stream/promises';
+import { newBackupId } from '../backup-id.js';
+import { BackupError, isBackupError, toBackupError } from '../errors.js';
+import { type Manifest, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
+import { compress, hasZstd, planCompression } from '../pipeline/compression.js';
+import { ByteCounter } from '../pipeline/counter.js';
+import { DigestStream } from '../pipeline/digest.js';
+import { FanOut } from '../pipeline/fanout.js';
+import type { Location, ProgressListener, Runtime } from '../runtime.js';
+import { manifestKey, objectKey } from '../storage/layout.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { everyInterval, linkedAbort } from '../util/async.js';
+
+export type BackupStatus = 'Succeeded' | 'PartiallySucceeded' | 'Failed';
+export type Trigger = Manifest['trigger'];
+
+export interface LocationOutcome {
+  location: string;
+  status: 'Succeeded' | 'Failed';
+  size?: number;
+  error?: BackupError;
+}
+
+export interface BackupResult {
+  id: string;
+  status: BackupStatus;
+  locations: LocationOutcome[];
+  manifest?: Manifest;
+  /** The cause when the whole backup failed (dump failed, no location usable). */
+  error?: BackupError;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+export interface BackupOptions {
+  trigger: Trigger;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+/** Checks every location concurrently; returns those ready and the failures. */
+async function preflight(rt: Runtime, signal: AbortSignal): Promise<{ ready: Location[]; failed: LocationOutcome[] }> {
+  const checks = await Promise.all(
+    rt.locations.map(async (loc) => {
+      try {
+        await loc.storage.preflight({ signal });
+        return { loc };
+      } catch (err) {
+        return { loc, error: toBackupError(err, 'STORAGE_FAILED') };
+      }
+    }),
+  );
+  const failed: LocationOutcome[] = [];
+  for (const c of checks) {
+    if (c.error) {
+      rt.logger.error({ location: c.loc.name, err: c.error }, 'location is not usable; backing up to the others');
+      failed.push({ location: c.loc.name, status: 'Failed', error: c.error });
+    }
+  }
+  return { ready: checks.filter((c) => !c.error).map((c) => c.loc), failed };
+}
+
+function summarize(outcomes: LocationOutcome[]): BackupStatus {
+  const ok = outcomes.filter((o) => o.status === 'Succeeded').length;
+  if (ok === 0) return 'Failed';
+  return ok === outcomes.length ? 'Succeeded' : 'PartiallySucceeded';
+}
+
+/**
+ * One backup: the database is dumped once, compressed once, hashed once and
+ * streamed to every usable location at the same time. A location that fails
+ * is detached and its upload aborted; the others finish. Each location that
+ * stored the data gets its manifest last. A failed dump leaves nothing
+ * visible anywhere, and no backup is ever deleted here.
+ */
+export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<BackupResult> {
+  const startedAt = rt.clock();
+  const log = rt.logger.child({ op: 'backup' });
+  const abort = linkedAbort(opts.signal);
+  const id = newBackupId(startedAt);
+  const failAll = (error: BackupError, prior: LocationOutcome[] = []): BackupResult => ({
+    id,
+    status: 'Failed',
+    error,
+    locations: [...prior, ...rt.locations.filter((l) => !prior.some((p) => p.location === l.name)).map((l) => ({ location: l.name, status: 'Failed' as const, error }))],
+    startedAt,
+    finishedAt: rt.clock(),
+  });
+
+  try {
+    const probe = await rt.engine.probe({ signal: abort.signal });
+    const { ready, failed } = await preflight(rt, abort.signal);
+    if (ready.length === 0) {
+      return { id, status: 'Failed', error: new BackupError('ALL_LOCATIONS_FAILED', 'no storage location is usable'), locations: failed, startedAt, finishedAt: rt.clock() };
+    }
+    const plan = planCompression(rt.config.compression, await hasZstd());
+    log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion }, 'backup started');
+
+    const dump = await rt.engine.dump({ signal: abort.signal });
+    const dataName = `data.${dump.extension}${plan.suffix}`;
+    const raw = new ByteCounter();
+    pipeline(dump.stream, raw).catch(() => undefined); // an error destroys `raw`, which fails the flow below
+    const compressed = compress(raw, plan, abort.signal);
+    const digest = new DigestStream();
+    // The branches end only once the dump and compressor exited cleanly, so a
+    // failed dump aborts every upload instead of completing a truncated one.
+    const fan = new FanOut(
+      ready.map((l) => l.name),
+      { beforeEnd: () => Promise.all([dump.done, compressed.done]).then(() => undefined) },
+    );
+
+    const uploads = ready.map(async (loc, i): Promise<LocationOutcome> => {
+      const branch = fan.branches[i]!;
+      try {
+        const r = await loc.storage.put(objectKey(loc.scope, id, dataName), branch.stream, { signal: abort.signal });
+        return { location: loc.name, status: 'Succeeded', size: r.size };
+      } catch (err) {
+        const error = toBackupError(err, 'STORAGE_FAILED');
+        fan.detach(loc.name, error);
+        if (!abort.signal.aborted) log.error({ location: loc.name, err: error }, 'location failed during upload; continuing with the others');
+        return { location: loc.name, status: 'Failed', error };
+      }
+    });
+
+    const ticker = everyInterval(1000, () => opts.onProgress?.({ phase: 'dump', bytesIn: raw.bytes, bytesOut: digest.bytes }));
+    const flowError = await pipeline(compressed.output, digest, fan, { signal: abort.signal }).then(
+      () => undefined,
+      async (err: unknown) => {
+        abort.abort(err);
+        return explainFlowFailure(err, dump.done, compressed.done);
+      },
+    );
+    ticker.stop();
+    const stored = await Promise.all(uploads);
+    opts.onProgress?.({ phase: 'dump', bytesIn: raw.bytes, bytesOut: digest.bytes });
+    if (flowError) {
+      // No upload completed: the branches end only after a clean dump.
+      return failAll(flowError, [...failed, ...stored.filter((s) => s.status === 'Failed' && s.error?.code !== 'ABORTED')]);
+    }
+
+    const manifest: Manifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      id,
+      namespace: rt.config.namespace,
+      name: rt.config.name,
+      database: rt.engine.database,
+      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: dump.format },
+      startedAt: startedAt.toISOString(),
+      consistentAt: (await dump.consistentAt).toISOString(),
+      finishedAt: rt.clock().toISOString(),
+      trigger: opts.trigger,
+      objects: [{ name: dataName, size: digest.bytes, sha256: digest.sha256 }],
+      compression: plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level },
+      encryption: { scheme: 'none' },
+      runnerVersion: rt.runnerVersion,
+    };
+    const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifest, dataName)));
+    const all = [...failed, ...outcomes];
+    const status = summarize(all);
+    log.info({ backupId: id, status, bytes: digest.bytes, rawBytes: raw.bytes }, 'backup finished');
+    return { id, status, locations: all, manifest, startedAt, finishedAt: rt.clock(), ...(status === 'Failed' ? { error: new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed') } : {}) };
+  } catch (err) {
+    abort.abort(err);
+    return failAll(toBackupError(err, 'DUMP_FAILED'));
+  } finally {
+    abort.dispose();
+  }
+}
+
+/** The most telling cause of a failed flow: the dump's own error, then the compressor's, then the pipe's. */
+async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Promise<BackupError> {
+  for (const stage of stages) {
+    const stageError = await Promise.race([stage.then(() => undefined, (e: unknown) => e), delay(2000)]);
+    // A stage stopped by the abort itself says nothing about the cause.
+    if (stageError && !isBackupError(stageError, 'ABORTED')) return toBackupError(stageError, 'DUMP_FAILED');
+  }
+  if (err instanceof AggregateError) return new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed during the upload', { cause: err });
+  return toBackupError(err, 'DUMP_FAILED');
+}
+
+/** Checks what a location stored and writes its manifest; undoes the data object when that fails. */
+async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manifest: Manifest, dataName: string): Promise<LocationOutcome> {
+  if (stored.status === 'Failed') return stored;
+  const dataKey = objectKey(loc.scope, manifest.id, dataName);
+  const expected = manifest.objects[0]!.size;
+  try {
+    if (stored.size !== expected) {
+      throw new BackupError('INTEGRITY', `${loc.name}: stored ${stored.size} bytes, expected ${expected}`);
+    }
+    await loc.storage.put(manifestKey(loc.scope, manifest.id), serializeManifest(manifest));
+    return { location: loc.name, status: 'Succeeded', size: expected };
+  } catch (err) {
+    const error = toBackupError(err, 'STORAGE_FAILED');
+    rt.logger.error({ location: loc.name, err: error }, 'could not complete the backup in this location; removing its data');
+    await loc.storage.delete(dataKey).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
+    return { location: loc.name, status: 'Failed', error };
+  }
+}

@@ -1,0 +1,39 @@
+import type { RunnerConfig } from '../api/index.js';
+import type { Engine } from './engines/types.js';
+import type { Logger } from './logger.js';
+import type { Scope } from './storage/layout.js';
+import type { Storage } from './storage/types.js';
+
+export interface Location {
+  /** The location's name from the config. */
+  name: string;
+  storage: Storage;
+  scope: Scope;
+}
+
+export interface ProgressEvent {
+  phase: 'dump' | 'verify' | 'download' | 'restore';
+  /** Bytes read from the source so far (dump output, or downloaded object bytes). */
+  bytesIn: number;
+  /** Bytes written so far (compressed bytes sent to locations), when that differs. */
+  bytesOut?: number;
+  /** Total expected bytes, when known. */
+  total?: number;
+  location?: string;
+}
+
+export type ProgressListener = (e: ProgressEvent) => void;
+
+/** Everything an operation needs, built once from the validated config. */
+export interface Runtime {
+  config: Readonly<RunnerConfig>;
+  engine: Engine;
+  locations: Location[];
+  logger: Logger;
+  clock: () => Date;
+  runnerVersion: string;
+}
+
+export async function closeRuntime(rt: Runtime): Promise<void> {
+  await Promise.allSettled(rt.locations.map((l) => l.storage.close()));
+}
