@@ -1,0 +1,281 @@
+/**
+ * PostgreSQL logical backups with pg_dump (custom format, uncompressed) and
+ * pg_restore. Plans come from plan.ts; this file runs them.
+ */
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { PostgresqlConnection } from '../../../api/index.js';
+import { resolveOptionalSecret } from '../../config/secrets.js';
+import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { CallOptions } from '../../storage/types.js';
+import { run } from '../../util/process.js';
+import type { DumpHandle, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
+import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
+import { canPassAsStdio, holdChildPipe } from './pipes.js';
+import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
+import { isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
+import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
+import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
+
+export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false } as const;
+
+export interface PostgresqlEngineOptions {
+  /**
+   * Export a snapshot from a separate session so the dump's consistency
+   * instant is exact (default). Turn off behind a transaction-mode pooler,
+   * where pg_dump cannot import it; consistentAt is then when pg_dump ends.
+   */
+  exportSnapshot?: boolean;
+  /** Searched for newer client tools when the ones on PATH are older than the server. */
+  debianRoot?: string;
+}
+
+interface QueryOptions {
+  database?: string;
+  vars?: Record<string, string>;
+  signal?: AbortSignal;
+  fallback?: ErrorCode;
+}
+
+export class PostgresqlEngine implements Engine {
+  readonly name = 'postgresql';
+  readonly database: string;
+  private readonly log: Logger;
+  private tools: PgTools;
+  private password?: Promise<string | undefined>;
+  private server?: PgVersion;
+  private maintenanceDb?: string;
+
+  /**
+   * @param conn the validated, frozen `engine.postgresql` block
+   * @param env where password `env` sources are read, and PATH/HOME for the tools
+   */
+  constructor(
+    private readonly conn: Readonly<PostgresqlConnection>,
+    logger: Logger,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly options: PostgresqlEngineOptions = {},
+  ) {
+    this.database = conn.database;
+    this.log = logger.child({ engine: 'postgresql', host: conn.host, port: conn.port, database: conn.database });
+    this.tools = toolPaths(conn.binDir);
+  }
+
+  /** Like the constructor, but reads the password now, so a bad secret fails at startup. */
+  static async create(conn: Readonly<PostgresqlConnection>, logger: Logger, env: NodeJS.ProcessEnv = process.env, options: PostgresqlEngineOptions = {}): Promise<PostgresqlEngine> {
+    const engine = new PostgresqlEngine(conn, logger, env, options);
+    await engine.secret();
+    return engine;
+  }
+
+  /** The password, resolved once. */
+  private secret(): Promise<string | undefined> {
+    this.password ??= resolveOptionalSecret(this.conn.password, 'engine.postgresql.password', this.env);
+    return this.password;
+  }
+
+  private failure(tool: string, database: string, fallback: ErrorCode, password: string | undefined): FailureContext {
+    return { tool, host: this.conn.host, port: this.conn.port, user: this.conn.user, database, password, fallback };
+  }
+
+  private async query(sql: string, opts: QueryOptions = {}): Promise<string> {
+    const password = await this.secret();
+    const database = opts.database ?? this.conn.database;
+    const plan = psqlPlan(this.conn, { password, database, vars: opts.vars, tools: this.tools, base: this.env });
+    return runPsql(plan, sql, this.failure('psql', database, opts.fallback ?? 'DB_QUERY_FAILED', password), opts.signal);
+  }
+
+  async probe(opts: CallOptions = {}): Promise<ProbeResult> {
+    const server = serverVersionFromNum(parseProbe(await this.query(PROBE_SQL, opts)).num);
+    this.server = server;
+    let tool = await readToolVersion(this.tools.pgDump, this.env, opts.signal);
+    if (isToolTooOld(tool, server) && this.conn.binDir === undefined) {
+      const newer = await findDebianBinDir(server.major, this.env, this.options.debianRoot ?? DEBIAN_ROOT);
+      if (newer) {
+        this.log.info({ binDir: newer.binDir, found: tool.version, using: newer.version.version }, 'pg_dump on PATH is older than the server; using a newer installed version');
+        this.tools = toolPaths(newer.binDir);
+        tool = newer.version;
+      }
+    }
+    if (isToolTooOld(tool, server)) {
+      throw new BackupError(
+        'TOOL_TOO_OLD',
+        `pg_dump ${tool.version} (${this.tools.pgDump}) is older than the server (PostgreSQL ${server.version}) and cannot dump it. ` +
+          `Install the PostgreSQL ${server.major} client tools (Debian: apt-get install postgresql-client-${server.major}) and set engine.postgresql.binDir to their bin directory, or use a runner image built for PostgreSQL ${server.major} or newer.`,
+        { details: { serverVersion: server.version, toolVersion: tool.version, tool: this.tools.pgDump } },
+      );
+    }
+    this.log.debug({ serverVersion: server.version, toolVersion: tool.version }, 'probed PostgreSQL');
+    return { serverVersion: server.version, toolVersion: tool.version };
+  }
+
+  /**
+   * Starts pg_dump on an exported snapshot. The returned stream is pg_dump's
+   * own stdout pipe, held unread: the caller may read it or pass it to another
+   * process as stdin. Aborting `signal` kills pg_dump and the snapshot session.
+   * The snapshot session ends when pg_dump exits, success or not.
+   */
+  async dump(opts: CallOptions = {}): Promise<DumpHandle> {
+    opts.signal?.throwIfAborted();
+    const password = await this.secret();
+    const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
+    const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
+    this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_dump');
+    const fail = this.failure('pg_dump', this.conn.database, 'DUMP_FAILED', password);
+    const p = run(plan.command, plan.args, { env: plan.env, signal: opts.signal, stdin: 'ignore', classify: (code, stderr) => classifyFailure(stderr, code, fail) });
+    if (p.stdout) holdChildPipe(p.stdout);
+    const done = p.exited
+      .catch((err: unknown) => {
+        throw withInstallHint(err, plan.command);
+      })
+      .finally(async () => {
+        await session?.close().catch((err: unknown) => this.log.warn({ err }, 'snapshot session did not end cleanly'));
+      });
+    done.catch(() => undefined); // observed by the caller; never an unhandled rejection
+    if (!p.stdout) {
+      p.child.kill('SIGTERM');
+      throw new BackupError('INTERNAL', 'pg_dump was started without a stdout pipe');
+    }
+    // Without a snapshot, pg_dump's own snapshot is taken some time before it exits: its exit is an upper bound.
+    const consistentAt = session ? Promise.resolve(session.consistentAt) : done.then(() => new Date());
+    consistentAt.catch(() => undefined);
+    return { ...DUMP_FORMAT, stream: p.stdout, consistentAt, done };
+  }
+
+  /** Exports a snapshot, or returns undefined (after a warning) when the server or a pooler will not. */
+  private async trySnapshot(password: string | undefined, signal?: AbortSignal): Promise<SnapshotSession | undefined> {
+    const plan = psqlPlan(this.conn, { password, tools: this.tools, base: this.env });
+    try {
+      const session = await exportSnapshot(plan, this.failure('psql', this.conn.database, 'DB_QUERY_FAILED', password), signal);
+      this.log.debug({ snapshot: session.snapshotId, consistentAt: session.consistentAt }, 'exported snapshot');
+      return session;
+    } catch (err) {
+      const e = toBackupError(err, 'DB_QUERY_FAILED');
+      if (isConnectionFailure(e)) throw e;
+      this.log.warn({ err: e }, 'cannot export a snapshot; dumping without one: consistentAt will be when pg_dump ends (an upper bound)');
+      return undefined;
+    }
+  }
+
+  async inspectTarget(database: string, opts: CallOptions = {}): Promise<TargetState> {
+    if (!(await this.databaseExists(database, opts.signal))) return { database, exists: false, hasData: false };
+    const answer = parseScalar(await this.query(HAS_DATA_SQL, { database, signal: opts.signal }), 'the data check');
+    return { database, exists: true, hasData: answer === 't' };
+  }
+
+  private async databaseExists(database: string, signal?: AbortSignal): Promise<boolean> {
+    const answer = await this.maintenance((db) => this.query(DATABASE_EXISTS_SQL, { database: db, vars: { db: database }, signal }));
+    return parseScalar(answer, 'the database lookup') !== '0';
+  }
+
+  /**
+   * Runs `fn` connected to a maintenance database: `postgres`, else the
+   * configured one, else template1 (the first that accepts the connection is
+   * remembered).
+   */
+  private async maintenance<T>(fn: (database: string) => Promise<T>): Promise<T> {
+    const candidates = [...new Set([this.maintenanceDb, 'postgres', this.conn.database, 'template1'].filter((d): d is string => d !== undefined))];
+    let last: unknown;
+    for (const db of candidates) {
+      try {
+        const result = await fn(db);
+        this.maintenanceDb = db;
+        return result;
+      } catch (err) {
+        last = err;
+        const cannotUse = isBackupError(err, 'DB_NOT_FOUND') || (isBackupError(err) && /permission denied for database|CONNECT privilege/i.test(err.message));
+        if (!cannotUse) throw err;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * Restores into `database` in ONE transaction (pg_restore
+   * --single-transaction --exit-on-error): if anything fails, including a
+   * truncated or corrupt input, an existing database is left exactly as it
+   * was, and a database this call created is dropped again.
+   *
+   * Refuses (TARGET_NOT_EMPTY) when the target holds data, unless `force`:
+   * then the objects the archive contains are dropped and recreated
+   * (--clean --if-exists); other objects in the database are kept.
+   *
+   * `input` is the uncompressed archive. An unread OS pipe (e.g. a
+   * decompressor's stdout) becomes pg_restore's stdin directly; any other
+   * stream is piped in, and if it fails pg_restore is killed before it can
+   * commit.
+   */
+  async restore(input: Readable, opts: RestoreOptions): Promise<void> {
+    const { database, force, signal } = opts;
+    signal?.throwIfAborted();
+    const target = await this.inspectTarget(database, { signal });
+    if (target.hasData && !force) {
+      throw new BackupError(
+        'TARGET_NOT_EMPTY',
+        `database "${database}" on ${this.conn.host}:${this.conn.port} already holds data; restoring into it would mix the backup with that data. ` +
+          'Use --force to replace the objects the backup contains (other objects are kept), or restore into another database.',
+        { details: { database } },
+      );
+    }
+    if (!target.exists) {
+      await this.maintenance((db) => this.query(CREATE_DATABASE_SQL, { database: db, vars: { db: database }, signal, fallback: 'RESTORE_FAILED' }));
+      this.log.info({ target: database }, 'created the target database');
+    }
+    try {
+      await this.runRestore(input, database, target.hasData, signal);
+    } catch (err) {
+      if (!target.exists) await this.dropCreated(database);
+      throw err;
+    }
+    this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
+  }
+
+  private async runRestore(input: Readable, database: string, clean: boolean, signal?: AbortSignal): Promise<void> {
+    const password = await this.secret();
+    const plan = pgRestorePlan(this.conn, { password, database, force: clean, tools: this.tools, base: this.env });
+    this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_restore');
+    const fail = this.failure('pg_restore', database, 'RESTORE_FAILED', password);
+    const classify = (code: number | null, stderr: string): BackupError => classifyFailure(stderr, code, fail);
+    // Checked and spawned in the same tick: no bytes can arrive in between.
+    if (canPassAsStdio(input)) {
+      const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: input, stdout: 'ignore', classify });
+      await p.exited.catch((err: unknown) => {
+        throw withInstallHint(err, plan.command);
+      });
+      return;
+    }
+    const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: 'pipe', stdout: 'ignore', classify });
+    let inputFailed: unknown;
+    // Registered before pipeline's own handler: pg_restore is killed before its stdin closes, so it cannot commit.
+    const onInputError = (err: Error): void => {
+      inputFailed = err;
+      p.child.kill('SIGTERM');
+    };
+    input.once('error', onInputError);
+    const feeding = pipeline(input, p.stdin!).catch((err: unknown) => err);
+    try {
+      await p.exited;
+    } catch (err) {
+      await feeding;
+      if (inputFailed !== undefined) throw toBackupError(inputFailed, 'RESTORE_FAILED');
+      throw withInstallHint(err, plan.command);
+    } finally {
+      input.off('error', onInputError);
+    }
+    const fed = await feeding;
+    // pg_restore may stop reading before the last bytes (EPIPE) after it has committed everything.
+    if (inputFailed !== undefined && fed !== undefined) throw toBackupError(inputFailed, 'RESTORE_FAILED');
+  }
+
+  /** Drops a database this engine created for a restore that then failed. Never masks the restore's error. */
+  private async dropCreated(database: string): Promise<void> {
+    try {
+      const major = this.server?.major ?? serverVersionFromNum(parseProbe(await this.query(PROBE_SQL)).num).major;
+      await this.maintenance((db) => this.query(dropDatabaseSql(major), { database: db, vars: { db: database } }));
+      this.log.info({ target: database }, 'dropped the database created for the failed restore');
+    } catch (err) {
+      this.log.error({ err, target: database }, 'could not drop the database created for the failed restore; drop it by hand');
+    }
+  }
+}

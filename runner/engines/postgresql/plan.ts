@@ -1,0 +1,199 @@
+/**
+ * Pure command plans for the PostgreSQL client tools: argv and environment in,
+ * nothing executed. The engine runs these plans; tests snapshot them.
+ *
+ * Invariants:
+ * - Connection settings travel in libpq environment variables, never in argv,
+ *   so the password is never visible in a process list or an argv log line.
+ * - The child environment is built from scratch: inherited PG* variables
+ *   (PGSERVICE, PGOPTIONS, PGPASSFILE, ...) cannot redirect a run elsewhere.
+ * - Every tool gets `-w` (never prompt for a password): a missing password
+ *   fails fast instead of waiting on a terminal.
+ */
+import { join } from 'node:path';
+import type { PostgresqlConnection } from '../../../api/index.js';
+import { BackupError } from '../../errors.js';
+
+export const APP_NAME = 'db-backup-runner';
+export const CONNECT_TIMEOUT_SECONDS = 10;
+/** psql field separator for multi-column output (ASCII unit separator: never in names we print). */
+export const FIELD_SEP = '\x1f';
+
+export interface PgTools {
+  psql: string;
+  pgDump: string;
+  pgRestore: string;
+}
+
+/** A command ready to run: no shell, argv as given. */
+export interface CommandPlan {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** Tools from `binDir` when set, else resolved by PATH. */
+export function toolPaths(binDir?: string): PgTools {
+  const at = (name: string): string => (binDir ? join(binDir, name) : name);
+  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore') };
+}
+
+/** Non-PostgreSQL variables the tools may need from the runner's environment. */
+const INHERITED = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'USER', 'LD_LIBRARY_PATH'];
+
+export interface EnvOptions {
+  password?: string;
+  /** Database to connect to; defaults to the configured one. */
+  database?: string;
+  /** Environment to take PATH, HOME, ... from. */
+  base?: NodeJS.ProcessEnv;
+}
+
+/** The libpq environment for one connection. Unset options are left to libpq defaults. */
+export function libpqEnv(conn: PostgresqlConnection, opts: EnvOptions = {}): NodeJS.ProcessEnv {
+  const base = opts.base ?? {};
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of INHERITED) if (base[k] !== undefined) env[k] = base[k];
+  Object.assign(env, {
+    // Client messages in English, so failures can be classified (server messages follow the server's lc_messages).
+    LC_MESSAGES: 'C',
+    PGHOST: conn.host,
+    PGPORT: String(conn.port),
+    PGUSER: conn.user,
+    PGDATABASE: opts.database ?? conn.database,
+    PGAPPNAME: APP_NAME,
+    PGCONNECT_TIMEOUT: String(CONNECT_TIMEOUT_SECONDS),
+  });
+  if (opts.password !== undefined) env.PGPASSWORD = opts.password;
+  if (conn.sslMode !== undefined) env.PGSSLMODE = conn.sslMode;
+  if (conn.sslRootCert !== undefined) env.PGSSLROOTCERT = conn.sslRootCert;
+  if (conn.sslCert !== undefined) env.PGSSLCERT = conn.sslCert;
+  if (conn.sslKey !== undefined) env.PGSSLKEY = conn.sslKey;
+  return env;
+}
+
+/**
+ * Options that would break the contract with the pipeline (one uncompressed
+ * custom-format archive on stdout, or one restore from stdin into the chosen
+ * database) or move the connection away from the configured one.
+ */
+const FORBIDDEN_DUMP = ['-F', '--format', '-f', '--file', '-Z', '--compress', '-j', '--jobs', '-W', '--password', '--snapshot', '-d', '--dbname', '-h', '--host', '-p', '--port', '-U', '--username'];
+const FORBIDDEN_RESTORE = ['-d', '--dbname', '-f', '--file', '-j', '--jobs', '-C', '--create', '-W', '--password', '-l', '--list', '-h', '--host', '-p', '--port', '-U', '--username'];
+
+function matchesOption(arg: string, option: string): boolean {
+  if (option.startsWith('--')) return arg === option || arg.startsWith(`${option}=`);
+  return arg.startsWith(option); // short option, value may be attached: -Fp
+}
+
+/** Throws CONFIG_INVALID naming the field and every offending argument. */
+export function checkExtraArgs(field: string, args: readonly string[], forbidden: readonly string[]): void {
+  const bad = args.filter((a) => forbidden.some((o) => matchesOption(a, o)));
+  if (bad.length > 0) {
+    throw new BackupError('CONFIG_INVALID', `${field}: ${bad.join(', ')} cannot be set here: the runner sets the connection, format, compression and target itself`, {
+      details: { field, arguments: bad },
+    });
+  }
+}
+
+export interface DumpPlanOptions {
+  password?: string;
+  /** Snapshot id exported by another session; the dump sees exactly that snapshot. */
+  snapshot?: string;
+  tools?: PgTools;
+  base?: NodeJS.ProcessEnv;
+}
+
+/** pg_dump writing one uncompressed custom-format archive to stdout (the pipeline compresses once). */
+export function pgDumpPlan(conn: PostgresqlConnection, opts: DumpPlanOptions = {}): CommandPlan {
+  const extra = conn.dumpArgs ?? [];
+  checkExtraArgs('engine.postgresql.dumpArgs', extra, FORBIDDEN_DUMP);
+  const args = ['-Fc', '-Z0', '-w'];
+  if (opts.snapshot !== undefined) args.push(`--snapshot=${opts.snapshot}`);
+  args.push(...extra);
+  return { command: (opts.tools ?? toolPaths(conn.binDir)).pgDump, args, env: libpqEnv(conn, { password: opts.password, base: opts.base }) };
+}
+
+export interface RestorePlanOptions {
+  password?: string;
+  database: string;
+  /** Replace the objects the archive contains (the target already holds data). */
+  force: boolean;
+  tools?: PgTools;
+  base?: NodeJS.ProcessEnv;
+}
+
+/** libpq treats a -d value with `=` or a URI prefix as a connection string: quote such names as one. */
+export function dbnameArg(database: string): string {
+  if (!database.includes('=') && !/^postgres(ql)?:\/\//.test(database)) return database;
+  return `dbname='${database.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * pg_restore reading an archive from stdin in one transaction: it either
+ * commits everything or leaves the database as it was.
+ */
+export function pgRestorePlan(conn: PostgresqlConnection, opts: RestorePlanOptions): CommandPlan {
+  const extra = conn.restoreArgs ?? [];
+  checkExtraArgs('engine.postgresql.restoreArgs', extra, FORBIDDEN_RESTORE);
+  const args = ['-w', '--exit-on-error', '--single-transaction'];
+  if (opts.force) args.push('--clean', '--if-exists');
+  args.push(...extra, '-d', dbnameArg(opts.database));
+  return {
+    command: (opts.tools ?? toolPaths(conn.binDir)).pgRestore,
+    args,
+    env: libpqEnv(conn, { password: opts.password, database: opts.database, base: opts.base }),
+  };
+}
+
+export interface PsqlPlanOptions {
+  password?: string;
+  database?: string;
+  /** psql variables, referenced in SQL as :'name' (literal) or :"name" (identifier): psql quotes them. */
+  vars?: Record<string, string>;
+  tools?: PgTools;
+  base?: NodeJS.ProcessEnv;
+}
+
+/** psql reading SQL from stdin: unaligned, tuples only, stops at the first error. */
+export function psqlPlan(conn: PostgresqlConnection, opts: PsqlPlanOptions = {}): CommandPlan {
+  const args = ['-X', '-q', '-A', '-t', '-w', '-v', 'ON_ERROR_STOP=1', '-F', FIELD_SEP];
+  for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`);
+  return {
+    command: (opts.tools ?? toolPaths(conn.binDir)).psql,
+    args,
+    env: { ...libpqEnv(conn, { password: opts.password, database: opts.database, base: opts.base }), PGCLIENTENCODING: 'UTF8' },
+  };
+}
+
+export interface PgVersion {
+  /** e.g. "15.18", "9.6.24", "17beta1" */
+  version: string;
+  /** Major version as compared by PostgreSQL: 15, 16, ... or 9.6 before 10. */
+  major: number;
+}
+
+/** Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`. */
+export function parseToolVersion(text: string): PgVersion {
+  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?/.exec(text);
+  if (!m) throw new BackupError('TOOL_MISSING', `cannot read a PostgreSQL version from "${text.trim().slice(0, 100)}"`);
+  const [, a, b, c, suffix] = m;
+  const first = Number(a);
+  const major = first >= 10 ? first : Number(`${a}.${b ?? 0}`);
+  const version = [a, b, c].filter((x) => x !== undefined).join('.') + (suffix ?? '');
+  return { version, major };
+}
+
+/** `server_version_num` (150018, 90624) as a version. */
+export function serverVersionFromNum(num: number): PgVersion {
+  if (num >= 100000) {
+    const major = Math.floor(num / 10000);
+    return { version: `${major}.${num % 10000}`, major };
+  }
+  const major = Math.floor(num / 10000) + (Math.floor(num / 100) % 100) / 10;
+  return { version: `${Math.floor(num / 10000)}.${Math.floor(num / 100) % 100}.${num % 100}`, major };
+}
+
+/** pg_dump can dump servers of its own major version and older, never newer. */
+export function isToolTooOld(tool: PgVersion, server: PgVersion): boolean {
+  return tool.major < server.major;
+}
