@@ -33,18 +33,25 @@ export class FanOut extends Writable {
       const stream = new PassThrough({ highWaterMark: branchHighWaterMark });
       this.attached.set(name, stream);
       stream.on('drain', () => this.wake());
+      // A branch's consumer learns of its failure through its own listeners;
+      // this one only keeps an error on a branch nobody reads from crashing the process.
+      stream.on('error', () => undefined);
       return { name, stream };
     });
   }
 
+  private readonly detached = new Set<string>();
+
+  /** Branches never detached (they received, or are receiving, every byte). */
   get activeBranches(): string[] {
-    return [...this.attached.keys()];
+    return this.branches.map((b) => b.name).filter((n) => !this.detached.has(n));
   }
 
   /** Stops feeding a branch and destroys its stream with `reason`. Idempotent. */
   detach(name: string, reason: Error): void {
     const stream = this.attached.get(name);
     if (!stream) return;
+    this.detached.add(name);
     this.attached.delete(name);
     stream.destroy(reason);
     this.wake();
@@ -86,7 +93,11 @@ export class FanOut extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    for (const [, s] of this.attached) s.destroy(error ?? new Error('source stopped before the end'));
+    // After a clean finish the branches were ended and may still hold unread
+    // data: leave them to their consumers. Otherwise stop them.
+    if (error || !this.writableFinished) {
+      for (const [, s] of this.attached) s.destroy(error ?? new Error('source stopped before the end'));
+    }
     this.attached.clear();
     this.wake();
     callback(error);

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { parseCommand } from '../../runner/cli/args.js';
+
+describe('parseCommand', () => {
+  it('defaults the config path from the environment', () => {
+    expect(parseCommand(['list'], { BACKUP_RUNNER_CONFIG: '/x.yaml' })).toMatchObject({ name: 'list', config: '/x.yaml', output: 'text' });
+    expect(parseCommand(['list'], {})).toMatchObject({ config: '/etc/backup-runner/config.yaml' });
+  });
+
+  it.each([
+    [['restore', '--latest'], { kind: 'latest' }],
+    [['restore', '--backup', '20261121T101500Z-3fa1'], { kind: 'id', id: '20261121T101500Z-3fa1' }],
+    [['restore', '--to-time', '2026-11-21T10:00:00Z'], { kind: 'time', at: new Date('2026-11-21T10:00:00Z') }],
+    [['restore', '--to-time', '2026-11-21T12:00:00+02:00'], { kind: 'time', at: new Date('2026-11-21T10:00:00Z') }],
+  ])('restore %j', (argv, selector) => {
+    expect(parseCommand(argv)).toMatchObject({ name: 'restore', selector, force: false });
+  });
+
+  it('restore options', () => {
+    expect(parseCommand(['restore', '--latest', '--force', '--target-database', 'copy', '-o', 'json', '-c', 'c.yaml'])).toMatchObject({
+      force: true,
+      targetDatabase: 'copy',
+      output: 'json',
+      config: 'c.yaml',
+    });
+  });
+
+  it.each([
+    [['restore'], 'exactly one of'],
+    [['restore', '--latest', '--backup', 'x'], 'exactly one of'],
+    [['restore', '--to-time', '2026-11-21T10:00:00'], 'with a zone'],
+    [['restore', '--to-time', 'yesterday'], 'RFC 3339'],
+    [['list', '--force'], 'option of restore'],
+    [['list', '--output', 'yaml'], '--output must be'],
+    [['frobnicate'], 'unknown command'],
+    [['list', 'extra'], 'unexpected argument'],
+    [['backup', '--nope'], "Unknown option '--nope'"],
+  ])('%j is a usage error mentioning %s', (argv, text) => {
+    expect(() => parseCommand(argv)).toThrowError(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining(text) }) as Error);
+  });
+
+  it('verify takes an optional id', () => {
+    expect(parseCommand(['verify'])).toMatchObject({ name: 'verify' });
+    expect(parseCommand(['verify', 'abc'])).toMatchObject({ name: 'verify', id: 'abc' });
+  });
+
+  it('help and version', () => {
+    expect(parseCommand([])).toEqual({ name: 'help', topic: undefined });
+    expect(parseCommand(['restore', '--help'])).toEqual({ name: 'help', topic: 'restore' });
+    expect(parseCommand(['version'])).toEqual({ name: 'version' });
+  });
+});

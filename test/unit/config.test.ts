@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { validateRunnerConfig } from '../../api/index.js';
+import { parseConfig } from '../../runner/config/load.js';
+
+const valid = {
+  name: 'orders',
+  engine: { type: 'postgresql', postgresql: { host: 'db', database: 'orders', user: 'backup', password: { env: 'PGPASS' } } },
+  locations: [
+    { name: 'local', type: 'filesystem', filesystem: { path: '/backups' } },
+    { name: 'offsite', type: 's3', s3: { bucket: 'orders-backups', accessKeyId: { value: 'a' }, secretAccessKey: { file: '/s/key' } } },
+  ],
+};
+
+describe('validateRunnerConfig', () => {
+  it('fills defaults and freezes the result', () => {
+    const r = validateRunnerConfig(valid);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.namespace).toBe('default');
+    expect(r.value.compression.algorithm).toBe('auto');
+    expect(r.value.engine.postgresql?.port).toBe(5432);
+    expect(r.value.locations[1]?.s3).toMatchObject({ region: 'us-east-1', forcePathStyle: false, partSizeMiB: 8 });
+    expect(r.value.locations[0]?.prefix).toBe('');
+    expect(Object.isFrozen(r.value.locations[1]?.s3)).toBe(true);
+  });
+
+  it('reports every bad field together, each with its path and rule', () => {
+    const r = validateRunnerConfig({
+      name: 'Orders',
+      engine: { type: 'postgresql' },
+      compression: { algorithm: 'lz4' },
+      locations: [
+        { name: 'a', type: 's3', s3: { bucket: 'x' }, filesystem: { path: '/p' } },
+        { name: 'a', type: 'ftp' },
+        { name: 'c', type: 'filesystem', filesystem: { path: '/q', mode: 1 } },
+      ],
+    });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual(
+      expect.arrayContaining([
+        { path: 'name', message: expect.stringContaining('DNS label') as string },
+        { path: 'compression.algorithm', message: 'must be one of "auto", "zstd", "gzip", "none"' },
+        { path: 'engine.postgresql', message: 'is required when engine.type is "postgresql"' },
+        { path: 'locations[0].s3.bucket', message: expect.stringContaining('length') as string },
+        { path: 'locations[0].filesystem', message: 'must not be set when locations[0].type is "s3"' },
+        { path: 'locations[1].type', message: 'must be one of "s3", "gcs", "filesystem"' },
+        { path: 'locations[1].name', message: 'duplicate location name "a"' },
+        { path: 'locations[2].filesystem.mode', message: expect.stringContaining('unexpected property') as string },
+      ]),
+    );
+  });
+
+  it.each([
+    [{ password: { env: 'A', file: 'b' } }, 'engine.postgresql.password', 'exactly one of value, env, file'],
+    [{ password: {} }, 'engine.postgresql.password', 'exactly one of value, env, file'],
+    [{ port: 70000 }, 'engine.postgresql.port', '65535'],
+    [{ sslMode: 'sometimes' }, 'engine.postgresql.sslMode', 'must be one of'],
+  ])('postgresql %j -> %s', (patch, path, text) => {
+    const r = validateRunnerConfig({ ...valid, engine: { type: 'postgresql', postgresql: { ...valid.engine.postgresql, ...patch } } });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toContainEqual({ path, message: expect.stringContaining(text) as string });
+  });
+
+  it('S3 keys come in pairs', () => {
+    const r = validateRunnerConfig({ ...valid, locations: [{ name: 's', type: 's3', s3: { bucket: 'abc', accessKeyId: { value: 'a' } } }] });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toContainEqual({ path: 'locations[0].s3', message: expect.stringContaining('both accessKeyId and secretAccessKey') as string });
+  });
+
+  it('needs at least one location', () => {
+    const r = validateRunnerConfig({ ...valid, locations: [] });
+    expect(r.ok).toBe(false);
+  });
+});
+
+describe('parseConfig', () => {
+  it('names the file and lists each error on its own line', () => {
+    expect(() => parseConfig('name: x\nlocations: []\n', 'cfg.yaml')).toThrowError(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^cfg\.yaml: invalid configuration:\n {2}- /) }) as Error,
+    );
+  });
+
+  it('rejects YAML syntax errors clearly', () => {
+    expect(() => parseConfig('name: [unclosed', 'cfg.yaml')).toThrowError(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('not valid YAML') }) as Error);
+  });
+});
