@@ -58,8 +58,14 @@ async function execute(cmd: RuntimeCommand, rt: Runtime, io: Io): Promise<ExitCo
   }
 }
 
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
-  const out = (text: string): void => void process.stdout.write(`${text}\n`);
+export interface MainIo {
+  /** Receives the command's result (a table or JSON); logs go to stderr. */
+  stdout?: (text: string) => void;
+  logger?: Logger;
+}
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, io: MainIo = {}): Promise<ExitCode> {
+  const out = io.stdout ?? ((text: string): void => void process.stdout.write(`${text}\n`));
   let cmd: Command;
   try {
     cmd = parseCommand(argv, env);
@@ -75,7 +81,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     out(runnerVersion());
     return EXIT.OK;
   }
-  const logger = createLogger({ ...(cmd.logLevel ? { level: cmd.logLevel } : {}) });
+  const logger = io.logger ?? createLogger({ ...(cmd.logLevel ? { level: cmd.logLevel } : {}) });
   const ac = new AbortController();
   const stop = (sig: NodeJS.Signals): void => {
     logger.warn({ signal: sig }, 'stopping: aborting the running operation');

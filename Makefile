@@ -1,0 +1,46 @@
+# db-backup-controller — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NPM ?= npm
+
+.PHONY: help deps install build typecheck lint test test-unit test-integration check demo bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install system packages the tests and demo need (PostgreSQL, zstd) when missing
+	@bash testenv/install-deps.sh
+
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json ## install npm packages (npm ci)
+
+build: install ## compile TypeScript to dist/
+	$(NPM) run --silent build
+
+typecheck: install ## type-check everything, tests included
+	$(NPM) run --silent typecheck
+
+lint: install ## eslint (import boundaries, floating promises, no console)
+	$(NPM) run --silent lint
+
+test-unit: install ## unit tests (pure logic)
+	$(NPM) run --silent test:unit
+
+test-integration: install deps ## integration tests against real PostgreSQL, S3 server and GCS emulator
+	$(NPM) run --silent test:integration
+
+test: install deps typecheck lint test-unit test-integration ## everything CI runs
+
+check: test ## alias of test
+
+demo: install deps build ## back up a throwaway PostgreSQL to a folder and an S3 server, drop it, restore it
+	@bash testenv/demo.sh
+
+bench: install deps build ## benchmarks against the raw tools (BENCH_SIZE_MB=1024 for the 1 GB run)
+	npx tsx bench/backup.bench.ts
+
+clean: ## remove build output
+	rm -rf dist coverage
