@@ -1,0 +1,96 @@
+/**
+ * Backup and restore speed and memory against the raw PostgreSQL tools, in one
+ * run on the same machine, with medians over BENCH_RUNS rounds (interleaved so
+ * machine noise hits every variant alike). Prints ratios, never asserts times.
+ *
+ *   BENCH_SIZE_MB=1024 BENCH_RUNS=3 npx tsx bench/backup.bench.ts   (after `npm run build`)
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { startPostgres } from '../testenv/postgres.js';
+import { seedBulk } from '../testenv/seed.js';
+import { fmt, median, timed, type Timed } from './lib.js';
+
+const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 1024);
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+const wrapper = join(import.meta.dirname, 'rss-wrapper.mjs');
+
+const pg = await startPostgres();
+const work = await mkdtemp(join(tmpdir(), 'dbbc-bench-'));
+try {
+  console.log(`seeding ~${sizeMb} MB ...`);
+  const seeded = await seedBulk(pg, 'bench', sizeMb * 1024 * 1024);
+  console.log(`database: ${(seeded.bytes / 1048576).toFixed(0)} MB, ${seeded.rows} rows`);
+  const env = { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'bench' };
+  const bin = (t: string): string => join(pg.binDir, t);
+
+  const config = async (name: string, dirs: string[]): Promise<string> => {
+    const file = join(work, `${name}.yaml`);
+    await writeFile(
+      file,
+      stringify({
+        name: 'bench',
+        engine: { type: 'postgresql', postgresql: { ...pg.connection('bench'), binDir: pg.binDir } },
+        locations: dirs.map((d, i) => ({ name: `fs${i}`, type: 'filesystem', filesystem: { path: join(work, d) } })),
+      }),
+    );
+    return file;
+  };
+  const one = await config('one', ['a']);
+  const two = await config('two', ['a', 'b']);
+  const runner = (args: string[]): Promise<Timed> => timed(process.execPath, [wrapper, ...args, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn' } });
+  const clearLocations = async (): Promise<void> => {
+    await rm(join(work, 'a'), { recursive: true, force: true });
+    await rm(join(work, 'b'), { recursive: true, force: true });
+  };
+
+  const t = { raw: [] as number[], rawZstd: [] as number[], one: [] as number[], two: [] as number[], rawRestore: [] as number[], restore: [] as number[] };
+  const rss: number[] = [];
+  let storedBytes = 0;
+  const dumpFile = join(work, 'raw.dump');
+  await timed(bin('pg_dump'), ['-Fc', '-f', dumpFile], { env });
+  const rawBytes = (await import('node:fs')).statSync(dumpFile).size;
+
+  for (let i = 0; i < runs; i++) {
+    console.log(`round ${i + 1}/${runs}`);
+    t.raw.push((await timed(bin('pg_dump'), ['-Fc'], { env, stdoutFile: '/dev/null' })).seconds);
+    t.rawZstd.push((await timed('bash', ['-c', `set -o pipefail; "${bin('pg_dump')}" -Fc -Z0 | zstd -q -T0 -3 > /dev/null`], { env })).seconds);
+    await clearLocations();
+    const r1 = await runner(['backup', '-c', one]);
+    t.one.push(r1.seconds);
+    rss.push(r1.maxRssKiB ?? 0);
+    await clearLocations();
+    const r2 = await runner(['backup', '-c', two]);
+    t.two.push(r2.seconds);
+    rss.push(r2.maxRssKiB ?? 0);
+    storedBytes = (JSON.parse(r2.stdout) as { manifest: { objects: { size: number }[] } }).manifest.objects[0]!.size;
+
+    await pg.psql('DROP DATABASE IF EXISTS restore_raw; CREATE DATABASE restore_raw;', 'postgres');
+    t.rawRestore.push((await timed(bin('pg_restore'), ['--single-transaction', '--exit-on-error', '-d', 'restore_raw', dumpFile], { env })).seconds);
+    await pg.psql('DROP DATABASE IF EXISTS restore_raw; DROP DATABASE IF EXISTS restore_runner;', 'postgres');
+    const rr = await runner(['restore', '-c', one, '--latest', '--target-database', 'restore_runner']);
+    t.restore.push(rr.seconds);
+    rss.push(rr.maxRssKiB ?? 0);
+    await pg.psql('DROP DATABASE IF EXISTS restore_runner;', 'postgres');
+  }
+
+  const m = { raw: median(t.raw), rawZstd: median(t.rawZstd), one: median(t.one), two: median(t.two), rawRestore: median(t.rawRestore), restore: median(t.restore) };
+  const rows: [string, string, string][] = [
+    ['pg_dump -Fc > /dev/null', `${fmt(m.raw)} s`, '1.00'],
+    ['pg_dump -Fc -Z0 | zstd -T0 -3 > /dev/null', `${fmt(m.rawZstd)} s`, fmt(m.rawZstd / m.raw)],
+    ['backup-runner backup, 1 location', `${fmt(m.one)} s`, fmt(m.one / m.raw)],
+    ['backup-runner backup, 2 locations', `${fmt(m.two)} s`, fmt(m.two / m.raw)],
+    ['pg_restore --single-transaction (local file)', `${fmt(m.rawRestore)} s`, '1.00'],
+    ['backup-runner restore (verify + restore)', `${fmt(m.restore)} s`, fmt(m.restore / m.rawRestore)],
+  ];
+  console.log(`\nPostgreSQL ${pg.major}, database ${(seeded.bytes / 1048576).toFixed(0)} MB, medians of ${runs} rounds`);
+  for (const [what, secs, ratio] of rows) console.log(`${what.padEnd(48)} ${secs.padStart(9)}  x${ratio}`);
+  console.log(`\n2 locations / 1 location: x${fmt(m.two / m.one)}`);
+  console.log(`bytes stored: ${(storedBytes / 1048576).toFixed(1)} MB (pg_dump -Fc: ${(rawBytes / 1048576).toFixed(1)} MB, x${fmt(storedBytes / rawBytes)})`);
+  console.log(`runner peak RSS: ${(Math.max(...rss) / 1024).toFixed(0)} MB (max over backup and restore runs)`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+  await pg.stop();
+}
