@@ -45,6 +45,7 @@ const cases: Array<[string, string, string, RegExp]> = [
     'DUMP_FAILED',
     /--no-owner/,
   ],
+  ['truncated archive', 'pg_restore: error: could not read from input file: end of file', 'DUMP_FAILED', /incomplete or damaged archive.*truncated or corrupt/],
   ['pooler', 'pg_dump: error: query failed: ERROR:  invalid snapshot identifier: "00000003-0000001B-1"', 'DUMP_FAILED', /pooler/],
   ['anything else keeps the fallback', 'pg_dump: error: query failed: ERROR:  permission denied for table secrets', 'DUMP_FAILED', /pg_dump exited with code 1: query failed: ERROR: permission denied for table secrets/],
 ];

@@ -37,7 +37,8 @@ function essence(stderr: string): string {
     .filter((l) => l.length > 0 && !/^(pg_dump|pg_restore|psql): warning: errors ignored/i.test(l))
     .join(' ')
     .replace(/\s+/g, ' ')
-    .slice(0, 600);
+    .slice(0, 600)
+    .replace(/[\s.?!:;]+$/, ''); // messages append their own punctuation
 }
 
 interface Rule {
@@ -92,6 +93,10 @@ const RULES: Rule[] = [
     test: /ERROR:\s+role "([^"]*)" does not exist/,
     message: (ctx, m, detail) =>
       `${ctx.tool} failed: the archive refers to role "${m[1]}", which does not exist on ${where(ctx)} (${detail}). Create the role, or add --no-owner and --no-privileges to engine.postgresql.restoreArgs.`,
+  },
+  {
+    test: /could not read from input file: end of file|unexpected end of file|did not find magic string in file header|could not find block ID/,
+    message: (ctx, _m, detail) => `${ctx.tool} read an incomplete or damaged archive (${detail}): the backup data is truncated or corrupt`,
   },
   {
     test: /invalid snapshot identifier|could not import the requested snapshot/,

@@ -226,7 +226,10 @@ export class PostgresqlEngine implements Engine {
       await this.runRestore(input, database, target.hasData, signal);
     } catch (err) {
       if (!target.exists) await this.dropCreated(database);
-      throw err;
+      const outcome = target.exists
+        ? `database "${database}" was left as it was (the restore runs in one transaction)`
+        : `database "${database}" was created for this restore and dropped again`;
+      throw withOutcome(toBackupError(err, 'RESTORE_FAILED'), outcome);
     }
     this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
   }
@@ -278,4 +281,9 @@ export class PostgresqlEngine implements Engine {
       this.log.error({ err, target: database }, 'could not drop the database created for the failed restore; drop it by hand');
     }
   }
+}
+
+/** The same error, with what happened to the target appended to the message. */
+function withOutcome(err: BackupError, outcome: string): BackupError {
+  return new BackupError(err.code, `${err.message}; ${outcome}`, { cause: err.cause ?? err, details: err.details, retryable: err.retryable });
 }
