@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { PostgresqlConnection } from '../../api/index.js';
 import { holdChildPipe, PostgresqlEngine, type PostgresqlEngineOptions } from '../../runner/engines/postgresql/index.js';
 import type { DumpHandle } from '../../runner/engines/types.js';
@@ -51,13 +51,24 @@ function unusedPort(): Promise<number> {
   });
 }
 
+let setupError: unknown;
+
 beforeAll(async () => {
-  pg = await startPostgres();
-  work = await mkdtemp(join(tmpdir(), 'pg-engine-test-'));
-  await seedRich(pg, 'source');
-  sourceSums = await tableChecksums(pg, 'source');
-  dumpFile = join(work, 'source.dump');
-  await dumpTo(await engine().dump(), dumpFile);
+  try {
+    work = await mkdtemp(join(tmpdir(), 'pg-engine-test-'));
+    pg = await startPostgres();
+    await seedRich(pg, 'source');
+    sourceSums = await tableChecksums(pg, 'source');
+    dumpFile = join(work, 'source.dump');
+    await dumpTo(await engine().dump(), dumpFile);
+  } catch (err) {
+    setupError = err;
+  }
+});
+
+// A failed setup (e.g. PostgreSQL not installed) fails every test with its message, rather than skipping them.
+beforeEach(() => {
+  if (setupError !== undefined) throw setupError instanceof Error ? setupError : new Error(String(setupError));
 });
 
 afterAll(async () => {
@@ -179,6 +190,13 @@ describe('dump', () => {
     const at = await h.consistentAt;
     expect(at.getTime()).toBeGreaterThanOrEqual(started.getTime());
     expect(at.getTime()).toBeLessThanOrEqual(ended.getTime());
+  });
+
+  it('an already aborted signal starts nothing', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    expect((await rejection(engine().dump({ signal: ac.signal }))).code).toBe('ABORTED');
+    expect((await rejection(engine().restore(createReadStream(dumpFile), { database: 'aborted', force: false, signal: ac.signal }))).code).toBe('ABORTED');
   });
 
   it('aborting kills pg_dump and the snapshot session', async () => {

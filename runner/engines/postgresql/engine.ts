@@ -3,7 +3,6 @@
  * pg_restore. Plans come from plan.ts; this file runs them.
  */
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { PostgresqlConnection } from '../../../api/index.js';
 import { resolveOptionalSecret } from '../../config/secrets.js';
 import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../../errors.js';
@@ -12,8 +11,9 @@ import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
 import type { DumpHandle, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
 import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
-import { canPassAsStdio, holdChildPipe } from './pipes.js';
+import { holdChildPipe } from './pipes.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
+import { runPgRestore } from './restore.js';
 import { isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
@@ -58,7 +58,7 @@ export class PostgresqlEngine implements Engine {
     private readonly options: PostgresqlEngineOptions = {},
   ) {
     this.database = conn.database;
-    this.log = logger.child({ engine: 'postgresql', host: conn.host, port: conn.port, database: conn.database });
+    this.log = logger.child({ host: conn.host, port: conn.port, database: conn.database });
     this.tools = toolPaths(conn.binDir);
   }
 
@@ -117,7 +117,7 @@ export class PostgresqlEngine implements Engine {
    * The snapshot session ends when pg_dump exits, success or not.
    */
   async dump(opts: CallOptions = {}): Promise<DumpHandle> {
-    opts.signal?.throwIfAborted();
+    throwIfAborted(opts.signal);
     const password = await this.secret();
     const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
     const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
@@ -208,7 +208,7 @@ export class PostgresqlEngine implements Engine {
    */
   async restore(input: Readable, opts: RestoreOptions): Promise<void> {
     const { database, force, signal } = opts;
-    signal?.throwIfAborted();
+    throwIfAborted(signal);
     const target = await this.inspectTarget(database, { signal });
     if (target.hasData && !force) {
       throw new BackupError(
@@ -238,37 +238,7 @@ export class PostgresqlEngine implements Engine {
     const password = await this.secret();
     const plan = pgRestorePlan(this.conn, { password, database, force: clean, tools: this.tools, base: this.env });
     this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_restore');
-    const fail = this.failure('pg_restore', database, 'RESTORE_FAILED', password);
-    const classify = (code: number | null, stderr: string): BackupError => classifyFailure(stderr, code, fail);
-    // Checked and spawned in the same tick: no bytes can arrive in between.
-    if (canPassAsStdio(input)) {
-      const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: input, stdout: 'ignore', classify });
-      await p.exited.catch((err: unknown) => {
-        throw withInstallHint(err, plan.command);
-      });
-      return;
-    }
-    const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: 'pipe', stdout: 'ignore', classify });
-    let inputFailed: unknown;
-    // Registered before pipeline's own handler: pg_restore is killed before its stdin closes, so it cannot commit.
-    const onInputError = (err: Error): void => {
-      inputFailed = err;
-      p.child.kill('SIGTERM');
-    };
-    input.once('error', onInputError);
-    const feeding = pipeline(input, p.stdin!).catch((err: unknown) => err);
-    try {
-      await p.exited;
-    } catch (err) {
-      await feeding;
-      if (inputFailed !== undefined) throw toBackupError(inputFailed, 'RESTORE_FAILED');
-      throw withInstallHint(err, plan.command);
-    } finally {
-      input.off('error', onInputError);
-    }
-    const fed = await feeding;
-    // pg_restore may stop reading before the last bytes (EPIPE) after it has committed everything.
-    if (inputFailed !== undefined && fed !== undefined) throw toBackupError(inputFailed, 'RESTORE_FAILED');
+    await runPgRestore(plan, input, this.failure('pg_restore', database, 'RESTORE_FAILED', password), signal);
   }
 
   /** Drops a database this engine created for a restore that then failed. Never masks the restore's error. */
@@ -286,4 +256,8 @@ export class PostgresqlEngine implements Engine {
 /** The same error, with what happened to the target appended to the message. */
 function withOutcome(err: BackupError, outcome: string): BackupError {
   return new BackupError(err.code, `${err.message}; ${outcome}`, { cause: err.cause ?? err, details: err.details, retryable: err.retryable });
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new BackupError('ABORTED', 'operation aborted', { cause: signal.reason });
 }
