@@ -51,7 +51,7 @@ function unusedPort(): Promise<number> {
   });
 }
 
-let setupError: unknown;
+let setupError: Error | undefined;
 
 beforeAll(async () => {
   try {
@@ -62,13 +62,13 @@ beforeAll(async () => {
     dumpFile = join(work, 'source.dump');
     await dumpTo(await engine().dump(), dumpFile);
   } catch (err) {
-    setupError = err;
+    setupError = err instanceof Error ? err : new Error(`setup failed: ${JSON.stringify(err)}`);
   }
 });
 
 // A failed setup (e.g. PostgreSQL not installed) fails every test with its message, rather than skipping them.
 beforeEach(() => {
-  if (setupError !== undefined) throw setupError instanceof Error ? setupError : new Error(String(setupError));
+  if (setupError) throw setupError;
 });
 
 afterAll(async () => {
