@@ -109,6 +109,10 @@ describe('probe', () => {
     expect(err.message).toContain('"no_such_db"');
   });
 
+  it('refuses extra arguments that break the pipeline contract when the engine is built', () => {
+    expect(() => engine('source', { dumpArgs: ['-Fp'] })).toThrow(/engine\.postgresql\.dumpArgs/);
+  });
+
   it('refuses a pg_dump older than the server with TOOL_TOO_OLD naming both versions', async () => {
     const bin = await fakeBinDir('9.6.24');
     const err = await rejection(engine('source', { binDir: bin }).probe());

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PostgresqlConnection } from '../../api/index.js';
 import { isBackupError } from '../../runner/errors.js';
 import {
+  checkConnectionArgs,
   dbnameArg,
   isToolTooOld,
   libpqEnv,
@@ -196,5 +197,12 @@ describe('parseSnapshotLine', () => {
 
   it.each(['', 'ERROR', 'abc\x1f2026-11-21T14:22:50.057689Z', '00000003-0000001B-1\x1fyesterday'])('rejects %j', (line) => {
     expect(parseSnapshotLine(line)).toBeUndefined();
+  });
+});
+
+describe('checkConnectionArgs', () => {
+  it('accepts harmless extra arguments and names the field of a bad one', () => {
+    expect(() => checkConnectionArgs({ ...conn, dumpArgs: ['--no-comments'], restoreArgs: ['--no-owner'] })).not.toThrow();
+    expect(() => checkConnectionArgs({ ...conn, restoreArgs: ['--no-owner', '-j4'] })).toThrow(/engine\.postgresql\.restoreArgs: -j4 cannot be set here/);
   });
 });

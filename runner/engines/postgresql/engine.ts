@@ -14,7 +14,7 @@ import { classifyFailure, isConnectionFailure, type FailureContext } from './cla
 import { holdChildPipe } from './pipes.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
-import { isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
+import { checkConnectionArgs, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
@@ -50,6 +50,7 @@ export class PostgresqlEngine implements Engine {
   /**
    * @param conn the validated, frozen `engine.postgresql` block
    * @param env where password `env` sources are read, and PATH/HOME for the tools
+   * @throws BackupError CONFIG_INVALID when dumpArgs or restoreArgs hold options the runner sets itself
    */
   constructor(
     private readonly conn: Readonly<PostgresqlConnection>,
@@ -57,6 +58,7 @@ export class PostgresqlEngine implements Engine {
     private readonly env: NodeJS.ProcessEnv = process.env,
     private readonly options: PostgresqlEngineOptions = {},
   ) {
+    checkConnectionArgs(conn); // bad extra arguments fail at startup, before any session or database exists
     this.database = conn.database;
     this.log = logger.child({ host: conn.host, port: conn.port, database: conn.database });
     this.tools = toolPaths(conn.binDir);

@@ -95,6 +95,12 @@ export function checkExtraArgs(field: string, args: readonly string[], forbidden
   }
 }
 
+/** Validates engine.postgresql.dumpArgs and restoreArgs: CONFIG_INVALID naming the field. */
+export function checkConnectionArgs(conn: PostgresqlConnection): void {
+  checkExtraArgs('engine.postgresql.dumpArgs', conn.dumpArgs ?? [], FORBIDDEN_DUMP);
+  checkExtraArgs('engine.postgresql.restoreArgs', conn.restoreArgs ?? [], FORBIDDEN_RESTORE);
+}
+
 export interface DumpPlanOptions {
   password?: string;
   /** Snapshot id exported by another session; the dump sees exactly that snapshot. */
