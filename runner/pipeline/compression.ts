@@ -51,6 +51,12 @@ export interface Stage {
   done: Promise<void>;
 }
 
+/** A stage's failure also surfaces through its output stream; callers await `done` only when they need the cause. */
+function observed(stage: Stage): Stage {
+  stage.done.catch(() => undefined);
+  return stage;
+}
+
 function zstdStage(input: Readable, args: string[], signal: AbortSignal | undefined): Stage {
   // zstd -T0 compresses on every core, outside Node's event loop.
   const p = run('zstd', args, { signal, errorCode: 'PROCESS_FAILED' });
@@ -58,13 +64,13 @@ function zstdStage(input: Readable, args: string[], signal: AbortSignal | undefi
     p.child.kill('SIGTERM');
     throw err;
   });
-  return { output: p.stdout!, done: Promise.all([feed, p.exited]).then(() => undefined) };
+  return observed({ output: p.stdout!, done: Promise.all([feed, p.exited]).then(() => undefined) });
 }
 
 function zlibStage(input: Readable, transform: NodeJS.ReadWriteStream & Readable, signal: AbortSignal | undefined): Stage {
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   const done = pipeline(input, transform, out, { signal });
-  return { output: out, done };
+  return observed({ output: out, done });
 }
 
 /** Compresses `input` once, in a stage whose failure rejects `done`. */

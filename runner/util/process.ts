@@ -63,12 +63,14 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
   });
   const exited = new Promise<void>((resolve, reject) => {
     let spawnError: Error | undefined;
-    child.once('error', (err: NodeJS.ErrnoException) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
       spawnError = err;
       if (err.code === 'ENOENT') {
         reject(new BackupError('TOOL_MISSING', `${command} is not installed or not on PATH`, { cause: err, details: { command } }));
       }
     });
+    // A child's stdin closed early (EPIPE) is reported through the exit status, not as a crash.
+    child.stdin?.on('error', () => undefined);
     child.once('close', (code, signal) => {
       if (spawnError && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return;
       if (code === 0) return resolve();

@@ -1,0 +1,124 @@
+/**
+ * Faults in the middle of a backup, against a real PostgreSQL and real
+ * storage: whatever breaks, nothing partial becomes visible and older backups
+ * stay.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateRunnerConfig } from '../../api/index.js';
+import { PostgresqlEngine } from '../../runner/engines/postgresql/index.js';
+import { silentLogger } from '../../runner/logger.js';
+import { runBackup } from '../../runner/ops/backup.js';
+import { listBackups } from '../../runner/ops/list.js';
+import type { Location, Runtime } from '../../runner/runtime.js';
+import { FilesystemStorage } from '../../runner/storage/filesystem.js';
+import type { CallOptions, Storage } from '../../runner/storage/types.js';
+import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
+import { seedRich } from '../../testenv/seed.js';
+
+/** A real filesystem location that accepts at most one chunk per `ms`: a slow link. */
+function throttled(inner: Storage, ms: number): Storage {
+  return Object.assign(Object.create(inner) as Storage, {
+    put(key: string, body: Readable | Buffer, opts?: CallOptions) {
+      if (Buffer.isBuffer(body)) return inner.put(key, body, opts);
+      const slow = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          setTimeout(() => cb(null, chunk), ms);
+        },
+      });
+      body.on('error', (err) => slow.destroy(err));
+      return inner.put(key, body.pipe(slow), opts);
+    },
+  });
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name));
+  } catch {
+    return [];
+  }
+}
+
+let pg: PgInstance | undefined;
+let dir: string;
+let setupError: unknown;
+
+function runtime(locations: Location[]): Runtime {
+  const cfg = validateRunnerConfig({
+    namespace: 'shop',
+    name: 'orders',
+    engine: { type: 'postgresql', postgresql: pg!.connection('shop') },
+    locations: locations.map((l) => ({ name: l.name, type: 'filesystem', filesystem: { path: '/unused' } })),
+  });
+  if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+  const logger = silentLogger();
+  return { config: cfg.value, engine: new PostgresqlEngine(cfg.value.engine.postgresql!, logger), locations, logger, clock: () => new Date(), runnerVersion: 'test' };
+}
+
+const scope = { prefix: '', namespace: 'shop', name: 'orders' };
+
+beforeAll(async () => {
+  try {
+    pg = await startPostgres();
+    await seedRich(pg, 'shop', { rows: 120_000 });
+    dir = await mkdtemp(join(tmpdir(), 'dbbc-faults-'));
+  } catch (err) {
+    setupError = err;
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await pg?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('faults during a backup', () => {
+  it('a dump that dies midway aborts every upload: nothing visible, the older backup stays', async () => {
+    if (setupError) throw setupError as Error;
+    const good = { name: 'good', storage: new FilesystemStorage(join(dir, 'good')), scope };
+    const ok = await runBackup(runtime([good]), { trigger: 'manual' });
+    expect(ok.status).toBe('Succeeded');
+
+    const slowDir = join(dir, 'slow');
+    const slow = { name: 'slow', storage: throttled(new FilesystemStorage(slowDir), 40), scope };
+    const rt = runtime([good, slow]);
+    const running = runBackup(rt, { trigger: 'manual' });
+    // Kill pg_dump's server session while the slow location holds the dump back.
+    let killed = '0';
+    for (let i = 0; i < 100 && killed === '0'; i++) {
+      await delay(100);
+      killed = await pg!.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'COPY %' AND pid <> pg_backend_pid()", 'shop');
+    }
+    expect(killed).not.toBe('0');
+    const failed = await running;
+    expect(failed.status).toBe('Failed');
+    expect(failed.error?.code).toMatch(/DUMP_FAILED|DB_/);
+    expect(failed.manifest).toBeUndefined();
+    expect((await filesUnder(slowDir)).filter((f) => f.includes(failed.id))).toEqual([]);
+    expect((await filesUnder(join(dir, 'good'))).filter((f) => f.includes(failed.id))).toEqual([]);
+    const listing = await listBackups(rt);
+    expect(listing.backups.map((b) => b.id)).toEqual([ok.id]);
+  });
+
+  it('an abort (SIGTERM) mid-backup leaves nothing visible', async () => {
+    if (setupError) throw setupError as Error;
+    const slowDir = join(dir, 'abort');
+    const rt = runtime([{ name: 'slow', storage: throttled(new FilesystemStorage(slowDir), 40), scope }]);
+    const ac = new AbortController();
+    const running = runBackup(rt, { trigger: 'manual', signal: ac.signal });
+    await delay(700);
+    ac.abort(new Error('SIGTERM'));
+    const r = await running;
+    expect(r.status).toBe('Failed');
+    expect(r.error?.code).toBe('ABORTED');
+    expect(await filesUnder(slowDir)).toEqual([]);
+    // The server session ended too: no pg_dump left behind.
+    await delay(200);
+    expect(await pg!.psql("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %' AND pid <> pg_backend_pid()", 'shop')).toBe('0');
+  });
+});
