@@ -58,6 +58,24 @@ function selector(v: { latest?: boolean; backup?: string; 'to-time'?: string }):
   return { kind: 'time', at: parseTime(v['to-time']!) };
 }
 
+function commonOptions(v: { config?: string; output?: string; 'log-level'?: string }, env: NodeJS.ProcessEnv): Common {
+  const output = v.output ?? 'text';
+  if (output !== 'text' && output !== 'json') throw usage(`--output must be text or json, not "${output}"`);
+  return {
+    config: v.config ?? env.BACKUP_RUNNER_CONFIG ?? '/etc/backup-runner/config.yaml',
+    output,
+    ...(v['log-level'] ? { logLevel: v['log-level'] } : {}),
+  };
+}
+
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force'] as const;
+
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number], unknown>>): void {
+  if (name === 'restore') return;
+  const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
+  if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
+}
+
 /** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Command {
   let parsed;
@@ -85,18 +103,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   const [name, ...rest] = positionals;
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
-  const output = v.output ?? 'text';
-  if (output !== 'text' && output !== 'json') throw usage(`--output must be text or json, not "${output}"`);
-  const common: Common = {
-    config: v.config ?? env.BACKUP_RUNNER_CONFIG ?? '/etc/backup-runner/config.yaml',
-    output,
-    ...(v['log-level'] ? { logLevel: v['log-level'] } : {}),
-  };
-  const restoreOnly = ['latest', 'backup', 'to-time', 'target-database', 'force'] as const;
-  if (name !== 'restore') {
-    const stray = restoreOnly.filter((k) => v[k] !== undefined);
-    if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
-  }
+  const common = commonOptions(v, env);
+  checkRestoreOnly(name, v);
   const maxPositionals = name === 'verify' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
   switch (name) {
