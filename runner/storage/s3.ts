@@ -1,0 +1,212 @@
+/**
+ * S3 and S3-compatible servers (MinIO, Ceph, s3rver).
+ *
+ * Invariants:
+ * - A stream put is a lib-storage multipart upload: at most about
+ *   (queueSize + 1) * partSize bytes are held in memory, whatever the size.
+ *   The object appears only when CompleteMultipartUpload succeeds.
+ * - On a failed or aborted stream put the multipart upload is aborted on the
+ *   server before the promise rejects (lib-storage with
+ *   `leavePartsOnError: false`; an abort destroys the body, which makes
+ *   lib-storage take that same path and await the abort). If the server
+ *   cannot be reached to abort, the parts stay until a lifecycle rule
+ *   (AbortIncompleteMultipartUpload) removes them; they are never visible.
+ * - A Buffer put is one PutObject (atomic, cancellable, replayable).
+ */
+import { type Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Location } from '../../api/index.js';
+import type { Logger } from '../logger.js';
+import { PutBody } from './body.js';
+import { storageError, throwIfAborted, type CallContext } from './errors.js';
+import { checkKey, checkPrefix } from './keys.js';
+import { createS3Client } from './s3-client.js';
+import { s3Error } from './s3-errors.js';
+import { mapStreamErrors } from './streams.js';
+import type { CallOptions, GetOptions, ObjectInfo, PutResult, Storage } from './types.js';
+
+const MiB = 1024 * 1024;
+
+export interface S3StorageDeps {
+  /** e.g. `s3://bucket/prefix` */
+  description: string;
+  /** Config path of the s3 block, for messages about secrets and files. */
+  field: string;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function createS3Storage(cfg: S3Location, deps: S3StorageDeps): Promise<S3Storage> {
+  return new S3Storage(await createS3Client(cfg, deps), cfg, deps);
+}
+
+export class S3Storage implements Storage {
+  readonly description: string;
+  private readonly bucket: string;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly client: S3Client,
+    private readonly cfg: Pick<S3Location, 'bucket' | 'partSizeMiB' | 'queueSize'>,
+    deps: Pick<S3StorageDeps, 'description' | 'logger'>,
+  ) {
+    this.bucket = cfg.bucket;
+    this.description = deps.description;
+    this.logger = deps.logger;
+  }
+
+  private ctx(op: CallContext['op'], key?: string): CallContext {
+    return { location: this.description, op, key };
+  }
+
+  async put(key: string, body: Readable | Buffer, opts: CallOptions = {}): Promise<PutResult> {
+    const ctx = this.ctx('put', key);
+    if (Buffer.isBuffer(body)) {
+      checkKey(key, ctx);
+      throwIfAborted(opts.signal, ctx);
+      try {
+        const cmd = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length });
+        await this.client.send(cmd, { abortSignal: opts.signal });
+        return { size: body.length };
+      } catch (err) {
+        throw s3Error(err, ctx, this.bucket);
+      }
+    }
+    const source = new PutBody(body, opts.signal, ctx);
+    let upload: Upload | undefined;
+    try {
+      checkKey(key, ctx);
+      upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: key, Body: source.stream },
+        partSize: this.cfg.partSizeMiB * MiB,
+        queueSize: this.cfg.queueSize,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+      source.release();
+      return { size: source.bytes };
+    } catch (err) {
+      if (upload) await this.ensureAborted(upload, ctx);
+      throw source.failure(err, (e) => s3Error(e, ctx, this.bucket));
+    }
+  }
+
+  /**
+   * lib-storage aborts the multipart upload itself on failure; when that
+   * abort failed too (server unreachable), it is tried once more here and,
+   * failing again, reported so the parts can be found later.
+   */
+  private async ensureAborted(upload: Upload, ctx: CallContext): Promise<void> {
+    // lib-storage keeps these fields private; pending means "created and not yet aborted or completed".
+    const internals = upload as unknown as { uploadId?: string; abortMultipartUploadCommand: unknown };
+    const uploadId = internals.uploadId;
+    const pending = internals.abortMultipartUploadCommand !== null;
+    if (uploadId === undefined || !pending) return;
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: ctx.key, UploadId: uploadId }));
+    } catch (err) {
+      this.logger.warn(
+        { location: this.description, key: ctx.key, uploadId, err: s3Error(err, ctx, this.bucket) },
+        'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them',
+      );
+    }
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<Readable> {
+    const ctx = this.ctx('get', key);
+    checkKey(key, ctx);
+    throwIfAborted(opts.signal, ctx);
+    const range = opts.range ? `bytes=${opts.range.start}-${opts.range.end ?? ''}` : undefined;
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), { abortSignal: opts.signal });
+      return mapStreamErrors(out.Body as Readable, (err) => s3Error(err, ctx, this.bucket));
+    } catch (err) {
+      throw s3Error(err, ctx, this.bucket);
+    }
+  }
+
+  async *list(prefix: string, opts: CallOptions = {}): AsyncIterable<ObjectInfo> {
+    const ctx = this.ctx('list');
+    checkPrefix(prefix, ctx);
+    let token: string | undefined;
+    do {
+      throwIfAborted(opts.signal, ctx);
+      let page;
+      try {
+        const cmd = new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token });
+        page = await this.client.send(cmd, { abortSignal: opts.signal });
+      } catch (err) {
+        throw s3Error(err, ctx, this.bucket);
+      }
+      for (const o of page.Contents ?? []) {
+        if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, modifiedAt: o.LastModified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async stat(key: string, opts: CallOptions = {}): Promise<ObjectInfo> {
+    const ctx = this.ctx('stat', key);
+    checkKey(key, ctx);
+    throwIfAborted(opts.signal, ctx);
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: opts.signal });
+      return { key, size: head.ContentLength ?? 0, modifiedAt: head.LastModified };
+    } catch (err) {
+      const mapped = s3Error(err, ctx, this.bucket);
+      // HEAD answers a bare 404 for a missing bucket too: tell the two apart.
+      if (mapped.code === 'STORAGE_NOT_FOUND') await this.checkBucket(ctx, opts.signal);
+      throw mapped;
+    }
+  }
+
+  async delete(key: string, opts: CallOptions = {}): Promise<void> {
+    const ctx = this.ctx('delete', key);
+    checkKey(key, ctx);
+    throwIfAborted(opts.signal, ctx);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: opts.signal });
+    } catch (err) {
+      const mapped = s3Error(err, ctx, this.bucket);
+      if (mapped.code !== 'STORAGE_NOT_FOUND') throw mapped;
+    }
+  }
+
+  /** HeadBucket: the bucket exists and these credentials may use it. */
+  async preflight(opts: CallOptions = {}): Promise<void> {
+    const ctx = this.ctx('preflight');
+    throwIfAborted(opts.signal, ctx);
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: opts.signal });
+    } catch (err) {
+      throw s3Error(err, ctx, this.bucket);
+    }
+  }
+
+  /** Throws STORAGE_BUCKET_MISSING when the bucket is gone; other failures are left to the caller's error. */
+  private async checkBucket(ctx: CallContext, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+    } catch (err) {
+      if (s3Error(err, { ...ctx, op: 'preflight' }, this.bucket).code === 'STORAGE_BUCKET_MISSING') {
+        throw storageError('STORAGE_BUCKET_MISSING', ctx, `bucket "${this.bucket}" does not exist`, err);
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    this.client.destroy();
+    return Promise.resolve();
+  }
+}

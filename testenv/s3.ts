@@ -1,0 +1,199 @@
+/**
+ * Starts a real S3 server (s3rver) for tests, demos and benchmarks.
+ *
+ * Invariants:
+ * - Each instance owns one temp directory (unless `dir` is given) and one
+ *   loopback port; `stop()` is idempotent, drops open keep-alive connections
+ *   and removes the directory it created.
+ * - Requests are authenticated by access key id: s3rver knows only
+ *   `S3RVER`, so an unknown key id is refused with InvalidAccessKeyId (403).
+ *   s3rver does not verify SigV4 signatures, so a wrong *secret* key is not
+ *   detected here.
+ * - s3rver 3.7 lacks AbortMultipartUpload (it answers 405); this adds it, after
+ *   s3rver's own authentication and bucket checks, by removing the upload's
+ *   parts directory, so tests can prove that failed uploads are aborted.
+ * - s3rver 3.7 lists keys in directory-walk order (`a/b/c` before `a/b-e`);
+ *   S3 lists them in UTF-8 byte order, page after page. The store's listing
+ *   is wrapped to sort and paginate as S3 does.
+ *
+ * As a process: `npx tsx testenv/s3.ts [--port N] [--dir D] [--bucket B]...`
+ * prints one JSON line `{"endpoint": ..., "dir": ...}` and runs until SIGINT/SIGTERM.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { S3Client } from '@aws-sdk/client-s3';
+import type S3rver from 's3rver';
+import type { S3Location } from '../api/index.js';
+import { silentLogger } from '../runner/logger.js';
+import { s3ClientConfig } from '../runner/storage/s3-client.js';
+import { S3Storage } from '../runner/storage/s3.js';
+import type { Storage } from '../runner/storage/types.js';
+
+export const S3_INSTALL_HINT = 'The S3 test server needs the npm package s3rver (a devDependency): run `npm ci` in the repository root.';
+export const S3RVER_KEY = 'S3RVER';
+
+export interface S3Server {
+  /** e.g. http://127.0.0.1:41234 */
+  endpoint: string;
+  port: number;
+  /** Directory holding the buckets. */
+  dir: string;
+  createBucket(name: string): Promise<void>;
+  /** A location block for this server: path style, static keys inline. */
+  location(bucket: string, overrides?: Partial<S3Location>): S3Location;
+  /** A Storage on `bucket` (no retry wrapper), for tests that inspect or tamper with stored objects. */
+  storage(bucket: string, overrides?: Partial<S3Location>): Storage;
+  /** Ids of multipart uploads still open in `bucket` (parts stored, neither completed nor aborted). */
+  openUploads(bucket: string): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+export interface S3ServerOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Kept on stop when given; a fresh temp directory (removed on stop) otherwise. */
+  dir?: string;
+  buckets?: string[];
+}
+
+async function loadS3rver(): Promise<typeof S3rver> {
+  try {
+    return (await import('s3rver')).default;
+  } catch (err) {
+    throw new Error(`${S3_INSTALL_HINT} (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** Adds AbortMultipartUpload (DELETE /bucket/key?uploadId=...) to s3rver, which answers it with MethodNotAllowed. */
+function abortMultipartMiddleware(server: S3rver): S3rver['middleware'][number] {
+  return async (ctx, next) => {
+    const uploadId = ctx.method === 'DELETE' ? ctx.query.uploadId : undefined;
+    if (typeof uploadId !== 'string') return next();
+    try {
+      await next();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'MethodNotAllowed') throw err;
+      const bucket = decodeURIComponent(ctx.path.split('/')[1] ?? '');
+      if (!/^[0-9a-f]+$/i.test(uploadId)) throw err;
+      const dir = join(server.store.getResourcePath(bucket, undefined, 'uploads'), uploadId);
+      if (!existsSync(dir)) {
+        ctx.status = 404;
+        ctx.body = { Error: { Code: 'NoSuchUpload', Message: 'The specified upload does not exist.' } };
+        return;
+      }
+      await rm(dir, { recursive: true, force: true });
+      ctx.status = 204;
+      ctx.body = null;
+    }
+  };
+}
+
+type ListObjects = (bucket: string, options: { startAfter?: string; maxKeys?: number }) => Promise<{ objects: { key: string }[]; isTruncated: boolean }>;
+
+/** Makes s3rver's listing sorted by UTF-8 bytes, with `startAfter`/`maxKeys` applied to that order. */
+function sortListings(server: S3rver): void {
+  const store = server.store as unknown as { listObjects: ListObjects };
+  const original = store.listObjects.bind(store);
+  store.listObjects = async (bucket, options) => {
+    const all = await original(bucket, { ...options, startAfter: '', maxKeys: Infinity });
+    const after = options.startAfter ?? '';
+    const sorted = all.objects
+      .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)))
+      .filter((o) => after === '' || Buffer.compare(Buffer.from(o.key), Buffer.from(after)) > 0);
+    const max = options.maxKeys ?? Infinity;
+    return { ...all, objects: sorted.slice(0, max), isTruncated: sorted.length > max };
+  };
+}
+
+export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
+  const S3rverClass = await loadS3rver();
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
+  const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false });
+  server.middleware.unshift(abortMultipartMiddleware(server));
+  sortListings(server);
+  const { port } = await server.run();
+  const endpoint = `http://127.0.0.1:${port}`;
+  for (const b of opts.buckets ?? []) await server.store.putBucket(b);
+  let stopped = false;
+  const clients: S3Client[] = [];
+  const location = (bucket: string, overrides: Partial<S3Location> = {}): S3Location => ({
+    bucket,
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    insecureSkipTLSVerify: false,
+    accessKeyId: { value: S3RVER_KEY },
+    secretAccessKey: { value: S3RVER_KEY },
+    partSizeMiB: 5,
+    queueSize: 2,
+    ...overrides,
+  });
+  return {
+    endpoint,
+    port,
+    dir,
+    createBucket: async (name) => {
+      await server.store.putBucket(name);
+    },
+    location,
+    storage: (bucket, overrides) => {
+      const cfg = location(bucket, overrides);
+      const client = new S3Client(s3ClientConfig(cfg, { credentials: { accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY } }));
+      clients.push(client);
+      return new S3Storage(client, cfg, { description: `s3://${bucket}`, logger: silentLogger() });
+    },
+    openUploads: async (bucket) => {
+      try {
+        return await readdir(server.store.getResourcePath(bucket, undefined, 'uploads'));
+      } catch {
+        return [];
+      }
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      for (const c of clients) c.destroy();
+      server.httpServer?.closeAllConnections();
+      await server.close();
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Alias of startS3Server. */
+export const startS3 = startS3Server;
+
+function parseArgs(argv: string[]): S3ServerOptions {
+  const opts: S3ServerOptions = { buckets: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (flag === '--port') opts.port = Number(value);
+    else if (flag === '--dir') opts.dir = value;
+    else if (flag === '--bucket') opts.buckets!.push(value);
+    else throw new Error(`unknown flag ${flag}; usage: s3.ts [--port N] [--dir D] [--bucket B]...`);
+    i++;
+  }
+  return opts;
+}
+
+async function main(): Promise<void> {
+  const s3 = await startS3Server(parseArgs(process.argv.slice(2)));
+  console.log(JSON.stringify({ endpoint: s3.endpoint, dir: s3.dir, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY }));
+  const shutdown = (): void => {
+    void s3.stop().then(() => process.exit(0));
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
