@@ -12,6 +12,9 @@
  * - s3rver 3.7 lacks AbortMultipartUpload (it answers 405); this adds it, after
  *   s3rver's own authentication and bucket checks, by removing the upload's
  *   parts directory, so tests can prove that failed uploads are aborted.
+ * - s3rver 3.7 encrypts continuation tokens with single DES, which OpenSSL 3
+ *   (Node 17+) refuses, so every truncated listing fails with a 500. The
+ *   `des` cipher is provided as 3DES with three equal keys, which is DES.
  * - s3rver 3.7 lists keys in directory-walk order (`a/b/c` before `a/b-e`);
  *   S3 lists them in UTF-8 byte order, page after page. The store's listing
  *   is wrapped to sort and paginate as S3 does.
@@ -19,6 +22,7 @@
  * As a process: `npx tsx testenv/s3.ts [--port N] [--dir D] [--bucket B]...`
  * prints one JSON line `{"endpoint": ..., "dir": ...}` and runs until SIGINT/SIGTERM.
  */
+import crypto from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -91,6 +95,21 @@ function abortMultipartMiddleware(server: S3rver): S3rver['middleware'][number] 
   };
 }
 
+/** Makes `createCipheriv('des', k, iv)` work under OpenSSL 3: DES-EDE3 with K1 = K2 = K3 is single DES. */
+function provideDes(): void {
+  try {
+    crypto.createCipheriv('des', Buffer.alloc(8), Buffer.alloc(8));
+    return;
+  } catch {
+    // not available: shim it below
+  }
+  const mutable = crypto as unknown as Record<'createCipheriv' | 'createDecipheriv', (alg: string, key: Buffer, iv: Buffer) => unknown>;
+  for (const fn of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = mutable[fn].bind(crypto);
+    mutable[fn] = (alg, key, iv) => (alg === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(alg, key, iv));
+  }
+}
+
 type ListObjects = (bucket: string, options: { startAfter?: string; maxKeys?: number }) => Promise<{ objects: { key: string }[]; isTruncated: boolean }>;
 
 /** Makes s3rver's listing sorted by UTF-8 bytes, with `startAfter`/`maxKeys` applied to that order. */
@@ -110,6 +129,7 @@ function sortListings(server: S3rver): void {
 
 export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
   const S3rverClass = await loadS3rver();
+  provideDes();
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
   const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false });

@@ -201,13 +201,31 @@ export class FilesystemStorage implements Storage {
  */
 async function openTemp(dir: string): Promise<{ fh: FileHandle; path: string }> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(dir, { recursive: true });
+    await ensureDir(dir);
     const path = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     try {
       return { fh: await open(path, 'wx', 0o600), path };
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT' || attempt >= 3) throw err;
     }
+  }
+}
+
+/**
+ * `mkdir -p`. Node's recursive mkdir reports ENOENT for some failures below
+ * an existing directory (EROFS, for one); the missing part is then created
+ * step by step so the error says what really went wrong.
+ */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    const parent = dirname(dir);
+    if (errnoOf(err) !== 'ENOENT' || parent === dir) throw err;
+    await ensureDir(parent);
+    await mkdir(dir).catch((e: unknown) => {
+      if (errnoOf(e) !== 'EEXIST') throw e;
+    });
   }
 }
 

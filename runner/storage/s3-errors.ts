@@ -69,7 +69,10 @@ export function s3Error(err: unknown, ctx: CallContext, bucket: string): BackupE
     return storageError('STORAGE_NOT_FOUND', ctx, `object ${ctx.key ?? ''} not found`, err);
   }
   if (isDenied(name, status)) {
-    const hint = name === 'CredentialsProviderError' ? 'no credentials found (set accessKeyId/secretAccessKey or give the pod an IAM role)' : `access denied (${name || status})`;
+    const hint =
+      name === 'CredentialsProviderError'
+        ? 'no credentials found (set accessKeyId/secretAccessKey or give the pod an IAM role)'
+        : `access denied (${name && name !== 'Unknown' ? name : `HTTP ${status}`})`;
     return storageError('STORAGE_DENIED', ctx, `${call} on bucket "${bucket}": ${hint}: ${messageOf(err)}`, err);
   }
   if (isTransient(err, name, status)) {

@@ -44,6 +44,8 @@ export interface S3StorageDeps {
   field: string;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
+  /** Keys per list page (S3's maximum and default is 1000). */
+  pageSize?: number;
 }
 
 export async function createS3Storage(cfg: S3Location, deps: S3StorageDeps): Promise<S3Storage> {
@@ -54,15 +56,17 @@ export class S3Storage implements Storage {
   readonly description: string;
   private readonly bucket: string;
   private readonly logger: Logger;
+  private readonly pageSize: number | undefined;
 
   constructor(
     private readonly client: S3Client,
     private readonly cfg: Pick<S3Location, 'bucket' | 'partSizeMiB' | 'queueSize'>,
-    deps: Pick<S3StorageDeps, 'description' | 'logger'>,
+    deps: Pick<S3StorageDeps, 'description' | 'logger' | 'pageSize'>,
   ) {
     this.bucket = cfg.bucket;
     this.description = deps.description;
     this.logger = deps.logger;
+    this.pageSize = deps.pageSize;
   }
 
   private ctx(op: CallContext['op'], key?: string): CallContext {
@@ -144,7 +148,7 @@ export class S3Storage implements Storage {
       throwIfAborted(opts.signal, ctx);
       let page;
       try {
-        const cmd = new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token });
+        const cmd = new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: this.pageSize });
         page = await this.client.send(cmd, { abortSignal: opts.signal });
       } catch (err) {
         throw s3Error(err, ctx, this.bucket);
