@@ -61,6 +61,8 @@ export interface S3ServerOptions {
   /** Kept on stop when given; a fresh temp directory (removed on stop) otherwise. */
   dir?: string;
   buckets?: string[];
+  /** Serve HTTPS with this key and certificate (PEM). */
+  tls?: { key: Buffer; cert: Buffer };
 }
 
 async function loadS3rver(): Promise<typeof S3rver> {
@@ -132,11 +134,11 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   provideDes();
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
-  const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false });
+  const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false, ...opts.tls });
   server.middleware.unshift(abortMultipartMiddleware(server));
   sortListings(server);
   const { port } = await server.run();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   for (const b of opts.buckets ?? []) await server.store.putBucket(b);
   let stopped = false;
   const clients: S3Client[] = [];

@@ -81,3 +81,17 @@ export function asStorageError(err: unknown, ctx: CallContext): BackupError {
   if (isAbortError(err)) return abortedError(ctx, err);
   return storageError('STORAGE_FAILED', ctx, `${describeCall(ctx)} failed: ${messageOf(err)}`, err);
 }
+
+const TLS_TRUST = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/** STORAGE_FAILED with a hint when `err` (or a cause) is a TLS certificate the client does not trust; undefined otherwise. */
+export function tlsTrustError(err: unknown, ctx: CallContext): BackupError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_TRUST.test(code)) {
+      const hint = 'set caFile to the CA that signed it (insecureSkipTLSVerify only for tests)';
+      return storageError('STORAGE_FAILED', ctx, `${describeCall(ctx)} failed: the server's TLS certificate is not trusted (${code}): ${hint}`, err);
+    }
+  }
+  return undefined;
+}

@@ -4,7 +4,7 @@
  * Node error code string (ECONNREFUSED…) from gaxios.
  */
 import { BackupError, isAbortError } from '../errors.js';
-import { abortedError, asStorageError, describeCall, isNetworkError, messageOf, storageError, type CallContext } from './errors.js';
+import { abortedError, asStorageError, describeCall, isNetworkError, messageOf, storageError, tlsTrustError, type CallContext } from './errors.js';
 
 interface GcsError {
   code?: unknown;
@@ -38,5 +38,5 @@ export function gcsError(err: unknown, ctx: CallContext, bucket: string): Backup
   if (/could not load the default credentials|unable to detect a project id/i.test(message)) {
     return storageError('STORAGE_DENIED', ctx, `${call}: no credentials found (set keyFile or give the pod a workload identity): ${message}`, err);
   }
-  return asStorageError(err, ctx);
+  return tlsTrustError(err, ctx) ?? asStorageError(err, ctx);
 }

@@ -5,7 +5,7 @@
  * object or bucket there is only a bare 404 named NotFound.
  */
 import { BackupError, isAbortError } from '../errors.js';
-import { abortedError, asStorageError, describeCall, isNetworkError, messageOf, storageError, type CallContext } from './errors.js';
+import { abortedError, asStorageError, describeCall, isNetworkError, messageOf, storageError, tlsTrustError, type CallContext } from './errors.js';
 
 interface SdkError {
   name?: string;
@@ -79,5 +79,5 @@ export function s3Error(err: unknown, ctx: CallContext, bucket: string): BackupE
     const what = status !== undefined ? `HTTP ${status} ${name}` : name || 'network error';
     return storageError('STORAGE_UNAVAILABLE', ctx, `${call} failed, the server may be unavailable (${what}): ${messageOf(err)}`, err);
   }
-  return asStorageError(err, ctx);
+  return tlsTrustError(err, ctx) ?? asStorageError(err, ctx);
 }

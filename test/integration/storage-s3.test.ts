@@ -1,4 +1,7 @@
 /** S3 behaviour beyond the contract, against a real s3rver: missing bucket, credentials, outages, paging. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Location } from '../../api/index.js';
@@ -8,6 +11,7 @@ import { createS3Storage } from '../../runner/storage/s3.js';
 import type { Storage } from '../../runner/storage/types.js';
 import { startFaultProxy, type FaultProxy } from '../../testenv/fault-proxy.js';
 import { startS3Server, type S3Server } from '../../testenv/s3.js';
+import { selfSignedCert } from '../../testenv/tls.js';
 import { MiB, expectCode, generated, listAll, sha256Of } from './storage-helpers.js';
 
 /** A JSON logger whose lines are kept for assertions. */
@@ -139,5 +143,29 @@ describe('S3 backend against s3rver', () => {
     const warning = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('could not abort the multipart upload'));
     expect(warning?.uploadId).toBeDefined();
     expect(await s3.openUploads('present')).toEqual([warning?.uploadId]);
+  });
+
+  it('over HTTPS: trusts a CA from caFile, refuses an unknown CA with a hint, and can skip verification', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 's3-tls-'));
+    const tls = selfSignedCert(dir);
+    const secure = await startS3Server({ buckets: ['tls'], tls });
+    try {
+      expect(secure.endpoint).toMatch(/^https:/);
+      const trusted = await storage(secure.location('tls', { caFile: tls.certFile }));
+      await trusted.preflight();
+      const body = generated(6 * MiB);
+      await trusted.put('db/tls/data', body.stream);
+      expect(await sha256Of(await trusted.get('db/tls/data'))).toEqual({ sha256: body.sha256(), size: 6 * MiB });
+
+      const untrusted = await storage(secure.location('tls'));
+      const err = await expectCode(untrusted.preflight(), 'STORAGE_FAILED');
+      expect(err.message).toMatch(/TLS certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\): set caFile/);
+
+      const skipping = await storage(secure.location('tls', { insecureSkipTLSVerify: true }));
+      expect((await skipping.stat('db/tls/data')).size).toBe(6 * MiB);
+    } finally {
+      await secure.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

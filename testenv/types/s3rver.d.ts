@@ -10,6 +10,9 @@ declare module 's3rver' {
     resetOnClose?: boolean;
     allowMismatchedSignatures?: boolean;
     vhostBuckets?: boolean;
+    /** With both, s3rver serves HTTPS. */
+    key?: Buffer;
+    cert?: Buffer;
     configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
   }
 
