@@ -23,6 +23,8 @@ export interface FaultProxy {
   readonly bytesUpstream: number;
   /** Connections accepted so far (including refused ones). */
   readonly connections: number;
+  /** Connections open right now. */
+  readonly openConnections: number;
   /**
    * Arms a cut: once `bytes` more bytes have gone upstream, every open
    * connection is reset, then new ones are refused for `refuseMs` (0: none).
@@ -102,6 +104,9 @@ export async function startFaultProxy(target: { host?: string; port: number }): 
     },
     get connections() {
       return connections;
+    },
+    get openConnections() {
+      return pairs.size;
     },
     cutAfter: (bytes, opts = {}) =>
       new Promise<void>((resolve) => {

@@ -7,13 +7,18 @@
  *   accept it). GCS creates the object only when the upload completes, so a
  *   failed or aborted put leaves no object; the abandoned session expires on
  *   its own (GCS drops unfinished sessions after a week).
+ * - Each stream put has its own HTTP agent, destroyed when the put settles:
+ *   the SDK does not abort an upload request whose stream is destroyed, so
+ *   without this a failed put would leave its request hanging open.
  * - A Buffer put is one simple (multipart) upload: atomic and replayable.
  * - The SDK's own retries are off: the retry wrapper decides, once.
  */
 import { once } from 'node:events';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { addAbortSignal, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Bucket, Storage as GcsClient, StorageOptions } from '@google-cloud/storage';
+import type { Bucket, File, Storage as GcsClient, StorageOptions } from '@google-cloud/storage';
 import type { GcsLocation } from '../../api/index.js';
 import type { Logger } from '../logger.js';
 import { PutBody } from './body.js';
@@ -53,6 +58,7 @@ export class GcsStorage implements Storage {
   readonly description: string;
   private readonly bucket: Bucket;
   private readonly pageSize: number;
+  private readonly plainHttp: boolean;
 
   constructor(
     client: GcsClient,
@@ -62,6 +68,7 @@ export class GcsStorage implements Storage {
     this.bucket = client.bucket(bucketName);
     this.description = deps.description;
     this.pageSize = deps.pageSize ?? 1000;
+    this.plainHttp = client.apiEndpoint.startsWith('http://');
   }
 
   private ctx(op: CallContext['op'], key?: string): CallContext {
@@ -81,14 +88,18 @@ export class GcsStorage implements Storage {
       }
     }
     const source = new PutBody(body, opts.signal, ctx);
+    const agent = this.plainHttp ? new HttpAgent() : new HttpsAgent();
     try {
       checkKey(key, ctx);
-      const upload = this.bucket.file(key).createWriteStream({ resumable: true, contentType: CONTENT_TYPE });
-      await pipeline(source.stream, upload);
+      const file = this.bucket.file(key);
+      routeThrough(file, agent);
+      await pipeline(source.stream, file.createWriteStream({ resumable: true, contentType: CONTENT_TYPE }));
       source.release();
       return { size: source.bytes };
     } catch (err) {
       throw source.failure(err, (e) => gcsError(e, ctx, this.bucketName));
+    } finally {
+      agent.destroy();
     }
   }
 
@@ -169,6 +180,12 @@ export class GcsStorage implements Storage {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** Sends every request made for `file` (session creation and upload) through `agent`; gaxios honours a per-request agent. */
+function routeThrough(file: File, agent: HttpAgent): void {
+  type Interceptor = (typeof file.interceptors)[number];
+  file.interceptors.push({ request: (reqOpts) => Object.assign(reqOpts, { agent }) as unknown as ReturnType<Interceptor['request']> });
 }
 
 function dateOf(v: unknown): Date | undefined {

@@ -13,7 +13,7 @@
  *   (AbortIncompleteMultipartUpload) removes them; they are never visible.
  * - A Buffer put is one PutObject (atomic, cancellable, replayable).
  */
-import { type Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -134,7 +134,8 @@ export class S3Storage implements Storage {
     const range = opts.range ? `bytes=${opts.range.start}-${opts.range.end ?? ''}` : undefined;
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), { abortSignal: opts.signal });
-      return mapStreamErrors(out.Body as Readable, (err) => s3Error(err, ctx, this.bucket));
+      const body = mapStreamErrors(out.Body as Readable, (err) => s3Error(err, ctx, this.bucket));
+      return opts.signal ? addAbortSignal(opts.signal, body) : body;
     } catch (err) {
       throw s3Error(err, ctx, this.bucket);
     }

@@ -70,4 +70,19 @@ describe('GCS backend against the emulator', () => {
     expect((await listAll(s, 'db/outage/')).map((o) => [o.key, o.size])).toEqual([['db/outage/kept', 8]]);
     expect((await readAll(await s.get('db/outage/kept'))).toString()).toBe('previous');
   });
+
+  it('an aborted put closes its upload request instead of leaving it hanging', async () => {
+    const own = await startFaultProxy({ port: gcs.port });
+    try {
+      const s = await createGcsStorage(gcs.location('faults', { apiEndpoint: own.url }), { description: 'gs://faults', logger: silentLogger() });
+      const ac = new AbortController();
+      const body = generated(64 * MiB, { onChunk: (n) => n === 6 * MiB && ac.abort() });
+      await expectCode(s.put('db/hanging/data', body.stream, { signal: ac.signal }), 'ABORTED');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(own.connections).toBeGreaterThan(0);
+      expect(own.openConnections).toBe(0);
+    } finally {
+      await own.close();
+    }
+  });
 });
