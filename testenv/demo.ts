@@ -20,7 +20,13 @@ function runner(args: string[], cfg: string): Promise<number> {
   const cli = join(import.meta.dirname, '..', 'dist', 'runner', 'cli', 'bin.js');
   console.log(`$ backup-runner ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args, '--config', cfg], { stdio: 'inherit', env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' } });
+    const child = spawn(process.execPath, [cli, ...args, '--config', cfg], { stdio: 'inherit', env: {
+        ...process.env,
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+        // The AWS SDK announces that it will need Node 22 from 2027; the runner images use a newer Node.
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve(code ?? 1));
   });
