@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { BackupError, type ErrorCode } from '../errors.js';
 
 /** Keeps the last `limit` bytes written to it: a bounded stderr tail. */
@@ -11,7 +12,8 @@ export class TailBuffer {
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    while (this.size > this.limit && this.chunks.length > 1) {
+    // Drop whole chunks only while the rest still holds `limit` bytes.
+    while (this.chunks.length > 1 && this.size - this.chunks[0]!.length >= this.limit) {
       this.size -= this.chunks.shift()!.length;
     }
   }
@@ -90,7 +92,19 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
   });
   // The exit promise is always observed by callers that care; avoid an unhandled rejection otherwise.
   exited.catch(() => undefined);
-  return { child, stdin: child.stdin, stdout: child.stdout, exited };
+  return { child, stdin: child.stdin, stdout: child.stdout ? hold(child.stdout) : null, exited };
+}
+
+/**
+ * Node discards the unread output of a child that exits while nobody listens
+ * to its stdout (it resumes the stream on exit). Reading it into a buffer
+ * from the start keeps every byte for a consumer that attaches later; the
+ * buffer's limit still applies backpressure to the child.
+ */
+function hold(stdout: Readable): Readable {
+  const held = new PassThrough({ highWaterMark: 1024 * 1024 });
+  pipeline(stdout, held).catch(() => undefined); // an error destroys `held`, which its reader sees
+  return held;
 }
 
 /** Runs a command to completion and returns its stdout as text. */

@@ -189,7 +189,8 @@ describe('backup and restore through the CLI', () => {
     const dataDir = join(dir, 'fs', 'shop', 'orders', first);
     const dataFile = join(dataDir, (await readdir(dataDir)).find((f) => f.startsWith('data.'))!);
     const bytes = await readFile(dataFile);
-    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = bytes[middle]! ^ 0xff;
     await writeFile(dataFile, bytes);
 
     const v = await cli(['verify', first]);
@@ -220,6 +221,24 @@ describe('backup and restore through the CLI', () => {
     expect(r.code).toBe(6);
     expect(r.json).toMatchObject({ error: { code: 'INTEGRITY' } });
     expect(await tableChecksums(pg, 'shop')).toEqual(before);
+  });
+});
+
+describe('edge cases', () => {
+  it('an empty database backs up and restores (tiny dumps are not lost in the pipes)', async () => {
+    const { pg } = ready();
+    await pg.psql('CREATE DATABASE empty_db');
+    const cfg = await writeConfig('empty', (c) => {
+      (c.engine as { postgresql: { database: string } }).postgresql.database = 'empty_db';
+      c.name = 'empty';
+      return c;
+    });
+    const b = await cli(['backup'], cfg);
+    expect(b.code, b.out).toBe(0);
+    await pg.psql('DROP DATABASE empty_db');
+    const r = await cli(['restore', '--latest'], cfg);
+    expect(r.code, r.out).toBe(0);
+    expect(await pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'empty_db'")).toBe('1');
   });
 });
 

@@ -11,7 +11,6 @@ import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
 import type { DumpHandle, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
 import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
-import { holdChildPipe } from './pipes.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
 import { checkConnectionArgs, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
@@ -126,7 +125,6 @@ export class PostgresqlEngine implements Engine {
     this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_dump');
     const fail = this.failure('pg_dump', this.conn.database, 'DUMP_FAILED', password);
     const p = run(plan.command, plan.args, { env: plan.env, signal: opts.signal, stdin: 'ignore', classify: (code, stderr) => classifyFailure(stderr, code, fail) });
-    if (p.stdout) holdChildPipe(p.stdout);
     const done = p.exited
       .catch((err: unknown) => {
         throw withInstallHint(err, plan.command);

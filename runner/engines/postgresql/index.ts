@@ -15,5 +15,4 @@ export {
   type PgVersion,
 } from './plan.js';
 export { classifyFailure, redact, type FailureContext } from './classify.js';
-export { holdChildPipe, canPassAsStdio } from './pipes.js';
 export { findDebianBinDir, readToolVersion, DEBIAN_ROOT } from './tools.js';

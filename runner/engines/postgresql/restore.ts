@@ -8,27 +8,16 @@ import { pipeline } from 'node:stream/promises';
 import { toBackupError, type BackupError } from '../../errors.js';
 import { run } from '../../util/process.js';
 import { classifyFailure, type FailureContext } from './classify.js';
-import { canPassAsStdio } from './pipes.js';
 import type { CommandPlan } from './plan.js';
 import { withInstallHint } from './tools.js';
 
 /**
- * Runs pg_restore reading `input`. An unread OS pipe becomes its stdin file
- * descriptor (no copy through this process); any other stream is piped in.
- * When a piped input fails, pg_restore is killed before its stdin closes, so
+ * Runs pg_restore reading `input`, piped in. When a piped input fails, pg_restore is killed before its stdin closes, so
  * it cannot take the early end for a complete archive and commit; the input's
  * own error is reported.
  */
 export async function runPgRestore(plan: CommandPlan, input: Readable, fail: FailureContext, signal?: AbortSignal): Promise<void> {
   const classify = (code: number | null, stderr: string): BackupError => classifyFailure(stderr, code, fail);
-  // Checked and spawned in the same tick: no bytes can arrive in between.
-  if (canPassAsStdio(input)) {
-    const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: input, stdout: 'ignore', classify });
-    await p.exited.catch((err: unknown) => {
-      throw withInstallHint(err, plan.command);
-    });
-    return;
-  }
   const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: 'pipe', stdout: 'ignore', classify });
   let inputFailed: unknown;
   const onInputError = (err: Error): void => {
