@@ -2,7 +2,6 @@
  * The PostgreSQL engine against a real server (testenv/postgres.ts). Without
  * PostgreSQL installed every test fails with the install hint.
  */
-import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
