@@ -12,7 +12,7 @@ deps: ## install system packages the tests and demo need (PostgreSQL, zstd) when
 	@bash testenv/install-deps.sh
 
 node_modules/.package-lock.json: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
 install: node_modules/.package-lock.json ## install npm packages (npm ci)

@@ -5,6 +5,9 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { IANAZone } from 'luxon';
+import cron from 'node-cron';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
 
@@ -119,6 +122,53 @@ export const LocationConfig = Type.Object(
 );
 export type LocationConfig = Static<typeof LocationConfig>;
 
+const Duration = (description: string, extra: Record<string, unknown> = {}) =>
+  Type.String({ pattern: DURATION_PATTERN, description: `${description} (a duration such as 90s, 15m, 36h, 7d, 2w or 1d12h)`, ...extra });
+
+export const Schedule = Type.Object(
+  {
+    cron: Type.Optional(Type.String({ minLength: 1, description: 'cron expression: 5 fields (minute first) or 6 (seconds first)' })),
+    interval: Type.Optional(Duration('time between backups')),
+    timeZone: Type.String({ minLength: 1, default: 'UTC', description: 'IANA time zone the cron expression is read in, e.g. Europe/Berlin' }),
+    suspend: Type.Boolean({ default: false, description: 'keep the daemon up but start no scheduled backup' }),
+    jitter: Type.Optional(Duration('random delay added to each scheduled start, to spread load')),
+    catchUp: Type.Boolean({ default: true, description: 'run once at start when a scheduled run was missed while the daemon was down' }),
+  },
+  { additionalProperties: false },
+);
+export type Schedule = Static<typeof Schedule>;
+
+const Count = (what: string) => Type.Optional(Type.Integer({ minimum: 0, description: what }));
+
+export const Retention = Type.Object(
+  {
+    keepLast: Count('keep the newest N backups'),
+    keepHourly: Count('keep the newest backup of each of the last N hours that have one'),
+    keepDaily: Count('… of each of the last N days that have one'),
+    keepWeekly: Count('… of each of the last N ISO weeks (Monday start) that have one'),
+    keepMonthly: Count('… of each of the last N months that have one'),
+    keepYearly: Count('… of each of the last N years that have one'),
+    keepWithin: Type.Optional(Duration('keep every backup this close to the newest backup')),
+    maxAge: Type.Optional(Duration('time-based: keep every backup younger than this')),
+    minKeep: Type.Integer({ minimum: 1, default: 1, description: 'never remove the newest N successful backups' }),
+    timeZone: Type.Optional(Type.String({ minLength: 1, description: 'IANA time zone of the hour/day/week/month/year buckets; defaults to schedule.timeZone' })),
+    orphanGracePeriod: Duration('data without a manifest older than this is removed by the sweeper', { default: '24h' }),
+  },
+  { additionalProperties: false },
+);
+export type Retention = Static<typeof Retention>;
+
+export const Daemon = Type.Object(
+  {
+    socket: Type.String({ minLength: 1, default: '/tmp/backup-runner/control.sock', description: 'Unix socket of the control API used by the CLI commands' }),
+    metricsHost: Type.String({ minLength: 1, default: '0.0.0.0' }),
+    metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 9090, description: '/metrics, /healthz and /readyz; 0 picks a free port' }),
+    shutdownGracePeriod: Duration('how long SIGTERM waits for a running backup before aborting it', { default: '25s' }),
+  },
+  { additionalProperties: false },
+);
+export type Daemon = Static<typeof Daemon>;
+
 export const RunnerConfig = Type.Object(
   {
     namespace: Type.String({ ...Name, default: 'default' }),
@@ -126,6 +176,9 @@ export const RunnerConfig = Type.Object(
     engine: EngineConfig,
     compression: Type.Object(Compression.properties, { additionalProperties: false, default: {} }),
     locations: Type.Array(LocationConfig, { minItems: 1 }),
+    schedule: Type.Optional(Schedule),
+    retention: Type.Object(Retention.properties, { additionalProperties: false, default: {} }),
+    daemon: Type.Object(Daemon.properties, { additionalProperties: false, default: {} }),
   },
   { additionalProperties: false },
 );
@@ -156,6 +209,8 @@ function structuralErrors(schema: TSchema, value: unknown): FieldError[] {
     if (errors.some((x) => x.path === path)) continue;
     const rule = e.schema.anyOf
       ? `must be one of ${describeLiterals(e.schema)}`
+      : e.schema.pattern === DURATION_PATTERN
+        ? 'must be a duration such as 90s, 15m, 36h, 7d, 2w or 1d12h'
       : e.schema.pattern && typeof e.schema.description === 'string'
         ? `must be ${e.schema.description}`
         : e.message.toLowerCase();
@@ -187,8 +242,29 @@ function blockErrors<T extends string>(path: string, type: T, all: readonly T[],
   return errors;
 }
 
+function zoneErrors(path: string, zone: string | undefined): FieldError[] {
+  return zone === undefined || IANAZone.isValidZone(zone) ? [] : [{ path, message: `"${zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)` }];
+}
+
+function scheduleErrors(s: Schedule | undefined): FieldError[] {
+  if (!s) return [];
+  const errors: FieldError[] = [];
+  if ((s.cron === undefined) === (s.interval === undefined)) errors.push({ path: 'schedule', message: 'set exactly one of cron, interval' });
+  if (s.cron !== undefined) {
+    const fields = s.cron.trim().split(/\s+/).length;
+    const v = cron.validateDetailed(s.cron);
+    if (fields !== 5 && fields !== 6) errors.push({ path: 'schedule.cron', message: `"${s.cron}" has ${fields} fields; use 5 (minute hour day month weekday) or 6 (second first)` });
+    else if (!v.valid) errors.push({ path: 'schedule.cron', message: `"${s.cron}" is not a valid cron expression: ${v.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}` });
+  }
+  if (s.interval !== undefined && (parseDuration(s.interval) ?? 0) < 1000) errors.push({ path: 'schedule.interval', message: 'must be at least 1s' });
+  errors.push(...zoneErrors('schedule.timeZone', s.timeZone));
+  return errors;
+}
+
 function semanticErrors(cfg: RunnerConfig): FieldError[] {
   const errors: FieldError[] = [];
+  errors.push(...scheduleErrors(cfg.schedule));
+  errors.push(...zoneErrors('retention.timeZone', cfg.retention.timeZone));
   errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
   errors.push(...secretErrors('engine.postgresql.password', cfg.engine.postgresql?.password));
   const seen = new Set<string>();
