@@ -2,15 +2,12 @@ import { createRuntime } from '../build-runtime.js';
 import { loadConfig } from '../config/load.js';
 import { EXIT, type ExitCode, toBackupError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
-import { runBackup } from '../ops/backup.js';
-import { listBackups } from '../ops/list.js';
-import { runRestore } from '../ops/restore.js';
-import { verify } from '../ops/verify.js';
+import { type Operation, perform } from '../ops/perform.js';
 import { closeRuntime, type Runtime } from '../runtime.js';
 import { runnerVersion } from '../version.js';
 import { type Command, parseCommand, USAGE } from './args.js';
 import { progressReporter } from './progress.js';
-import { renderBackup, renderListing, renderRestore, renderVerify, toJson } from './render.js';
+import { toJson } from './render.js';
 
 type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' }>;
 
@@ -20,39 +17,27 @@ interface Io {
   signal: AbortSignal;
 }
 
+/** The operation a command asks for. */
+export function operationOf(cmd: RuntimeCommand): Operation {
+  switch (cmd.name) {
+    case 'backup':
+      return { kind: 'backup', trigger: 'manual' };
+    case 'list':
+      return { kind: 'list' };
+    case 'restore':
+      return { kind: 'restore', selector: cmd.selector, force: cmd.force, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}) };
+    case 'verify':
+      return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}) };
+  }
+}
+
 async function execute(cmd: RuntimeCommand, rt: Runtime, io: Io): Promise<ExitCode> {
   const progress = cmd.output === 'text' ? progressReporter(process.stderr, io.logger) : undefined;
-  const common = { signal: io.signal, ...(progress ? { onProgress: progress.onProgress } : {}) };
-  const print = (json: unknown, text: () => string): void => io.out(cmd.output === 'json' ? toJson(json) : text());
   try {
-    switch (cmd.name) {
-      case 'backup': {
-        const r = await runBackup(rt, { trigger: 'manual', ...common });
-        progress?.done();
-        print(r, () => renderBackup(r));
-        if (r.status === 'Succeeded') return EXIT.OK;
-        return r.status === 'PartiallySucceeded' ? EXIT.PARTIAL : (r.error?.exitCode ?? EXIT.FAILED);
-      }
-      case 'list': {
-        const l = await listBackups(rt, common);
-        print(l, () => renderListing(l));
-        return l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK;
-      }
-      case 'restore': {
-        const r = await runRestore(rt, { selector: cmd.selector, force: cmd.force, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}), ...common });
-        progress?.done();
-        print(r, () => renderRestore(r));
-        return EXIT.OK;
-      }
-      case 'verify': {
-        const v = await verify(rt, { ...(cmd.id ? { id: cmd.id } : {}), ...common });
-        progress?.done();
-        print(v, () => renderVerify(v));
-        return v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED;
-      }
-      default:
-        return cmd satisfies never;
-    }
+    const o = await perform(rt, operationOf(cmd), { signal: io.signal, ...(progress ? { onProgress: progress.onProgress } : {}) });
+    progress?.done();
+    io.out(cmd.output === 'json' ? toJson(o.json) : o.text);
+    return o.exitCode;
   } finally {
     progress?.done();
   }

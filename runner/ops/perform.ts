@@ -1,0 +1,57 @@
+import { EXIT, type ExitCode } from '../errors.js';
+import type { ProgressListener, Runtime } from '../runtime.js';
+import { renderBackup, renderListing, renderRestore, renderVerify, toJson } from '../cli/render.js';
+import { runBackup, type Trigger } from './backup.js';
+import { listBackups } from './list.js';
+import { runRestore } from './restore.js';
+import type { Selector } from './select.js';
+import { verify } from './verify.js';
+
+/** Everything the runner can be asked to do, locally or through the daemon. */
+export type Operation =
+  | { kind: 'backup'; trigger: Trigger }
+  | { kind: 'list' }
+  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean }
+  | { kind: 'verify'; id?: string };
+
+/** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
+export interface Outcome {
+  exitCode: ExitCode;
+  /** JSON-safe result for `--output json`. */
+  json: unknown;
+  /** Human summary. */
+  text: string;
+}
+
+export interface PerformOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+function outcome(exitCode: ExitCode, result: unknown, text: string): Outcome {
+  return { exitCode, json: JSON.parse(toJson(result)) as unknown, text };
+}
+
+/** Runs one operation and turns its result into an exit code and both renderings. Throws BackupErrors. */
+export async function perform(rt: Runtime, op: Operation, opts: PerformOptions = {}): Promise<Outcome> {
+  switch (op.kind) {
+    case 'backup': {
+      const r = await runBackup(rt, { trigger: op.trigger, ...opts });
+      const code = r.status === 'Succeeded' ? EXIT.OK : r.status === 'PartiallySucceeded' ? EXIT.PARTIAL : (r.error?.exitCode ?? EXIT.FAILED);
+      return outcome(code, r, renderBackup(r));
+    }
+    case 'list': {
+      const l = await listBackups(rt, opts);
+      return outcome(l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK, l, renderListing(l));
+    }
+    case 'restore': {
+      const r = await runRestore(rt, { selector: op.selector, force: op.force, ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}), ...opts });
+      return outcome(EXIT.OK, r, renderRestore(r));
+    }
+    case 'verify': {
+      const v = await verify(rt, { ...(op.id ? { id: op.id } : {}), ...opts });
+      const code = v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED;
+      return outcome(code, v, renderVerify(v));
+    }
+  }
+}
