@@ -10,6 +10,7 @@ export const EXIT = {
   NOT_FOUND: 4,
   REFUSED: 5,
   INTEGRITY: 6,
+  BUSY: 7,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -41,6 +42,9 @@ const table = {
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   ALL_LOCATIONS_FAILED: { exit: EXIT.FAILED, retryable: false },
   ABORTED: { exit: EXIT.FAILED, retryable: false },
+  BUSY: { exit: EXIT.BUSY, retryable: true },
+  DAEMON_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
+  DAEMON_RUNNING: { exit: EXIT.FAILED, retryable: false },
   INTERNAL: { exit: EXIT.FAILED, retryable: false },
 } as const satisfies Record<string, { exit: ExitCode; retryable: boolean }>;
 

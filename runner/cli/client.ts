@@ -1,0 +1,75 @@
+import { request } from 'node:http';
+import { stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { BackupError, type ExitCode } from '../errors.js';
+import type { Outcome } from '../ops/perform.js';
+import { OPERATIONS_PATH, STATUS_PATH, type OperationRequest, type StreamLine } from '../daemon/protocol.js';
+
+/** True when a daemon's socket exists at `path` (whether it answers is learnt on the first call). */
+export async function daemonSocketExists(path: string): Promise<boolean> {
+  const s = await stat(path).catch(() => undefined);
+  return s?.isSocket() ?? false;
+}
+
+function unreachable(path: string, err: unknown): BackupError {
+  return new BackupError('DAEMON_UNREACHABLE', `the backup-runner daemon at ${path} does not answer (${(err as Error).message}); is "backup-runner serve" running? Use --local to run without it`, {
+    cause: err,
+  });
+}
+
+/** GET a JSON document from the daemon. */
+export function getJson(socketPath: string, path: string = STATUS_PATH): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (err) {
+          reject(unreachable(socketPath, err));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => reject(unreachable(socketPath, err)));
+    req.end();
+  });
+}
+
+/**
+ * Sends an operation to the daemon and follows its NDJSON stream until the
+ * result. `onLine` sees every queued/started/progress line. The outcome is
+ * the daemon's: same exit code, JSON and text as a local run.
+ */
+export function requestOperation(socketPath: string, op: OperationRequest, onLine: (line: StreamLine) => void): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(op);
+    const req = request(
+      { socketPath, path: OPERATIONS_PATH, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        let settled = false;
+        const lines = createInterface({ input: res, crlfDelay: Infinity });
+        lines.on('line', (text) => {
+          if (!text.trim()) return;
+          const line = JSON.parse(text) as StreamLine;
+          if (line.event === 'result') {
+            settled = true;
+            resolve({ exitCode: line.exitCode, json: line.json, text: line.text });
+          } else if (line.event === 'error') {
+            settled = true;
+            const e = new BackupError('INTERNAL', line.error.message, { details: line.error });
+            Object.assign(e, { code: line.error.code, exitCode: line.error.exitCode as ExitCode });
+            reject(e);
+          } else onLine(line);
+        });
+        lines.on('close', () => {
+          if (!settled) reject(new BackupError('DAEMON_UNREACHABLE', 'the daemon closed the connection before the operation finished; see its logs (kubectl logs)'));
+        });
+      },
+    );
+    req.on('error', (err) => reject(unreachable(socketPath, err)));
+    req.end(body);
+  });
+}

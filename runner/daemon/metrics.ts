@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BackupResult } from '../ops/backup.js';
+
+/** The daemon's Prometheus metrics, on a registry of its own (nothing global, nothing at import time). */
+export class RunnerMetrics {
+  readonly registry = new Registry();
+  private readonly lastSuccess: Gauge;
+  private readonly lastAttempt: Gauge;
+  private readonly duration: Histogram;
+  private readonly bytes: Gauge;
+  private readonly bytesTotal: Counter;
+  private readonly stored: Gauge;
+  private readonly nextRun: Gauge;
+  private readonly failures: Counter;
+  private readonly operations: Counter;
+  private readonly running: Gauge;
+
+  constructor(labels: { namespace: string; name: string }) {
+    this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
+    collectDefaultMetrics({ register: this.registry, prefix: 'backup_runner_process_' });
+    const r = [this.registry];
+    this.lastSuccess = new Gauge({ name: 'backup_runner_last_success_timestamp_seconds', help: 'Finish time of the last backup stored in the location', labelNames: ['location'], registers: r });
+    this.lastAttempt = new Gauge({ name: 'backup_runner_last_backup_timestamp_seconds', help: 'Finish time of the last backup attempt, whatever its outcome', registers: r });
+    this.duration = new Histogram({
+      name: 'backup_runner_backup_duration_seconds',
+      help: 'Duration of backups by outcome',
+      labelNames: ['status'],
+      buckets: [1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400],
+      registers: r,
+    });
+    this.bytes = new Gauge({ name: 'backup_runner_last_backup_bytes', help: 'Stored (compressed) size of the last successful backup', registers: r });
+    this.bytesTotal = new Counter({ name: 'backup_runner_stored_bytes_total', help: 'Bytes stored, summed over locations', labelNames: ['location'], registers: r });
+    this.stored = new Gauge({ name: 'backup_runner_backups_stored', help: 'Complete backups (with a manifest) in the location', labelNames: ['location'], registers: r });
+    this.nextRun = new Gauge({ name: 'backup_runner_next_run_timestamp_seconds', help: 'When the next scheduled backup starts (0: none scheduled)', registers: r });
+    this.failures = new Counter({ name: 'backup_runner_operation_failures_total', help: 'Failed operations (and failed locations of a backup) by reason code', labelNames: ['operation', 'location', 'reason'], registers: r });
+    this.operations = new Counter({ name: 'backup_runner_operations_total', help: 'Finished operations by outcome', labelNames: ['operation', 'status'], registers: r });
+    this.running = new Gauge({ name: 'backup_runner_operation_running', help: '1 while an operation of this kind runs', labelNames: ['operation'], registers: r });
+  }
+
+  operationStarted(kind: string): void {
+    this.running.set({ operation: kind }, 1);
+  }
+
+  operationFinished(kind: string, status: string, reason?: string): void {
+    this.running.set({ operation: kind }, 0);
+    this.operations.inc({ operation: kind, status });
+    if (reason) this.failures.inc({ operation: kind, location: '', reason });
+  }
+
+  backupFinished(r: BackupResult): void {
+    const finished = r.finishedAt.getTime() / 1000;
+    this.lastAttempt.set(finished);
+    this.duration.observe({ status: r.status }, (r.finishedAt.getTime() - r.startedAt.getTime()) / 1000);
+    for (const l of r.locations) {
+      if (l.status === 'Succeeded') {
+        this.lastSuccess.set({ location: l.location }, finished);
+        this.bytesTotal.inc({ location: l.location }, l.size ?? 0);
+      } else {
+        this.failures.inc({ operation: 'backup', location: l.location, reason: l.error?.code ?? 'UNKNOWN' });
+      }
+    }
+    if (r.manifest && r.status !== 'Failed') this.bytes.set(r.manifest.objects.reduce((s, o) => s + o.size, 0));
+  }
+
+  /** Seeds the gauges from what the locations hold, e.g. at start. */
+  setStored(location: string, count: number, lastSuccess?: Date): void {
+    this.stored.set({ location }, count);
+    if (lastSuccess) this.lastSuccess.set({ location }, lastSuccess.getTime() / 1000);
+  }
+
+  setNextRun(at: Date | undefined): void {
+    this.nextRun.set(at ? at.getTime() / 1000 : 0);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

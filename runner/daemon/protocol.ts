@@ -1,0 +1,39 @@
+/**
+ * The control API between `backup-runner <command>` (the client, usually run
+ * with kubectl exec) and `backup-runner serve` (the daemon), over a Unix
+ * socket. An operation is POSTed to /v1/operations; the answer is NDJSON:
+ * zero or more `queued`/`started`/`progress` lines, then exactly one `result`
+ * or `error` line.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { ProgressEvent } from '../runtime.js';
+import type { Outcome } from '../ops/perform.js';
+import type { OperationInfo } from './queue.js';
+
+export const OPERATIONS_PATH = '/v1/operations';
+export const STATUS_PATH = '/v1/status';
+
+const SelectorSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('latest') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('id'), id: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('time'), at: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+]);
+
+export const OperationRequest = Type.Union([
+  Type.Object({ kind: Type.Literal('backup') }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('list') }, { additionalProperties: false }),
+  Type.Object(
+    { kind: Type.Literal('restore'), selector: SelectorSchema, targetDatabase: Type.Optional(Type.String({ minLength: 1 })), force: Type.Boolean() },
+    { additionalProperties: false },
+  ),
+  Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('retention'), dryRun: Type.Boolean() }, { additionalProperties: false }),
+]);
+export type OperationRequest = Static<typeof OperationRequest>;
+
+export type StreamLine =
+  | { event: 'queued'; position: number; running?: OperationInfo }
+  | { event: 'started'; operation: OperationInfo }
+  | ({ event: 'progress' } & ProgressEvent)
+  | ({ event: 'result' } & Outcome)
+  | { event: 'error'; error: { code: string; message: string; exitCode: number; [k: string]: unknown } };
