@@ -1,0 +1,111 @@
+/**
+ * Carries out a retention plan in one location.
+ *
+ * Invariants:
+ * - Only backups in `plan.remove` are touched; a plan that lists an id both
+ *   to keep and to remove is refused before anything is deleted.
+ * - A backup's manifest is deleted FIRST: from that moment the backup no
+ *   longer exists for list, restore and retention, even if deleting its data
+ *   then fails. If the manifest cannot be deleted the backup is left whole
+ *   and reported as failed.
+ * - Data left behind after the manifest is gone is an orphan: it is logged,
+ *   not failed, and the sweeper removes it later.
+ * - Removal goes oldest first, so an interrupted run leaves the newest
+ *   backups. Between backups an aborted signal stops the run with ABORTED.
+ * - A dry run reads and deletes nothing; it reports what would be removed.
+ */
+import { BackupError, toBackupError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Location } from '../runtime.js';
+import { backupPrefix, manifestKey } from '../storage/layout.js';
+import { checkBackupId, deleteKeys, listKeys, throwIfAborted } from './objects.js';
+import type { RemovedBackup, RetentionPlan } from './policy.js';
+
+export { retentionCandidates, type LocationCandidates } from './candidates.js';
+export { sweepOrphans, type SweepOptions, type SweepResult, type Orphan } from './sweep.js';
+
+export interface ApplyOptions {
+  dryRun: boolean;
+  signal?: AbortSignal;
+  logger: Logger;
+}
+
+export interface RemovalOutcome {
+  id: string;
+  time: Date;
+  /** `planned`: dry run; `deleted`: the manifest is gone; `failed`: the backup is untouched. */
+  status: 'planned' | 'deleted' | 'failed';
+  /** Data objects that could not be deleted after the manifest was (orphans for the sweeper). */
+  leftover: number;
+  error?: BackupError;
+}
+
+export interface ApplyResult {
+  location: string;
+  dryRun: boolean;
+  /** Newest first, as in the plan. */
+  outcomes: RemovalOutcome[];
+  /** Ids deleted (or, in a dry run, that would be). */
+  removed: string[];
+  /** Ids whose removal failed; these backups still exist. */
+  failed: string[];
+}
+
+function checkPlan(plan: RetentionPlan): void {
+  const kept = new Set(plan.keep.map((k) => k.id));
+  for (const r of plan.remove) {
+    checkBackupId(r.id);
+    if (kept.has(r.id)) throw new BackupError('INTERNAL', `retention plan both keeps and removes backup ${r.id}`, { details: { backup: r.id } });
+  }
+}
+
+/** Deletes the backup's data after its manifest is gone; returns how many objects were left. */
+async function deleteData(location: Location, id: string, signal: AbortSignal | undefined, log: Logger): Promise<number> {
+  let keys: string[];
+  try {
+    keys = await listKeys(location.storage, backupPrefix(location.scope, id), signal);
+  } catch (err) {
+    log.warn({ err: toBackupError(err, 'STORAGE_FAILED') }, 'backup removed, but its data could not be listed; the orphan sweeper will remove it');
+    return 1;
+  }
+  const failures = await deleteKeys(location.storage, keys, signal);
+  if (failures.length > 0) {
+    log.warn({ err: failures[0]!.error, objects: failures.length }, 'backup removed, but some of its data could not be deleted; the orphan sweeper will remove it');
+  }
+  return failures.length;
+}
+
+async function removeOne(location: Location, b: RemovedBackup, opts: ApplyOptions): Promise<RemovalOutcome> {
+  const log = opts.logger.child({ backup: b.id });
+  if (opts.dryRun) {
+    log.info({ consistentAt: b.time.toISOString() }, 'would remove backup (dry run)');
+    return { id: b.id, time: b.time, status: 'planned', leftover: 0 };
+  }
+  try {
+    await location.storage.delete(manifestKey(location.scope, b.id), { signal: opts.signal });
+  } catch (err) {
+    const error = toBackupError(err, 'STORAGE_FAILED');
+    log.warn({ err: error }, 'could not delete the manifest; the backup is kept whole');
+    return { id: b.id, time: b.time, status: 'failed', leftover: 0, error };
+  }
+  const leftover = await deleteData(location, b.id, opts.signal, log);
+  log.info({ consistentAt: b.time.toISOString(), leftover }, 'removed backup');
+  return { id: b.id, time: b.time, status: 'deleted', leftover };
+}
+
+export async function applyRetention(location: Location, plan: RetentionPlan, opts: ApplyOptions): Promise<ApplyResult> {
+  checkPlan(plan);
+  const outcomes: RemovalOutcome[] = [];
+  for (const b of [...plan.remove].reverse()) {
+    throwIfAborted(opts.signal, `retention in ${location.name}`);
+    outcomes.push(await removeOne(location, b, opts));
+  }
+  outcomes.reverse();
+  return {
+    location: location.name,
+    dryRun: opts.dryRun,
+    outcomes,
+    removed: outcomes.filter((o) => o.status !== 'failed').map((o) => o.id),
+    failed: outcomes.filter((o) => o.status === 'failed').map((o) => o.id),
+  };
+}
