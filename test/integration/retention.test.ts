@@ -20,7 +20,6 @@ import { policy } from '../unit/retention-cases.js';
 import { allKeys, writeBackup } from '../retention-fixtures.js';
 
 const logger = silentLogger();
-const DAY = 86_400_000;
 const scope = { prefix: 'db-backups', namespace: 'prod', name: 'orders' };
 const otherScope = { ...scope, name: 'billing' };
 /** Daily at 03:00Z from 2026-10-23 to 2026-11-21 (30 backups). */
