@@ -8,6 +8,8 @@ interface Common {
   config: string;
   output: OutputFormat;
   logLevel?: string;
+  /** Run in this process even when a daemon serves the config's socket. */
+  local: boolean;
 }
 
 export type Command =
@@ -15,6 +17,9 @@ export type Command =
   | ({ name: 'list' } & Common)
   | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean } & Common)
   | ({ name: 'verify'; id?: string } & Common)
+  | ({ name: 'retention'; dryRun: boolean } & Common)
+  | ({ name: 'status' } & Common)
+  | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
   | { name: 'version' };
 
@@ -27,16 +32,24 @@ Commands:
           [--target-database NAME] [--force]
                               restore a backup (refuses a database holding data without --force)
   verify [ID]                 check size and sha256 of every stored object against its manifest
+  retention [--dry-run]       apply the retention policy to every location (--dry-run: show keep/remove with reasons)
+  status                      what the daemon is doing, its schedule and the last backup
+  serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
+
+When a daemon serves the config's control socket (in the runner pod), the
+commands are sent to it and wait for the result; --local runs them here.
 
 Options:
   -c, --config PATH           config file (default: $BACKUP_RUNNER_CONFIG or /etc/backup-runner/config.yaml)
   -o, --output text|json      output format (default: text)
+      --local                 run here even when a daemon is serving
       --log-level LEVEL       trace, debug, info, warn, error (default: info, or $LOG_LEVEL)
   -h, --help                  show this help
 
 Exit codes: 0 ok, 1 failed, 2 usage or invalid config, 3 partially succeeded,
-            4 not found, 5 refused (use --force), 6 integrity check failed`;
+            4 not found, 5 refused (use --force), 6 integrity check failed,
+            7 busy (another operation runs and too many wait)`;
 
 const usage = (msg: string): BackupError => new BackupError('USAGE', `${msg}\n\n${USAGE}`);
 
@@ -58,22 +71,25 @@ function selector(v: { latest?: boolean; backup?: string; 'to-time'?: string }):
   return { kind: 'time', at: parseTime(v['to-time']!) };
 }
 
-function commonOptions(v: { config?: string; output?: string; 'log-level'?: string }, env: NodeJS.ProcessEnv): Common {
+function commonOptions(v: { config?: string; output?: string; 'log-level'?: string; local?: boolean }, env: NodeJS.ProcessEnv): Common {
   const output = v.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw usage(`--output must be text or json, not "${output}"`);
   return {
     config: v.config ?? env.BACKUP_RUNNER_CONFIG ?? '/etc/backup-runner/config.yaml',
     output,
+    local: v.local ?? false,
     ...(v['log-level'] ? { logLevel: v['log-level'] } : {}),
   };
 }
 
 const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force'] as const;
 
-function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number], unknown>>): void {
-  if (name === 'restore') return;
-  const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
-  if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run', unknown>>): void {
+  if (name !== 'restore') {
+    const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
+    if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
+  }
+  if (name !== 'retention' && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention, not of ${name}`);
 }
 
 /** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
@@ -94,6 +110,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         'to-time': { type: 'string' },
         'target-database': { type: 'string' },
         force: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
+        local: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -103,14 +121,21 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   const [name, ...rest] = positionals;
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
-  const common = commonOptions(v, env);
   checkRestoreOnly(name, v);
   const maxPositionals = name === 'verify' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
+  return buildCommand(name, rest, v, commonOptions(v, env));
+}
+
+function buildCommand(name: string, rest: string[], v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string }, common: Common): Command {
   switch (name) {
     case 'backup':
     case 'list':
+    case 'status':
+    case 'serve':
       return { name, ...common };
+    case 'retention':
+      return { name, ...common, dryRun: v['dry-run'] ?? false };
     case 'verify':
       return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}) };
     case 'restore':

@@ -50,7 +50,13 @@ export function requestOperation(socketPath: string, op: OperationRequest, onLin
       { socketPath, path: OPERATIONS_PATH, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
       (res) => {
         let settled = false;
+        res.on('error', (err) => {
+          if (settled) return;
+          settled = true;
+          reject(new BackupError('DAEMON_UNREACHABLE', `the connection to the daemon was lost before the operation finished (${err.message}); see its logs (kubectl logs)`, { cause: err }));
+        });
         const lines = createInterface({ input: res, crlfDelay: Infinity });
+        lines.on('error', () => undefined); // the response's own error handler reports it
         lines.on('line', (text) => {
           if (!text.trim()) return;
           const line = JSON.parse(text) as StreamLine;
@@ -65,7 +71,9 @@ export function requestOperation(socketPath: string, op: OperationRequest, onLin
           } else onLine(line);
         });
         lines.on('close', () => {
-          if (!settled) reject(new BackupError('DAEMON_UNREACHABLE', 'the daemon closed the connection before the operation finished; see its logs (kubectl logs)'));
+          if (settled) return;
+          settled = true;
+          reject(new BackupError('DAEMON_UNREACHABLE', 'the daemon closed the connection before the operation finished; see its logs (kubectl logs)'));
         });
       },
     );

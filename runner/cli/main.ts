@@ -1,15 +1,19 @@
 import { createRuntime } from '../build-runtime.js';
 import { loadConfig } from '../config/load.js';
-import { EXIT, type ExitCode, toBackupError } from '../errors.js';
+import { BackupError, EXIT, type ExitCode, toBackupError } from '../errors.js';
+import { retainAfterBackup } from '../ops/retention.js';
 import { createLogger, type Logger } from '../logger.js';
 import { type Operation, perform } from '../ops/perform.js';
 import { closeRuntime, type Runtime } from '../runtime.js';
 import { runnerVersion } from '../version.js';
 import { type Command, parseCommand, USAGE } from './args.js';
+import { daemonSocketExists } from './client.js';
 import { progressReporter } from './progress.js';
+import { runRemote, showStatus } from './remote.js';
+import { serve } from './serve.js';
 import { toJson } from './render.js';
 
-type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' }>;
+type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' }>;
 
 interface Io {
   out: (text: string) => void;
@@ -28,10 +32,12 @@ export function operationOf(cmd: RuntimeCommand): Operation {
       return { kind: 'restore', selector: cmd.selector, force: cmd.force, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}) };
     case 'verify':
       return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}) };
+    case 'retention':
+      return { kind: 'retention', dryRun: cmd.dryRun };
   }
 }
 
-async function execute(cmd: RuntimeCommand, rt: Runtime, io: Io): Promise<ExitCode> {
+async function executeLocally(cmd: RuntimeCommand, rt: Runtime, io: Io): Promise<ExitCode> {
   const progress = cmd.output === 'text' ? progressReporter(process.stderr, io.logger) : undefined;
   try {
     const o = await perform(rt, operationOf(cmd), { signal: io.signal, ...(progress ? { onProgress: progress.onProgress } : {}) });
@@ -49,6 +55,26 @@ export interface MainIo {
   logger?: Logger;
 }
 
+const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'status', 'serve', 'version', 'help'];
+
+async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
+  const config = await loadConfig(cmd.config);
+  if (cmd.name === 'serve') return serve(config, io.logger, env, { afterBackup: retainAfterBackup });
+  const socket = config.daemon.socket;
+  const viaDaemon = !cmd.local && (await daemonSocketExists(socket));
+  if (cmd.name === 'status') {
+    if (!viaDaemon) throw new BackupError('DAEMON_UNREACHABLE', `no daemon serves ${socket}: status is the daemon's; start it with "backup-runner serve"`);
+    return showStatus(socket, cmd.output, io.out);
+  }
+  if (viaDaemon) return runRemote(socket, operationOf(cmd), cmd.output, io.out, io.logger);
+  const rt = await createRuntime(config, io.logger, env);
+  try {
+    return await executeLocally(cmd, rt, io);
+  } finally {
+    await closeRuntime(rt);
+  }
+}
+
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, io: MainIo = {}): Promise<ExitCode> {
   const out = io.stdout ?? ((text: string): void => void process.stdout.write(`${text}\n`));
   let cmd: Command;
@@ -60,7 +86,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (cmd.name === 'help') {
     out(USAGE);
-    return cmd.topic === undefined || ['backup', 'list', 'restore', 'verify', 'version', 'help'].includes(cmd.topic) ? EXIT.OK : EXIT.USAGE;
+    return cmd.topic === undefined || COMMANDS.includes(cmd.topic) ? EXIT.OK : EXIT.USAGE;
   }
   if (cmd.name === 'version') {
     out(runnerVersion());
@@ -68,17 +94,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const logger = io.logger ?? createLogger({ ...(cmd.logLevel ? { level: cmd.logLevel } : {}) });
   const ac = new AbortController();
+  // `serve` handles its own signals (graceful shutdown); other commands abort what they run here.
   const stop = (sig: NodeJS.Signals): void => {
     logger.warn({ signal: sig }, 'stopping: aborting the running operation');
     ac.abort(new Error(`received ${sig}`));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  let rt: Runtime | undefined;
+  if (cmd.name !== 'serve') {
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  }
   try {
-    const config = await loadConfig(cmd.config);
-    rt = await createRuntime(config, logger, env);
-    return await execute(cmd, rt, { out, logger, signal: ac.signal });
+    return await dispatch(cmd, env, { out, logger, signal: ac.signal });
   } catch (err) {
     const e = toBackupError(err);
     if (cmd.output === 'json') out(toJson({ error: e }));
@@ -86,7 +112,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     logger.debug({ err: e }, 'command failed');
     return e.exitCode;
   } finally {
-    if (rt) await closeRuntime(rt);
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }

@@ -2,6 +2,7 @@ import type { BackupError } from '../errors.js';
 import type { BackupResult } from '../ops/backup.js';
 import type { Listing } from '../ops/list.js';
 import type { RestoreResult } from '../ops/restore.js';
+import type { RetentionResult } from '../ops/retention.js';
 import type { VerifyResult } from '../ops/verify.js';
 
 export function humanBytes(n: number): string {
@@ -64,4 +65,48 @@ export function renderVerify(v: VerifyResult): string {
 /** JSON-safe view of results: errors become {code, message, …}, dates ISO strings. */
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (v instanceof Error && 'toJSON' in v ? (v as BackupError).toJSON() : v), 2);
+}
+
+export interface StatusView {
+  namespace: string;
+  name: string;
+  version: string;
+  startedAt: string;
+  running: { kind: string; source: string; startedAt?: string } | null;
+  waiting: { kind: string; source: string }[];
+  schedule: { cron?: string; interval?: string; timeZone: string; suspended: boolean; nextRunAt: string | null } | null;
+  lastBackup: { id: string; status: string; finishedAt: string; locations: { location: string; status: string; error?: { code: string; message: string } }[] } | null;
+  locations: { name: string; backupsStored: number; lastSuccessAt?: string }[];
+}
+
+export function renderStatus(s: StatusView): string {
+  const lines = [`runner ${s.namespace}/${s.name} (version ${s.version}, up since ${s.startedAt})`];
+  lines.push(`  running:   ${s.running ? `${s.running.kind} (${s.running.source}) since ${s.running.startedAt}` : 'nothing'}`);
+  if (s.waiting.length > 0) lines.push(`  waiting:   ${s.waiting.map((w) => `${w.kind} (${w.source})`).join(', ')}`);
+  if (s.schedule) {
+    const what = s.schedule.cron ? `cron "${s.schedule.cron}" in ${s.schedule.timeZone}` : `every ${s.schedule.interval}`;
+    lines.push(`  schedule:  ${what}${s.schedule.suspended ? ' (suspended)' : ''}; next run ${s.schedule.nextRunAt ?? 'none'}`);
+  } else lines.push('  schedule:  none (backups run on command only)');
+  if (s.lastBackup) {
+    lines.push(`  last:      ${s.lastBackup.id} ${s.lastBackup.status} at ${s.lastBackup.finishedAt}`);
+    for (const l of s.lastBackup.locations) if (l.error) lines.push(`             ${l.location}: ${l.error.code}: ${l.error.message}`);
+  }
+  const rows = [['LOCATION', 'BACKUPS', 'LAST SUCCESS']];
+  for (const l of s.locations) rows.push([l.name, String(l.backupsStored), l.lastSuccessAt ?? 'never']);
+  lines.push(table(rows).replace(/^/gm, '  '));
+  return lines.join('\n');
+}
+
+export function renderRetention(r: RetentionResult): string {
+  const out: string[] = [r.dryRun ? 'retention plan (dry run: nothing removed)' : 'retention applied'];
+  for (const l of r.locations) {
+    out.push(`\n${l.location}:${l.error ? ` ${errorText(l.error)}` : ''}`);
+    if (!l.plan) continue;
+    const rows = [['ACTION', 'BACKUP', 'CONSISTENT AT', 'REASONS']];
+    for (const k of l.plan.keep) rows.push(['keep', k.id, k.time.toISOString(), k.reasons.join(', ')]);
+    for (const x of l.plan.remove) rows.push([r.dryRun ? 'would remove' : l.failed.includes(x.id) ? 'FAILED' : 'removed', x.id, x.time.toISOString(), '']);
+    out.push(table(rows).replace(/^/gm, '  '));
+    if (l.orphansRemoved > 0) out.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} orphaned object(s) of unfinished backups`);
+  }
+  return out.join('\n');
 }

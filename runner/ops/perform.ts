@@ -1,10 +1,11 @@
 import { EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
-import { renderBackup, renderListing, renderRestore, renderVerify, toJson } from '../cli/render.js';
+import { renderBackup, renderListing, renderRestore, renderRetention, renderVerify, toJson } from '../cli/render.js';
 import { runBackup, type Trigger } from './backup.js';
 import { listBackups } from './list.js';
 import { runRestore } from './restore.js';
 import type { Selector } from './select.js';
+import { runRetention } from './retention.js';
 import { verify } from './verify.js';
 
 /** Everything the runner can be asked to do, locally or through the daemon. */
@@ -12,7 +13,8 @@ export type Operation =
   | { kind: 'backup'; trigger: Trigger }
   | { kind: 'list' }
   | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean }
-  | { kind: 'verify'; id?: string };
+  | { kind: 'verify'; id?: string }
+  | { kind: 'retention'; dryRun: boolean };
 
 /** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
 export interface Outcome {
@@ -52,6 +54,11 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
       const v = await verify(rt, { ...(op.id ? { id: op.id } : {}), ...opts });
       const code = v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED;
       return outcome(code, v, renderVerify(v));
+    }
+    case 'retention': {
+      const r = await runRetention(rt, { dryRun: op.dryRun, ...opts });
+      const failed = r.locations.some((l) => l.error || l.failed.length > 0);
+      return outcome(failed ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
     }
   }
 }

@@ -138,6 +138,34 @@ export class FilesystemStorage implements Storage {
     }
   }
 
+  /** Removes temp files of interrupted puts (a crash between write and rename) under `prefix`. */
+  async sweepIncomplete(prefix: string, olderThan: Date, opts: CallOptions = {}): Promise<number> {
+    const ctx = this.ctx('list');
+    checkPrefix(prefix, ctx);
+    const base = join(this.root, prefix.slice(0, prefix.lastIndexOf('/') + 1));
+    let entries;
+    try {
+      entries = await readdir(base, { recursive: true, withFileTypes: true });
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return 0;
+      throw fsError(err, ctx);
+    }
+    let removed = 0;
+    for (const e of entries) {
+      throwIfAborted(opts.signal, ctx);
+      if (!e.isFile() || !e.name.startsWith(TEMP_PREFIX)) continue;
+      const path = join(e.parentPath, e.name);
+      const st = await stat(path).catch(() => undefined);
+      if (!st || st.mtime >= olderThan) continue;
+      await unlink(path).catch(() => undefined);
+      removed++;
+      for (let dir = dirname(path); dir.length > this.root.length && dir.startsWith(this.root); dir = dirname(dir)) {
+        if (!(await rmdir(dir).then(() => true, () => false))) break;
+      }
+    }
+    return removed;
+  }
+
   async stat(key: string, opts: CallOptions = {}): Promise<ObjectInfo> {
     const ctx = this.ctx('stat', key);
     checkKey(key, ctx);

@@ -167,6 +167,11 @@ export class GcsStorage implements Storage {
   }
 
   /** Lists at most one object: proves the bucket exists and may be listed with these credentials. */
+
+  /** Nothing here outlives a failed put (see Storage.sweepIncomplete). */
+  sweepIncomplete(): Promise<number> {
+    return Promise.resolve(0);
+  }
   async preflight(opts: CallOptions = {}): Promise<void> {
     const ctx = this.ctx('preflight');
     throwIfAborted(opts.signal, ctx);

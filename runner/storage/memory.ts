@@ -85,6 +85,11 @@ export class MemoryStorage implements Storage {
     });
   }
 
+
+  /** Nothing here outlives a failed put (see Storage.sweepIncomplete). */
+  sweepIncomplete(): Promise<number> {
+    return Promise.resolve(0);
+  }
   preflight(opts: CallOptions = {}): Promise<void> {
     return settle(() => throwIfAborted(opts.signal, this.ctx('preflight')));
   }

@@ -131,6 +131,10 @@ class RetryingStorage implements Storage {
     return this.retry(this.ctx('delete', key), opts?.signal, () => this.inner.delete(key, opts));
   }
 
+  sweepIncomplete(prefix: string, olderThan: Date, opts?: CallOptions): Promise<number> {
+    return this.retry(this.ctx('list'), opts?.signal, () => this.inner.sweepIncomplete(prefix, olderThan, opts));
+  }
+
   preflight(opts?: CallOptions): Promise<void> {
     return this.retry(this.ctx('preflight'), opts?.signal, () => this.inner.preflight(opts));
   }

@@ -189,6 +189,11 @@ export class S3Storage implements Storage {
   }
 
   /** HeadBucket: the bucket exists and these credentials may use it. */
+
+  /** Nothing here outlives a failed put (see Storage.sweepIncomplete). */
+  sweepIncomplete(): Promise<number> {
+    return Promise.resolve(0);
+  }
   async preflight(opts: CallOptions = {}): Promise<void> {
     const ctx = this.ctx('preflight');
     throwIfAborted(opts.signal, ctx);

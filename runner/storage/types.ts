@@ -44,6 +44,14 @@ export interface Storage {
   list(prefix: string, opts?: CallOptions): AsyncIterable<ObjectInfo>;
   stat(key: string, opts?: CallOptions): Promise<ObjectInfo>;
   delete(key: string, opts?: CallOptions): Promise<void>;
+  /**
+   * Removes what interrupted puts left under `prefix` before `olderThan` and
+   * that no listing shows (filesystem temp files). Returns how many. Backends
+   * whose service expires such leftovers itself return 0: S3 incomplete
+   * multipart uploads are for a bucket lifecycle rule
+   * (AbortIncompleteMultipartUpload), GCS resumable sessions expire in a week.
+   */
+  sweepIncomplete(prefix: string, olderThan: Date, opts?: CallOptions): Promise<number>;
   /** Checks the location is reachable and writable enough to start a backup. */
   preflight(opts?: CallOptions): Promise<void>;
   close(): Promise<void>;

@@ -27,6 +27,10 @@ class Flaky implements Storage {
     this.next('put');
     return this.inner.put(key, body, opts);
   }
+  async sweepIncomplete(): Promise<number> {
+    this.next('sweepIncomplete');
+    return Promise.resolve(0);
+  }
   async get(key: string, opts?: GetOptions): Promise<Readable> {
     this.next('get');
     return this.inner.get(key, opts);

@@ -1,0 +1,54 @@
+import type { ExitCode } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { OperationRequest } from '../daemon/protocol.js';
+import type { Operation } from '../ops/perform.js';
+import { getJson, requestOperation } from './client.js';
+import { progressReporter } from './progress.js';
+import { renderStatus, toJson } from './render.js';
+
+/** The wire form of an operation (times as RFC 3339 strings). */
+export function toRequest(op: Operation): OperationRequest {
+  switch (op.kind) {
+    case 'backup':
+      return { kind: 'backup' };
+    case 'restore': {
+      const s = op.selector;
+      return {
+        kind: 'restore',
+        selector: s.kind === 'time' ? { kind: 'time', at: s.at.toISOString() } : s,
+        force: op.force,
+        ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
+      };
+    }
+    default:
+      return op;
+  }
+}
+
+/**
+ * Runs a command through the daemon: the daemon does the work (one operation
+ * at a time), this process shows its progress and result and exits with its
+ * exit code. Interrupting this process does not stop the operation.
+ */
+export async function runRemote(socket: string, op: Operation, output: 'text' | 'json', out: (t: string) => void, logger: Logger): Promise<ExitCode> {
+  const progress = output === 'text' ? progressReporter(process.stderr, logger) : undefined;
+  try {
+    const outcome = await requestOperation(socket, toRequest(op), (line) => {
+      if (line.event === 'queued') {
+        const r = line.running;
+        process.stderr.write(`queued (position ${line.position})${r ? ` behind ${r.kind} (${r.source}) running since ${String(r.startedAt ?? r.submittedAt)}` : ''}\n`);
+      } else if (line.event === 'progress') progress?.onProgress(line);
+    });
+    progress?.done();
+    out(output === 'json' ? toJson(outcome.json) : outcome.text);
+    return outcome.exitCode;
+  } finally {
+    progress?.done();
+  }
+}
+
+export async function showStatus(socket: string, output: 'text' | 'json', out: (t: string) => void): Promise<ExitCode> {
+  const status = await getJson(socket);
+  out(output === 'json' ? toJson(status) : renderStatus(status as Parameters<typeof renderStatus>[0]));
+  return 0;
+}

@@ -1,0 +1,185 @@
+import { parseDuration } from '../../api/index.js';
+import { toBackupError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { BackupResult } from '../ops/backup.js';
+import { listBackups } from '../ops/list.js';
+import { type Operation, type Outcome, perform } from '../ops/perform.js';
+import type { Runtime } from '../runtime.js';
+import { realClock, type Clock } from './clock.js';
+import { startControlServer } from './control-server.js';
+import { startHealthServer } from './health-server.js';
+import { RunnerMetrics } from './metrics.js';
+import type { OperationRequest, StreamLine } from './protocol.js';
+import { OperationQueue } from './queue.js';
+import { Scheduler, type Trigger } from './scheduler.js';
+
+export interface DaemonOptions {
+  clock?: Clock;
+  random?: () => number;
+  /** Runs after each backup that stored something (retention and the orphan sweep). */
+  afterBackup?: (rt: Runtime, result: BackupResult, signal: AbortSignal) => Promise<unknown>;
+}
+
+interface LocationState {
+  backupsStored: number;
+  lastSuccessAt?: string;
+}
+
+/** What a request on the wire asks for, as an operation. */
+export function operationFromRequest(req: OperationRequest): Operation | { kind: 'retention'; dryRun: boolean } {
+  if (req.kind === 'backup') return { kind: 'backup', trigger: 'manual' };
+  if (req.kind === 'restore') {
+    const s = req.selector;
+    const selector = s.kind === 'time' ? { kind: 'time' as const, at: new Date(s.at) } : s;
+    return { kind: 'restore', selector, force: req.force, ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}) };
+  }
+  return req;
+}
+
+/**
+ * `backup-runner serve`: the long-running process in each database's
+ * namespace. It runs backups on the schedule and on command, one operation
+ * at a time, and reports through the control socket, metrics and status.
+ */
+export class Daemon {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly queue: OperationQueue;
+  readonly metrics: RunnerMetrics;
+  private scheduler: Scheduler | undefined;
+  private servers: { close(): Promise<unknown> }[] = [];
+  private readonly startedAt: Date;
+  private ready = false;
+  private lastBackup: BackupResult | undefined;
+  private lastBackupStart: Date | undefined;
+  private readonly locations = new Map<string, LocationState>();
+  metricsPort = 0;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly opts: DaemonOptions = {},
+  ) {
+    this.clock = opts.clock ?? realClock;
+    this.log = rt.logger.child({ component: 'daemon' });
+    this.queue = new OperationQueue(() => this.clock.now());
+    this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });
+    this.startedAt = this.clock.now();
+  }
+
+  async start(): Promise<void> {
+    const d = this.rt.config.daemon;
+    const health = await startHealthServer(d.metricsHost, d.metricsPort, this.metrics, { ready: () => (this.ready ? { ready: true } : { ready: false, reason: 'starting' }) }, this.log);
+    this.servers.push(health.app);
+    this.metricsPort = health.port;
+    await this.refreshLocations();
+    this.servers.push(await startControlServer(d.socket, { operate: (req, send, signal) => this.operate(req, send, signal), status: () => this.status() }, this.log));
+    const schedule = this.rt.config.schedule;
+    if (schedule) {
+      this.scheduler = new Scheduler({
+        schedule,
+        clock: this.clock,
+        random: this.opts.random ?? Math.random,
+        logger: this.log,
+        lastRun: () => Promise.resolve(this.lastBackupStart),
+        onDue: (t) => this.scheduled(t),
+        onSkipped: (t) => this.log.warn({ slot: t.slot.toISOString() }, 'scheduled backup skipped: the previous one is still running'),
+      });
+      await this.scheduler.start();
+    }
+    this.metrics.setNextRun(this.scheduler?.nextRunAt());
+    this.ready = true;
+    this.log.info({ socket: d.socket, metricsPort: this.metricsPort, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() }, 'daemon ready');
+  }
+
+  /** Stops scheduling, lets a running operation finish within the grace period (else aborts it), closes the servers. */
+  async stop(): Promise<void> {
+    this.ready = false;
+    this.scheduler?.stop();
+    const grace = parseDuration(this.rt.config.daemon.shutdownGracePeriod) ?? 25_000;
+    await this.queue.close(grace);
+    await Promise.allSettled(this.servers.map((s) => s.close()));
+    this.log.info('daemon stopped');
+  }
+
+  /** Reads what every location holds: counts, last success, and the newest backup's start (for catch-up). */
+  private async refreshLocations(): Promise<void> {
+    const listing = await listBackups(this.rt);
+    for (const loc of this.rt.locations) {
+      const mine = listing.backups.filter((b) => b.locations.includes(loc.name));
+      const newest = mine.at(-1);
+      this.locations.set(loc.name, { backupsStored: mine.length, ...(newest ? { lastSuccessAt: newest.manifest.finishedAt } : {}) });
+      this.metrics.setStored(loc.name, mine.length, newest ? new Date(newest.manifest.finishedAt) : undefined);
+    }
+    for (const p of listing.problems) this.log.warn({ location: p.location, err: p.error }, 'location could not be read');
+    const newestStart = listing.backups.map((b) => Date.parse(b.manifest.startedAt)).sort((a, b) => a - b).at(-1);
+    if (newestStart !== undefined && (!this.lastBackupStart || newestStart > this.lastBackupStart.getTime())) this.lastBackupStart = new Date(newestStart);
+  }
+
+  private async scheduled(t: Trigger): Promise<void> {
+    if (this.queue.has('backup')) {
+      this.log.warn({ slot: t.slot.toISOString() }, 'scheduled backup skipped: a backup is already running or waiting');
+      return;
+    }
+    await this.queue
+      .submit('backup', t.reason, (signal) => this.run({ kind: 'backup', trigger: 'schedule' }, signal, () => undefined))
+      .catch((err: unknown) => this.log.error({ err }, 'scheduled backup could not run'));
+    this.metrics.setNextRun(this.scheduler?.nextRunAt());
+  }
+
+  async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
+    const op = operationFromRequest(req);
+    if (op.kind === 'list') {
+      send({ event: 'result', ...(await perform(this.rt, op)) });
+      return;
+    }
+    if (op.kind === 'retention') throw toBackupError(new Error('retention is not available in this build'), 'USAGE');
+    const outcome = await this.queue.submit(op.kind, 'command', (signal) => this.run(op, signal, send), (e) => send(e));
+    send({ event: 'result', ...outcome });
+  }
+
+  private async run(op: Operation, signal: AbortSignal, send: (line: StreamLine) => void): Promise<Outcome> {
+    this.metrics.operationStarted(op.kind);
+    const log = this.log.child({ operation: op.kind });
+    try {
+      const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }) });
+      if (op.kind === 'backup') await this.backupFinished(outcome, signal);
+      this.metrics.operationFinished(op.kind, outcome.exitCode === 0 ? 'succeeded' : 'failed', outcome.exitCode === 0 ? undefined : `EXIT_${outcome.exitCode}`);
+      return outcome;
+    } catch (err) {
+      const e = toBackupError(err);
+      log.error({ err: e }, 'operation failed');
+      this.metrics.operationFinished(op.kind, 'failed', e.code);
+      throw e;
+    }
+  }
+
+  private async backupFinished(outcome: Outcome, signal: AbortSignal): Promise<void> {
+    const result = outcome.json as BackupResult & { startedAt: string; finishedAt: string };
+    const typed: BackupResult = { ...result, startedAt: new Date(result.startedAt), finishedAt: new Date(result.finishedAt) };
+    this.lastBackup = typed;
+    this.lastBackupStart = typed.startedAt;
+    this.metrics.backupFinished(typed);
+    if (typed.status !== 'Failed' && this.opts.afterBackup) {
+      await this.opts.afterBackup(this.rt, typed, signal).catch((err: unknown) => this.log.error({ err }, 'retention after the backup failed; nothing more was removed'));
+    }
+    await this.refreshLocations().catch((err: unknown) => this.log.warn({ err }, 'could not refresh location state'));
+  }
+
+  status(): Record<string, unknown> {
+    const s = this.rt.config.schedule;
+    const last = this.lastBackup;
+    return {
+      namespace: this.rt.config.namespace,
+      name: this.rt.config.name,
+      version: this.rt.runnerVersion,
+      startedAt: this.startedAt.toISOString(),
+      running: this.queue.current() ?? null,
+      waiting: this.queue.pending(),
+      schedule: s ? { ...(s.cron ? { cron: s.cron } : { interval: s.interval }), timeZone: s.timeZone, suspended: s.suspend, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() ?? null } : null,
+      lastBackup: last
+        ? { id: last.id, status: last.status, startedAt: last.startedAt.toISOString(), finishedAt: last.finishedAt.toISOString(), locations: last.locations.map((l) => ({ location: l.location, status: l.status, ...(l.error ? { error: l.error } : {}) })) }
+        : null,
+      locations: [...this.locations.entries()].map(([name, st]) => ({ name, ...st })),
+    };
+  }
+}

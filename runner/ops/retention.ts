@@ -1,0 +1,73 @@
+import { parseDuration } from '../../api/index.js';
+import { toBackupError, type BackupError } from '../errors.js';
+import { applyRetention, sweepOrphans } from '../retention/apply.js';
+import { planRetention, type RetentionPlan } from '../retention/policy.js';
+import type { Location, Runtime } from '../runtime.js';
+import { databasePrefix } from '../storage/layout.js';
+import type { BackupResult } from './backup.js';
+import { listBackups, type Listing } from './list.js';
+
+export interface LocationRetention {
+  location: string;
+  plan?: RetentionPlan;
+  /** Ids whose removal failed (their manifest is kept, so they still exist). */
+  failed: string[];
+  /** Orphaned objects (data without a manifest, older than the grace period) removed. */
+  orphansRemoved: number;
+  error?: BackupError;
+}
+
+export interface RetentionResult {
+  dryRun: boolean;
+  locations: LocationRetention[];
+}
+
+function planFor(rt: Runtime, listing: Listing, loc: Location): RetentionPlan {
+  const candidates = listing.backups.filter((b) => b.locations.includes(loc.name)).map((b) => ({ id: b.id, time: new Date(b.manifest.consistentAt) }));
+  const timeZone = rt.config.retention.timeZone ?? rt.config.schedule?.timeZone;
+  return planRetention(candidates, rt.config.retention, rt.clock(), timeZone ? { timeZone } : {});
+}
+
+/**
+ * Applies the retention policy to each given location: plans over the
+ * backups that location holds, removes (manifest first, then data) what the
+ * plan does not keep, and sweeps orphaned data older than the grace period.
+ * A location whose listing failed is left alone: nothing is removed on
+ * incomplete knowledge.
+ */
+export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: readonly string[]; signal?: AbortSignal }): Promise<RetentionResult> {
+  const listing = await listBackups(rt, opts);
+  const unreadable = new Set(listing.problems.map((p) => p.location));
+  const grace = parseDuration(rt.config.retention.orphanGracePeriod) ?? 86_400_000;
+  const locations = rt.locations.filter((l) => !opts.only || opts.only.includes(l.name));
+  const results: LocationRetention[] = [];
+  for (const loc of locations) {
+    const log = rt.logger.child({ op: 'retention', location: loc.name });
+    if (unreadable.has(loc.name)) {
+      const error = listing.problems.find((p) => p.location === loc.name)!.error;
+      log.warn({ err: error }, 'location could not be read completely; nothing removed there');
+      results.push({ location: loc.name, failed: [], orphansRemoved: 0, error });
+      continue;
+    }
+    try {
+      const plan = planFor(rt, listing, loc);
+      const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, signal: opts.signal, logger: log });
+      const now = rt.clock();
+      const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log });
+      const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), new Date(now.getTime() - grace), { signal: opts.signal });
+      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete });
+    } catch (err) {
+      const error = toBackupError(err, 'STORAGE_FAILED');
+      log.error({ err: error }, 'retention failed in this location');
+      results.push({ location: loc.name, failed: [], orphansRemoved: 0, error });
+    }
+  }
+  return { dryRun: opts.dryRun, locations: results };
+}
+
+/** After a backup: retention runs only in the locations that stored it, never after a failed backup. */
+export async function retainAfterBackup(rt: Runtime, result: BackupResult, signal: AbortSignal): Promise<RetentionResult | undefined> {
+  const stored = result.locations.filter((l) => l.status === 'Succeeded').map((l) => l.location);
+  if (result.status === 'Failed' || stored.length === 0) return undefined;
+  return runRetention(rt, { dryRun: false, only: stored, signal });
+}
