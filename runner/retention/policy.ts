@@ -59,12 +59,15 @@ export const NO_RULES_REASON = 'no retention rules';
 /** Copies and sorts newest first; rejects invalid times and duplicate ids (a caller bug). */
 function newestFirst(backups: readonly RetentionCandidate[]): RetentionCandidate[] {
   const ids = new Set<string>();
-  for (const b of backups) {
-    if (Number.isNaN(b.time.getTime())) throw new BackupError('INTERNAL', `retention: backup ${b.id} has an invalid time`);
+  const entries = backups.map((b) => {
+    const t = b.time.getTime();
+    if (Number.isNaN(t)) throw new BackupError('INTERNAL', `retention: backup ${b.id} has an invalid time`);
     if (ids.has(b.id)) throw new BackupError('INTERNAL', `retention: backup ${b.id} is listed twice`);
     ids.add(b.id);
-  }
-  return [...backups].sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return { t, b };
+  });
+  entries.sort((x, y) => y.t - x.t || (x.b.id < y.b.id ? 1 : x.b.id > y.b.id ? -1 : 0));
+  return entries.map((e) => e.b);
 }
 
 /** The instant keepWithin measures from: the newest backup not dated after `now`. */
