@@ -10,9 +10,12 @@
  * - Each rule remembers where the bucket of the last backup it looked at
  *   starts. A backup at or after that instant (and, fed newest first, not
  *   after the last one) lies in the same bucket, so no calendar work is done
- *   for it: one luxon conversion per bucket change, not per backup. This holds
- *   because a bucket is one stretch of time; a DST change that jumps back
- *   across midnight would split a day, which current zone rules never do.
+ *   for it: one luxon conversion per bucket change, not per backup. This
+ *   relies on a bucket being one stretch of time. Hourly buckets (an hour
+ *   with its offset) always are; a day is split only by a clock change that
+ *   jumps back across midnight, which no current zone rule does
+ *   (America/St_Johns did, by one minute, until 2011: a backup in that
+ *   minute counts with the day around it).
  */
 import type { DateTimeUnit } from 'luxon';
 import { BackupError } from '../errors.js';
