@@ -4,7 +4,7 @@ import type { Retention } from '../../api/runner-config.js';
 import { planRetention, type RetentionCandidate, type RetentionPlan } from '../../runner/retention/policy.js';
 import { PERIODS, type Period } from '../../runner/retention/rules.js';
 import { expectGolden } from './golden-files.js';
-import { DAY, HOUR, at, many, planJson, policy, random, series } from './retention-cases.js';
+import { DAY, GOLDEN, HOUR, at, many, planJson, policy, random, series } from './retention-cases.js';
 
 const NOW = '2026-11-21T12:00:00Z';
 
@@ -300,62 +300,6 @@ describe('planRetention: invariants', () => {
     expect(() => plan([{ id: 'a', time: new Date('nope') }], { keepLast: 1 })).toThrowError(expect.objectContaining({ code: 'INTERNAL' }) as Error);
   });
 });
-
-interface GoldenCase {
-  description: string;
-  now: string;
-  timeZone?: string;
-  policy: Retention;
-  backups: RetentionCandidate[];
-}
-
-const GOLDEN: Record<string, GoldenCase> = {
-  'gfs-utc': {
-    description: 'three years of irregular backups (every 2-6 days), then hourly ones for the last two days; a typical GFS policy',
-    now: '2026-11-21T12:00:00.000Z',
-    policy: policy({ keepLast: 3, keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 3, minKeep: 1 }),
-    backups: [...series('2023-11-01T03:00Z', 272, 4 * DAY, 1.9 * DAY, 11), ...series('2026-11-19T12:00Z', 48, HOUR, 0, 12)],
-  },
-  'berlin-spring-forward': {
-    description: 'a backup every hour for two days around 2026-03-29 in Europe/Berlin: local 02:00-03:00 does not exist, the day has 23 hours',
-    now: '2026-03-30T00:00:00.000Z',
-    timeZone: 'Europe/Berlin',
-    policy: policy({ keepHourly: 30, keepDaily: 5, minKeep: 1 }),
-    backups: series('2026-03-28T00:30Z', 48, HOUR),
-  },
-  'berlin-fall-back': {
-    description: 'a backup every hour for two days around 2026-10-25 in Europe/Berlin: local 02:00-03:00 happens twice (two hourly buckets), the day has 25 hours',
-    now: '2026-10-26T00:00:00.000Z',
-    timeZone: 'Europe/Berlin',
-    policy: policy({ keepHourly: 30, keepDaily: 5, minKeep: 1 }),
-    backups: series('2026-10-24T00:30Z', 48, HOUR),
-  },
-  'iso-week-year-edges': {
-    description: 'a daily backup from Dec 24 to Jan 8 around two ISO years with 53 weeks (2020, 2026)',
-    now: '2027-02-01T00:00:00.000Z',
-    policy: policy({ keepWeekly: 10, keepMonthly: 4, keepYearly: 4, minKeep: 1 }),
-    backups: [...series('2020-12-24T12:00Z', 16, DAY), ...series('2026-12-24T12:00Z', 16, DAY)],
-  },
-  'within-maxage-floor': {
-    description: 'keepWithin from the newest backup (one backup dated after now is ignored as reference), maxAge from now, monthly, and a floor of 3',
-    now: '2026-11-21T12:00:00.000Z',
-    policy: policy({ keepWithin: '5d', maxAge: '14d', keepMonthly: 2, minKeep: 3 }),
-    backups: [...series('2026-09-20T06:00Z', 20, 2.5 * DAY, 0.8 * DAY, 21), at('2026-11-22T09:00Z')],
-  },
-  'sparse-gaps-kolkata': {
-    description: 'clusters of backups separated by weeks without any, in Asia/Kolkata (+05:30): empty periods use no count',
-    now: '2026-11-21T12:00:00.000Z',
-    timeZone: 'Asia/Kolkata',
-    policy: policy({ keepDaily: 5, keepWeekly: 5, keepMonthly: 5, keepYearly: 2, minKeep: 1 }),
-    backups: [...series('2025-06-01T18:00Z', 6, 7 * HOUR), ...series('2026-02-10T18:15Z', 5, 11 * HOUR), ...series('2026-08-30T17:45Z', 8, 13 * HOUR), ...series('2026-11-20T10:00Z', 4, 5 * HOUR)],
-  },
-  'no-rules': {
-    description: 'no keep rule set: everything is kept, the newest also by the floor',
-    now: '2026-11-21T12:00:00.000Z',
-    policy: policy({ minKeep: 1, timeZone: 'Europe/Berlin', orphanGracePeriod: '12h' }),
-    backups: series('2026-01-15T00:00Z', 6, 45 * DAY, 5 * DAY, 31),
-  },
-};
 
 describe('planRetention: golden files (UPDATE_GOLDEN=1 rewrites test/unit/golden/retention/)', () => {
   it.each(Object.entries(GOLDEN))('%s', (name, c) => {
