@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { CallOptions } from '../storage/types.js';
 
 export interface ProbeResult {
@@ -20,9 +20,18 @@ export interface DumpFormat {
   compressed: boolean;
 }
 
+export interface DumpOptions extends CallOptions {
+  /**
+   * The write end of an OS pipe (e.g. a compressor's stdin): the dump process
+   * writes there directly, no byte passing through this process. The caller
+   * closes its own copy of the pipe once `dump` resolved.
+   */
+  output?: Writable;
+}
+
 export interface DumpHandle extends DumpFormat {
-  /** The dump bytes. The engine owns the process; the caller only reads. */
-  stream: Readable;
+  /** The dump bytes, unless `output` was given. The engine owns the process; the caller only reads. */
+  stream?: Readable;
   /**
    * Resolves to an instant at or after the one the dump is consistent to
    * (never before it), once that is known. Used for --to-time selection.
@@ -50,7 +59,7 @@ export interface Engine {
   readonly name: string;
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
-  dump(opts?: CallOptions): Promise<DumpHandle>;
+  dump(opts?: DumpOptions): Promise<DumpHandle>;
   inspectTarget(database: string, opts?: CallOptions): Promise<TargetState>;
   /**
    * Restores an uncompressed dump read from `input`. Atomic where the engine

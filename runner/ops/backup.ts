@@ -2,7 +2,8 @@ import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Manifest, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
-import { compress, hasZstd, planCompression } from '../pipeline/compression.js';
+import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
+import type { DumpHandle } from '../engines/types.js';
 import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
@@ -96,11 +97,8 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const plan = planCompression(rt.config.compression, await hasZstd());
     log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion }, 'backup started');
 
-    const dump = await rt.engine.dump({ signal: abort.signal });
+    const { dump, compressed, raw } = await startDump(rt, plan, abort.signal);
     const dataName = `data.${dump.extension}${plan.suffix}`;
-    const raw = new ByteCounter();
-    pipeline(dump.stream, raw).catch(() => undefined); // an error destroys `raw`, which fails the flow below
-    const compressed = compress(raw, plan, abort.signal);
     const digest = new DigestStream();
     // The branches end only once the dump and compressor exited cleanly, so a
     // failed dump aborts every upload instead of completing a truncated one.
@@ -122,7 +120,8 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       }
     });
 
-    const ticker = everyInterval(1000, () => opts.onProgress?.({ phase: 'dump', bytesIn: raw.bytes, bytesOut: digest.bytes }));
+    const progress = (): void => opts.onProgress?.({ phase: 'dump', bytesIn: raw?.bytes ?? digest.bytes, bytesOut: digest.bytes });
+    const ticker = everyInterval(1000, progress);
     const flowError = await pipeline(compressed.output, digest, fan, { signal: abort.signal }).then(
       () => undefined,
       async (err: unknown) => {
@@ -132,7 +131,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     );
     ticker.stop();
     const stored = await Promise.all(uploads);
-    opts.onProgress?.({ phase: 'dump', bytesIn: raw.bytes, bytesOut: digest.bytes });
+    progress();
     if (flowError) {
       // No upload completed: the branches end only after a clean dump.
       return failAll(flowError, [...failed, ...stored.filter((s) => s.status === 'Failed' && s.error?.code !== 'ABORTED')]);
@@ -157,7 +156,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifest, dataName)));
     const all = [...failed, ...outcomes];
     const status = summarize(all);
-    log.info({ backupId: id, status, bytes: digest.bytes, rawBytes: raw.bytes }, 'backup finished');
+    log.info({ backupId: id, status, bytes: digest.bytes, ...(raw ? { rawBytes: raw.bytes } : {}) }, 'backup finished');
     return { id, status, locations: all, manifest, startedAt, finishedAt: rt.clock(), ...(status === 'Failed' ? { error: new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed') } : {}) };
   } catch (err) {
     abort.abort(err);
@@ -165,6 +164,30 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   } finally {
     abort.dispose();
   }
+}
+
+/**
+ * Starts the dump and its compression. With zstd the dump process writes
+ * straight into the compressor's pipe; otherwise the dump's stream is counted
+ * and compressed here.
+ */
+async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
+  const sink = pipeCompressor(plan, signal);
+  let dump: DumpHandle;
+  try {
+    dump = await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}) });
+  } catch (err) {
+    sink?.kill();
+    throw err;
+  }
+  if (sink) {
+    sink.release();
+    return { dump, compressed: sink.stage };
+  }
+  if (!dump.stream) throw new BackupError('INTERNAL', `the ${rt.engine.name} engine returned no dump stream`);
+  const raw = new ByteCounter();
+  pipeline(dump.stream, raw).catch(() => undefined); // an error destroys `raw`, which fails the flow
+  return { dump, compressed: compress(raw, plan, signal), raw };
 }
 
 /** The most telling cause of a failed flow: the dump's own error, then the compressor's, then the pipe's. */

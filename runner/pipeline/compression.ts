@@ -1,5 +1,5 @@
 import { constants as zc, createGzip, createGunzip } from 'node:zlib';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -71,6 +71,36 @@ function zlibStage(input: Readable, transform: NodeJS.ReadWriteStream & Readable
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   const done = pipeline(input, transform, out, { signal });
   return observed({ output: out, done });
+}
+
+export interface PipeCompressor {
+  /** The compressor's stdin: the write end of an OS pipe, for a producer process to write into directly. */
+  input: Writable;
+  stage: Stage;
+  /** Closes this process's copy of the pipe's write end, once the producer holds its own. */
+  release(): void;
+  /** Stops the compressor (the producer never started). */
+  kill(): void;
+}
+
+/**
+ * Starts zstd reading from an OS pipe that another process writes into:
+ * the uncompressed bytes never pass through this process. Undefined when the
+ * plan does not compress with zstd.
+ */
+export function pipeCompressor(plan: CompressionPlan, signal?: AbortSignal): PipeCompressor | undefined {
+  if (plan.algorithm !== 'zstd') return undefined;
+  const p = run('zstd', ['-q', '-c', '-T0', `-${plan.level ?? 3}`], { signal, errorCode: 'PROCESS_FAILED' });
+  const input = p.stdin!;
+  return {
+    input,
+    stage: observed({ output: p.stdout!, done: p.exited }),
+    release: () => input.destroy(),
+    kill: () => {
+      input.destroy();
+      p.child.kill('SIGTERM');
+    },
+  };
 }
 
 /** Compresses `input` once, in a stage whose failure rejects `done`. */

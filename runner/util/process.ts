@@ -29,7 +29,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** What the child reads: 'pipe' (default), 'ignore', or a stream with a file descriptor. */
   stdin?: 'pipe' | 'ignore' | Readable;
-  stdout?: 'pipe' | 'ignore';
+  /** 'pipe' (default), 'ignore', or the write end of an OS pipe to write into directly. */
+  stdout?: 'pipe' | 'ignore' | Writable;
   /** Error code used when the process exits non-zero. */
   errorCode?: ErrorCode;
   /** Maps a failure (exit code + stderr tail) to a more specific error, or undefined to keep the default. */

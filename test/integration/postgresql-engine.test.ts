@@ -29,7 +29,7 @@ function engine(db = 'source', overrides: Partial<PostgresqlConnection> = {}, en
 }
 
 async function dumpTo(handle: DumpHandle, path: string): Promise<void> {
-  await Promise.all([pipeline(handle.stream, createWriteStream(path)), handle.done]);
+  await Promise.all([pipeline(handle.stream!, createWriteStream(path)), handle.done]);
 }
 
 async function rejection(p: Promise<unknown>): Promise<BackupError> {
@@ -208,7 +208,7 @@ describe('dump', () => {
     const h = await engine().dump({ signal: ac.signal });
     await h.consistentAt;
     ac.abort();
-    h.stream.resume();
+    h.stream!.resume();
     expect((await rejection(h.done)).code).toBe('ABORTED');
     await expect.poll(() => pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-backup-runner';`), { timeout: 10_000 }).toBe('0');
   });

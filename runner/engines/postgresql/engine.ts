@@ -9,7 +9,7 @@ import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../..
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DumpHandle, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
+import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
 import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
@@ -112,19 +112,25 @@ export class PostgresqlEngine implements Engine {
   }
 
   /**
-   * Starts pg_dump on an exported snapshot. The returned stream is pg_dump's
-   * own stdout pipe, held unread: the caller may read it or pass it to another
-   * process as stdin. Aborting `signal` kills pg_dump and the snapshot session.
-   * The snapshot session ends when pg_dump exits, success or not.
+   * Starts pg_dump on an exported snapshot, writing into `opts.output` when
+   * given, else into a stream returned to the caller. Aborting `signal` kills
+   * pg_dump and the snapshot session. The snapshot session ends when pg_dump
+   * exits, success or not.
    */
-  async dump(opts: CallOptions = {}): Promise<DumpHandle> {
+  async dump(opts: DumpOptions = {}): Promise<DumpHandle> {
     throwIfAborted(opts.signal);
     const password = await this.secret();
     const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
     const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
     this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_dump');
     const fail = this.failure('pg_dump', this.conn.database, 'DUMP_FAILED', password);
-    const p = run(plan.command, plan.args, { env: plan.env, signal: opts.signal, stdin: 'ignore', classify: (code, stderr) => classifyFailure(stderr, code, fail) });
+    const p = run(plan.command, plan.args, {
+      env: plan.env,
+      signal: opts.signal,
+      stdin: 'ignore',
+      stdout: opts.output ?? 'pipe',
+      classify: (code, stderr) => classifyFailure(stderr, code, fail),
+    });
     const done = p.exited
       .catch((err: unknown) => {
         throw withInstallHint(err, plan.command);
@@ -133,14 +139,10 @@ export class PostgresqlEngine implements Engine {
         await session?.close().catch((err: unknown) => this.log.warn({ err }, 'snapshot session did not end cleanly'));
       });
     done.catch(() => undefined); // observed by the caller; never an unhandled rejection
-    if (!p.stdout) {
-      p.child.kill('SIGTERM');
-      throw new BackupError('INTERNAL', 'pg_dump was started without a stdout pipe');
-    }
     // Without a snapshot, pg_dump's own snapshot is taken some time before it exits: its exit is an upper bound.
     const consistentAt = session ? Promise.resolve(session.consistentAt) : done.then(() => new Date());
     consistentAt.catch(() => undefined);
-    return { ...DUMP_FORMAT, stream: p.stdout, consistentAt, done };
+    return { ...DUMP_FORMAT, ...(p.stdout ? { stream: p.stdout } : {}), consistentAt, done };
   }
 
   /** Exports a snapshot, or returns undefined (after a warning) when the server or a pooler will not. */
