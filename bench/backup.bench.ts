@@ -16,6 +16,8 @@ import { fmt, median, timed, type Timed } from './lib.js';
 const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 1024);
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const wrapper = join(import.meta.dirname, 'rss-wrapper.mjs');
+/** Extra zstd levels to compare at one location (e.g. "6,9"); the default level is always measured. */
+const extraLevels = (process.env.BENCH_LEVELS ?? '').split(',').filter(Boolean).map(Number);
 
 const pg = await startPostgres();
 const work = await mkdtemp(join(tmpdir(), 'dbbc-bench-'));
@@ -26,13 +28,14 @@ try {
   const env = { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'bench' };
   const bin = (t: string): string => join(pg.binDir, t);
 
-  const config = async (name: string, dirs: string[]): Promise<string> => {
+  const config = async (name: string, dirs: string[], level?: number): Promise<string> => {
     const file = join(work, `${name}.yaml`);
     await writeFile(
       file,
       stringify({
         name: 'bench',
         engine: { type: 'postgresql', postgresql: { ...pg.connection('bench'), binDir: pg.binDir } },
+        ...(level ? { compression: { algorithm: 'zstd', level } } : {}),
         locations: dirs.map((d, i) => ({ name: `fs${i}`, type: 'filesystem', filesystem: { path: join(work, d) } })),
       }),
     );
@@ -40,6 +43,9 @@ try {
   };
   const one = await config('one', ['a']);
   const two = await config('two', ['a', 'b']);
+  const levelConfigs = await Promise.all(extraLevels.map((l) => config(`level${l}`, ['a'], l)));
+  const levelTimes = extraLevels.map(() => [] as number[]);
+  const levelBytes = extraLevels.map(() => 0);
   const runner = (args: string[]): Promise<Timed> => timed(process.execPath, [wrapper, ...args, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn' } });
   const clearLocations = async (): Promise<void> => {
     await rm(join(work, 'a'), { recursive: true, force: true });
@@ -66,6 +72,12 @@ try {
     t.two.push(r2.seconds);
     rss.push(r2.maxRssKiB ?? 0);
     storedBytes = (JSON.parse(r2.stdout) as { manifest: { objects: { size: number }[] } }).manifest.objects[0]!.size;
+    for (const [j, cfg] of levelConfigs.entries()) {
+      await clearLocations();
+      const r = await runner(['backup', '-c', cfg]);
+      levelTimes[j]!.push(r.seconds);
+      levelBytes[j] = (JSON.parse(r.stdout) as { manifest: { objects: { size: number }[] } }).manifest.objects[0]!.size;
+    }
 
     await pg.psql('DROP DATABASE IF EXISTS restore_raw; CREATE DATABASE restore_raw;', 'postgres');
     t.rawRestore.push((await timed(bin('pg_restore'), ['--single-transaction', '--exit-on-error', '-d', 'restore_raw', dumpFile], { env })).seconds);
@@ -89,6 +101,10 @@ try {
   for (const [what, secs, ratio] of rows) console.log(`${what.padEnd(48)} ${secs.padStart(9)}  x${ratio}`);
   console.log(`\n2 locations / 1 location: x${fmt(m.two / m.one)}`);
   console.log(`bytes stored: ${(storedBytes / 1048576).toFixed(1)} MB (pg_dump -Fc: ${(rawBytes / 1048576).toFixed(1)} MB, x${fmt(storedBytes / rawBytes)})`);
+  for (const [j, level] of extraLevels.entries()) {
+    const secs = median(levelTimes[j]!);
+    console.log(`zstd -${level}, 1 location: ${fmt(secs)} s x${fmt(secs / m.raw)} of pg_dump -Fc, ${(levelBytes[j]! / 1048576).toFixed(1)} MB stored (x${fmt(levelBytes[j]! / rawBytes)} of pg_dump -Fc)`);
+  }
   console.log(`runner peak RSS: ${(Math.max(...rss) / 1024).toFixed(0)} MB (max over backup and restore runs)`);
 } finally {
   await rm(work, { recursive: true, force: true });

@@ -5,7 +5,6 @@ import { runBackup, type Trigger } from './backup.js';
 import { listBackups } from './list.js';
 import { runRestore } from './restore.js';
 import type { Selector } from './select.js';
-import { runRetention } from './retention.js';
 import { verify } from './verify.js';
 
 /** Everything the runner can be asked to do, locally or through the daemon. */
@@ -56,6 +55,7 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
       return outcome(code, v, renderVerify(v));
     }
     case 'retention': {
+      const { runRetention } = await import('./retention.js');
       const r = await runRetention(rt, { dryRun: op.dryRun, ...opts });
       const failed = r.locations.some((l) => l.error || l.failed.length > 0);
       return outcome(failed ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
