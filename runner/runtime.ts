@@ -1,6 +1,7 @@
 import type { RunnerConfig } from '../api/index.js';
 import type { Engine } from './engines/types.js';
 import type { Logger } from './logger.js';
+import type { Manifest } from './manifest.js';
 import type { Scope } from './storage/layout.js';
 import type { Storage } from './storage/types.js';
 
@@ -32,6 +33,11 @@ export interface Runtime {
   logger: Logger;
   clock: () => Date;
   runnerVersion: string;
+  /**
+   * Parsed manifests by location and key. Manifests are written once and
+   * never changed, so a long-lived process (the daemon) reads each only once.
+   */
+  manifestCache?: Map<string, Map<string, Manifest>>;
 }
 
 export async function closeRuntime(rt: Runtime): Promise<void> {

@@ -60,6 +60,7 @@ export class Daemon {
     private readonly opts: DaemonOptions = {},
   ) {
     this.clock = opts.clock ?? realClock;
+    rt.manifestCache ??= new Map();
     this.log = rt.logger.child({ component: 'daemon' });
     this.queue = new OperationQueue(() => this.clock.now());
     this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });

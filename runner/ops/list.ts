@@ -20,7 +20,7 @@ export interface Listing {
   problems: { location: string; key?: string; error: BackupError }[];
 }
 
-async function listLocation(loc: Location, signal: AbortSignal | undefined, problems: Listing['problems']): Promise<Manifest[]> {
+async function listLocation(loc: Location, signal: AbortSignal | undefined, problems: Listing['problems'], cache?: Map<string, Manifest>): Promise<Manifest[]> {
   const keys: string[] = [];
   try {
     for await (const obj of loc.storage.list(databasePrefix(loc.scope), { signal })) {
@@ -31,10 +31,19 @@ async function listLocation(loc: Location, signal: AbortSignal | undefined, prob
     problems.push({ location: loc.name, error: toBackupError(err, 'STORAGE_FAILED') });
     return [];
   }
+  if (cache) {
+    // Forget manifests of backups that are gone (retention, manual deletion).
+    const present = new Set(keys);
+    for (const k of cache.keys()) if (!present.has(k)) cache.delete(k);
+  }
   const manifests = await mapLimit(keys, 8, async (key) => {
+    const cached = cache?.get(key);
+    if (cached) return cached;
     try {
       const body = await loc.storage.get(key, { signal });
-      return parseManifest(await text(body), `${loc.name}: ${key}`);
+      const m = parseManifest(await text(body), `${loc.name}: ${key}`);
+      cache?.set(key, m);
+      return m;
     } catch (err) {
       problems.push({ location: loc.name, key, error: toBackupError(err, 'STORAGE_FAILED') });
       return undefined;
@@ -49,7 +58,13 @@ async function listLocation(loc: Location, signal: AbortSignal | undefined, prob
  */
 export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = {}): Promise<Listing> {
   const problems: Listing['problems'] = [];
-  const perLocation = await Promise.all(rt.locations.map((loc) => listLocation(loc, opts.signal, problems)));
+  const cacheFor = (name: string): Map<string, Manifest> | undefined => {
+    if (!rt.manifestCache) return undefined;
+    let c = rt.manifestCache.get(name);
+    if (!c) rt.manifestCache.set(name, (c = new Map()));
+    return c;
+  };
+  const perLocation = await Promise.all(rt.locations.map((loc) => listLocation(loc, opts.signal, problems, cacheFor(loc.name))));
   const byId = new Map<string, ListedBackup>();
   rt.locations.forEach((loc, i) => {
     for (const m of perLocation[i]!) {
