@@ -61,7 +61,7 @@ export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = 
   const cacheFor = (name: string): Map<string, Manifest> | undefined => {
     if (!rt.manifestCache) return undefined;
     let c = rt.manifestCache.get(name);
-    if (!c) rt.manifestCache.set(name, (c = new Map()));
+    if (!c) rt.manifestCache.set(name, (c = new Map<string, Manifest>()));
     return c;
   };
   const perLocation = await Promise.all(rt.locations.map((loc) => listLocation(loc, opts.signal, problems, cacheFor(loc.name))));
