@@ -174,6 +174,16 @@ describe('backup-runner serve', () => {
       const fsIds = await readdir(join(ready().dir, 'orders', 'fs', 'shop', 'orders'));
       expect(fsIds.sort()).toEqual([...kept].sort());
 
+      // retention --dry-run explains the plan and removes nothing.
+      const dry = await cli(['retention', '--dry-run'], c.cfg);
+      expect(dry.code).toBe(0);
+      const plans = (dry.json as { dryRun: boolean; locations: { location: string; plan: { keep: { reasons: string[] }[]; remove: unknown[] } }[] }).locations;
+      expect(plans.map((p) => [p.location, p.plan.keep.length, p.plan.remove.length])).toEqual([
+        ['fs', 2, 0],
+        ['s3', 2, 0],
+      ]);
+      expect(plans[0]!.plan.keep[0]!.reasons.join(' ')).toContain('last 1/2');
+
       const status = await cli(['status'], c.cfg);
       expect(status.code).toBe(0);
       expect(status.json).toMatchObject({ name: 'orders', schedule: { interval: '4s' }, lastBackup: { status: 'Succeeded' } });
