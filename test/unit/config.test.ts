@@ -87,3 +87,44 @@ describe('parseConfig', () => {
     expect(() => parseConfig('name: [unclosed', 'cfg.yaml')).toThrowError(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('not valid YAML') }) as Error);
   });
 });
+
+describe('schedule and retention settings', () => {
+  const withSchedule = (schedule: unknown, extra: Record<string, unknown> = {}) => validateRunnerConfig({ ...valid, schedule, ...extra });
+
+  it.each([
+    [{ cron: '0 3 * * *', timeZone: 'Europe/Berlin' }],
+    [{ cron: '*/30 * * * * *' }],
+    [{ interval: '6h', jitter: '5m' }],
+    [{ interval: '1d12h', suspend: true, catchUp: false }],
+  ])('accepts %j', (schedule) => {
+    expect(withSchedule(schedule).ok).toBe(true);
+  });
+
+  it.each([
+    [{ cron: '0 3 * *' }, 'schedule.cron', 'has 4 fields'],
+    [{ cron: '61 3 * * *' }, 'schedule.cron', 'not a valid cron expression'],
+    [{ cron: '0 3 * * *', interval: '1h' }, 'schedule', 'exactly one of cron, interval'],
+    [{}, 'schedule', 'exactly one of cron, interval'],
+    [{ interval: '90 minutes' }, 'schedule.interval', 'must be a duration such as'],
+    [{ interval: '0s' }, 'schedule.interval', 'at least 1s'],
+    [{ cron: '0 3 * * *', timeZone: 'Europe/Atlantis' }, 'schedule.timeZone', 'not an IANA time zone'],
+  ])('rejects %j at %s', (schedule, path, text) => {
+    const r = withSchedule(schedule);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toContainEqual({ path, message: expect.stringContaining(text) });
+  });
+
+  it('retention fields are checked too', () => {
+    const r = validateRunnerConfig({ ...valid, retention: { keepDaily: -1, keepWithin: '7 days', minKeep: 0, timeZone: 'Nowhere/Else' } });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors.map((e) => e.path).sort()).toEqual(['retention.keepDaily', 'retention.keepWithin', 'retention.minKeep', 'retention.timeZone']);
+  });
+
+  it('fills daemon and retention defaults', () => {
+    const r = validateRunnerConfig(valid);
+    expect(r.ok && r.value.daemon).toEqual({ socket: '/tmp/backup-runner/control.sock', metricsHost: '0.0.0.0', metricsPort: 9090, shutdownGracePeriod: '25s' });
+    expect(r.ok && r.value.retention).toEqual({ minKeep: 1, orphanGracePeriod: '24h' });
+  });
+});
