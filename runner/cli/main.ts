@@ -9,7 +9,7 @@ import { type Command, parseCommand, USAGE } from './args.js';
 import { daemonSocketExists } from './client.js';
 import { progressReporter } from './progress.js';
 import { runRemote, showStatus } from './remote.js';
-import { toJson } from './render.js';
+import { toJson } from '../render.js';
 
 type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' }>;
 

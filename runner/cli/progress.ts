@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { ProgressEvent } from '../runtime.js';
-import { humanBytes } from './render.js';
+import { humanBytes } from '../render.js';
 
 /**
  * Shows transfer progress: a live line on a terminal, or a log line every

@@ -4,7 +4,7 @@ import type { OperationRequest } from '../daemon/protocol.js';
 import type { Operation } from '../ops/perform.js';
 import { getJson, requestOperation } from './client.js';
 import { progressReporter } from './progress.js';
-import { renderStatus, toJson } from './render.js';
+import { renderStatus, toJson } from '../render.js';
 
 /** The wire form of an operation (times as RFC 3339 strings). */
 export function toRequest(op: Operation): OperationRequest {

@@ -1,6 +1,6 @@
 import { EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
-import { renderBackup, renderListing, renderRestore, renderRetention, renderVerify, toJson } from '../cli/render.js';
+import { renderBackup, renderListing, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
 import { runBackup, type Trigger } from './backup.js';
 import { listBackups } from './list.js';
 import { runRestore } from './restore.js';

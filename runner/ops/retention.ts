@@ -12,7 +12,7 @@ export interface LocationRetention {
   plan?: RetentionPlan;
   /** Ids whose removal failed (their manifest is kept, so they still exist). */
   failed: string[];
-  /** Orphaned objects (data without a manifest, older than the grace period) removed. */
+  /** Leftovers of unfinished backups removed: backups whose data has no manifest (older than the grace period), and temp files. */
   orphansRemoved: number;
   error?: BackupError;
 }

@@ -1,9 +1,9 @@
-import type { BackupError } from '../errors.js';
-import type { BackupResult } from '../ops/backup.js';
-import type { Listing } from '../ops/list.js';
-import type { RestoreResult } from '../ops/restore.js';
-import type { RetentionResult } from '../ops/retention.js';
-import type { VerifyResult } from '../ops/verify.js';
+import type { BackupError } from './errors.js';
+import type { BackupResult } from './ops/backup.js';
+import type { Listing } from './ops/list.js';
+import type { RestoreResult } from './ops/restore.js';
+import type { RetentionResult } from './ops/retention.js';
+import type { VerifyResult } from './ops/verify.js';
 
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -106,7 +106,7 @@ export function renderRetention(r: RetentionResult): string {
     for (const k of l.plan.keep) rows.push(['keep', k.id, k.time.toISOString(), k.reasons.join(', ')]);
     for (const x of l.plan.remove) rows.push([r.dryRun ? 'would remove' : l.failed.includes(x.id) ? 'FAILED' : 'removed', x.id, x.time.toISOString(), '']);
     out.push(table(rows).replace(/^/gm, '  '));
-    if (l.orphansRemoved > 0) out.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} orphaned object(s) of unfinished backups`);
+    if (l.orphansRemoved > 0) out.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} leftover(s) of unfinished backups (data without a manifest, temp files)`);
   }
   return out.join('\n');
 }

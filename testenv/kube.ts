@@ -1,0 +1,337 @@
+/**
+ * Starts a real, throwaway Kubernetes control plane for tests: Debian's etcd,
+ * kube-apiserver 1.20 and (optionally) kube-controller-manager, built once by
+ * `bash testenv/kube/build.sh` and cached.
+ *
+ * Invariants:
+ * - Each instance owns one temp directory (etcd data, certificates, keys,
+ *   token file, kubeconfigs, logs) and its own loopback ports; instances
+ *   never share anything, so several can run at once.
+ * - Authentication is by static bearer tokens (--token-auth-file, read once
+ *   at start: every user must be named in `startKube({ users })`) and, with
+ *   the controller-manager, by real ServiceAccount tokens. Authorization is
+ *   RBAC only, so `kubectl auth can-i` answers as a production cluster would.
+ * - No scheduler and no kubelet run: Pods are created but stay Pending.
+ * - `stop()` is idempotent and removes the temp directory; daemons still
+ *   running when the process exits are killed on exit.
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  apiserverArgs,
+  controllerManagerArgs,
+  etcdArgs,
+  kubeconfig,
+  tokenFile,
+  type KubeUser,
+} from './kube/plan.js';
+import { exec, freePort, httpStatus, httpsStatus, lostPortRace, startDaemon, waitUntil, type Daemon, type ExecResult } from './kube/process.js';
+
+export { DEFAULT_CONTROLLERS, serviceAccountUser, type KubeUser } from './kube/plan.js';
+export type { ExecResult } from './kube/process.js';
+
+const ETCD = '/usr/bin/etcd';
+const KUBECTL_CANDIDATES = ['/usr/bin/kubectl', '/usr/local/bin/kubectl'];
+
+export function kubeCacheDir(): string {
+  return process.env.KUBE_CACHE ?? join(homedir(), '.cache', 'db-backup-controller', 'kube');
+}
+
+export const BUILD_HINT =
+  'Build them once with `bash testenv/kube/build.sh` (as root: it installs golang-go, etcd-server and a few more Debian packages when missing; ' +
+  'about 9 minutes cold on 2 cores, then cached under $KUBE_CACHE or ~/.cache/db-backup-controller/kube; a second run returns at once).';
+
+export interface KubeBinaries {
+  apiserver: string;
+  controllerManager: string;
+  etcd: string;
+  kubectl: string;
+}
+
+/** Paths of the four binaries. Throws with the build or install hint when one is missing. */
+export function kubeBinaries(): KubeBinaries {
+  const bin = join(kubeCacheDir(), 'bin');
+  const apiserver = join(bin, 'kube-apiserver');
+  const controllerManager = join(bin, 'kube-controller-manager');
+  if (!existsSync(apiserver) || !existsSync(controllerManager)) {
+    throw new Error(`kube-apiserver and kube-controller-manager were not found in ${bin}. ${BUILD_HINT}`);
+  }
+  if (!existsSync(ETCD)) throw new Error(`${ETCD} was not found. Install it with \`apt-get install -y etcd-server\` (build.sh does too).`);
+  const kubectl = KUBECTL_CANDIDATES.find((p) => existsSync(p));
+  if (!kubectl) throw new Error('kubectl was not found. Install it with `apt-get install -y kubernetes-client`.');
+  return { apiserver, controllerManager, etcd: ETCD, kubectl };
+}
+
+/** True when startKube() can run (for `describe.skipIf(!kubeAvailable())`). */
+export function kubeAvailable(): boolean {
+  try {
+    kubeBinaries();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface StartKubeOptions {
+  /** Start kube-controller-manager (garbage collection, Deployments, ServiceAccount tokens). Default true. */
+  controllerManager?: boolean;
+  /** Controllers to run; default DEFAULT_CONTROLLERS. */
+  controllers?: string[];
+  /** Extra static-token users; their tokens are in `tokens[name]`. See serviceAccountUser(). */
+  users?: KubeUser[];
+  /** Extra kube-apiserver flags, e.g. ['--feature-gates=...']. */
+  apiserverArgs?: string[];
+  controllerManagerArgs?: string[];
+  /** How long to wait for each component to become ready. Default 90 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface KubectlOptions {
+  /** Written to kubectl's stdin (for `apply -f -`). */
+  input?: string;
+  /** Authenticate with this bearer token instead of the admin's. */
+  token?: string;
+  timeoutMs?: number;
+}
+
+export interface KubeInstance {
+  /** https://127.0.0.1:<port> */
+  server: string;
+  /** Bearer token of `admin` (group system:masters). */
+  adminToken: string;
+  /** Admin kubeconfig (verifies the server against caFile). */
+  kubeconfigPath: string;
+  /** CA bundle that verifies the API server's certificate. */
+  caFile: string;
+  /** Static tokens of the extra users, by user name. */
+  tokens: Record<string, string>;
+  /** The instance's temp directory; logs are etcd.log, kube-apiserver.log, kube-controller-manager.log in it. */
+  dir: string;
+  /** Runs /usr/bin/kubectl against this cluster (as admin unless opts.token); never throws on a non-zero exit. */
+  kubectl: (args: string[], opts?: KubectlOptions) => Promise<ExecResult>;
+  /** Like kubectl() but throws on a non-zero exit, and returns stdout. */
+  kubectlOk: (args: string[], opts?: KubectlOptions) => Promise<string>;
+  /** Writes a kubeconfig for a bearer token (e.g. to start a controller as a given user) and returns its path. */
+  writeKubeconfig(token: string, userName?: string): Promise<string>;
+  /** The real token of a ServiceAccount, from its token Secret (needs the controller-manager). Waits up to 30 s for it. */
+  serviceAccountToken(namespace: string, name: string): Promise<string>;
+  /** Stops the controller-manager, the API server and etcd, and deletes the temp directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface Started {
+  dir: string;
+  daemons: Daemon[];
+}
+
+/** Starts etcd, kube-apiserver and (by default) kube-controller-manager on free loopback ports and waits until all are ready. */
+export async function startKube(opts: StartKubeOptions = {}): Promise<KubeInstance> {
+  const bins = kubeBinaries();
+  const timeout = opts.readyTimeoutMs ?? 90_000;
+  const dir = await mkdtemp(join(tmpdir(), 'kubetest-'));
+  const started: Started = { dir, daemons: [] };
+  try {
+    const files = await writeStaticFiles(dir, opts.users ?? []);
+    const etcdUrl = await startEtcd(bins, started, timeout);
+    const server = await startApiserver(bins, started, etcdUrl, files, opts, timeout);
+    const caFile = join(dir, 'apiserver-certs', 'apiserver.crt');
+    const adminKubeconfig = join(dir, 'admin.kubeconfig');
+    await writeFile(adminKubeconfig, kubeconfig({ server, caFile, userName: 'admin', token: files.adminToken }), { mode: 0o600 });
+    if (opts.controllerManager ?? true) await startControllerManager(bins, started, adminKubeconfig, caFile, files, opts, timeout);
+    return makeInstance(bins, started, { server, caFile, adminKubeconfig, adminToken: files.adminToken, tokens: files.tokens });
+  } catch (err) {
+    await stopAll(started);
+    throw err;
+  }
+}
+
+interface StaticFiles {
+  adminToken: string;
+  tokens: Record<string, string>;
+  tokenFile: string;
+  saPublicKey: string;
+  saPrivateKey: string;
+}
+
+async function writeStaticFiles(dir: string, users: KubeUser[]): Promise<StaticFiles> {
+  const token = (): string => randomBytes(24).toString('hex');
+  const adminToken = token();
+  const tokens: Record<string, string> = {};
+  for (const u of users) {
+    if (u.name === 'admin' || u.name in tokens) throw new Error(`startKube: user ${u.name} is named twice (admin is built in)`);
+    tokens[u.name] = token();
+  }
+  const entries = [{ token: adminToken, user: { name: 'admin', uid: 'admin', groups: ['system:masters'] } }, ...users.map((user) => ({ token: tokens[user.name]!, user }))];
+  const tokenPath = join(dir, 'tokens.csv');
+  await writeFile(tokenPath, tokenFile(entries), { mode: 0o600 });
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
+  const saPublicKey = join(dir, 'sa.pub');
+  const saPrivateKey = join(dir, 'sa.key');
+  await writeFile(saPublicKey, publicKey);
+  await writeFile(saPrivateKey, privateKey, { mode: 0o600 });
+  return { adminToken, tokens, tokenFile: tokenPath, saPublicKey, saPrivateKey };
+}
+
+/**
+ * Starts a daemon on freshly chosen ports; when another process took a port
+ * between choosing and binding, tries again with new ones.
+ */
+async function startOnFreePorts(
+  started: Started,
+  launch: (ports: number[]) => { daemon: Daemon; ready: () => Promise<void> },
+  portCount: number,
+): Promise<number[]> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    while (ports.length < portCount) {
+      const p = await freePort();
+      if (!ports.includes(p)) ports.push(p);
+    }
+    const { daemon, ready } = launch(ports);
+    started.daemons.push(daemon);
+    try {
+      await ready();
+      return ports;
+    } catch (err) {
+      await daemon.stop();
+      started.daemons.pop();
+      if (attempt >= 3 || !lostPortRace(daemon)) throw err;
+    }
+  }
+}
+
+async function startEtcd(bins: KubeBinaries, started: Started, timeout: number): Promise<string> {
+  const dataDir = join(started.dir, 'etcd');
+  const [clientPort] = await startOnFreePorts(
+    started,
+    ([client, peer]) => {
+      const daemon = startDaemon('etcd', bins.etcd, etcdArgs({ name: 'testenv', dataDir, clientPort: client!, peerPort: peer! }), join(started.dir, 'etcd.log'));
+      return { daemon, ready: () => waitUntil(daemon, 'healthy', async () => (await httpStatus(`http://127.0.0.1:${client}/health`)) === 200, timeout) };
+    },
+    2,
+  );
+  return `http://127.0.0.1:${clientPort}`;
+}
+
+async function startApiserver(bins: KubeBinaries, started: Started, etcdUrl: string, files: StaticFiles, opts: StartKubeOptions, timeout: number): Promise<string> {
+  const certDir = join(started.dir, 'apiserver-certs');
+  await mkdir(certDir);
+  const [port] = await startOnFreePorts(
+    started,
+    ([securePort]) => {
+      const args = apiserverArgs({
+        etcdUrl,
+        securePort: securePort!,
+        certDir,
+        serviceAccountPublicKey: files.saPublicKey,
+        serviceAccountPrivateKey: files.saPrivateKey,
+        tokenFile: files.tokenFile,
+        extraArgs: opts.apiserverArgs,
+      });
+      const daemon = startDaemon('kube-apiserver', bins.apiserver, args, join(started.dir, 'kube-apiserver.log'));
+      const readyz = `https://127.0.0.1:${securePort}/readyz`;
+      return { daemon, ready: () => waitUntil(daemon, 'ready', async () => (await httpsStatus(readyz, files.adminToken)) === 200, timeout) };
+    },
+    1,
+  );
+  return `https://127.0.0.1:${port}`;
+}
+
+async function startControllerManager(
+  bins: KubeBinaries,
+  started: Started,
+  adminKubeconfig: string,
+  caFile: string,
+  files: StaticFiles,
+  opts: StartKubeOptions,
+  timeout: number,
+): Promise<void> {
+  const certDir = join(started.dir, 'controller-manager-certs');
+  await mkdir(certDir);
+  await startOnFreePorts(
+    started,
+    ([securePort]) => {
+      const args = controllerManagerArgs({
+        kubeconfig: adminKubeconfig,
+        securePort: securePort!,
+        certDir,
+        serviceAccountPrivateKey: files.saPrivateKey,
+        rootCaFile: caFile,
+        controllers: opts.controllers,
+        extraArgs: opts.controllerManagerArgs,
+      });
+      const daemon = startDaemon('kube-controller-manager', bins.controllerManager, args, join(started.dir, 'kube-controller-manager.log'));
+      const healthz = `https://127.0.0.1:${securePort}/healthz`;
+      return { daemon, ready: () => waitUntil(daemon, 'healthy', async () => (await httpsStatus(healthz)) === 200, timeout) };
+    },
+    1,
+  );
+}
+
+/** Stops the daemons newest first (controller-manager, apiserver, etcd) and removes the temp directory. */
+async function stopAll(started: Started): Promise<void> {
+  for (const d of [...started.daemons].reverse()) await d.stop();
+  started.daemons.length = 0;
+  await rm(started.dir, { recursive: true, force: true });
+}
+
+function makeInstance(
+  bins: KubeBinaries,
+  started: Started,
+  p: { server: string; caFile: string; adminKubeconfig: string; adminToken: string; tokens: Record<string, string> },
+): KubeInstance {
+  let stopped: Promise<void> | undefined;
+  let kubeconfigs = 0;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.KUBECONFIG;
+  const kubectl = (args: string[], o: KubectlOptions = {}): Promise<ExecResult> => {
+    const auth = o.token === undefined ? [] : [`--token=${o.token}`];
+    const base = [`--kubeconfig=${p.adminKubeconfig}`, `--cache-dir=${join(started.dir, 'kubectl-cache')}`, ...auth];
+    return exec(bins.kubectl, [...base, ...args], { env, input: o.input, timeoutMs: o.timeoutMs });
+  };
+  const kubectlOk = async (args: string[], o: KubectlOptions = {}): Promise<string> => {
+    const r = await kubectl(args, o);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    return r.stdout;
+  };
+  return {
+    server: p.server,
+    adminToken: p.adminToken,
+    kubeconfigPath: p.adminKubeconfig,
+    caFile: p.caFile,
+    tokens: p.tokens,
+    dir: started.dir,
+    kubectl,
+    kubectlOk,
+    async writeKubeconfig(token, userName = 'user') {
+      const path = join(started.dir, `user-${++kubeconfigs}.kubeconfig`);
+      await writeFile(path, kubeconfig({ server: p.server, caFile: p.caFile, userName, token }), { mode: 0o600 });
+      return path;
+    },
+    async serviceAccountToken(namespace, name) {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const secret = (await kubectl(['get', 'serviceaccount', name, '-n', namespace, '-o', 'jsonpath={.secrets[0].name}'])).stdout.trim();
+        if (secret) {
+          const data = (await kubectl(['get', 'secret', secret, '-n', namespace, '-o', 'jsonpath={.data.token}'])).stdout.trim();
+          if (data) return Buffer.from(data, 'base64').toString('utf8');
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`no token Secret for ServiceAccount ${namespace}/${name} after 30 s (is the controller-manager running with serviceaccount-token?)`);
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    },
+    stop() {
+      stopped ??= stopAll(started);
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * Long-running child processes for the kube test environment: etcd,
+ * kube-apiserver, kube-controller-manager.
+ *
+ * Invariants:
+ * - A daemon's stdout and stderr go to one log file in the instance's temp
+ *   dir; errors about it quote the tail of that file.
+ * - `stop()` is idempotent: SIGTERM, then SIGKILL after a grace period; it
+ *   resolves once the process has exited.
+ * - Daemons still running when the Node process exits are killed (SIGKILL)
+ *   by a synchronous exit hook, so no etcd or apiserver outlives a crashed test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { createServer } from 'node:net';
+
+export interface Daemon {
+  name: string;
+  pid: number;
+  logFile: string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
+  hasExited(): boolean;
+  /** Last `bytes` of the log file. */
+  logTail(bytes?: number): string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}
+
+export function startDaemon(name: string, command: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): Daemon {
+  installExitHook();
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { stdio: ['ignore', fd, fd], env });
+  } finally {
+    closeSync(fd);
+  }
+  live.add(child);
+  let done = false;
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('error', (err) => {
+      done = true;
+      live.delete(child);
+      resolve(`spawn error: ${err.message}`);
+    });
+    child.once('exit', (code, signal) => {
+      done = true;
+      live.delete(child);
+      resolve(code ?? signal ?? 'unknown');
+    });
+  });
+  let stopping: Promise<void> | undefined;
+  const daemon: Daemon = {
+    name,
+    pid: child.pid ?? -1,
+    logFile,
+    exited,
+    hasExited: () => done,
+    logTail: (bytes = 3000) => tail(logFile, bytes),
+    stop(graceMs = 10_000) {
+      stopping ??= (async () => {
+        if (done) return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      })();
+      return stopping;
+    },
+  };
+  return daemon;
+}
+
+function tail(file: string, bytes: number): string {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.length > bytes ? `…${text.slice(-bytes)}` : text;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Polls `probe` until it returns true. Fails early when the daemon exits, and
+ * after `timeoutMs`; both errors carry the tail of the daemon's log.
+ */
+export async function waitUntil(daemon: Daemon, what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (daemon.hasExited()) {
+      throw new Error(`${daemon.name} exited (${String(await daemon.exited)}) before ${what}; log ${daemon.logFile}:\n${daemon.logTail()}`);
+    }
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${daemon.name} not ${what} after ${timeoutMs / 1000} s; log ${daemon.logFile}:\n${daemon.logTail()}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Status code of an HTTPS GET (certificate not verified: used for readiness probes only). */
+export function httpsStatus(url: string, token?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', rejectUnauthorized: false, timeout: 2000, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/** Status code of a plain HTTP GET. */
+export async function httpStatus(url: string): Promise<number> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** True when a failed start was caused by a port someone else took between `freePort()` and bind. */
+export function lostPortRace(daemon: Daemon): boolean {
+  return daemon.hasExited() && /address already in use/i.test(daemon.logTail(20_000));
+}
+
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+  });
+}
