@@ -11,8 +11,9 @@
 #   bin/kube-apiserver bin/kube-controller-manager bin/STAMP   the product
 #   work/apt/        private apt sources list and lists (deb-src bookworm main)
 #   work/dl/         the downloaded .dsc, orig tarball and debian tarball
-#   work/src/        the unpacked, patched source tree (kept for fast rebuilds)
-#   go-build/        GOCACHE for this build only
+#   work/src/        the unpacked, patched source tree; its _output/local/go/cache
+#                    is the Go build cache (Kubernetes' hack/ sets GOCACHE there),
+#                    kept so that a rebuild takes about a minute
 #
 # Invariants:
 # - The system's apt configuration and lists are never modified: the deb-src
@@ -25,7 +26,11 @@
 #   so an interrupted build is never mistaken for a finished one.
 # - The first line of bin/STAMP is the build recipe; a cache built by another
 #   recipe is rebuilt.
+# - The whole script is one function called on the last line, so bash has
+#   parsed all of it before running anything (editing it mid-build is safe).
 set -euo pipefail
+
+main() {
 
 RECIPE='kubernetes 1.20.2 / debian source bookworm / reflect2 from debian / cgo off / recipe 1'
 KUBE_CACHE="${KUBE_CACHE:-$HOME/.cache/db-backup-controller/kube}"
@@ -42,7 +47,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --prune) PRUNE=1 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +63,8 @@ cache_is_current() {
 
 if [[ $FORCE == 0 ]] && cache_is_current; then
   log "cached: $BIN ($(sed -n 2p "$BIN/STAMP"))"
+  # A cache restored onto a fresh machine has the binaries but not etcd.
+  command -v etcd >/dev/null || log 'note: etcd is not installed; testenv/kube.ts needs it: apt-get install -y etcd-server'
   exit 0
 fi
 
@@ -158,14 +165,15 @@ fi
 done_step
 
 # ---- 4. build --------------------------------------------------------------
-export GOPATH="$SRC/.go" GOCACHE="$KUBE_CACHE/go-build" GOPROXY=off CGO_ENABLED=0 GOFLAGS=
+# hack/lib/golang.sh sets its own GOPATH and GOCACHE under _output/local/go.
+export GOPATH="$SRC/.go" GOPROXY=off CGO_ENABLED=0 GOFLAGS=
 # A failed make can leave empty generator binaries behind that make then
-# considers up to date: after a failure, start again from a clean _output/
-# (the Go build cache keeps the compiled packages, so this is cheap).
+# considers up to date: after a failure, drop the built binaries (not the Go
+# build cache beside them, so this is cheap).
 MAKE_FAILED="$SRC/.make-failed"
 if [[ -f "$MAKE_FAILED" ]]; then
-  log "the previous build failed: removing $SRC/_output"
-  rm -rf "$SRC/_output"
+  log "the previous build failed: removing $SRC/_output/local/bin"
+  rm -rf "$SRC/_output/local/bin"
 fi
 for t in "${TARGETS[@]}"; do
   step "make WHAT=cmd/$t"
@@ -199,7 +207,7 @@ done_step
 
 if [[ $PRUNE == 1 ]]; then
   step 'prune source tree and Go build cache'
-  rm -rf "$SRC_PARENT" "$KUBE_CACHE/go-build"
+  rm -rf "$WORK"
   done_step
 fi
 
@@ -208,3 +216,6 @@ log 'timings:'
 for line in "${TIMINGS[@]}"; do log "  $line"; done
 log "  $(printf '%-40s %7s s' total "$TOTAL")"
 log "ready: $BIN ($(sed -n 2p "$BIN/STAMP"))"
+}
+
+main "$@"
