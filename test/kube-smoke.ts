@@ -69,7 +69,7 @@ const ms = (t0: number): string => `${((performance.now() - t0) / 1000).toFixed(
 async function step(name: string, fn: () => Promise<string | void>): Promise<void> {
   const t0 = performance.now();
   const note = await fn();
-  console.log(`ok   ${name.padEnd(58)} ${ms(t0).padStart(8)}${note ? `  (${note})` : ''}`);
+  console.log(`ok   ${name.padEnd(60)} ${ms(t0).padStart(8)}${note ? `  (${note})` : ''}`);
 }
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -105,7 +105,7 @@ async function run(kube: KubeInstance): Promise<void> {
   await step('invalid custom object rejected by the schema', async () => {
     const r = await kube.kubectl(['apply', '-f', '-'], { input: widget('bad', 0) });
     expect(r.code !== 0 && /spec\.size/.test(r.stderr), `expected a spec.size validation error, got exit ${r.code}: ${r.stderr}`);
-    return r.stderr.trim().split('\n').pop()?.slice(0, 90);
+    return r.stderr.trim().split('\n').pop()?.slice(0, 120);
   });
 
   await step('Deployment gets a ReplicaSet and a Pod (controller-manager)', async () => {
@@ -160,15 +160,17 @@ async function run(kube: KubeInstance): Promise<void> {
 async function main(): Promise<void> {
   const t0 = performance.now();
   const kube = await startKube({ users: [serviceAccountUser(NS, 'runner')] });
-  console.log(`ok   ${'startKube (etcd, kube-apiserver, kube-controller-manager)'.padEnd(58)} ${ms(t0).padStart(8)}  (${kube.server})`);
+  const { etcd, apiserver, controllerManager } = kube.startupMs;
+  const parts = `etcd ${etcd} ms, kube-apiserver ${apiserver} ms, kube-controller-manager ${controllerManager ?? '-'} ms`;
+  console.log(`ok   ${'startKube()'.padEnd(60)} ${ms(t0).padStart(8)}  (${parts})`);
   try {
     const version = JSON.parse(await kube.kubectlOk(['version', '-o', 'json'])) as { serverVersion?: { gitVersion?: string } };
-    console.log(`     server ${version.serverVersion?.gitVersion ?? '?'}, temp dir ${kube.dir}`);
+    console.log(`     ${kube.server}: ${version.serverVersion?.gitVersion ?? '?'}, temp dir ${kube.dir}`);
     await run(kube);
   } finally {
     const t1 = performance.now();
     await kube.stop();
-    console.log(`ok   ${'stop()'.padEnd(58)} ${ms(t1).padStart(8)}`);
+    console.log(`ok   ${'stop()'.padEnd(60)} ${ms(t1).padStart(8)}`);
   }
   console.log(`all good in ${ms(t0)}`);
 }

@@ -8,12 +8,13 @@
  *   token file, kubeconfigs, logs) and its own loopback ports; instances
  *   never share anything, so several can run at once.
  * - Authentication is by static bearer tokens (--token-auth-file, read once
- *   at start: every user must be named in `startKube({ users })`) and, with
- *   the controller-manager, by real ServiceAccount tokens. Authorization is
- *   RBAC only, so `kubectl auth can-i` answers as a production cluster would.
+ *   at start: every user must be named in `startKube({ users })`) and by
+ *   real ServiceAccount tokens (TokenRequest API). Authorization is RBAC
+ *   only, so `kubectl auth can-i` answers as a production cluster would.
  * - No scheduler and no kubelet run: Pods are created but stay Pending.
- * - `stop()` is idempotent and removes the temp directory; daemons still
- *   running when the process exits are killed on exit.
+ * - `stop()` is idempotent and removes the temp directory (kept with
+ *   KUBE_TESTENV_KEEP=1, for reading the logs); daemons still running when
+ *   the process exits are killed, and their temp directories removed, on exit.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -28,7 +29,7 @@ import {
   tokenFile,
   type KubeUser,
 } from './kube/plan.js';
-import { exec, freePort, httpStatus, httpsStatus, lostPortRace, startDaemon, waitUntil, type Daemon, type ExecResult } from './kube/process.js';
+import { exec, freePort, httpStatus, httpsStatus, lostPortRace, removeOnExit, startDaemon, waitUntil, type Daemon, type ExecResult } from './kube/process.js';
 
 export { DEFAULT_CONTROLLERS, serviceAccountUser, type KubeUser } from './kube/plan.js';
 export type { ExecResult } from './kube/process.js';
@@ -42,7 +43,7 @@ export function kubeCacheDir(): string {
 
 export const BUILD_HINT =
   'Build them once with `bash testenv/kube/build.sh` (as root: it installs golang-go, etcd-server and a few more Debian packages when missing; ' +
-  'about 9 minutes cold on 2 cores, then cached under $KUBE_CACHE or ~/.cache/db-backup-controller/kube; a second run returns at once).';
+  'about 12 minutes cold on 2 cores, then cached under $KUBE_CACHE or ~/.cache/db-backup-controller/kube; a second run returns at once).';
 
 export interface KubeBinaries {
   apiserver: string;
@@ -87,6 +88,8 @@ export interface StartKubeOptions {
   controllerManagerArgs?: string[];
   /** How long to wait for each component to become ready. Default 90 s. */
   readyTimeoutMs?: number;
+  /** Keep the temp dir (logs, etcd data, kubeconfigs) after stop() or a failed start. Default: KUBE_TESTENV_KEEP=1 in the environment. */
+  keepDir?: boolean;
 }
 
 export interface KubectlOptions {
@@ -110,21 +113,36 @@ export interface KubeInstance {
   tokens: Record<string, string>;
   /** The instance's temp directory; logs are etcd.log, kube-apiserver.log, kube-controller-manager.log in it. */
   dir: string;
+  /** Milliseconds each component took to become ready. */
+  startupMs: { etcd: number; apiserver: number; controllerManager?: number };
   /** Runs /usr/bin/kubectl against this cluster (as admin unless opts.token); never throws on a non-zero exit. */
   kubectl: (args: string[], opts?: KubectlOptions) => Promise<ExecResult>;
   /** Like kubectl() but throws on a non-zero exit, and returns stdout. */
   kubectlOk: (args: string[], opts?: KubectlOptions) => Promise<string>;
   /** Writes a kubeconfig for a bearer token (e.g. to start a controller as a given user) and returns its path. */
   writeKubeconfig(token: string, userName?: string): Promise<string>;
-  /** The real token of a ServiceAccount, from its token Secret (needs the controller-manager). Waits up to 30 s for it. */
-  serviceAccountToken(namespace: string, name: string): Promise<string>;
+  /**
+   * A real, signed token of a ServiceAccount from the TokenRequest API (`kubectl create token`,
+   * as in clusters >= 1.24). Waits up to 30 s for the ServiceAccount to exist (the controller-manager
+   * creates each namespace's `default`).
+   */
+  serviceAccountToken(namespace: string, name: string, expirationSeconds?: number): Promise<string>;
   /** Stops the controller-manager, the API server and etcd, and deletes the temp directory. Idempotent. */
   stop(): Promise<void>;
 }
 
 interface Started {
   dir: string;
+  keep: boolean;
   daemons: Daemon[];
+  forgetDir: () => void;
+  startupMs: { etcd: number; apiserver: number; controllerManager?: number };
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const value = await fn();
+  return [value, Math.round(performance.now() - t0)];
 }
 
 /** Starts etcd, kube-apiserver and (by default) kube-controller-manager on free loopback ports and waits until all are ready. */
@@ -132,18 +150,27 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeInstan
   const bins = kubeBinaries();
   const timeout = opts.readyTimeoutMs ?? 90_000;
   const dir = await mkdtemp(join(tmpdir(), 'kubetest-'));
-  const started: Started = { dir, daemons: [] };
+  const keep = opts.keepDir ?? process.env.KUBE_TESTENV_KEEP === '1';
+  const started: Started = { dir, keep, daemons: [], forgetDir: keep ? () => undefined : removeOnExit(dir), startupMs: { etcd: 0, apiserver: 0 } };
   try {
     const files = await writeStaticFiles(dir, opts.users ?? []);
-    const etcdUrl = await startEtcd(bins, started, timeout);
-    const server = await startApiserver(bins, started, etcdUrl, files, opts, timeout);
+    const [etcdUrl, etcdMs] = await timed(() => startEtcd(bins, started, timeout));
+    started.startupMs.etcd = etcdMs;
+    const [server, apiserverMs] = await timed(() => startApiserver(bins, started, etcdUrl, files, opts, timeout));
+    started.startupMs.apiserver = apiserverMs;
     const caFile = join(dir, 'apiserver-certs', 'apiserver.crt');
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
     await writeFile(adminKubeconfig, kubeconfig({ server, caFile, userName: 'admin', token: files.adminToken }), { mode: 0o600 });
-    if (opts.controllerManager ?? true) await startControllerManager(bins, started, adminKubeconfig, caFile, files, opts, timeout);
+    if (opts.controllerManager ?? true) {
+      const [, cmMs] = await timed(() => startControllerManager(bins, started, adminKubeconfig, caFile, files, opts, timeout));
+      started.startupMs.controllerManager = cmMs;
+    }
     return makeInstance(bins, started, { server, caFile, adminKubeconfig, adminToken: files.adminToken, tokens: files.tokens });
   } catch (err) {
     await stopAll(started);
+    if (err instanceof Error) {
+      err.message += keep ? `\n(temp dir kept: ${dir})` : '\n(set KUBE_TESTENV_KEEP=1 to keep the temp dir with all logs)';
+    }
     throw err;
   }
 }
@@ -275,11 +302,12 @@ async function startControllerManager(
   );
 }
 
-/** Stops the daemons newest first (controller-manager, apiserver, etcd) and removes the temp directory. */
+/** Stops the daemons newest first (controller-manager, apiserver, etcd) and removes the temp directory unless kept. */
 async function stopAll(started: Started): Promise<void> {
   for (const d of [...started.daemons].reverse()) await d.stop();
   started.daemons.length = 0;
-  await rm(started.dir, { recursive: true, force: true });
+  if (!started.keep) await rm(started.dir, { recursive: true, force: true });
+  started.forgetDir();
 }
 
 function makeInstance(
@@ -308,6 +336,7 @@ function makeInstance(
     caFile: p.caFile,
     tokens: p.tokens,
     dir: started.dir,
+    startupMs: started.startupMs,
     kubectl,
     kubectlOk,
     async writeKubeconfig(token, userName = 'user') {
@@ -315,18 +344,15 @@ function makeInstance(
       await writeFile(path, kubeconfig({ server: p.server, caFile: p.caFile, userName, token }), { mode: 0o600 });
       return path;
     },
-    async serviceAccountToken(namespace, name) {
+    async serviceAccountToken(namespace, name, expirationSeconds = 3600) {
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const secret = (await kubectl(['get', 'serviceaccount', name, '-n', namespace, '-o', 'jsonpath={.secrets[0].name}'])).stdout.trim();
-        if (secret) {
-          const data = (await kubectl(['get', 'secret', secret, '-n', namespace, '-o', 'jsonpath={.data.token}'])).stdout.trim();
-          if (data) return Buffer.from(data, 'base64').toString('utf8');
+        const r = await kubectl(['create', 'token', name, '-n', namespace, `--duration=${expirationSeconds}s`]);
+        if (r.code === 0) return r.stdout.trim();
+        if (!/not ?found/i.test(r.stderr) || Date.now() > deadline) {
+          throw new Error(`TokenRequest for ServiceAccount ${namespace}/${name} failed (exit ${r.code}): ${r.stderr.trim()}`);
         }
-        if (Date.now() > deadline) {
-          throw new Error(`no token Secret for ServiceAccount ${namespace}/${name} after 30 s (is the controller-manager running with serviceaccount-token?)`);
-        }
-        await new Promise((r) => setTimeout(r, 250));
+        await new Promise((res) => setTimeout(res, 250));
       }
     },
     stop() {

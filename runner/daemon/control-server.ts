@@ -42,7 +42,12 @@ async function claimSocket(path: string): Promise<void> {
  */
 export async function startControlServer(path: string, handlers: ControlHandlers, logger: Logger): Promise<{ close(): Promise<unknown> }> {
   await claimSocket(path);
-  const app = Fastify({ loggerInstance: logger.child({ server: 'control' }), disableRequestLogging: true });
+  const app = Fastify({
+    loggerInstance: logger.child({ server: 'control' }),
+    disableRequestLogging: true,
+    // The request is a union (anyOf): ajv must not strip fields while trying the other branches.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  });
   app.get(STATUS_PATH, () => handlers.status());
   app.post(OPERATIONS_PATH, { schema: { body: OperationRequest } }, (request, reply) => {
     const out = new PassThrough();

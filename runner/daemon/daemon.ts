@@ -26,7 +26,7 @@ interface LocationState {
 }
 
 /** What a request on the wire asks for, as an operation. */
-export function operationFromRequest(req: OperationRequest): Operation | { kind: 'retention'; dryRun: boolean } {
+export function operationFromRequest(req: OperationRequest): Operation {
   if (req.kind === 'backup') return { kind: 'backup', trigger: 'manual' };
   if (req.kind === 'restore') {
     const s = req.selector;
@@ -129,11 +129,11 @@ export class Daemon {
 
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
     const op = operationFromRequest(req);
-    if (op.kind === 'list') {
+    // Read-only answers never wait behind a running operation.
+    if (op.kind === 'list' || (op.kind === 'retention' && op.dryRun)) {
       send({ event: 'result', ...(await perform(this.rt, op)) });
       return;
     }
-    if (op.kind === 'retention') throw toBackupError(new Error('retention is not available in this build'), 'USAGE');
     const outcome = await this.queue.submit(op.kind, 'command', (signal) => this.run(op, signal, send), (e) => send(e));
     send({ event: 'result', ...outcome });
   }

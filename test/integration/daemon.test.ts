@@ -17,7 +17,7 @@ import type { StreamLine } from '../../runner/daemon/protocol.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
-import { seedRich } from '../../testenv/seed.js';
+import { seedRich, tableChecksums } from '../../testenv/seed.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -176,13 +176,18 @@ describe('backup-runner serve', () => {
 
       // retention --dry-run explains the plan and removes nothing.
       const dry = await cli(['retention', '--dry-run'], c.cfg);
-      expect(dry.code).toBe(0);
+      expect(dry.code, JSON.stringify(dry.json)).toBe(0);
       const plans = (dry.json as { dryRun: boolean; locations: { location: string; plan: { keep: { reasons: string[] }[]; remove: unknown[] } }[] }).locations;
       expect(plans.map((p) => [p.location, p.plan.keep.length, p.plan.remove.length])).toEqual([
         ['fs', 2, 0],
         ['s3', 2, 0],
       ]);
       expect(plans[0]!.plan.keep[0]!.reasons.join(' ')).toContain('last 1/2');
+
+      // A restore through the daemon, chosen by time, into another database.
+      const restored = await cli(['restore', '--to-time', new Date().toISOString(), '--target-database', 'via_daemon'], c.cfg);
+      expect(restored.code, JSON.stringify(restored.json)).toBe(0);
+      expect(await tableChecksums(ready().pg, 'via_daemon')).toEqual(await tableChecksums(ready().pg, 'shop'));
 
       const status = await cli(['status'], c.cfg);
       expect(status.code).toBe(0);

@@ -81,7 +81,7 @@ step() {
 done_step() {
   local dt
   dt=$(awk -v a="$T_STEP" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  TIMINGS+=("$(printf '%-40s %7s s' "$STEP" "$dt")")
+  TIMINGS+=("$(printf '%-44s %7s s' "$STEP" "$dt")")
   log "   done in ${dt} s"
 }
 trap 'rc=$?; [[ $rc == 0 ]] || log "FAILED during step: $STEP (exit $rc)"' EXIT
@@ -214,7 +214,7 @@ fi
 TOTAL=$(awk -v a="$T_ALL" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 log 'timings:'
 for line in "${TIMINGS[@]}"; do log "  $line"; done
-log "  $(printf '%-40s %7s s' total "$TOTAL")"
+log "  $(printf '%-44s %7s s' total "$TOTAL")"
 log "ready: $BIN ($(sed -n 2p "$BIN/STAMP"))"
 }
 

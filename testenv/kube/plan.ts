@@ -67,7 +67,8 @@ export function apiserverArgs(p: ApiserverPlan): string[] {
     `--token-auth-file=${p.tokenFile}`,
     '--authorization-mode=RBAC',
     `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-    // The `kubernetes` Service cannot point at a loopback address; nothing here needs it.
+    // Otherwise the `kubernetes` Service advertises the host's address, where
+    // this server does not listen; nothing here needs that Service.
     '--endpoint-reconciler-type=none',
     '--profiling=false',
     ...(p.extraArgs ?? []),
@@ -89,6 +90,8 @@ export function controllerManagerArgs(p: ControllerManagerPlan): string[] {
     `--kubeconfig=${p.kubeconfig}`,
     `--authentication-kubeconfig=${p.kubeconfig}`,
     `--authorization-kubeconfig=${p.kubeconfig}`,
+    // The API server has no client CA or request-header config to look up.
+    '--authentication-skip-lookup=true',
     '--bind-address=127.0.0.1',
     `--secure-port=${p.securePort}`,
     '--port=0',

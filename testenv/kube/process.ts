@@ -8,10 +8,11 @@
  * - `stop()` is idempotent: SIGTERM, then SIGKILL after a grace period; it
  *   resolves once the process has exited.
  * - Daemons still running when the Node process exits are killed (SIGKILL)
- *   by a synchronous exit hook, so no etcd or apiserver outlives a crashed test.
+ *   by a synchronous exit hook, so no etcd or apiserver outlives a crashed
+ *   test; directories registered with removeOnExit() are deleted after that.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 
@@ -28,13 +29,28 @@ export interface Daemon {
 }
 
 const live = new Set<ChildProcess>();
+const dirs = new Set<string>();
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once('exit', () => {
     for (const child of live) child.kill('SIGKILL');
+    for (const dir of dirs) {
+      try {
+        rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      } catch {
+        // A killed daemon may still be writing; the OS temp dir cleaner gets the rest.
+      }
+    }
   });
+}
+
+/** Deletes `dir` when the Node process exits, unless the returned function was called first. */
+export function removeOnExit(dir: string): () => void {
+  installExitHook();
+  dirs.add(dir);
+  return () => dirs.delete(dir);
 }
 
 export function startDaemon(name: string, command: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): Daemon {
@@ -99,11 +115,11 @@ export async function waitUntil(daemon: Daemon, what: string, probe: () => Promi
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (daemon.hasExited()) {
-      throw new Error(`${daemon.name} exited (${String(await daemon.exited)}) before ${what}; log ${daemon.logFile}:\n${daemon.logTail()}`);
+      throw new Error(`${daemon.name} exited (${String(await daemon.exited)}) before ${what}; end of its log:\n${daemon.logTail()}`);
     }
     if (await probe().catch(() => false)) return;
     if (Date.now() > deadline) {
-      throw new Error(`${daemon.name} not ${what} after ${timeoutMs / 1000} s; log ${daemon.logFile}:\n${daemon.logTail()}`);
+      throw new Error(`${daemon.name} not ${what} after ${timeoutMs / 1000} s; end of its log:\n${daemon.logTail()}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
