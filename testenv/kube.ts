@@ -16,11 +16,12 @@
  *   KUBE_TESTENV_KEEP=1, for reading the logs); daemons still running when
  *   the process exits are killed, and their temp directories removed, on exit.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   apiserverArgs,
   controllerManagerArgs,
@@ -194,7 +195,7 @@ async function writeStaticFiles(dir: string, users: KubeUser[]): Promise<StaticF
   const entries = [{ token: adminToken, user: { name: 'admin', uid: 'admin', groups: ['system:masters'] } }, ...users.map((user) => ({ token: tokens[user.name]!, user }))];
   const tokenPath = join(dir, 'tokens.csv');
   await writeFile(tokenPath, tokenFile(entries), { mode: 0o600 });
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+  const { publicKey, privateKey } = await promisify(generateKeyPair)('rsa', {
     modulusLength: 2048,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
     privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
