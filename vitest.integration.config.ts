@@ -6,6 +6,8 @@ export default defineConfig({
   test: {
     include: ['test/integration/**/*.test.ts'],
     environment: 'node',
+    // The AWS SDK announces on Node 20 that it will need Node 22 from 2027; the runner images use a newer Node.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 120_000,
     hookTimeout: 180_000,
     fileParallelism: false,
