@@ -201,7 +201,8 @@ export function pointerToPath(pointer: string): string {
     .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
 }
 
-function structuralErrors(schema: TSchema, value: unknown): FieldError[] {
+/** Shape errors (types, required, enums, patterns, ranges) of `value` against `schema`, one per path. */
+export function structuralErrors(schema: TSchema, value: unknown): FieldError[] {
   const errors: FieldError[] = [];
   for (const e of Value.Errors(schema, value)) {
     const path = pointerToPath(e.path) || '(root)';
@@ -211,6 +212,8 @@ function structuralErrors(schema: TSchema, value: unknown): FieldError[] {
       ? `must be one of ${describeLiterals(e.schema)}`
       : e.schema.pattern === DURATION_PATTERN
         ? 'must be a duration such as 90s, 15m, 36h, 7d, 2w or 1d12h'
+      : e.schema.pattern && typeof e.schema.patternText === 'string'
+        ? typeof e.value === 'string' ? `must be ${e.schema.patternText}` : e.message.toLowerCase()
       : e.schema.pattern && typeof e.schema.description === 'string'
         ? `must be ${e.schema.description}`
         : e.message.toLowerCase();
@@ -230,7 +233,8 @@ function secretErrors(path: string, s: SecretSource | undefined): FieldError[] {
   return set.length === 1 ? [] : [{ path, message: 'must set exactly one of value, env, file' }];
 }
 
-function blockErrors<T extends string>(path: string, type: T, all: readonly T[], obj: Record<string, unknown>): FieldError[] {
+/** `path.<type>` must be set and every other block of `all` must not. */
+export function blockErrors<T extends string>(path: string, type: T, all: readonly T[], obj: Record<string, unknown>): FieldError[] {
   const errors: FieldError[] = [];
   if (!all.includes(type)) return errors;
   if (obj[type] === undefined) errors.push({ path: `${path}.${type}`, message: `is required when ${path}.type is "${type}"` });
@@ -242,22 +246,23 @@ function blockErrors<T extends string>(path: string, type: T, all: readonly T[],
   return errors;
 }
 
-function zoneErrors(path: string, zone: string | undefined): FieldError[] {
+export function zoneErrors(path: string, zone: string | undefined): FieldError[] {
   return zone === undefined || IANAZone.isValidZone(zone) ? [] : [{ path, message: `"${zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)` }];
 }
 
-function scheduleErrors(s: Schedule | undefined): FieldError[] {
+/** Cross-field rules of a schedule (cron XOR interval, a valid cron expression and time zone); `at` is its path. */
+export function scheduleErrors(s: Schedule | undefined, at = 'schedule'): FieldError[] {
   if (!s) return [];
   const errors: FieldError[] = [];
-  if ((s.cron === undefined) === (s.interval === undefined)) errors.push({ path: 'schedule', message: 'set exactly one of cron, interval' });
+  if ((s.cron === undefined) === (s.interval === undefined)) errors.push({ path: at, message: 'set exactly one of cron, interval' });
   if (s.cron !== undefined) {
     const fields = s.cron.trim().split(/\s+/).length;
     const v = cron.validateDetailed(s.cron);
-    if (fields !== 5 && fields !== 6) errors.push({ path: 'schedule.cron', message: `"${s.cron}" has ${fields} fields; use 5 (minute hour day month weekday) or 6 (second first)` });
-    else if (!v.valid) errors.push({ path: 'schedule.cron', message: `"${s.cron}" is not a valid cron expression: ${v.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}` });
+    if (fields !== 5 && fields !== 6) errors.push({ path: `${at}.cron`, message: `"${s.cron}" has ${fields} fields; use 5 (minute hour day month weekday) or 6 (second first)` });
+    else if (!v.valid) errors.push({ path: `${at}.cron`, message: `"${s.cron}" is not a valid cron expression: ${v.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}` });
   }
-  if (s.interval !== undefined && (parseDuration(s.interval) ?? 0) < 1000) errors.push({ path: 'schedule.interval', message: 'must be at least 1s' });
-  errors.push(...zoneErrors('schedule.timeZone', s.timeZone));
+  if (s.interval !== undefined && (parseDuration(s.interval) ?? 0) < 1000) errors.push({ path: `${at}.interval`, message: 'must be at least 1s' });
+  errors.push(...zoneErrors(`${at}.timeZone`, s.timeZone));
   return errors;
 }
 

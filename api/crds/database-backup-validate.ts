@@ -1,0 +1,78 @@
+/**
+ * The rules of a DatabaseBackup that a structural schema on Kubernetes 1.20
+ * (no CEL) cannot state: the engine block matching engine.type, cron XOR
+ * interval, valid cron expressions and time zones, unique names, volume
+ * mounts that name a volume, and the fit with the chosen storage class.
+ * The controller reports these as a ConfigValid=False condition and an Event.
+ */
+import { Value } from '@sinclair/typebox/value';
+import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
+import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
+import type { RunnerPod } from './runner-pod.js';
+import { duplicateErrors, merge, under, type DatabaseBackupStorageClass } from './storage-class.js';
+
+export interface DatabaseBackupContext {
+  /** The class named by spec.storageClassName, when it exists; enables the class checks. */
+  storageClass?: DatabaseBackupStorageClass;
+}
+
+function runnerErrors(runner: RunnerPod | undefined): FieldError[] {
+  if (!runner) return [];
+  const errors: FieldError[] = [];
+  const volumes = (runner.extraVolumes ?? []).map((v) => v.name);
+  errors.push(...duplicateErrors('spec.runner.extraVolumes', volumes, 'volume name').map((e) => ({ ...e, path: `${e.path}.name` })));
+  (runner.extraVolumeMounts ?? []).forEach((m, i) => {
+    if (!volumes.includes(m.name)) errors.push({ path: `spec.runner.extraVolumeMounts[${i}].name`, message: `names no volume of spec.runner.extraVolumes ("${m.name}")` });
+  });
+  (runner.tolerations ?? []).forEach((t, i) => {
+    if (t.operator === 'Exists' && t.value) errors.push({ path: `spec.runner.tolerations[${i}].value`, message: 'must be empty when operator is Exists' });
+    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') {
+      errors.push({ path: `spec.runner.tolerations[${i}].tolerationSeconds`, message: 'is only allowed with effect NoExecute' });
+    }
+  });
+  return errors;
+}
+
+function classErrors(obj: DatabaseBackup, spec: DatabaseBackupSpec, sc: DatabaseBackupStorageClass | undefined): FieldError[] {
+  if (!sc) return [];
+  const errors: FieldError[] = [];
+  const names = sc.spec.locations.map((l) => l.name);
+  (spec.locations ?? []).forEach((n, i) => {
+    if (!names.includes(n)) errors.push({ path: `spec.locations[${i}]`, message: `storage class "${spec.storageClassName}" has no location "${n}" (it has ${names.join(', ')})` });
+  });
+  const allowed = sc.spec.allowedNamespaces ?? [];
+  const ns = obj.metadata?.namespace;
+  if (allowed.length > 0 && (ns === undefined || !allowed.includes(ns))) {
+    errors.push({ path: 'spec.storageClassName', message: `storage class "${spec.storageClassName}" does not allow namespace "${ns ?? ''}" (allowed: ${allowed.join(', ')})` });
+  }
+  return errors;
+}
+
+function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: DatabaseBackupContext): FieldError[] {
+  const errors: FieldError[] = [];
+  errors.push(...blockErrors('spec.engine', spec.engine.type, DB_ENGINE_TYPES, spec.engine));
+  errors.push(...scheduleErrors(spec.schedule, 'spec.schedule'));
+  errors.push(...zoneErrors('spec.retention.timeZone', spec.retention?.timeZone));
+  errors.push(...duplicateErrors('spec.locations', spec.locations ?? [], 'location'));
+  errors.push(...runnerErrors(spec.runner));
+  errors.push(...classErrors(obj, spec, ctx.storageClass));
+  return errors;
+}
+
+/**
+ * Everything the controller checks on a DatabaseBackup: the shape (as the API
+ * server does) plus the cross-field rules. Fills defaults; reports every
+ * problem together, each with its field path.
+ */
+export function validateDatabaseBackup(obj: unknown, ctx: DatabaseBackupContext = {}): ValidationResult<DatabaseBackup> {
+  const input = (obj ?? {}) as DatabaseBackup;
+  const spec = Value.Default(DatabaseBackupSpec, Value.Clone((input as { spec?: unknown }).spec ?? {}));
+  const errors = under('spec', structuralErrors(DatabaseBackupSpec, spec));
+  try {
+    merge(errors, backupRules(input, spec as DatabaseBackupSpec, ctx));
+  } catch {
+    // The shape is too broken for the cross-field rules; the structural errors say why.
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, value: { ...input, spec: spec as DatabaseBackupSpec } };
+}

@@ -1,0 +1,165 @@
+/**
+ * DatabaseBackup (namespaced): what to back up (engine + connection), when
+ * (schedule), how long to keep (retention), into which storage class, and how
+ * the runner pod looks. Database credentials are Secrets in the
+ * DatabaseBackup's own namespace.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Retention as RunnerRetention, Schedule as RunnerSchedule } from '../runner-config.js';
+import { API_VERSION, Condition, DnsLabel, ObjectMeta, ObjectName, SecretKeyRef } from './common.js';
+import { RunnerPod } from './runner-pod.js';
+
+const ref = (description: string) => Type.Optional(Type.Object(SecretKeyRef.properties, { additionalProperties: false, description }));
+const Host = Type.String({ minLength: 1, maxLength: 253, description: 'host name or address, e.g. orders-db.shop.svc' });
+const Port = (port: number) => Type.Integer({ minimum: 1, maximum: 65535, default: port });
+const Args = (description: string) => Type.Optional(Type.Array(Type.String(), { description }));
+
+export const PostgresqlEngine = Type.Object(
+  {
+    host: Host,
+    port: Port(5432),
+    database: Type.String({ minLength: 1, maxLength: 63 }),
+    user: Type.String({ minLength: 1, maxLength: 63 }),
+    passwordSecretRef: ref('password of user'),
+    sslMode: Type.Optional(Type.Union(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m)))),
+    sslRootCertSecretRef: ref('CA certificate (PEM) that verifies the server, for sslMode verify-ca / verify-full'),
+    sslCertSecretRef: ref('client certificate (PEM) for certificate authentication'),
+    sslKeySecretRef: ref('client key (PEM) for certificate authentication'),
+    dumpArgs: Args('extra pg_dump arguments, e.g. --exclude-table=audit.*'),
+    restoreArgs: Args('extra pg_restore arguments, e.g. --no-owner'),
+  },
+  { additionalProperties: false },
+);
+export type PostgresqlEngine = Static<typeof PostgresqlEngine>;
+
+export const MysqlEngine = Type.Object(
+  {
+    host: Host,
+    port: Port(3306),
+    database: Type.String({ minLength: 1, maxLength: 64 }),
+    user: Type.String({ minLength: 1, maxLength: 80 }),
+    passwordSecretRef: ref('password of user'),
+    sslMode: Type.Optional(Type.Union(['DISABLED', 'PREFERRED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'].map((m) => Type.Literal(m)))),
+    sslCaSecretRef: ref('CA certificate (PEM) that verifies the server, for VERIFY_CA / VERIFY_IDENTITY'),
+    dumpArgs: Args('extra mysqldump / mariadb-dump arguments'),
+    restoreArgs: Args('extra mysql / mariadb client arguments for restore'),
+  },
+  { additionalProperties: false },
+);
+export type MysqlEngine = Static<typeof MysqlEngine>;
+
+const Json = (description: string) =>
+  Type.Optional(Type.Record(Type.String(), Type.Unknown(), { 'x-kubernetes-preserve-unknown-fields': true, description }));
+
+export const CustomEngine = Type.Object(
+  {
+    image: Type.String({ minLength: 1, description: 'image that holds the backup tool' }),
+    command: Args('entrypoint; the image\'s when unset'),
+    args: Args('arguments; the runner appends the path of the JSON request file'),
+    configSchema: Json('JSON Schema of config'),
+    config: Json('tool-specific settings, passed in the JSON request file'),
+    env: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ minLength: 1, pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$' }),
+            value: Type.Optional(Type.String()),
+            secretKeyRef: ref('value taken from a Secret'),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CustomEngine = Static<typeof CustomEngine>;
+
+export const DB_ENGINE_TYPES = ['postgresql', 'mysql', 'custom'] as const;
+export type DbEngineType = (typeof DB_ENGINE_TYPES)[number];
+
+export const Engine = Type.Object(
+  {
+    type: Type.Union(DB_ENGINE_TYPES.map((t) => Type.Literal(t))),
+    postgresql: Type.Optional(PostgresqlEngine),
+    mysql: Type.Optional(MysqlEngine),
+    custom: Type.Optional(CustomEngine),
+  },
+  { additionalProperties: false, description: 'the database; exactly the block named by type is set' },
+);
+export type Engine = Static<typeof Engine>;
+
+export const Schedule = Type.Object(RunnerSchedule.properties, { additionalProperties: false, description: 'when: cron (read in timeZone) or interval; exactly one' });
+export type Schedule = Static<typeof Schedule>;
+
+export const Retention = Type.Object(RunnerRetention.properties, {
+  additionalProperties: false,
+  description: 'how long to keep: restic-style keep rules combined with OR, applied per location; without any rule every backup is kept',
+});
+export type Retention = Static<typeof Retention>;
+
+export const DatabaseBackupSpec = Type.Object(
+  {
+    engine: Engine,
+    schedule: Type.Optional(Schedule),
+    retention: Type.Optional(Retention),
+    storageClassName: ObjectName('the DatabaseBackupStorageClass to store into'),
+    locations: Type.Optional(
+      Type.Array(DnsLabel('a location name of the storage class'), { minItems: 1, maxItems: 16, description: 'subset of the class\'s locations; all when unset' }),
+    ),
+    runner: Type.Optional(RunnerPod),
+  },
+  { additionalProperties: false },
+);
+export type DatabaseBackupSpec = Static<typeof DatabaseBackupSpec>;
+
+const Time = (description: string) => Type.Optional(Type.String({ format: 'date-time', description }));
+
+export const BACKUP_RESULTS = ['Running', 'Succeeded', 'PartiallySucceeded', 'Failed'] as const;
+export const LOCATION_STATES = ['Ready', 'Failing', 'Unknown'] as const;
+
+export const DatabaseBackupStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+    conditions: Type.Optional(Type.Array(Condition, { maxItems: 32 })),
+    lastBackup: Type.Optional(
+      Type.Object(
+        {
+          id: Type.String({ minLength: 1, description: 'backup id, e.g. 20261121T101500Z-3fa1' }),
+          status: Type.Union(BACKUP_RESULTS.map((s) => Type.Literal(s))),
+          startedAt: Time('when the backup started'),
+          finishedAt: Time('when it finished; unset while running'),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    lastSuccessAt: Time('when the last backup that reached every location (or some: PartiallySucceeded) finished'),
+    nextRunAt: Time('next scheduled start'),
+    locations: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: DnsLabel('location name'),
+            state: Type.Union(LOCATION_STATES.map((s) => Type.Literal(s))),
+            lastSuccessAt: Time('last backup stored in this location'),
+            backupsStored: Type.Optional(Type.Integer({ minimum: 0 })),
+            message: Type.Optional(Type.String({ maxLength: 32768 })),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 16 },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type DatabaseBackupStatus = Static<typeof DatabaseBackupStatus>;
+
+export const DatabaseBackup = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('DatabaseBackup'),
+  metadata: ObjectMeta,
+  spec: DatabaseBackupSpec,
+  status: Type.Optional(DatabaseBackupStatus),
+});
+export type DatabaseBackup = Static<typeof DatabaseBackup>;

@@ -1,0 +1,5 @@
+export * from './common.js';
+export * from './database-backup.js';
+export * from './database-backup-validate.js';
+export * from './runner-pod.js';
+export * from './storage-class.js';

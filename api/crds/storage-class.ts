@@ -1,0 +1,165 @@
+/**
+ * DatabaseBackupStorageClass (cluster-scoped): where and how backups are
+ * stored. Credentials are references to Secrets in the controller's
+ * namespace, never inline values; the controller copies what a runner needs
+ * into that runner's own config Secret.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { FilesystemLocation, GcsLocation, S3Location, structuralErrors, type FieldError, type ValidationResult } from '../runner-config.js';
+import { API_VERSION, Condition, ControllerSecretKeyRef, DnsLabel, ObjectMeta, ObjectName } from './common.js';
+
+const ref = (description: string) => Type.Optional(Type.Object(ControllerSecretKeyRef.properties, { additionalProperties: false, description }));
+
+const { caFile: _caFile, accessKeyId: _a, secretAccessKey: _s, sessionToken: _t, ...s3Settings } = S3Location.properties;
+export const StorageS3 = Type.Object(
+  {
+    ...s3Settings,
+    caSecretRef: ref('PEM bundle of extra trusted CA certificates'),
+    accessKeyIdSecretRef: ref('access key id; without keys the runner uses the AWS default chain (IRSA, instance role)'),
+    secretAccessKeySecretRef: ref('secret access key; set together with accessKeyIdSecretRef'),
+    sessionTokenSecretRef: ref('session token of temporary credentials'),
+  },
+  { additionalProperties: false },
+);
+export type StorageS3 = Static<typeof StorageS3>;
+
+const { keyFile: _keyFile, ...gcsSettings } = GcsLocation.properties;
+export const StorageGcs = Type.Object(
+  {
+    ...gcsSettings,
+    keySecretRef: ref('service account key (JSON); without it the runner uses default credentials (Workload Identity)'),
+  },
+  { additionalProperties: false },
+);
+export type StorageGcs = Static<typeof StorageGcs>;
+
+export const StorageFilesystem = Type.Object(
+  {
+    ...FilesystemLocation.properties,
+    claimName: Type.Optional(
+      ObjectName('PersistentVolumeClaim in the DatabaseBackup\'s namespace, mounted at path; without it, path must come from spec.runner.extraVolumes'),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type StorageFilesystem = Static<typeof StorageFilesystem>;
+
+export const LOCATION_KINDS = ['s3', 'gcs', 'filesystem'] as const;
+
+export const StorageLocation = Type.Object(
+  {
+    name: DnsLabel('location name, unique in the class; DatabaseBackups pick locations by it'),
+    prefix: Type.String({ default: '', maxLength: 512, description: 'key prefix inside the bucket or directory' }),
+    s3: Type.Optional(StorageS3),
+    gcs: Type.Optional(StorageGcs),
+    filesystem: Type.Optional(StorageFilesystem),
+  },
+  { additionalProperties: false },
+);
+export type StorageLocation = Static<typeof StorageLocation>;
+
+export const Encryption = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false }),
+    secretRef: ref('encryption key'),
+  },
+  { additionalProperties: false, description: 'client-side encryption. Reserved: the runner does not encrypt yet, and the controller refuses enabled: true' },
+);
+export type Encryption = Static<typeof Encryption>;
+
+export const StorageClassSpec = Type.Object(
+  {
+    locations: Type.Array(StorageLocation, { minItems: 1, maxItems: 16, description: 'every backup goes to all of these (or to the subset a DatabaseBackup picks)' }),
+    encryption: Type.Optional(Encryption),
+    allowedNamespaces: Type.Optional(
+      Type.Array(DnsLabel('a namespace name'), { maxItems: 256, description: 'namespaces whose DatabaseBackups may use this class; empty or unset: all' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type StorageClassSpec = Static<typeof StorageClassSpec>;
+
+export const StorageClassStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+    conditions: Type.Optional(Type.Array(Condition, { maxItems: 32 })),
+  },
+  { additionalProperties: false },
+);
+export type StorageClassStatus = Static<typeof StorageClassStatus>;
+
+export const DatabaseBackupStorageClass = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('DatabaseBackupStorageClass'),
+  metadata: ObjectMeta,
+  spec: StorageClassSpec,
+  status: Type.Optional(StorageClassStatus),
+});
+export type DatabaseBackupStorageClass = Static<typeof DatabaseBackupStorageClass>;
+
+/** Prefixes every path with `at.` (`(root)` becomes `at`). */
+export function under(at: string, errors: FieldError[]): FieldError[] {
+  return errors.map((e) => ({ ...e, path: e.path === '(root)' ? at : `${at}.${e.path}` }));
+}
+
+/** Adds `extra` errors for paths that have no error yet (the shape error says more). */
+export function merge(errors: FieldError[], extra: FieldError[]): FieldError[] {
+  for (const e of extra) if (!errors.some((x) => x.path === e.path)) errors.push(e);
+  return errors;
+}
+
+export function duplicateErrors(path: string, names: string[], what: string): FieldError[] {
+  const seen = new Set<string>();
+  const errors: FieldError[] = [];
+  names.forEach((n, i) => {
+    if (seen.has(n)) errors.push({ path: `${path}[${i}]`, message: `duplicate ${what} "${n}"` });
+    seen.add(n);
+  });
+  return errors;
+}
+
+function locationErrors(loc: StorageLocation, at: string): FieldError[] {
+  const errors: FieldError[] = [];
+  const set = LOCATION_KINDS.filter((k) => loc[k] !== undefined);
+  if (set.length !== 1) {
+    errors.push({ path: at, message: `set exactly one of s3, gcs, filesystem${set.length > 1 ? ` (found ${set.join(', ')})` : ''}` });
+  }
+  if (loc.s3 && (loc.s3.accessKeyIdSecretRef === undefined) !== (loc.s3.secretAccessKeySecretRef === undefined)) {
+    errors.push({ path: `${at}.s3`, message: 'set both accessKeyIdSecretRef and secretAccessKeySecretRef, or neither (default credential chain)' });
+  }
+  if (loc.s3?.sessionTokenSecretRef && !loc.s3.accessKeyIdSecretRef) {
+    errors.push({ path: `${at}.s3.sessionTokenSecretRef`, message: 'needs accessKeyIdSecretRef and secretAccessKeySecretRef' });
+  }
+  return errors;
+}
+
+function storageClassRules(spec: StorageClassSpec): FieldError[] {
+  const errors: FieldError[] = [];
+  spec.locations.forEach((loc, i) => errors.push(...locationErrors(loc, `spec.locations[${i}]`)));
+  errors.push(...duplicateErrors('spec.locations', spec.locations.map((l) => l.name), 'location name').map((e) => ({ ...e, path: `${e.path}.name` })));
+  if (spec.encryption?.enabled) {
+    if (!spec.encryption.secretRef) errors.push({ path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' });
+    errors.push({ path: 'spec.encryption.enabled', message: 'encryption is not supported yet: the runner stores backups unencrypted; set enabled: false' });
+  }
+  errors.push(...duplicateErrors('spec.allowedNamespaces', spec.allowedNamespaces ?? [], 'namespace'));
+  return errors;
+}
+
+/**
+ * Everything the controller checks on a DatabaseBackupStorageClass: the
+ * shape (as the API server does) plus the rules a structural schema cannot
+ * state. Fills defaults; reports every problem together, each with its path.
+ */
+export function validateStorageClass(obj: unknown): ValidationResult<DatabaseBackupStorageClass> {
+  const input = (obj ?? {}) as { spec?: unknown };
+  const spec = Value.Default(StorageClassSpec, Value.Clone(input.spec ?? {}));
+  const errors = under('spec', structuralErrors(StorageClassSpec, spec));
+  try {
+    merge(errors, storageClassRules(spec as StorageClassSpec));
+  } catch {
+    // The shape is too broken for the cross-field rules; the structural errors say why.
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, value: { ...(input as DatabaseBackupStorageClass), spec: spec as StorageClassSpec } };
+}

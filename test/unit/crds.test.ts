@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { validateDatabaseBackup, validateStorageClass, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
+import { validBackup, validStorageClass } from '../crd-fixtures.js';
+
+type Obj = Record<string, unknown>;
+type Case = [name: string, mutate: (o: { spec: Obj; metadata: Obj }) => void, errors: { path: string; message: string | RegExp }[]];
+
+function errorsOf(r: { ok: true } | { ok: false; errors: { path: string; message: string }[] }) {
+  return r.ok ? [] : r.errors;
+}
+
+function expectErrors(actual: { path: string; message: string }[], expected: Case[2]) {
+  expect(actual.map((e) => e.path).sort()).toEqual(expected.map((e) => e.path).sort());
+  for (const e of expected) {
+    const got = actual.find((a) => a.path === e.path)!;
+    if (typeof e.message === 'string') expect(got.message).toBe(e.message);
+    else expect(got.message).toMatch(e.message);
+  }
+}
+
+const storageClass = () => validateStorageClass(validStorageClass()).ok ? (validateStorageClass(validStorageClass()) as { value: DatabaseBackupStorageClass }).value : undefined;
+const s = (o: { spec: Obj }) => o.spec;
+const loc = (o: { spec: Obj }, i: number) => (s(o).locations as Obj[])[i]!;
+
+describe('validateStorageClass', () => {
+  it('accepts a valid class and fills defaults', () => {
+    const r = validateStorageClass(validStorageClass());
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.spec.locations[0]!.prefix).toBe('');
+    expect(r.value.spec.locations[1]!.s3).toMatchObject({ partSizeMiB: 8, queueSize: 2, insecureSkipTLSVerify: false });
+  });
+
+  const cases: Case[] = [
+    ['no location block', (o) => { delete loc(o, 0).filesystem; }, [{ path: 'spec.locations[0]', message: 'set exactly one of s3, gcs, filesystem' }]],
+    ['two location blocks', (o) => { loc(o, 0).gcs = { bucket: 'abc' }; }, [{ path: 'spec.locations[0]', message: 'set exactly one of s3, gcs, filesystem (found gcs, filesystem)' }]],
+    ['duplicate location name', (o) => { loc(o, 2).name = 'local'; }, [{ path: 'spec.locations[2].name', message: 'duplicate location name "local"' }]],
+    ['half the S3 keys', (o) => { delete (loc(o, 1).s3 as Obj).secretAccessKeySecretRef; }, [{ path: 'spec.locations[1].s3', message: /set both accessKeyIdSecretRef and secretAccessKeySecretRef/ }]],
+    ['session token without keys', (o) => {
+      const s3 = loc(o, 1).s3 as Obj;
+      delete s3.accessKeyIdSecretRef; delete s3.secretAccessKeySecretRef;
+      s3.sessionTokenSecretRef = { secretName: 'x', key: 'y' };
+    }, [{ path: 'spec.locations[1].s3.sessionTokenSecretRef', message: 'needs accessKeyIdSecretRef and secretAccessKeySecretRef' }]],
+    ['encryption enabled without a key', (o) => { s(o).encryption = { enabled: true }; }, [
+      { path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' },
+      { path: 'spec.encryption.enabled', message: /not supported yet/ },
+    ]],
+    ['duplicate allowed namespace', (o) => { s(o).allowedNamespaces = ['a', 'a']; }, [{ path: 'spec.allowedNamespaces[1]', message: 'duplicate namespace "a"' }]],
+    ['shape errors with paths', (o) => {
+      loc(o, 0).name = 'Local_1';
+      (loc(o, 1).s3 as Obj).partSizeMiB = 1;
+      (loc(o, 1).s3 as Obj).accessKeyIdSecretRef = { secretName: 'minio' };
+      s(o).allowedNamespaces = ['Shop'];
+    }, [
+      { path: 'spec.locations[0].name', message: 'must be a DNS label: lower-case letters, digits and -' },
+      { path: 'spec.locations[1].s3.partSizeMiB', message: /greater or equal to 5/ },
+      { path: 'spec.locations[1].s3.accessKeyIdSecretRef.key', message: /required/ },
+      { path: 'spec.allowedNamespaces[0]', message: 'must be a DNS label: lower-case letters, digits and -' },
+    ]],
+    ['no locations', (o) => { s(o).locations = []; }, [{ path: 'spec.locations', message: 'expected array length to be greater or equal to 1' }]],
+    ['inline credentials are unknown fields', (o) => { (loc(o, 1).s3 as Obj).secretAccessKey = 'plain'; }, [{ path: 'spec.locations[1].s3.secretAccessKey', message: /unexpected property/ }]],
+  ];
+  it.each(cases)('%s', (_name, mutate, expected) => {
+    const o = validStorageClass();
+    mutate(o);
+    expectErrors(errorsOf(validateStorageClass(o)), expected);
+  });
+
+  it('reports every problem of one object together', () => {
+    const o = validStorageClass();
+    delete loc(o, 0).filesystem;
+    loc(o, 2).name = 'local';
+    s(o).encryption = { enabled: true };
+    expect(errorsOf(validateStorageClass(o)).map((e) => e.path)).toEqual([
+      'spec.locations[0]', 'spec.locations[2].name', 'spec.encryption.secretRef', 'spec.encryption.enabled',
+    ]);
+  });
+});
+
+describe('validateDatabaseBackup', () => {
+  it('accepts a valid backup and fills defaults', () => {
+    const r = validateDatabaseBackup(validBackup(), { storageClass: storageClass() });
+    expect(errorsOf(r)).toEqual([]);
+    if (!r.ok) return;
+    expect(r.value.spec.engine.postgresql?.port).toBe(5432);
+    expect(r.value.spec.schedule).toMatchObject({ suspend: false, catchUp: true });
+    expect(r.value.spec.retention?.orphanGracePeriod).toBe('24h');
+  });
+
+  it.each([
+    ['mysql', { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'backup', sslMode: 'REQUIRED' } }],
+    ['custom', { type: 'custom', custom: { image: 'mongo:7', args: ['--archive'], configSchema: { type: 'object' }, config: { uri: 'mongodb://x', nested: { a: [1] } } } }],
+  ])('accepts a %s engine', (_n, engine) => {
+    const o = validBackup();
+    o.spec.engine = engine;
+    expect(errorsOf(validateDatabaseBackup(o))).toEqual([]);
+  });
+
+  const eng = (o: { spec: Obj }) => s(o).engine as Obj;
+  const sched = (o: { spec: Obj }) => s(o).schedule as Obj;
+  const runner = (o: { spec: Obj }) => s(o).runner as Obj;
+  const cases: Case[] = [
+    ['engine block missing', (o) => { eng(o).type = 'mysql'; }, [
+      { path: 'spec.engine.mysql', message: 'is required when spec.engine.type is "mysql"' },
+      { path: 'spec.engine.postgresql', message: 'must not be set when spec.engine.type is "mysql"' },
+    ]],
+    ['unknown engine type', (o) => { eng(o).type = 'oracle'; }, [{ path: 'spec.engine.type', message: 'must be one of "postgresql", "mysql", "custom"' }]],
+    ['cron and interval', (o) => { sched(o).interval = '6h'; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
+    ['neither cron nor interval', (o) => { delete sched(o).cron; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
+    ['bad cron', (o) => { sched(o).cron = '0 3 * *'; }, [{ path: 'spec.schedule.cron', message: /has 4 fields/ }]],
+    ['bad time zone', (o) => { sched(o).timeZone = 'Mars/Olympus'; }, [{ path: 'spec.schedule.timeZone', message: /not an IANA time zone/ }]],
+    ['bad jitter duration', (o) => { sched(o).jitter = '5 minutes'; }, [{ path: 'spec.schedule.jitter', message: 'must be a duration such as 90s, 15m, 36h, 7d, 2w or 1d12h' }]],
+    ['negative count', (o) => { (s(o).retention as Obj).keepDaily = -1; }, [{ path: 'spec.retention.keepDaily', message: /greater or equal to 0/ }]],
+    ['retention time zone', (o) => { (s(o).retention as Obj).timeZone = 'Nowhere'; }, [{ path: 'spec.retention.timeZone', message: /not an IANA time zone/ }]],
+    ['duplicate location', (o) => { s(o).locations = ['local', 'local']; }, [{ path: 'spec.locations[1]', message: 'duplicate location "local"' }]],
+    ['location not in the class', (o) => { s(o).locations = ['local', 'tape']; }, [{ path: 'spec.locations[1]', message: 'storage class "standard" has no location "tape" (it has local, offsite, gcs)' }]],
+    ['namespace not allowed', (o) => { o.metadata.namespace = 'dev'; }, [{ path: 'spec.storageClassName', message: 'storage class "standard" does not allow namespace "dev" (allowed: shop, billing)' }]],
+    ['mount of an unknown volume', (o) => { runner(o).extraVolumeMounts = [{ name: 'cache', mountPath: '/cache' }]; }, [
+      { path: 'spec.runner.extraVolumeMounts[0].name', message: 'names no volume of spec.runner.extraVolumes ("cache")' },
+    ]],
+    ['duplicate volume', (o) => { runner(o).extraVolumes = [{ name: 'scratch', emptyDir: {} }, { name: 'scratch', secret: { secretName: 'x' } }]; }, [
+      { path: 'spec.runner.extraVolumes[1].name', message: 'duplicate volume name "scratch"' },
+    ]],
+    ['toleration rules', (o) => { runner(o).tolerations = [{ key: 'a', operator: 'Exists', value: 'b', tolerationSeconds: 5, effect: 'NoSchedule' }]; }, [
+      { path: 'spec.runner.tolerations[0].value', message: 'must be empty when operator is Exists' },
+      { path: 'spec.runner.tolerations[0].tolerationSeconds', message: 'is only allowed with effect NoExecute' },
+    ]],
+    ['shape errors with paths', (o) => {
+      const pg = eng(o).postgresql as Obj;
+      pg.port = 70000;
+      pg.sslMode = 'on';
+      delete pg.user;
+      s(o).storageClassName = 'Standard!';
+      runner(o).fsGroup = -1;
+      runner(o).resources = { requests: { cpu: 'lots' } };
+    }, [
+      { path: 'spec.engine.postgresql.port', message: /less or equal to 65535/ },
+      { path: 'spec.engine.postgresql.sslMode', message: 'must be one of "disable", "allow", "prefer", "require", "verify-ca", "verify-full"' },
+      { path: 'spec.engine.postgresql.user', message: /required/ },
+      { path: 'spec.storageClassName', message: 'must be a DNS subdomain name: lower-case letters, digits, - and .' },
+      { path: 'spec.runner.fsGroup', message: /greater or equal to 0/ },
+      { path: 'spec.runner.resources.requests.cpu', message: /.+/ },
+    ]],
+  ];
+  it.each(cases)('%s', (_name, mutate, expected) => {
+    const o = validBackup();
+    mutate(o);
+    expectErrors(errorsOf(validateDatabaseBackup(o, { storageClass: storageClass() })), expected);
+  });
+
+  it('reports structural and cross-field problems together', () => {
+    const o = validBackup();
+    eng(o).type = 'custom';
+    sched(o).interval = '1h';
+    (s(o).retention as Obj).keepLast = -3;
+    expect(errorsOf(validateDatabaseBackup(o)).map((e) => e.path)).toEqual([
+      'spec.retention.keepLast', 'spec.engine.custom', 'spec.engine.postgresql', 'spec.schedule',
+    ]);
+  });
+
+  it('rejects a missing spec with the required fields named', () => {
+    expect(errorsOf(validateDatabaseBackup({ metadata: { name: 'x' } })).map((e) => e.path)).toEqual(['spec.engine', 'spec.storageClassName']);
+  });
+});
