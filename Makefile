@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM ?= npm
 
-.PHONY: help deps install build typecheck lint test test-unit test-integration check demo bench clean
+.PHONY: help deps install build typecheck lint test test-unit test-integration check demo bench clean generate check-generated kube
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,10 +29,19 @@ lint: install ## eslint (import boundaries, floating promises, no console)
 test-unit: install ## unit tests (pure logic)
 	$(NPM) run --silent test:unit
 
-test-integration: install deps ## integration tests against real PostgreSQL, S3 server and GCS emulator
+generate: install ## render the CRD YAML in charts/db-backup-controller/crds/ from the schemas in api/crds/
+	npx tsx api/crds/generate.ts
+
+check-generated: install ## fail when the committed CRD YAML differs from the schemas (run make generate)
+	npx tsx api/crds/generate.ts --check
+
+kube: ## build kube-apiserver 1.20 + kube-controller-manager once (~12 min cold; cached: returns at once)
+	@bash testenv/kube/build.sh
+
+test-integration: install deps kube ## integration tests against real PostgreSQL, S3 server, GCS emulator and kube-apiserver
 	$(NPM) run --silent test:integration
 
-test: install deps typecheck lint test-unit test-integration ## everything CI runs
+test: install deps check-generated typecheck lint test-unit test-integration ## everything CI runs
 
 check: test ## alias of test
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { validateDatabaseBackup, validateStorageClass, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
+import { renderCrds, validateDatabaseBackup, validateStorageClass, convert, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
+import { staleCrdFiles } from '../../api/crds/generate.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 
 type Obj = Record<string, unknown>;
@@ -160,5 +161,34 @@ describe('validateDatabaseBackup', () => {
 
   it('rejects a missing spec with the required fields named', () => {
     expect(errorsOf(validateDatabaseBackup({ metadata: { name: 'x' } })).map((e) => e.path)).toEqual(['spec.engine', 'spec.storageClassName']);
+  });
+});
+
+describe('CRD rendering', () => {
+  it('committed YAML under charts/db-backup-controller/crds/ equals the generated YAML', () => {
+    expect(staleCrdFiles()).toEqual([]);
+  });
+
+  it('renders one structural CRD per resource', () => {
+    const files = renderCrds();
+    expect(files.map((f) => f.path)).toEqual([
+      'charts/db-backup-controller/crds/dbbackup.io_databasebackupstorageclasses.yaml',
+      'charts/db-backup-controller/crds/dbbackup.io_databasebackups.yaml',
+    ]);
+    for (const f of files) {
+      expect(f.yaml).not.toMatch(/additionalProperties: false|const:|patternProperties|\$id/);
+      expect(f.yaml).not.toMatch(/default: ""/);
+    }
+  });
+
+  it('turns TypeBox into structural JSON Schema', () => {
+    expect(convert({ type: 'object', properties: { a: { type: 'integer', default: 1 }, b: { type: 'string', default: '' }, c: { anyOf: [{ const: 'x' }, { const: 'y' }] } }, required: ['a', 'b', 'c'], additionalProperties: false })).toEqual({
+      type: 'object',
+      properties: { a: { type: 'integer', default: 1 }, b: { type: 'string' }, c: { type: 'string', enum: ['x', 'y'] } },
+      required: ['c'],
+    });
+    expect(convert({ type: 'object', patternProperties: { '^(.*)$': { type: 'string' } } })).toEqual({ type: 'object', additionalProperties: { type: 'string' } });
+    expect(() => convert({ type: 'object', properties: { u: { anyOf: [{ type: 'string' }, { type: 'object' }] } } }, 'spec')).toThrow(/spec\.u: unions other than literal enums/);
+    expect(() => convert({ type: 'object', properties: { u: {} } }, 'spec')).toThrow(/spec\.u: has no type/);
   });
 });
