@@ -3,7 +3,8 @@
  * (no CEL) cannot state: the engine block matching engine.type, cron XOR
  * interval, valid cron expressions and time zones, unique names, volume
  * mounts that name a volume, and the fit with the chosen storage class.
- * The controller reports these as a ConfigValid=False condition and an Event.
+ * Meant for the controller, which reports them as a ConfigValid=False
+ * condition and an Event.
  */
 import { Value } from '@sinclair/typebox/value';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
