@@ -14,6 +14,7 @@
  * - A Buffer put is one PutObject (atomic, cancellable, replayable).
  */
 import { addAbortSignal, type Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -51,6 +52,9 @@ export interface S3StorageDeps {
 export async function createS3Storage(cfg: S3Location, deps: S3StorageDeps): Promise<S3Storage> {
   return new S3Storage(await createS3Client(cfg, deps), cfg, deps);
 }
+
+/** Pauses before each retry of an abort that lib-storage could not complete: about 8 s in all. */
+const ABORT_RETRY_DELAYS_MS = [0, 250, 500, 1000, 2000, 4000];
 
 export class S3Storage implements Storage {
   readonly description: string;
@@ -108,8 +112,9 @@ export class S3Storage implements Storage {
 
   /**
    * lib-storage aborts the multipart upload itself on failure; when that
-   * abort failed too (server unreachable), it is tried once more here and,
-   * failing again, reported so the parts can be found later.
+   * abort failed too (server unreachable), it is tried again here for a few
+   * seconds (a short outage must not leave parts behind) and, failing still,
+   * reported so the parts can be found later.
    */
   private async ensureAborted(upload: Upload, ctx: CallContext): Promise<void> {
     // lib-storage keeps these fields private; pending means "created and not yet aborted or completed".
@@ -117,14 +122,20 @@ export class S3Storage implements Storage {
     const uploadId = internals.uploadId;
     const pending = internals.abortMultipartUploadCommand !== null;
     if (uploadId === undefined || !pending) return;
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: ctx.key, UploadId: uploadId }));
-    } catch (err) {
-      this.logger.warn(
-        { location: this.description, key: ctx.key, uploadId, err: s3Error(err, ctx, this.bucket) },
-        'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them',
-      );
+    let last: unknown;
+    for (const wait of ABORT_RETRY_DELAYS_MS) {
+      await delay(wait);
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: ctx.key, UploadId: uploadId }));
+        return;
+      } catch (err) {
+        last = err;
+      }
     }
+    this.logger.warn(
+      { location: this.description, key: ctx.key, uploadId, err: s3Error(last, ctx, this.bucket) },
+      'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them',
+    );
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<Readable> {
