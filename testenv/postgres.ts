@@ -14,10 +14,10 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PostgresqlConnection } from '../api/index.js';
+import { freePort } from './net.js';
 
 export const INSTALL_HINT =
   'PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found under /usr/lib/postgresql/<version>/bin. ' +
@@ -106,16 +106,6 @@ async function mustExec(cmd: string[], what: string): Promise<string> {
   return r.stdout;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 const live = new Set<{ pgCtl: string[]; dataDir: string; dir: string }>();
 let exitHookInstalled = false;

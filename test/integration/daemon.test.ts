@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -15,22 +14,13 @@ import { main } from '../../runner/cli/main.js';
 import { requestOperation } from '../../runner/cli/client.js';
 import type { StreamLine } from '../../runner/daemon/protocol.js';
 import { silentLogger } from '../../runner/logger.js';
+import { freePort } from '../../testenv/net.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Env {
   pg: PgInstance;

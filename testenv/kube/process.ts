@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
+export { freePort } from '../net.js';
 
 export interface Daemon {
   name: string;
@@ -145,16 +145,6 @@ export async function httpStatus(url: string): Promise<number> {
   return res.status;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** True when a failed start was caused by a port someone else took between `freePort()` and bind. */
 export function lostPortRace(daemon: Daemon): boolean {
