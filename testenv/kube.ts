@@ -67,16 +67,6 @@ export function kubeBinaries(): KubeBinaries {
   return { apiserver, controllerManager, etcd: ETCD, kubectl };
 }
 
-/** True when startKube() can run (for `describe.skipIf(!kubeAvailable())`). */
-export function kubeAvailable(): boolean {
-  try {
-    kubeBinaries();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export interface StartKubeOptions {
   /** Start kube-controller-manager (garbage collection, Deployments, ServiceAccount tokens). Default true. */
   controllerManager?: boolean;
