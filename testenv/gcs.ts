@@ -21,6 +21,7 @@
  * `{"apiEndpoint": ...}` and runs until SIGINT/SIGTERM.
  */
 import { spawn } from 'node:child_process';
+import { runAsProcess } from './main.js';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -29,7 +30,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Storage as GcsClient } from '@google-cloud/storage';
 import type { GcsLocation } from '../api/index.js';
 import { silentLogger } from '../runner/logger.js';
@@ -169,21 +170,9 @@ export async function spawnGcsEmulator(): Promise<GcsEmulator> {
   });
 }
 
-async function main(): Promise<void> {
+runAsProcess(import.meta.url, async () => {
   const [flag, value] = process.argv.slice(2);
   if (flag !== undefined && (flag !== '--port' || value === undefined)) throw new Error('usage: gcs.ts [--port N]');
   const emu = await startGcsEmulator({ port: value === undefined ? 0 : Number(value) });
-  console.log(JSON.stringify({ apiEndpoint: emu.apiEndpoint, projectId: emu.projectId }));
-  const shutdown = (): void => {
-    void emu.stop().then(() => process.exit(0));
-  };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
-}
+  return { info: { apiEndpoint: emu.apiEndpoint, projectId: emu.projectId }, stop: () => emu.stop() };
+});

@@ -10,13 +10,14 @@
  * - `stop()` is idempotent and removes the temp directory; instances still
  *   running when the process exits are stopped (immediate mode) on exit.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PostgresqlConnection } from '../api/index.js';
+import { exec as execCommand, type ExecResult } from './exec.js';
 import { freePort } from './net.js';
 
 export const INSTALL_HINT =
@@ -87,17 +88,8 @@ function serviceAccount(): RunAs {
   return { prefix: ['runuser', '-u', SERVICE_USER, '--'], uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
-function exec(cmd: string[], env: NodeJS.ProcessEnv = process.env, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    if (input !== undefined) child.stdin!.end(input);
-  });
+function exec(cmd: string[], env: NodeJS.ProcessEnv = process.env, input?: string): Promise<ExecResult> {
+  return execCommand(cmd[0]!, cmd.slice(1), { env, ...(input === undefined ? {} : { input }) });
 }
 
 async function mustExec(cmd: string[], what: string): Promise<string> {

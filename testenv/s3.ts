@@ -23,11 +23,11 @@
  * prints one JSON line `{"endpoint": ..., "dir": ...}` and runs until SIGINT/SIGTERM.
  */
 import crypto from 'node:crypto';
+import { runAsProcess } from './main.js';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
 import type S3rver from 's3rver';
 import type { S3Location } from '../api/index.js';
@@ -203,19 +203,7 @@ function parseArgs(argv: string[]): S3ServerOptions {
   return opts;
 }
 
-async function main(): Promise<void> {
+runAsProcess(import.meta.url, async () => {
   const s3 = await startS3Server(parseArgs(process.argv.slice(2)));
-  console.log(JSON.stringify({ endpoint: s3.endpoint, dir: s3.dir, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY }));
-  const shutdown = (): void => {
-    void s3.stop().then(() => process.exit(0));
-  };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
-}
+  return { info: { endpoint: s3.endpoint, dir: s3.dir, accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY }, stop: () => s3.stop() };
+});

@@ -14,6 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
+import { exec as execCommand, type ExecResult } from '../exec.js';
 export { freePort } from '../net.js';
 
 export interface Daemon {
@@ -151,21 +152,9 @@ export function lostPortRace(daemon: Daemon): boolean {
   return daemon.hasExited() && /address already in use/i.test(daemon.logTail(20_000));
 }
 
-export interface ExecResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type { ExecResult } from '../exec.js';
 
+/** Runs a command to completion (60 s timeout unless given). */
 export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-  });
+  return execCommand(cmd, args, { timeoutMs: 60_000, ...opts });
 }
