@@ -169,6 +169,20 @@ export const Daemon = Type.Object(
 );
 export type Daemon = Static<typeof Daemon>;
 
+export const Report = Type.Object(
+  {
+    databaseBackup: Type.Object(
+      {
+        namespace: Name,
+        name: Type.String({ minLength: 1, maxLength: 253 }),
+      },
+      { additionalProperties: false, description: 'the DatabaseBackup whose status the runner writes (in-cluster ServiceAccount credentials, or KUBECONFIG)' },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type Report = Static<typeof Report>;
+
 export const RunnerConfig = Type.Object(
   {
     namespace: Type.String({ ...Name, default: 'default' }),
@@ -179,6 +193,7 @@ export const RunnerConfig = Type.Object(
     schedule: Type.Optional(Schedule),
     retention: Type.Object(Retention.properties, { additionalProperties: false, default: {} }),
     daemon: Type.Object(Daemon.properties, { additionalProperties: false, default: {} }),
+    report: Type.Optional(Report),
   },
   { additionalProperties: false },
 );

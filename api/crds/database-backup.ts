@@ -12,12 +12,22 @@ import { RunnerPod } from './runner-pod.js';
 const ref = (description: string) => Type.Optional(Type.Object(SecretKeyRef.properties, { additionalProperties: false, description }));
 const Host = Type.String({ minLength: 1, maxLength: 253, description: 'host name or address, e.g. orders-db.shop.svc' });
 const Port = (port: number) => Type.Integer({ minimum: 1, maximum: 65535, default: port });
+const Version = (example: string) =>
+  Type.Optional(
+    Type.String({
+      pattern: '^[0-9]+(\\.[0-9]+)?$',
+      maxLength: 16,
+      description: `server major version, e.g. "${example}": picks the runner image whose client tools match (a dump tool must not be older than the server); the controller's default when unset`,
+      patternText: 'a major version such as 16 or 10.11',
+    }),
+  );
 const Args = (description: string) => Type.Optional(Type.Array(Type.String(), { description }));
 
 export const PostgresqlEngine = Type.Object(
   {
     host: Host,
     port: Port(5432),
+    version: Version('16'),
     database: Type.String({ minLength: 1, maxLength: 63 }),
     user: Type.String({ minLength: 1, maxLength: 63 }),
     passwordSecretRef: ref('password of user'),
@@ -36,6 +46,7 @@ export const MysqlEngine = Type.Object(
   {
     host: Host,
     port: Port(3306),
+    version: Version('10.11'),
     database: Type.String({ minLength: 1, maxLength: 64 }),
     user: Type.String({ minLength: 1, maxLength: 80 }),
     passwordSecretRef: ref('password of user'),
