@@ -1,0 +1,62 @@
+/**
+ * The controller's own settings: one YAML file (the Helm chart renders it
+ * into a ConfigMap) plus the namespace it runs in. One TypeBox schema gives
+ * the types and the validation, as for the runner's config.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { DURATION_PATTERN, structuralErrors, type ValidationResult } from '../api/index.js';
+import { Resources } from '../api/crds/runner-pod.js';
+
+const Duration = (description: string, def: string) =>
+  Type.String({ pattern: DURATION_PATTERN, default: def, description: `${description} (a duration such as 15s, 10m)` });
+
+export const EngineImages = Type.Object(
+  {
+    defaultVersion: Type.String({ minLength: 1, description: 'server major version assumed when a DatabaseBackup names none' }),
+    images: Type.Record(Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?$' }), Type.String({ minLength: 1 }), {
+      description: 'runner image per server major version, e.g. { "16": "ghcr.io/acme/backup-runner-postgresql:16-1.0.0" }',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type EngineImages = Static<typeof EngineImages>;
+
+export const ControllerSettings = Type.Object(
+  {
+    namespace: Type.String({ minLength: 1, default: 'db-backup-system', description: 'the controller\'s namespace: storage class Secrets live here (env POD_NAMESPACE wins)' }),
+    runnerImages: Type.Object(
+      { postgresql: Type.Optional(EngineImages), mysql: Type.Optional(EngineImages) },
+      { additionalProperties: false, default: {} },
+    ),
+    imagePullPolicy: Type.Optional(Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')])),
+    runnerResources: Type.Object(Resources.properties, {
+      additionalProperties: false,
+      default: { requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '1Gi' } },
+      description: 'runner resources when a DatabaseBackup sets none',
+    }),
+    runnerUser: Type.Integer({ minimum: 1, default: 65532, description: 'uid and gid of the runner process (non-root)' }),
+    workers: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'DatabaseBackups reconciled at once' }),
+    resyncPeriod: Duration('how often every DatabaseBackup is compared again with what runs', '10m'),
+    metricsHost: Type.String({ default: '0.0.0.0' }),
+    metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    leaderElection: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        leaseName: Type.String({ minLength: 1, default: 'db-backup-controller' }),
+        leaseDuration: Duration('how long a lease holds without renewal', '15s'),
+        renewDeadline: Duration('how long the leader keeps trying to renew before it steps down', '10s'),
+        retryPeriod: Duration('time between tries', '2s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ControllerSettings = Static<typeof ControllerSettings>;
+
+export function validateSettings(input: unknown): ValidationResult<ControllerSettings> {
+  const value = Value.Default(ControllerSettings, Value.Clone(input ?? {}));
+  const errors = structuralErrors(ControllerSettings, value);
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: value as ControllerSettings };
+}

@@ -1,0 +1,213 @@
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { validateDatabaseBackup, validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
+import { validateRunnerConfig } from '../../api/runner-config.js';
+import { backupLabelValue, runnerName } from '../../controller/names.js';
+import { pickImage, renderRunner, type RenderInput } from '../../controller/render/objects.js';
+import { CONFIG_KEY } from '../../controller/render/runner-config.js';
+import { classSecrets, renderSettings } from '../controller-fixtures.js';
+import { validBackup, validStorageClass } from '../crd-fixtures.js';
+import { expectGolden } from './golden-files.js';
+
+function valid<T>(r: { ok: true; value: T } | { ok: false; errors: unknown[] }): T {
+  if (!r.ok) throw new Error(`fixture invalid: ${JSON.stringify(r.errors)}`);
+  return r.value;
+}
+
+function input(backup: Record<string, unknown>, sc: Record<string, unknown> = validStorageClass(), secrets = classSecrets()): RenderInput {
+  const storageClass = valid(validateStorageClass(sc));
+  const b = valid(validateDatabaseBackup(backup, { storageClass }));
+  (b.metadata as Record<string, unknown>).uid = '4f1c7a52-0000-4000-8000-000000000001';
+  return { backup: b, storageClass, secrets: (n) => secrets[n], settings: renderSettings() };
+}
+
+function configOf(secretData: Record<string, string> | undefined): string {
+  return Buffer.from(secretData?.[CONFIG_KEY] ?? '', 'base64').toString('utf8');
+}
+
+const minimal = () => ({
+  apiVersion: 'dbbackup.io/v1alpha1',
+  kind: 'DatabaseBackup',
+  metadata: { name: 'inventory', namespace: 'shop' },
+  spec: {
+    engine: { type: 'postgresql', postgresql: { host: 'inventory-db', database: 'inventory', user: 'postgres', version: '15' } },
+    schedule: { interval: '6h' },
+    storageClassName: 'standard',
+    locations: ['offsite'],
+  },
+});
+
+const CASES: Record<string, () => RenderInput> = {
+  // Every pod setting, TLS files from two Secrets, a PVC location and an S3 location with keys.
+  full: () => input(validBackup()),
+  // Interval schedule, no password, one location, controller defaults for image and resources.
+  minimal: () => input(minimal()),
+  // A 60-character name starting with a digit: the object names are shortened with a hash.
+  'long-name': () => {
+    const b = minimal();
+    b.metadata.name = `2026-${'x'.repeat(55)}`;
+    return input(b);
+  },
+  // A dotted name cannot name the storage path: the problem is the result.
+  'dotted-name': () => {
+    const b = minimal();
+    b.metadata.name = 'orders.eu-central';
+    return input(b);
+  },
+};
+
+describe('renderRunner: golden files (UPDATE_GOLDEN=1 rewrites test/unit/golden/controller/)', () => {
+  it.each(Object.keys(CASES))('%s', (name) => {
+    const r = renderRunner(CASES[name]!());
+    if (!r.ok) {
+      expectGolden(`controller/${name}.json`, { problems: r.problems });
+      return;
+    }
+    expectGolden(`controller/${name}.json`, { configYaml: configOf(r.value.objects.secret.data), configHash: r.value.configHash, objects: r.value.objects });
+  });
+});
+
+describe('renderRunner: contract with the runner', () => {
+  it.each(['full', 'minimal'])('%s: config.yaml is a valid runner config', (name) => {
+    const r = renderRunner(CASES[name]!());
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const cfg = validateRunnerConfig(parse(configOf(r.value.objects.secret.data)));
+    expect(cfg.ok ? [] : cfg.errors).toEqual([]);
+  });
+
+  it('points every credential at a file of the same Secret, never inline', () => {
+    const r = renderRunner(CASES.full!());
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const text = configOf(r.value.objects.secret.data);
+    expect(text).not.toContain('AKIAEXAMPLE');
+    expect(text).not.toContain('example-secret-key');
+    const data = r.value.objects.secret.data ?? {};
+    expect(Buffer.from(data['offsite.access-key-id'] ?? '', 'base64').toString()).toBe('AKIAEXAMPLE');
+    expect(text).toContain('file: /etc/backup-runner/offsite.access-key-id');
+  });
+
+  it('the pod meets the restricted Pod Security Standard', () => {
+    const r = renderRunner(CASES.full!());
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const pod = r.value.objects.deployment.spec!.template.spec!;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    for (const c of pod.containers) {
+      expect(c.securityContext).toEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        runAsNonRoot: true,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+    }
+    expect(pod.volumes?.some((v) => v.hostPath !== undefined)).toBe(false);
+  });
+
+  it('the Role names only the runner\'s own Secret and DatabaseBackup status', () => {
+    const r = renderRunner(CASES.full!());
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.value.objects.role.rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['orders-runner'], verbs: ['get'] },
+      { apiGroups: ['dbbackup.io'], resources: ['databasebackups/status'], resourceNames: ['orders'], verbs: ['get', 'patch'] },
+    ]);
+  });
+
+  it('a config change changes the hash annotation; a pod-only change does not', () => {
+    const base = renderRunner(CASES.full!());
+    const b = validBackup();
+    (b.spec as { retention: { keepLast: number } }).retention.keepLast = 5;
+    const changed = renderRunner(input(b));
+    const p = validBackup();
+    (p.spec as { runner: { nodeSelector: Record<string, string> } }).runner.nodeSelector = { disk: 'ssd' };
+    const podOnly = renderRunner(input(p));
+    if (!base.ok || !changed.ok || !podOnly.ok) throw new Error('render failed');
+    expect(changed.value.configHash).not.toBe(base.value.configHash);
+    expect(podOnly.value.configHash).toBe(base.value.configHash);
+    const rotated = classSecrets();
+    rotated.minio!['secret-key'] = Buffer.from('rotated').toString('base64');
+    const afterRotation = renderRunner(input(validBackup(), validStorageClass(), rotated));
+    if (!afterRotation.ok) throw new Error('render failed');
+    expect(afterRotation.value.configHash).not.toBe(base.value.configHash);
+  });
+});
+
+describe('renderRunner: problems name what is wrong', () => {
+  const problems = (i: RenderInput) => {
+    const r = renderRunner(i);
+    return r.ok ? [] : r.problems;
+  };
+
+  it('a missing Secret and a missing key are both reported', () => {
+    const secrets = { minio: { 'access-key': 'QQ==' } };
+    expect(problems(input(validBackup(), validStorageClass(), secrets))).toEqual([
+      {
+        reason: 'SecretKeyNotFound',
+        message: 'secret "minio" has no key "secret-key" (referenced by storage class "standard" spec.locations[1].s3.secretAccessKeySecretRef; it has: access-key)',
+      },
+    ]);
+    const b = validBackup();
+    delete (b.spec as { locations?: string[] }).locations;
+    expect(problems(input(b, validStorageClass(), {})).map((p) => p.message)).toEqual([
+      'secret "minio" not found in namespace "db-backup-system" (referenced by storage class "standard" spec.locations[1].s3.accessKeyIdSecretRef)',
+      'secret "minio" not found in namespace "db-backup-system" (referenced by storage class "standard" spec.locations[1].s3.secretAccessKeySecretRef)',
+      'secret "gcs" not found in namespace "db-backup-system" (referenced by storage class "standard" spec.locations[2].gcs.keySecretRef)',
+    ]);
+  });
+
+  it('an engine the runner cannot back up yet', () => {
+    const b = validBackup();
+    (b.spec as { engine: unknown }).engine = { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'root' } };
+    expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "mysql" is not supported by this runner version (supported: postgresql)' }]);
+  });
+
+  it('reserved volume names and paths', () => {
+    const b = validBackup();
+    const runner = (b.spec as { runner: { extraVolumes: unknown[]; extraVolumeMounts: unknown[] } }).runner;
+    runner.extraVolumes = [{ name: 'tmp', emptyDir: {} }];
+    runner.extraVolumeMounts = [{ name: 'tmp', mountPath: '/etc/backup-runner/x' }];
+    expect(problems(input(b)).map((p) => p.reason)).toEqual(['ReservedName', 'ReservedName']);
+  });
+});
+
+describe('pickImage', () => {
+  const images = renderSettings().runnerImages.postgresql;
+  it.each([
+    ['16', 'registry.example/backup-runner-postgresql:16-1.0.0'],
+    [undefined, 'registry.example/backup-runner-postgresql:16-1.0.0'],
+    ['14', 'registry.example/backup-runner-postgresql:15-1.0.0'],
+    ['17', 'registry.example/backup-runner-postgresql:17-1.0.0'],
+  ])('version %s -> %s', (version, image) => {
+    expect(pickImage(images, 'postgresql', version)).toEqual({ image });
+  });
+  it('no newer image: a problem that lists what exists', () => {
+    expect(pickImage(images, 'postgresql', '18')).toEqual({
+      problem: {
+        reason: 'RunnerImageNotFound',
+        message: "no runner image for postgresql 18 (the controller has: 15, 16, 17); set spec.runner.image or add one to the controller's runnerImages",
+      },
+    });
+  });
+});
+
+describe('names', () => {
+  it.each([
+    ['orders', 'orders-runner'],
+    ['a'.repeat(56), `${'a'.repeat(56)}-runner`],
+    ['a'.repeat(57), `${'a'.repeat(45)}-runner-`],
+    ['orders.eu', 'orders-eu-runner-'],
+    ['1orders', 'orders-runner-'],
+  ])('runnerName(%s) starts with %s', (name, prefix) => {
+    const r = runnerName(name);
+    expect(r.startsWith(prefix)).toBe(true);
+    expect(r.length).toBeLessThanOrEqual(63);
+    expect(r).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+  });
+  it('distinct long names stay distinct', () => {
+    expect(runnerName(`${'a'.repeat(60)}1`)).not.toBe(runnerName(`${'a'.repeat(60)}2`));
+    expect(backupLabelValue(`${'b'.repeat(70)}1`)).not.toBe(backupLabelValue(`${'b'.repeat(70)}2`));
+    expect(backupLabelValue(`${'b'.repeat(70)}1`).length).toBeLessThanOrEqual(63);
+  });
+});
+
+export type { DatabaseBackup, DatabaseBackupStorageClass };
