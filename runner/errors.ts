@@ -45,6 +45,12 @@ const table = {
   BUSY: { exit: EXIT.BUSY, retryable: true },
   DAEMON_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
   DAEMON_RUNNING: { exit: EXIT.FAILED, retryable: false },
+  // Status reports to the DatabaseBackup (never an operation's outcome: the exit codes are unused).
+  REPORT_DENIED: { exit: EXIT.FAILED, retryable: false },
+  REPORT_NOT_FOUND: { exit: EXIT.FAILED, retryable: false },
+  REPORT_REJECTED: { exit: EXIT.FAILED, retryable: false },
+  REPORT_UNAVAILABLE: { exit: EXIT.FAILED, retryable: true },
+  REPORT_FAILED: { exit: EXIT.FAILED, retryable: false },
   INTERNAL: { exit: EXIT.FAILED, retryable: false },
 } as const satisfies Record<string, { exit: ExitCode; retryable: boolean }>;
 

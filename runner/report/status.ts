@@ -1,0 +1,169 @@
+/**
+ * The runner-owned part of a DatabaseBackup's status, built from what the
+ * daemon knows (pure: no I/O, no clock).
+ *
+ * Invariants:
+ * - The patch names only the fields the runner owns: lastBackup,
+ *   lastSuccessAt, nextRunAt and locations. conditions and
+ *   observedGeneration belong to the controller and are never named, so a
+ *   JSON merge patch leaves them as they are.
+ * - null removes a field (merge patch): finishedAt while a backup runs,
+ *   nextRunAt when nothing is scheduled. A field the runner knows nothing
+ *   about (lastBackup and lastSuccessAt right after a start with no backup
+ *   anywhere) is left out, so what the API server holds stays.
+ * - locations is a list, which a merge patch replaces whole: every
+ *   configured location is in it, in config order.
+ * - Counts and per-location success times come from the last listing of the
+ *   manifests, never from guesses; a location whose listing failed has no
+ *   count.
+ */
+import type { DatabaseBackupStatus } from '../../api/crds/database-backup.js';
+
+export type LastBackupStatus = NonNullable<DatabaseBackupStatus['lastBackup']>;
+export type LocationStatus = NonNullable<DatabaseBackupStatus['locations']>[number];
+
+/** What the runner writes into `status` (a JSON merge patch body is `{ status: RunnerStatusPatch }`). */
+export interface RunnerStatusPatch {
+  lastBackup?: Omit<LastBackupStatus, 'finishedAt'> & { finishedAt: string | null };
+  lastSuccessAt?: string;
+  nextRunAt: string | null;
+  locations: LocationStatus[];
+}
+
+/** A problem as the runner's typed errors carry it. */
+export interface ErrorFact {
+  code: string;
+  message: string;
+}
+
+/** A backup as listed from the manifests (structurally a ListedBackup). */
+export interface ListedFact {
+  id: string;
+  manifest: { startedAt: string; finishedAt: string };
+  /** Locations holding its manifest. */
+  locations: readonly string[];
+}
+
+/** The last listing of every location (structurally a Listing). */
+export interface ListingFact {
+  backups: readonly ListedFact[];
+  /** A problem without `key` means the location could not be listed at all. */
+  problems: readonly { location: string; key?: string; error: ErrorFact }[];
+}
+
+/** A backup this process ran to its end (structurally a BackupResult). */
+export interface FinishedFact {
+  id: string;
+  status: 'Succeeded' | 'PartiallySucceeded' | 'Failed';
+  startedAt: Date;
+  finishedAt: Date;
+  locations: readonly { location: string; status: 'Succeeded' | 'Failed'; error?: ErrorFact }[];
+}
+
+export interface ReportFacts {
+  /** When this runner process started. */
+  startedAt: Date;
+  /** Configured location names, in config order. */
+  locations: readonly string[];
+  /** The backup running now, once its id is chosen. */
+  running?: { id: string; startedAt: Date };
+  /** The last backup this process finished. */
+  finished?: FinishedFact;
+  /** The last listing; undefined before the first one completed. */
+  listing?: ListingFact;
+  /** Next scheduled start; undefined when nothing is scheduled. */
+  nextRunAt?: Date;
+}
+
+/** Longest location message written (the CRD allows 32 KiB). */
+export const MESSAGE_LIMIT = 1024;
+
+export interface StoredSummary {
+  /** Complete backups (with a manifest) in the location. */
+  backupsStored: number;
+  /** Finish time of the newest of them. */
+  lastSuccessAt?: string;
+}
+
+/** What one location holds according to a listing: how many backups, and when the newest finished. */
+export function storedIn(listing: ListingFact, location: string): StoredSummary {
+  const mine = listing.backups.filter((b) => b.locations.includes(location));
+  const newest = latest(mine.map((b) => b.manifest.finishedAt));
+  return { backupsStored: mine.length, ...(newest ? { lastSuccessAt: newest } : {}) };
+}
+
+/** The latest of some RFC 3339 instants, as given; undefined for none. */
+function latest(times: readonly (string | undefined)[]): string | undefined {
+  let best: string | undefined;
+  for (const t of times) if (t !== undefined && (best === undefined || Date.parse(t) > Date.parse(best))) best = t;
+  return best;
+}
+
+const clip = (s: string): string => (s.length <= MESSAGE_LIMIT ? s : `${s.slice(0, MESSAGE_LIMIT - 1)}…`);
+
+function locationStatus(facts: ReportFacts, name: string): LocationStatus {
+  const listing = facts.listing;
+  const problems = listing?.problems.filter((p) => p.location === name) ?? [];
+  const unlisted = problems.find((p) => p.key === undefined);
+  const outcome = facts.finished?.locations.find((l) => l.location === name);
+  const stored = listing && !unlisted ? storedIn(listing, name) : undefined;
+  const messages: string[] = [];
+  if (outcome?.status === 'Failed') messages.push(`last backup failed here: ${describe(outcome.error)}`);
+  if (unlisted) messages.push(`could not be listed: ${describe(unlisted.error)}`);
+  for (const p of problems.filter((x) => x.key !== undefined)) messages.push(`manifest ${p.key} could not be read: ${describe(p.error)}`);
+  const known = outcome !== undefined || listing !== undefined;
+  const lastSuccessAt = latest([stored?.lastSuccessAt, outcome?.status === 'Succeeded' ? facts.finished!.finishedAt.toISOString() : undefined]);
+  return {
+    name,
+    state: messages.length > 0 ? 'Failing' : known ? 'Ready' : 'Unknown',
+    ...(lastSuccessAt ? { lastSuccessAt } : {}),
+    ...(stored ? { backupsStored: stored.backupsStored } : {}),
+    ...(messages.length > 0 ? { message: clip(messages.join('; ')) } : {}),
+  };
+}
+
+function describe(e: ErrorFact | undefined): string {
+  return e ? `${e.code}: ${e.message}` : 'unknown error';
+}
+
+/**
+ * A lastBackup the API server still shows as Running although this process
+ * does not run it: its runner stopped mid-backup (SIGKILL, node failure). A
+ * backup whose manifest is listed did finish; any other never will (a backup
+ * without a manifest does not exist), so it is Failed, finished at the
+ * latest when this process started. Undefined when nothing needs fixing or
+ * the listing is not known yet.
+ */
+export function settleStaleRunning(observed: LastBackupStatus | undefined, facts: ReportFacts): RunnerStatusPatch['lastBackup'] {
+  if (observed?.status !== 'Running' || facts.running?.id === observed.id || !facts.listing) return undefined;
+  const listed = facts.listing.backups.find((b) => b.id === observed.id);
+  if (!listed) {
+    return { id: observed.id, status: 'Failed', ...(observed.startedAt ? { startedAt: observed.startedAt } : {}), finishedAt: facts.startedAt.toISOString() };
+  }
+  const readable = facts.locations.filter((l) => !facts.listing!.problems.some((p) => p.location === l && p.key === undefined));
+  const everywhere = readable.every((l) => listed.locations.includes(l));
+  return { id: listed.id, status: everywhere ? 'Succeeded' : 'PartiallySucceeded', startedAt: listed.manifest.startedAt, finishedAt: listed.manifest.finishedAt };
+}
+
+function lastBackup(facts: ReportFacts, observed: LastBackupStatus | undefined): RunnerStatusPatch['lastBackup'] {
+  if (facts.running) return { id: facts.running.id, status: 'Running', startedAt: facts.running.startedAt.toISOString(), finishedAt: null };
+  const f = facts.finished;
+  if (f) return { id: f.id, status: f.status, startedAt: f.startedAt.toISOString(), finishedAt: f.finishedAt.toISOString() };
+  return settleStaleRunning(observed, facts);
+}
+
+/**
+ * The status patch for the facts. `observed` is the lastBackup the API
+ * server held when the runner first read it (to settle a stale Running).
+ */
+export function buildStatusPatch(facts: ReportFacts, observed?: LastBackupStatus): RunnerStatusPatch {
+  const last = lastBackup(facts, observed);
+  const finishedOk = facts.finished && facts.finished.status !== 'Failed' ? facts.finished.finishedAt.toISOString() : undefined;
+  const lastSuccessAt = latest([finishedOk, ...(facts.listing?.backups.map((b) => b.manifest.finishedAt) ?? [])]);
+  return {
+    ...(last ? { lastBackup: last } : {}),
+    ...(lastSuccessAt ? { lastSuccessAt } : {}),
+    nextRunAt: facts.nextRunAt ? facts.nextRunAt.toISOString() : null,
+    locations: facts.locations.map((name) => locationStatus(facts, name)),
+  };
+}
