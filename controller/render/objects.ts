@@ -205,8 +205,10 @@ export function renderRunner(input: RenderInput): RenderResult {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'Role',
     metadata: meta(backup),
+    // The runner reads its config from the kubelet-mounted Secret volume and needs no API right on it: granting
+    // `get` on that Secret would oblige the controller itself to read Secrets in every namespace (RBAC lets a
+    // Role grant only what its creator holds). So the one right is the status of its own DatabaseBackup.
     rules: [
-      { apiGroups: [''], resources: ['secrets'], resourceNames: [name], verbs: ['get'] },
       { apiGroups: [GROUP], resources: ['databasebackups/status'], resourceNames: [backupName], verbs: ['get', 'patch'] },
     ],
   };

@@ -104,11 +104,10 @@ describe('renderRunner: contract with the runner', () => {
     expect(pod.volumes?.some((v) => v.hostPath !== undefined)).toBe(false);
   });
 
-  it('the Role names only the runner\'s own Secret and DatabaseBackup status', () => {
+  it('the Role grants only the status of the runner\'s own DatabaseBackup', () => {
     const r = renderRunner(CASES.full!());
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
     expect(r.value.objects.role.rules).toEqual([
-      { apiGroups: [''], resources: ['secrets'], resourceNames: ['orders-runner'], verbs: ['get'] },
       { apiGroups: ['dbbackup.io'], resources: ['databasebackups/status'], resourceNames: ['orders'], verbs: ['get', 'patch'] },
     ]);
   });

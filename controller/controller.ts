@@ -1,0 +1,240 @@
+/**
+ * The reconcile loop. Caches (list+watch) feed a work queue of DatabaseBackup
+ * keys; a worker takes a key and runs fetch (from the caches) -> plan (pure)
+ * -> apply (server-side apply, only the objects that differ) -> status
+ * (only when it changed) -> Events (only on transitions). A resync where
+ * nothing changed therefore writes nothing.
+ *
+ * What requeues a DatabaseBackup: its own spec (a new generation), its
+ * storage class, a Secret that class references, any object it owns (a hand
+ * edit or deletion is repaired), and the periodic resync.
+ */
+import { hostname } from 'node:os';
+import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { DatabaseBackup, DatabaseBackupStorageClass } from '../api/crds/index.js';
+import { API_VERSION } from '../api/crds/common.js';
+import { parseDuration } from '../api/duration.js';
+import { contains, differences } from './compare.js';
+import type { Cache, KubeAdapter } from './kube.js';
+import type { ControllerMetrics } from './metrics.js';
+import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
+import { planBackup, referencedSecrets } from './plan.js';
+import { WorkQueue } from './queue.js';
+import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
+import type { ControllerSettings } from './settings.js';
+import { controllerStatus, statusUpToDate, type Problem } from './status.js';
+
+type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
+const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
+
+export interface ControllerOptions {
+  kube: KubeAdapter;
+  settings: ControllerSettings;
+  logger: Logger;
+  metrics: ControllerMetrics;
+  now?: () => Date;
+  identity?: string;
+}
+
+export interface ReconcileStats {
+  reconciles: number;
+  applies: number;
+  statusPatches: number;
+  events: number;
+}
+
+export class Controller {
+  private readonly queue: WorkQueue;
+  private readonly backups: Cache<DatabaseBackup> & { start(): Promise<void> };
+  private readonly classes: Cache<DatabaseBackupStorageClass> & { start(): Promise<void> };
+  private readonly secrets: Cache<V1Secret> & { start(): Promise<void> };
+  private readonly owned: Record<OwnedKind, Cache<KubernetesObject> & { start(): Promise<void> }>;
+  private readonly renderSettings: RenderSettings;
+  private readonly now: () => Date;
+  private started = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0 };
+
+  constructor(private readonly opts: ControllerOptions) {
+    const { kube, settings, logger } = opts;
+    this.now = opts.now ?? (() => new Date());
+    this.renderSettings = {
+      controllerNamespace: settings.namespace,
+      runnerImages: settings.runnerImages,
+      runnerResources: settings.runnerResources,
+      runnerUser: settings.runnerUser,
+      ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
+    };
+    this.queue = new WorkQueue({
+      workers: settings.workers,
+      handle: (key) => this.reconcile(key),
+      onError: (key, err, retryInMs) => {
+        opts.metrics.reconcileTotal.inc({ result: 'error' });
+        logger.warn({ backup: key, err: err instanceof Error ? err.message : String(err), retryInMs }, 'reconcile failed; retrying');
+      },
+    });
+    const src = kube.sources(settings.namespace);
+    this.backups = kube.cache(src.backups as never, (o: DatabaseBackup, kind, old?: DatabaseBackup) => {
+      // The status changes the runner and this controller write do not need a reconcile.
+      if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object))) return;
+      this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
+    });
+    this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass) => this.enqueueClass(o.metadata.name ?? ''));
+    this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
+    const ownerHandler = (o: KubernetesObject) => {
+      const owner = o.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
+      if (owner && o.metadata?.namespace) this.enqueue(backupKey(o.metadata.namespace, owner.name));
+    };
+    this.owned = {
+      serviceAccount: kube.cache(src.serviceAccounts, ownerHandler),
+      role: kube.cache(src.roles, ownerHandler),
+      roleBinding: kube.cache(src.roleBindings, ownerHandler),
+      service: kube.cache(src.services, ownerHandler),
+      deployment: kube.cache(src.deployments, ownerHandler),
+    };
+  }
+
+  /** Starts the caches, waits until each has listed once, then reconciles every DatabaseBackup. */
+  async start(): Promise<void> {
+    await Promise.all([this.backups, this.classes, this.secrets, ...Object.values(this.owned)].map((c) => c.start()));
+    this.started = true;
+    this.resyncAll();
+    const period = parseDuration(this.opts.settings.resyncPeriod) ?? 600_000;
+    this.resyncTimer = setInterval(() => this.resyncAll(), period);
+    this.resyncTimer.unref();
+    this.opts.logger.info({ backups: this.backups.list().length, resyncPeriod: this.opts.settings.resyncPeriod }, 'controller started');
+  }
+
+  synced(): boolean {
+    return this.started;
+  }
+
+  /** Queues every DatabaseBackup (the periodic resync). */
+  resyncAll(): void {
+    const all = this.backups.list();
+    this.opts.metrics.managedBackups.set(all.length);
+    for (const b of all) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+  }
+
+  /** Resolves when the queue is empty and nothing is being reconciled. */
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  async stop(): Promise<void> {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.queue.stop();
+    await this.opts.kube.stop();
+  }
+
+  private enqueue(key: string): void {
+    if (!this.started) return;
+    this.queue.add(key);
+    this.opts.metrics.queueDepth.set(this.queue.depth);
+  }
+
+  private enqueueClass(className: string): void {
+    for (const b of this.backups.list()) {
+      if (b.spec?.storageClassName === className) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    }
+  }
+
+  private enqueueSecret(secretName: string): void {
+    for (const sc of this.classes.list()) if (referencedSecrets(sc).has(secretName)) this.enqueueClass(sc.metadata.name ?? '');
+  }
+
+  private async reconcile(key: string): Promise<void> {
+    const started = process.hrtime.bigint();
+    const { namespace, name } = parseKey(key);
+    const backup = this.backups.get(name, namespace);
+    this.stats.reconciles++;
+    try {
+      if (!backup || (backup.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // owned objects go by garbage collection
+      const log = this.opts.logger.child({ backup: key });
+      const plan = planBackup(
+        backup,
+        this.classes.get(backup.spec?.storageClassName ?? ''),
+        (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
+        this.renderSettings,
+      );
+      let deployment = this.owned.deployment.get(runnerName(name), namespace);
+      let applied: string[] = [];
+      if (plan.ok) {
+        const r = await this.applyObjects(plan.rendered.objects, log);
+        applied = r.applied;
+        deployment = r.deployment ?? deployment;
+      } else if (deployment) {
+        log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
+      }
+      const problem = plan.ok ? undefined : plan.problem;
+      await this.writeStatus(backup, problem, deployment);
+      await this.emitEvents(backup, problem, applied, plan.ok ? plan.rendered.configHash : undefined);
+      this.opts.metrics.reconcileTotal.inc({ result: 'success' });
+    } finally {
+      this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      this.opts.metrics.queueDepth.set(this.queue.depth);
+    }
+  }
+
+  /** Applies the objects that differ from what is observed; the config Secret goes with any other write. */
+  private async applyObjects(objects: RunnerObjects, log: Logger): Promise<{ applied: string[]; deployment?: V1Deployment }> {
+    const ns = objects.deployment.metadata!.namespace!;
+    const name = objects.deployment.metadata!.name!;
+    const stale = OWNED.filter((k) => !contains(this.owned[k].get(name, ns), objects[k]));
+    if (stale.length === 0) return { applied: [] };
+    log.info({ objects: stale, fields: stale.flatMap((k) => differences(this.owned[k].get(name, ns), objects[k]).map((f) => `${k}.${f}`)) }, 'applying runner objects');
+    let deployment: V1Deployment | undefined;
+    const applied: string[] = [];
+    for (const k of APPLY_ORDER) {
+      if (k !== 'secret' && !stale.includes(k)) continue;
+      const result = await this.opts.kube.apply(objects[k]);
+      this.stats.applies++;
+      applied.push(objects[k].kind!);
+      if (k === 'deployment') deployment = result as V1Deployment;
+    }
+    return { applied, ...(deployment ? { deployment } : {}) };
+  }
+
+  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {
+    const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), now: this.now() });
+    if (statusUpToDate(backup, desired)) return;
+    await this.opts.kube.patchBackupStatus(backup.metadata.namespace ?? '', backup.metadata.name ?? '', { ...desired });
+    this.stats.statusPatches++;
+  }
+
+  private async emitEvents(backup: DatabaseBackup, problem: Problem | undefined, applied: string[], hash: string | undefined): Promise<void> {
+    const before = backup.status?.conditions?.find((c) => c.type === 'ConfigValid');
+    if (problem && !(before?.status === 'False' && before.reason === problem.reason && before.message === problem.message)) {
+      await this.event(backup, 'Warning', problem.reason, problem.message);
+    }
+    if (applied.length > 0) {
+      const created = !before;
+      await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (config ${hash ?? ''})`);
+    }
+  }
+
+  private async event(backup: DatabaseBackup, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const now = this.now();
+    const meta = backup.metadata as { name: string; namespace: string; uid?: string; resourceVersion?: string };
+    const ev: CoreV1Event = {
+      metadata: { generateName: `${meta.name}.`, namespace: meta.namespace },
+      involvedObject: { apiVersion: API_VERSION, kind: 'DatabaseBackup', name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      source: { component: MANAGED_BY },
+      reportingComponent: MANAGED_BY,
+      reportingInstance: this.opts.identity ?? hostname(),
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    try {
+      await this.opts.kube.createEvent(ev);
+      this.stats.events++;
+    } catch (err) {
+      this.opts.logger.warn({ backup: `${meta.namespace}/${meta.name}`, reason, err: err instanceof Error ? err.message : String(err) }, 'could not record an Event');
+    }
+  }
+}

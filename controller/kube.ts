@@ -1,0 +1,221 @@
+/**
+ * The controller's thin adapter around @kubernetes/client-node: caches fed
+ * by list+watch (restarted with backoff when a watch fails), server-side
+ * apply with one field manager, status merge patches and Events. Every call
+ * is counted in dbbackup_controller_api_requests_total.
+ */
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubernetesObjectApi,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  Watch,
+  setHeaderOptions,
+  type CoreV1Event,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { ListWatch } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { GROUP, VERSION } from '../api/crds/common.js';
+import { fromKubeError, kubeStatus } from './errors.js';
+import type { ControllerMetrics } from './metrics.js';
+import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
+
+/** The HTTP status of a failed call as a metric label, `error` when no response came. */
+function errorCode(err: unknown): string {
+  const code = kubeStatus(err);
+  return code === undefined ? 'error' : String(code);
+}
+
+export type Handler<T> = (obj: T, kind: 'add' | 'update' | 'delete', old?: T) => void;
+
+/** A cache of one resource, kept current by a watch. */
+export interface Cache<T extends KubernetesObject> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): readonly T[];
+  synced(): boolean;
+}
+
+interface Source<T extends KubernetesObject> {
+  resource: string;
+  path: string;
+  labelSelector?: string;
+  list: () => Promise<KubernetesListObject<T>>;
+}
+
+class WatchedCache<T extends KubernetesObject> implements Cache<T> {
+  private readonly lw: ListWatch<T>;
+  private hasSynced = false;
+  private stopped = false;
+  private failures = 0;
+  private readonly previous = new Map<string, T>();
+
+  constructor(
+    watch: Watch,
+    private readonly source: Source<T>,
+    private readonly onEvent: Handler<T>,
+    private readonly logger: Logger,
+    private readonly count: (verb: string, resource: string, code: string) => void,
+  ) {
+    const listFn = async () => {
+      try {
+        const list = await source.list();
+        count('list', source.resource, '200');
+        return list;
+      } catch (err) {
+        count('list', source.resource, errorCode(err));
+        throw err;
+      }
+    };
+    this.lw = new ListWatch<T>(source.path, watch, listFn, false, source.labelSelector);
+    const key = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    this.lw.on('add', (o) => {
+      this.previous.set(key(o), o);
+      this.onEvent(o, 'add');
+    });
+    this.lw.on('update', (o) => {
+      const old = this.previous.get(key(o));
+      this.previous.set(key(o), o);
+      this.onEvent(o, 'update', old);
+    });
+    this.lw.on('delete', (o) => {
+      this.previous.delete(key(o));
+      this.onEvent(o, 'delete');
+    });
+    this.lw.on('connect', () => {
+      this.count('watch', source.resource, '200');
+    });
+    this.lw.on('error', (err: unknown) => {
+      if (this.stopped) return;
+      this.failures++;
+      const delay = Math.min(500 * 2 ** (this.failures - 1), 30_000);
+      this.logger.warn({ resource: source.resource, err: fromKubeError(err, `watch ${source.resource}`).message, retryInMs: delay }, 'watch failed; listing again');
+      const t = setTimeout(() => void this.start().catch(() => undefined), delay);
+      t.unref();
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.lw.start();
+    this.failures = 0;
+    this.hasSynced = true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.lw.stop();
+  }
+
+  synced(): boolean {
+    return this.hasSynced;
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.lw.get(name, namespace);
+  }
+
+  list(namespace?: string): readonly T[] {
+    return this.lw.list(namespace);
+  }
+}
+
+export interface KubeAdapterOptions {
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  metrics?: ControllerMetrics;
+}
+
+export class KubeAdapter {
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  readonly rbac: RbacAuthorizationV1Api;
+  readonly custom: CustomObjectsApi;
+  private readonly objects: KubernetesObjectApi;
+  private readonly watch: Watch;
+  private readonly caches: WatchedCache<KubernetesObject>[] = [];
+
+  constructor(private readonly opts: KubeAdapterOptions) {
+    const kc = opts.kubeConfig;
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+    this.rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.watch = new Watch(kc);
+  }
+
+  count(verb: string, resource: string, code: string): void {
+    this.opts.metrics?.apiRequestsTotal.inc({ verb, resource, code });
+  }
+
+  private async call<R>(verb: string, resource: string, what: string, fn: () => Promise<R>): Promise<R> {
+    try {
+      const r = await fn();
+      this.count(verb, resource, '200');
+      return r;
+    } catch (err) {
+      this.count(verb, resource, errorCode(err));
+      throw fromKubeError(err, what);
+    }
+  }
+
+  /** A cache of `source`, calling `onEvent` for each change; not started yet. */
+  cache<T extends KubernetesObject>(source: Source<T>, onEvent: Handler<T>): Cache<T> & { start(): Promise<void> } {
+    const c = new WatchedCache<T>(this.watch, source, onEvent, this.opts.logger, (v, r, code) => this.count(v, r, code));
+    this.caches.push(c as unknown as WatchedCache<KubernetesObject>);
+    return c;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.caches.map((c) => c.stop()));
+  }
+
+  /** Server-side apply with the controller's field manager; takes ownership of conflicting fields. */
+  async apply<T extends KubernetesObject>(obj: T): Promise<T> {
+    const m = obj.metadata!;
+    return this.call('patch', obj.kind!.toLowerCase(), `apply ${obj.kind} ${m.namespace}/${m.name}`, () =>
+      this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
+    );
+  }
+
+  /** Merge-patches the status subresource of a DatabaseBackup (only the fields given). */
+  async patchBackupStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
+    await this.call('patch', 'databasebackups/status', `patch status of DatabaseBackup ${namespace}/${name}`, () =>
+      this.custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace, plural: 'databasebackups', name, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
+  async createEvent(event: CoreV1Event): Promise<void> {
+    const ns = event.metadata.namespace ?? 'default';
+    await this.call('create', 'events', `create Event in ${ns}`, () => this.core.createNamespacedEvent({ namespace: ns, body: event }));
+  }
+
+  /** Sources the controller watches. */
+  sources(controllerNamespace: string) {
+    const managed = MANAGED_SELECTOR;
+    const custom = (plural: string) => () =>
+      this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as Promise<KubernetesListObject<KubernetesObject>>;
+    return {
+      backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
+      classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
+      secrets: { resource: 'secrets', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
+      deployments: { resource: 'deployments', path: '/apis/apps/v1/deployments', labelSelector: managed, list: () => this.apps.listDeploymentForAllNamespaces({ labelSelector: managed }) },
+      services: { resource: 'services', path: '/api/v1/services', labelSelector: managed, list: () => this.core.listServiceForAllNamespaces({ labelSelector: managed }) },
+      serviceAccounts: { resource: 'serviceaccounts', path: '/api/v1/serviceaccounts', labelSelector: managed, list: () => this.core.listServiceAccountForAllNamespaces({ labelSelector: managed }) },
+      roles: { resource: 'roles', path: '/apis/rbac.authorization.k8s.io/v1/roles', labelSelector: managed, list: () => this.rbac.listRoleForAllNamespaces({ labelSelector: managed }) },
+      roleBindings: {
+        resource: 'rolebindings',
+        path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+        labelSelector: managed,
+        list: () => this.rbac.listRoleBindingForAllNamespaces({ labelSelector: managed }),
+      },
+    } satisfies Record<string, Source<KubernetesObject>>;
+  }
+}

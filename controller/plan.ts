@@ -1,0 +1,64 @@
+/**
+ * Fetch -> decide, without I/O: given a DatabaseBackup and what the caches
+ * hold, either the objects to run it or the one problem to report. The
+ * checks run in the order a user fixes things: the spec itself, its storage
+ * class (exists, valid, allows the namespace, has the chosen locations), the
+ * Secrets, the runner image.
+ */
+import {
+  validateDatabaseBackup,
+  validateStorageClass,
+  type DatabaseBackup,
+  type DatabaseBackupStorageClass,
+} from '../api/crds/index.js';
+import type { FieldError } from '../api/runner-config.js';
+import { renderRunner, type Rendered, type RenderSettings } from './render/objects.js';
+import type { SecretLookup } from './render/runner-config.js';
+import type { Problem } from './status.js';
+
+export type Plan = { ok: true; rendered: Rendered } | { ok: false; problem: Problem };
+
+function fieldText(errors: FieldError[]): string {
+  return errors.map((e) => `${e.path}: ${e.message}`).join('; ');
+}
+
+export function planBackup(
+  backup: DatabaseBackup,
+  storageClass: DatabaseBackupStorageClass | undefined,
+  secrets: SecretLookup,
+  settings: RenderSettings,
+): Plan {
+  const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message } });
+  const alone = validateDatabaseBackup(backup);
+  if (!alone.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(alone.errors)}`);
+  const className = alone.value.spec.storageClassName;
+  if (!storageClass) return fail('StorageClassNotFound', `storage class "${className}" not found`);
+  const sc = validateStorageClass(storageClass);
+  if (!sc.ok) return fail('StorageClassInvalid', `storage class "${className}" is invalid: ${fieldText(sc.errors)}`);
+  const allowed = sc.value.spec.allowedNamespaces ?? [];
+  const ns = backup.metadata.namespace ?? '';
+  if (allowed.length > 0 && !allowed.includes(ns)) {
+    return fail('NamespaceNotAllowed', `namespace "${ns}" is not allowed by storage class "${className}" (allowed: ${allowed.join(', ')})`);
+  }
+  const full = validateDatabaseBackup(backup, { storageClass: sc.value });
+  if (!full.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(full.errors)}`);
+  const r = renderRunner({ backup: full.value, storageClass: sc.value, secrets, settings });
+  if (!r.ok) return fail(r.problems[0]!.reason, r.problems.map((p) => p.message).join('; '));
+  return { ok: true, rendered: r.value };
+}
+
+/** Every Secret name a storage class references (in the controller's namespace). */
+export function referencedSecrets(sc: DatabaseBackupStorageClass): Set<string> {
+  const names = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'secretName' && typeof x === 'string') names.add(x);
+        else walk(x);
+      }
+    }
+  };
+  walk(sc.spec);
+  return names;
+}

@@ -1,0 +1,83 @@
+/**
+ * The controller's part of a DatabaseBackup's status: observedGeneration
+ * and three conditions. Pure.
+ * - ConfigValid: the spec, its storage class and the Secrets fit together.
+ * - RunnerAvailable: the runner Deployment has an available pod.
+ * - Ready: both, i.e. the runner runs the current spec.
+ * A condition keeps its lastTransitionTime while its status stays the same.
+ */
+import type { V1Deployment } from '@kubernetes/client-node';
+import type { Condition, DatabaseBackup } from '../api/crds/index.js';
+
+export interface Problem {
+  reason: string;
+  message: string;
+}
+
+export interface ControllerStatus {
+  observedGeneration?: number;
+  conditions: Condition[];
+}
+
+export interface StatusFacts {
+  /** Why the spec cannot be run; undefined when it is valid and applied. */
+  problem?: Problem;
+  /** The runner Deployment as observed (undefined: not there). */
+  deployment?: V1Deployment;
+  now: Date;
+}
+
+type Draft = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+
+function runnerCondition(d: V1Deployment | undefined): Draft {
+  if (!d) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerNotCreated', message: 'the runner Deployment does not exist yet' };
+  const name = d.metadata?.name ?? '';
+  const progressing = d.status?.conditions?.find((c) => c.type === 'Progressing');
+  if (progressing?.status === 'False') {
+    return { type: 'RunnerAvailable', status: 'False', reason: 'RolloutFailed', message: `deployment ${name}: ${progressing.message ?? progressing.reason ?? ''}` };
+  }
+  if ((d.status?.availableReplicas ?? 0) >= 1) {
+    return { type: 'RunnerAvailable', status: 'True', reason: 'RunnerAvailable', message: `deployment ${name} has an available runner pod` };
+  }
+  const available = d.status?.conditions?.find((c) => c.type === 'Available');
+  const detail = available?.message ? `: ${available.message}` : '';
+  return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerUnavailable', message: `deployment ${name} has no available runner pod yet${detail}` };
+}
+
+export function desiredConditions(facts: StatusFacts): Draft[] {
+  const config: Draft = facts.problem
+    ? { type: 'ConfigValid', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
+    : { type: 'ConfigValid', status: 'True', reason: 'Applied', message: 'the runner has the current spec' };
+  const runner = runnerCondition(facts.deployment);
+  const ready: Draft = facts.problem
+    ? { type: 'Ready', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
+    : runner.status === 'True'
+      ? { type: 'Ready', status: 'True', reason: 'Ready', message: 'the runner is available and runs the current spec' }
+      : { type: 'Ready', status: 'False', reason: runner.reason, message: runner.message };
+  return [ready, config, runner];
+}
+
+/** The status the controller wants, reusing transition times from `current`. */
+export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): ControllerStatus {
+  const current = backup.status?.conditions ?? [];
+  const generation = backup.metadata.generation;
+  const conditions = desiredConditions(facts).map((c): Condition => {
+    const before = current.find((x) => x.type === c.type);
+    const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : facts.now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+  });
+  return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions };
+}
+
+/** True when the stored status already says what `desired` says. */
+export function statusUpToDate(backup: DatabaseBackup, desired: ControllerStatus): boolean {
+  const s = backup.status;
+  if (s?.observedGeneration !== desired.observedGeneration) return false;
+  const current = s?.conditions ?? [];
+  return (
+    desired.conditions.every((c) => {
+      const x = current.find((y) => y.type === c.type);
+      return x && x.status === c.status && x.reason === c.reason && x.message === c.message && x.observedGeneration === c.observedGeneration;
+    }) && current.length === desired.conditions.length
+  );
+}
