@@ -2,8 +2,10 @@ import { parseDuration } from '../../api/index.js';
 import { toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { BackupResult } from '../ops/backup.js';
-import { listBackups } from '../ops/list.js';
+import { listBackups, type Listing } from '../ops/list.js';
 import { type Operation, type Outcome, perform } from '../ops/perform.js';
+import { StatusReporter } from '../report/reporter.js';
+import { storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
 import { realClock, type Clock } from './clock.js';
 import { startControlServer } from './control-server.js';
@@ -24,6 +26,9 @@ interface LocationState {
   backupsStored: number;
   lastSuccessAt?: string;
 }
+
+/** How long stop() waits for the last status report. */
+const REPORT_FLUSH_MS = 3000;
 
 /** What a request on the wire asks for, as an operation. */
 export function operationFromRequest(req: OperationRequest): Operation {
@@ -53,6 +58,11 @@ export class Daemon {
   private lastBackup: BackupResult | undefined;
   private lastBackupStart: Date | undefined;
   private readonly locations = new Map<string, LocationState>();
+  private listing: Listing | undefined;
+  /** The backup running now, once its id is chosen. */
+  private running: { id: string; startedAt: Date } | undefined;
+  /** Writes the DatabaseBackup's status when the config has `report`. */
+  private readonly reporter: StatusReporter | undefined;
   metricsPort = 0;
 
   constructor(
@@ -65,6 +75,16 @@ export class Daemon {
     this.queue = new OperationQueue(() => this.clock.now());
     this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });
     this.startedAt = this.clock.now();
+    const target = rt.config.report?.databaseBackup;
+    if (target) {
+      this.reporter = new StatusReporter({
+        // The Kubernetes client takes seconds to load: only with `report`, and in the background.
+        connect: async () => (await import('../report/kube.js')).kubeStatusSink(target),
+        logger: this.log.child({ databaseBackup: `${target.namespace}/${target.name}` }),
+        onError: (err) => this.metrics.statusReportFailed(err.code),
+        clock: this.clock,
+      });
+    }
   }
 
   async start(): Promise<void> {
@@ -87,7 +107,7 @@ export class Daemon {
       });
       await this.scheduler.start();
     }
-    this.metrics.setNextRun(this.scheduler?.nextRunAt());
+    this.publish();
     this.ready = true;
     this.log.info({ socket: d.socket, metricsPort: this.metricsPort, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() }, 'daemon ready');
   }
@@ -98,6 +118,7 @@ export class Daemon {
     this.scheduler?.stop();
     const grace = parseDuration(this.rt.config.daemon.shutdownGracePeriod) ?? 25_000;
     await this.queue.close(grace);
+    await this.reporter?.close(REPORT_FLUSH_MS);
     await Promise.allSettled(this.servers.map((s) => s.close()));
     this.log.info('daemon stopped');
   }
@@ -105,11 +126,11 @@ export class Daemon {
   /** Reads what every location holds: counts, last success, and the newest backup's start (for catch-up). */
   private async refreshLocations(): Promise<void> {
     const listing = await listBackups(this.rt);
+    this.listing = listing;
     for (const loc of this.rt.locations) {
-      const mine = listing.backups.filter((b) => b.locations.includes(loc.name));
-      const newest = mine.at(-1);
-      this.locations.set(loc.name, { backupsStored: mine.length, ...(newest ? { lastSuccessAt: newest.manifest.finishedAt } : {}) });
-      this.metrics.setStored(loc.name, mine.length, newest ? new Date(newest.manifest.finishedAt) : undefined);
+      const stored = storedIn(listing, loc.name);
+      this.locations.set(loc.name, stored);
+      this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined);
     }
     for (const p of listing.problems) this.log.warn({ location: p.location, err: p.error }, 'location could not be read');
     const newestStart = listing.backups.map((b) => Date.parse(b.manifest.startedAt)).sort((a, b) => a - b).at(-1);
@@ -119,12 +140,29 @@ export class Daemon {
   private async scheduled(t: Trigger): Promise<void> {
     if (this.queue.has('backup')) {
       this.log.warn({ slot: t.slot.toISOString() }, 'scheduled backup skipped: a backup is already running or waiting');
+      this.publish();
       return;
     }
     await this.queue
       .submit('backup', t.reason, (signal) => this.run({ kind: 'backup', trigger: 'schedule' }, signal, () => undefined))
       .catch((err: unknown) => this.log.error({ err }, 'scheduled backup could not run'));
-    this.metrics.setNextRun(this.scheduler?.nextRunAt());
+    this.publish();
+  }
+
+  /** Shows the current state in the next-run metric and, with `report`, in the DatabaseBackup's status (never waits). */
+  private publish(): void {
+    const nextRunAt = this.scheduler?.nextRunAt();
+    this.metrics.setNextRun(nextRunAt);
+    if (!this.reporter) return;
+    const facts: ReportFacts = {
+      startedAt: this.startedAt,
+      locations: this.rt.locations.map((l) => l.name),
+      ...(this.running ? { running: this.running } : {}),
+      ...(this.lastBackup ? { finished: this.lastBackup } : {}),
+      ...(this.listing ? { listing: this.listing } : {}),
+      ...(nextRunAt ? { nextRunAt } : {}),
+    };
+    this.reporter.update(facts);
   }
 
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
@@ -142,7 +180,11 @@ export class Daemon {
     this.metrics.operationStarted(op.kind);
     const log = this.log.child({ operation: op.kind });
     try {
-      const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }) });
+      const onStarted = (backup: { id: string; startedAt: Date }): void => {
+        this.running = backup;
+        this.publish();
+      };
+      const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }), onStarted });
       if (op.kind === 'backup') await this.backupFinished(outcome, signal);
       this.metrics.operationFinished(op.kind, outcome.exitCode === 0 ? 'succeeded' : 'failed', outcome.exitCode === 0 ? undefined : `EXIT_${outcome.exitCode}`);
       return outcome;
@@ -151,6 +193,11 @@ export class Daemon {
       log.error({ err: e }, 'operation failed');
       this.metrics.operationFinished(op.kind, 'failed', e.code);
       throw e;
+    } finally {
+      if (this.running) {
+        this.running = undefined;
+        this.publish();
+      }
     }
   }
 
@@ -159,11 +206,14 @@ export class Daemon {
     const typed: BackupResult = { ...result, startedAt: new Date(result.startedAt), finishedAt: new Date(result.finishedAt) };
     this.lastBackup = typed;
     this.lastBackupStart = typed.startedAt;
+    this.running = undefined;
     this.metrics.backupFinished(typed);
+    this.publish();
     if (typed.status !== 'Failed' && this.opts.afterBackup) {
       await this.opts.afterBackup(this.rt, typed, signal).catch((err: unknown) => this.log.error({ err }, 'retention after the backup failed; nothing more was removed'));
     }
     await this.refreshLocations().catch((err: unknown) => this.log.warn({ err }, 'could not refresh location state'));
+    this.publish();
   }
 
   status(): Record<string, unknown> {

@@ -14,6 +14,7 @@ export class RunnerMetrics {
   private readonly failures: Counter;
   private readonly operations: Counter;
   private readonly running: Gauge;
+  private readonly reportErrors: Counter;
 
   constructor(labels: { namespace: string; name: string }) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -35,6 +36,7 @@ export class RunnerMetrics {
     this.failures = new Counter({ name: 'backup_runner_operation_failures_total', help: 'Failed operations (and failed locations of a backup) by reason code', labelNames: ['operation', 'location', 'reason'], registers: r });
     this.operations = new Counter({ name: 'backup_runner_operations_total', help: 'Finished operations by outcome', labelNames: ['operation', 'status'], registers: r });
     this.running = new Gauge({ name: 'backup_runner_operation_running', help: '1 while an operation of this kind runs', labelNames: ['operation'], registers: r });
+    this.reportErrors = new Counter({ name: 'backup_runner_status_report_errors_total', help: 'Failed status reports to the DatabaseBackup by reason code', labelNames: ['reason'], registers: r });
   }
 
   operationStarted(kind: string): void {
@@ -66,6 +68,10 @@ export class RunnerMetrics {
   setStored(location: string, count: number, lastSuccess?: Date): void {
     this.stored.set({ location }, count);
     if (lastSuccess) this.lastSuccess.set({ location }, lastSuccess.getTime() / 1000);
+  }
+
+  statusReportFailed(reason: string): void {
+    this.reportErrors.inc({ reason });
   }
 
   setNextRun(at: Date | undefined): void {

@@ -37,6 +37,8 @@ export interface BackupOptions {
   trigger: Trigger;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Told the backup's id as soon as it is chosen, before anything runs. */
+  onStarted?: (backup: { id: string; startedAt: Date }) => void;
 }
 
 /** Checks every location concurrently; returns those ready and the failures. */
@@ -79,6 +81,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   const log = rt.logger.child({ op: 'backup' });
   const abort = linkedAbort(opts.signal);
   const id = newBackupId(startedAt);
+  opts.onStarted?.({ id, startedAt });
   const failAll = (error: BackupError, prior: LocationOutcome[] = []): BackupResult => ({
     id,
     status: 'Failed',

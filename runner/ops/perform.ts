@@ -27,6 +27,8 @@ export interface Outcome {
 export interface PerformOptions {
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** backup: told the backup's id once it is chosen. */
+  onStarted?: (backup: { id: string; startedAt: Date }) => void;
 }
 
 function outcome(exitCode: ExitCode, result: unknown, text: string): Outcome {
