@@ -13,7 +13,8 @@
  *   arrive during the backoff wait for it.
  * - The sink is connected on the first send (so its client library loads in
  *   the background), and the stored status is read once to settle a
- *   lastBackup a previous runner left Running.
+ *   lastBackup a previous runner left Running; when reading is denied, the
+ *   runner reports without it.
  */
 import type { DatabaseBackupStatus } from '../../api/crds/database-backup.js';
 import { realClock, type Clock } from '../daemon/clock.js';
@@ -113,8 +114,21 @@ export class StatusReporter {
 
   private async connect(): Promise<StatusSink> {
     this.sink ??= await this.opts.connect();
-    if (this.observed === undefined) this.observed = (await this.sink.read(this.abort.signal))?.lastBackup ?? null;
+    if (this.observed === undefined) this.observed = await this.readLastBackup(this.sink);
     return this.sink;
+  }
+
+  /** The stored lastBackup. A Role without `get` only costs settling a stale Running: the patch is still tried. */
+  private async readLastBackup(sink: StatusSink): Promise<LastBackupStatus | null> {
+    try {
+      return (await sink.read(this.abort.signal))?.lastBackup ?? null;
+    } catch (err) {
+      const e = toBackupError(err, 'REPORT_FAILED');
+      if (e.code !== 'REPORT_DENIED') throw e;
+      this.opts.onError?.(e);
+      this.log.warn({ err: e, httpStatus: e.details.httpStatus }, 'cannot read the DatabaseBackup status; reporting without it (a backup left Running by a stopped runner stays so)');
+      return null;
+    }
   }
 
   private failed(err: BackupError): void {

@@ -248,6 +248,7 @@ describe('classifyStatus', () => {
 class FakeSink implements StatusSink {
   readonly sent: RunnerStatusPatch[] = [];
   reads = 0;
+  readFails: BackupError | undefined;
   inFlight = 0;
   maxInFlight = 0;
   failWith: BackupError | undefined;
@@ -256,6 +257,7 @@ class FakeSink implements StatusSink {
 
   read(): Promise<{ lastBackup?: LastBackupStatus } | undefined> {
     this.reads++;
+    if (this.readFails) return Promise.reject(this.readFails);
     return Promise.resolve(this.stored ? { lastBackup: this.stored } : undefined);
   }
   async patch(status: RunnerStatusPatch): Promise<void> {
@@ -325,6 +327,34 @@ describe('StatusReporter', () => {
     sink.release();
     await settle();
     expect(sink.sent[0]!.lastBackup).toEqual({ id: 'old', status: 'Failed', startedAt: '2026-11-21T01:00:00Z', finishedAt: T0 });
+  });
+
+  it('reports without the stored status when reading it is denied; other read failures are retried', async () => {
+    const sink = new FakeSink();
+    const errors: BackupError[] = [];
+    sink.readFails = new BackupError('REPORT_DENIED', 'HTTP 403');
+    const r = reporter(sink, errors);
+    r.update(next('a'));
+    await settle();
+    sink.release();
+    await settle();
+    expect(sink.sent.map((p) => p.lastBackup?.id)).toEqual(['a']);
+    expect(errors.map((e) => e.code)).toEqual(['REPORT_DENIED']);
+
+    const flaky = new FakeSink();
+    const errors2: BackupError[] = [];
+    flaky.readFails = new BackupError('REPORT_UNAVAILABLE', 'HTTP 503');
+    const r2 = reporter(flaky, errors2);
+    r2.update(next('a'));
+    await settle();
+    expect(flaky.queued).toBe(0);
+    flaky.readFails = undefined;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    flaky.release();
+    await settle();
+    expect(flaky.reads).toBe(2);
+    expect(flaky.sent.map((p) => p.lastBackup?.id)).toEqual(['a']);
+    expect(errors2.map((e) => e.code)).toEqual(['REPORT_UNAVAILABLE']);
   });
 
   it('counts and logs a failure, retries after the backoff with the latest facts, and never throws', async () => {
