@@ -4,10 +4,13 @@
  * as the API server returns it, with defaults and other managers' fields.
  *
  * Rules: every field the controller sets must be there with the same value;
- * fields it does not set are ignored; list items are matched regardless of
- * position (another manager may add items: server-side apply keeps those
- * too, so re-applying would change nothing); quantities compare by value
- * (the server writes 1000m back as 1).
+ * fields it does not set are ignored; quantities compare by value (the
+ * server writes 1000m back as 1). Lists come in two kinds, as in
+ * server-side apply: keyed lists (containers, env, volumes, ports: items
+ * with a name, mountPath, containerPort, port or uid) may hold items another
+ * manager added, and apply keeps those, so they are no difference; every
+ * other list (Role rules, RoleBinding subjects, args, tolerations) is atomic:
+ * apply replaces it whole, so any extra item is a difference to repair.
  */
 
 const QUANTITY = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$/;
@@ -38,11 +41,18 @@ function sameScalar(a: unknown, b: unknown): boolean {
   return false;
 }
 
+const LIST_KEYS = ['name', 'mountPath', 'containerPort', 'port', 'uid'];
+
+function isKeyedList(items: unknown[]): boolean {
+  return items.length > 0 && items.every((i) => i !== null && typeof i === 'object' && LIST_KEYS.some((k) => k in i));
+}
+
 /** True when `observed` holds every field of `desired` with an equal value. */
 export function contains(observed: unknown, desired: unknown): boolean {
   if (desired === undefined) return true;
   if (Array.isArray(desired)) {
     if (!Array.isArray(observed)) return desired.length === 0 && observed === undefined;
+    if (!isKeyedList(desired) && observed.length !== desired.length) return false;
     const used = new Set<number>();
     return desired.every((d) => {
       const i = observed.findIndex((o, j) => !used.has(j) && contains(o, d));

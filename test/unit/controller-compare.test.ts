@@ -28,6 +28,8 @@ describe('contains(observed, desired)', () => {
     ['different quantities', { memory: '1Gi' }, { memory: '1G' }, false],
     ['list items in any order', [{ name: 'b' }, { name: 'a', x: 1 }], [{ name: 'a' }, { name: 'b' }], true],
     ['an item added by someone else', [{ name: 'a' }, { name: 'mine' }], [{ name: 'a' }], true],
+    ['an extra item in an atomic list (Role rules) is a difference', [{ verbs: ['get'] }, { verbs: ['list'] }], [{ verbs: ['get'] }], false],
+    ['an extra scalar in a list', ['serve', '--debug'], ['serve'], false],
     ['a removed item', [{ name: 'a' }], [{ name: 'a' }, { name: 'b' }], false],
     ['one observed item cannot match two desired', [{ name: 'a' }], [{ name: 'a' }, { name: 'a' }], false],
     ['an edited value in a list', [{ name: 'a', image: 'x:2' }], [{ name: 'a', image: 'x:1' }], false],

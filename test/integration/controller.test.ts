@@ -1,0 +1,222 @@
+/**
+ * The controller against a real kube-apiserver 1.20 + etcd + kube-controller-manager
+ * (garbage collection, Deployments), running as a ServiceAccount with exactly
+ * the rights of controller/rbac.ts. Pods never start here (no kubelet), so
+ * the runner side of the contract is proven in controller-runner.test.ts.
+ */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { validateRunnerConfig } from '../../api/runner-config.js';
+import { Controller } from '../../controller/controller.js';
+import { KubeAdapter } from '../../controller/kube.js';
+import { createControllerMetrics } from '../../controller/metrics.js';
+import { validateSettings, type ControllerSettings } from '../../controller/settings.js';
+import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
+import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
+import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
+import { validBackup, validStorageClass } from '../crd-fixtures.js';
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let kube: KubeInstance;
+let controller: Controller;
+
+const settings = (): ControllerSettings => {
+  const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 4 });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.value;
+};
+
+const apply = (...objs: unknown[]) => kube.kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => stringify(o)).join('---\n') });
+const get = async (args: string[]): Promise<Obj | undefined> => {
+  const r = await kube.kubectl([...args, '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
+};
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const secret = (name: string, data: Record<string, string>, namespace = CONTROLLER_NAMESPACE) => ({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name, namespace },
+  stringData: data,
+});
+
+const condition = (o: Obj | undefined, type: string): Obj | undefined => (o?.status?.conditions as Obj[] | undefined)?.find((c) => c.type === type);
+const configYaml = (s: Obj) => Buffer.from(s.data['config.yaml'] as string, 'base64').toString('utf8');
+
+beforeAll(async () => {
+  kubeBinaries(); // fails with the build hint when kube-apiserver is missing
+  kube = await startKube();
+  await applyCrds(kube);
+  await ensureNamespaces(kube, ['shop', 'billing', 'other']);
+  const { kubeConfig } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
+  const metrics = createControllerMetrics();
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: settings(), logger, metrics });
+  await controller.start();
+}, 120_000);
+
+afterAll(async () => {
+  await controller?.stop();
+  await kube?.stop();
+});
+
+describe('controller on a real API server', () => {
+  it('deploys a runner for a DatabaseBackup: ServiceAccount, Role, RoleBinding, Secret, Service, Deployment, status', async () => {
+    await apply(
+      secret('minio', { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'example-secret-key' }),
+      secret('gcs', { 'key.json': '{"type":"service_account"}' }),
+      validStorageClass(),
+      validBackup(),
+    );
+    const dep = await eventually('the runner Deployment', () => get(['get', 'deployment', 'orders-runner', '-n', 'shop']));
+    expect(dep.spec.replicas).toBe(1);
+    expect(dep.spec.strategy.type).toBe('Recreate');
+    expect(dep.metadata.ownerReferences[0]).toMatchObject({ kind: 'DatabaseBackup', name: 'orders', controller: true });
+    for (const kind of ['serviceaccount', 'role', 'rolebinding', 'secret', 'service']) {
+      expect(await get(['get', kind, 'orders-runner', '-n', 'shop']), kind).toBeDefined();
+    }
+    const cfg = parse(configYaml((await get(['get', 'secret', 'orders-runner', '-n', 'shop']))!)) as unknown;
+    const valid = validateRunnerConfig(cfg);
+    expect(valid.ok ? [] : valid.errors).toEqual([]);
+    // kube-controller-manager turns the Deployment into a ReplicaSet and a (Pending) Pod.
+    await eventually('a ReplicaSet', async () => ((await get(['get', 'replicasets', '-n', 'shop', '-l', 'app.kubernetes.io/instance=orders-runner']))?.items as Obj[]).length === 1);
+
+    const dbb = await eventually('status conditions', async () => {
+      const o = await get(['get', 'dbb', 'orders', '-n', 'shop']);
+      return condition(o, 'ConfigValid') ? o : undefined;
+    });
+    expect(dbb.status.observedGeneration).toBe(dbb.metadata.generation);
+    expect(condition(dbb, 'ConfigValid')).toMatchObject({ status: 'True', reason: 'Applied' });
+    expect(condition(dbb, 'RunnerAvailable')).toMatchObject({ status: 'False', reason: 'RunnerUnavailable' });
+    expect(condition(dbb, 'Ready')).toMatchObject({ status: 'False' });
+    const events = await kube.kubectlOk(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=orders', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('RunnerCreated');
+  });
+
+  it('a resync where nothing changed writes nothing', async () => {
+    await controller.idle();
+    const before = { ...controller.stats };
+    controller.resyncAll();
+    await controller.idle();
+    expect(controller.stats.reconciles).toBeGreaterThan(before.reconciles);
+    expect({ applies: controller.stats.applies, statusPatches: controller.stats.statusPatches, events: controller.stats.events }).toEqual({
+      applies: before.applies,
+      statusPatches: before.statusPatches,
+      events: before.events,
+    });
+  });
+
+  it('a storage class change reaches the runner config and rolls the Deployment', async () => {
+    const hash = (d: Obj | undefined) => d?.spec.template.metadata.annotations['dbbackup.io/config-hash'] as string | undefined;
+    const old = hash(await get(['get', 'deployment', 'orders-runner', '-n', 'shop']));
+    const sc = validStorageClass();
+    ((sc.spec.locations as Obj[])[1]!.s3 as Obj).region = 'eu-west-1';
+    await apply(sc);
+    await eventually('the new region in config.yaml', async () => configYaml((await get(['get', 'secret', 'orders-runner', '-n', 'shop']))!).includes('region: eu-west-1'));
+    await eventually('a new config hash', async () => hash(await get(['get', 'deployment', 'orders-runner', '-n', 'shop'])) !== old);
+  });
+
+  it('a rotated credential in the controller namespace reaches the runner Secret', async () => {
+    await apply(secret('minio', { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'rotated-secret' }));
+    await eventually('the rotated key', async () => {
+      const s = await get(['get', 'secret', 'orders-runner', '-n', 'shop']);
+      return Buffer.from((s?.data['offsite.secret-access-key'] as string) ?? '', 'base64').toString() === 'rotated-secret';
+    });
+  });
+
+  it('repairs hand edits and deletions of owned objects', async () => {
+    await kube.kubectlOk(['-n', 'shop', 'patch', 'deployment', 'orders-runner', '--type=json', '-p', '[{"op":"replace","path":"/spec/replicas","value":3}]']);
+    await eventually('replicas back to 1', async () => (await get(['get', 'deployment', 'orders-runner', '-n', 'shop']))?.spec.replicas === 1);
+    await kube.kubectlOk(['-n', 'shop', 'patch', 'role', 'orders-runner', '--type=json', '-p', '[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["list"]}}]']);
+    await eventually('the hand-added Role rule removed', async () => ((await get(['get', 'role', 'orders-runner', '-n', 'shop']))?.rules as Obj[]).length === 1);
+    await kube.kubectlOk(['-n', 'shop', 'delete', 'service', 'orders-runner']);
+    await kube.kubectlOk(['-n', 'shop', 'delete', 'deployment', 'orders-runner']);
+    await eventually('the Deployment back', () => get(['get', 'deployment', 'orders-runner', '-n', 'shop']));
+    await eventually('the Service back', () => get(['get', 'service', 'orders-runner', '-n', 'shop']));
+  });
+
+  it('reports what is wrong: missing storage class, namespace not allowed, missing Secret key', async () => {
+    const b = validBackup();
+    b.metadata.name = 'no-class';
+    (b.spec as Obj).storageClassName = 'missing';
+    const n = validBackup();
+    n.metadata = { name: 'wrong-ns', namespace: 'other' };
+    const sc = validStorageClass();
+    sc.metadata.name = 'needs-key';
+    ((sc.spec.locations as Obj[])[1]!.s3 as Obj).secretAccessKeySecretRef = { secretName: 'minio', key: 'nope' };
+    const k = validBackup();
+    k.metadata.name = 'missing-key';
+    (k.spec as Obj).storageClassName = 'needs-key';
+    await apply(sc, b, n, k);
+    const cases: [string, string, string, string][] = [
+      ['shop', 'no-class', 'StorageClassNotFound', 'storage class "missing" not found'],
+      ['other', 'wrong-ns', 'NamespaceNotAllowed', 'namespace "other" is not allowed by storage class "standard" (allowed: shop, billing)'],
+      ['shop', 'missing-key', 'SecretKeyNotFound', 'secret "minio" has no key "nope"'],
+    ];
+    for (const [ns, name, reason, message] of cases) {
+      const c = await eventually(`${name}: ConfigValid=False`, async () => condition(await get(['get', 'dbb', name, '-n', ns]), 'ConfigValid'));
+      expect(c).toMatchObject({ status: 'False', reason });
+      expect(c.message).toContain(message);
+      const ev = await kube.kubectlOk(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].message}']);
+      expect(ev).toContain(message);
+      expect(await get(['get', 'deployment', `${name}-runner`, '-n', ns])).toBeUndefined();
+    }
+    // Fixing the cause heals it without touching the DatabaseBackup.
+    await apply(secret('minio', { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'rotated-secret', nope: 'x' }));
+    await eventually('missing-key runner created', () => get(['get', 'deployment', 'missing-key-runner', '-n', 'shop']));
+  });
+
+  it('the API server itself rejects an invalid DatabaseBackup, naming the field', async () => {
+    const b = validBackup();
+    b.metadata.name = 'bad-engine';
+    ((b.spec as Obj).engine as Obj).type = 'oracle';
+    const r = await kube.kubectl(['apply', '--validate=false', '-f', '-'], { input: stringify(b) });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('spec.engine.type');
+    expect(r.stderr).toContain('supported values: "postgresql", "mysql", "custom"');
+  });
+
+  it('each runner ServiceAccount may patch its own DatabaseBackup status and nothing else', async () => {
+    const as = ['--as', 'system:serviceaccount:shop:orders-runner', '-n', 'shop'];
+    const can = async (...args: string[]) => (await kube.kubectl(['auth', 'can-i', ...args, ...as])).stdout.trim();
+    expect(await can('patch', 'databasebackups.dbbackup.io/orders', '--subresource=status')).toBe('yes');
+    expect(await can('patch', 'databasebackups.dbbackup.io/no-class', '--subresource=status')).toBe('no');
+    expect(await can('patch', 'databasebackups.dbbackup.io/orders')).toBe('no');
+    expect(await can('get', 'secrets/orders-runner')).toBe('no');
+    expect(await can('list', 'secrets')).toBe('no');
+    expect(await can('get', 'pods')).toBe('no');
+    expect(await can('create', 'deployments')).toBe('no');
+  });
+
+  it('the controller reads Secrets only in its own namespace', async () => {
+    const as = ['--as', `system:serviceaccount:${CONTROLLER_NAMESPACE}:db-backup-controller`];
+    const can = async (...args: string[]) => (await kube.kubectl(['auth', 'can-i', ...args, ...as])).stdout.trim();
+    expect(await can('get', 'secrets', '-n', CONTROLLER_NAMESPACE)).toBe('yes');
+    expect(await can('get', 'secrets', '-n', 'shop')).toBe('no');
+    expect(await can('list', 'secrets', '--all-namespaces')).toBe('no');
+    expect(await can('create', 'secrets', '-n', 'shop')).toBe('yes');
+  });
+
+  it('deleting a DatabaseBackup garbage-collects its runner objects', async () => {
+    await kube.kubectlOk(['-n', 'shop', 'delete', 'dbb', 'orders']);
+    for (const kind of ['deployment', 'secret', 'service', 'role', 'rolebinding', 'serviceaccount']) {
+      await eventually(`${kind} gone`, async () => (await get(['get', kind, 'orders-runner', '-n', 'shop'])) === undefined, 40_000);
+    }
+  });
+});

@@ -1,0 +1,57 @@
+/**
+ * A controller under test: the CRDs applied to a real kube-apiserver, the
+ * controller's ServiceAccount with exactly the rights of controller/rbac.ts,
+ * and a KubeConfig that authenticates as it. Used by the integration tests
+ * and the controller benchmark.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { renderCrds } from '../api/crds/index.js';
+import { CLUSTER_RULES, namespaceRules } from '../controller/rbac.js';
+import type { KubeInstance } from './kube.js';
+
+export const CONTROLLER_SA = 'db-backup-controller';
+
+export async function applyCrds(kube: KubeInstance): Promise<void> {
+  for (const f of renderCrds()) await kube.kubectlOk(['apply', '-f', '-'], { input: f.yaml });
+  await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io']);
+}
+
+export async function ensureNamespaces(kube: KubeInstance, names: string[]): Promise<void> {
+  const docs = names.map((n) => stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n } }));
+  await kube.kubectlOk(['apply', '-f', '-'], { input: docs.join('---\n') });
+}
+
+/**
+ * Creates the controller's ServiceAccount, ClusterRole(+Binding) and Role(+Binding) in `namespace`
+ * and returns a KubeConfig (and its file) that acts as that ServiceAccount.
+ */
+export async function controllerIdentity(kube: KubeInstance, namespace: string, leaseName = 'db-backup-controller'): Promise<{ kubeConfig: KubeConfig; path: string }> {
+  await ensureNamespaces(kube, [namespace]);
+  const subject = [{ kind: 'ServiceAccount', name: CONTROLLER_SA, namespace }];
+  const objects = [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: CONTROLLER_SA, namespace } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: CONTROLLER_SA }, rules: CLUSTER_RULES },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: CONTROLLER_SA },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: CONTROLLER_SA },
+      subjects: subject,
+    },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: CONTROLLER_SA, namespace }, rules: namespaceRules(leaseName) },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: CONTROLLER_SA, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: CONTROLLER_SA },
+      subjects: subject,
+    },
+  ];
+  await kube.kubectlOk(['apply', '-f', '-'], { input: objects.map((o) => stringify(o)).join('---\n') });
+  const token = await kube.serviceAccountToken(namespace, CONTROLLER_SA, 3600);
+  const path = await kube.writeKubeconfig(token, CONTROLLER_SA);
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(path);
+  return { kubeConfig, path };
+}
