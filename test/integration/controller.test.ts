@@ -17,7 +17,9 @@ import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.j
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-explicit-any --
+   the objects are the API server's JSON, checked field by field by the assertions */
+type Obj = Record<string, any>;
 
 let kube: KubeInstance;
 let controller: Controller;
@@ -44,7 +46,7 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined | fal
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
