@@ -53,6 +53,10 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
   private stopped = false;
   private failures = 0;
   private readonly previous = new Map<string, T>();
+  private listOk = false;
+  private markListed!: () => void;
+  /** Resolves when the first list has succeeded (a failed list is retried with backoff). */
+  readonly listed = new Promise<void>((resolve) => (this.markListed = resolve));
 
   constructor(
     watch: Watch,
@@ -65,6 +69,7 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
       try {
         const list = await source.list();
         count('list', source.resource, '200');
+        this.listOk = true;
         return list;
       } catch (err) {
         count('list', source.resource, errorCode(err));
@@ -94,15 +99,25 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
       this.failures++;
       const delay = Math.min(500 * 2 ** (this.failures - 1), 30_000);
       this.logger.warn({ resource: source.resource, err: fromKubeError(err, `watch ${source.resource}`).message, retryInMs: delay }, 'watch failed; listing again');
-      const t = setTimeout(() => void this.start().catch(() => undefined), delay);
+      const t = setTimeout(() => void this.attempt().catch(() => undefined), delay);
       t.unref();
     });
   }
 
+  /** Lists and starts watching; resolves once the first list succeeded (failures are logged and retried). */
   async start(): Promise<void> {
-    await this.lw.start();
-    this.failures = 0;
+    await this.attempt();
+    await this.listed;
     this.hasSynced = true;
+  }
+
+  /** One list+watch start; the ListWatch has stored the list when its start() returns. */
+  private async attempt(): Promise<void> {
+    await this.lw.start();
+    if (this.listOk) {
+      this.failures = 0;
+      this.markListed();
+    }
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { validateRunnerConfig } from '../../api/runner-config.js';
 import { Controller } from '../../controller/controller.js';
+import { runController, type RunningController } from '../../controller/run.js';
 import { KubeAdapter } from '../../controller/kube.js';
 import { createControllerMetrics } from '../../controller/metrics.js';
 import { validateSettings, type ControllerSettings } from '../../controller/settings.js';
@@ -23,6 +24,7 @@ type Obj = Record<string, any>;
 
 let kube: KubeInstance;
 let controller: Controller;
+let controllerKubeconfig: string;
 
 const settings = (): ControllerSettings => {
   const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 4 });
@@ -66,7 +68,8 @@ beforeAll(async () => {
   kube = await startKube();
   await applyCrds(kube);
   await ensureNamespaces(kube, ['shop', 'billing', 'other']);
-  const { kubeConfig } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
+  const { kubeConfig, path } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
+  controllerKubeconfig = path;
   const metrics = createControllerMetrics();
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: settings(), logger, metrics });
@@ -220,5 +223,57 @@ describe('controller on a real API server', () => {
     for (const kind of ['deployment', 'secret', 'service', 'role', 'rolebinding', 'serviceaccount']) {
       await eventually(`${kind} gone`, async () => (await get(['get', kind, 'orders-runner', '-n', 'shop'])) === undefined, 40_000);
     }
+  });
+});
+
+describe('two controller instances', () => {
+  const instances: RunningController[] = [];
+
+  afterAll(async () => {
+    await Promise.all(instances.map((i) => i.stop()));
+  });
+
+  it('exactly one leads and acts; when it stops, the other takes over', async () => {
+    await controller.stop(); // the single-instance controller of the tests above
+    const s = settings();
+    s.metricsPort = 0;
+    s.metricsHost = '127.0.0.1';
+    s.leaderElection = { ...s.leaderElection, leaseDuration: '4s', renewDeadline: '3s', retryPeriod: '500ms' };
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const start = async (identity: string) => {
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromFile(controllerKubeconfig);
+      const r = await runController({ settings: s, kubeConfig, logger: pino({ level: 'silent' }), identity });
+      instances.push(r);
+      return r;
+    };
+    const [a, b] = [await start('instance-a'), await start('instance-b')];
+    const leader = await eventually('a leader', () => Promise.resolve(a.isLeader() || b.isLeader()));
+    expect(leader).toBe(true);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect([a.isLeader(), b.isLeader()].filter(Boolean)).toHaveLength(1);
+    const [first, second] = a.isLeader() ? [a, b] : [b, a];
+    const lease = await get(['get', 'lease', 'db-backup-controller', '-n', CONTROLLER_NAMESPACE]);
+    expect(lease?.spec.holderIdentity).toBe(first.identity);
+    // Probes: both answer ready (the standby waits), metrics say who leads.
+    for (const i of [first, second]) {
+      expect((await fetch(`http://127.0.0.1:${i.httpPort}/readyz`)).status).toBe(200);
+    }
+    const leaderMetric = async (i: RunningController) => /^dbbackup_controller_is_leader (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${i.httpPort}/metrics`)).text())?.[1];
+    expect(await leaderMetric(first)).toBe('1');
+    expect(await leaderMetric(second)).toBe('0');
+
+    const b1 = validBackup();
+    b1.metadata = { name: 'ha-one', namespace: 'billing' };
+    await apply(b1);
+    await eventually('ha-one deployed by the leader', () => get(['get', 'deployment', 'ha-one-runner', '-n', 'billing']));
+    expect(second.controller()).toBeUndefined();
+
+    await first.stop();
+    await eventually('the standby leads', () => Promise.resolve(second.isLeader()), 15_000);
+    const b2 = validBackup();
+    b2.metadata = { name: 'ha-two', namespace: 'billing' };
+    await apply(b2);
+    await eventually('ha-two deployed by the new leader', () => get(['get', 'deployment', 'ha-two-runner', '-n', 'billing']));
   });
 });
