@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { DatabaseBackup, DatabaseBackupStorageClass } from '../api/crds/index.js';
+import { validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageClass } from '../api/crds/index.js';
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
 import { contains, differences } from './compare.js';
@@ -23,7 +23,11 @@ import { planBackup, referencedSecrets } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { storageClassProblems } from './render/runner-config.js';
+
+/** Queue keys of storage classes; DatabaseBackup keys are namespace/name and never contain ':'. */
+const CLASS_KEY = 'class:';
 
 type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
 const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
@@ -68,7 +72,7 @@ export class Controller {
     };
     this.queue = new WorkQueue({
       workers: settings.workers,
-      handle: (key) => this.reconcile(key),
+      handle: (key) => (key.startsWith(CLASS_KEY) ? this.reconcileClass(key.slice(CLASS_KEY.length)) : this.reconcile(key)),
       onError: (key, err, retryInMs) => {
         opts.metrics.reconcileTotal.inc({ result: 'error' });
         logger.warn({ backup: key, err: err instanceof Error ? err.message : String(err), retryInMs }, 'reconcile failed; retrying');
@@ -112,6 +116,7 @@ export class Controller {
 
   /** Queues every DatabaseBackup (the periodic resync). */
   resyncAll(): void {
+    for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
     const all = this.backups.list();
     this.opts.metrics.managedBackups.set(all.length);
     for (const b of all) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
@@ -135,6 +140,7 @@ export class Controller {
   }
 
   private enqueueClass(className: string): void {
+    this.enqueue(`${CLASS_KEY}${className}`);
     for (const b of this.backups.list()) {
       if (b.spec?.storageClassName === className) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
     }
@@ -175,6 +181,23 @@ export class Controller {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.opts.metrics.queueDepth.set(this.queue.depth);
     }
+  }
+
+  /** A storage class's own Ready condition: valid, and its Secrets hold every referenced key. */
+  private async reconcileClass(name: string): Promise<void> {
+    const sc = this.classes.get(name);
+    if (!sc) return;
+    const v = validateStorageClass(sc);
+    let problem: Problem | undefined;
+    if (!v.ok) problem = { reason: 'InvalidSpec', message: `invalid storage class: ${v.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}` };
+    else {
+      const problems = storageClassProblems(v.value, (n) => this.secrets.get(n, this.opts.settings.namespace)?.data, this.opts.settings.namespace);
+      if (problems.length > 0) problem = { reason: problems[0]!.reason, message: problems.map((p) => p.message).join('; ') };
+    }
+    const desired = classStatus(sc, problem, v.ok ? v.value.spec.locations.length : 0, this.now());
+    if (statusUpToDate(sc, desired)) return;
+    await this.opts.kube.patchClassStatus(name, { ...desired });
+    this.stats.statusPatches++;
   }
 
   /** Applies the objects that differ from what is observed; the config Secret goes with any other write. */

@@ -207,6 +207,16 @@ export class KubeAdapter {
     );
   }
 
+  /** Merge-patches the status subresource of a DatabaseBackupStorageClass. */
+  async patchClassStatus(name: string, status: Record<string, unknown>): Promise<void> {
+    await this.call('patch', 'databasebackupstorageclasses/status', `patch status of DatabaseBackupStorageClass ${name}`, () =>
+      this.custom.patchClusterCustomObjectStatus(
+        { group: GROUP, version: VERSION, plural: 'databasebackupstorageclasses', name, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
   async createEvent(event: CoreV1Event): Promise<void> {
     const ns = event.metadata.namespace ?? 'default';
     await this.call('create', 'events', `create Event in ${ns}`, () => this.core.createNamespacedEvent({ namespace: ns, body: event }));

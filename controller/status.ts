@@ -70,8 +70,8 @@ export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): Co
 }
 
 /** True when the stored status already says what `desired` says. */
-export function statusUpToDate(backup: DatabaseBackup, desired: ControllerStatus): boolean {
-  const s = backup.status;
+export function statusUpToDate(obj: { status?: { observedGeneration?: number; conditions?: Condition[] } }, desired: ControllerStatus): boolean {
+  const s = obj.status;
   if (s?.observedGeneration !== desired.observedGeneration) return false;
   const current = s?.conditions ?? [];
   return (
@@ -80,4 +80,16 @@ export function statusUpToDate(backup: DatabaseBackup, desired: ControllerStatus
       return x && x.status === c.status && x.reason === c.reason && x.message === c.message && x.observedGeneration === c.observedGeneration;
     }) && current.length === desired.conditions.length
   );
+}
+
+/** The Ready condition of a storage class: valid, and every referenced Secret key present. */
+export function classStatus(sc: { metadata: { generation?: number }; status?: { conditions?: Condition[] } }, problem: Problem | undefined, locations: number, now: Date): ControllerStatus {
+  const generation = sc.metadata.generation;
+  const draft: Draft = problem
+    ? { type: 'Ready', status: 'False', reason: problem.reason, message: problem.message }
+    : { type: 'Ready', status: 'True', reason: 'Valid', message: `${locations} location${locations === 1 ? '' : 's'}, every referenced Secret key present` };
+  const before = sc.status?.conditions?.find((c) => c.type === 'Ready');
+  const lastTransitionTime = before && before.status === draft.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const gen = generation !== undefined ? { observedGeneration: generation } : {};
+  return { ...gen, conditions: [{ ...draft, lastTransitionTime, ...gen }] };
 }

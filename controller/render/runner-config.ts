@@ -121,6 +121,13 @@ function locationConfig(loc: StorageLocation, at: string, files: Files, claims: 
   return { ...base, type: 'filesystem', filesystem: { path: fs.path } };
 }
 
+/** Every missing Secret or key among a storage class's credential references. */
+export function storageClassProblems(sc: DatabaseBackupStorageClass, lookup: SecretLookup, controllerNamespace: string): RenderProblem[] {
+  const files = new Files(lookup, controllerNamespace, sc.metadata.name ?? '');
+  sc.spec.locations.forEach((loc, i) => locationConfig(loc, `spec.locations[${i}]`, files, []));
+  return files.problems;
+}
+
 function dbFile(ref: SecretKeyRef | undefined, out: DbSecretFile[]): string | undefined {
   if (!ref) return undefined;
   const path = `${DB_SECRET_DIR}/${ref.name}/${ref.key}`;

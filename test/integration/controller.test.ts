@@ -112,6 +112,8 @@ describe('controller on a real API server', () => {
     expect(condition(dbb, 'Ready')).toMatchObject({ status: 'False' });
     const events = await kube.kubectlOk(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=orders', '-o', 'jsonpath={.items[*].reason}']);
     expect(events).toContain('RunnerCreated');
+    const sc = await eventually('the storage class Ready', async () => condition(await get(['get', 'dbbsc', 'standard']), 'Ready'));
+    expect(sc).toMatchObject({ status: 'True', reason: 'Valid' });
   });
 
   it('a resync where nothing changed writes nothing', async () => {
@@ -182,9 +184,12 @@ describe('controller on a real API server', () => {
       expect(ev).toContain(message);
       expect(await get(['get', 'deployment', `${name}-runner`, '-n', ns])).toBeUndefined();
     }
+    const scReady = await eventually('needs-key: Ready=False', async () => condition(await get(['get', 'dbbsc', 'needs-key']), 'Ready'));
+    expect(scReady).toMatchObject({ status: 'False', reason: 'SecretKeyNotFound' });
     // Fixing the cause heals it without touching the DatabaseBackup.
     await apply(secret('minio', { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'rotated-secret', nope: 'x' }));
     await eventually('missing-key runner created', () => get(['get', 'deployment', 'missing-key-runner', '-n', 'shop']));
+    await eventually('needs-key: Ready=True', async () => condition(await get(['get', 'dbbsc', 'needs-key']), 'Ready')?.status === 'True');
   });
 
   it('the API server itself rejects an invalid DatabaseBackup, naming the field', async () => {
