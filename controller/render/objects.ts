@@ -140,6 +140,24 @@ function reservedProblems(backup: DatabaseBackup): RenderProblem[] {
   return problems;
 }
 
+/** A filesystem location needs a volume at its path: the class's claimName, or one of spec.runner.extraVolumeMounts. */
+function mountProblems(cfg: RenderedConfig, backup: DatabaseBackup, className: string): RenderProblem[] {
+  const mounts = backup.spec.runner?.extraVolumeMounts ?? [];
+  return cfg.config.locations.flatMap((loc) => {
+    const path = loc.filesystem?.path;
+    if (!path || cfg.claims.some((c) => c.path === path)) return [];
+    if (mounts.some((m) => path === m.mountPath || path.startsWith(`${m.mountPath.replace(/\/+$/, '')}/`))) return [];
+    return [
+      {
+        reason: 'LocationNotMounted' as const,
+        message:
+          `location "${loc.name}" stores into ${path}, but no volume is mounted there (the runner's root filesystem is read-only): ` +
+          `set filesystem.claimName in storage class "${className}", or mount a volume at ${path} with spec.runner.extraVolumes and extraVolumeMounts`,
+      },
+    ];
+  });
+}
+
 function container(cfg: RenderedConfig, image: string, mounts: V1VolumeMount[], input: RenderInput): V1Container {
   const { backup, settings } = input;
   const env: V1EnvVar[] = [{ name: 'BACKUP_RUNNER_CONFIG', value: `${CONFIG_DIR}/${CONFIG_KEY}` }];
@@ -184,7 +202,7 @@ function imageFor(backup: DatabaseBackup, settings: RenderSettings): { image: st
 export function renderRunner(input: RenderInput): RenderResult {
   const { backup, storageClass, settings } = input;
   const cfgResult = renderRunnerConfig(backup, storageClass, input.secrets, settings.controllerNamespace);
-  const problems = cfgResult.ok ? [] : [...cfgResult.problems];
+  const problems = cfgResult.ok ? mountProblems(cfgResult.value, backup, storageClass.metadata.name ?? '') : [...cfgResult.problems];
   problems.push(...reservedProblems(backup));
   const picked = imageFor(backup, settings);
   if ('problem' in picked && !problems.some((p) => p.reason === 'EngineNotSupported')) problems.push(picked.problem);

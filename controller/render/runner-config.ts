@@ -22,7 +22,7 @@ export const PASSWORD_ENV = 'DB_PASSWORD';
 
 /** Why a DatabaseBackup cannot be rendered; reason is a stable CamelCase word for conditions and Events. */
 export interface RenderProblem {
-  reason: 'EngineNotSupported' | 'SecretNotFound' | 'SecretKeyNotFound' | 'RunnerImageNotFound' | 'InvalidName' | 'ReservedName';
+  reason: 'EngineNotSupported' | 'SecretNotFound' | 'SecretKeyNotFound' | 'RunnerImageNotFound' | 'InvalidName' | 'ReservedName' | 'LocationNotMounted';
   message: string;
 }
 

@@ -21,7 +21,6 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { V1Container, V1Deployment, V1PodSpec, V1Secret } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +42,7 @@ import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { S3RVER_KEY, startS3, type S3Server } from '../../testenv/s3.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
+import { eventually } from '../../testenv/eventually.js';
 
 const NS = 'shop';
 const NAME = 'orders';
@@ -106,21 +106,6 @@ async function get<T>(kind: string, name: string, namespace = NS): Promise<T | u
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-    await delay(200);
-  }
-}
 
 const decode = (b64: string | undefined) => Buffer.from(b64 ?? '', 'base64').toString('utf8');
 const configHash = (d: V1Deployment | undefined) => d?.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];

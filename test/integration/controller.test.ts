@@ -17,6 +17,7 @@ import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/c
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
+import { eventually } from '../../testenv/eventually.js';
 
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-explicit-any --
    the objects are the API server's JSON, checked field by field by the assertions */
@@ -38,20 +39,6 @@ const get = async (args: string[]): Promise<Obj | undefined> => {
   return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
 };
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const secret = (name: string, data: Record<string, string>, namespace = CONTROLLER_NAMESPACE) => ({
   apiVersion: 'v1',

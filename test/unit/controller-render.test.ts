@@ -160,6 +160,24 @@ describe('renderRunner: problems name what is wrong', () => {
     expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "mysql" is not supported by this runner version (supported: postgresql)' }]);
   });
 
+  it('a filesystem location without a PVC needs a mounted volume at its path', () => {
+    const sc = validStorageClass();
+    delete ((sc.spec.locations as Record<string, Record<string, unknown>>[])[0]!.filesystem as Record<string, unknown>).claimName;
+    expect(problems(input(validBackup(), sc))).toEqual([
+      {
+        reason: 'LocationNotMounted',
+        message:
+          'location "local" stores into /backups, but no volume is mounted there (the runner\'s root filesystem is read-only): ' +
+          'set filesystem.claimName in storage class "standard", or mount a volume at /backups with spec.runner.extraVolumes and extraVolumeMounts',
+      },
+    ]);
+    const b = validBackup();
+    const runner = (b.spec as { runner: { extraVolumes: unknown[]; extraVolumeMounts: unknown[] } }).runner;
+    runner.extraVolumes.push({ name: 'nfs', nfs: { server: 'nas', path: '/exports' } });
+    runner.extraVolumeMounts.push({ name: 'nfs', mountPath: '/backups' });
+    expect(problems(input(b, sc))).toEqual([]);
+  });
+
   it('reserved volume names and paths', () => {
     const b = validBackup();
     const runner = (b.spec as { runner: { extraVolumes: unknown[]; extraVolumeMounts: unknown[] } }).runner;
