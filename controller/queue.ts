@@ -6,7 +6,9 @@
  * - a key waiting in the queue is there once, however often it was added;
  * - at most `workers` keys are handled at once;
  * - a failed key is retried with exponential backoff per key (base doubling
- *   up to max), reset by the next success.
+ *   up to max), reset by the next success;
+ * - each key starts in its own turn of the event loop, so timers and I/O run
+ *   between keys even when handlers do no I/O.
  */
 export interface QueueOptions {
   workers: number;
@@ -91,6 +93,10 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     try {
+      // A handler that finds nothing to do never waits on I/O; without this, a whole queue of such keys (a
+      // resync where nothing changed) would run as one chain of microtasks, holding back timers and I/O
+      // (lease renewal, watch events, /healthz) until the last key is done.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       await this.opts.handle(key);
       this.failures.delete(key);
     } catch (err) {

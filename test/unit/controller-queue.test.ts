@@ -54,6 +54,22 @@ describe('WorkQueue', () => {
     expect(seen.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
+  it('lets the event loop run between keys when handlers never wait on I/O', async () => {
+    const log: string[] = [];
+    const q = new WorkQueue({
+      workers: 1,
+      handle: (key) => {
+        log.push(key);
+        if (key === 'a') setImmediate(() => log.push('other work'));
+        return Promise.resolve();
+      },
+    });
+    q.add('a');
+    q.add('b');
+    await q.idle();
+    expect(log).toEqual(['a', 'other work', 'b']);
+  });
+
   it('retries a failing key with doubling delays, reset by a success', async () => {
     const delays: number[] = [];
     let attempts = 0;
