@@ -167,9 +167,17 @@ export class Controller {
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];
       if (plan.ok) {
-        const r = await this.applyObjects(plan.rendered.objects, log);
-        applied = r.applied;
-        deployment = r.deployment ?? deployment;
+        try {
+          const r = await this.applyObjects(plan.rendered.objects, log);
+          applied = r.applied;
+          deployment = r.deployment ?? deployment;
+        } catch (err) {
+          // Say why in the status and an Event, then let the queue retry with backoff.
+          const problem: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
+          await this.writeStatus(backup, problem, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
+          await this.emitEvents(backup, problem, [], undefined);
+          throw err;
+        }
       } else if (deployment) {
         log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
       }

@@ -157,8 +157,12 @@ describe('controller on a real API server', () => {
     const k = validBackup();
     k.metadata.name = 'missing-key';
     (k.spec as Obj).storageClassName = 'needs-key';
-    await apply(sc, b, n, k);
+    const bad = validBackup();
+    bad.metadata.name = 'bad-label';
+    ((bad.spec as Obj).runner as Obj).podLabels = { 'not a label key!': 'x' };
+    await apply(sc, b, n, k, bad);
     const cases: [string, string, string, string][] = [
+      ['shop', 'bad-label', 'ApplyFailed', 'apply Deployment shop/bad-label-runner failed: HTTP 422'],
       ['shop', 'no-class', 'StorageClassNotFound', 'storage class "missing" not found'],
       ['other', 'wrong-ns', 'NamespaceNotAllowed', 'namespace "other" is not allowed by storage class "standard" (allowed: shop, billing)'],
       ['shop', 'missing-key', 'SecretKeyNotFound', 'secret "minio" has no key "nope"'],
