@@ -9,9 +9,7 @@
  * controller's default, 4), BENCH_SETTLE_MS (1000: how long the controller
  * must stay idle before a phase counts as done; not part of the timings),
  * BENCH_PHASE_TIMEOUT_S (1200), BENCH_LOG_LEVEL (silent; warn shows failed
- * reconciles), BENCH_KEEPALIVE=1 (an experiment: the controller's requests
- * share one keep-alive https.Agent instead of client-node's agent per
- * request). --expose-gc makes the heap figures "after a full GC".
+ * reconciles). --expose-gc makes the heap figures "after a full GC".
  * About 3 minutes at 1,000 on 2 cores; BENCH_BACKUPS=100 BENCH_NAMESPACES=10
  * for a quick run.
  *
@@ -30,7 +28,7 @@
  * subtracted; the verification runs after the "after" scrape.
  */
 import { readFile } from 'node:fs/promises';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpsRequest } from 'node:https';
 import {
   AppsV1Api,
   CoreV1Api,
@@ -198,17 +196,6 @@ try {
     runnerUser: settings.runnerUser,
     ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
   };
-  if (process.env.BENCH_KEEPALIVE === '1') {
-    // Experiment: client-node 1.4 builds a new https.Agent for every request (a TCP + TLS handshake each);
-    // give the request path (not the watches, whose abort destroys every socket of their agent) one keep-alive agent.
-    const agent = new HttpsAgent({ keepAlive: true, ca: await readFile(kube.caFile) });
-    const auth = kubeConfig.applySecurityAuthentication.bind(kubeConfig);
-    kubeConfig.applySecurityAuthentication = async (ctx) => {
-      await auth(ctx);
-      ctx.setAgent(agent);
-    };
-    console.log('BENCH_KEEPALIVE=1: the controller\'s requests share one keep-alive https.Agent');
-  }
   const metrics = createControllerMetrics();
   const logger = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' });
   const controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings, logger, metrics });
