@@ -2,7 +2,7 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { PassThrough } from 'node:stream';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import { BackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { OPERATIONS_PATH, OperationRequest, STATUS_PATH, type StreamLine } from './protocol.js';
@@ -44,7 +44,7 @@ export async function startControlServer(path: string, handlers: ControlHandlers
   await claimSocket(path);
   const app = Fastify({
     loggerInstance: logger.child({ server: 'control' }),
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // The request is a union (anyOf): ajv must not strip fields while trying the other branches.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });

@@ -1,4 +1,4 @@
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { Logger } from '../logger.js';
 import type { RunnerMetrics } from './metrics.js';
 
@@ -9,7 +9,7 @@ export interface HealthChecks {
 
 /** /metrics, /healthz and /readyz on their own port, apart from the control socket. */
 export async function startHealthServer(host: string, port: number, metrics: RunnerMetrics, checks: HealthChecks, logger: Logger): Promise<{ app: { close(): Promise<unknown> }; port: number }> {
-  const app = Fastify({ loggerInstance: logger.child({ server: 'metrics' }), disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: logger.child({ server: 'metrics' }), logController: new LogController({ disableRequestLogging: true }) });
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', (_req, reply) => {
