@@ -5,12 +5,12 @@ import type { BackupResult } from '../ops/backup.js';
 import { listBackups, type Listing } from '../ops/list.js';
 import { type Operation, type Outcome, perform } from '../ops/perform.js';
 import { StatusReporter } from '../report/reporter.js';
-import { storedIn, type ReportFacts } from '../report/status.js';
+import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
 import { realClock, type Clock } from './clock.js';
 import { startControlServer } from './control-server.js';
 import { startHealthServer } from './health-server.js';
-import { RunnerMetrics } from './metrics.js';
+import { RunnerMetrics, type RetentionFacts } from './metrics.js';
 import type { OperationRequest, StreamLine } from './protocol.js';
 import { OperationQueue } from './queue.js';
 import { Scheduler, type Trigger } from './scheduler.js';
@@ -18,8 +18,8 @@ import { Scheduler, type Trigger } from './scheduler.js';
 export interface DaemonOptions {
   clock?: Clock;
   random?: () => number;
-  /** Runs after each backup that stored something (retention and the orphan sweep). */
-  afterBackup?: (rt: Runtime, result: BackupResult, signal: AbortSignal) => Promise<unknown>;
+  /** Runs after each backup that stored something (retention and the orphan sweep); what it removed is counted in the metrics. */
+  afterBackup?: (rt: Runtime, result: BackupResult, signal: AbortSignal) => Promise<RetentionFacts | undefined>;
 }
 
 interface LocationState {
@@ -74,6 +74,11 @@ export class Daemon {
     this.log = rt.logger.child({ component: 'daemon' });
     this.queue = new OperationQueue(() => this.clock.now());
     this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });
+    const interval = rt.config.schedule?.interval === undefined ? undefined : parseDuration(rt.config.schedule.interval);
+    this.metrics.initLocations(
+      rt.locations.map((l) => l.name),
+      interval === undefined ? {} : { intervalSeconds: interval / 1000 },
+    );
     this.startedAt = this.clock.now();
     const target = rt.config.report?.databaseBackup;
     if (target) {
@@ -153,7 +158,6 @@ export class Daemon {
   private publish(): void {
     const nextRunAt = this.scheduler?.nextRunAt();
     this.metrics.setNextRun(nextRunAt);
-    if (!this.reporter) return;
     const facts: ReportFacts = {
       startedAt: this.startedAt,
       locations: this.rt.locations.map((l) => l.name),
@@ -162,7 +166,8 @@ export class Daemon {
       ...(this.listing ? { listing: this.listing } : {}),
       ...(nextRunAt ? { nextRunAt } : {}),
     };
-    this.reporter.update(facts);
+    this.metrics.setLocationStates(buildStatusPatch(facts).locations);
+    this.reporter?.update(facts);
   }
 
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
@@ -186,6 +191,7 @@ export class Daemon {
       };
       const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }), onStarted });
       if (op.kind === 'backup') await this.backupFinished(outcome, signal);
+      if (op.kind === 'retention') this.metrics.retentionFinished(outcome.json as RetentionFacts);
       this.metrics.operationFinished(op.kind, outcome.exitCode === 0 ? 'succeeded' : 'failed', outcome.exitCode === 0 ? undefined : `EXIT_${outcome.exitCode}`);
       return outcome;
     } catch (err) {
@@ -210,7 +216,12 @@ export class Daemon {
     this.metrics.backupFinished(typed);
     this.publish();
     if (typed.status !== 'Failed' && this.opts.afterBackup) {
-      await this.opts.afterBackup(this.rt, typed, signal).catch((err: unknown) => this.log.error({ err }, 'retention after the backup failed; nothing more was removed'));
+      const retained = await this.opts.afterBackup(this.rt, typed, signal).catch((err: unknown): RetentionFacts => {
+        this.log.error({ err }, 'retention after the backup failed; nothing more was removed');
+        const error = toBackupError(err);
+        return { dryRun: false, locations: typed.locations.filter((l) => l.status === 'Succeeded').map((l) => ({ location: l.location, failed: [], error })) };
+      });
+      if (retained) this.metrics.retentionFinished(retained);
     }
     await this.refreshLocations().catch((err: unknown) => this.log.warn({ err }, 'could not refresh location state'));
     this.publish();

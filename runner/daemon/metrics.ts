@@ -1,6 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackupResult } from '../ops/backup.js';
 
+/** What a retention run reports per location (structurally a RetentionResult, also in its JSON form). */
+export interface RetentionFacts {
+  dryRun: boolean;
+  locations: readonly { location: string; plan?: { remove: readonly unknown[] }; failed: readonly string[]; error?: { code: string } }[];
+}
+
 /** The daemon's Prometheus metrics, on a registry of its own (nothing global, nothing at import time). */
 export class RunnerMetrics {
   readonly registry = new Registry();
@@ -15,6 +21,11 @@ export class RunnerMetrics {
   private readonly operations: Counter;
   private readonly running: Gauge;
   private readonly reportErrors: Counter;
+  private readonly scheduleInterval: Gauge;
+  private readonly locationFailing: Gauge;
+  private readonly failedInARow: Gauge;
+  private readonly retentionRemoved: Counter;
+  private readonly retentionFailing: Gauge;
 
   constructor(labels: { namespace: string; name: string }) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -37,6 +48,36 @@ export class RunnerMetrics {
     this.operations = new Counter({ name: 'backup_runner_operations_total', help: 'Finished operations by outcome', labelNames: ['operation', 'status'], registers: r });
     this.running = new Gauge({ name: 'backup_runner_operation_running', help: '1 while an operation of this kind runs', labelNames: ['operation'], registers: r });
     this.reportErrors = new Counter({ name: 'backup_runner_status_report_errors_total', help: 'Failed status reports to the DatabaseBackup by reason code', labelNames: ['reason'], registers: r });
+    this.scheduleInterval = new Gauge({ name: 'backup_runner_schedule_interval_seconds', help: 'Interval of an interval schedule (0: a cron schedule or none)', registers: r });
+    this.locationFailing = new Gauge({ name: 'backup_runner_location_failing', help: '1 while the location is Failing in the status: the last backup failed there, or it could not be listed or read', labelNames: ['location'], registers: r });
+    this.failedInARow = new Gauge({ name: 'backup_runner_consecutive_failed_backups', help: 'Backups in a row that stored nothing anywhere (Failed), since the last one that stored something or the start', registers: r });
+    this.retentionRemoved = new Counter({ name: 'backup_runner_retention_removed_total', help: 'Backups removed from the location by retention', labelNames: ['location'], registers: r });
+    this.retentionFailing = new Gauge({ name: 'backup_runner_retention_failing', help: '1 when the last retention in the location failed or could not remove a backup', labelNames: ['location'], registers: r });
+  }
+
+  /** Exports the per-location series from the start (0), so rate() and alerts see a zero rather than no series. */
+  initLocations(locations: readonly string[], schedule?: { intervalSeconds?: number }): void {
+    this.scheduleInterval.set(schedule?.intervalSeconds ?? 0);
+    for (const location of locations) {
+      this.locationFailing.set({ location }, 0);
+      this.retentionRemoved.inc({ location }, 0);
+      this.retentionFailing.set({ location }, 0);
+    }
+  }
+
+  /** The locations' states as the status shows them. */
+  setLocationStates(locations: readonly { name: string; state: string }[]): void {
+    for (const l of locations) this.locationFailing.set({ location: l.name }, l.state === 'Failing' ? 1 : 0);
+  }
+
+  /** Counts what a retention run removed and whether it failed, per location; a dry run changes nothing. */
+  retentionFinished(r: RetentionFacts): void {
+    if (r.dryRun) return;
+    for (const l of r.locations) {
+      const removed = (l.plan?.remove.length ?? 0) - l.failed.length;
+      if (removed > 0) this.retentionRemoved.inc({ location: l.location }, removed);
+      this.retentionFailing.set({ location: l.location }, l.error || l.failed.length > 0 ? 1 : 0);
+    }
   }
 
   operationStarted(kind: string): void {
@@ -62,6 +103,8 @@ export class RunnerMetrics {
       }
     }
     if (r.manifest && r.status !== 'Failed') this.bytes.set(r.manifest.objects.reduce((s, o) => s + o.size, 0));
+    if (r.status === 'Failed') this.failedInARow.inc();
+    else this.failedInARow.set(0);
   }
 
   /** Seeds the gauges from what the locations hold, e.g. at start. */

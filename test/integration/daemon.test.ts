@@ -188,6 +188,14 @@ describe('backup-runner serve', () => {
       expect(metrics).toMatch(/backup_runner_last_success_timestamp_seconds\{[^}]*location="s3"[^}]*\} \d+/);
       expect(metrics).toMatch(/backup_runner_backups_stored\{[^}]*location="fs"[^}]*\} 2/);
       expect(metrics).toMatch(/backup_runner_next_run_timestamp_seconds\{[^}]*\} \d+/);
+      expect(metrics).toMatch(/backup_runner_schedule_interval_seconds\{[^}]*\} 4\n/);
+      expect(metrics).toMatch(/backup_runner_consecutive_failed_backups\{[^}]*\} 0\n/);
+      for (const location of ['fs', 's3']) {
+        // At least 3 backups ran and 2 are kept: retention removed at least one in each location.
+        expect(metrics).toMatch(new RegExp(`backup_runner_retention_removed_total\\{[^}]*location="${location}"[^}]*\\} [1-9]`));
+        expect(metrics).toMatch(new RegExp(`backup_runner_retention_failing\\{[^}]*location="${location}"[^}]*\\} 0\\n`));
+        expect(metrics).toMatch(new RegExp(`backup_runner_location_failing\\{[^}]*location="${location}"[^}]*\\} 0\\n`));
+      }
       expect((await fetch(`http://127.0.0.1:${c.metricsPort}/readyz`)).status).toBe(200);
     } finally {
       expect(await d.stop()).toBe(0);
@@ -221,6 +229,28 @@ describe('backup-runner serve', () => {
       expect(new Set((await s3Keys('shop/crash/')).map((k) => k.split('/')[2]))).toEqual(new Set([r.json.id]));
     } finally {
       await d.stop();
+    }
+  });
+
+  it('a location that cannot be used is location_failing; a backup stored elsewhere is not a failed backup', async () => {
+    const { s3, dir } = ready();
+    const c = await writeConfig('partial', {
+      locations: [
+        { name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'partial', 'fs') } },
+        { name: 's3', type: 's3', s3: s3.location('no-such-bucket') },
+      ],
+    });
+    const d = await startDaemon(c);
+    try {
+      const r = await cli(['backup'], c.cfg);
+      expect(r.code, d.logs()).toBe(3);
+      const metrics = await (await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`)).text();
+      expect(metrics).toMatch(/backup_runner_location_failing\{[^}]*location="s3"[^}]*\} 1\n/);
+      expect(metrics).toMatch(/backup_runner_location_failing\{[^}]*location="fs"[^}]*\} 0\n/);
+      expect(metrics).toMatch(/backup_runner_consecutive_failed_backups\{[^}]*\} 0\n/);
+      expect(metrics).toMatch(/backup_runner_schedule_interval_seconds\{[^}]*\} 0\n/);
+    } finally {
+      expect(await d.stop()).toBe(0);
     }
   });
 
