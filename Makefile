@@ -29,10 +29,10 @@ lint: install ## eslint (import boundaries, floating promises, no console)
 test-unit: install ## unit tests (pure logic)
 	$(NPM) run --silent test:unit
 
-generate: install ## render the CRD YAML in charts/db-backup-controller/crds/ from the schemas in api/crds/
+generate: install ## render the CRD chart templates in charts/db-backup-controller/templates/crds/ from the schemas in api/crds/
 	npx tsx api/crds/generate.ts
 
-check-generated: install ## fail when the committed CRD YAML differs from the schemas (run make generate)
+check-generated: install ## fail when the committed CRD templates differ from the schemas (run make generate)
 	npx tsx api/crds/generate.ts --check
 
 kube: ## build kube-apiserver 1.20 + kube-controller-manager once (~12 min cold; cached: returns at once)

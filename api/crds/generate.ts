@@ -1,5 +1,5 @@
 /**
- * Writes the CRD manifests under charts/db-backup-controller/crds/, or with
+ * Writes the CRD chart templates under charts/db-backup-controller/templates/crds/, or with
  * --check compares them with the committed files and exits 1 naming every
  * stale or missing one.
  *
@@ -19,7 +19,7 @@ export function staleCrdFiles(repoRoot = root): string[] {
   for (const f of rendered) {
     const at = join(repoRoot, f.path);
     if (!existsSync(at)) problems.push(`${f.path} is missing`);
-    else if (readFileSync(at, 'utf8') !== f.yaml) problems.push(`${f.path} is stale`);
+    else if (readFileSync(at, 'utf8') !== f.template) problems.push(`${f.path} is stale`);
   }
   const dir = join(repoRoot, CRD_DIR);
   const expected = new Set(rendered.map((f) => f.path));
@@ -42,7 +42,7 @@ function main(args: string[]): number {
   for (const f of renderCrds()) {
     const at = join(root, f.path);
     mkdirSync(dirname(at), { recursive: true });
-    writeFileSync(at, f.yaml);
+    writeFileSync(at, f.template);
     process.stdout.write(`wrote ${f.path}\n`);
   }
   return 0;

@@ -21,12 +21,12 @@ import type { StreamLine } from '../../runner/daemon/protocol.js';
 import { createLogger } from '../../runner/logger.js';
 import { retainAfterBackup } from '../../runner/ops/retention.js';
 import { closeRuntime, type Runtime } from '../../runner/runtime.js';
+import { applyCrds } from '../../testenv/controller.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich } from '../../testenv/seed.js';
 import { validBackup } from '../crd-fixtures.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const NS = 'shop';
 const SA = 'orders-runner';
 
@@ -129,8 +129,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dbbc-report-'));
   [kube, pg] = await Promise.all([startKube({ controllerManager: false }), startPostgres()]);
   await seedRich(pg, 'shop', { rows: 20_000 });
-  await kube.kubectlOk(['apply', '-f', join(ROOT, 'charts/db-backup-controller/crds')]);
-  await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io']);
+  await applyCrds(kube);
   await kube.kubectlOk(['create', 'namespace', NS]);
   const other = validBackup();
   other.metadata.name = 'billing';

@@ -165,19 +165,23 @@ describe('validateDatabaseBackup', () => {
 });
 
 describe('CRD rendering', () => {
-  it('committed YAML under charts/db-backup-controller/crds/ equals the generated YAML', () => {
+  it('committed templates under charts/db-backup-controller/templates/crds/ equal the generated ones', () => {
     expect(staleCrdFiles()).toEqual([]);
   });
 
   it('renders one structural CRD per resource', () => {
     const files = renderCrds();
     expect(files.map((f) => f.path)).toEqual([
-      'charts/db-backup-controller/crds/dbbackup.io_databasebackupstorageclasses.yaml',
-      'charts/db-backup-controller/crds/dbbackup.io_databasebackups.yaml',
+      'charts/db-backup-controller/templates/crds/dbbackup.io_databasebackupstorageclasses.yaml',
+      'charts/db-backup-controller/templates/crds/dbbackup.io_databasebackups.yaml',
     ]);
     for (const f of files) {
       expect(f.yaml).not.toMatch(/additionalProperties: false|const:|patternProperties|\$id/);
       expect(f.yaml).not.toMatch(/default: ""/);
+      // Kept on helm uninstall (and when crds.install is turned off), and rendered only with crds.install.
+      expect(f.yaml).toContain("annotations:\n    helm.sh/resource-policy: keep\n");
+      expect(f.template).toMatch(/^\{\{- \/\* Generated .* \*\/ -\}\}\n\{\{- if \.Values\.crds\.install \}\}\napiVersion: apiextensions\.k8s\.io\/v1\n/);
+      expect(f.template.endsWith(`${f.yaml}{{- end }}\n`)).toBe(true);
     }
   });
 
