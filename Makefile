@@ -6,7 +6,7 @@ NPM ?= npm
 .PHONY: help deps install build typecheck lint test test-unit test-integration check demo bench clean generate check-generated kube
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install system packages the tests and demo need (PostgreSQL, zstd) when missing
 	@bash testenv/install-deps.sh
