@@ -4,6 +4,7 @@
  * controller) and whether a retry can help.
  */
 import { ApiException } from '@kubernetes/client-node';
+import { CodedError, statusBody, type CodedErrorOptions } from '../api/errors.js';
 
 export const CONTROLLER_EXIT = {
   OK: 0,
@@ -31,30 +32,11 @@ const table = {
 
 export type ControllerErrorCode = keyof typeof table;
 
-export interface ControllerErrorOptions {
-  cause?: unknown;
-  /** Structured facts for logs (never credentials). */
-  details?: Record<string, unknown>;
-  retryable?: boolean;
-}
+export type ControllerErrorOptions = CodedErrorOptions;
 
-export class ControllerError extends Error {
-  readonly code: ControllerErrorCode;
-  readonly retryable: boolean;
-  readonly exitCode: ControllerExitCode;
-  readonly details: Record<string, unknown>;
-
+export class ControllerError extends CodedError<ControllerErrorCode, ControllerExitCode> {
   constructor(code: ControllerErrorCode, message: string, opts: ControllerErrorOptions = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'ControllerError';
-    this.code = code;
-    this.retryable = opts.retryable ?? table[code].retryable;
-    this.exitCode = table[code].exit;
-    this.details = opts.details ?? {};
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, retryable: this.retryable, ...this.details };
+    super('ControllerError', table[code], code, message, opts);
   }
 }
 
@@ -91,14 +73,6 @@ export function fromKubeError(err: unknown, what: string): ControllerError {
 
 /** "HTTP 409: <the Status message>": ApiException's own message carries the whole body and the response headers. */
 function statusReason(err: ApiException<unknown>): string {
-  let body: unknown = err.body;
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body);
-    } catch {
-      // not a Status object: the code alone
-    }
-  }
-  const message = typeof body === 'object' && body !== null ? (body as { message?: unknown }).message : undefined;
-  return typeof message === 'string' && message ? `HTTP ${err.code}: ${message}` : `HTTP ${err.code}`;
+  const message = statusBody(err.body)?.message;
+  return message ? `HTTP ${err.code}: ${message}` : `HTTP ${err.code}`;
 }

@@ -2,6 +2,8 @@
  * The one table of typed errors. Callers branch on `code`, never on message
  * text. Each code fixes the CLI exit code and whether a retry can help.
  */
+import { CodedError, type CodedErrorOptions } from '../api/errors.js';
+
 export const EXIT = {
   OK: 0,
   FAILED: 1,
@@ -56,31 +58,11 @@ const table = {
 
 export type ErrorCode = keyof typeof table;
 
-export interface ErrorOptions {
-  cause?: unknown;
-  /** Structured facts for logs and `--output json` (never credentials). */
-  details?: Record<string, unknown>;
-  /** Override the table's retryable flag (e.g. a 503 vs a 403 from one backend call). */
-  retryable?: boolean;
-}
+export type ErrorOptions = CodedErrorOptions;
 
-export class BackupError extends Error {
-  readonly code: ErrorCode;
-  readonly retryable: boolean;
-  readonly exitCode: ExitCode;
-  readonly details: Record<string, unknown>;
-
+export class BackupError extends CodedError<ErrorCode, ExitCode> {
   constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'BackupError';
-    this.code = code;
-    this.retryable = opts.retryable ?? table[code].retryable;
-    this.exitCode = table[code].exit;
-    this.details = opts.details ?? {};
-  }
-
-  toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, retryable: this.retryable, ...this.details };
+    super('BackupError', table[code], code, message, opts);
   }
 }
 

@@ -18,6 +18,7 @@ import {
 } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../../api/crds/common.js';
 import type { DatabaseBackupStatus } from '../../api/crds/database-backup.js';
+import { statusBody } from '../../api/errors.js';
 import type { Report } from '../../api/runner-config.js';
 import { BackupError, isAbortError, type ErrorCode } from '../errors.js';
 import type { StatusSink } from './reporter.js';
@@ -95,14 +96,9 @@ export function classifyStatus(code: number): { code: ErrorCode; hint: string } 
   return { code: 'REPORT_FAILED', hint: 'unexpected answer' };
 }
 
-/** The message of a Kubernetes Status body, when the body is one. */
+/** The message of a Kubernetes Status body, else the start of the body itself. */
 function apiMessage(body: unknown): { message?: string; reason?: string } {
-  try {
-    const s = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown; reason?: unknown } | undefined;
-    return { ...(typeof s?.message === 'string' ? { message: s.message } : {}), ...(typeof s?.reason === 'string' ? { reason: s.reason } : {}) };
-  } catch {
-    return typeof body === 'string' && body ? { message: body.slice(0, 500) } : {};
-  }
+  return statusBody(body) ?? (typeof body === 'string' && body ? { message: body.slice(0, 500) } : {});
 }
 
 function reportError(err: unknown, what: string, timeoutMs: number): BackupError {
