@@ -4,7 +4,7 @@
  * for the TypeScript types, the TS validators and the generated CRD YAML
  * (see structural.ts for what the YAML may contain).
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 export const GROUP = 'dbbackup.io';
 export const VERSION = 'v1alpha1';
@@ -71,3 +71,20 @@ export const ObjectMeta = Type.Object(
   { additionalProperties: true },
 );
 export type ObjectMeta = Static<typeof ObjectMeta>;
+
+/** The status fields the controller owns on both kinds: the generation it acted on and its conditions. */
+export const ControllerStatusFields = {
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+  conditions: Type.Optional(Type.Array(Condition, { maxItems: 32 })),
+};
+
+/** A whole custom resource of `kind`: apiVersion, kind, metadata, spec and an optional status. */
+export function Resource<K extends string, S extends TSchema, T extends TSchema>(kind: K, spec: S, status: T) {
+  return Type.Object({
+    apiVersion: Type.Literal(API_VERSION),
+    kind: Type.Literal(kind),
+    metadata: ObjectMeta,
+    spec,
+    status: Type.Optional(status),
+  });
+}

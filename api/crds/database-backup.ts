@@ -6,7 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Retention as RunnerRetention, Schedule as RunnerSchedule } from '../runner-config.js';
-import { API_VERSION, Condition, DnsLabel, ObjectMeta, ObjectName, SecretKeyRef } from './common.js';
+import { ControllerStatusFields, DnsLabel, ObjectName, Resource, SecretKeyRef } from './common.js';
 import { RunnerPod } from './runner-pod.js';
 
 const ref = (description: string) => Type.Optional(Type.Object(SecretKeyRef.properties, { additionalProperties: false, description }));
@@ -131,8 +131,7 @@ export const LOCATION_STATES = ['Ready', 'Failing', 'Unknown'] as const;
 
 export const DatabaseBackupStatus = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
-    conditions: Type.Optional(Type.Array(Condition, { maxItems: 32 })),
+    ...ControllerStatusFields,
     lastBackup: Type.Optional(
       Type.Object(
         {
@@ -166,11 +165,5 @@ export const DatabaseBackupStatus = Type.Object(
 );
 export type DatabaseBackupStatus = Static<typeof DatabaseBackupStatus>;
 
-export const DatabaseBackup = Type.Object({
-  apiVersion: Type.Literal(API_VERSION),
-  kind: Type.Literal('DatabaseBackup'),
-  metadata: ObjectMeta,
-  spec: DatabaseBackupSpec,
-  status: Type.Optional(DatabaseBackupStatus),
-});
+export const DatabaseBackup = Resource('DatabaseBackup', DatabaseBackupSpec, DatabaseBackupStatus);
 export type DatabaseBackup = Static<typeof DatabaseBackup>;

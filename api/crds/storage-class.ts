@@ -7,7 +7,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { FilesystemLocation, GcsLocation, S3Location, structuralErrors, type FieldError, type ValidationResult } from '../runner-config.js';
-import { API_VERSION, Condition, ControllerSecretKeyRef, DnsLabel, ObjectMeta, ObjectName } from './common.js';
+import { ControllerSecretKeyRef, ControllerStatusFields, DnsLabel, ObjectName, Resource } from './common.js';
 
 const ref = (description: string) => Type.Optional(Type.Object(ControllerSecretKeyRef.properties, { additionalProperties: false, description }));
 
@@ -82,20 +82,13 @@ export type StorageClassSpec = Static<typeof StorageClassSpec>;
 
 export const StorageClassStatus = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
-    conditions: Type.Optional(Type.Array(Condition, { maxItems: 32 })),
+    ...ControllerStatusFields,
   },
   { additionalProperties: false },
 );
 export type StorageClassStatus = Static<typeof StorageClassStatus>;
 
-export const DatabaseBackupStorageClass = Type.Object({
-  apiVersion: Type.Literal(API_VERSION),
-  kind: Type.Literal('DatabaseBackupStorageClass'),
-  metadata: ObjectMeta,
-  spec: StorageClassSpec,
-  status: Type.Optional(StorageClassStatus),
-});
+export const DatabaseBackupStorageClass = Resource('DatabaseBackupStorageClass', StorageClassSpec, StorageClassStatus);
 export type DatabaseBackupStorageClass = Static<typeof DatabaseBackupStorageClass>;
 
 /** Prefixes every path with `at.` (`(root)` becomes `at`). */
