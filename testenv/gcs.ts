@@ -20,17 +20,14 @@
  * As a process: `npx tsx testenv/gcs.ts [--port N]` prints one JSON line
  * `{"apiEndpoint": ...}` and runs until SIGINT/SIGTERM.
  */
-import { spawn } from 'node:child_process';
-import { runAsProcess } from './main.js';
+import { runAsProcess, spawnAsProcess } from './main.js';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Storage as GcsClient } from '@google-cloud/storage';
 import type { GcsLocation } from '../api/index.js';
 import { silentLogger } from '../runner/logger.js';
@@ -150,24 +147,8 @@ export const startGcs = startGcsEmulator;
  * buffering of request bodies does not count against this process's memory.
  */
 export async function spawnGcsEmulator(): Promise<GcsEmulator> {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'testenv', 'gcs.ts')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const lines = createInterface({ input: child.stdout });
-  const first = await Promise.race([
-    once(lines, 'line').then(([l]) => l as string),
-    once(child, 'exit').then(() => {
-      throw new Error(`GCS emulator process exited before it was ready: ${stderr.trim() || GCS_INSTALL_HINT}`);
-    }),
-  ]);
-  lines.close();
-  const { apiEndpoint } = JSON.parse(first) as { apiEndpoint: string };
-  return handle(apiEndpoint, async () => {
-    if (child.exitCode !== null) return;
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-  });
+  const { info, stop } = await spawnAsProcess<{ apiEndpoint: string }>('gcs', [], GCS_INSTALL_HINT);
+  return handle(info.apiEndpoint, stop);
 }
 
 runAsProcess(import.meta.url, async () => {

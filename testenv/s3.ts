@@ -19,16 +19,18 @@
  *   S3 lists them in UTF-8 byte order, page after page. The store's listing
  *   is wrapped to sort and paginate as S3 does.
  *
- * As a process: `npx tsx testenv/s3.ts [--port N] [--dir D] [--bucket B]...`
+ * `spawnS3Server` runs it in a child process, for memory measurements of a
+ * client. As a process: `npx tsx testenv/s3.ts [--port N] [--dir D] [--bucket B]...`
  * prints one JSON line `{"endpoint": ..., "dir": ...}` and runs until SIGINT/SIGTERM.
  */
 import crypto from 'node:crypto';
-import { runAsProcess } from './main.js';
+import { runAsProcess, spawnAsProcess } from './main.js';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type S3rver from 's3rver';
 import type { S3Location } from '../api/index.js';
 import { silentLogger } from '../runner/logger.js';
@@ -129,17 +131,14 @@ function sortListings(server: S3rver): void {
   };
 }
 
-export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
-  const S3rverClass = await loadS3rver();
-  provideDes();
-  const ownDir = opts.dir === undefined;
-  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
-  const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false, ...opts.tls });
-  server.middleware.unshift(abortMultipartMiddleware(server));
-  sortListings(server);
-  const { port } = await server.run();
-  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
-  for (const b of opts.buckets ?? []) await server.store.putBucket(b);
+/** Where s3rver keeps the parts of open multipart uploads of `bucket` (one directory per upload id). */
+function uploadsDir(dir: string, bucket: string): string {
+  const FilesystemStore = createRequire(import.meta.url)('s3rver/lib/stores/filesystem.js') as new (root: string) => S3rver['store'];
+  return new FilesystemStore(dir).getResourcePath(bucket, undefined, 'uploads');
+}
+
+/** The client side of a server at `endpoint` storing into `dir`, in this process or another. */
+function handle(endpoint: string, dir: string, ops: { createBucket: (name: string) => Promise<void>; stop: () => Promise<void> }): S3Server {
   let stopped = false;
   const clients: S3Client[] = [];
   const location = (bucket: string, overrides: Partial<S3Location> = {}): S3Location => ({
@@ -156,11 +155,9 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   });
   return {
     endpoint,
-    port,
+    port: Number(new URL(endpoint).port),
     dir,
-    createBucket: async (name) => {
-      await server.store.putBucket(name);
-    },
+    createBucket: ops.createBucket,
     location,
     storage: (bucket, overrides) => {
       const cfg = location(bucket, overrides);
@@ -170,7 +167,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
     },
     openUploads: async (bucket) => {
       try {
-        return await readdir(server.store.getResourcePath(bucket, undefined, 'uploads'));
+        return await readdir(uploadsDir(dir, bucket));
       } catch {
         return [];
       }
@@ -179,11 +176,52 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
       if (stopped) return;
       stopped = true;
       for (const c of clients) c.destroy();
+      await ops.stop();
+    },
+  };
+}
+
+export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
+  const S3rverClass = await loadS3rver();
+  provideDes();
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
+  const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false, ...opts.tls });
+  server.middleware.unshift(abortMultipartMiddleware(server));
+  sortListings(server);
+  const { port } = await server.run();
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  for (const b of opts.buckets ?? []) await server.store.putBucket(b);
+  return handle(endpoint, dir, {
+    createBucket: async (name) => {
+      await server.store.putBucket(name);
+    },
+    stop: async () => {
       server.httpServer?.closeAllConnections();
       await server.close();
       if (ownDir) await rm(dir, { recursive: true, force: true });
     },
-  };
+  });
+}
+
+/**
+ * Starts s3rver as a child process (`tsx testenv/s3.ts`), so that its
+ * buffering of request bodies does not count against this process's memory
+ * (plain HTTP, a fresh directory removed on stop).
+ */
+export async function spawnS3Server(opts: Pick<S3ServerOptions, 'buckets'> = {}): Promise<S3Server> {
+  const args = (opts.buckets ?? []).flatMap((b) => ['--bucket', b]);
+  const { info, stop } = await spawnAsProcess<{ endpoint: string; dir: string }>('s3', args, S3_INSTALL_HINT);
+  const admin = new S3Client({ endpoint: info.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY } });
+  return handle(info.endpoint, info.dir, {
+    createBucket: async (name) => {
+      await admin.send(new CreateBucketCommand({ Bucket: name }));
+    },
+    stop: async () => {
+      admin.destroy();
+      await stop();
+    },
+  });
 }
 
 /** Alias of startS3Server. */

@@ -16,13 +16,13 @@ export interface ContractTarget {
    * uploads), as a list of descriptions; must be empty after a failed put.
    */
   leftovers?: () => Promise<string[]>;
-  /** Largest growth of JS heap + Buffers allowed while a 40 MiB stream is stored. */
+  /** Largest growth of JS heap + Buffers allowed while a 64 MiB stream is stored. */
   memoryBudgetBytes?: number;
   /** Called after the suite, after `storage.close()`. */
   teardown?: () => Promise<void>;
 }
 
-const BIG = 40 * MiB;
+const BIG = 64 * MiB;
 
 export function storageContract(name: string, factory: () => Promise<ContractTarget>): void {
   describe(`storage contract: ${name}`, () => {
@@ -47,7 +47,7 @@ export function storageContract(name: string, factory: () => Promise<ContractTar
       expect(s.description).toMatch(/^[a-z0-9]+:\/\//);
     });
 
-    it('stores a 40 MiB stream of unknown length and reads it back, with bounded memory', async () => {
+    it('stores a 64 MiB stream of unknown length and reads it back, with bounded memory', async () => {
       const key = `${fresh()}big/data.bin`;
       forceGc();
       const baseline = heapAndBuffers();

@@ -93,12 +93,17 @@ export async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<
 
 let gcFn: (() => void) | undefined;
 
-/** A forced full GC, so that memory samples show what is retained rather than garbage. */
+/**
+ * Two forced full GCs, so that memory samples show what is retained rather
+ * than garbage: V8 releases ArrayBuffer backing stores on a background sweep,
+ * which the second collection waits for.
+ */
 export function forceGc(): void {
   if (!gcFn) {
     setFlagsFromString('--expose-gc');
     gcFn = runInNewContext('gc') as () => void;
   }
+  gcFn();
   gcFn();
 }
 
