@@ -79,14 +79,15 @@ describe('leader election on kube-apiserver 1.20', () => {
     expect(spec1.renewTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     expect(spec1.acquireTime).toMatch(/\.\d{6}Z$/);
 
-    // 1. The leader stops and releases: the other leads within about a retry period.
+    // 1. The leader stops and releases: the other leads within about a retry period, before the lease would expire.
     const [leader, other] = first === a.identity ? [a, b] : [b, a];
     const released = performance.now();
     await leader.election.stop();
     expect(leader.stopped).toEqual(['stopped']);
     await waitFor(`${other.identity} to lead`, () => (other.election.isLeader() ? true : undefined), 3_000);
     const handover = performance.now() - released;
-    expect(handover).toBeLessThan(timings.retryPeriodMs * 1.2 + 500);
+    // Without the release it would wait for the lease to expire (3 s); the margin absorbs a loaded machine.
+    expect(handover).toBeLessThan(timings.leaseDurationMs);
     expect(await leaseSpec()).toMatchObject({ holderIdentity: other.identity, leaseTransitions: 1 });
 
     // 2. The new leader vanishes without releasing (its renew loop stops): a third candidate waits for the lease to expire.
@@ -102,7 +103,7 @@ describe('leader election on kube-apiserver 1.20', () => {
     expect(spec3).toMatchObject({ holderIdentity: 'controller-c', leaseTransitions: 2 });
     // Not before the lease of the vanished leader expired, and within a retry period (plus jitter and latency) after.
     expect(Date.parse(spec3.acquireTime as string)).toBeGreaterThan(renewedAt + timings.leaseDurationMs);
-    expect(takeover).toBeLessThan(timings.leaseDurationMs + timings.retryPeriodMs * 1.2 + 500);
+    expect(takeover).toBeLessThan(timings.leaseDurationMs + timings.retryPeriodMs * 2 + 1_000);
     console.log(`handover after release: ${Math.round(handover)} ms; takeover after a vanished leader: ${Math.round(takeover)} ms`);
   });
 });
