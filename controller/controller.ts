@@ -16,6 +16,7 @@ import { validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageCl
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
 import { contains, differences } from './compare.js';
+import { cachesLiveness, DEFAULT_WATCH_FAILURE_TIMEOUT_MS, type Liveness } from './health.js';
 import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
@@ -23,8 +24,15 @@ import { planBackup, referencedSecrets } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
 import { storageClassProblems } from './render/runner-config.js';
+
+/** True when the runner reported another backup, or another result of the same one. */
+function backupResultChanged(old: DatabaseBackup, now: DatabaseBackup): boolean {
+  const a = old.status?.lastBackup;
+  const b = now.status?.lastBackup;
+  return a?.id !== b?.id || a?.status !== b?.status || a?.message !== b?.message;
+}
 
 /** Queue keys of storage classes; DatabaseBackup keys are namespace/name and never contain ':'. */
 const CLASS_KEY = 'class:';
@@ -80,8 +88,8 @@ export class Controller {
     });
     const src = kube.sources(settings.namespace);
     this.backups = kube.cache(src.backups as never, (o: DatabaseBackup, kind, old?: DatabaseBackup) => {
-      // The status changes the runner and this controller write do not need a reconcile.
-      if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object))) return;
+      // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
+      if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
     });
     this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass) => this.enqueueClass(o.metadata.name ?? ''));
@@ -112,6 +120,13 @@ export class Controller {
 
   synced(): boolean {
     return this.started;
+  }
+
+  /** Not ok once a cache has failed to list or watch, without a break, for longer than liveness.watchFailureTimeout. */
+  health(now: Date = this.now()): Liveness {
+    const caches = [this.backups, this.classes, this.secrets, ...Object.values(this.owned)];
+    const timeoutMs = parseDuration(this.opts.settings.liveness.watchFailureTimeout) ?? DEFAULT_WATCH_FAILURE_TIMEOUT_MS;
+    return cachesLiveness(caches.map((c) => c.health()), now, timeoutMs);
   }
 
   /** Queues every DatabaseBackup (the periodic resync). */
@@ -228,7 +243,8 @@ export class Controller {
   }
 
   private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {
-    const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), now: this.now() });
+    const lastBackup = backup.status?.lastBackup;
+    const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), ...(lastBackup ? { lastBackup } : {}), now: this.now() });
     if (statusUpToDate(backup, desired)) return;
     await this.opts.kube.patchBackupStatus(backup.metadata.namespace ?? '', backup.metadata.name ?? '', { ...desired });
     this.stats.statusPatches++;
@@ -239,6 +255,8 @@ export class Controller {
     if (problem && !(before?.status === 'False' && before.reason === problem.reason && before.message === problem.message)) {
       await this.event(backup, 'Warning', problem.reason, problem.message);
     }
+    const outcome = backupEvent(backup);
+    if (outcome) await this.event(backup, outcome.type, outcome.reason, outcome.message);
     if (applied.length > 0) {
       const created = !before;
       await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (config ${hash ?? ''})`);

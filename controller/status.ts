@@ -1,13 +1,16 @@
 /**
  * The controller's part of a DatabaseBackup's status: observedGeneration
- * and three conditions. Pure.
+ * and four conditions. Pure.
  * - ConfigValid: the spec, its storage class and the Secrets fit together.
  * - RunnerAvailable: the runner Deployment has an available pod.
  * - Ready: both, i.e. the runner runs the current spec.
+ * - LastBackupSucceeded: the last finished backup reached every location,
+ *   read from status.lastBackup (which the runner writes). While a backup
+ *   runs it keeps saying how the one before ended.
  * A condition keeps its lastTransitionTime while its status stays the same.
  */
 import type { V1Deployment } from '@kubernetes/client-node';
-import type { Condition, DatabaseBackup } from '../api/crds/index.js';
+import type { Condition, DatabaseBackup, DatabaseBackupStatus } from '../api/crds/index.js';
 
 export interface Problem {
   reason: string;
@@ -24,6 +27,8 @@ export interface StatusFacts {
   problem?: Problem;
   /** The runner Deployment as observed (undefined: not there). */
   deployment?: V1Deployment;
+  /** The last backup as the runner reported it. */
+  lastBackup?: DatabaseBackupStatus['lastBackup'];
   now: Date;
 }
 
@@ -44,7 +49,27 @@ function runnerCondition(d: V1Deployment | undefined): Draft {
   return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerUnavailable', message: `deployment ${name} has no available runner pod yet${detail}` };
 }
 
-export function desiredConditions(facts: StatusFacts): Draft[] {
+export const BACKUP_CONDITION = 'LastBackupSucceeded';
+
+/** The LastBackupSucceeded condition from the runner's lastBackup; `before` is the stored one (kept while a backup runs). */
+export function backupCondition(last: StatusFacts['lastBackup'], before?: Pick<Condition, 'status' | 'reason' | 'message'>): Draft {
+  const type = BACKUP_CONDITION;
+  if (!last) return { type, status: 'Unknown', reason: 'NoBackupYet', message: 'no backup has run yet' };
+  const at = last.finishedAt ? ` at ${last.finishedAt}` : '';
+  switch (last.status) {
+    case 'Running':
+      if (before && before.status !== 'Unknown') return { type, status: before.status, reason: before.reason, message: before.message };
+      return { type, status: 'Unknown', reason: 'FirstBackupRunning', message: `backup ${last.id} is running${last.startedAt ? ` since ${last.startedAt}` : ''}` };
+    case 'Succeeded':
+      return { type, status: 'True', reason: 'Succeeded', message: `backup ${last.id} finished${at} and is stored in every location` };
+    case 'PartiallySucceeded':
+      return { type, status: 'False', reason: 'PartiallySucceeded', message: `backup ${last.id} finished${at} but ${last.message ?? 'is not stored in every location'}` };
+    case 'Failed':
+      return { type, status: 'False', reason: 'BackupFailed', message: `backup ${last.id} failed${at}: ${last.message ?? 'see the runner log'}` };
+  }
+}
+
+export function desiredConditions(facts: StatusFacts, current: readonly Condition[] = []): Draft[] {
   const config: Draft = facts.problem
     ? { type: 'ConfigValid', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : { type: 'ConfigValid', status: 'True', reason: 'Applied', message: 'the runner has the current spec' };
@@ -54,14 +79,14 @@ export function desiredConditions(facts: StatusFacts): Draft[] {
     : runner.status === 'True'
       ? { type: 'Ready', status: 'True', reason: 'Ready', message: 'the runner is available and runs the current spec' }
       : { type: 'Ready', status: 'False', reason: runner.reason, message: runner.message };
-  return [ready, config, runner];
+  return [ready, config, runner, backupCondition(facts.lastBackup, current.find((c) => c.type === BACKUP_CONDITION))];
 }
 
 /** The status the controller wants, reusing transition times from `current`. */
 export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): ControllerStatus {
   const current = backup.status?.conditions ?? [];
   const generation = backup.metadata.generation;
-  const conditions = desiredConditions(facts).map((c): Condition => {
+  const conditions = desiredConditions(facts, current).map((c): Condition => {
     const before = current.find((x) => x.type === c.type);
     const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : facts.now.toISOString().replace(/\.\d{3}Z$/, 'Z');
     return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
@@ -92,4 +117,18 @@ export function classStatus(sc: { metadata: { generation?: number }; status?: { 
   const lastTransitionTime = before && before.status === draft.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const gen = generation !== undefined ? { observedGeneration: generation } : {};
   return { ...gen, conditions: [{ ...draft, lastTransitionTime, ...gen }] };
+}
+
+/**
+ * The Event a new backup result deserves, judged against the stored
+ * LastBackupSucceeded condition: every new failure (its message names the
+ * backup), and the first success after none or after failures. Routine
+ * successes make no Event.
+ */
+export function backupEvent(backup: Pick<DatabaseBackup, 'status'>): { type: 'Normal' | 'Warning'; reason: string; message: string } | undefined {
+  const before = backup.status?.conditions?.find((c) => c.type === BACKUP_CONDITION);
+  const now = backupCondition(backup.status?.lastBackup, before);
+  if (now.status === 'False' && before?.message !== now.message) return { type: 'Warning', reason: now.reason, message: now.message };
+  if (now.status === 'True' && before?.status !== 'True') return { type: 'Normal', reason: before?.status === 'False' ? 'BackupRecovered' : 'BackupSucceeded', message: now.message };
+  return undefined;
 }

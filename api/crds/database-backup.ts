@@ -139,6 +139,7 @@ export const DatabaseBackupStatus = Type.Object(
           status: Type.Union(BACKUP_RESULTS.map((s) => Type.Literal(s))),
           startedAt: Time('when the backup started'),
           finishedAt: Time('when it finished; unset while running'),
+          message: Type.Optional(Type.String({ maxLength: 32768, description: 'why it failed, or which locations it did not reach; unset when it succeeded or runs' })),
         },
         { additionalProperties: false },
       ),

@@ -67,6 +67,7 @@ const CRDS: CrdInput[] = [
       { name: 'Engine', type: 'string', jsonPath: '.spec.engine.type' },
       { name: 'Schedule', type: 'string', jsonPath: '.spec.schedule.cron', description: 'cron expression (read in spec.schedule.timeZone)' },
       { name: 'Interval', type: 'string', jsonPath: '.spec.schedule.interval', description: 'time between backups, when not on a cron schedule' },
+      { name: 'Last Backup', type: 'string', jsonPath: '.status.lastBackup.status', description: 'result of the last backup: Running, Succeeded, PartiallySucceeded or Failed' },
       { name: 'Last Success', type: 'date', jsonPath: '.status.lastSuccessAt' },
       READY,
       AGE,

@@ -8,7 +8,8 @@
  *   observedGeneration belong to the controller and are never named, so a
  *   JSON merge patch leaves them as they are.
  * - null removes a field (merge patch): finishedAt while a backup runs,
- *   nextRunAt when nothing is scheduled. A field the runner knows nothing
+ *   lastBackup.message unless it failed or partially succeeded, nextRunAt
+ *   when nothing is scheduled. A field the runner knows nothing
  *   about (lastBackup and lastSuccessAt right after a start with no backup
  *   anywhere) is left out, so what the API server holds stays.
  * - locations is a list, which a merge patch replaces whole: every
@@ -24,7 +25,7 @@ export type LocationStatus = NonNullable<DatabaseBackupStatus['locations']>[numb
 
 /** What the runner writes into `status` (a JSON merge patch body is `{ status: RunnerStatusPatch }`). */
 export interface RunnerStatusPatch {
-  lastBackup?: Omit<LastBackupStatus, 'finishedAt'> & { finishedAt: string | null };
+  lastBackup?: Omit<LastBackupStatus, 'finishedAt' | 'message'> & { finishedAt: string | null; message: string | null };
   lastSuccessAt?: string;
   nextRunAt: string | null;
   locations: LocationStatus[];
@@ -58,6 +59,8 @@ export interface FinishedFact {
   startedAt: Date;
   finishedAt: Date;
   locations: readonly { location: string; status: 'Succeeded' | 'Failed'; error?: ErrorFact }[];
+  /** The cause when the whole backup failed (dump failed, no location usable). */
+  error?: ErrorFact;
 }
 
 export interface ReportFacts {
@@ -138,17 +141,38 @@ export function settleStaleRunning(observed: LastBackupStatus | undefined, facts
   if (observed?.status !== 'Running' || facts.running?.id === observed.id || !facts.listing) return undefined;
   const listed = facts.listing.backups.find((b) => b.id === observed.id);
   if (!listed) {
-    return { id: observed.id, status: 'Failed', ...(observed.startedAt ? { startedAt: observed.startedAt } : {}), finishedAt: facts.startedAt.toISOString() };
+    return {
+      id: observed.id,
+      status: 'Failed',
+      ...(observed.startedAt ? { startedAt: observed.startedAt } : {}),
+      finishedAt: facts.startedAt.toISOString(),
+      message: 'the runner stopped while this backup ran (pod deleted, evicted or killed); nothing of it was kept',
+    };
   }
   const readable = facts.locations.filter((l) => !facts.listing!.problems.some((p) => p.location === l && p.key === undefined));
-  const everywhere = readable.every((l) => listed.locations.includes(l));
-  return { id: listed.id, status: everywhere ? 'Succeeded' : 'PartiallySucceeded', startedAt: listed.manifest.startedAt, finishedAt: listed.manifest.finishedAt };
+  const missing = readable.filter((l) => !listed.locations.includes(l));
+  return {
+    id: listed.id,
+    status: missing.length === 0 ? 'Succeeded' : 'PartiallySucceeded',
+    startedAt: listed.manifest.startedAt,
+    finishedAt: listed.manifest.finishedAt,
+    message: missing.length === 0 ? null : `not stored in ${missing.join(', ')}`,
+  };
+}
+
+/** Why a finished backup did not reach every location; null when it did. */
+function finishedMessage(f: FinishedFact): string | null {
+  if (f.status === 'Succeeded') return null;
+  if (f.error) return clip(describe(f.error));
+  const failed = f.locations.filter((l) => l.status === 'Failed').map((l) => `${l.location} (${describe(l.error)})`);
+  if (failed.length === 0) return null;
+  return clip(`${f.status === 'PartiallySucceeded' ? 'not stored in' : 'failed in every location:'} ${failed.join(', ')}`);
 }
 
 function lastBackup(facts: ReportFacts, observed: LastBackupStatus | undefined): RunnerStatusPatch['lastBackup'] {
-  if (facts.running) return { id: facts.running.id, status: 'Running', startedAt: facts.running.startedAt.toISOString(), finishedAt: null };
+  if (facts.running) return { id: facts.running.id, status: 'Running', startedAt: facts.running.startedAt.toISOString(), finishedAt: null, message: null };
   const f = facts.finished;
-  if (f) return { id: f.id, status: f.status, startedAt: f.startedAt.toISOString(), finishedAt: f.finishedAt.toISOString() };
+  if (f) return { id: f.id, status: f.status, startedAt: f.startedAt.toISOString(), finishedAt: f.finishedAt.toISOString(), message: finishedMessage(f) };
   return settleStaleRunning(observed, facts);
 }
 

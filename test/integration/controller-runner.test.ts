@@ -365,6 +365,12 @@ async function idsOnClaim(): Promise<string[]> {
   return ids.sort();
 }
 
+/** Events about the DatabaseBackup, oldest first. */
+async function backupEvents(): Promise<{ type: string; reason: string; message: string }[]> {
+  const r = await kube!.kubectlOk(['-n', NS, 'get', 'events', '--field-selector', `involvedObject.kind=DatabaseBackup,involvedObject.name=${NAME}`, '-o', 'json']);
+  return (JSON.parse(r) as { items: { type: string; reason: string; message: string }[] }).items;
+}
+
 async function waitForStatus(what: string, ok: (s: DatabaseBackupStatus) => boolean): Promise<Dbb> {
   return eventually(`status: ${what}`, async () => {
     const o = await dbb();
@@ -502,6 +508,13 @@ describe('controller -> runner contract', () => {
     expect(st.observedGeneration).toBe(o.metadata.generation);
     expect(condition(o, 'ConfigValid')).toMatchObject({ status: 'True', reason: 'Applied' });
     expect(condition(o, 'RunnerAvailable')).toMatchObject({ status: 'False' }); // no kubelet: the Deployment never has a pod
+    // The controller reads the runner's result into a condition and an Event.
+    const ok = await eventually('LastBackupSucceeded', async () => {
+      const c = condition(await dbb(), 'LastBackupSucceeded');
+      return c?.status === 'True' ? c : undefined;
+    });
+    expect(ok).toMatchObject({ reason: 'Succeeded', message: expect.stringContaining(first) as string });
+    expect(await eventually('a BackupSucceeded Event', async () => (await backupEvents()).find((e) => e.reason === 'BackupSucceeded'))).toMatchObject({ type: 'Normal' });
     expect(await complaints(serving!)).toEqual([]);
   });
 
@@ -556,5 +569,40 @@ describe('controller -> runner contract', () => {
     expect(o.status!.observedGeneration).toBe(2);
     expect(condition(o, 'ConfigValid')).toMatchObject({ status: 'True', reason: 'Applied', observedGeneration: 2 });
     expect(await complaints(serving)).toEqual([]);
+  });
+
+  it('a failed backup: Failed with the reason in lastBackup, a False condition, a Warning Event, the Last Backup column; the next success recovers', async () => {
+    await pg!.psql(`ALTER DATABASE ${DB} ALLOW_CONNECTIONS false`);
+    let failedId = '';
+    try {
+      const r = await exec(pod, 'backup');
+      expect(r.code, r.out).not.toBe(0);
+      expect(r.json).toMatchObject({ status: 'Failed' });
+      failedId = r.json.id as string;
+    } finally {
+      await pg!.psql(`ALTER DATABASE ${DB} ALLOW_CONNECTIONS true`);
+    }
+    const o = await waitForStatus('the failed backup', (st) => st.lastBackup?.id === failedId && st.lastBackup.status === 'Failed');
+    expect(o.status!.lastBackup!.message).toMatch(/does not allow connections|not currently accepting connections/);
+    const c = await eventually('LastBackupSucceeded False', async () => {
+      const x = condition(await dbb(), 'LastBackupSucceeded');
+      return x?.status === 'False' ? x : undefined;
+    });
+    expect(c).toMatchObject({ reason: 'BackupFailed', message: expect.stringContaining(failedId) as string });
+    expect(c!.message).toContain(o.status!.lastBackup!.message!);
+    // Ready stays about the runner: it runs the current spec.
+    expect(condition(await dbb(), 'ConfigValid')).toMatchObject({ status: 'True' });
+    const warning = await eventually('a BackupFailed Event', async () => (await backupEvents()).find((e) => e.reason === 'BackupFailed'));
+    expect(warning).toMatchObject({ type: 'Warning', message: c!.message });
+    const table = await kube!.kubectlOk(['-n', NS, 'get', 'dbb', NAME]);
+    expect(table.split('\n')[0]).toMatch(/LAST BACKUP/);
+    expect(table.split('\n')[1]).toMatch(/\bFailed\b/);
+
+    const r = await exec(pod, 'backup');
+    expect(r.code, r.out).toBe(0);
+    await eventually('LastBackupSucceeded True again', async () => (condition(await dbb(), 'LastBackupSucceeded')?.status === 'True' ? true : undefined));
+    const recovered = await eventually('a BackupRecovered Event', async () => (await backupEvents()).find((e) => e.reason === 'BackupRecovered'));
+    expect(recovered).toMatchObject({ type: 'Normal', message: expect.stringContaining(r.json.id as string) as string });
+    expect((await backupEvents()).filter((e) => e.reason === 'BackupFailed')).toHaveLength(1);
   });
 });

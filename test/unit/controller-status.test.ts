@@ -1,7 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
+import { backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -23,9 +23,62 @@ describe('desiredConditions', () => {
     ['a problem wins over an available runner', { reason: 'SecretNotFound', message: 'secret "x" not found' }, deployment({ availableReplicas: 1 }), ['False', 'False', 'True'], 'SecretNotFound'],
   ])('%s', (_name, problem, dep, statuses, readyReason) => {
     const c = desiredConditions({ ...(problem ? { problem } : {}), ...(dep ? { deployment: dep } : {}), now: NOW });
-    expect(c.map((x) => x.type)).toEqual(['Ready', 'ConfigValid', 'RunnerAvailable']);
-    expect(c.map((x) => x.status)).toEqual(statuses);
+    expect(c.map((x) => x.type)).toEqual(['Ready', 'ConfigValid', 'RunnerAvailable', 'LastBackupSucceeded']);
+    expect(c.map((x) => x.status)).toEqual([...statuses, 'Unknown']);
     expect(c[0]!.reason).toBe(readyReason);
+  });
+});
+
+type Last = NonNullable<NonNullable<DatabaseBackup['status']>['lastBackup']>;
+const last = (status: Last['status'], extra: Partial<Last> = {}): Last => ({ id: '20261121T020000Z-ab12', status, startedAt: '2026-11-21T02:00:00Z', ...(status === 'Running' ? {} : { finishedAt: '2026-11-21T02:04:00Z' }), ...extra });
+const stored = (status: 'True' | 'False' | 'Unknown', reason: string, message: string) => ({ type: 'LastBackupSucceeded', status, reason, message, lastTransitionTime: '2026-11-20T02:04:00Z' });
+
+describe('backupCondition', () => {
+  it.each<[string, Last | undefined, ReturnType<typeof stored> | undefined, string, string, string]>([
+    ['nothing ran yet', undefined, undefined, 'Unknown', 'NoBackupYet', 'no backup has run yet'],
+    ['the first backup runs', last('Running'), undefined, 'Unknown', 'FirstBackupRunning', 'backup 20261121T020000Z-ab12 is running since 2026-11-21T02:00:00Z'],
+    ['succeeded', last('Succeeded'), undefined, 'True', 'Succeeded', 'backup 20261121T020000Z-ab12 finished at 2026-11-21T02:04:00Z and is stored in every location'],
+    [
+      'partially succeeded: which locations it missed',
+      last('PartiallySucceeded', { message: 'not stored in s3 (STORAGE_DENIED: access denied)' }),
+      undefined,
+      'False',
+      'PartiallySucceeded',
+      'backup 20261121T020000Z-ab12 finished at 2026-11-21T02:04:00Z but not stored in s3 (STORAGE_DENIED: access denied)',
+    ],
+    [
+      'failed: why',
+      last('Failed', { message: 'DUMP_FAILED: pg_dump: password authentication failed' }),
+      undefined,
+      'False',
+      'BackupFailed',
+      'backup 20261121T020000Z-ab12 failed at 2026-11-21T02:04:00Z: DUMP_FAILED: pg_dump: password authentication failed',
+    ],
+    ['failed, from a runner that gives no reason', last('Failed'), undefined, 'False', 'BackupFailed', 'backup 20261121T020000Z-ab12 failed at 2026-11-21T02:04:00Z: see the runner log'],
+    ['a new backup runs after a failure: still False, as before', last('Running'), stored('False', 'BackupFailed', 'backup x failed'), 'False', 'BackupFailed', 'backup x failed'],
+    ['a new backup runs after a success: still True', last('Running'), stored('True', 'Succeeded', 'backup x finished'), 'True', 'Succeeded', 'backup x finished'],
+  ])('%s', (_name, l, before, status, reason, message) => {
+    expect(backupCondition(l, before)).toEqual({ type: 'LastBackupSucceeded', status, reason, message });
+  });
+});
+
+describe('backupEvent', () => {
+  const withStatus = (l: Last | undefined, before?: ReturnType<typeof stored>) => backup({ ...(l ? { lastBackup: l } : {}), conditions: before ? [before] : [] });
+  const failed = last('Failed', { message: 'DUMP_FAILED: boom' });
+  const failedCondition = backupCondition(failed);
+  it.each<[string, DatabaseBackup, string | undefined]>([
+    ['nothing ran: none', withStatus(undefined), undefined],
+    ['the first success', withStatus(last('Succeeded')), 'Normal BackupSucceeded'],
+    ['another success: none', withStatus(last('Succeeded'), stored('True', 'Succeeded', 'backup y finished')), undefined],
+    ['a failure', withStatus(failed, stored('True', 'Succeeded', 'backup y finished')), 'Warning BackupFailed'],
+    ['the same failure seen again: none', withStatus(failed, stored('False', failedCondition.reason, failedCondition.message)), undefined],
+    ['another failure (another id)', withStatus({ ...failed, id: 'z' }, stored('False', failedCondition.reason, failedCondition.message)), 'Warning BackupFailed'],
+    ['a partial success', withStatus(last('PartiallySucceeded', { message: 'not stored in s3' })), 'Warning PartiallySucceeded'],
+    ['success after failures', withStatus(last('Succeeded'), stored('False', 'BackupFailed', 'backup x failed')), 'Normal BackupRecovered'],
+    ['a backup runs after a failure: none', withStatus(last('Running'), stored('False', 'BackupFailed', 'backup x failed')), undefined],
+  ])('%s', (_name, b, expected) => {
+    const e = backupEvent(b);
+    expect(e ? `${e.type} ${e.reason}` : undefined).toBe(expected);
   });
 });
 

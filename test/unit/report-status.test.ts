@@ -84,7 +84,7 @@ describe('buildStatusPatch', () => {
       'a backup runs: Running, finishedAt removed, no schedule: nextRunAt removed',
       facts({ listing: twoBackups, running: { id: 'c', startedAt: at(T0) } }),
       {
-        lastBackup: { id: 'c', status: 'Running', startedAt: T0, finishedAt: null },
+        lastBackup: { id: 'c', status: 'Running', startedAt: T0, finishedAt: null, message: null },
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
@@ -97,7 +97,7 @@ describe('buildStatusPatch', () => {
       'it succeeded, before the listing is refreshed: success times from the outcome, counts from the last listing',
       facts({ listing: twoBackups, finished: finished('Succeeded') }),
       {
-        lastBackup: { id: 'c', status: 'Succeeded', startedAt: T0, finishedAt: '2026-11-21T03:05:00.000Z' },
+        lastBackup: { id: 'c', status: 'Succeeded', startedAt: T0, finishedAt: '2026-11-21T03:05:00.000Z', message: null },
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
@@ -110,7 +110,7 @@ describe('buildStatusPatch', () => {
       'it partially succeeded: the failed location is Failing with the reason, its success time is the older one',
       facts({ listing: twoBackups, finished: finished('PartiallySucceeded') }),
       {
-        lastBackup: { id: 'c', status: 'PartiallySucceeded', startedAt: T0, finishedAt: '2026-11-21T03:05:00.000Z' },
+        lastBackup: { id: 'c', status: 'PartiallySucceeded', startedAt: T0, finishedAt: '2026-11-21T03:05:00.000Z', message: 'not stored in s3 (STORAGE_DENIED: access denied)' },
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
@@ -123,7 +123,13 @@ describe('buildStatusPatch', () => {
       'it failed: lastSuccessAt stays the newest stored backup',
       facts({ listing: twoBackups, finished: finished('Failed') }),
       {
-        lastBackup: { id: 'c', status: 'Failed', startedAt: T0, finishedAt: '2026-11-21T03:05:00.000Z' },
+        lastBackup: {
+          id: 'c',
+          status: 'Failed',
+          startedAt: T0,
+          finishedAt: '2026-11-21T03:05:00.000Z',
+          message: 'failed in every location: fs (DUMP_FAILED: pg_dump exited 1), s3 (STORAGE_DENIED: access denied)',
+        },
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
@@ -160,7 +166,7 @@ describe('buildStatusPatch', () => {
       'a new backup runs after a failed one: Running, the locations keep the last outcome',
       facts({ listing: twoBackups, finished: finished('PartiallySucceeded'), running: { id: 'd', startedAt: at('2026-11-22T03:00:00Z') } }),
       {
-        lastBackup: { id: 'd', status: 'Running', startedAt: '2026-11-22T03:00:00.000Z', finishedAt: null },
+        lastBackup: { id: 'd', status: 'Running', startedAt: '2026-11-22T03:00:00.000Z', finishedAt: null, message: null },
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
@@ -173,6 +179,11 @@ describe('buildStatusPatch', () => {
     expect(buildStatusPatch(f)).toEqual(expected);
   });
 
+  it('a backup that failed as a whole says why once, not per location', () => {
+    const f = facts({ listing: twoBackups, finished: { ...finished('Failed'), error: err('DUMP_FAILED', 'pg_dump: password authentication failed') } });
+    expect(buildStatusPatch(f).lastBackup?.message).toBe('DUMP_FAILED: pg_dump: password authentication failed');
+  });
+
   it('never names the controller\'s fields, and what it writes is a valid status', () => {
     const f = facts({ listing: twoBackups, finished: finished('PartiallySucceeded'), nextRunAt: at('2026-11-22T02:00:00Z') });
     const patch = buildStatusPatch(f);
@@ -180,7 +191,7 @@ describe('buildStatusPatch', () => {
     expect(Value.Check(DatabaseBackupStatus, patch)).toBe(true);
     // A Running patch is valid once the merge removed finishedAt.
     const running = buildStatusPatch(facts({ running: { id: 'c', startedAt: at(T0) } }));
-    const { finishedAt: _removed, ...lastBackup } = running.lastBackup!;
+    const { finishedAt: _removed, message: _none, ...lastBackup } = running.lastBackup!;
     expect(Value.Check(DatabaseBackupStatus, { ...running, nextRunAt: undefined, lastBackup })).toBe(true);
   });
 
@@ -192,6 +203,8 @@ describe('buildStatusPatch', () => {
   });
 });
 
+const KILLED = 'the runner stopped while this backup ran (pod deleted, evicted or killed); nothing of it was kept';
+
 describe('settleStaleRunning', () => {
   const observed: LastBackupStatus = { id: 'k', status: 'Running', startedAt: '2026-11-21T02:00:00Z' };
   it.each<[string, LastBackupStatus | undefined, Partial<ReportFacts>, ReturnType<typeof settleStaleRunning>]>([
@@ -199,24 +212,24 @@ describe('settleStaleRunning', () => {
     ['a finished backup is left alone', { ...observed, status: 'Failed' }, { listing: twoBackups }, undefined],
     ['not decided before the first listing', observed, {}, undefined],
     ['the backup this process runs', observed, { listing: twoBackups, running: { id: 'k', startedAt: at(T0) } }, undefined],
-    ['no manifest anywhere: Failed, finished by this start', observed, { listing: twoBackups }, { id: 'k', status: 'Failed', startedAt: '2026-11-21T02:00:00Z', finishedAt: T0 }],
+    ['no manifest anywhere: Failed, finished by this start', observed, { listing: twoBackups }, { id: 'k', status: 'Failed', startedAt: '2026-11-21T02:00:00Z', finishedAt: T0, message: KILLED }],
     [
       'its manifest is everywhere: it finished (killed before reporting)',
       observed,
       { listing: { backups: [listed('k', '2026-11-21T02:10:00Z', ['fs', 's3'], '2026-11-21T02:00:00Z')], problems: [] } },
-      { id: 'k', status: 'Succeeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z' },
+      { id: 'k', status: 'Succeeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z', message: null },
     ],
     [
       'its manifest is in some locations: PartiallySucceeded',
       observed,
       { listing: { backups: [listed('k', '2026-11-21T02:10:00Z', ['fs'], '2026-11-21T02:00:00Z')], problems: [] } },
-      { id: 'k', status: 'PartiallySucceeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z' },
+      { id: 'k', status: 'PartiallySucceeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z', message: 'not stored in s3' },
     ],
     [
       'a location that cannot be listed does not make it partial',
       observed,
       { listing: { backups: [listed('k', '2026-11-21T02:10:00Z', ['fs'], '2026-11-21T02:00:00Z')], problems: [{ location: 's3', error: err('STORAGE_UNAVAILABLE') }] } },
-      { id: 'k', status: 'Succeeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z' },
+      { id: 'k', status: 'Succeeded', startedAt: '2026-11-21T02:00:00Z', finishedAt: '2026-11-21T02:10:00Z', message: null },
     ],
   ])('%s', (_name, obs, f, expected) => {
     expect(settleStaleRunning(obs, facts(f))).toEqual(expected);
@@ -326,7 +339,7 @@ describe('StatusReporter', () => {
     await settle();
     sink.release();
     await settle();
-    expect(sink.sent[0]!.lastBackup).toEqual({ id: 'old', status: 'Failed', startedAt: '2026-11-21T01:00:00Z', finishedAt: T0 });
+    expect(sink.sent[0]!.lastBackup).toEqual({ id: 'old', status: 'Failed', startedAt: '2026-11-21T01:00:00Z', finishedAt: T0, message: KILLED });
   });
 
   it('reports without the stored status when reading it is denied; other read failures are retried', async () => {
