@@ -145,6 +145,8 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.queue.stop();
+    // Only the leader speaks for the DatabaseBackups.
+    this.opts.metrics.backupReady.reset();
     await this.opts.kube.stop();
   }
 
@@ -171,7 +173,10 @@ export class Controller {
     const backup = this.backups.get(name, namespace);
     this.stats.reconciles++;
     try {
-      if (!backup || (backup.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // owned objects go by garbage collection
+      if (!backup || (backup.metadata as { deletionTimestamp?: string }).deletionTimestamp) {
+        this.opts.metrics.backupReady.remove({ databasebackup_namespace: namespace, databasebackup: name });
+        return; // owned objects go by garbage collection
+      }
       const log = this.opts.logger.child({ backup: key });
       const plan = planBackup(
         backup,
@@ -245,6 +250,8 @@ export class Controller {
   private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {
     const lastBackup = backup.status?.lastBackup;
     const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), ...(lastBackup ? { lastBackup } : {}), now: this.now() });
+    const ready = desired.conditions.find((c) => c.type === 'Ready')?.status === 'True';
+    this.opts.metrics.backupReady.set({ databasebackup_namespace: backup.metadata.namespace ?? '', databasebackup: backup.metadata.name ?? '' }, ready ? 1 : 0);
     if (statusUpToDate(backup, desired)) return;
     await this.opts.kube.patchBackupStatus(backup.metadata.namespace ?? '', backup.metadata.name ?? '', { ...desired });
     this.stats.statusPatches++;

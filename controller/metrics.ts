@@ -13,6 +13,8 @@ export interface ControllerMetrics {
   readonly queueDepth: Gauge;
   readonly isLeader: Gauge;
   readonly managedBackups: Gauge;
+  /** Per DatabaseBackup: 1 while its Ready condition is True, 0 otherwise; removed with the DatabaseBackup. */
+  readonly backupReady: Gauge<'databasebackup_namespace' | 'databasebackup'>;
 }
 
 /** Creates the controller's registry and metrics; call once per process (or per test). */
@@ -36,5 +38,12 @@ export function createControllerMetrics(): ControllerMetrics {
     queueDepth: new Gauge({ name: 'dbbackup_controller_queue_depth', help: 'DatabaseBackups waiting in the work queue', registers }),
     isLeader: new Gauge({ name: 'dbbackup_controller_is_leader', help: '1 while this instance holds the leader lease', registers }),
     managedBackups: new Gauge({ name: 'dbbackup_controller_managed_backups', help: 'DatabaseBackups this controller manages', registers }),
+    // Not `namespace`: Prometheus sets that target label to the controller's namespace.
+    backupReady: new Gauge({
+      name: 'dbbackup_controller_backup_ready',
+      help: 'Per DatabaseBackup: 1 while its Ready condition is True (its runner is available and runs the current spec), else 0',
+      labelNames: ['databasebackup_namespace', 'databasebackup'] as const,
+      registers,
+    }),
   };
 }

@@ -11,7 +11,7 @@ import { validateRunnerConfig } from '../../api/runner-config.js';
 import { Controller } from '../../controller/controller.js';
 import { runController, type RunningController } from '../../controller/run.js';
 import { KubeAdapter } from '../../controller/kube.js';
-import { createControllerMetrics } from '../../controller/metrics.js';
+import { createControllerMetrics, type ControllerMetrics } from '../../controller/metrics.js';
 import { validateSettings, type ControllerSettings } from '../../controller/settings.js';
 import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
@@ -26,6 +26,7 @@ type Obj = Record<string, any>;
 let kube: KubeInstance;
 let controller: Controller;
 let controllerKubeconfig: string;
+let metrics: ControllerMetrics;
 
 const settings = (): ControllerSettings => {
   const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 4 });
@@ -57,11 +58,17 @@ beforeAll(async () => {
   await ensureNamespaces(kube, ['shop', 'billing', 'other']);
   const { kubeConfig, path } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
   controllerKubeconfig = path;
-  const metrics = createControllerMetrics();
+  metrics = createControllerMetrics();
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: settings(), logger, metrics });
   await controller.start();
 }, 120_000);
+
+/** dbbackup_controller_backup_ready of one DatabaseBackup; undefined when it has no series. */
+async function readyMetric(namespace: string, name: string): Promise<number | undefined> {
+  const { values } = await metrics.backupReady.get();
+  return values.find((v) => v.labels.databasebackup_namespace === namespace && v.labels.databasebackup === name)?.value;
+}
 
 afterAll(async () => {
   await controller?.stop();
@@ -175,6 +182,8 @@ describe('controller on a real API server', () => {
       expect(ev).toContain(message);
       expect(await get(['get', 'deployment', `${name}-runner`, '-n', ns])).toBeUndefined();
     }
+    expect(await readyMetric('shop', 'no-class')).toBe(0);
+    expect(await readyMetric('other', 'wrong-ns')).toBe(0);
     const scReady = await eventually('needs-key: Ready=False', async () => condition(await get(['get', 'dbbsc', 'needs-key']), 'Ready'));
     expect(scReady).toMatchObject({ status: 'False', reason: 'SecretKeyNotFound' });
     // Fixing the cause heals it without touching the DatabaseBackup.
@@ -215,7 +224,9 @@ describe('controller on a real API server', () => {
   });
 
   it('deleting a DatabaseBackup garbage-collects its runner objects', async () => {
+    expect(await readyMetric('shop', 'orders')).toBe(0); // no kubelet: never an available pod
     await kube.kubectlOk(['-n', 'shop', 'delete', 'dbb', 'orders']);
+    await eventually('its ready series removed', async () => ((await readyMetric('shop', 'orders')) === undefined ? true : undefined));
     for (const kind of ['deployment', 'secret', 'service', 'role', 'rolebinding', 'serviceaccount']) {
       await eventually(`${kind} gone`, async () => (await get(['get', kind, 'orders-runner', '-n', 'shop'])) === undefined, 40_000);
     }

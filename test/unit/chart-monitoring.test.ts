@@ -190,6 +190,7 @@ describe('chart monitoring: PrometheusRule', () => {
     expect(reading('dbbackup_controller_is_leader')).toEqual(['DatabaseBackupControllerNotLeading']);
     expect(reading('dbbackup_controller_reconcile_total')).toEqual(['DatabaseBackupControllerReconcileErrors']);
     expect(reading('dbbackup_controller_managed_backups')).toEqual(['DatabaseBackupsWithoutRunner']);
+    expect(reading('dbbackup_controller_backup_ready')).toEqual(['DatabaseBackupNotReady']);
     expect(names).toEqual(expect.arrayContaining(['DatabaseBackupRunnerDown', 'DatabaseBackupControllerDown']));
   });
 
@@ -209,7 +210,7 @@ describe('chart monitoring: PrometheusRule', () => {
   });
 
   it('the controller alerts select the release namespace', () => {
-    for (const a of alerts().filter((x) => x.alert!.startsWith('DatabaseBackupController') || x.alert === 'DatabaseBackupsWithoutRunner')) {
+    for (const a of alerts().filter((x) => x.alert!.startsWith('DatabaseBackupController') || ['DatabaseBackupsWithoutRunner', 'DatabaseBackupNotReady'].includes(x.alert!))) {
       expect(a.expr, a.alert).toContain(`namespace="${NAMESPACE}"`);
     }
     expect(ruleObject().metadata).toMatchObject({ namespace: NAMESPACE, labels: { release: 'prometheus' } });
