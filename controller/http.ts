@@ -1,18 +1,19 @@
 /**
  * The controller's HTTP port: /metrics (its own registry), /healthz (liveness:
- * the process's loops run) and /readyz (readiness: the informers have synced).
- * Probes answer 200, or 503 with a short JSON reason.
+ * the process's loops run; see health.ts) and /readyz (readiness: the
+ * informers have synced). Probes answer 200, or 503 with a short JSON reason.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ControllerError } from './errors.js';
+import type { Liveness } from './health.js';
 
 export interface ControllerHttpOptions {
   /** Only the metrics registry is read, e.g. `createControllerMetrics().registry`. */
   registry: Registry;
-  /** True while the controller's loops (informers, workers, leader election) are alive. */
-  live(): boolean;
+  /** Ok while the controller's loops (informers, leader election) run; else why not (the 503 body's reason). */
+  live(): Liveness;
   /** True once the informers have synced. */
   ready(): boolean;
   logger: Logger;
@@ -29,9 +30,10 @@ export function buildControllerHttp(opts: ControllerHttpOptions): FastifyInstanc
   const loggerInstance: FastifyBaseLogger = opts.logger.child({ server: 'metrics' });
   const app = Fastify({ loggerInstance, logController: new LogController({ disableRequestLogging: true }) });
   app.get('/metrics', async (_req, reply) => reply.type(opts.registry.contentType).send(await opts.registry.metrics()));
-  app.get('/healthz', (_req, reply) =>
-    opts.live() ? reply.send({ status: 'ok' }) : reply.status(503).send({ status: 'unhealthy', reason: 'a controller loop has stopped' }),
-  );
+  app.get('/healthz', (_req, reply) => {
+    const l = opts.live();
+    return l.ok ? reply.send({ status: 'ok' }) : reply.status(503).send({ status: 'unhealthy', reason: l.reason ?? 'a controller loop has stopped' });
+  });
   app.get('/readyz', (_req, reply) =>
     opts.ready() ? reply.send({ status: 'ready' }) : reply.status(503).send({ status: 'not ready', reason: 'informers have not synced yet' }),
   );

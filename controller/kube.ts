@@ -3,8 +3,19 @@
  * by list+watch (restarted with backoff when a watch fails), server-side
  * apply with one field manager, status merge patches and Events. Every call
  * is counted in dbbackup_controller_api_requests_total.
+ *
+ * What client-node 1.4's ListWatch does on its own: a watch the server ends
+ * cleanly (its timeoutSeconds, an API-server restart) is watched again at
+ * once from the last resourceVersion (410 Gone: listed again); a watch or
+ * list that fails is not retried, it reports 'error' (retried here, with
+ * backoff). Nothing in it notices a connection that went silent (no 'close',
+ * no 'error': a peer gone without a FIN or RST) and its requests have no
+ * timeout; so each cache bounds its requests (WatchTimings), which turns a
+ * dead connection into a counted failure that is retried, and reports its
+ * health (failing since when, and why) for /healthz.
  */
 import {
+  ApiException,
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -22,14 +33,123 @@ import { ListWatch } from '@kubernetes/client-node';
 import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds/common.js';
+import { statusBody } from '../api/errors.js';
 import { fromKubeError, kubeStatus } from './errors.js';
+import type { CacheHealth } from './health.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
 
 /** The HTTP status of a failed call as a metric label, `error` when no response came. */
 function errorCode(err: unknown): string {
-  const code = kubeStatus(err);
+  const code = kubeStatus(err) ?? watchStatus(err);
   return code === undefined ? 'error' : String(code);
+}
+
+/** client-node's Watch fails a non-200 answer with a plain Error carrying `statusCode`. */
+function watchStatus(err: unknown): number | undefined {
+  const code = (err as { statusCode?: unknown } | null | undefined)?.statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** A failed list or watch in one line: the Status message of an API error, else the error's message. */
+export function failureText(err: unknown): string {
+  if (err instanceof ApiException) {
+    const message = statusBody(err.body)?.message;
+    return message ? `HTTP ${err.code}: ${message}` : `HTTP ${err.code}`;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const status = watchStatus(err);
+  return (status === undefined ? message : `HTTP ${status}: ${message}`).slice(0, 500);
+}
+
+/** How a cache bounds its requests, so that a hung connection becomes a failure (counted, retried). */
+export interface WatchTimings {
+  /**
+   * Asked of the API server for each watch (timeoutSeconds), times 1 to 2 at random as client-go's
+   * reflector does; the server then ends the watch and the ListWatch watches again. Default 300.
+   */
+  timeoutSeconds: number;
+  /** A watch still open this long after its timeoutSeconds is taken for a dead connection: aborted and counted as a failure. Default 30 s. */
+  graceMs: number;
+  /** Limit on a watch's connect up to the response headers, and on a whole list. Default 60 s. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_WATCH_TIMINGS: WatchTimings = { timeoutSeconds: 300, graceMs: 30_000, requestTimeoutMs: 60_000 };
+
+/** Rejects when `p` has not settled within `ms` (`p` itself runs on; its result is dropped). */
+function withTimeout<R>(p: Promise<R>, ms: number, what: string): Promise<R> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A view of `kc` whose fetch options carry node-fetch's `timeout`: from the socket to the response headers,
+ * not the body (a watch's stream is not cut by it). client-node's Watch sets no timeout of its own (the
+ * 30 s AbortSignal it builds is overwritten on the next line) and only enables TCP keep-alive probes.
+ */
+function withFetchTimeout(kc: KubeConfig, timeoutMs: number): KubeConfig {
+  const view = Object.create(kc) as KubeConfig;
+  view.applyToFetchOptions = async (opts) => ({ ...(await kc.applyToFetchOptions(opts)), timeout: timeoutMs });
+  return view;
+}
+
+interface WatchHooks {
+  /** The API server answered 200: the watch runs. */
+  established(): void;
+  /** The watch failed before it was established. */
+  refused(err: unknown): void;
+}
+
+/**
+ * client-node's Watch, asking the server to end each watch after timeoutSeconds and aborting one that is
+ * still open `graceMs` later (the server's end never arrived: the connection is dead). The abort reaches
+ * the ListWatch as an 'error' naming the stall.
+ */
+class GuardedWatch extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly timings: WatchTimings,
+    private readonly hooks: WatchHooks,
+  ) {
+    super(config);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const timeoutSeconds = Math.round(this.timings.timeoutSeconds * (1 + Math.random()));
+    let ended = false;
+    let failure: unknown;
+    let stalled = false;
+    const stall: { timer?: NodeJS.Timeout } = {};
+    const end = (err: unknown) => {
+      ended = true;
+      failure = err;
+      clearTimeout(stall.timer);
+      const limitS = timeoutSeconds + this.timings.graceMs / 1000;
+      done(stalled ? new Error(`the watch was not ended ${limitS} s after it started (asked: ${timeoutSeconds} s): the connection is presumed dead`) : err);
+    };
+    const controller = await super.watch(path, { ...queryParams, timeoutSeconds }, callback, end);
+    // Watch calls done before it returns when the request failed; otherwise the response was 200.
+    if (ended) {
+      this.hooks.refused(failure);
+      return controller;
+    }
+    this.hooks.established();
+    stall.timer = setTimeout(() => {
+      stalled = true;
+      controller.abort();
+    }, timeoutSeconds * 1000 + this.timings.graceMs);
+    stall.timer.unref();
+    return controller;
+  }
 }
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -52,6 +172,8 @@ export interface Cache<T extends KubernetesObject> {
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): readonly T[];
   synced(): boolean;
+  /** Whether its list+watch is up, or failing since when and why. */
+  health(): CacheHealth;
 }
 
 interface Source<T extends KubernetesObject> {
@@ -65,7 +187,11 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
   private readonly lw: ListWatch<T>;
   private hasSynced = false;
   private stopped = false;
+  /** Consecutive failures; reset when a watch is established (a list alone does not prove the watch works). */
   private failures = 0;
+  private failingSince: Date | undefined;
+  private lastError: string | undefined;
+  private retry: NodeJS.Timeout | undefined;
   private readonly previous = new Map<string, T>();
   private listOk = false;
   private markListed!: () => void;
@@ -73,7 +199,8 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
   readonly listed = new Promise<void>((resolve) => (this.markListed = resolve));
 
   constructor(
-    watch: Watch,
+    watchConfig: KubeConfig,
+    timings: WatchTimings,
     private readonly source: Source<T>,
     private readonly onEvent: Handler<T>,
     private readonly logger: Logger,
@@ -81,7 +208,7 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
   ) {
     const listFn = async () => {
       try {
-        const list = await source.list();
+        const list = await withTimeout(source.list(), timings.requestTimeoutMs, `list ${source.resource}`);
         count('list', source.resource, '200');
         list.items.forEach(slim);
         this.listOk = true;
@@ -91,6 +218,13 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
         throw err;
       }
     };
+    const watch = new GuardedWatch(watchConfig, timings, {
+      established: () => {
+        count('watch', source.resource, '200');
+        this.recovered();
+      },
+      refused: (err) => count('watch', source.resource, errorCode(err)),
+    });
     this.lw = new ListWatch<T>(source.path, watch, listFn, false, source.labelSelector);
     const key = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     this.lw.on('add', (o) => {
@@ -108,17 +242,35 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
       this.previous.delete(key(o));
       this.onEvent(o, 'delete');
     });
-    this.lw.on('connect', () => {
-      this.count('watch', source.resource, '200');
-    });
     this.lw.on('error', (err: unknown) => {
       if (this.stopped) return;
       this.failures++;
+      this.failingSince ??= new Date();
+      this.lastError = failureText(err);
       const delay = Math.min(500 * 2 ** (this.failures - 1), 30_000);
-      this.logger.warn({ resource: source.resource, err: fromKubeError(err, `watch ${source.resource}`).message, retryInMs: delay }, 'watch failed; listing again');
-      const t = setTimeout(() => void this.attempt().catch(() => undefined), delay);
-      t.unref();
+      this.logger.warn(
+        { resource: source.resource, err: this.lastError, failures: this.failures, failingSince: this.failingSince.toISOString(), retryInMs: delay },
+        'list or watch failed; retrying',
+      );
+      this.retry = setTimeout(() => void this.attempt().catch(() => undefined), delay);
+      this.retry.unref();
     });
+  }
+
+  private recovered(): void {
+    if (this.failingSince) this.logger.info({ resource: this.source.resource, failures: this.failures, failingSince: this.failingSince.toISOString() }, 'watching again');
+    this.failures = 0;
+    this.failingSince = undefined;
+    this.lastError = undefined;
+  }
+
+  health(): CacheHealth {
+    return {
+      resource: this.source.resource,
+      failures: this.failures,
+      ...(this.failingSince ? { failingSince: this.failingSince } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
   }
 
   /** Lists and starts watching; resolves once the first list succeeded (failures are logged and retried). */
@@ -130,15 +282,14 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
 
   /** One list+watch start; the ListWatch has stored the list when its start() returns. */
   private async attempt(): Promise<void> {
+    if (this.stopped) return;
     await this.lw.start();
-    if (this.listOk) {
-      this.failures = 0;
-      this.markListed();
-    }
+    if (this.listOk) this.markListed();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retry);
     await this.lw.stop();
   }
 
@@ -189,6 +340,8 @@ export interface KubeAdapterOptions {
   kubeConfig: KubeConfig;
   logger: Logger;
   metrics?: ControllerMetrics;
+  /** Bounds of the caches' requests; default DEFAULT_WATCH_TIMINGS (tests shorten them). */
+  watchTimings?: Partial<WatchTimings>;
 }
 
 export class KubeAdapter {
@@ -197,7 +350,8 @@ export class KubeAdapter {
   readonly rbac: RbacAuthorizationV1Api;
   readonly custom: CustomObjectsApi;
   private readonly objects: KubernetesObjectApi;
-  private readonly watch: Watch;
+  private readonly watchConfig: KubeConfig;
+  private readonly watchTimings: WatchTimings;
   private readonly caches: WatchedCache<KubernetesObject>[] = [];
   private readonly closeAgents: () => void;
 
@@ -211,7 +365,8 @@ export class KubeAdapter {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.objects = KubernetesObjectApi.makeApiClient(kc);
     // Watches keep the client's agent per request: stopping a watch destroys every socket of its agent.
-    this.watch = new Watch(opts.kubeConfig);
+    this.watchTimings = { ...DEFAULT_WATCH_TIMINGS, ...opts.watchTimings };
+    this.watchConfig = withFetchTimeout(opts.kubeConfig, this.watchTimings.requestTimeoutMs);
   }
 
   count(verb: string, resource: string, code: string): void {
@@ -231,7 +386,7 @@ export class KubeAdapter {
 
   /** A cache of `source`, calling `onEvent` for each change; not started yet. */
   cache<T extends KubernetesObject>(source: Source<T>, onEvent: Handler<T>): Cache<T> & { start(): Promise<void> } {
-    const c = new WatchedCache<T>(this.watch, source, onEvent, this.opts.logger, (v, r, code) => this.count(v, r, code));
+    const c = new WatchedCache<T>(this.watchConfig, this.watchTimings, source, onEvent, this.opts.logger, (v, r, code) => this.count(v, r, code));
     this.caches.push(c as unknown as WatchedCache<KubernetesObject>);
     return c;
   }

@@ -52,6 +52,12 @@ export type LeaderElectionOptions = ({ coordinationApi: LeaseApi } | { kubeConfi
 
 export interface LeaderElection {
   isLeader(): boolean;
+  /**
+   * When the loop last completed an attempt (acquire or renew, won, lost or failed); before the first, when
+   * it started. Wall-clock time: a running loop moves it at least every retry period plus the attempt's
+   * own duration, so an old value means a wedged loop (e.g. a request that never ends).
+   */
+  lastAttemptAt(): Date;
   /** Stops the loop; with release (default true) clears holderIdentity so another instance takes over at once. */
   stop(opts?: { release?: boolean }): Promise<void>;
 }
@@ -123,11 +129,13 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElection
   const api: LeaseApi = 'coordinationApi' in opts ? opts.coordinationApi : opts.kubeConfig.makeApiClient(CoordinationV1Api);
   const elector = new Elector(api, opts, timings);
   elector.schedule(0);
-  return { isLeader: () => elector.state === 'leading', stop: (o) => elector.stop(o?.release ?? true) };
+  return { isLeader: () => elector.state === 'leading', lastAttemptAt: () => elector.lastAttemptAt, stop: (o) => elector.stop(o?.release ?? true) };
 }
 
 class Elector {
   state: 'candidate' | 'leading' | 'stopped' = 'candidate';
+  /** See LeaderElection.lastAttemptAt. */
+  lastAttemptAt = new Date();
   /** The newest version of the lease this elector has read or written. */
   private lease: V1Lease | undefined;
   private observedHolder: string | undefined;
@@ -155,6 +163,7 @@ class Elector {
     this.tick = setTimeout(() => {
       this.attempt = this.tryOnce().finally(() => {
         this.attempt = undefined;
+        this.lastAttemptAt = new Date();
         if (this.state === 'stopped') return;
         const wait = this.timings.retryPeriodMs;
         this.schedule(this.state === 'leading' ? wait : wait * (1 + Math.random() * JITTER));

@@ -9,8 +9,9 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parseDuration } from '../api/duration.js';
 import { Controller } from './controller.js';
+import { DEFAULT_WATCH_FAILURE_TIMEOUT_MS, LIVE, firstFailing, leaderLiveness, leaderStallMs, logTransitions, type Liveness } from './health.js';
 import { startControllerHttp, type ControllerHttpServer } from './http.js';
-import { KubeAdapter } from './kube.js';
+import { KubeAdapter, type WatchTimings } from './kube.js';
 import { startLeaderElection, type LeaderElection, type StoppedReason } from './leader.js';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js';
 import type { ControllerSettings } from './settings.js';
@@ -23,6 +24,8 @@ export interface RunOptions {
   identity?: string;
   /** Called when leadership is lost (the process must end: another instance leads now). */
   onLost?: () => void;
+  /** Bounds of the caches' requests (tests shorten them); default kube.ts DEFAULT_WATCH_TIMINGS. */
+  watchTimings?: Partial<WatchTimings>;
 }
 
 export interface RunningController {
@@ -49,7 +52,8 @@ export async function runController(opts: RunOptions): Promise<RunningController
   const lead = async (signal: AbortSignal) => {
     metrics.isLeader.set(1);
     logger.info({ identity }, 'leading: starting the reconcile loop');
-    const c = new Controller({ kube: new KubeAdapter({ kubeConfig: opts.kubeConfig, logger, metrics }), settings, logger, metrics, identity });
+    const kube = new KubeAdapter({ kubeConfig: opts.kubeConfig, logger, metrics, ...(opts.watchTimings ? { watchTimings: opts.watchTimings } : {}) });
+    const c = new Controller({ kube, settings, logger, metrics, identity });
     controller = c;
     signal.addEventListener('abort', () => void c.stop());
     await c.start();
@@ -65,16 +69,25 @@ export async function runController(opts: RunOptions): Promise<RunningController
     }
   };
 
+  const le = settings.leaderElection;
+  const allowanceMs = parseDuration(settings.liveness.watchFailureTimeout) ?? DEFAULT_WATCH_FAILURE_TIMEOUT_MS;
+  const stallMs = leaderStallMs({ leaseDurationMs: ms(le.leaseDuration), retryPeriodMs: ms(le.retryPeriod) }, allowanceMs);
+  // Stopping is live (the process is on its way out); else the election loop ticks and the caches are not stuck failing.
+  const live = (): Liveness => {
+    if (stopping) return LIVE;
+    const now = new Date();
+    return firstFailing([() => (leader ? leaderLiveness(leader.lastAttemptAt(), now, stallMs) : LIVE), () => controller?.health(now) ?? LIVE]);
+  };
+
   const http: ControllerHttpServer = await startControllerHttp(settings.metricsHost, settings.metricsPort, {
     registry: metrics.registry,
-    live: () => stopping || !settings.leaderElection.enabled || leader !== undefined,
+    live: logTransitions(live, logger),
     // A standby is ready (it is healthy and waits); the leader once its caches have synced.
     ready: () => (controller ? controller.synced() : !settings.leaderElection.enabled ? false : true),
     logger,
   });
 
-  if (settings.leaderElection.enabled) {
-    const le = settings.leaderElection;
+  if (le.enabled) {
     leader = startLeaderElection({
       kubeConfig: opts.kubeConfig,
       namespace: settings.namespace,

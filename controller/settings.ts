@@ -50,6 +50,15 @@ export const ControllerSettings = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    liveness: Type.Object(
+      {
+        watchFailureTimeout: Duration(
+          '/healthz answers 503 (and the kubelet restarts the controller) once a list or watch has failed without a break for longer than this; the leader election loop gets the same allowance',
+          '5m',
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { register as globalRegistry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isControllerError } from '../../controller/errors.js';
+import type { Liveness } from '../../controller/health.js';
 import { buildControllerHttp, startControllerHttp, type ControllerHttpServer } from '../../controller/http.js';
 import { createControllerMetrics } from '../../controller/metrics.js';
 
@@ -42,7 +43,7 @@ describe('controller metrics', () => {
 });
 
 describe('controller HTTP', () => {
-  let live = true;
+  let live: Liveness = { ok: true };
   let ready = false;
   const metrics = createControllerMetrics();
   const app = buildControllerHttp({ registry: metrics.registry, live: () => live, ready: () => ready, logger });
@@ -66,13 +67,23 @@ describe('controller HTTP', () => {
     expect([ok.statusCode, ok.json()]).toEqual([200, { status: 'ready' }]);
   });
 
-  it('/healthz answers 200 while the loops are alive, 503 otherwise', async () => {
-    live = true;
-    expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
-    live = false;
+  it('/healthz answers 200 while the loops are alive, 503 with the reason otherwise', async () => {
+    live = { ok: true };
+    const ok = await app.inject({ method: 'GET', url: '/healthz' });
+    expect([ok.statusCode, ok.json()]).toEqual([200, { status: 'ok' }]);
+    live = { ok: false, reason: 'watch databasebackups failing since 2026-11-21T10:00:00Z: connect ECONNREFUSED 127.0.0.1:6443' };
     const r = await app.inject({ method: 'GET', url: '/healthz' });
     expect(r.statusCode).toBe(503);
-    expect(r.json()).toEqual({ status: 'unhealthy', reason: 'a controller loop has stopped' });
+    expect(r.json()).toEqual({ status: 'unhealthy', reason: 'watch databasebackups failing since 2026-11-21T10:00:00Z: connect ECONNREFUSED 127.0.0.1:6443' });
+    live = { ok: false, reason: 'leader election loop has not run for 93 s' };
+    expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'unhealthy', reason: 'leader election loop has not run for 93 s' });
+  });
+
+  it('/healthz names a generic reason when the check gives none', async () => {
+    live = { ok: false };
+    const r = await app.inject({ method: 'GET', url: '/healthz' });
+    expect([r.statusCode, r.json()]).toEqual([503, { status: 'unhealthy', reason: 'a controller loop has stopped' }]);
+    live = { ok: true };
   });
 
   it('answers 404 for other paths', async () => {
@@ -89,7 +100,7 @@ describe('startControllerHttp', () => {
 
   it('binds a free port for port 0 and returns it', async () => {
     const m = createControllerMetrics();
-    server = await startControllerHttp('127.0.0.1', 0, { registry: m.registry, live: () => true, ready: () => true, logger });
+    server = await startControllerHttp('127.0.0.1', 0, { registry: m.registry, live: () => ({ ok: true }), ready: () => true, logger });
     expect(server.port).toBeGreaterThan(0);
     const r = await fetch(`http://127.0.0.1:${server.port}/readyz`);
     expect(r.status).toBe(200);
@@ -102,7 +113,7 @@ describe('startControllerHttp', () => {
     const port = (taken.address() as { port: number }).port;
     try {
       const m = createControllerMetrics();
-      const err: unknown = await startControllerHttp('127.0.0.1', port, { registry: m.registry, live: () => true, ready: () => true, logger }).catch((e: unknown) => e);
+      const err: unknown = await startControllerHttp('127.0.0.1', port, { registry: m.registry, live: () => ({ ok: true }), ready: () => true, logger }).catch((e: unknown) => e);
       expect(isControllerError(err, 'LISTEN_FAILED')).toBe(true);
       expect((err as Error).message).toContain(`127.0.0.1:${port}`);
     } finally {
