@@ -14,6 +14,7 @@ import { RunnerMetrics, type RetentionFacts } from './metrics.js';
 import type { OperationRequest, StreamLine } from './protocol.js';
 import { OperationQueue } from './queue.js';
 import { Scheduler, type Trigger } from './scheduler.js';
+import { longestGap } from './schedule.js';
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -74,12 +75,13 @@ export class Daemon {
     this.log = rt.logger.child({ component: 'daemon' });
     this.queue = new OperationQueue(() => this.clock.now());
     this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });
-    const interval = rt.config.schedule?.interval === undefined ? undefined : parseDuration(rt.config.schedule.interval);
-    this.metrics.initLocations(
-      rt.locations.map((l) => l.name),
-      interval === undefined ? {} : { intervalSeconds: interval / 1000 },
-    );
+    const schedule = rt.config.schedule;
+    const interval = schedule?.interval === undefined ? undefined : parseDuration(schedule.interval);
     this.startedAt = this.clock.now();
+    this.metrics.initLocations(rt.locations.map((l) => l.name), {
+      ...(interval === undefined ? {} : { intervalSeconds: interval / 1000 }),
+      ...(schedule ? { maxGapSeconds: longestGap(schedule, this.startedAt) / 1000 } : {}),
+    });
     const target = rt.config.report?.databaseBackup;
     if (target) {
       this.reporter = new StatusReporter({

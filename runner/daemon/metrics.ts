@@ -22,6 +22,7 @@ export class RunnerMetrics {
   private readonly running: Gauge;
   private readonly reportErrors: Counter;
   private readonly scheduleInterval: Gauge;
+  private readonly scheduleMaxGap: Gauge;
   private readonly locationFailing: Gauge;
   private readonly failedInARow: Gauge;
   private readonly retentionRemoved: Counter;
@@ -49,6 +50,11 @@ export class RunnerMetrics {
     this.running = new Gauge({ name: 'backup_runner_operation_running', help: '1 while an operation of this kind runs', labelNames: ['operation'], registers: r });
     this.reportErrors = new Counter({ name: 'backup_runner_status_report_errors_total', help: 'Failed status reports to the DatabaseBackup by reason code', labelNames: ['reason'], registers: r });
     this.scheduleInterval = new Gauge({ name: 'backup_runner_schedule_interval_seconds', help: 'Interval of an interval schedule (0: a cron schedule or none)', registers: r });
+    this.scheduleMaxGap = new Gauge({
+      name: 'backup_runner_schedule_max_gap_seconds',
+      help: 'Longest time between two scheduled backups, jitter included: the interval, or for a cron schedule the longest gap between its slots in the next year (0: no schedule)',
+      registers: r,
+    });
     this.locationFailing = new Gauge({ name: 'backup_runner_location_failing', help: '1 while the location is Failing in the status: the last backup failed there, or it could not be listed or read', labelNames: ['location'], registers: r });
     this.failedInARow = new Gauge({ name: 'backup_runner_consecutive_failed_backups', help: 'Backups in a row that stored nothing anywhere (Failed), since the last one that stored something or the start', registers: r });
     this.retentionRemoved = new Counter({ name: 'backup_runner_retention_removed_total', help: 'Backups removed from the location by retention', labelNames: ['location'], registers: r });
@@ -56,8 +62,9 @@ export class RunnerMetrics {
   }
 
   /** Exports the per-location series from the start (0), so rate() and alerts see a zero rather than no series. */
-  initLocations(locations: readonly string[], schedule?: { intervalSeconds?: number }): void {
+  initLocations(locations: readonly string[], schedule?: { intervalSeconds?: number; maxGapSeconds?: number }): void {
     this.scheduleInterval.set(schedule?.intervalSeconds ?? 0);
+    this.scheduleMaxGap.set(schedule?.maxGapSeconds ?? 0);
     for (const location of locations) {
       this.locationFailing.set({ location }, 0);
       this.retentionRemoved.inc({ location }, 0);

@@ -76,6 +76,34 @@ export function missedRun(schedule: Schedule, lastRun: Date | undefined, now: Da
   }
 }
 
+/** How far ahead `longestGap` looks at a cron schedule: a year, or this many slots if they come first. */
+export const GAP_HORIZON_MS = 366 * 86_400_000;
+export const GAP_MAX_SLOTS = 2_000;
+
+/**
+ * The longest time (ms) a healthy runner may go without starting a backup:
+ * for an interval schedule the interval, for a cron schedule the longest
+ * time between two consecutive slots in the year after `from` (or its next
+ * GAP_MAX_SLOTS slots, which for an expression every 5 minutes still span a
+ * week, so nights and weekends are seen; at most about 0.5 s of CPU), and at
+ * least the time between its next two slots, plus the jitter either way.
+ * Alerts compare the age of the newest backup with it.
+ */
+export function longestGap(schedule: Schedule, from: Date): number {
+  const plan = planOf(schedule);
+  const jitter = schedule.jitter === undefined ? 0 : (parseDuration(schedule.jitter) ?? 0);
+  if (plan.kind === 'interval') return plan.ms + jitter;
+  const end = from.getTime() + GAP_HORIZON_MS;
+  let slot = nextCronTime(plan.expr, schedule.timeZone, from).getTime();
+  let longest = 0;
+  for (let i = 0; i < GAP_MAX_SLOTS && (i === 0 || slot <= end); i++) {
+    const following = nextCronTime(plan.expr, schedule.timeZone, new Date(slot)).getTime();
+    longest = Math.max(longest, following - slot);
+    slot = following;
+  }
+  return longest + jitter;
+}
+
 /** A random delay in [0, jitter) ms to add to a slot; 0 without jitter. */
 export function jitterDelay(schedule: Schedule, random: () => number): number {
   const ms = schedule.jitter === undefined ? 0 : (parseDuration(schedule.jitter) ?? 0);

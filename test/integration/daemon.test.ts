@@ -189,6 +189,7 @@ describe('backup-runner serve', () => {
       expect(metrics).toMatch(/backup_runner_backups_stored\{[^}]*location="fs"[^}]*\} 2/);
       expect(metrics).toMatch(/backup_runner_next_run_timestamp_seconds\{[^}]*\} \d+/);
       expect(metrics).toMatch(/backup_runner_schedule_interval_seconds\{[^}]*\} 4\n/);
+      expect(metrics).toMatch(/backup_runner_schedule_max_gap_seconds\{[^}]*\} 4\n/);
       expect(metrics).toMatch(/backup_runner_consecutive_failed_backups\{[^}]*\} 0\n/);
       for (const location of ['fs', 's3']) {
         // At least 3 backups ran and 2 are kept: retention removed at least one in each location.

@@ -181,7 +181,7 @@ describe('chart monitoring: PrometheusRule', () => {
     const age = rules().find((r) => r.record === 'dbbackup:last_success_age_seconds')!;
     expect(metricNames(age.expr)).toContain('backup_runner_last_success_timestamp_seconds');
     const threshold = rules().find((r) => r.record === 'dbbackup:stale_after_seconds')!;
-    expect(metricNames(threshold.expr)).toEqual(expect.arrayContaining(['backup_runner_schedule_interval_seconds', 'backup_runner_next_run_timestamp_seconds']));
+    expect(metricNames(threshold.expr)).toEqual(expect.arrayContaining(['backup_runner_schedule_interval_seconds', 'backup_runner_schedule_max_gap_seconds', 'backup_runner_next_run_timestamp_seconds']));
     expect(reading('dbbackup:stale_after_seconds')).toEqual(expect.arrayContaining(['DatabaseBackupTooOld', 'DatabaseBackupLocationTooOld']));
     expect(reading('backup_runner_consecutive_failed_backups')).toEqual(['DatabaseBackupFailing']);
     expect(reading('backup_runner_location_failing')).toEqual(['DatabaseBackupLocationFailing']);
@@ -216,18 +216,18 @@ describe('chart monitoring: PrometheusRule', () => {
     expect(ruleObject().metadata).toMatchObject({ namespace: NAMESPACE, labels: { release: 'prometheus' } });
   });
 
-  it('staleFactor and cronStaleAfter set the threshold; a duration that is none is refused', async () => {
+  it('staleFactor and cronGrace set the threshold; a duration that is none is refused', async () => {
     const threshold = async (set: string[]) => {
       const docs = await render(['monitoring.prometheusRule.enabled=true', ...set], ['prometheusrule.yaml']);
       return ruleSpec(docs[0]!).groups.flatMap((g) => g.rules).find((r) => r.record === 'dbbackup:stale_after_seconds')!.expr;
     };
     const defaults = await threshold([]);
     expect(defaults).toMatch(/\(backup_runner_schedule_interval_seconds > 0\) \* 1\.5\n/);
-    expect(defaults).toContain('* 0 + 93600\n');
-    const custom = await threshold(['monitoring.prometheusRule.staleFactor=2', 'monitoring.prometheusRule.cronStaleAfter=1w1d12h30m15s']);
+    expect(defaults).toContain('(backup_runner_schedule_max_gap_seconds > 0) + 7200\n');
+    const custom = await threshold(['monitoring.prometheusRule.staleFactor=2', 'monitoring.prometheusRule.cronGrace=1w1d12h30m15s']);
     expect(custom).toMatch(/\(backup_runner_schedule_interval_seconds > 0\) \* 2\n/);
-    expect(custom).toContain(`* 0 + ${8 * 86400 + 12 * 3600 + 30 * 60 + 15}\n`);
-    await expect(threshold(['monitoring.prometheusRule.cronStaleAfter=1.5h'])).rejects.toThrow(/cronStaleAfter/);
+    expect(custom).toContain(`(backup_runner_schedule_max_gap_seconds > 0) + ${8 * 86400 + 12 * 3600 + 30 * 60 + 15}\n`);
+    await expect(threshold(['monitoring.prometheusRule.cronGrace=1.5h'])).rejects.toThrow(/cronGrace/);
   });
 });
 

@@ -29,8 +29,9 @@ const backup = (status: BackupResult['status'], failed: string[] = []): BackupRe
 describe('RunnerMetrics', () => {
   it('exports the schedule interval and the per-location series as 0 from the start', async () => {
     const m = new RunnerMetrics({ namespace: 'shop', name: 'orders' });
-    m.initLocations(['fs', 's3'], { intervalSeconds: 21600 });
+    m.initLocations(['fs', 's3'], { intervalSeconds: 21600, maxGapSeconds: 21600 });
     expect(await sample(m, 'backup_runner_schedule_interval_seconds', { namespace: 'shop', databasebackup: 'orders' })).toBe(21600);
+    expect(await sample(m, 'backup_runner_schedule_max_gap_seconds', { namespace: 'shop', databasebackup: 'orders' })).toBe(21600);
     for (const location of ['fs', 's3']) {
       expect(await sample(m, 'backup_runner_location_failing', { location })).toBe(0);
       expect(await sample(m, 'backup_runner_retention_removed_total', { location })).toBe(0);
@@ -39,8 +40,12 @@ describe('RunnerMetrics', () => {
     expect(await sample(m, 'backup_runner_consecutive_failed_backups')).toBe(0);
 
     const cron = new RunnerMetrics({ namespace: 'shop', name: 'nightly' });
-    cron.initLocations(['fs']);
+    cron.initLocations(['fs'], { maxGapSeconds: 7 * 86400 });
     expect(await sample(cron, 'backup_runner_schedule_interval_seconds')).toBe(0);
+    expect(await sample(cron, 'backup_runner_schedule_max_gap_seconds')).toBe(7 * 86400);
+    const none = new RunnerMetrics({ namespace: 'shop', name: 'manual' });
+    none.initLocations(['fs']);
+    expect(await sample(none, 'backup_runner_schedule_max_gap_seconds')).toBe(0);
   });
 
   it('counts backups that stored nothing in a row; one that stored anywhere resets the count', async () => {

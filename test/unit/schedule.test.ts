@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Schedule } from '../../api/runner-config.js';
 import { isBackupError } from '../../runner/errors.js';
-import { jitterDelay, missedRun, nextCronTime, nextRun } from '../../runner/daemon/schedule.js';
+import { jitterDelay, longestGap, missedRun, nextCronTime, nextRun } from '../../runner/daemon/schedule.js';
 
 const sched = (s: Partial<Schedule>): Schedule => ({ timeZone: 'UTC', suspend: false, catchUp: true, ...s });
 const at = (iso: string): Date => new Date(iso);
@@ -182,6 +182,25 @@ describe('jitterDelay', () => {
       expect(d).toBeLessThan(90_000);
       expect(Number.isInteger(d)).toBe(true);
     }
+  });
+});
+
+describe('longestGap', () => {
+  const H = 3_600_000;
+  it.each<[string, Partial<Schedule>, number]>([
+    ['an interval', { interval: '6h' }, 6 * H],
+    ['an interval with jitter', { interval: '6h', jitter: '10m' }, 6 * H + 10 * 60_000],
+    ['daily in UTC', { cron: '0 3 * * *' }, 24 * H],
+    ['daily in Berlin: the autumn change makes one day 25 h', { cron: '0 3 * * *', timeZone: 'Europe/Berlin' }, 25 * H],
+    ['weekly', { cron: '0 3 * * 0' }, 7 * 24 * H],
+    ['weekdays: Friday to Monday', { cron: '0 3 * * 1-5' }, 3 * 24 * H],
+    ['every 5 minutes in office hours on weekdays: the weekend', { cron: '*/5 9-17 * * 1-5' }, 63 * H + 5 * 60_000],
+    ['monthly on the 1st: the longest month', { cron: '0 3 1 * *' }, 31 * 24 * H],
+    ['twice a day, unevenly', { cron: '0 2,8 * * *' }, 18 * H],
+    ['on leap days only: beyond the horizon, still the gap to the next', { cron: '0 0 29 2 *' }, Date.parse('2032-02-29') - Date.parse('2028-02-29')],
+    ['daily with jitter', { cron: '0 3 * * *', jitter: '30m' }, 24 * H + 30 * 60_000],
+  ])('%s', (_name, s, expected) => {
+    expect(longestGap(sched(s), at('2026-11-21T10:00:00Z'))).toBe(expected);
   });
 });
 
