@@ -119,6 +119,7 @@ DatabaseBackups report RunnerImageNotFound).
     "leaseName" (include "db-backup-controller.fullname" .)
     "leaseDuration" $le.leaseDuration
     "renewDeadline" $le.renewDeadline
-    "retryPeriod" $le.retryPeriod) }}
+    "retryPeriod" $le.retryPeriod)
+  "liveness" (dict "watchFailureTimeout" .Values.controller.watchFailureTimeout) }}
 {{- toYaml $settings }}
 {{- end }}
