@@ -589,11 +589,11 @@ describe('controller -> runner contract', () => {
       return x?.status === 'False' ? x : undefined;
     });
     expect(c).toMatchObject({ reason: 'BackupFailed', message: expect.stringContaining(failedId) as string });
-    expect(c!.message).toContain(o.status!.lastBackup!.message!);
+    expect(c.message).toContain(o.status!.lastBackup!.message!);
     // Ready stays about the runner: it runs the current spec.
     expect(condition(await dbb(), 'ConfigValid')).toMatchObject({ status: 'True' });
     const warning = await eventually('a BackupFailed Event', async () => (await backupEvents()).find((e) => e.reason === 'BackupFailed'));
-    expect(warning).toMatchObject({ type: 'Warning', message: c!.message });
+    expect(warning).toMatchObject({ type: 'Warning', message: c.message });
     const table = await kube!.kubectlOk(['-n', NS, 'get', 'dbb', NAME]);
     expect(table.split('\n')[0]).toMatch(/LAST BACKUP/);
     expect(table.split('\n')[1]).toMatch(/\bFailed\b/);
