@@ -91,9 +91,9 @@ describe('CRDs on kube-apiserver 1.20', () => {
     await kube!.kubectlOk(['patch', 'dbb', 'orders', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
     const table = await kube!.kubectlOk(['get', 'dbb', '-n', 'shop']);
     const [header, ...rows] = table.trim().split('\n');
-    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'ENGINE', 'SCHEDULE', 'INTERVAL', 'LAST SUCCESS', 'READY', 'AGE']);
-    // Empty cells print as blanks: orders has no interval, shop-mysql no cron, no last success and no Ready condition.
-    expect(rows.find((r) => r.startsWith('orders '))).toMatch(/^orders\s+postgresql\s+0 3 \* \* \*\s+\S+\s+True\s+\S+$/);
+    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'ENGINE', 'SCHEDULE', 'INTERVAL', 'LAST BACKUP', 'LAST SUCCESS', 'READY', 'AGE']);
+    // Empty cells print as blanks: orders has no interval, shop-mysql no cron, no last backup or success and no Ready condition.
+    expect(rows.find((r) => r.startsWith('orders '))).toMatch(/^orders\s+postgresql\s+0 3 \* \* \*\s+Succeeded\s+\S+\s+True\s+\S+$/);
     expect(rows.find((r) => r.startsWith('shop-mysql '))).toMatch(/^shop-mysql\s+mysql\s+6h\s+\S+$/);
 
     const bad = { ...status, lastBackup: { ...status.lastBackup, status: 'Done' } };
