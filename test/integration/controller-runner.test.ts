@@ -17,6 +17,7 @@
  * report its status (and the controller's conditions stay); a spec change
  * reaches the runner through the Secret and a rollout.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -43,6 +44,7 @@ import { S3RVER_KEY, startS3, type S3Server } from '../../testenv/s3.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
 import { eventually } from '../../testenv/eventually.js';
+import { findLeaks, type Output } from '../../testenv/leak.js';
 
 const NS = 'shop';
 const NAME = 'orders';
@@ -51,6 +53,17 @@ const DB = 'shop';
 const BUCKET = 'backups';
 const S3_PREFIX = 'db';
 const CLAIM = 'backups';
+/** s3rver checks the access key id only, so the secret key can be a value that appears nowhere else. */
+const S3_SECRET = `s3-secret-${randomBytes(12).toString('hex')}`;
+/** Everything the controller and the runner write, for the final check that no secret appears in it. */
+const outputs: Output[] = [];
+const capture = (source: string) =>
+  new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      outputs.push({ source, text: chunk.toString() });
+      cb();
+    },
+  });
 
 type Log = Record<string, unknown>;
 
@@ -58,6 +71,7 @@ let kube: KubeInstance | undefined;
 let pg: PgInstance | undefined;
 let s3: S3Server | undefined;
 let controller: Controller | undefined;
+let controllerMetrics: ReturnType<typeof createControllerMetrics> | undefined;
 let dir = '';
 let seeded: Record<string, string> = {};
 const kubeconfigBefore = process.env.KUBECONFIG;
@@ -81,7 +95,9 @@ beforeAll(async () => {
   const settings = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 2 });
   if (!settings.ok) throw new Error(JSON.stringify(settings.errors));
   const metrics = createControllerMetrics();
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  controllerMetrics = metrics;
+  // Debug level: the most the controller ever logs, all of it searched for secrets at the end.
+  const logger = pino({ level: 'debug' }, capture('controller log'));
   controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: settings.value, logger, metrics });
   await controller.start();
 }, 120_000);
@@ -296,13 +312,14 @@ async function serve(pod: Pod): Promise<Serving> {
   const logs: Log[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
+      outputs.push({ source: 'runner log', text: chunk.toString() });
       for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Log);
       cb();
     },
   });
   const before = { SIGTERM: listeners('SIGTERM'), SIGINT: listeners('SIGINT') };
   let exited: number | undefined;
-  const done = main(pod.args, pod.env, { stdout: () => undefined, logger: createLogger({ destination: sink, pretty: false, level: 'info' }) }).then((code) => (exited = code));
+  const done = main(pod.args, pod.env, { stdout: () => undefined, logger: createLogger({ destination: sink, pretty: false, level: 'debug' }) }).then((code) => (exited = code));
   const added = (s: 'SIGTERM' | 'SIGINT') => listeners(s).filter((l) => !before[s].includes(l));
   const ready = await eventually('the daemon to be ready and wait for SIGTERM', () => {
     if (exited !== undefined) throw new Error(`backup-runner ${pod.args.join(' ')} exited with ${exited}: ${JSON.stringify(logs.filter((l) => Number(l.level) >= 40))}`);
@@ -334,6 +351,7 @@ interface CliResult {
 async function exec(pod: Pod, ...args: string[]): Promise<CliResult> {
   let out = '';
   const code = await main([...args, '-o', 'json'], pod.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
+  outputs.push({ source: `backup-runner ${args.join(' ')} -o json`, text: out });
   return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
 }
 
@@ -396,7 +414,7 @@ describe('controller -> runner contract', () => {
         apiVersion: 'v1',
         kind: 'Secret',
         metadata: { name: 's3-keys', namespace: CONTROLLER_NAMESPACE },
-        stringData: { 'access-key': S3RVER_KEY, 'secret-key': S3RVER_KEY },
+        stringData: { 'access-key': S3RVER_KEY, 'secret-key': S3_SECRET },
       },
       {
         apiVersion: 'dbbackup.io/v1alpha1',
@@ -604,5 +622,47 @@ describe('controller -> runner contract', () => {
     const recovered = await eventually('a BackupRecovered Event', async () => (await backupEvents()).find((e) => e.reason === 'BackupRecovered'));
     expect(recovered).toMatchObject({ type: 'Normal', message: expect.stringContaining(r.json.id as string) as string });
     expect((await backupEvents()).filter((e) => e.reason === 'BackupFailed')).toHaveLength(1);
+  });
+
+  it('no secret appears in any log line, CLI output (table and JSON), manifest, status, Event, object or metric', async () => {
+    // The human tables as well (the JSON forms were recorded by exec above).
+    for (const args of [['list'], ['status'], ['verify'], ['retention', '--dry-run'], ['backup']]) {
+      let out = '';
+      const code = await main(args, pod.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
+      expect(code, out).toBe(0);
+      outputs.push({ source: `backup-runner ${args.join(' ')}`, text: out });
+    }
+    for (const args of [['list'], ['status'], ['retention', '--dry-run']]) await exec(pod, ...args);
+
+    // Every manifest in both locations.
+    for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/`)) {
+      if (o.key.endsWith('/manifest.json')) outputs.push({ source: `manifest s3 ${o.key}`, text: await (await s3!.storage(BUCKET).get(o.key)).toArray().then((c) => Buffer.concat(c as Buffer[]).toString()) });
+    }
+    for (const id of await idsOnClaim()) {
+      outputs.push({ source: `manifest pvc ${id}`, text: await readFile(join(claimDir(CLAIM), NS, NAME, id, 'manifest.json'), 'utf8') });
+    }
+    // What the API server holds: status (the controller's and the runner's patches), Events, every runner object but the Secret that carries the keys by design.
+    for (const [what, args] of [
+      ['DatabaseBackup', ['-n', NS, 'get', 'dbb', NAME, '-o', 'json']],
+      ['storage class', ['get', 'dbbsc', 'contract', '-o', 'json']],
+      ['Events', ['get', 'events', '-A', '-o', 'json']],
+      ['runner objects', ['-n', NS, 'get', 'deployment,serviceaccount,role,rolebinding,service', '-o', 'json']],
+      ['kubectl describe', ['-n', NS, 'describe', 'dbb', NAME]],
+    ] as const) {
+      outputs.push({ source: what, text: await kube!.kubectlOk([...args]) });
+    }
+    outputs.push({ source: 'controller metrics', text: await controllerMetrics!.registry.metrics() });
+    outputs.push({ source: 'runner metrics', text: await (await fetch(`http://127.0.0.1:${serving!.metricsPort}/metrics`)).text() });
+
+    const sources = new Set(outputs.map((o) => o.source.split(' ')[0]));
+    // The search covered each kind of output (a capture that stopped working would make this test pass vacuously).
+    for (const s of ['controller', 'runner', 'backup-runner', 'manifest', 'DatabaseBackup', 'Events', 'runner', 'kubectl']) expect(sources, s).toContain(s);
+    expect(outputs.filter((o) => o.source === 'controller log').length).toBeGreaterThan(0);
+    expect(outputs.filter((o) => o.source.startsWith('manifest')).length).toBeGreaterThanOrEqual(2); // keepLast 1: one per location
+    // The runner Secret does hold the S3 key (copied by the controller): proof the canary is the key actually in use.
+    const runnerSecret = await get<V1Secret>('secret', RUNNER);
+    expect(findLeaks({ s3: S3_SECRET }, [{ source: 'runner Secret', text: JSON.stringify(runnerSecret?.data) }])).not.toEqual([]);
+
+    expect(findLeaks({ 'database password': pg!.password, 's3 secret key': S3_SECRET }, outputs)).toEqual([]);
   });
 });
