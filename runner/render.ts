@@ -1,4 +1,5 @@
 import type { BackupError } from './errors.js';
+import { MAX_CLOCK_SKEW_MS } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
 import type { RestoreResult } from './ops/restore.js';
@@ -43,6 +44,12 @@ export function renderListing(l: Listing): string {
       const m = b.manifest;
       rows.push([b.id, m.consistentAt, humanBytes(m.objects.reduce((s, o) => s + o.size, 0)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, b.locations.join(',')]);
     }
+    out.push(table(rows));
+  }
+  if (l.future.length > 0) {
+    out.push(`\nFUTURE-DATED manifests (more than ${MAX_CLOCK_SKEW_MS / 60_000} min ahead of this clock): never restored by --latest or --to-time, not planned by retention, not counted`);
+    const rows = [['ID', 'FUTURE FIELD', 'AT', 'LOCATIONS']];
+    for (const f of l.future) rows.push([f.id, f.field, f.at, f.locations.join(',')]);
     out.push(table(rows));
   }
   for (const p of l.problems) out.push(`warning: ${p.location}${p.key ? ` ${p.key}` : ''}: ${errorText(p.error)}`);

@@ -37,14 +37,15 @@ function planFor(rt: Runtime, listing: Listing, loc: Location): RetentionPlan {
  */
 export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: readonly string[]; signal?: AbortSignal }): Promise<RetentionResult> {
   const listing = await listBackups(rt, opts);
-  const unreadable = new Set(listing.problems.map((p) => p.location));
+  // A misplaced manifest was read (it is simply not this database's): it blocks nothing, and is never a candidate.
+  const unreadable = new Set(listing.problems.filter((p) => p.error.code !== 'MANIFEST_MISPLACED').map((p) => p.location));
   const grace = parseDuration(rt.config.retention.orphanGracePeriod) ?? 86_400_000;
   const locations = rt.locations.filter((l) => !opts.only || opts.only.includes(l.name));
   const results: LocationRetention[] = [];
   for (const loc of locations) {
     const log = rt.logger.child({ op: 'retention', location: loc.name });
     if (unreadable.has(loc.name)) {
-      const error = listing.problems.find((p) => p.location === loc.name)!.error;
+      const error = listing.problems.find((p) => p.location === loc.name && p.error.code !== 'MANIFEST_MISPLACED')!.error;
       log.warn({ err: error }, 'location could not be read completely; nothing removed there');
       results.push({ location: loc.name, failed: [], orphansRemoved: 0, error });
       continue;

@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type BackupError, toBackupError } from '../errors.js';
-import type { Manifest } from '../manifest.js';
+import { BackupError, toBackupError } from '../errors.js';
+import { MAX_CLOCK_SKEW_MS, type Manifest } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { objectKey } from '../storage/layout.js';
+import { MANIFEST_FILE, objectKey } from '../storage/layout.js';
 import { everyInterval } from '../util/async.js';
 import { type ListedBackup, listBackups } from './list.js';
 import { selectBackup } from './select.js';
@@ -63,6 +63,13 @@ export async function verify(rt: Runtime, opts: { id?: string; signal?: AbortSig
   for (const b of targets) {
     rt.logger.info({ backupId: b.id, locations: b.locations }, 'verifying');
     checks.push(...(await verifyBackup(rt, b, opts)));
+  }
+  for (const f of listing.future) {
+    if (opts.id && f.id !== opts.id) continue;
+    const error = new BackupError('MANIFEST_FUTURE', `manifest of backup ${f.id} is dated in the future (${f.field} ${f.at}, more than ${MAX_CLOCK_SKEW_MS / 60_000} min ahead of this clock); never restored by --latest or --to-time, not counted`, {
+      details: { backupId: f.id, field: f.field, at: f.at },
+    });
+    for (const location of f.locations) checks.push({ backupId: f.id, location, object: MANIFEST_FILE, status: 'error', error });
   }
   for (const p of listing.problems) {
     checks.push({ backupId: '-', location: p.location, object: p.key ?? '-', status: 'error', error: p.error });
