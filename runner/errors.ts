@@ -37,6 +37,8 @@ const table = {
   STORAGE_NO_SPACE: { exit: EXIT.FAILED, retryable: false },
   STORAGE_UNAVAILABLE: { exit: EXIT.FAILED, retryable: true },
   STORAGE_FAILED: { exit: EXIT.FAILED, retryable: false },
+  /** The server lacks an optional call (e.g. ListMultipartUploads on s3rver). */
+  STORAGE_UNSUPPORTED: { exit: EXIT.FAILED, retryable: false },
   BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },

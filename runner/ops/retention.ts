@@ -1,6 +1,7 @@
 import { parseDuration } from '../../api/index.js';
 import { toBackupError, type BackupError } from '../errors.js';
 import { applyRetention, sweepOrphans } from '../retention/apply.js';
+import { abortStaleUploads, type MultipartSweep } from '../retention/multipart.js';
 import { planRetention, type RetentionPlan } from '../retention/policy.js';
 import type { Location, Runtime } from '../runtime.js';
 import { databasePrefix } from '../storage/layout.js';
@@ -14,6 +15,8 @@ export interface LocationRetention {
   failed: string[];
   /** Leftovers of unfinished backups removed: backups whose data has no manifest (older than the grace period), and temp files. */
   orphansRemoved: number;
+  /** Incomplete multipart uploads (S3); absent for backends without them. */
+  multipart?: MultipartSweep;
   error?: BackupError;
 }
 
@@ -55,8 +58,10 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
       const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, signal: opts.signal, logger: log });
       const now = rt.clock();
       const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log });
-      const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), new Date(now.getTime() - grace), { signal: opts.signal });
-      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete });
+      const olderThan = new Date(now.getTime() - grace);
+      const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), olderThan, { signal: opts.signal });
+      const multipart = await abortStaleUploads(loc, { olderThan, dryRun: opts.dryRun, logger: log, ...(opts.signal ? { signal: opts.signal } : {}) });
+      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete, ...(multipart ? { multipart } : {}) });
     } catch (err) {
       const error = toBackupError(err, 'STORAGE_FAILED');
       log.error({ err: error }, 'retention failed in this location');
