@@ -108,14 +108,15 @@ export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: { si
 /** Verifies one backup (by id) or every backup, in every location that holds it. */
 export async function verify(rt: Runtime, opts: { id?: string; signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<VerifyResult> {
   const listing = await listBackups(rt, opts);
-  const targets = opts.id ? [selectBackup(listing.backups, { kind: 'id', id: opts.id })] : listing.backups;
+  const flagged = listing.future.filter((f) => !opts.id || f.id === opts.id);
+  // A future-dated backup asked for by id is reported as such, not as missing.
+  const targets = !opts.id ? listing.backups : flagged.length > 0 ? [] : [selectBackup(listing.backups, { kind: 'id', id: opts.id })];
   const checks: ObjectCheck[] = [];
   for (const b of targets) {
     rt.logger.info({ backupId: b.id, locations: b.locations }, 'verifying');
     checks.push(...(await verifyBackup(rt, b, opts)));
   }
-  for (const f of listing.future) {
-    if (opts.id && f.id !== opts.id) continue;
+  for (const f of flagged) {
     const error = new BackupError('MANIFEST_FUTURE', `manifest of backup ${f.id} is dated in the future (${f.field} ${f.at}, more than ${MAX_CLOCK_SKEW_MS / 60_000} min ahead of this clock); never restored by --latest or --to-time, not counted`, {
       details: { backupId: f.id, field: f.field, at: f.at },
     });
