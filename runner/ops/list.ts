@@ -38,7 +38,13 @@ interface LocationView {
 
 async function listLocation(rt: Runtime, loc: Location, signal: AbortSignal | undefined, problems: Listing['problems'], cache?: Map<string, Manifest>): Promise<LocationView> {
   try {
-    const c = await scanLocation(loc, { now: rt.clock(), logger: rt.logger.child({ location: loc.name }), ...(signal ? { signal } : {}), ...(cache ? { cache } : {}) });
+    const c = await scanLocation(loc, {
+      now: rt.clock(),
+      logger: rt.logger.child({ location: loc.name }),
+      ...(signal ? { signal } : {}),
+      ...(cache ? { cache } : {}),
+      ...(rt.foreign ? { foreign: rt.foreign } : {}),
+    });
     for (const p of c.problems) problems.push({ location: loc.name, key: p.key, error: p.error });
     return c;
   } catch (err) {

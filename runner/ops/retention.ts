@@ -57,7 +57,7 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
       const plan = planFor(rt, listing, loc);
       const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, signal: opts.signal, logger: log });
       const now = rt.clock();
-      const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log });
+      const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log, ...(rt.foreign ? { foreign: rt.foreign } : {}) });
       const olderThan = new Date(now.getTime() - grace);
       const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), olderThan, { signal: opts.signal });
       const multipart = await abortStaleUploads(loc, { olderThan, dryRun: opts.dryRun, logger: log, ...(opts.signal ? { signal: opts.signal } : {}) });

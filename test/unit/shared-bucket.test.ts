@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
+import { RunnerMetrics } from '../../runner/daemon/metrics.js';
 import { createLogger } from '../../runner/logger.js';
+import { listBackups } from '../../runner/ops/list.js';
+import type { Runtime } from '../../runner/runtime.js';
 import { applyRetention, retentionCandidates, sweepOrphans } from '../../runner/retention/apply.js';
 import { planRetention } from '../../runner/retention/policy.js';
 import type { Location } from '../../runner/runtime.js';
@@ -93,6 +96,26 @@ describe('two runners on one bucket with nesting prefixes', () => {
     expect(new Set(warned).size).toBe(7);
     expect(warned.every((k) => k.startsWith('shop/orders/x/'))).toBe(true);
     expect(foreign.count('shared')).toBe(7);
+    const metrics = new RunnerMetrics({ namespace: 'shop', name: 'orders' }, foreign);
+    metrics.initLocations(['shared', 'other']);
+    const text = await metrics.render();
+    expect(text).toMatch(/^backup_runner_foreign_objects\{location="shared",namespace="shop",databasebackup="orders"\} 7$/m);
+    expect(text).toMatch(/^backup_runner_foreign_objects\{location="other",namespace="shop",databasebackup="orders"\} 0$/m);
+  });
+
+  it("runner A's list shows only A's backups and reports B's keys as foreign, once", async () => {
+    const { a } = await bucket();
+    const { logger, lines } = capture();
+    const foreign = new ForeignObjects();
+    const rt = { locations: [a], logger, clock: () => new Date(), config: {}, foreign } as unknown as Runtime;
+    const first = await listBackups(rt);
+    await listBackups(rt);
+    expect(first.backups.map((b) => b.id)).toEqual(idsA);
+    expect(first.problems).toEqual([]);
+    const warned = lines.filter((l) => l.msg === 'foreign object under the database prefix: not written by this runner; left alone').map((l) => l.key as string);
+    expect(warned).toHaveLength(7);
+    expect(new Set(warned).size).toBe(7);
+    expect(warned.every((k) => k.startsWith('shop/orders/x/'))).toBe(true);
   });
 
   it('never sweeps a backup directory that holds a manifest at any depth, even with a well-formed id', async () => {
