@@ -1,2 +1,3 @@
 export * from './duration.js';
 export * from './runner-config.js';
+export * from './prefix.js';

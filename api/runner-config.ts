@@ -8,6 +8,7 @@ import { Value } from '@sinclair/typebox/value';
 import { IANAZone } from 'luxon';
 import cron from 'node-cron';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { prefixErrors } from './prefix.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
 
@@ -113,7 +114,7 @@ export const LocationConfig = Type.Object(
   {
     name: Name,
     type: Type.Union(LOCATION_TYPES.map((t) => Type.Literal(t))),
-    prefix: Type.String({ default: '', description: 'key prefix inside the bucket or directory' }),
+    prefix: Type.String({ default: '', description: 'key prefix inside the bucket or directory: segments joined by /, no leading or trailing /, no empty, . or .. segment' }),
     s3: Type.Optional(S3Location),
     gcs: Type.Optional(GcsLocation),
     filesystem: Type.Optional(FilesystemLocation),
@@ -293,6 +294,7 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
     if (seen.has(loc.name)) errors.push({ path: `${at}.name`, message: `duplicate location name "${loc.name}"` });
     seen.add(loc.name);
     errors.push(...blockErrors(at, loc.type, LOCATION_TYPES, loc));
+    errors.push(...prefixErrors(`${at}.prefix`, loc.prefix));
     if (loc.s3) {
       for (const k of ['accessKeyId', 'secretAccessKey', 'sessionToken'] as const) {
         errors.push(...secretErrors(`${at}.s3.${k}`, loc.s3[k]));

@@ -37,11 +37,19 @@ const table = {
   STORAGE_NO_SPACE: { exit: EXIT.FAILED, retryable: false },
   STORAGE_UNAVAILABLE: { exit: EXIT.FAILED, retryable: true },
   STORAGE_FAILED: { exit: EXIT.FAILED, retryable: false },
+  /** The server lacks an optional call (e.g. ListMultipartUploads on s3rver). */
+  STORAGE_UNSUPPORTED: { exit: EXIT.FAILED, retryable: false },
   BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
+  /** A manifest whose id, namespace or name differs from the key it lies under. */
+  MANIFEST_MISPLACED: { exit: EXIT.INTEGRITY, retryable: false },
+  /** A manifest whose instants lie in the future beyond the clock-skew allowance. */
+  MANIFEST_FUTURE: { exit: EXIT.INTEGRITY, retryable: false },
+  /** A stored object that is not what its manifest's format says. */
+  FORMAT_MISMATCH: { exit: EXIT.INTEGRITY, retryable: false },
   ALL_LOCATIONS_FAILED: { exit: EXIT.FAILED, retryable: false },
   ABORTED: { exit: EXIT.FAILED, retryable: false },
   BUSY: { exit: EXIT.BUSY, retryable: true },

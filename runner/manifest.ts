@@ -59,3 +59,34 @@ export function parseManifest(text: string, where: string): Manifest {
 export function serializeManifest(m: Manifest): Buffer {
   return Buffer.from(`${JSON.stringify(m, null, 2)}\n`, 'utf8');
 }
+
+/**
+ * How far a manifest's instants may lie ahead of this process's clock before
+ * the manifest counts as future-dated: the clock skew tolerated between the
+ * runner that wrote it (or the database server that gave consistentAt) and
+ * the one reading it.
+ */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Where a manifest lies: the namespace and name of its database prefix, and its backup directory. */
+export interface ManifestPlace {
+  namespace: string;
+  name: string;
+  id: string;
+}
+
+/** Pure: why a manifest does not belong where it lies (id, namespace or name differ from its key), or undefined. */
+export function misplacement(m: Manifest, place: ManifestPlace): string | undefined {
+  const wrong = (['id', 'namespace', 'name'] as const).filter((f) => m[f] !== place[f]);
+  if (wrong.length === 0) return undefined;
+  return wrong.map((f) => `${f} is ${JSON.stringify(m[f])}, the key says ${JSON.stringify(place[f])}`).join('; ');
+}
+
+export const MANIFEST_INSTANTS = ['startedAt', 'consistentAt', 'finishedAt'] as const;
+
+/** Pure: the first instant of the manifest beyond `now` plus the skew allowance, or undefined. */
+export function futureInstant(m: Manifest, now: Date, skewMs = MAX_CLOCK_SKEW_MS): { field: (typeof MANIFEST_INSTANTS)[number]; at: string } | undefined {
+  const limit = now.getTime() + skewMs;
+  for (const field of MANIFEST_INSTANTS) if (Date.parse(m[field]) > limit) return { field, at: m[field] };
+  return undefined;
+}

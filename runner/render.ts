@@ -1,4 +1,5 @@
 import type { BackupError } from './errors.js';
+import { MAX_CLOCK_SKEW_MS } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
 import type { RestoreResult } from './ops/restore.js';
@@ -43,6 +44,12 @@ export function renderListing(l: Listing): string {
       const m = b.manifest;
       rows.push([b.id, m.consistentAt, humanBytes(m.objects.reduce((s, o) => s + o.size, 0)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, b.locations.join(',')]);
     }
+    out.push(table(rows));
+  }
+  if (l.future.length > 0) {
+    out.push(`\nFUTURE-DATED manifests (more than ${MAX_CLOCK_SKEW_MS / 60_000} min ahead of this clock): never restored by --latest or --to-time, not planned by retention, not counted`);
+    const rows = [['ID', 'FUTURE FIELD', 'AT', 'LOCATIONS']];
+    for (const f of l.future) rows.push([f.id, f.field, f.at, f.locations.join(',')]);
     out.push(table(rows));
   }
   for (const p of l.problems) out.push(`warning: ${p.location}${p.key ? ` ${p.key}` : ''}: ${errorText(p.error)}`);
@@ -107,6 +114,9 @@ export function renderRetention(r: RetentionResult): string {
     for (const x of l.plan.remove) rows.push([r.dryRun ? 'would remove' : l.failed.includes(x.id) ? 'FAILED' : 'removed', x.id, x.time.toISOString(), '']);
     out.push(table(rows).replace(/^/gm, '  '));
     if (l.orphansRemoved > 0) out.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} leftover(s) of unfinished backups (data without a manifest, temp files)`);
+    if (l.multipart && !l.multipart.supported) out.push(`  ${l.multipart.note ?? 'incomplete multipart uploads cannot be listed here'}`);
+    else if (l.multipart && l.multipart.aborted > 0) out.push(`  ${r.dryRun ? 'would abort' : 'aborted'} ${l.multipart.aborted} incomplete multipart upload(s) older than the grace period`);
+    if (l.multipart && l.multipart.failed.length > 0) out.push(`  could not abort ${l.multipart.failed.length} incomplete multipart upload(s): ${errorText(l.multipart.failed[0]!.error)}`);
   }
   return out.join('\n');
 }

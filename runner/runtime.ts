@@ -3,6 +3,7 @@ import type { Engine } from './engines/types.js';
 import type { Logger } from './logger.js';
 import type { Manifest } from './manifest.js';
 import type { Scope } from './storage/layout.js';
+import type { ForeignObjects } from './storage/foreign.js';
 import type { Storage } from './storage/types.js';
 
 export interface Location {
@@ -38,6 +39,8 @@ export interface Runtime {
    * never changed, so a long-lived process (the daemon) reads each only once.
    */
   manifestCache?: Map<string, Map<string, Manifest>>;
+  /** Where foreign objects are reported once per key; the process's tracker when unset. */
+  foreign?: ForeignObjects;
 }
 
 export async function closeRuntime(rt: Runtime): Promise<void> {

@@ -6,6 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { prefixErrors } from '../prefix.js';
 import { FilesystemLocation, GcsLocation, S3Location, structuralErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { ControllerSecretKeyRef, ControllerStatusFields, DnsLabel, ObjectName, Resource } from './common.js';
 
@@ -121,6 +122,7 @@ function locationErrors(loc: StorageLocation, at: string): FieldError[] {
   if (loc.s3 && (loc.s3.accessKeyIdSecretRef === undefined) !== (loc.s3.secretAccessKeySecretRef === undefined)) {
     errors.push({ path: `${at}.s3`, message: 'set both accessKeyIdSecretRef and secretAccessKeySecretRef, or neither (default credential chain)' });
   }
+  errors.push(...prefixErrors(`${at}.prefix`, loc.prefix));
   if (loc.s3?.sessionTokenSecretRef && !loc.s3.accessKeyIdSecretRef) {
     errors.push({ path: `${at}.s3.sessionTokenSecretRef`, message: 'needs accessKeyIdSecretRef and secretAccessKeySecretRef' });
   }

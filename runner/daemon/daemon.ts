@@ -74,7 +74,7 @@ export class Daemon {
     rt.manifestCache ??= new Map();
     this.log = rt.logger.child({ component: 'daemon' });
     this.queue = new OperationQueue(() => this.clock.now());
-    this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name });
+    this.metrics = new RunnerMetrics({ namespace: rt.config.namespace, name: rt.config.name }, rt.foreign);
     const schedule = rt.config.schedule;
     const interval = schedule?.interval === undefined ? undefined : parseDuration(schedule.interval);
     this.startedAt = this.clock.now();

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackupResult } from '../ops/backup.js';
+import { type ForeignObjects, processForeignObjects } from '../storage/foreign.js';
 
 /** What a retention run reports per location (structurally a RetentionResult, also in its JSON form). */
 export interface RetentionFacts {
@@ -27,8 +28,9 @@ export class RunnerMetrics {
   private readonly failedInARow: Gauge;
   private readonly retentionRemoved: Counter;
   private readonly retentionFailing: Gauge;
+  private readonly foreign: Gauge;
 
-  constructor(labels: { namespace: string; name: string }) {
+  constructor(labels: { namespace: string; name: string }, foreign: ForeignObjects = processForeignObjects) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
     collectDefaultMetrics({ register: this.registry, prefix: 'backup_runner_process_' });
     const r = [this.registry];
@@ -59,6 +61,15 @@ export class RunnerMetrics {
     this.failedInARow = new Gauge({ name: 'backup_runner_consecutive_failed_backups', help: 'Backups in a row that stored nothing anywhere (Failed), since the last one that stored something or the start', registers: r });
     this.retentionRemoved = new Counter({ name: 'backup_runner_retention_removed_total', help: 'Backups removed from the location by retention', labelNames: ['location'], registers: r });
     this.retentionFailing = new Gauge({ name: 'backup_runner_retention_failing', help: '1 when the last retention in the location failed or could not remove a backup', labelNames: ['location'], registers: r });
+    this.foreign = new Gauge({
+      name: 'backup_runner_foreign_objects',
+      help: 'Objects under the database prefix that this runner did not write (not of its key layout), seen since the start; never deleted',
+      labelNames: ['location'],
+      registers: r,
+      collect() {
+        for (const location of foreign.locations()) this.set({ location }, foreign.count(location));
+      },
+    });
   }
 
   /** Exports the per-location series from the start (0), so rate() and alerts see a zero rather than no series. */
@@ -69,6 +80,7 @@ export class RunnerMetrics {
       this.locationFailing.set({ location }, 0);
       this.retentionRemoved.inc({ location }, 0);
       this.retentionFailing.set({ location }, 0);
+      this.foreign.set({ location }, 0);
     }
   }
 

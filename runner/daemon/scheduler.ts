@@ -10,11 +10,14 @@
  *   is armed as usual.
  * - A late wake-up fires one slot, then plans from the current time, so slots
  *   slept through (a paused VM) are not replayed one by one.
+ * - A last run dated beyond now plus the clock-skew allowance is ignored, so
+ *   no stored manifest can push the next slot out of reach.
  * - Suspended or stopped: nothing is pending, nextRunAt() is undefined. A
  *   backup already running is not touched by stop(), suspend() or update().
  */
 import type { Schedule } from '../../api/runner-config.js';
 import { toBackupError } from '../errors.js';
+import { MAX_CLOCK_SKEW_MS } from '../manifest.js';
 import type { Logger } from '../logger.js';
 import { MAX_TIMER_MS, type Clock } from './clock.js';
 import { jitterDelay, missedRun, nextRun } from './schedule.js';
@@ -200,9 +203,15 @@ export class Scheduler {
     })();
   }
 
+  /** A last run in the future (beyond the clock-skew allowance) is ignored: it would push interval slots out of reach. */
   private async readLastRun(): Promise<Date | undefined> {
     try {
-      return await this.opts.lastRun();
+      const last = await this.opts.lastRun();
+      if (last && last.getTime() > this.opts.clock.now().getTime() + MAX_CLOCK_SKEW_MS) {
+        this.log.warn({ lastRun: last.toISOString() }, 'the last scheduled backup is dated in the future; ignored for scheduling');
+        return undefined;
+      }
+      return last;
     } catch (err) {
       this.log.warn({ err: toBackupError(err) }, 'cannot read the last scheduled backup; no catch-up run');
       return undefined;

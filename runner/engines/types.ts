@@ -18,6 +18,8 @@ export interface DumpFormat {
    * pipeline an uncompressed stream so compression happens once, in parallel.
    */
   compressed: boolean;
+  /** Bytes every uncompressed dump of this format starts with; stored objects are checked against them. */
+  magic: string;
 }
 
 export interface DumpOptions extends CallOptions {

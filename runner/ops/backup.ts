@@ -8,7 +8,7 @@ import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { manifestKey, objectKey } from '../storage/layout.js';
+import { dataFileName, manifestKey, objectKey } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
 
@@ -101,7 +101,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion }, 'backup started');
 
     const { dump, compressed, raw } = await startDump(rt, plan, abort.signal);
-    const dataName = `data.${dump.extension}${plan.suffix}`;
+    const dataName = dataFileName(dump.extension, plan.suffix);
     const digest = new DigestStream();
     // The branches end only once the dump and compressor exited cleanly, so a
     // failed dump aborts every upload instead of completing a truncated one.

@@ -1,9 +1,7 @@
-import { text } from 'node:stream/consumers';
+import { scanLocation } from '../catalog.js';
 import { type BackupError, toBackupError } from '../errors.js';
-import { type Manifest, parseManifest } from '../manifest.js';
+import type { Manifest } from '../manifest.js';
 import type { Location, Runtime } from '../runtime.js';
-import { MANIFEST_FILE, databasePrefix, parseKey } from '../storage/layout.js';
-import { mapLimit } from '../util/async.js';
 
 export interface ListedBackup {
   id: string;
@@ -13,48 +11,65 @@ export interface ListedBackup {
   locations: string[];
 }
 
+/** A backup whose manifest is dated in the future (beyond the clock-skew allowance): shown, never used. */
+export interface FutureBackup extends ListedBackup {
+  /** The first instant beyond the allowance, e.g. `consistentAt`, and its value. */
+  field: string;
+  at: string;
+}
+
 export interface Listing {
-  /** Oldest first. */
+  /** Oldest first. Only these are backups: chosen by restore, planned by retention, counted in metrics and status. */
   backups: ListedBackup[];
-  /** Locations that could not be listed, or whose manifests could not be read. */
+  /** Future-dated manifests, oldest first; flagged by list and verify, never chosen, planned or counted. */
+  future: FutureBackup[];
+  /**
+   * Locations that could not be listed (no key), or manifests that could not
+   * be read, are invalid (MANIFEST_INVALID) or do not match where they lie
+   * (MANIFEST_MISPLACED).
+   */
   problems: { location: string; key?: string; error: BackupError }[];
 }
 
-async function listLocation(loc: Location, signal: AbortSignal | undefined, problems: Listing['problems'], cache?: Map<string, Manifest>): Promise<Manifest[]> {
-  const keys: string[] = [];
+interface LocationView {
+  entries: { manifest: Manifest }[];
+  future: { manifest: Manifest; field: string; at: string }[];
+}
+
+async function listLocation(rt: Runtime, loc: Location, signal: AbortSignal | undefined, problems: Listing['problems'], cache?: Map<string, Manifest>): Promise<LocationView> {
   try {
-    for await (const obj of loc.storage.list(databasePrefix(loc.scope), { signal })) {
-      const parsed = parseKey(loc.scope, obj.key);
-      if (parsed?.file === MANIFEST_FILE) keys.push(obj.key);
-    }
+    const c = await scanLocation(loc, {
+      now: rt.clock(),
+      logger: rt.logger.child({ location: loc.name }),
+      ...(signal ? { signal } : {}),
+      ...(cache ? { cache } : {}),
+      ...(rt.foreign ? { foreign: rt.foreign } : {}),
+    });
+    for (const p of c.problems) problems.push({ location: loc.name, key: p.key, error: p.error });
+    return c;
   } catch (err) {
     problems.push({ location: loc.name, error: toBackupError(err, 'STORAGE_FAILED') });
-    return [];
+    return { entries: [], future: [] };
   }
-  if (cache) {
-    // Forget manifests of backups that are gone (retention, manual deletion).
-    const present = new Set(keys);
-    for (const k of cache.keys()) if (!present.has(k)) cache.delete(k);
-  }
-  const manifests = await mapLimit(keys, 8, async (key) => {
-    const cached = cache?.get(key);
-    if (cached) return cached;
-    try {
-      const body = await loc.storage.get(key, { signal });
-      const m = parseManifest(await text(body), `${loc.name}: ${key}`);
-      cache?.set(key, m);
-      return m;
-    } catch (err) {
-      problems.push({ location: loc.name, key, error: toBackupError(err, 'STORAGE_FAILED') });
-      return undefined;
+}
+
+function merge<T extends ListedBackup>(rt: Runtime, views: LocationView[], pick: (v: LocationView) => { manifest: Manifest }[], make: (m: Manifest, loc: string, from: { manifest: Manifest }) => T): T[] {
+  const byId = new Map<string, T>();
+  rt.locations.forEach((loc, i) => {
+    for (const e of pick(views[i]!)) {
+      const seen = byId.get(e.manifest.id);
+      if (seen) seen.locations.push(loc.name);
+      else byId.set(e.manifest.id, make(e.manifest, loc.name, e));
     }
   });
-  return manifests.filter((m): m is Manifest => m !== undefined);
+  return [...byId.values()].sort((a, b) => a.manifest.consistentAt.localeCompare(b.manifest.consistentAt) || a.id.localeCompare(b.id));
 }
 
 /**
  * Reads every location's manifests and merges them by backup id. Only
- * manifests count: data without a manifest is an unfinished backup.
+ * manifests count: data without a manifest is an unfinished backup. A
+ * manifest counts only where it matches its key and is not future-dated
+ * (see runner/catalog.ts).
  */
 export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = {}): Promise<Listing> {
   const problems: Listing['problems'] = [];
@@ -64,15 +79,13 @@ export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = 
     if (!c) rt.manifestCache.set(name, (c = new Map<string, Manifest>()));
     return c;
   };
-  const perLocation = await Promise.all(rt.locations.map((loc) => listLocation(loc, opts.signal, problems, cacheFor(loc.name))));
-  const byId = new Map<string, ListedBackup>();
-  rt.locations.forEach((loc, i) => {
-    for (const m of perLocation[i]!) {
-      const seen = byId.get(m.id);
-      if (seen) seen.locations.push(loc.name);
-      else byId.set(m.id, { id: m.id, manifest: m, locations: [loc.name] });
-    }
+  const views = await Promise.all(rt.locations.map((loc) => listLocation(rt, loc, opts.signal, problems, cacheFor(loc.name))));
+  const backups = merge(rt, views, (v) => v.entries, (m, loc) => ({ id: m.id, manifest: m, locations: [loc] }));
+  const future = merge(rt, views, (v) => v.future, (m, loc, from) => {
+    const f = from as LocationView['future'][number];
+    return { id: m.id, manifest: m, locations: [loc], field: f.field, at: f.at };
   });
-  const backups = [...byId.values()].sort((a, b) => a.manifest.consistentAt.localeCompare(b.manifest.consistentAt) || a.id.localeCompare(b.id));
-  return { backups, problems };
+  // A backup id that is sound in one location and future-dated in another is not trusted anywhere.
+  const futureIds = new Set(future.map((f) => f.id));
+  return { backups: backups.filter((b) => !futureIds.has(b.id)), future, problems };
 }

@@ -1,6 +1,7 @@
 import { parseDuration } from '../../api/index.js';
 import { toBackupError, type BackupError } from '../errors.js';
 import { applyRetention, sweepOrphans } from '../retention/apply.js';
+import { abortStaleUploads, type MultipartSweep } from '../retention/multipart.js';
 import { planRetention, type RetentionPlan } from '../retention/policy.js';
 import type { Location, Runtime } from '../runtime.js';
 import { databasePrefix } from '../storage/layout.js';
@@ -14,6 +15,8 @@ export interface LocationRetention {
   failed: string[];
   /** Leftovers of unfinished backups removed: backups whose data has no manifest (older than the grace period), and temp files. */
   orphansRemoved: number;
+  /** Incomplete multipart uploads (S3); absent for backends without them. */
+  multipart?: MultipartSweep;
   error?: BackupError;
 }
 
@@ -37,14 +40,15 @@ function planFor(rt: Runtime, listing: Listing, loc: Location): RetentionPlan {
  */
 export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: readonly string[]; signal?: AbortSignal }): Promise<RetentionResult> {
   const listing = await listBackups(rt, opts);
-  const unreadable = new Set(listing.problems.map((p) => p.location));
+  // A misplaced manifest was read (it is simply not this database's): it blocks nothing, and is never a candidate.
+  const unreadable = new Set(listing.problems.filter((p) => p.error.code !== 'MANIFEST_MISPLACED').map((p) => p.location));
   const grace = parseDuration(rt.config.retention.orphanGracePeriod) ?? 86_400_000;
   const locations = rt.locations.filter((l) => !opts.only || opts.only.includes(l.name));
   const results: LocationRetention[] = [];
   for (const loc of locations) {
     const log = rt.logger.child({ op: 'retention', location: loc.name });
     if (unreadable.has(loc.name)) {
-      const error = listing.problems.find((p) => p.location === loc.name)!.error;
+      const error = listing.problems.find((p) => p.location === loc.name && p.error.code !== 'MANIFEST_MISPLACED')!.error;
       log.warn({ err: error }, 'location could not be read completely; nothing removed there');
       results.push({ location: loc.name, failed: [], orphansRemoved: 0, error });
       continue;
@@ -53,9 +57,11 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
       const plan = planFor(rt, listing, loc);
       const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, signal: opts.signal, logger: log });
       const now = rt.clock();
-      const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log });
-      const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), new Date(now.getTime() - grace), { signal: opts.signal });
-      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete });
+      const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log, ...(rt.foreign ? { foreign: rt.foreign } : {}) });
+      const olderThan = new Date(now.getTime() - grace);
+      const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), olderThan, { signal: opts.signal });
+      const multipart = await abortStaleUploads(loc, { olderThan, dryRun: opts.dryRun, logger: log, ...(opts.signal ? { signal: opts.signal } : {}) });
+      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete, ...(multipart ? { multipart } : {}) });
     } catch (err) {
       const error = toBackupError(err, 'STORAGE_FAILED');
       log.error({ err: error }, 'retention failed in this location');

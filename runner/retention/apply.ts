@@ -8,6 +8,8 @@
  *   longer exists for list, restore and retention, even if deleting its data
  *   then fails. If the manifest cannot be deleted the backup is left whole
  *   and reported as failed.
+ * - Only keys of the exact layout (`<backupId>/<known file>`) are deleted;
+ *   anything nested deeper is left alone.
  * - Data left behind after the manifest is gone is an orphan: it is logged,
  *   not failed, and the sweeper removes it later.
  * - Removal goes oldest first, so an interrupted run leaves the newest
@@ -17,7 +19,7 @@
 import { BackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Location } from '../runtime.js';
-import { backupPrefix, manifestKey } from '../storage/layout.js';
+import { backupPrefix, manifestKey, parseKey } from '../storage/layout.js';
 import { checkBackupId, deleteKeys, listKeys, throwIfAborted } from './objects.js';
 import type { RemovedBackup, RetentionPlan } from './policy.js';
 
@@ -63,7 +65,8 @@ function checkPlan(plan: RetentionPlan): void {
 async function deleteData(location: Location, id: string, signal: AbortSignal | undefined, log: Logger): Promise<number> {
   let keys: string[];
   try {
-    keys = await listKeys(location.storage, backupPrefix(location.scope, id), signal);
+    // Only the backup's own files: a key nested deeper (another runner's prefix) is not this backup's data.
+    keys = (await listKeys(location.storage, backupPrefix(location.scope, id), signal)).filter((k) => parseKey(location.scope, k)?.backupId === id);
   } catch (err) {
     log.warn({ err: toBackupError(err, 'STORAGE_FAILED') }, 'backup removed, but its data could not be listed; the orphan sweeper will remove it');
     return 1;

@@ -4,18 +4,20 @@
  *
  * Invariants:
  * - A listing failure throws: retention must never plan on a partial view.
- * - A manifest that cannot be read or whose id differs from its directory is
+ * - Manifests are read through runner/catalog.ts: one that cannot be read,
+ *   is invalid or does not match where it lies (id, namespace, name) is
  *   reported as a problem and is not a candidate, so retention never removes
  *   it; its data is not an orphan either (the sweeper sees its manifest key).
+ * - A future-dated manifest is not a candidate either (it would count as the
+ *   newest backup and push real ones out of the policy); it is returned in
+ *   `future` and never removed.
  * - A candidate's id is the backup's directory name, which is what removal
  *   deletes under.
  */
-import { text } from 'node:stream/consumers';
-import { BackupError, toBackupError } from '../errors.js';
-import { parseManifest } from '../manifest.js';
+import { scanLocation, type FutureEntry } from '../catalog.js';
+import type { BackupError } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
 import type { Location } from '../runtime.js';
-import { MANIFEST_FILE, databasePrefix, parseKey } from '../storage/layout.js';
-import { mapLimit } from '../util/async.js';
 import type { RetentionCandidate } from './policy.js';
 
 export interface LocationCandidates {
@@ -23,26 +25,14 @@ export interface LocationCandidates {
   candidates: RetentionCandidate[];
   /** Manifests that could not be used. */
   problems: { key: string; error: BackupError }[];
+  /** Future-dated manifests: never candidates. */
+  future: FutureEntry[];
 }
 
-export async function retentionCandidates(location: Location, opts: { signal?: AbortSignal } = {}): Promise<LocationCandidates> {
-  const manifests: { id: string; key: string }[] = [];
-  for await (const obj of location.storage.list(databasePrefix(location.scope), { signal: opts.signal })) {
-    const parsed = parseKey(location.scope, obj.key);
-    if (parsed?.file === MANIFEST_FILE) manifests.push({ id: parsed.backupId, key: obj.key });
-  }
-  const problems: LocationCandidates['problems'] = [];
-  const read = await mapLimit(manifests, 8, async ({ id, key }): Promise<RetentionCandidate | undefined> => {
-    try {
-      const m = parseManifest(await text(await location.storage.get(key, { signal: opts.signal })), `${location.name}: ${key}`);
-      if (m.id !== id) throw new BackupError('MANIFEST_INVALID', `${location.name}: ${key}: manifest names backup ${m.id}, but lies under ${id}`);
-      return { id, time: new Date(m.consistentAt) };
-    } catch (err) {
-      problems.push({ key, error: toBackupError(err, 'STORAGE_FAILED') });
-      return undefined;
-    }
-  });
-  if (opts.signal?.aborted) throw new BackupError('ABORTED', 'listing retention candidates aborted', { cause: opts.signal.reason });
-  const candidates = read.filter((c): c is RetentionCandidate => c !== undefined).sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : 1));
-  return { candidates, problems };
+export async function retentionCandidates(location: Location, opts: { signal?: AbortSignal; now?: Date; logger?: Logger } = {}): Promise<LocationCandidates> {
+  const c = await scanLocation(location, { now: opts.now ?? new Date(), logger: opts.logger ?? silentLogger(), ...(opts.signal ? { signal: opts.signal } : {}) });
+  const candidates = c.entries
+    .map((e) => ({ id: e.id, time: new Date(e.manifest.consistentAt) }))
+    .sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : 1));
+  return { candidates, problems: c.problems, future: c.future };
 }

@@ -7,8 +7,10 @@
  *   deletions once `signal` is aborted (the remaining keys are returned as
  *   failed with ABORTED).
  * - A backup id is used as one key segment; `checkBackupId` rejects anything
- *   that could widen a prefix to other backups (empty, `/`, `.`, `..`).
+ *   that is not a well-formed backup id (runner/backup-id.ts), so nothing can
+ *   widen a prefix to other backups (empty, `/`, `.`, `..`).
  */
+import { isBackupId } from '../backup-id.js';
 import { BackupError, toBackupError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { mapLimit } from '../util/async.js';
@@ -42,7 +44,7 @@ export async function listKeys(storage: Storage, prefix: string, signal?: AbortS
 }
 
 export function checkBackupId(id: string): void {
-  if (id === '' || id === '.' || id === '..' || id.includes('/')) {
+  if (!isBackupId(id)) {
     throw new BackupError('INTERNAL', `retention: ${JSON.stringify(id)} is not a backup id`, { details: { backup: id } });
   }
 }

@@ -12,13 +12,19 @@
  * - Right before deleting, the manifest is looked up once more: a backup that
  *   completed since the listing is left alone, and so is one whose manifest
  *   cannot be looked up.
- * - Objects directly under the database prefix (not in a backup directory)
- *   are not backups and are left alone.
+ * - Only keys of the exact layout are ever deleted:
+ *   `<prefix>/<ns>/<name>/<backupId>/<known file>` (layout.ts classifyKey).
+ *   Anything else under the database prefix is foreign (another runner whose
+ *   prefix nests inside this one, or an object someone planted): left alone
+ *   and reported once (log line and metric, storage/foreign.ts).
+ * - A backup directory holding a manifest at ANY depth is never touched, and
+ *   neither is one holding any foreign key.
  */
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Location } from '../runtime.js';
-import { MANIFEST_FILE, databasePrefix, manifestKey, parseKey } from '../storage/layout.js';
+import { type ForeignObjects, processForeignObjects } from '../storage/foreign.js';
+import { MANIFEST_FILE, classifyKey, databasePrefix, manifestKey } from '../storage/layout.js';
 import { deleteKeys, throwIfAborted } from './objects.js';
 
 export interface SweepOptions {
@@ -27,6 +33,8 @@ export interface SweepOptions {
   dryRun: boolean;
   signal?: AbortSignal;
   logger: Logger;
+  /** Where foreign keys are reported; the process's tracker by default. */
+  foreign?: ForeignObjects;
 }
 
 export interface Orphan {
@@ -47,29 +55,51 @@ export interface SweepResult {
   young: Orphan[];
   /** Orphans that could not be deleted entirely; the next sweep tries again. */
   failed: (Orphan & { error: BackupError })[];
+  /** Keys under the database prefix that are not of the runner's layout: never deleted. */
+  foreign: number;
+  /** Backup directories left whole because they hold foreign keys (a nested manifest among them or not). */
+  shielded: string[];
 }
 
 interface Group extends Orphan {
   keys: string[];
   hasManifest: boolean;
+  /** Holds keys that are not of the runner's layout (e.g. another runner's nested prefix). */
+  hasForeign: boolean;
   undated: boolean;
 }
 
-async function groupByBackup(location: Location, signal?: AbortSignal): Promise<Group[]> {
+async function groupByBackup(location: Location, opts: SweepOptions): Promise<{ groups: Group[]; foreign: number }> {
   const groups = new Map<string, Group>();
-  for await (const obj of location.storage.list(databasePrefix(location.scope), { signal })) {
-    const parsed = parseKey(location.scope, obj.key);
-    if (!parsed) continue;
-    let g = groups.get(parsed.backupId);
-    if (!g) groups.set(parsed.backupId, (g = { id: parsed.backupId, objects: 0, bytes: 0, keys: [], hasManifest: false, undated: false }));
+  const group = (id: string): Group => {
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { id, objects: 0, bytes: 0, keys: [], hasManifest: false, hasForeign: false, undated: false }));
+    return g;
+  };
+  const tracker = opts.foreign ?? processForeignObjects;
+  let foreign = 0;
+  for await (const obj of location.storage.list(databasePrefix(location.scope), { signal: opts.signal })) {
+    const c = classifyKey(location.scope, obj.key);
+    if (c.kind === 'outside') continue;
+    if (c.kind === 'foreign') {
+      foreign++;
+      tracker.note(location.name, obj.key, c.reason, opts.logger);
+      if (c.group !== undefined) {
+        const g = group(c.group);
+        g.hasForeign = true;
+        if (c.nestedManifest) g.hasManifest = true;
+      }
+      continue;
+    }
+    const g = group(c.backupId);
     g.keys.push(obj.key);
     g.objects++;
     g.bytes += obj.size;
-    if (parsed.file === MANIFEST_FILE) g.hasManifest = true;
+    if (c.file === MANIFEST_FILE) g.hasManifest = true;
     if (!obj.modifiedAt) g.undated = true;
     else if (!g.newest || obj.modifiedAt > g.newest) g.newest = obj.modifiedAt;
   }
-  return [...groups.values()];
+  return { groups: [...groups.values()], foreign };
 }
 
 const orphanOf = (g: Group): Orphan => ({ id: g.id, objects: g.objects, bytes: g.bytes, ...(g.undated || !g.newest ? {} : { newest: g.newest }) });
@@ -85,14 +115,21 @@ async function manifestNow(location: Location, id: string, signal?: AbortSignal)
 }
 
 export async function sweepOrphans(location: Location, opts: SweepOptions): Promise<SweepResult> {
-  const result: SweepResult = { location: location.name, dryRun: opts.dryRun, removed: [], young: [], failed: [] };
+  const result: SweepResult = { location: location.name, dryRun: opts.dryRun, removed: [], young: [], failed: [], foreign: 0, shielded: [] };
   if (!Number.isFinite(opts.gracePeriodMs) || opts.gracePeriodMs < 0) {
     throw new BackupError('CONFIG_INVALID', `orphan grace period must be a duration >= 0, not ${opts.gracePeriodMs} ms`, { details: { path: 'retention.orphanGracePeriod' } });
   }
   if (Number.isNaN(opts.now.getTime())) throw new BackupError('INTERNAL', 'orphan sweep: `now` is an invalid time');
   const cutoff = opts.now.getTime() - opts.gracePeriodMs;
-  for (const g of await groupByBackup(location, opts.signal)) {
+  const { groups, foreign } = await groupByBackup(location, opts);
+  result.foreign = foreign;
+  for (const g of groups) {
     if (g.hasManifest) continue;
+    if (g.hasForeign) {
+      opts.logger.debug({ backup: g.id }, 'backup directory holds foreign objects; left whole');
+      result.shielded.push(g.id);
+      continue;
+    }
     const orphan = orphanOf(g);
     if (!orphan.newest || orphan.newest.getTime() >= cutoff) {
       result.young.push(orphan);

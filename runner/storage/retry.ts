@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { abortedError, type CallContext } from './errors.js';
-import type { CallOptions, GetOptions, ObjectInfo, PutResult, Storage } from './types.js';
+import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, Storage } from './types.js';
 
 export interface RetryOptions {
   /** Total attempts, including the first (1 disables retries). */
@@ -70,6 +70,7 @@ class RetryingStorage implements Storage {
     this.description = inner.description;
     this.sleep = opts.sleep ?? abortableSleep;
     this.random = opts.random ?? Math.random;
+    this.passOptional();
   }
 
   /** Runs `call` until it succeeds, fails permanently, or attempts run out. */
@@ -129,6 +130,18 @@ class RetryingStorage implements Storage {
 
   delete(key: string, opts?: CallOptions): Promise<void> {
     return this.retry(this.ctx('delete', key), opts?.signal, () => this.inner.delete(key, opts));
+  }
+
+  listIncompleteUploads?: (prefix: string, opts?: CallOptions) => AsyncIterable<IncompleteUpload>;
+  abortIncompleteUpload?: (key: string, uploadId: string, opts?: CallOptions) => Promise<void>;
+
+  /** The optional calls exist exactly when the wrapped backend has them; a listing is not retried (a sweep runs again next time). */
+  private passOptional(): void {
+    const inner = this.inner;
+    if (inner.listIncompleteUploads) this.listIncompleteUploads = (prefix, opts) => inner.listIncompleteUploads!(prefix, opts);
+    if (inner.abortIncompleteUpload) {
+      this.abortIncompleteUpload = (key, uploadId, opts) => this.retry(this.ctx('delete', key), opts?.signal, () => inner.abortIncompleteUpload!(key, uploadId, opts));
+    }
   }
 
   sweepIncomplete(prefix: string, olderThan: Date, opts?: CallOptions): Promise<number> {

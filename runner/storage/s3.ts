@@ -21,6 +21,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -34,7 +35,14 @@ import { checkKey, checkPrefix } from './keys.js';
 import { createS3Client } from './s3-client.js';
 import { s3Error } from './s3-errors.js';
 import { mapStreamErrors } from './streams.js';
-import type { CallOptions, GetOptions, ObjectInfo, PutResult, Storage } from './types.js';
+import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, Storage } from './types.js';
+
+/** S3 error names (or HTTP statuses) of a server that lacks a call, as s3rver answers ListMultipartUploads. */
+function isUnsupported(err: unknown): boolean {
+  const e = (err ?? {}) as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  const name = e.name ?? e.Code;
+  return name === 'NotImplemented' || name === 'MethodNotAllowed' || e.$metadata?.httpStatusCode === 501 || e.$metadata?.httpStatusCode === 405;
+}
 
 const MiB = 1024 * 1024;
 
@@ -201,10 +209,51 @@ export class S3Storage implements Storage {
 
   /** HeadBucket: the bucket exists and these credentials may use it. */
 
-  /** Nothing here outlives a failed put (see Storage.sweepIncomplete). */
+  /** Incomplete multipart uploads are listed by listIncompleteUploads (see Storage.sweepIncomplete). */
   sweepIncomplete(): Promise<number> {
     return Promise.resolve(0);
   }
+
+  async *listIncompleteUploads(prefix: string, opts: CallOptions = {}): AsyncIterable<IncompleteUpload> {
+    const ctx = this.ctx('list');
+    checkPrefix(prefix, ctx);
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      throwIfAborted(opts.signal, ctx);
+      let page;
+      try {
+        const cmd = new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.pageSize });
+        page = await this.client.send(cmd, { abortSignal: opts.signal });
+      } catch (err) {
+        if (isUnsupported(err)) {
+          throw storageError('STORAGE_UNSUPPORTED', ctx, `the server does not support listing incomplete multipart uploads (ListMultipartUploads): ${(err as Error).name}`, err);
+        }
+        throw s3Error(err, ctx, this.bucket);
+      }
+      for (const u of page.Uploads ?? []) {
+        if (u.Key !== undefined && u.UploadId !== undefined) yield { key: u.Key, uploadId: u.UploadId, ...(u.Initiated ? { initiated: u.Initiated } : {}) };
+      }
+      if (!page.IsTruncated) return;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+      if (keyMarker === undefined && uploadIdMarker === undefined) return;
+    }
+  }
+
+  async abortIncompleteUpload(key: string, uploadId: string, opts: CallOptions = {}): Promise<void> {
+    const ctx = this.ctx('delete', key);
+    checkKey(key, ctx);
+    throwIfAborted(opts.signal, ctx);
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal: opts.signal });
+    } catch (err) {
+      const mapped = s3Error(err, ctx, this.bucket);
+      // NoSuchUpload: completed or aborted meanwhile.
+      if (mapped.code !== 'STORAGE_NOT_FOUND' && (err as { name?: string }).name !== 'NoSuchUpload') throw mapped;
+    }
+  }
+
   async preflight(opts: CallOptions = {}): Promise<void> {
     const ctx = this.ctx('preflight');
     throwIfAborted(opts.signal, ctx);

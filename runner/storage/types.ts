@@ -16,6 +16,13 @@ export interface PutResult {
   size: number;
 }
 
+/** A multipart upload started and neither completed nor aborted (S3). */
+export interface IncompleteUpload {
+  key: string;
+  uploadId: string;
+  initiated?: Date;
+}
+
 export interface GetOptions extends CallOptions {
   /** Inclusive byte range; `end` omitted means to the end of the object. */
   range?: { start: number; end?: number };
@@ -48,10 +55,20 @@ export interface Storage {
    * Removes what interrupted puts left under `prefix` before `olderThan` and
    * that no listing shows (filesystem temp files). Returns how many. Backends
    * whose service expires such leftovers itself return 0: S3 incomplete
-   * multipart uploads are for a bucket lifecycle rule
-   * (AbortIncompleteMultipartUpload), GCS resumable sessions expire in a week.
+   * multipart uploads go through listIncompleteUploads (and a bucket
+   * lifecycle rule where the server lacks it), GCS resumable sessions expire
+   * in a week.
    */
   sweepIncomplete(prefix: string, olderThan: Date, opts?: CallOptions): Promise<number>;
+  /**
+   * Optional (S3): incomplete multipart uploads whose key starts with
+   * `prefix` (ListMultipartUploads). Throws STORAGE_UNSUPPORTED when the
+   * server does not implement that call. Which of them to abort is the
+   * caller's decision (runner/retention/multipart.ts).
+   */
+  listIncompleteUploads?(prefix: string, opts?: CallOptions): AsyncIterable<IncompleteUpload>;
+  /** Optional (S3): aborts one incomplete multipart upload; aborting one that is gone succeeds. */
+  abortIncompleteUpload?(key: string, uploadId: string, opts?: CallOptions): Promise<void>;
   /** Checks the location is reachable and writable enough to start a backup. */
   preflight(opts?: CallOptions): Promise<void>;
   close(): Promise<void>;

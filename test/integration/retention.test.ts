@@ -63,13 +63,13 @@ describe.each(backends)('retention on $name', (backend) => {
     try {
       const expected: string[] = [];
       for (const d of days) {
-        const keys = await writeBackup(loc, idOf(d), d, { files: ['data.dump.zst', 'data.toc'] });
+        const keys = await writeBackup(loc, idOf(d), d, { files: ['data.dump.zst', 'data.dump.gz'] });
         if (KEPT.includes(d.toISOString().slice(0, 10))) expected.push(...keys);
       }
       expected.push(...(await writeBackup(other, idOf(days[0]!), days[0]!)));
-      await writeBackup(loc, '20261121T020000Z-dead', days[29]!, { complete: false, files: ['data.dump.zst', 'data.toc'] });
+      await writeBackup(loc, '20261121T020000Z-dead', days[29]!, { complete: false, files: ['data.dump.zst', 'data.dump.gz'] });
       await sleep(GRACE_MS + 1_500); // the orphan above is now older than the grace period; the next one is not
-      expected.push(...(await writeBackup(loc, '20261121T110000Z-busy', days[29]!, { complete: false })));
+      expected.push(...(await writeBackup(loc, '20261121T110000Z-beef', days[29]!, { complete: false })));
       // The sweeps judge ages at this instant, however long the steps between take on a slow server.
       const sweepNow = new Date();
       const everything = await allKeys(storage);
@@ -93,10 +93,10 @@ describe.each(backends)('retention on $name', (backend) => {
       expect(applied.outcomes.every((o) => o.status === 'deleted' && o.leftover === 0)).toBe(true);
       const swept = await sweepOrphans(loc, { ...sweepOpts, dryRun: false, now: sweepNow });
       expect(swept.removed.map((o) => o.id)).toEqual(['20261121T020000Z-dead']);
-      expect(swept.young.map((o) => o.id)).toEqual(['20261121T110000Z-busy']);
+      expect(swept.young.map((o) => o.id)).toEqual(['20261121T110000Z-beef']);
 
       expect(await allKeys(storage)).toEqual(expected.sort());
-      if (backend.dirs) expect((await backend.dirs()).sort()).toEqual([...KEPT.map((k) => idOf(new Date(`${k}T03:00Z`))), '20261121T110000Z-busy'].sort());
+      if (backend.dirs) expect((await backend.dirs()).sort()).toEqual([...KEPT.map((k) => idOf(new Date(`${k}T03:00Z`))), '20261121T110000Z-beef'].sort());
 
       // Applying the same policy again changes nothing.
       const again = planRetention((await retentionCandidates(loc)).candidates, policy({ keepLast: 2, keepDaily: 5, keepWeekly: 3, minKeep: 1 }), new Date('2026-11-21T12:00Z'));

@@ -25,7 +25,7 @@ beforeEach(() => {
 /** Five complete backups, one per day (Nov 17 … 21), each with two data objects. */
 async function fiveBackups(): Promise<string[]> {
   const ids = ['20261117T030000Z-aaaa', '20261118T030000Z-bbbb', '20261119T030000Z-cccc', '20261120T030000Z-dddd', '20261121T030000Z-eeee'];
-  for (const [i, id] of ids.entries()) await writeBackup(loc, id, t(17 + i), { files: ['data.dump.zst', 'data.toc'] });
+  for (const [i, id] of ids.entries()) await writeBackup(loc, id, t(17 + i), { files: ['data.dump.zst', 'data.dump.gz'] });
   return ids;
 }
 
@@ -46,10 +46,10 @@ describe('applyRetention', () => {
     expect(result.outcomes.map((o) => o.status)).toEqual(['deleted', 'deleted', 'deleted']);
     // Exactly the manifest, then the data, backup after backup.
     expect(rec.deletes()).toEqual(
-      [ids[0]!, ids[1]!, ids[2]!].flatMap((id) => [manifestKey(scope, id), objectKey(scope, id, 'data.dump.zst'), objectKey(scope, id, 'data.toc')]),
+      [ids[0]!, ids[1]!, ids[2]!].flatMap((id) => [manifestKey(scope, id), objectKey(scope, id, 'data.dump.gz'), objectKey(scope, id, 'data.dump.zst')]),
     );
     expect(await allKeys(rec.storage)).toEqual(
-      [ids[3]!, ids[4]!].flatMap((id) => [objectKey(scope, id, 'data.dump.zst'), objectKey(scope, id, 'data.toc'), manifestKey(scope, id)]).sort(),
+      [ids[3]!, ids[4]!].flatMap((id) => [objectKey(scope, id, 'data.dump.zst'), objectKey(scope, id, 'data.dump.gz'), manifestKey(scope, id)]).sort(),
     );
   });
 
@@ -79,7 +79,7 @@ describe('applyRetention', () => {
     const ids = await fiveBackups();
     const lines: string[] = [];
     const log = createLogger({ pretty: false, level: 'info', destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
-    rec.failDelete = (key) => key === objectKey(scope, ids[0]!, 'data.toc');
+    rec.failDelete = (key) => key === objectKey(scope, ids[0]!, 'data.dump.gz');
     const result = await applyRetention(loc, await planFor(4), { dryRun: false, logger: log });
     expect(result.outcomes).toEqual([expect.objectContaining({ id: ids[0], status: 'deleted', leftover: 1 })]);
     expect(result.failed).toEqual([]);
@@ -117,12 +117,13 @@ describe('retentionCandidates', () => {
     const ids = await fiveBackups();
     await writeBackup(loc, '20261121T090000Z-ffff', t(21), { complete: false });
     await rec.storage.put(manifestKey(scope, ids[0]!), Buffer.from('{not json'));
-    await rec.storage.put(manifestKey(scope, 'renamed'), await (await rec.storage.get(manifestKey(scope, ids[1]!))).toArray().then((c) => Buffer.concat(c as Buffer[])));
+    const renamed = '20261121T120000Z-9999';
+    await rec.storage.put(manifestKey(scope, renamed), await (await rec.storage.get(manifestKey(scope, ids[1]!))).toArray().then((c) => Buffer.concat(c as Buffer[])));
     const { candidates, problems } = await retentionCandidates(loc);
     expect(candidates).toEqual(ids.slice(1).map((id, i) => ({ id, time: t(18 + i) })));
     expect(problems.map((p) => [p.key, p.error.code]).sort()).toEqual([
       [manifestKey(scope, ids[0]!), 'MANIFEST_INVALID'],
-      [manifestKey(scope, 'renamed'), 'MANIFEST_INVALID'],
+      [manifestKey(scope, renamed), 'MANIFEST_MISPLACED'],
     ]);
   });
 });
@@ -134,7 +135,7 @@ describe('sweepOrphans', () => {
   async function setup(): Promise<{ complete: string; old: string; young: string }> {
     const ids = { complete: '20261101T030000Z-aaaa', old: '20261120T030000Z-bbbb', young: '20261121T110000Z-cccc' };
     for (const key of await writeBackup(loc, ids.complete, t(1))) rec.modifiedAt.set(key, hoursAgo(24 * 20));
-    for (const key of await writeBackup(loc, ids.old, t(20), { complete: false, files: ['data.dump.zst', 'data.toc'] })) rec.modifiedAt.set(key, hoursAgo(30));
+    for (const key of await writeBackup(loc, ids.old, t(20), { complete: false, files: ['data.dump.zst', 'data.dump.gz'] })) rec.modifiedAt.set(key, hoursAgo(30));
     for (const key of await writeBackup(loc, ids.young, t(21), { complete: false })) rec.modifiedAt.set(key, hoursAgo(1));
     return ids;
   }
@@ -171,7 +172,7 @@ describe('sweepOrphans', () => {
     const ids = await setup();
     expect((await sweepOrphans(loc, { gracePeriodMs: 30 * 3_600_000, now, dryRun: true, logger })).young.map((o) => o.id)).toEqual([ids.old, ids.young]);
     expect((await sweepOrphans(loc, { gracePeriodMs: 30 * 3_600_000 - 1, now, dryRun: true, logger })).removed.map((o) => o.id)).toEqual([ids.old]);
-    rec.modifiedAt.set(objectKey(scope, ids.old, 'data.toc'), null);
+    rec.modifiedAt.set(objectKey(scope, ids.old, 'data.dump.gz'), null);
     const r = await sweepOrphans(loc, { gracePeriodMs: DAY, now, dryRun: false, logger });
     expect(r.removed).toEqual([]);
     expect(r.young).toEqual([{ id: ids.old, objects: 2, bytes: expect.any(Number) }, expect.objectContaining({ id: ids.young })]);
@@ -180,7 +181,7 @@ describe('sweepOrphans', () => {
   it('leaves an orphan alone when its manifest appears before the deletion', async () => {
     const ids = await setup();
     rec.beforeStat = async (key) => {
-      if (key === manifestKey(scope, ids.old)) await writeBackup(loc, ids.old, t(20), { files: ['data.dump.zst', 'data.toc'] });
+      if (key === manifestKey(scope, ids.old)) await writeBackup(loc, ids.old, t(20), { files: ['data.dump.zst', 'data.dump.gz'] });
     };
     const result = await sweepOrphans(loc, { gracePeriodMs: DAY, now, dryRun: false, logger });
     expect(result.removed).toEqual([]);
@@ -191,9 +192,9 @@ describe('sweepOrphans', () => {
 
   it('reports an orphan it could not delete as failed, for the next sweep', async () => {
     const ids = await setup();
-    rec.failDelete = (key) => key.endsWith('data.toc');
+    rec.failDelete = (key) => key.endsWith('data.dump.gz');
     const result = await sweepOrphans(loc, { gracePeriodMs: DAY, now, dryRun: false, logger });
     expect(result.failed).toEqual([expect.objectContaining({ id: ids.old, error: expect.objectContaining({ code: 'STORAGE_FAILED' }) })]);
-    expect(await allKeys(rec.storage, backupPrefix(scope, ids.old))).toEqual([objectKey(scope, ids.old, 'data.toc')]);
+    expect(await allKeys(rec.storage, backupPrefix(scope, ids.old))).toEqual([objectKey(scope, ids.old, 'data.dump.gz')]);
   });
 });

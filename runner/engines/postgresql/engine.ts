@@ -17,7 +17,8 @@ import { checkConnectionArgs, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan,
 import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
-export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false } as const;
+/** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
+export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: 'PGDMP' } as const;
 
 export interface PostgresqlEngineOptions {
   /**

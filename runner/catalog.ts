@@ -1,0 +1,108 @@
+/**
+ * What one location holds of one database, read from its manifests: the one
+ * function through which list, retention, verify and restore learn which
+ * backups exist.
+ *
+ * Invariants:
+ * - Only keys of the exact layout count (layout.ts classifyKey); anything
+ *   else under the database prefix is foreign: reported once (log line and
+ *   metric, see storage/foreign.ts), never read as a backup.
+ * - A manifest must match where it lies: its id, namespace and name equal the
+ *   key path, or it is a MANIFEST_MISPLACED problem and not a backup.
+ * - A manifest whose instants lie beyond now plus MAX_CLOCK_SKEW_MS is
+ *   returned apart, in `future`: shown flagged, never chosen, never counted.
+ * - A listing failure throws: callers never act on a partial view.
+ */
+import { text } from 'node:stream/consumers';
+import { BackupError, toBackupError } from './errors.js';
+import type { Logger } from './logger.js';
+import { type Manifest, futureInstant, misplacement, parseManifest } from './manifest.js';
+import type { Location } from './runtime.js';
+import { type ForeignObjects, processForeignObjects } from './storage/foreign.js';
+import { MANIFEST_FILE, classifyKey, databasePrefix } from './storage/layout.js';
+import { mapLimit } from './util/async.js';
+
+export interface CatalogEntry {
+  id: string;
+  key: string;
+  manifest: Manifest;
+}
+
+export interface FutureEntry extends CatalogEntry {
+  /** The first instant beyond the allowance, e.g. `consistentAt`. */
+  field: string;
+  at: string;
+}
+
+export interface LocationCatalog {
+  /** Manifests that match their key and are not future-dated, in listing order. */
+  entries: CatalogEntry[];
+  /** Future-dated manifests: flagged, never a backup to choose, plan or count. */
+  future: FutureEntry[];
+  /** Manifests that could not be read, are invalid or misplaced. */
+  problems: { key: string; error: BackupError }[];
+  /** Foreign keys seen in this listing. */
+  foreign: number;
+}
+
+export interface ScanOptions {
+  signal?: AbortSignal;
+  now: Date;
+  logger: Logger;
+  /** Parsed manifests by key (manifests never change once written). */
+  cache?: Map<string, Manifest>;
+  foreign?: ForeignObjects;
+}
+
+/** Reads and checks one manifest: parsed, placed where its key says. Throws MANIFEST_INVALID / MANIFEST_MISPLACED or the storage error. */
+async function readManifest(loc: Location, id: string, key: string, opts: ScanOptions): Promise<Manifest> {
+  let m = opts.cache?.get(key);
+  if (!m) {
+    m = parseManifest(await text(await loc.storage.get(key, { signal: opts.signal })), `${loc.name}: ${key}`);
+    opts.cache?.set(key, m);
+  }
+  const wrong = misplacement(m, { namespace: loc.scope.namespace, name: loc.scope.name, id });
+  if (wrong) {
+    throw new BackupError('MANIFEST_MISPLACED', `${loc.name}: ${key}: manifest does not match where it lies (${wrong}); not a backup of this database`, {
+      details: { location: loc.name, key },
+    });
+  }
+  return m;
+}
+
+export async function scanLocation(loc: Location, opts: ScanOptions): Promise<LocationCatalog> {
+  const foreignTracker = opts.foreign ?? processForeignObjects;
+  const keys: { id: string; key: string }[] = [];
+  let foreign = 0;
+  for await (const obj of loc.storage.list(databasePrefix(loc.scope), { signal: opts.signal })) {
+    const c = classifyKey(loc.scope, obj.key);
+    if (c.kind === 'backup') {
+      if (c.file === MANIFEST_FILE) keys.push({ id: c.backupId, key: obj.key });
+    } else if (c.kind === 'foreign') {
+      foreign++;
+      foreignTracker.note(loc.name, obj.key, c.reason, opts.logger);
+    }
+  }
+  if (opts.cache) {
+    // Forget manifests of backups that are gone (retention, manual deletion).
+    const present = new Set(keys.map((k) => k.key));
+    for (const k of opts.cache.keys()) if (!present.has(k)) opts.cache.delete(k);
+  }
+  const catalog: LocationCatalog = { entries: [], future: [], problems: [], foreign };
+  const read = await mapLimit(keys, 8, async ({ id, key }) => {
+    try {
+      return { id, key, manifest: await readManifest(loc, id, key, opts) };
+    } catch (err) {
+      catalog.problems.push({ key, error: toBackupError(err, 'STORAGE_FAILED') });
+      return undefined;
+    }
+  });
+  if (opts.signal?.aborted) throw new BackupError('ABORTED', `reading the manifests of ${loc.name} aborted`, { cause: opts.signal.reason });
+  for (const e of read) {
+    if (!e) continue;
+    const ahead = futureInstant(e.manifest, opts.now);
+    if (ahead) catalog.future.push({ ...e, ...ahead });
+    else catalog.entries.push(e);
+  }
+  return catalog;
+}
