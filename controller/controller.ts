@@ -76,6 +76,7 @@ export class Controller {
       runnerImages: settings.runnerImages,
       runnerResources: settings.runnerResources,
       runnerUser: settings.runnerUser,
+      allowedImagePrefixes: settings.allowedRunnerImagePrefixes,
       ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
     };
     this.queue = new WorkQueue({
