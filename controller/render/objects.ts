@@ -206,8 +206,10 @@ function container(cfg: RenderedConfig, image: string, mounts: V1VolumeMount[], 
   };
 }
 
-/** An image named in the spec, if the controller's allowedImagePrefixes admit it. */
+/** An image named in the spec, if it is one of the controller's own runner images or its allowedImagePrefixes admit it. */
 function chosenImage(image: string, field: string, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
+  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image));
+  if (own) return { image };
   const r = imageAllowed(image, settings.allowedImagePrefixes ?? []);
   return r.ok ? { image } : { problem: { reason: 'ImageNotAllowed', message: `${field}: ${r.message}` } };
 }

@@ -63,6 +63,8 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
     { refused: 'spec.runner.image', reason: 'ImageNotAllowed' },
     { allowedImagePrefixes: ['registry.example.com/team'] },
   ],
+  ['one of the controller\'s own runner images, nothing allowed', (r) => (r.image = 'registry.example/backup-runner-postgresql:15-1.0.0'), 'renders'],
+  ['a tag of the controller\'s own repository that it does not use, nothing allowed', (r) => (r.image = 'registry.example/backup-runner-postgresql:evil'), { refused: 'spec.runner.image', reason: 'ImageNotAllowed' }],
   ['an image below an allowed directory prefix', (r) => (r.image = 'registry.example.com/team/runner:1'), 'renders', { allowedImagePrefixes: ['registry.example.com/team/'] }],
   [
     'an image pinned by digest under an allowed repository',
