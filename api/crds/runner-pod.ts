@@ -219,6 +219,10 @@ function reservedKey(key: string): string | undefined {
   return undefined;
 }
 
+/** Bounds that keep one DatabaseBackup from inflating every object the controller writes and caches. */
+export const MAX_TOLERATIONS = 32;
+export const MAX_MAP_BYTES = 16 * 1024;
+
 /** Tolerations that would let the runner onto control-plane nodes (or onto any node whatever its taints). */
 const CONTROL_PLANE_TAINTS = ['node-role.kubernetes.io/master', 'node-role.kubernetes.io/control-plane'];
 
@@ -241,6 +245,11 @@ export function runnerPodErrors(runner: RunnerPod | undefined, base = 'spec.runn
     }
   });
   if (runner.affinity !== undefined) errors.push(...unknownKeys(runner.affinity, ['nodeAffinity', 'podAffinity', 'podAntiAffinity'], `${base}.affinity`));
+  if ((runner.tolerations ?? []).length > MAX_TOLERATIONS) errors.push({ path: `${base}.tolerations`, message: `must have at most ${MAX_TOLERATIONS} items` });
+  for (const field of ['podAnnotations', 'podLabels', 'serviceAccountAnnotations', 'nodeSelector'] as const) {
+    const size = Object.entries(runner[field] ?? {}).reduce((n, [k, v]) => n + k.length + v.length, 0);
+    if (size > MAX_MAP_BYTES) errors.push({ path: `${base}.${field}`, message: `must hold at most ${MAX_MAP_BYTES} characters of keys and values (it holds ${size})` });
+  }
   if (runner.fsGroup === 0) errors.push({ path: `${base}.fsGroup`, message: 'must not be 0 (the root group)' });
   return errors;
 }

@@ -18,6 +18,7 @@ import { eventually } from '../../testenv/eventually.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
+import { restrictedViolations } from '../pod-security.js';
 
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-explicit-any --
    the objects are the API server's JSON, checked field by field by the assertions */
@@ -99,6 +100,30 @@ describe('a hostile spec.runner on a real API server', () => {
     }
     // The API server stored the hostPath as written (the CRD keeps unknown volume fields): only the controller stands between it and a pod.
     expect(((await get(['get', 'dbb', 'host-root', '-n', 'shop']))!.spec.runner.extraVolumes as Obj[])[1]).toEqual({ name: 'root', hostPath: { path: '/' } });
+  });
+});
+
+describe('what the policy accepts, as the API server stores it', () => {
+  it('every allowed volume source: the Deployment, with the server\'s defaults, meets the restricted Pod Security Standard', async () => {
+    await apply(
+      backup('all-sources', (r) => {
+        (r.extraVolumes as Obj[]).push(
+          { name: 'pvc', persistentVolumeClaim: { claimName: 'store' } },
+          { name: 'cm', configMap: { name: 'ca' } },
+          { name: 'sec', secret: { secretName: 'tls' } },
+          { name: 'info', downwardAPI: { items: [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }] } },
+          { name: 'token', projected: { sources: [{ serviceAccountToken: { audience: 'sts.amazonaws.com', expirationSeconds: 3600, path: 'token' } }] } },
+        );
+        for (const n of ['pvc', 'cm', 'sec', 'info', 'token']) (r.extraVolumeMounts as Obj[]).push({ name: n, mountPath: `/data/${n}` });
+        r.podAnnotations = { 'example.com/team': 'shop', 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' };
+      }),
+    );
+    const dep = await eventually('the runner Deployment', () => get(['get', 'deployment', 'all-sources-runner', '-n', 'shop']));
+    const template = dep.spec.template as Obj;
+    expect(restrictedViolations(template.spec as never, template.metadata.annotations as Record<string, string>)).toEqual([]);
+    expect((template.spec.volumes as Obj[]).map((v) => Object.keys(v).filter((k) => k !== 'name')[0]).sort()).toEqual(
+      ['configMap', 'downwardAPI', 'emptyDir', 'emptyDir', 'persistentVolumeClaim', 'persistentVolumeClaim', 'projected', 'secret', 'secret', 'secret'].sort(),
+    );
   });
 });
 

@@ -95,6 +95,10 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
   ['a securityContext', (r) => (r.securityContext = { privileged: true }), { refused: 'spec.runner.securityContext', reason: 'InvalidSpec' }],
   ['mountPropagation', (r) => r.extraVolumeMounts.push({ name: 'scratch', mountPath: '/x', mountPropagation: 'Bidirectional' }), { refused: 'spec.runner.extraVolumeMounts[1].mountPropagation', reason: 'InvalidSpec' }],
   ['fsGroup 0', (r) => (r.fsGroup = 0), { refused: 'spec.runner.fsGroup' }],
+  // Huge values.
+  ['33 tolerations', (r) => (r.tolerations = Array.from({ length: 33 }, (_, i) => ({ key: `k${i}`, operator: 'Exists' }))), { refused: 'spec.runner.tolerations: must have at most 32 items' }],
+  ['a 20 KiB pod annotation', (r) => (r.podAnnotations = { 'example.com/blob': 'x'.repeat(20 * 1024) }), { refused: 'spec.runner.podAnnotations: must hold at most 16384 characters' }],
+  ['a 20 KiB ServiceAccount annotation', (r) => (r.serviceAccountAnnotations = { 'example.com/blob': 'x'.repeat(20 * 1024) }), { refused: 'spec.runner.serviceAccountAnnotations: must hold at most' }],
   // What a backup needs renders.
   [
     'every allowed source',
