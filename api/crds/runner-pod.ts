@@ -122,6 +122,9 @@ const REFUSED_SOURCE_WHY: Record<string, string> = {
 };
 const NODE_LEVEL = 'it mounts storage named in the pod, outside the namespace\'s PersistentVolumeClaims; use a persistentVolumeClaim';
 
+/** Own keys only: "constructor" or "__proto__" in a spec must never match a table entry through the prototype. */
+const has = (table: object, key: string): boolean => Object.prototype.hasOwnProperty.call(table, key);
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -155,7 +158,7 @@ function projectedErrors(src: Record<string, unknown>, path: string): PodFieldEr
     const kinds = Object.keys(s);
     if (kinds.length !== 1) return [{ path: at, message: `must set exactly one of ${Object.keys(PROJECTED_SOURCES).join(', ')} (it sets ${kinds.join(', ') || 'none'})` }];
     const kind = kinds[0]!;
-    if (!(kind in PROJECTED_SOURCES)) return [{ path: `${at}.${kind}`, message: `is not an allowed projected source (allowed: ${Object.keys(PROJECTED_SOURCES).join(', ')})` }];
+    if (!has(PROJECTED_SOURCES, kind)) return [{ path: `${at}.${kind}`, message: `is not an allowed projected source (allowed: ${Object.keys(PROJECTED_SOURCES).join(', ')})` }];
     return sourceErrors(kind, s[kind], PROJECTED_SOURCES, `${at}.${kind}`);
   });
 }
@@ -164,11 +167,11 @@ function projectedErrors(src: Record<string, unknown>, path: string): PodFieldEr
 export function volumeErrors(volume: unknown, path: string): PodFieldError[] {
   if (!isObject(volume)) return [{ path, message: 'must be an object' }];
   const keys = Object.keys(volume).filter((k) => k !== 'name');
-  const refused = keys.filter((k) => !(k in VOLUME_SOURCES));
+  const refused = keys.filter((k) => !has(VOLUME_SOURCES, k));
   if (refused.length > 0) {
     return refused.map((k) => ({
       path: `${path}.${k}`,
-      message: `is not an allowed volume source (${REFUSED_SOURCE_WHY[k] ?? (k in SOURCE_NAMES ? NODE_LEVEL : 'unknown field')}); allowed: ${ALLOWED_VOLUME_SOURCES.join(', ')}`,
+      message: `is not an allowed volume source (${has(REFUSED_SOURCE_WHY, k) ? REFUSED_SOURCE_WHY[k] : has(SOURCE_NAMES, k) ? NODE_LEVEL : 'unknown field'}); allowed: ${ALLOWED_VOLUME_SOURCES.join(', ')}`,
     }));
   }
   if (keys.length !== 1) return [{ path, message: `must set exactly one volume source (it sets ${keys.join(', ') || 'none'}); allowed: ${ALLOWED_VOLUME_SOURCES.join(', ')}` }];
