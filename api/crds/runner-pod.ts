@@ -226,8 +226,49 @@ function reservedKey(key: string): string | undefined {
 export const MAX_TOLERATIONS = 32;
 export const MAX_MAP_BYTES = 16 * 1024;
 
+/** Labels the controller puts on every runner object (controller/names.ts commonLabels; a unit test keeps both equal). */
+export const CONTROLLER_LABELS = ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/part-of'];
+
 /** Tolerations that would let the runner onto control-plane nodes (or onto any node whatever its taints). */
 const CONTROL_PLANE_TAINTS = ['node-role.kubernetes.io/master', 'node-role.kubernetes.io/control-plane'];
+
+/** podAnnotations and podLabels: nothing the kubelet, the runtimes or the controller read. */
+function metadataErrors(runner: RunnerPod, base: string): PodFieldError[] {
+  const errors: PodFieldError[] = [];
+  for (const k of Object.keys(runner.podAnnotations ?? {})) {
+    const why = ALLOWED_SYSTEM_ANNOTATIONS.includes(k) ? undefined : reservedKey(k);
+    if (why) errors.push({ path: `${base}.podAnnotations["${k}"]`, message: `is not allowed: ${why} (such annotations can change the pod's security profile or runtime)` });
+  }
+  for (const k of Object.keys(runner.podLabels ?? {})) {
+    if (CONTROLLER_LABELS.includes(k) || k.startsWith('dbbackup.io/')) {
+      errors.push({ path: `${base}.podLabels["${k}"]`, message: 'is not allowed: the controller sets this label (it selects the runner\'s pods and objects)' });
+    }
+  }
+  return errors;
+}
+
+/** Tolerations and affinity: never onto control-plane nodes, nothing but affinities. */
+function schedulingErrors(runner: RunnerPod, base: string): PodFieldError[] {
+  const errors: PodFieldError[] = [];
+  (runner.tolerations ?? []).forEach((t, i) => {
+    if (t.key === undefined || t.key === '' ? t.operator === 'Exists' : CONTROL_PLANE_TAINTS.includes(t.key)) {
+      errors.push({ path: `${base}.tolerations[${i}]`, message: `would let the runner onto control-plane nodes (${t.key ? `taint ${t.key}` : 'it tolerates every taint'})` });
+    }
+  });
+  if (runner.affinity !== undefined) errors.push(...unknownKeys(runner.affinity, ['nodeAffinity', 'podAffinity', 'podAntiAffinity'], `${base}.affinity`));
+  return errors;
+}
+
+/** Bounds on lists and maps. */
+function sizeErrors(runner: RunnerPod, base: string): PodFieldError[] {
+  const errors: PodFieldError[] = [];
+  if ((runner.tolerations ?? []).length > MAX_TOLERATIONS) errors.push({ path: `${base}.tolerations`, message: `must have at most ${MAX_TOLERATIONS} items` });
+  for (const field of ['podAnnotations', 'podLabels', 'serviceAccountAnnotations', 'nodeSelector'] as const) {
+    const size = Object.entries(runner[field] ?? {}).reduce((n, [k, v]) => n + k.length + v.length, 0);
+    if (size > MAX_MAP_BYTES) errors.push({ path: `${base}.${field}`, message: `must hold at most ${MAX_MAP_BYTES} characters of keys and values (it holds ${size})` });
+  }
+  return errors;
+}
 
 /** Every rule of spec.runner that keeps the pod within what a backup needs; paths start at `base` (spec.runner). */
 export function runnerPodErrors(runner: RunnerPod | undefined, base = 'spec.runner', reservedMountPaths: readonly string[] = []): PodFieldError[] {
@@ -235,24 +276,7 @@ export function runnerPodErrors(runner: RunnerPod | undefined, base = 'spec.runn
   const errors: PodFieldError[] = [];
   (runner.extraVolumes ?? []).forEach((v, i) => errors.push(...volumeErrors(v, `${base}.extraVolumes[${i}]`)));
   (runner.extraVolumeMounts ?? []).forEach((m, i) => errors.push(...mountPathErrors(m.mountPath, `${base}.extraVolumeMounts[${i}].mountPath`, reservedMountPaths)));
-  for (const [k, why] of Object.entries(runner.podAnnotations ?? {}).map(([k]) => [k, ALLOWED_SYSTEM_ANNOTATIONS.includes(k) ? undefined : reservedKey(k)] as const)) {
-    if (why) errors.push({ path: `${base}.podAnnotations["${k}"]`, message: `is not allowed: ${why} (such annotations can change the pod's security profile or runtime)` });
-  }
-  for (const k of Object.keys(runner.podLabels ?? {})) {
-    const why = reservedKey(k);
-    if (why) errors.push({ path: `${base}.podLabels["${k}"]`, message: `is not allowed: ${why} (the controller sets its own labels)` });
-  }
-  (runner.tolerations ?? []).forEach((t, i) => {
-    if (t.key === undefined || t.key === '' ? t.operator === 'Exists' : CONTROL_PLANE_TAINTS.includes(t.key)) {
-      errors.push({ path: `${base}.tolerations[${i}]`, message: `would let the runner onto control-plane nodes (${t.key ? `taint ${t.key}` : 'it tolerates every taint'})` });
-    }
-  });
-  if (runner.affinity !== undefined) errors.push(...unknownKeys(runner.affinity, ['nodeAffinity', 'podAffinity', 'podAntiAffinity'], `${base}.affinity`));
-  if ((runner.tolerations ?? []).length > MAX_TOLERATIONS) errors.push({ path: `${base}.tolerations`, message: `must have at most ${MAX_TOLERATIONS} items` });
-  for (const field of ['podAnnotations', 'podLabels', 'serviceAccountAnnotations', 'nodeSelector'] as const) {
-    const size = Object.entries(runner[field] ?? {}).reduce((n, [k, v]) => n + k.length + v.length, 0);
-    if (size > MAX_MAP_BYTES) errors.push({ path: `${base}.${field}`, message: `must hold at most ${MAX_MAP_BYTES} characters of keys and values (it holds ${size})` });
-  }
+  errors.push(...metadataErrors(runner, base), ...schedulingErrors(runner, base), ...sizeErrors(runner, base));
   if (runner.fsGroup === 0) errors.push({ path: `${base}.fsGroup`, message: 'must not be 0 (the root group)' });
   return errors;
 }

@@ -6,7 +6,8 @@
  */
 import type { V1PodSpec } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { imageAllowed, imageRepository, mountPathErrors, volumeErrors } from '../../api/crds/runner-pod.js';
+import { CONTROLLER_LABELS, imageAllowed, imageRepository, mountPathErrors, volumeErrors } from '../../api/crds/runner-pod.js';
+import { LABEL_BACKUP, commonLabels } from '../../controller/names.js';
 import { planBackup } from '../../controller/plan.js';
 import type { RenderSettings } from '../../controller/render/objects.js';
 import { classSecrets, renderSettings } from '../controller-fixtures.js';
@@ -89,6 +90,8 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
   ['the config hash overridden', (r) => (r.podAnnotations = { 'dbbackup.io/config-hash': 'x' }), { refused: 'spec.runner.podAnnotations["dbbackup.io/config-hash"]' }],
   ['a team annotation and the autoscaler hint', (r) => (r.podAnnotations = { 'example.com/team': 'shop', 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' }), 'renders'],
   ['the managed-by label overridden', (r) => (r.podLabels = { 'app.kubernetes.io/managed-by': 'someone' }), { refused: 'spec.runner.podLabels["app.kubernetes.io/managed-by"]' }],
+  ['the DatabaseBackup label overridden', (r) => (r.podLabels = { 'dbbackup.io/database-backup': 'other' }), { refused: 'spec.runner.podLabels["dbbackup.io/database-backup"]' }],
+  ['a team label and a recommended label the controller does not set', (r) => (r.podLabels = { 'example.com/team': 'shop', 'app.kubernetes.io/component': 'backup' }), 'renders'],
   // Scheduling.
   ['tolerate every taint', (r) => (r.tolerations = [{ operator: 'Exists' }]), { refused: 'spec.runner.tolerations[0]' }],
   ['tolerate the control-plane taint', (r) => (r.tolerations = [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }]), { refused: 'spec.runner.tolerations[0]' }],
@@ -152,6 +155,13 @@ describe('spec.runner: refused with its field path, or rendered into a restricte
     const p = plan(vol({ persistentVolumeClaim: { claimName: 'store', readOnly: true } }));
     if (!p.ok) throw new Error(p.problem.message);
     expect(p.rendered.objects.deployment.spec!.template.spec!.volumes!.find((v) => v.name === 'extra')).toEqual({ name: 'extra', persistentVolumeClaim: { claimName: 'store', readOnly: true } });
+  });
+});
+
+describe('the controller\'s labels', () => {
+  it('are exactly the ones podLabels may not set', () => {
+    expect(Object.keys(commonLabels('x')).filter((k) => !k.startsWith('dbbackup.io/')).sort()).toEqual([...CONTROLLER_LABELS].sort());
+    expect(LABEL_BACKUP.startsWith('dbbackup.io/')).toBe(true);
   });
 });
 
