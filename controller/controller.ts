@@ -5,6 +5,9 @@
  * (only when it changed) -> Events (only on transitions). A resync where
  * nothing changed therefore writes nothing.
  *
+ * An object with a runner's name that the DatabaseBackup does not own (no
+ * ownerReference to its uid) is never taken over: NameConflict, nothing applied.
+ *
  * What requeues a DatabaseBackup: its own spec (a new generation), its
  * storage class, a Secret that class references, any object it owns (a hand
  * edit or deletion is repaired), and the periodic resync.
@@ -76,6 +79,7 @@ export class Controller {
       runnerImages: settings.runnerImages,
       runnerResources: settings.runnerResources,
       runnerUser: settings.runnerUser,
+      allowedImagePrefixes: settings.allowedRunnerImagePrefixes,
       ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
     };
     this.queue = new WorkQueue({
@@ -186,10 +190,12 @@ export class Controller {
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];
+      let conflict: Problem | undefined;
       if (plan.ok) {
         try {
-          const r = await this.applyObjects(plan.rendered.objects, log);
+          const r = await this.applyObjects(plan.rendered.objects, backup, log);
           applied = r.applied;
+          conflict = r.conflict;
           deployment = r.deployment ?? deployment;
         } catch (err) {
           // Say why in the status and an Event, then let the queue retry with backoff.
@@ -201,9 +207,9 @@ export class Controller {
       } else if (deployment) {
         log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
       }
-      const problem = plan.ok ? undefined : plan.problem;
+      const problem = plan.ok ? conflict : plan.problem;
       await this.writeStatus(backup, problem, deployment);
-      await this.emitEvents(backup, problem, applied, plan.ok ? plan.rendered.configHash : undefined);
+      await this.emitEvents(backup, problem, applied, plan.ok && !conflict ? plan.rendered.configHash : undefined);
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -228,12 +234,18 @@ export class Controller {
     this.stats.statusPatches++;
   }
 
-  /** Applies the objects that differ from what is observed; the config Secret goes with any other write. */
-  private async applyObjects(objects: RunnerObjects, log: Logger): Promise<{ applied: string[]; deployment?: V1Deployment }> {
+  /**
+   * Applies the objects that differ from what is observed; the config Secret goes with any other write.
+   * Nothing is applied while an object with a runner's name exists that this DatabaseBackup does not own
+   * (a forced apply would take it over): that is reported as NameConflict instead.
+   */
+  private async applyObjects(objects: RunnerObjects, backup: DatabaseBackup, log: Logger): Promise<{ applied: string[]; deployment?: V1Deployment; conflict?: Problem }> {
     const ns = objects.deployment.metadata!.namespace!;
     const name = objects.deployment.metadata!.name!;
     const stale = OWNED.filter((k) => !contains(this.owned[k].get(name, ns), objects[k]));
     if (stale.length === 0) return { applied: [] };
+    const conflict = await this.nameConflict(objects, stale, backup);
+    if (conflict) return { applied: [], conflict };
     log.info({ objects: stale, fields: stale.flatMap((k) => differences(this.owned[k].get(name, ns), objects[k]).map((f) => `${k}.${f}`)) }, 'applying runner objects');
     let deployment: V1Deployment | undefined;
     const applied: string[] = [];
@@ -245,6 +257,31 @@ export class Controller {
       if (k === 'deployment') deployment = result as V1Deployment;
     }
     return { applied, ...(deployment ? { deployment } : {}) };
+  }
+
+  /** The first object about to be applied that exists without an ownerReference to this DatabaseBackup. */
+  private async nameConflict(objects: RunnerObjects, stale: OwnedKind[], backup: DatabaseBackup): Promise<Problem | undefined> {
+    const uid = (backup.metadata as { uid?: string }).uid ?? '';
+    for (const k of APPLY_ORDER) {
+      if (k !== 'secret' && !stale.includes(k)) continue;
+      const o = objects[k];
+      const m = o.metadata!;
+      let owners: string[] | undefined;
+      if (k === 'secret') {
+        const p = await this.opts.kube.probe(o);
+        owners = p.exists ? p.ownerUids : undefined;
+      } else {
+        const found = this.owned[k].get(m.name!, m.namespace) ?? (await this.opts.kube.read(o));
+        owners = found ? (found.metadata?.ownerReferences ?? []).map((r) => r.uid) : undefined;
+      }
+      if (owners && !owners.includes(uid)) {
+        return {
+          reason: 'NameConflict',
+          message: `${o.kind} ${m.namespace}/${m.name} exists and is not owned by DatabaseBackup ${m.namespace}/${backup.metadata.name ?? ''}; the controller does not take it over: delete or rename it, or rename the DatabaseBackup`,
+        };
+      }
+    }
+    return undefined;
   }
 
   private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {

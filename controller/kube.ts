@@ -34,10 +34,13 @@ import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds/common.js';
 import { statusBody } from '../api/errors.js';
-import { fromKubeError, kubeStatus } from './errors.js';
+import { fromKubeError, isControllerError, kubeStatus } from './errors.js';
 import type { CacheHealth } from './health.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
+
+/** Field manager of the dry-run probes (never stored: dry runs write nothing). */
+const PROBE_FIELD_MANAGER = 'db-backup-controller-probe';
 
 /** The HTTP status of a failed call as a metric label, `error` when no response came. */
 function errorCode(err: unknown): string {
@@ -402,6 +405,33 @@ export class KubeAdapter {
     return this.call('patch', obj.kind!.toLowerCase(), `apply ${obj.kind} ${m.namespace}/${m.name}`, () =>
       this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
     );
+  }
+
+  /** The object named like `obj` as stored, or undefined when there is none. */
+  async read<T extends KubernetesObject>(obj: T): Promise<T | undefined> {
+    const m = obj.metadata!;
+    const header = { apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: m.name!, namespace: m.namespace! } };
+    try {
+      return await this.call('get', obj.kind!.toLowerCase(), `get ${obj.kind} ${m.namespace}/${m.name}`, () => this.objects.read<T>(header));
+    } catch (err) {
+      if (isControllerError(err, 'KUBE_NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether an object named like `obj` exists, and the uids of its owners, for a kind the controller may
+   * write but not read (runner Secrets): a dry-run server-side apply of the bare name, by a field manager
+   * of its own, changes nothing and answers with the stored object (its resourceVersion is empty when
+   * there is none).
+   */
+  async probe(obj: KubernetesObject): Promise<{ exists: boolean; ownerUids: string[] }> {
+    const m = obj.metadata!;
+    const bare: KubernetesObject = { apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: m.name!, namespace: m.namespace! } };
+    const r = await this.call('patch', obj.kind!.toLowerCase(), `probe ${obj.kind} ${m.namespace}/${m.name}`, () =>
+      this.objects.patch(bare, undefined, 'All', PROBE_FIELD_MANAGER, false, PatchStrategy.ServerSideApply),
+    );
+    return { exists: Boolean(r.metadata?.resourceVersion), ownerUids: (r.metadata?.ownerReferences ?? []).map((o) => o.uid) };
   }
 
   /** Merge-patches the status subresource of a DatabaseBackup (only the fields given). */

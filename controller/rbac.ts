@@ -1,33 +1,46 @@
 /**
  * The rights the controller needs, as data: the Helm chart's ClusterRole and
  * Role carry exactly these rules, and the integration tests run the
- * controller under them.
+ * controller under them. test/integration/controller-rbac.test.ts records
+ * the controller's requests in kube-apiserver's audit log and checks that
+ * every request is granted here and every grant is used.
  *
- * Secrets: read (get/list/watch) only in the controller's own namespace,
- * where storage class credentials live; in other namespaces the controller
- * may only write the runners' config Secrets, never read any Secret.
+ * Secrets: read (list/watch) only in the controller's own namespace, where
+ * storage class credentials live; in other namespaces the controller may
+ * only write the runners' config Secrets, never read any. Owned objects are
+ * written by server-side apply (patch, and create for a new object) and
+ * removed by the garbage collector, so no delete or update is granted.
  */
 import type { V1PolicyRule } from '@kubernetes/client-node';
 import { GROUP } from '../api/crds/common.js';
 
-const MANAGE = ['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'];
+/** Watched (list, watch), read when missing from the cache (get: the NameConflict check), server-side applied (patch, create). */
+const OWN = ['get', 'list', 'watch', 'create', 'patch'];
+
+/**
+ * Rights no request of the controller uses but an admission plugin checks: ownerReferences with
+ * blockOwnerDeletion need update on the owner's finalizers where OwnerReferencesPermissionEnforcement runs.
+ */
+export const ADMISSION_RULES: V1PolicyRule[] = [{ apiGroups: [GROUP], resources: ['databasebackups/finalizers'], verbs: ['update'] }];
 
 export const CLUSTER_RULES: V1PolicyRule[] = [
-  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: [GROUP], resources: ['databasebackups/status', 'databasebackupstorageclasses/status'], verbs: ['get', 'patch', 'update'] },
-  // ownerReferences with blockOwnerDeletion need this where the OwnerReferencesPermissionEnforcement admission plugin runs.
-  { apiGroups: [GROUP], resources: ['databasebackups/finalizers'], verbs: ['update'] },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch', 'update', 'delete'] },
-  { apiGroups: [''], resources: ['serviceaccounts', 'services'], verbs: MANAGE },
-  { apiGroups: ['apps'], resources: ['deployments'], verbs: MANAGE },
-  { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: MANAGE },
-  { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses'], verbs: ['list', 'watch'] },
+  // get: the runner's Role grants it on its own DatabaseBackup's status, and RBAC lets a Role grant only what its creator holds.
+  { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
+  { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status'], verbs: ['patch'] },
+  ...ADMISSION_RULES,
+  // Written, never read: a dry-run apply of the bare name tells whether a foreign Secret holds a runner's name.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch'] },
+  { apiGroups: [''], resources: ['serviceaccounts', 'services'], verbs: OWN },
+  { apiGroups: ['apps'], resources: ['deployments'], verbs: OWN },
+  { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: OWN },
+  { apiGroups: [''], resources: ['events'], verbs: ['create'] },
 ];
 
 /** In the controller's namespace: its Secrets (storage credentials) and its leader Lease. */
 export function namespaceRules(leaseName: string): V1PolicyRule[] {
   return [
-    { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
     { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
     { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
   ];

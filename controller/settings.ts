@@ -29,6 +29,11 @@ export const ControllerSettings = Type.Object(
       { postgresql: Type.Optional(EngineImages), mysql: Type.Optional(EngineImages) },
       { additionalProperties: false, default: {} },
     ),
+    allowedRunnerImagePrefixes: Type.Array(Type.String({ minLength: 1, pattern: '^[a-zA-Z0-9][-a-zA-Z0-9._]*(:[0-9]+)?(/[a-z0-9][-a-z0-9._]*)*/?$' }), {
+      default: [],
+      description:
+        'where spec.runner.image may come from: "registry.example.com/team/" admits every repository below it, "registry.example.com/team/runner" that one repository (any tag or digest); the runnerImages are always allowed; empty: only those',
+    }),
     imagePullPolicy: Type.Optional(Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')])),
     runnerResources: Type.Object(Resources.properties, {
       additionalProperties: false,

@@ -9,6 +9,9 @@ import type { V1Container, V1PodSpec, V1SELinuxOptions } from '@kubernetes/clien
 const RESTRICTED_VOLUMES = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
 const SAFE_SYSCTLS = ['kernel.shm_rmid_forced', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_unprivileged_port_start', 'net.ipv4.tcp_syncookies', 'net.ipv4.ping_group_range'];
 const SECCOMP_ALLOWED = ['RuntimeDefault', 'Localhost'];
+/** The seccomp annotations of Kubernetes < 1.19 and the values the restricted profile accepts there. */
+const SECCOMP_ANNOTATION = /^(seccomp\.security\.alpha\.kubernetes\.io\/pod|container\.seccomp\.security\.alpha\.kubernetes\.io\/.+)$/;
+const seccompAnnotationAllowed = (v: string): boolean => v === 'runtime/default' || v === 'docker/default' || v.startsWith('localhost/');
 
 const when = (broken: boolean | undefined, message: string): string[] => (broken ? [message] : []);
 const seLinuxRaised = (o: V1SELinuxOptions | undefined): boolean => Boolean(o?.user || o?.role);
@@ -32,6 +35,8 @@ const POD_RULES: ((pod: V1PodSpec, annotations: Record<string, string>) => strin
     Object.entries(annotations).flatMap(([k, v]) =>
       when(k.startsWith('container.apparmor.security.beta.kubernetes.io/') && v !== 'runtime/default' && !v.startsWith('localhost/'), `AppArmor profile ${v}`),
     ),
+  (_pod, annotations) => Object.entries(annotations).flatMap(([k, v]) => when(SECCOMP_ANNOTATION.test(k) && !seccompAnnotationAllowed(v), `seccomp annotation ${k} is ${v}`)),
+  (pod) => when(pod.securityContext?.windowsOptions?.hostProcess, 'is a Windows HostProcess pod'),
 ];
 
 /** Rules on each container; some are met by the pod's securityContext instead. */

@@ -12,13 +12,15 @@
  *   real ServiceAccount tokens (TokenRequest API). Authorization is RBAC
  *   only, so `kubectl auth can-i` answers as a production cluster would.
  * - No scheduler and no kubelet run: Pods are created but stay Pending.
+ * - With `audit: true` the API server writes every request's metadata (user,
+ *   verb, resource, response code; no bodies) to audit.log in the temp dir.
  * - `stop()` is idempotent and removes the temp directory (kept with
  *   KUBE_TESTENV_KEEP=1, for reading the logs); daemons still running when
  *   the process exits are killed, and their temp directories removed, on exit.
  */
 import { generateKeyPair, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -81,7 +83,25 @@ export interface StartKubeOptions {
   readyTimeoutMs?: number;
   /** Keep the temp dir (logs, etcd data, kubeconfigs) after stop() or a failed start. Default: KUBE_TESTENV_KEEP=1 in the environment. */
   keepDir?: boolean;
+  /**
+   * Record every request in an audit log (audit.log in the temp dir, level Metadata: who, verb, resource,
+   * response code; never a request or response body), read with auditEvents(). Default false.
+   */
+  audit?: boolean;
 }
+
+/** One line of the audit log (the fields the tests read; see audit.k8s.io/v1 Event). */
+export interface AuditEvent {
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string; groups?: string[] };
+  objectRef?: { resource?: string; subresource?: string; apiGroup?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number };
+}
+
+/** Metadata of every request once it completed; nothing of the bodies (Secrets stay out of the log). */
+export const AUDIT_POLICY = 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n';
 
 export interface KubectlOptions {
   /** Written to kubectl's stdin (for `apply -f -`). */
@@ -104,6 +124,10 @@ export interface KubeInstance {
   tokens: Record<string, string>;
   /** The instance's temp directory; logs are etcd.log, kube-apiserver.log, kube-controller-manager.log in it. */
   dir: string;
+  /** The audit log's path when started with `audit: true`. */
+  auditLogPath?: string;
+  /** Every event of the audit log so far (started with `audit: true`; throws otherwise). */
+  auditEvents(): Promise<AuditEvent[]>;
   /** Milliseconds each component took to become ready. */
   startupMs: { etcd: number; apiserver: number; controllerManager?: number };
   /** Runs /usr/bin/kubectl against this cluster (as admin unless opts.token); never throws on a non-zero exit. */
@@ -145,6 +169,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeInstan
   const started: Started = { dir, keep, daemons: [], forgetDir: keep ? () => undefined : removeOnExit(dir), startupMs: { etcd: 0, apiserver: 0 } };
   try {
     const files = await writeStaticFiles(dir, opts.users ?? []);
+    if (opts.audit) await writeFile(join(dir, 'audit-policy.yaml'), AUDIT_POLICY);
     const [etcdUrl, etcdMs] = await timed(() => startEtcd(bins, started, timeout));
     started.startupMs.etcd = etcdMs;
     const [server, apiserverMs] = await timed(() => startApiserver(bins, started, etcdUrl, files, opts, timeout));
@@ -156,7 +181,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeInstan
       const [, cmMs] = await timed(() => startControllerManager(bins, started, adminKubeconfig, caFile, files, opts, timeout));
       started.startupMs.controllerManager = cmMs;
     }
-    return makeInstance(bins, started, { server, caFile, adminKubeconfig, adminToken: files.adminToken, tokens: files.tokens });
+    return makeInstance(bins, started, { server, caFile, adminKubeconfig, adminToken: files.adminToken, tokens: files.tokens, audit: opts.audit ?? false });
   } catch (err) {
     await stopAll(started);
     if (err instanceof Error) {
@@ -238,6 +263,11 @@ async function startEtcd(bins: KubeBinaries, started: Started, timeout: number):
   return `http://127.0.0.1:${clientPort}`;
 }
 
+/** kube-apiserver flags of the audit log (written by writeStaticFiles' caller before start). */
+function auditArgs(dir: string): string[] {
+  return [`--audit-policy-file=${join(dir, 'audit-policy.yaml')}`, `--audit-log-path=${join(dir, 'audit.log')}`, '--audit-log-format=json', '--audit-log-mode=blocking'];
+}
+
 async function startApiserver(bins: KubeBinaries, started: Started, etcdUrl: string, files: StaticFiles, opts: StartKubeOptions, timeout: number): Promise<string> {
   const certDir = join(started.dir, 'apiserver-certs');
   await mkdir(certDir);
@@ -251,7 +281,7 @@ async function startApiserver(bins: KubeBinaries, started: Started, etcdUrl: str
         serviceAccountPublicKey: files.saPublicKey,
         serviceAccountPrivateKey: files.saPrivateKey,
         tokenFile: files.tokenFile,
-        extraArgs: opts.apiserverArgs,
+        extraArgs: [...(opts.audit ? auditArgs(started.dir) : []), ...(opts.apiserverArgs ?? [])],
       });
       const daemon = startDaemon('kube-apiserver', bins.apiserver, args, join(started.dir, 'kube-apiserver.log'));
       const readyz = `https://127.0.0.1:${securePort}/readyz`;
@@ -304,8 +334,9 @@ async function stopAll(started: Started): Promise<void> {
 function makeInstance(
   bins: KubeBinaries,
   started: Started,
-  p: { server: string; caFile: string; adminKubeconfig: string; adminToken: string; tokens: Record<string, string> },
+  p: { server: string; caFile: string; adminKubeconfig: string; adminToken: string; tokens: Record<string, string>; audit: boolean },
 ): KubeInstance {
+  const auditLogPath = p.audit ? join(started.dir, 'audit.log') : undefined;
   let stopped: Promise<void> | undefined;
   let kubeconfigs = 0;
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -328,6 +359,15 @@ function makeInstance(
     tokens: p.tokens,
     dir: started.dir,
     startupMs: started.startupMs,
+    ...(auditLogPath ? { auditLogPath } : {}),
+    async auditEvents() {
+      if (!auditLogPath) throw new Error('startKube was called without audit: true');
+      const text = await readFile(auditLogPath, 'utf8');
+      return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as AuditEvent);
+    },
     kubectl,
     kubectlOk,
     async writeKubeconfig(token, userName = 'user') {

@@ -2,14 +2,16 @@
  * The rules of a DatabaseBackup that a structural schema on Kubernetes 1.20
  * (no CEL) cannot state: the engine block matching engine.type, cron XOR
  * interval, valid cron expressions and time zones, unique names, volume
- * mounts that name a volume, and the fit with the chosen storage class.
+ * mounts that name a volume, the runner pod policy (runner-pod.ts: volume
+ * sources, mount paths, annotations, labels, tolerations), and the fit with
+ * the chosen storage class.
  * Meant for the controller, which reports them as a ConfigValid=False
  * condition and an Event.
  */
 import { Value } from '@sinclair/typebox/value';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
-import type { RunnerPod } from './runner-pod.js';
+import { runnerPodErrors, type RunnerPod } from './runner-pod.js';
 import { duplicateErrors, merge, under, type DatabaseBackupStorageClass } from './storage-class.js';
 
 export interface DatabaseBackupContext {
@@ -31,6 +33,7 @@ function runnerErrors(runner: RunnerPod | undefined): FieldError[] {
       errors.push({ path: `spec.runner.tolerations[${i}].tolerationSeconds`, message: 'is only allowed with effect NoExecute' });
     }
   });
+  errors.push(...runnerPodErrors(runner));
   return errors;
 }
 

@@ -4,9 +4,12 @@
  * Deployment (one replica, Recreate). Pure: same input, same objects; golden
  * files in test/unit/golden/controller pin the output.
  *
- * The pod meets the restricted Pod Security Standard: non-root, read-only
- * root filesystem, no privilege escalation, all capabilities dropped, seccomp
- * RuntimeDefault. /tmp (control socket, scratch) is an emptyDir.
+ * The pod meets the restricted Pod Security Standard whatever the spec:
+ * non-root, read-only root filesystem, no privilege escalation, all
+ * capabilities dropped, seccomp RuntimeDefault; spec.runner reaches the pod
+ * only through fields the runner pod policy (api/crds/runner-pod.ts) has
+ * checked, and an image only from the controller's allowedImagePrefixes.
+ * /tmp (control socket, scratch) is an emptyDir.
  */
 import type {
   V1Container,
@@ -23,6 +26,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { DatabaseBackup, DatabaseBackupStorageClass } from '../../api/crds/index.js';
 import { API_VERSION, GROUP } from '../../api/crds/common.js';
+import { ALLOWED_VOLUME_SOURCES, imageAllowed } from '../../api/crds/runner-pod.js';
 import { ANNOTATION_CONFIG_HASH, commonLabels, runnerName, selectorLabels } from '../names.js';
 import type { EngineImages } from '../settings.js';
 import { CONFIG_DIR, CONFIG_KEY, PASSWORD_ENV, renderRunnerConfig, type RenderProblem, type RenderedConfig, type SecretLookup } from './runner-config.js';
@@ -38,6 +42,8 @@ export interface RenderSettings {
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   runnerResources: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
   runnerUser: number;
+  /** Where spec.runner.image (and a custom engine's image) may come from; empty: only the controller's own images. */
+  allowedImagePrefixes?: readonly string[];
 }
 
 export interface RenderInput {
@@ -65,7 +71,13 @@ export interface Rendered {
   image: string;
 }
 
-export type RenderResult = { ok: true; value: Rendered } | { ok: false; problems: RenderProblem[] };
+/** A render problem, or an image the controller's settings do not allow. */
+export interface RunnerProblem {
+  reason: RenderProblem['reason'] | 'ImageNotAllowed';
+  message: string;
+}
+
+export type RenderResult = { ok: true; value: Rendered } | { ok: false; problems: RunnerProblem[] };
 
 /**
  * The runner image for an engine and server version: the exact version, else
@@ -122,7 +134,11 @@ function podVolumes(cfg: RenderedConfig, backup: DatabaseBackup): { volumes: V1V
     mounts.push({ name: `location-${i}`, mountPath: c.path });
   });
   const runner = backup.spec.runner;
-  volumes.push(...((runner?.extraVolumes ?? []) as V1Volume[]));
+  // Only the name and the one allowed source (validateDatabaseBackup refused anything else): nothing else reaches the pod.
+  for (const v of runner?.extraVolumes ?? []) {
+    const source = Object.entries(v).find(([k]) => ALLOWED_VOLUME_SOURCES.includes(k));
+    if (source) volumes.push({ name: v.name, [source[0]]: source[1] });
+  }
   mounts.push(...(runner?.extraVolumeMounts ?? []));
   return { volumes, mounts };
 }
@@ -190,22 +206,36 @@ function container(cfg: RenderedConfig, image: string, mounts: V1VolumeMount[], 
   };
 }
 
-function imageFor(backup: DatabaseBackup, settings: RenderSettings): { image: string } | { problem: RenderProblem } {
+/** An image named in the spec, if it is one of the controller's own runner images or its allowedImagePrefixes admit it. */
+function chosenImage(image: string, field: string, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
+  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image));
+  if (own) return { image };
+  const r = imageAllowed(image, settings.allowedImagePrefixes ?? []);
+  return r.ok ? { image } : { problem: { reason: 'ImageNotAllowed', message: `${field}: ${r.message}` } };
+}
+
+function imageFor(backup: DatabaseBackup, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
   const engine = backup.spec.engine;
-  if (backup.spec.runner?.image) return { image: backup.spec.runner.image };
-  if (engine.type === 'custom') return { image: engine.custom?.image ?? '' };
+  if (backup.spec.runner?.image) return chosenImage(backup.spec.runner.image, 'spec.runner.image', settings);
+  if (engine.type === 'custom') return chosenImage(engine.custom?.image ?? '', 'spec.engine.custom.image', settings);
   const version = engine.type === 'postgresql' ? engine.postgresql?.version : engine.mysql?.version;
   return pickImage(settings.runnerImages[engine.type], engine.type, version);
+}
+
+/** An image that is not allowed comes first (it must be read before any other problem); a missing one only matters for a supported engine. */
+function addImageProblem(problems: RunnerProblem[], problem: RunnerProblem): void {
+  if (problem.reason === 'ImageNotAllowed') problems.unshift(problem);
+  else if (!problems.some((p) => p.reason === 'EngineNotSupported')) problems.push(problem);
 }
 
 /** Every object of one runner, or every reason it cannot be rendered. */
 export function renderRunner(input: RenderInput): RenderResult {
   const { backup, storageClass, settings } = input;
   const cfgResult = renderRunnerConfig(backup, storageClass, input.secrets, settings.controllerNamespace);
-  const problems = cfgResult.ok ? mountProblems(cfgResult.value, backup, storageClass.metadata.name ?? '') : [...cfgResult.problems];
+  const problems: RunnerProblem[] = cfgResult.ok ? mountProblems(cfgResult.value, backup, storageClass.metadata.name ?? '') : [...cfgResult.problems];
   problems.push(...reservedProblems(backup));
   const picked = imageFor(backup, settings);
-  if ('problem' in picked && !problems.some((p) => p.reason === 'EngineNotSupported')) problems.push(picked.problem);
+  if ('problem' in picked) addImageProblem(problems, picked.problem);
   if (!cfgResult.ok || !('image' in picked) || problems.length > 0) return { ok: false, problems };
 
   const cfg = cfgResult.value;

@@ -217,7 +217,7 @@ describe('controller on a real API server', () => {
   it('the controller reads Secrets only in its own namespace', async () => {
     const as = ['--as', `system:serviceaccount:${CONTROLLER_NAMESPACE}:db-backup-controller`];
     const can = async (...args: string[]) => (await kube.kubectl(['auth', 'can-i', ...args, ...as])).stdout.trim();
-    expect(await can('get', 'secrets', '-n', CONTROLLER_NAMESPACE)).toBe('yes');
+    expect(await can('list', 'secrets', '-n', CONTROLLER_NAMESPACE)).toBe('yes');
     expect(await can('get', 'secrets', '-n', 'shop')).toBe('no');
     expect(await can('list', 'secrets', '--all-namespaces')).toBe('no');
     expect(await can('create', 'secrets', '-n', 'shop')).toBe('yes');

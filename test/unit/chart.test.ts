@@ -233,6 +233,8 @@ describe('chart: the settings file', () => {
       defaultVersion: '17',
       images: Object.fromEntries(['15', '16', '17'].map((pg) => [pg, `registry.example:5000/mirror/platform/backup-runner-postgresql:${pg}-1.2.3`])),
     });
+    expect(settingsOf(docsOf('defaults')).allowedRunnerImagePrefixes).toEqual([]);
+    expect(custom.allowedRunnerImagePrefixes).toEqual(['registry.example:5000/platform/', 'registry.example:5000/mirror/platform/backup-runner-postgresql']);
     expect(custom).toMatchObject({ imagePullPolicy: 'Always', workers: 8, resyncPeriod: '30m', metricsPort: 9443, runnerResources: { limits: { cpu: 2, memory: '4Gi' } } });
     // An engine without versions has no runner images.
     expect(settingsOf(docsOf('minimal')).runnerImages).toEqual({ postgresql: { defaultVersion: '16', images: { '16': `ghcr.io/db-backup-controller/backup-runner-postgresql:16-${v}` } } });
@@ -274,6 +276,7 @@ describe('chart: values.schema.json', () => {
     ['image: { repository: "Controller Image" }', '- image.repository: Does not match pattern'],
     ['runner: { resources: { requests: { cpu: lots } } }', '- runner.resources.requests.cpu: Does not match pattern'],
     ['runner: { postgresql: { versions: [16] } }', '- runner.postgresql.versions.0: Invalid type. Expected: string, given: integer'],
+    ['runner: { allowedImagePrefixes: ["registry.example.com/../x"] }', '- runner.allowedImagePrefixes.0: Does not match pattern'],
     ['crds: { install: "yes" }', '- crds.install: Invalid type. Expected: boolean, given: string'],
     ['monitoring: { serviceMonitor: { interval: 30 seconds } }', '- monitoring.serviceMonitor.interval: Does not match pattern'],
   ])('rejects %s', async (values, message) => {
@@ -296,6 +299,7 @@ describe('chart: values.schema.json', () => {
     }
     expect(s.resyncPeriod.pattern).toBe(DURATION_PATTERN);
     expect(def(props.runner.properties.image.properties.pullPolicy.$ref as string).enum).toEqual((s.imagePullPolicy.anyOf as Obj[]).map((l) => l.const as string));
+    expect(props.runner.properties.allowedImagePrefixes.items.pattern).toBe(s.allowedRunnerImagePrefixes.items.pattern);
     expect(def('quantity').pattern).toBe(QUANTITY_PATTERN);
     expect(def('engineVersion').pattern).toBe(Object.keys((EngineImages.properties.images as Obj).patternProperties as Obj)[0]);
   });

@@ -173,17 +173,17 @@ describe('renderRunner: problems name what is wrong', () => {
     ]);
     const b = validBackup();
     const runner = (b.spec as { runner: { extraVolumes: unknown[]; extraVolumeMounts: unknown[] } }).runner;
-    runner.extraVolumes.push({ name: 'nfs', nfs: { server: 'nas', path: '/exports' } });
-    runner.extraVolumeMounts.push({ name: 'nfs', mountPath: '/backups' });
+    runner.extraVolumes.push({ name: 'store', persistentVolumeClaim: { claimName: 'backups-store' } });
+    runner.extraVolumeMounts.push({ name: 'store', mountPath: '/backups' });
     expect(problems(input(b, sc))).toEqual([]);
   });
 
-  it('reserved volume names and paths', () => {
+  it('reserved volume names', () => {
     const b = validBackup();
     const runner = (b.spec as { runner: { extraVolumes: unknown[]; extraVolumeMounts: unknown[] } }).runner;
     runner.extraVolumes = [{ name: 'tmp', emptyDir: {} }];
-    runner.extraVolumeMounts = [{ name: 'tmp', mountPath: '/etc/backup-runner/x' }];
-    expect(problems(input(b)).map((p) => p.reason)).toEqual(['ReservedName', 'ReservedName']);
+    runner.extraVolumeMounts = [{ name: 'tmp', mountPath: '/scratch' }];
+    expect(problems(input(b)).map((p) => p.reason)).toEqual(['ReservedName']);
   });
 });
 

@@ -109,6 +109,7 @@ DatabaseBackups report RunnerImageNotFound).
 {{- $settings := dict
   "namespace" .Release.Namespace
   "runnerImages" $runnerImages
+  "allowedRunnerImagePrefixes" .Values.runner.allowedImagePrefixes
   "imagePullPolicy" .Values.runner.image.pullPolicy
   "runnerResources" .Values.runner.resources
   "workers" .Values.controller.workers
