@@ -203,6 +203,6 @@ describe('parseSnapshotLine', () => {
 describe('checkConnectionArgs', () => {
   it('accepts harmless extra arguments and names the field of a bad one', () => {
     expect(() => checkConnectionArgs({ ...conn, dumpArgs: ['--no-comments'], restoreArgs: ['--no-owner'] })).not.toThrow();
-    expect(() => checkConnectionArgs({ ...conn, restoreArgs: ['--no-owner', '-j4'] })).toThrow(/engine\.postgresql\.restoreArgs: -j4 cannot be set here/);
+    expect(() => checkConnectionArgs({ ...conn, restoreArgs: ['--no-owner', '-j4'] })).toThrow(/engine\.postgresql\.restoreArgs\[1\]: "-j4": -j \(pg_restore reads it as --jobs\) is not allowed/);
   });
 });

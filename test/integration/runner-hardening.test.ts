@@ -1,0 +1,131 @@
+/**
+ * A hostile or careless config against the real runner: a real PostgreSQL
+ * (testenv/postgres.ts), filesystem locations and the CLI. Each attack is
+ * refused before anything runs, or is harmless.
+ */
+import { access, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { main } from '../../runner/cli/main.js';
+import { silentLogger } from '../../runner/logger.js';
+import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
+import { seedRich } from '../../testenv/seed.js';
+
+let pg: PgInstance;
+let dir: string;
+let setupError: Error | undefined;
+
+interface CliResult {
+  code: number;
+  out: string;
+  json: Record<string, unknown>;
+}
+
+async function cli(args: string[], cfgPath: string, env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
+  let out = '';
+  const code = await main([...args, '-c', cfgPath, '-o', 'json', '--local'], env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
+  return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
+}
+
+let configs = 0;
+/** A config backing up database `db` into a fresh filesystem location; `patch` edits it. */
+async function config(db: string, patch: (c: Record<string, unknown> & { engine: { postgresql: Record<string, unknown> } }) => void = () => undefined): Promise<{ path: string; store: string }> {
+  const n = ++configs;
+  const store = join(dir, `store-${n}`);
+  const c = {
+    namespace: 'shop',
+    name: 'orders',
+    engine: { type: 'postgresql', postgresql: pg.connection(db) as unknown as Record<string, unknown> },
+    compression: { algorithm: 'zstd' },
+    locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: store } }],
+    daemon: { socket: join(dir, `sock-${n}`, 'control.sock') },
+  };
+  patch(c);
+  const path = join(dir, `runner-${n}.yaml`);
+  await writeFile(path, stringify(c));
+  return { path, store };
+}
+
+/** Every file under `root`, relative; [] when it does not exist. */
+async function files(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(root.length + 1)).sort();
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+beforeAll(async () => {
+  try {
+    dir = await mkdtemp(join(tmpdir(), 'dbbc-hardening-'));
+    pg = await startPostgres();
+    await seedRich(pg, 'shop', { rows: 2000 });
+  } catch (err) {
+    setupError = err instanceof Error ? err : new Error(`setup failed: ${JSON.stringify(err)}`);
+  }
+}, 120_000);
+
+// A failed setup (e.g. PostgreSQL not installed) fails every test with its message, rather than skipping them.
+beforeEach(() => {
+  if (setupError) throw setupError;
+});
+
+afterAll(async () => {
+  await pg?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('extra dump and restore arguments cannot redirect the tools', () => {
+  it.each([
+    ['an abbreviated --file', (out: string) => [`--fil=${out}`]],
+    ['-f bundled after -v', (out: string) => [`-vf${out}`]],
+    ['-f at the end of a bundle of allowed options', (out: string) => ['--no-owner', `-Oxf${out}`]],
+  ])('a backup with dumpArgs holding %s is refused before pg_dump runs: nothing written anywhere', async (_name, args) => {
+    const outside = join(dir, `elsewhere-${configs + 1}.dump`);
+    const cfg = await config('shop', (c) => {
+      c.engine.postgresql.dumpArgs = args(outside);
+    });
+    const r = await cli(['backup'], cfg.path);
+    expect(r.code, r.out).toBe(2);
+    expect(r.json.error).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect((r.json.error as { message: string }).message).toMatch(/engine\.postgresql\.dumpArgs\[\d\]: .*--file/);
+    expect(await exists(outside)).toBe(false);
+    expect(await files(cfg.store)).toEqual([]);
+  });
+
+  it('a restore with an abbreviated --file in restoreArgs is refused before pg_restore runs; the database is not created', async () => {
+    const good = await config('shop');
+    const b = await cli(['backup'], good.path);
+    expect(b.code, b.out).toBe(0);
+    const outside = join(dir, 'restored-elsewhere.sql');
+    const bad = await config('shop', (c) => {
+      c.engine.postgresql.restoreArgs = [`--fil=${outside}`];
+      (c.locations as { filesystem: { path: string } }[])[0]!.filesystem.path = good.store;
+    });
+    const r = await cli(['restore', '--latest', '--target-database', 'hardening_copy'], bad.path);
+    expect(r.code, r.out).toBe(2);
+    expect((r.json.error as { message: string }).message).toMatch(/engine\.postgresql\.restoreArgs\[0\]: "--fil=.*": .*--file/);
+    expect(await exists(outside)).toBe(false);
+    const dbs = await pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'hardening_copy'", 'postgres');
+    expect(dbs.trim()).toBe('0');
+  });
+
+  it('allowed options still reach the tools (an excluded table is not in the restored copy)', async () => {
+    const cfg = await config('shop', (c) => {
+      c.engine.postgresql.dumpArgs = ['--exclude-table', 'audit.*', '-O'];
+      c.engine.postgresql.restoreArgs = ['--no-owner', '-x'];
+    });
+    const b = await cli(['backup'], cfg.path);
+    expect(b.code, b.out).toBe(0);
+    const r = await cli(['restore', '--latest', '--target-database', 'hardening_allowed'], cfg.path);
+    expect(r.code, r.out).toBe(0);
+    expect((await pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit'", 'hardening_allowed')).trim()).toBe('0');
+    expect(Number(await pg.psql('SELECT count(*) FROM app.items', 'hardening_allowed'))).toBeGreaterThan(0);
+  });
+});
