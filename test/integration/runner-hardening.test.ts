@@ -3,7 +3,7 @@
  * (testenv/postgres.ts), filesystem locations and the CLI. Each attack is
  * refused before anything runs, or is harmless.
  */
-import { access, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -127,5 +127,49 @@ describe('extra dump and restore arguments cannot redirect the tools', () => {
     expect(r.code, r.out).toBe(0);
     expect((await pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit'", 'hardening_allowed')).trim()).toBe('0');
     expect(Number(await pg.psql('SELECT count(*) FROM app.items', 'hardening_allowed'))).toBeGreaterThan(0);
+  });
+});
+
+describe('children that are not database tools get a minimal environment', () => {
+  it('zstd (compressing and decompressing) never sees the database password or cloud keys from the runner\'s environment', async () => {
+    const DB_SECRET_VAR = 'HARDENING_DB_PASSWORD';
+    const CLOUD_SECRET = 'hardening-cloud-secret-0f9c2b';
+    // A zstd on PATH that records its environment, then runs the real one.
+    const bin = join(dir, 'fake-bin');
+    const dumps = join(dir, 'zstd-env');
+    await mkdir(bin, { recursive: true });
+    await mkdir(dumps, { recursive: true });
+    const real = (await import('node:child_process')).execFileSync('sh', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
+    await writeFile(join(bin, 'zstd'), `#!/bin/sh\nenv > '${dumps}'/zstd-$$.env\nexec '${real}' "$@"\n`);
+    await chmod(join(bin, 'zstd'), 0o755);
+    const saved = { PATH: process.env.PATH, db: process.env[DB_SECRET_VAR], cloud: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.PATH = `${bin}:${process.env.PATH ?? ''}`;
+    process.env[DB_SECRET_VAR] = pg.password;
+    process.env.AWS_SECRET_ACCESS_KEY = CLOUD_SECRET;
+    try {
+      const cfg = await config('shop', (c) => {
+        c.engine.postgresql.password = { env: DB_SECRET_VAR };
+      });
+      const b = await cli(['backup'], cfg.path, process.env);
+      expect(b.code, b.out).toBe(0);
+      const r = await cli(['restore', '--latest', '--target-database', 'hardening_env'], cfg.path, process.env);
+      expect(r.code, r.out).toBe(0);
+      const seen = await files(dumps);
+      // At least one compressing and one decompressing zstd ran through the wrapper.
+      expect(seen.length).toBeGreaterThanOrEqual(2);
+      for (const f of seen) {
+        const text = await readFile(join(dumps, f), 'utf8');
+        expect(text).toMatch(/^PATH=/m);
+        expect(text, f).not.toContain(pg.password);
+        expect(text, f).not.toContain(CLOUD_SECRET);
+        expect(text, f).not.toMatch(/^PG/m);
+      }
+    } finally {
+      process.env.PATH = saved.PATH;
+      for (const [k, v] of [[DB_SECRET_VAR, saved.db], ['AWS_SECRET_ACCESS_KEY', saved.cloud]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });
