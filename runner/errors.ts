@@ -47,6 +47,8 @@ const table = {
   BUSY: { exit: EXIT.BUSY, retryable: true },
   DAEMON_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
   DAEMON_RUNNING: { exit: EXIT.FAILED, retryable: false },
+  SOCKET_DIR_UNSAFE: { exit: EXIT.FAILED, retryable: false },
+  CONFIG_MISMATCH: { exit: EXIT.USAGE, retryable: false },
   // Status reports to the DatabaseBackup (never an operation's outcome: the exit codes are unused).
   REPORT_DENIED: { exit: EXIT.FAILED, retryable: false },
   REPORT_NOT_FOUND: { exit: EXIT.FAILED, retryable: false },

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { BackupError, type ExitCode } from '../errors.js';
 import type { Outcome } from '../ops/perform.js';
-import { OPERATIONS_PATH, STATUS_PATH, type OperationRequest, type StreamLine } from '../daemon/protocol.js';
+import { CONFIG_DIGEST_HEADER, OPERATIONS_PATH, STATUS_PATH, type OperationRequest, type StreamLine } from '../daemon/protocol.js';
 
 /** True when a daemon's socket exists at `path` (whether it answers is learnt on the first call). */
 export async function daemonSocketExists(path: string): Promise<boolean> {
@@ -17,19 +17,39 @@ function unreachable(path: string, err: unknown): BackupError {
   });
 }
 
+export interface ClientOptions {
+  /** configDigest() of the config this command was given: a daemon running another config refuses. */
+  configDigest?: string;
+}
+
+function digestHeader(opts: ClientOptions): Record<string, string> {
+  return opts.configDigest ? { [CONFIG_DIGEST_HEADER]: opts.configDigest } : {};
+}
+
+/** The daemon's error line as a BackupError with its code and exit code. */
+function daemonError(error: { code: string; message: string; exitCode: number }): BackupError {
+  const e = new BackupError('INTERNAL', error.message, { details: error });
+  Object.assign(e, { code: error.code, exitCode: error.exitCode as ExitCode });
+  return e;
+}
+
 /** GET a JSON document from the daemon. */
-export function getJson(socketPath: string, path: string = STATUS_PATH): Promise<unknown> {
+export function getJson(socketPath: string, path: string = STATUS_PATH, opts: ClientOptions = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: 10_000 }, (res) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: 10_000, headers: digestHeader(opts) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       res.on('end', () => {
+        let parsed: unknown;
         try {
-          resolve(JSON.parse(body));
+          parsed = JSON.parse(body);
         } catch (err) {
-          reject(unreachable(socketPath, err));
+          return reject(unreachable(socketPath, err));
         }
+        const line = parsed as { event?: string; error?: { code: string; message: string; exitCode: number } };
+        if ((res.statusCode ?? 200) >= 400 && line.event === 'error' && line.error) return reject(daemonError(line.error));
+        resolve(parsed);
       });
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -43,11 +63,11 @@ export function getJson(socketPath: string, path: string = STATUS_PATH): Promise
  * result. `onLine` sees every queued/started/progress line. The outcome is
  * the daemon's: same exit code, JSON and text as a local run.
  */
-export function requestOperation(socketPath: string, op: OperationRequest, onLine: (line: StreamLine) => void): Promise<Outcome> {
+export function requestOperation(socketPath: string, op: OperationRequest, onLine: (line: StreamLine) => void, opts: ClientOptions = {}): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     const body = JSON.stringify(op);
     const req = request(
-      { socketPath, path: OPERATIONS_PATH, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      { socketPath, path: OPERATIONS_PATH, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...digestHeader(opts) } },
       (res) => {
         let settled = false;
         res.on('error', (err) => {
@@ -65,9 +85,7 @@ export function requestOperation(socketPath: string, op: OperationRequest, onLin
             resolve({ exitCode: line.exitCode, json: line.json, text: line.text });
           } else if (line.event === 'error') {
             settled = true;
-            const e = new BackupError('INTERNAL', line.error.message, { details: line.error });
-            Object.assign(e, { code: line.error.code, exitCode: line.error.exitCode as ExitCode });
-            reject(e);
+            reject(daemonError(line.error));
           } else onLine(line);
         });
         lines.on('close', () => {

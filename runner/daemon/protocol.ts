@@ -12,6 +12,8 @@ import type { OperationInfo } from './queue.js';
 
 export const OPERATIONS_PATH = '/v1/operations';
 export const STATUS_PATH = '/v1/status';
+/** Request header: configDigest() of the config the CLI command was given; a daemon running another one refuses (409, CONFIG_MISMATCH). */
+export const CONFIG_DIGEST_HEADER = 'x-backup-runner-config-digest';
 
 const SelectorSchema = Type.Union([
   Type.Object({ kind: Type.Literal('latest') }, { additionalProperties: false }),

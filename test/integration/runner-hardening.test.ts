@@ -3,12 +3,17 @@
  * (testenv/postgres.ts), filesystem locations and the CLI. Each attack is
  * refused before anything runs, or is harmless.
  */
-import { access, chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { createRuntime } from '../../runner/build-runtime.js';
 import { main } from '../../runner/cli/main.js';
+import { loadConfig } from '../../runner/config/load.js';
+import { Daemon } from '../../runner/daemon/daemon.js';
+import { BackupError } from '../../runner/errors.js';
+import { closeRuntime, type Runtime } from '../../runner/runtime.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich } from '../../testenv/seed.js';
@@ -23,9 +28,9 @@ interface CliResult {
   json: Record<string, unknown>;
 }
 
-async function cli(args: string[], cfgPath: string, env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
+async function cli(args: string[], cfgPath: string, env: NodeJS.ProcessEnv = process.env, where: 'local' | 'daemon' = 'local'): Promise<CliResult> {
   let out = '';
-  const code = await main([...args, '-c', cfgPath, '-o', 'json', '--local'], env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
+  const code = await main([...args, '-c', cfgPath, '-o', 'json', ...(where === 'local' ? ['--local'] : [])], env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
   return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
 }
 
@@ -40,7 +45,7 @@ async function config(db: string, patch: (c: Record<string, unknown> & { engine:
     engine: { type: 'postgresql', postgresql: pg.connection(db) as unknown as Record<string, unknown> },
     compression: { algorithm: 'zstd' },
     locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: store } }],
-    daemon: { socket: join(dir, `sock-${n}`, 'control.sock') },
+    daemon: { socket: join(dir, `sock-${n}`, 'control.sock'), metricsHost: '127.0.0.1', metricsPort: 0 },
   };
   patch(c);
   const path = join(dir, `runner-${n}.yaml`);
@@ -170,6 +175,101 @@ describe('children that are not database tools get a minimal environment', () =>
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
+    }
+  });
+});
+
+/** A daemon in this process on `cfgPath`'s config; stop() closes it. */
+async function startDaemon(cfgPath: string): Promise<{ daemon: Daemon; rt: Runtime; stop(): Promise<void> }> {
+  const rt = await createRuntime(await loadConfig(cfgPath), silentLogger());
+  const daemon = new Daemon(rt, { configPath: cfgPath });
+  try {
+    await daemon.start();
+  } catch (err) {
+    await daemon.stop().catch(() => undefined);
+    await closeRuntime(rt);
+    throw err;
+  }
+  return { daemon, rt, stop: async () => {
+    await daemon.stop();
+    await closeRuntime(rt);
+  } };
+}
+
+async function startRejection(cfgPath: string): Promise<BackupError> {
+  try {
+    const d = await startDaemon(cfgPath);
+    await d.stop();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BackupError);
+    return err as BackupError;
+  }
+  throw new Error('expected the daemon to refuse to start');
+}
+
+describe('the control socket directory is the runner\'s alone', () => {
+  it('is created with mode 0700 when missing, and the daemon serves', async () => {
+    const cfg = await config('shop');
+    const d = await startDaemon(cfg.path);
+    try {
+      const { stat } = await import('node:fs/promises');
+      const st = await stat(join(dir, `sock-${configs}`));
+      expect(st.mode & 0o777).toBe(0o700);
+      expect(st.uid).toBe(process.getuid!());
+      expect((await cli(['list'], cfg.path, process.env, 'daemon')).code).toBe(0);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it.each([
+    ['world-readable (0755)', async (d: string) => chmod(d, 0o755), /its mode is 0755, not 0700/],
+    ['writable by everyone (1777, like /tmp)', async (d: string) => chmod(d, 0o1777), /its mode is 0777, not 0700/],
+    ['owned by another user', async (d: string) => chown(d, 65534, 65534), /owned by uid 65534, not by the runner/],
+    ['a symlink to a directory of the runner', async (d: string) => {
+      const target = `${d}-target`;
+      await mkdir(target, { mode: 0o700 });
+      await rm(d, { recursive: true });
+      await symlink(target, d);
+    }, /not a directory/],
+  ])('an existing directory %s: the daemon refuses to start and says why', async (_name, spoil, rule) => {
+    const cfg = await config('shop');
+    const sockDir = join(dir, `sock-${configs}`);
+    await mkdir(sockDir, { mode: 0o700 });
+    await spoil(sockDir);
+    const err = await startRejection(cfg.path);
+    expect(err.code).toBe('SOCKET_DIR_UNSAFE');
+    expect(err.message).toContain(`refusing to serve the control socket in ${sockDir}`);
+    expect(err.message).toMatch(rule);
+    expect(await exists(join(sockDir, 'control.sock'))).toBe(false);
+  });
+});
+
+describe('a command given another config than the daemon\'s is refused', () => {
+  it('exit 2 with CONFIG_MISMATCH naming the daemon\'s config and --local; the same settings under another path pass', async () => {
+    const mine = await config('shop');
+    const socket = join(dir, `sock-${configs}`, 'control.sock');
+    const d = await startDaemon(mine.path);
+    try {
+      // Another DatabaseBackup's config that names the same socket.
+      const other = await config('shop', (c) => {
+        c.name = 'payments';
+        c.daemon = { socket };
+      });
+      for (const args of [['list'], ['restore', '--latest'], ['status']]) {
+        const r = await cli(args, other.path, process.env, 'daemon');
+        expect(r.code, `${args.join(' ')}: ${r.out}`).toBe(2);
+        expect(r.json.error).toMatchObject({ code: 'CONFIG_MISMATCH' });
+        const message = (r.json.error as { message: string }).message;
+        expect(message).toContain(`-c ${mine.path}`);
+        expect(message).toContain('--local');
+      }
+      const copy = join(dir, 'same-settings-elsewhere.yaml');
+      await copyFile(mine.path, copy);
+      expect((await cli(['list'], copy, process.env, 'daemon')).code).toBe(0);
+      expect((await cli(['status'], copy, process.env, 'daemon')).code).toBe(0);
+    } finally {
+      await d.stop();
     }
   });
 });
