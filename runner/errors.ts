@@ -40,6 +40,8 @@ const table = {
   BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
+  // A location could not be listed or a manifest read: the backup asked for may be there (restore refuses to guess).
+  LISTING_INCOMPLETE: { exit: EXIT.PARTIAL, retryable: true },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   ALL_LOCATIONS_FAILED: { exit: EXIT.FAILED, retryable: false },

@@ -27,7 +27,13 @@ export function operationOf(cmd: RuntimeCommand): Operation {
     case 'list':
       return { kind: 'list' };
     case 'restore':
-      return { kind: 'restore', selector: cmd.selector, force: cmd.force, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}) };
+      return {
+        kind: 'restore',
+        selector: cmd.selector,
+        force: cmd.force,
+        ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}),
+        ...(cmd.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+      };
     case 'verify':
       return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}) };
     case 'retention':

@@ -18,6 +18,7 @@ export function toRequest(op: Operation): OperationRequest {
         selector: s.kind === 'time' ? { kind: 'time', at: s.at.toISOString() } : s,
         force: op.force,
         ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
+        ...(op.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
       };
     }
     default:

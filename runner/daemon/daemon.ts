@@ -40,7 +40,13 @@ export function operationFromRequest(req: OperationRequest): Operation {
   if (req.kind === 'restore') {
     const s = req.selector;
     const selector = s.kind === 'time' ? { kind: 'time' as const, at: new Date(s.at) } : s;
-    return { kind: 'restore', selector, force: req.force, ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}) };
+    return {
+      kind: 'restore',
+      selector,
+      force: req.force,
+      ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}),
+      ...(req.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+    };
   }
   return req;
 }

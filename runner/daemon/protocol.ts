@@ -25,7 +25,14 @@ export const OperationRequest = Type.Union([
   Type.Object({ kind: Type.Literal('backup') }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('list') }, { additionalProperties: false }),
   Type.Object(
-    { kind: Type.Literal('restore'), selector: SelectorSchema, targetDatabase: Type.Optional(Type.String({ minLength: 1 })), force: Type.Boolean() },
+    {
+      kind: Type.Literal('restore'),
+      selector: SelectorSchema,
+      targetDatabase: Type.Optional(Type.String({ minLength: 1 })),
+      force: Type.Boolean(),
+      /** Restore the newest readable backup even when a location could not be read (else LISTING_INCOMPLETE). */
+      allowIncompleteListing: Type.Optional(Type.Boolean()),
+    },
     { additionalProperties: false },
   ),
   Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),

@@ -6,7 +6,7 @@
 import { access, chmod, chown, copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { createRuntime } from '../../runner/build-runtime.js';
 import { main } from '../../runner/cli/main.js';
@@ -17,6 +17,8 @@ import { closeRuntime, type Runtime } from '../../runner/runtime.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich } from '../../testenv/seed.js';
+import { startFaultProxy, type FaultProxy } from '../../testenv/fault-proxy.js';
+import { startS3, type S3Server } from '../../testenv/s3.js';
 
 let pg: PgInstance;
 let dir: string;
@@ -270,6 +272,168 @@ describe('a command given another config than the daemon\'s is refused', () => {
       expect((await cli(['status'], copy, process.env, 'daemon')).code).toBe(0);
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe('restore with a location that cannot be read says so instead of restoring an older backup', () => {
+  let s3: S3Server;
+  let proxy: FaultProxy;
+  let both: { path: string; store: string };
+  let s3only: { path: string };
+  let b1: string;
+  let b2: string;
+
+  beforeAll(async () => {
+    if (setupError) return;
+    s3 = await startS3();
+    await s3.createBucket('backups');
+    proxy = await startFaultProxy({ port: s3.port });
+    const s3loc = { name: 's3', type: 's3', prefix: 'db', s3: { ...s3.location('backups'), endpoint: proxy.url } };
+    both = await config('shop', (c) => {
+      (c.locations as unknown[]).push(s3loc);
+    });
+    s3only = await config('shop', (c) => {
+      c.locations = [s3loc];
+    });
+    // b1 in both locations; the newer b2 only in S3.
+    const r1 = await cli(['backup'], both.path);
+    const r2 = await cli(['backup'], s3only.path);
+    if (r1.code !== 0 || r2.code !== 0) throw new Error(`setup backups failed: ${r1.out} ${r2.out}`);
+    b1 = r1.json.id as string;
+    b2 = r2.json.id as string;
+    proxy.down();
+  }, 120_000);
+
+  afterAll(async () => {
+    await proxy?.close();
+    await s3?.stop();
+  });
+
+  const dbExists = async (name: string): Promise<boolean> => (await pg.psql(`SELECT count(*) FROM pg_database WHERE datname = '${name}'`, 'postgres')).trim() === '1';
+
+  it('restore --latest refuses (exit 3), naming the unreadable location and the newest readable backup; nothing is restored', async () => {
+    const r = await cli(['restore', '--latest', '--target-database', 'incomplete_latest'], both.path);
+    expect(r.code, r.out).toBe(3);
+    expect(r.json.error).toMatchObject({ code: 'LISTING_INCOMPLETE', newestReadable: { id: b1, locations: ['fs'] }, unreadable: [expect.objectContaining({ location: 's3' })] });
+    const message = (r.json.error as { message: string }).message;
+    expect(message).toMatch(new RegExp(`^restore --latest refused: s3 could not be read .*The newest readable backup is ${b1} .*--allow-incomplete-listing`));
+    expect(await dbExists('incomplete_latest')).toBe(false);
+  });
+
+  it('restore --to-time refuses the same way', async () => {
+    const r = await cli(['restore', '--to-time', '2099-01-01T00:00:00Z', '--target-database', 'incomplete_time'], both.path);
+    expect(r.code, r.out).toBe(3);
+    expect(r.json.error).toMatchObject({ code: 'LISTING_INCOMPLETE', newestReadable: { id: b1 } });
+    expect(await dbExists('incomplete_time')).toBe(false);
+  });
+
+  it('restore --backup of the backup held only by the unreadable location says it may be there (exit 3, not "not found")', async () => {
+    const r = await cli(['restore', '--backup', b2, '--target-database', 'incomplete_id'], both.path);
+    expect(r.code, r.out).toBe(3);
+    expect((r.json.error as { code: string; message: string }).message).toMatch(new RegExp(`backup ${b2} not found.*but it may be in s3`));
+  });
+
+  it('--allow-incomplete-listing restores the newest readable backup and reports what could not be read', async () => {
+    const r = await cli(['restore', '--latest', '--allow-incomplete-listing', '--target-database', 'incomplete_allowed'], both.path);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ backup: { id: b1 }, location: 'fs', unreadable: [expect.objectContaining({ location: 's3', code: expect.stringMatching(/^STORAGE_/) })] });
+    expect(await dbExists('incomplete_allowed')).toBe(true);
+  });
+
+  it('the daemon refuses the same way and accepts the flag through its control API', async () => {
+    const d = await startDaemon(both.path);
+    try {
+      const refused = await cli(['restore', '--latest', '--target-database', 'incomplete_daemon'], both.path, process.env, 'daemon');
+      expect(refused.code, refused.out).toBe(3);
+      expect(refused.json.error).toMatchObject({ code: 'LISTING_INCOMPLETE' });
+      const allowed = await cli(['restore', '--latest', '--allow-incomplete-listing', '--target-database', 'incomplete_daemon'], both.path, process.env, 'daemon');
+      expect(allowed.code, allowed.out).toBe(0);
+      expect(allowed.json).toMatchObject({ backup: { id: b1 }, unreadable: [expect.objectContaining({ location: 's3' })] });
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('list with some locations unreadable lists the rest and warns (exit 3); with every location unreadable it fails (exit 1) with the errors', async () => {
+    const some = await cli(['list'], both.path);
+    expect(some.code).toBe(3);
+    expect((some.json as { backups: { id: string }[] }).backups.map((b) => b.id)).toEqual([b1]);
+    const none = await cli(['list'], s3only.path);
+    expect(none.code, none.out).toBe(1);
+    expect(none.json.error).toMatchObject({ code: 'ALL_LOCATIONS_FAILED', problems: [expect.objectContaining({ location: 's3' })] });
+    expect((none.json.error as { message: string }).message).toMatch(/^no location could be read: s3: STORAGE_/);
+  });
+});
+
+describe('a restore that fails half way says why and what it left in the target', () => {
+  it('a role missing on the server: pg_restore\'s own message, and a created database dropped again', async () => {
+    await pg.psql('CREATE DATABASE roles');
+    await pg.psql('CREATE ROLE hardening_owner; CREATE TABLE t (id int); INSERT INTO t VALUES (1); ALTER TABLE t OWNER TO hardening_owner;', 'roles');
+    const cfg = await config('roles');
+    const b = await cli(['backup'], cfg.path);
+    expect(b.code, b.out).toBe(0);
+    await pg.psql('ALTER TABLE t OWNER TO CURRENT_USER; DROP ROLE hardening_owner;', 'roles');
+
+    const created = await cli(['restore', '--latest', '--target-database', 'roles_new'], cfg.path);
+    expect(created.code, created.out).toBe(1);
+    const err = created.json.error as { code: string; message: string; target: unknown };
+    expect(err.code).toBe('RESTORE_FAILED');
+    expect(err.message).toMatch(/role "hardening_owner", which does not exist/);
+    expect(err.message).toMatch(/database "roles_new" was created for this restore and dropped again$/);
+    expect(err.target).toEqual({ database: 'roles_new', state: 'dropped' });
+    expect((await pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'roles_new'", 'postgres')).trim()).toBe('0');
+
+    // An existing empty database: the transaction rolls back, the database stays as it was. Shown in the text output too.
+    await pg.psql('CREATE DATABASE roles_existing');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let code: number;
+    let text: string;
+    try {
+      code = await main(['restore', '--latest', '--target-database', 'roles_existing', '-c', cfg.path, '--local'], process.env, { stdout: () => undefined, logger: silentLogger() });
+      text = stderr.mock.calls.map((c) => String(c[0])).join('');
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(code).toBe(1);
+    expect(text).toMatch(/^error: RESTORE_FAILED: .*role "hardening_owner".*; database "roles_existing" is unchanged \(nothing was committed/m);
+    expect((await pg.psql("SELECT count(*) FROM pg_class WHERE relname = 't'", 'roles_existing')).trim()).toBe('0');
+  });
+
+  it('the server gone mid-restore: the connection failure, and the created database left with the exact command to drop it', async () => {
+    const pg2 = await startPostgres();
+    try {
+      await pg2.psql('CREATE DATABASE gone');
+      await pg2.psql('CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g', 'gone');
+      // pg_restore that lets the test stop the server once the target exists, then runs the real one.
+      const bin = join(dir, 'gone-bin');
+      const flag = join(dir, 'gone-pg_restore-started');
+      await mkdir(bin, { recursive: true });
+      await symlink(join(pg2.binDir, 'psql'), join(bin, 'psql'));
+      await symlink(join(pg2.binDir, 'pg_dump'), join(bin, 'pg_dump'));
+      await writeFile(join(bin, 'pg_restore'), `#!/bin/sh\ntouch '${flag}'\nsleep 2\nexec '${join(pg2.binDir, 'pg_restore')}' "$@"\n`);
+      await chmod(join(bin, 'pg_restore'), 0o755);
+      const cfg = await config('gone', (c) => {
+        c.engine.postgresql = { ...(pg2.connection('gone') as unknown as Record<string, unknown>), binDir: bin };
+      });
+      const b = await cli(['backup'], cfg.path);
+      expect(b.code, b.out).toBe(0);
+      const restoring = cli(['restore', '--latest', '--target-database', 'gone_copy'], cfg.path);
+      for (let i = 0; i < 100 && !(await exists(flag)); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await exists(flag)).toBe(true);
+      await pg2.stop();
+      const r = await restoring;
+      expect(r.code, r.out).toBe(1);
+      const err = r.json.error as { code: string; message: string; target: { database: string; state: string; dropCommand: string } };
+      expect(err.code).toBe('DB_UNREACHABLE');
+      expect(err.message).toMatch(/^cannot reach PostgreSQL at 127\.0\.0\.1:\d+/);
+      expect(err.target).toMatchObject({ database: 'gone_copy', state: 'left' });
+      expect(err.target.dropCommand).toBe(`${join(bin, 'psql')} -h ${pg2.host} -p ${pg2.port} -U ${pg2.user} -d postgres -c 'DROP DATABASE IF EXISTS "gone_copy";'`);
+      expect(err.message).toContain(`could NOT be dropped`);
+      expect(err.message).toContain(`drop it with: ${err.target.dropCommand}`);
+      expect(r.out).not.toContain(pg2.password);
+    } finally {
+      await pg2.stop();
     }
   });
 });

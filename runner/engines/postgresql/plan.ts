@@ -148,6 +148,22 @@ export function pgRestorePlan(conn: PostgresqlConnection, opts: RestorePlanOptio
   };
 }
 
+/** Quotes one shell word (POSIX sh). */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./:@=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command a person runs to drop `database` (left behind by a restore
+ * whose clean-up failed): psql to the maintenance database, the name quoted
+ * as an identifier for SQL and as one word for the shell. The password is
+ * not in it (psql asks, or reads PGPASSWORD).
+ */
+export function dropCommandFor(conn: Pick<PostgresqlConnection, 'host' | 'port' | 'user' | 'binDir'>, database: string): string {
+  const sql = `DROP DATABASE IF EXISTS "${database.replace(/"/g, '""')}";`;
+  return [toolPaths(conn.binDir).psql, '-h', conn.host, '-p', String(conn.port), '-U', conn.user, '-d', 'postgres', '-c', sql].map(shellWord).join(' ');
+}
+
 export interface PsqlPlanOptions {
   password?: string;
   database?: string;
