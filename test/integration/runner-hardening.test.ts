@@ -398,6 +398,17 @@ describe('a restore that fails half way says why and what it left in the target'
     expect(code).toBe(1);
     expect(text).toMatch(/^error: RESTORE_FAILED: .*role "hardening_owner".*; database "roles_existing" is unchanged \(nothing was committed/m);
     expect((await pg.psql("SELECT count(*) FROM pg_class WHERE relname = 't'", 'roles_existing')).trim()).toBe('0');
+
+    // Through the daemon: the same cause and target state in the command's output.
+    const d = await startDaemon(cfg.path);
+    try {
+      const viaDaemon = await cli(['restore', '--latest', '--target-database', 'roles_daemon'], cfg.path, process.env, 'daemon');
+      expect(viaDaemon.code, viaDaemon.out).toBe(1);
+      expect(viaDaemon.json.error).toMatchObject({ code: 'RESTORE_FAILED', target: { database: 'roles_daemon', state: 'dropped' } });
+      expect((viaDaemon.json.error as { message: string }).message).toMatch(/role "hardening_owner", which does not exist.*; database "roles_daemon" was created for this restore and dropped again$/);
+    } finally {
+      await d.stop();
+    }
   });
 
   it('the server gone mid-restore: the connection failure, and the created database left with the exact command to drop it', async () => {
