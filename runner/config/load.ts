@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseDocument, type YAMLError } from 'yaml';
 import { type FieldError, type RunnerConfig, validateRunnerConfig } from '../../api/index.js';
+import { ALLOWED_DUMP_OPTIONS, ALLOWED_RESTORE_OPTIONS, PG_DUMP, PG_RESTORE, argProblems } from '../engines/postgresql/args.js';
 import { BackupError } from '../errors.js';
 
 /**
@@ -56,6 +57,16 @@ export function forbiddenKeyErrors(data: unknown, path = ''): FieldError[] {
   return errors;
 }
 
+/** engine.postgresql.dumpArgs / restoreArgs against the tools' allowlists (engines/postgresql/args.ts). */
+function engineArgErrors(cfg: Readonly<RunnerConfig>): FieldError[] {
+  const pg = cfg.engine.postgresql;
+  if (!pg) return [];
+  return [
+    ...argProblems('engine.postgresql.dumpArgs', pg.dumpArgs ?? [], PG_DUMP, ALLOWED_DUMP_OPTIONS),
+    ...argProblems('engine.postgresql.restoreArgs', pg.restoreArgs ?? [], PG_RESTORE, ALLOWED_RESTORE_OPTIONS),
+  ].map((p) => ({ path: p.path, message: `"${p.argument}": ${p.message}` }));
+}
+
 function invalid(source: string, errors: readonly FieldError[]): BackupError {
   const lines = errors.map((e) => `  - ${e.path}: ${e.message}`).join('\n');
   return new BackupError('CONFIG_INVALID', `${source}: invalid configuration:\n${lines}`, { details: { errors } });
@@ -84,6 +95,8 @@ export function parseConfig(text: string, source: string): Readonly<RunnerConfig
   if (keys.length > 0) throw invalid(source, keys);
   const result = validateRunnerConfig(data);
   if (!result.ok) throw invalid(source, result.errors);
+  const args = engineArgErrors(result.value);
+  if (args.length > 0) throw invalid(source, args);
   return result.value;
 }
 

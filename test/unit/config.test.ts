@@ -195,3 +195,18 @@ describe('schedule and retention settings', () => {
     expect(r.ok && r.value.retention).toEqual({ minKeep: 1, orphanGracePeriod: '24h' });
   });
 });
+
+describe('parseConfig checks extra pg_dump / pg_restore arguments against the allowlist', () => {
+  it('lists every bad argument with its path, under the file name', () => {
+    const text = stringify({ ...valid, engine: { ...valid.engine, postgresql: { ...valid.engine.postgresql, dumpArgs: ['--no-owner', '-vf/tmp/x'], restoreArgs: ['--fil=/tmp/y'] } } });
+    try {
+      parseConfig(text, 'cfg.yaml');
+      expect.unreachable();
+    } catch (err) {
+      const message = (err as BackupError).message;
+      expect(message).toMatch(/^cfg\.yaml: invalid configuration:\n/);
+      expect(message).toContain('  - engine.postgresql.dumpArgs[1]: "-vf/tmp/x": -f (pg_dump reads it as --file) is not allowed here');
+      expect(message).toMatch(/ {2}- engine\.postgresql\.restoreArgs\[0\]: "--fil=\/tmp\/y": .*--file/);
+    }
+  });
+});
