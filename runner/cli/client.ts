@@ -1,14 +1,31 @@
 import { request } from 'node:http';
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BackupError, type ExitCode } from '../errors.js';
 import type { Outcome } from '../ops/perform.js';
+import { socketDirProblems } from '../daemon/socket-dir.js';
 import { CONFIG_DIGEST_HEADER, OPERATIONS_PATH, STATUS_PATH, type OperationRequest, type StreamLine } from '../daemon/protocol.js';
 
-/** True when a daemon's socket exists at `path` (whether it answers is learnt on the first call). */
-export async function daemonSocketExists(path: string): Promise<boolean> {
+/**
+ * True when a daemon's socket exists at `path` (whether it answers is learnt
+ * on the first call). A socket in a directory that is not private to this
+ * user (the daemon would have refused it) may be anyone's: SOCKET_DIR_UNSAFE
+ * instead of sending it a command.
+ */
+export async function daemonSocketExists(path: string, uid: number | undefined = process.getuid?.()): Promise<boolean> {
   const s = await stat(path).catch(() => undefined);
-  return s?.isSocket() ?? false;
+  if (!s?.isSocket()) return false;
+  const dir = dirname(path);
+  const problems = socketDirProblems(await lstat(dir), uid);
+  if (problems.length > 0) {
+    throw new BackupError(
+      'SOCKET_DIR_UNSAFE',
+      `refusing to send the command to ${path}: its directory ${dir} is not private to this user (${problems.join('; ')}), so the socket may not be the runner daemon's. Run with --local, or fix the directory (chown to this user, chmod 0700) and restart the daemon`,
+      { details: { directory: dir } },
+    );
+  }
+  return true;
 }
 
 function unreachable(path: string, err: unknown): BackupError {

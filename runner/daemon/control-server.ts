@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
 import { BackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { socketDirProblems } from './socket-dir.js';
 import { CONFIG_DIGEST_HEADER, OPERATIONS_PATH, OperationRequest, STATUS_PATH, type StreamLine } from './protocol.js';
 
 export interface ControlHandlers {
@@ -35,12 +36,9 @@ function socketAlive(path: string): Promise<boolean> {
 export async function claimSocketDir(dir: string, uid: number | undefined = process.getuid?.()): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const st = await lstat(dir);
-  const mode = st.mode & 0o777;
-  const problems: string[] = [];
-  if (!st.isDirectory()) problems.push('it is not a directory (a symlink?)');
-  if (uid !== undefined && st.uid !== uid) problems.push(`it is owned by uid ${st.uid}, not by the runner (uid ${uid})`);
-  if (mode !== 0o700) problems.push(`its mode is ${mode.toString(8).padStart(4, '0')}, not 0700`);
+  const problems = socketDirProblems(st, uid);
   if (problems.length > 0) {
+    const mode = st.mode & 0o777;
     throw new BackupError(
       'SOCKET_DIR_UNSAFE',
       `refusing to serve the control socket in ${dir}: ${problems.join('; ')}. Other users could reach the control API or replace the socket. ` +

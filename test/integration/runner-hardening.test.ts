@@ -247,6 +247,32 @@ describe('the control socket directory is the runner\'s alone', () => {
   });
 });
 
+describe('the CLI does not send commands to a socket in a directory others can write', () => {
+  it('a listener planted in a 0777 directory gets nothing: SOCKET_DIR_UNSAFE, and --local still works', async () => {
+    const cfg = await config('shop');
+    const sockDir = join(dir, `sock-${configs}`);
+    await mkdir(sockDir);
+    await chmod(sockDir, 0o777);
+    const { createServer } = await import('node:net');
+    let contacted = false;
+    const planted = createServer((c) => {
+      contacted = true;
+      c.destroy();
+    });
+    await new Promise<void>((resolve) => planted.listen(join(sockDir, 'control.sock'), resolve));
+    try {
+      const r = await cli(['list'], cfg.path, process.env, 'daemon');
+      expect(r.code, r.out).toBe(1);
+      expect(r.json.error).toMatchObject({ code: 'SOCKET_DIR_UNSAFE' });
+      expect((r.json.error as { message: string }).message).toMatch(/refusing to send the command to .*its mode is 0777, not 0700.*--local/);
+      expect(contacted).toBe(false);
+      expect((await cli(['list'], cfg.path)).code).toBe(0);
+    } finally {
+      await new Promise((resolve) => planted.close(resolve));
+    }
+  });
+});
+
 describe('a command given another config than the daemon\'s is refused', () => {
   it('exit 2 with CONFIG_MISMATCH naming the daemon\'s config and --local; the same settings under another path pass', async () => {
     const mine = await config('shop');
