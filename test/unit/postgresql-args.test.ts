@@ -139,6 +139,13 @@ describe('argProblems: only allowed options, written in full, pass', () => {
     ]);
   });
 
+  it('no allowed name is a prefix of an option outside the allowlist (a tool version without it would read it as that one)', () => {
+    for (const [tool, allowed] of [[PG_DUMP, ALLOWED_DUMP_OPTIONS], [PG_RESTORE, ALLOWED_RESTORE_OPTIONS]] as const) {
+      const risky = allowed.flatMap((a) => tool.options.filter((o) => o.long !== undefined && o.long !== a && o.long.startsWith(a) && !allowed.includes(o.long)).map((o) => `${a} -> ${o.long!}`));
+      expect(risky, tool.tool).toEqual([]);
+    }
+  });
+
   it('every allowed option is one the tool knows, by its full long name', () => {
     for (const [tool, allowed] of [[PG_DUMP, ALLOWED_DUMP_OPTIONS], [PG_RESTORE, ALLOWED_RESTORE_OPTIONS]] as const) {
       for (const name of allowed) expect(tool.options.some((s) => s.long === name), `${tool.tool} --${name}`).toBe(true);
