@@ -42,6 +42,8 @@ const table = {
   BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
+  // A location could not be listed or a manifest read: the backup asked for may be there (restore refuses to guess).
+  LISTING_INCOMPLETE: { exit: EXIT.PARTIAL, retryable: true },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose id, namespace or name differs from the key it lies under. */
@@ -55,6 +57,8 @@ const table = {
   BUSY: { exit: EXIT.BUSY, retryable: true },
   DAEMON_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
   DAEMON_RUNNING: { exit: EXIT.FAILED, retryable: false },
+  SOCKET_DIR_UNSAFE: { exit: EXIT.FAILED, retryable: false },
+  CONFIG_MISMATCH: { exit: EXIT.USAGE, retryable: false },
   // Status reports to the DatabaseBackup (never an operation's outcome: the exit codes are unused).
   REPORT_DENIED: { exit: EXIT.FAILED, retryable: false },
   REPORT_NOT_FOUND: { exit: EXIT.FAILED, retryable: false },

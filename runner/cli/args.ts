@@ -15,7 +15,7 @@ interface Common {
 export type Command =
   | ({ name: 'backup' } & Common)
   | ({ name: 'list' } & Common)
-  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean } & Common)
+  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing: boolean } & Common)
   | ({ name: 'verify'; id?: string } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
   | ({ name: 'status' } & Common)
@@ -29,8 +29,10 @@ Commands:
   backup                      dump the database once and store it in every location
   list                        list backups in every location
   restore --latest | --backup ID | --to-time RFC3339
-          [--target-database NAME] [--force]
-                              restore a backup (refuses a database holding data without --force)
+          [--target-database NAME] [--force] [--allow-incomplete-listing]
+                              restore a backup (refuses a database holding data without --force;
+                              refuses, exit 3, when a location could not be read, unless
+                              --allow-incomplete-listing: then the newest readable backup)
   verify [ID]                 check size and sha256 of every stored object against its manifest
   retention [--dry-run]       apply the retention policy to every location (--dry-run: show keep/remove with reasons)
   status                      what the daemon is doing, its schedule and the last backup
@@ -82,7 +84,7 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
   };
 }
 
-const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force'] as const;
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force', 'allow-incomplete-listing'] as const;
 
 function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run', unknown>>): void {
   if (name !== 'restore') {
@@ -110,6 +112,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         'to-time': { type: 'string' },
         'target-database': { type: 'string' },
         force: { type: 'boolean' },
+        'allow-incomplete-listing': { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         local: { type: 'boolean' },
       },
@@ -127,7 +130,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   return buildCommand(name, rest, v, commonOptions(v, env));
 }
 
-function buildCommand(name: string, rest: string[], v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string }, common: Common): Command {
+function buildCommand(
+  name: string,
+  rest: string[],
+  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean },
+  common: Common,
+): Command {
   switch (name) {
     case 'backup':
     case 'list':
@@ -144,6 +152,7 @@ function buildCommand(name: string, rest: string[], v: Parameters<typeof selecto
         ...common,
         selector: selector(v),
         force: v.force ?? false,
+        allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
         ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
       };
     default:

@@ -1,5 +1,5 @@
 import { createRuntime } from '../build-runtime.js';
-import { loadConfig } from '../config/load.js';
+import { configDigest, loadConfig } from '../config/load.js';
 import { BackupError, EXIT, type ExitCode, toBackupError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { type Operation, perform } from '../ops/perform.js';
@@ -27,7 +27,13 @@ export function operationOf(cmd: RuntimeCommand): Operation {
     case 'list':
       return { kind: 'list' };
     case 'restore':
-      return { kind: 'restore', selector: cmd.selector, force: cmd.force, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}) };
+      return {
+        kind: 'restore',
+        selector: cmd.selector,
+        force: cmd.force,
+        ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}),
+        ...(cmd.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+      };
     case 'verify':
       return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}) };
     case 'retention':
@@ -58,14 +64,16 @@ const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'status', 
 async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
   const config = await loadConfig(cmd.config);
   // The daemon's modules (HTTP server, metrics) load only for `serve`: the other commands start faster.
-  if (cmd.name === 'serve') return (await import('./serve.js')).serve(config, io.logger, env);
+  if (cmd.name === 'serve') return (await import('./serve.js')).serve(config, io.logger, env, { configPath: cmd.config });
   const socket = config.daemon.socket;
   const viaDaemon = !cmd.local && (await daemonSocketExists(socket));
+  // The daemon refuses a command given another config than its own (CONFIG_MISMATCH).
+  const client = { configDigest: configDigest(config) };
   if (cmd.name === 'status') {
     if (!viaDaemon) throw new BackupError('DAEMON_UNREACHABLE', `no daemon serves ${socket}: status is the daemon's; start it with "backup-runner serve"`);
-    return showStatus(socket, cmd.output, io.out);
+    return showStatus(socket, cmd.output, io.out, client);
   }
-  if (viaDaemon) return runRemote(socket, operationOf(cmd), cmd.output, io.out, io.logger);
+  if (viaDaemon) return runRemote(socket, operationOf(cmd), cmd.output, io.out, io.logger, client);
   const rt = await createRuntime(config, io.logger, env);
   try {
     return await executeLocally(cmd, rt, io);

@@ -2,7 +2,7 @@ import type { ExitCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { OperationRequest } from '../daemon/protocol.js';
 import type { Operation } from '../ops/perform.js';
-import { getJson, requestOperation } from './client.js';
+import { type ClientOptions, getJson, requestOperation } from './client.js';
 import { progressReporter } from './progress.js';
 import { renderStatus, toJson } from '../render.js';
 
@@ -18,6 +18,7 @@ export function toRequest(op: Operation): OperationRequest {
         selector: s.kind === 'time' ? { kind: 'time', at: s.at.toISOString() } : s,
         force: op.force,
         ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
+        ...(op.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
       };
     }
     default:
@@ -30,7 +31,7 @@ export function toRequest(op: Operation): OperationRequest {
  * at a time), this process shows its progress and result and exits with its
  * exit code. Interrupting this process does not stop the operation.
  */
-export async function runRemote(socket: string, op: Operation, output: 'text' | 'json', out: (t: string) => void, logger: Logger): Promise<ExitCode> {
+export async function runRemote(socket: string, op: Operation, output: 'text' | 'json', out: (t: string) => void, logger: Logger, client: ClientOptions = {}): Promise<ExitCode> {
   const progress = output === 'text' ? progressReporter(process.stderr, logger) : undefined;
   try {
     const outcome = await requestOperation(socket, toRequest(op), (line) => {
@@ -38,7 +39,7 @@ export async function runRemote(socket: string, op: Operation, output: 'text' | 
         const r = line.running;
         process.stderr.write(`queued (position ${line.position})${r ? ` behind ${r.kind} (${r.source}) running since ${String(r.startedAt ?? r.submittedAt)}` : ''}\n`);
       } else if (line.event === 'progress') progress?.onProgress(line);
-    });
+    }, client);
     progress?.done();
     out(output === 'json' ? toJson(outcome.json) : outcome.text);
     return outcome.exitCode;
@@ -47,8 +48,8 @@ export async function runRemote(socket: string, op: Operation, output: 'text' | 
   }
 }
 
-export async function showStatus(socket: string, output: 'text' | 'json', out: (t: string) => void): Promise<ExitCode> {
-  const status = await getJson(socket);
+export async function showStatus(socket: string, output: 'text' | 'json', out: (t: string) => void, client: ClientOptions = {}): Promise<ExitCode> {
+  const status = await getJson(socket, undefined, client);
   out(output === 'json' ? toJson(status) : renderStatus(status as Parameters<typeof renderStatus>[0]));
   return 0;
 }

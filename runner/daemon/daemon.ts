@@ -8,6 +8,7 @@ import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
 import { realClock, type Clock } from './clock.js';
+import { configDigest } from '../config/load.js';
 import { startControlServer } from './control-server.js';
 import { startHealthServer } from './health-server.js';
 import { RunnerMetrics, type RetentionFacts } from './metrics.js';
@@ -21,6 +22,8 @@ export interface DaemonOptions {
   random?: () => number;
   /** Runs after each backup that stored something (retention and the orphan sweep); what it removed is counted in the metrics. */
   afterBackup?: (rt: Runtime, result: BackupResult, signal: AbortSignal) => Promise<RetentionFacts | undefined>;
+  /** The file the config was loaded from, named when a command given another config is refused. */
+  configPath?: string;
 }
 
 interface LocationState {
@@ -37,7 +40,13 @@ export function operationFromRequest(req: OperationRequest): Operation {
   if (req.kind === 'restore') {
     const s = req.selector;
     const selector = s.kind === 'time' ? { kind: 'time' as const, at: new Date(s.at) } : s;
-    return { kind: 'restore', selector, force: req.force, ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}) };
+    return {
+      kind: 'restore',
+      selector,
+      force: req.force,
+      ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}),
+      ...(req.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+    };
   }
   return req;
 }
@@ -100,7 +109,8 @@ export class Daemon {
     this.servers.push(health.app);
     this.metricsPort = health.port;
     await this.refreshLocations();
-    this.servers.push(await startControlServer(d.socket, { operate: (req, send, signal) => this.operate(req, send, signal), status: () => this.status() }, this.log));
+    const served = { digest: configDigest(this.rt.config), ...(this.opts.configPath ? { path: this.opts.configPath } : {}) };
+    this.servers.push(await startControlServer(d.socket, { operate: (req, send, signal) => this.operate(req, send, signal), status: () => this.status() }, this.log, served));
     const schedule = this.rt.config.schedule;
     if (schedule) {
       this.scheduler = new Scheduler({

@@ -12,6 +12,8 @@ import type { OperationInfo } from './queue.js';
 
 export const OPERATIONS_PATH = '/v1/operations';
 export const STATUS_PATH = '/v1/status';
+/** Request header: configDigest() of the config the CLI command was given; a daemon running another one refuses (409, CONFIG_MISMATCH). */
+export const CONFIG_DIGEST_HEADER = 'x-backup-runner-config-digest';
 
 const SelectorSchema = Type.Union([
   Type.Object({ kind: Type.Literal('latest') }, { additionalProperties: false }),
@@ -23,7 +25,14 @@ export const OperationRequest = Type.Union([
   Type.Object({ kind: Type.Literal('backup') }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('list') }, { additionalProperties: false }),
   Type.Object(
-    { kind: Type.Literal('restore'), selector: SelectorSchema, targetDatabase: Type.Optional(Type.String({ minLength: 1 })), force: Type.Boolean() },
+    {
+      kind: Type.Literal('restore'),
+      selector: SelectorSchema,
+      targetDatabase: Type.Optional(Type.String({ minLength: 1 })),
+      force: Type.Boolean(),
+      /** Restore the newest readable backup even when a location could not be read (else LISTING_INCOMPLETE). */
+      allowIncompleteListing: Type.Optional(Type.Boolean()),
+    },
     { additionalProperties: false },
   ),
   Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),

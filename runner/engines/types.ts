@@ -50,6 +50,21 @@ export interface TargetState {
   hasData: boolean;
 }
 
+/**
+ * What a failed restore left in the target, carried in the error's
+ * `details.target`: `unchanged` (it existed; the transaction rolled back),
+ * `dropped` (the restore created it and dropped it again), or `left` (the
+ * restore created it and could not drop it: `dropCommand` does).
+ */
+export interface RestoreTargetOutcome {
+  database: string;
+  state: 'unchanged' | 'dropped' | 'left';
+  /** For `left`: the exact command that drops it. */
+  dropCommand?: string;
+  /** For `left`: why dropping failed. */
+  dropError?: string;
+}
+
 export interface RestoreOptions extends CallOptions {
   /** Database to restore into; defaults to the configured one. */
   database: string;

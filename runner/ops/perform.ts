@@ -1,8 +1,8 @@
-import { EXIT, type ExitCode } from '../errors.js';
+import { BackupError, EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
 import { renderBackup, renderListing, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
 import { runBackup, type Trigger } from './backup.js';
-import { listBackups } from './list.js';
+import { type Listing, listBackups } from './list.js';
 import { runRestore } from './restore.js';
 import type { Selector } from './select.js';
 import { verify } from './verify.js';
@@ -11,7 +11,7 @@ import { verify } from './verify.js';
 export type Operation =
   | { kind: 'backup'; trigger: Trigger }
   | { kind: 'list' }
-  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean }
+  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean }
   | { kind: 'verify'; id?: string }
   | { kind: 'retention'; dryRun: boolean };
 
@@ -35,6 +35,19 @@ function outcome(exitCode: ExitCode, result: unknown, text: string): Outcome {
   return { exitCode, json: JSON.parse(toJson(result)) as unknown, text };
 }
 
+/**
+ * A listing where no location could be listed is no listing: "no backups"
+ * would be a lie. ALL_LOCATIONS_FAILED with every location's error.
+ */
+function throwIfNothingReadable(rt: Runtime, l: Listing): void {
+  const unlisted = new Set(l.problems.filter((p) => p.key === undefined).map((p) => p.location));
+  if (rt.locations.length === 0 || !rt.locations.every((loc) => unlisted.has(loc.name))) return;
+  const problems = l.problems.map((p) => ({ location: p.location, code: p.error.code, message: p.error.message }));
+  throw new BackupError('ALL_LOCATIONS_FAILED', `no location could be read: ${problems.map((p) => `${p.location}: ${p.code}: ${p.message}`).join('; ')}`, {
+    details: { problems },
+  });
+}
+
 /** Runs one operation and turns its result into an exit code and both renderings. Throws BackupErrors. */
 export async function perform(rt: Runtime, op: Operation, opts: PerformOptions = {}): Promise<Outcome> {
   switch (op.kind) {
@@ -45,10 +58,17 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
     }
     case 'list': {
       const l = await listBackups(rt, opts);
+      throwIfNothingReadable(rt, l);
       return outcome(l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK, l, renderListing(l));
     }
     case 'restore': {
-      const r = await runRestore(rt, { selector: op.selector, force: op.force, ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}), ...opts });
+      const r = await runRestore(rt, {
+        selector: op.selector,
+        force: op.force,
+        allowIncompleteListing: op.allowIncompleteListing ?? false,
+        ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
+        ...opts,
+      });
       return outcome(EXIT.OK, r, renderRestore(r));
     }
     case 'verify': {

@@ -1,11 +1,13 @@
 import { pipeline } from 'node:stream/promises';
 import { BackupError, toBackupError } from '../errors.js';
+import { describeTargetOutcome } from '../engines/outcome.js';
+import type { RestoreTargetOutcome } from '../engines/types.js';
 import { algorithmForSuffix, decompress } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { objectKey } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
-import { type ListedBackup, listBackups } from './list.js';
+import { type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
 import { type ObjectCheck, checkObject } from './verify.js';
 
@@ -14,8 +16,23 @@ export interface RestoreRequest {
   /** Defaults to the configured database. */
   targetDatabase?: string;
   force: boolean;
+  /**
+   * Restore the newest readable backup (--latest, --to-time) even when a
+   * location could not be listed or a manifest read. Without it such a
+   * restore is refused with LISTING_INCOMPLETE: the backup asked for may
+   * be in the unreadable location.
+   */
+  allowIncompleteListing?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+}
+
+/** A location (or one of its manifests) that could not be read while choosing the backup. */
+export interface Unreadable {
+  location: string;
+  key?: string;
+  code: string;
+  message: string;
 }
 
 export interface RestoreResult {
@@ -25,6 +42,55 @@ export interface RestoreResult {
   location: string;
   /** Locations tried first whose copy failed verification. */
   skipped: ObjectCheck[];
+  /** Locations that could not be read while choosing (only with allowIncompleteListing). */
+  unreadable: Unreadable[];
+}
+
+function describeSelector(sel: Selector): string {
+  return sel.kind === 'latest' ? 'restore --latest' : sel.kind === 'id' ? `restore --backup ${sel.id}` : `restore --to-time ${sel.at.toISOString()}`;
+}
+
+function describeUnreadable(u: readonly Unreadable[]): string {
+  return u.map((p) => `${p.location}${p.key ? ` (${p.key})` : ''}: ${p.code}: ${p.message}`).join('; ');
+}
+
+/**
+ * Pure: the choice a listing allows. With every location read, the
+ * selector's pick (or its not-found error). With a location or manifest
+ * unreadable, a pick by id that was found stands; anything else is refused
+ * with LISTING_INCOMPLETE (exit 3) naming the unreadable locations and the
+ * backup that would be chosen, unless `allowIncomplete` (latest and time
+ * only: an id that was not found may be in the unreadable location).
+ */
+export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: boolean): { backup: ListedBackup; unreadable: Unreadable[] } {
+  // A manifest that was read but belongs elsewhere (MANIFEST_MISPLACED) hides no backup of this database.
+  const unreadable: Unreadable[] = listing.problems
+    .filter((p) => p.error.code !== 'MANIFEST_MISPLACED')
+    .map((p) => ({ location: p.location, ...(p.key ? { key: p.key } : {}), code: p.error.code, message: p.error.message }));
+  let backup: ListedBackup | undefined;
+  let notFound: BackupError | undefined;
+  try {
+    backup = selectBackup(listing.backups, sel);
+  } catch (err) {
+    if (!(err instanceof BackupError) || unreadable.length === 0) throw err;
+    notFound = err;
+  }
+  if (unreadable.length === 0 || (backup && sel.kind === 'id')) return { backup: backup!, unreadable: [] };
+  const locations = [...new Set(unreadable.map((u) => u.location))];
+  const what = `${describeSelector(sel)} refused: ${locations.join(', ')} could not be read (${describeUnreadable(unreadable)})`;
+  const details = { unreadable, ...(backup ? { newestReadable: { id: backup.id, consistentAt: backup.manifest.consistentAt, locations: backup.locations } } : {}) };
+  if (!backup) {
+    throw new BackupError('LISTING_INCOMPLETE', `${what}; ${notFound!.message} in the locations that could be read, but it may be in ${locations.join(', ')}. Make them readable and retry.`, {
+      details,
+    });
+  }
+  if (allowIncomplete) return { backup, unreadable };
+  throw new BackupError(
+    'LISTING_INCOMPLETE',
+    `${what}, so the backup asked for may be there and nothing was restored. The ${sel.kind === 'time' ? `newest readable backup consistent at or before ${sel.at.toISOString()}` : 'newest readable backup'} is ${backup.id} ` +
+      `(consistent at ${backup.manifest.consistentAt}, in ${backup.locations.join(', ')}). Re-run with --allow-incomplete-listing to restore that one, or make ${locations.join(', ')} readable and retry.`,
+    { details },
+  );
 }
 
 /** The first location (config order) whose copy verifies; nothing touches the database before this. */
@@ -54,8 +120,9 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   const log = rt.logger.child({ op: 'restore' });
   const listing = await listBackups(rt, req);
   for (const p of listing.problems) log.warn({ location: p.location, err: p.error }, 'location could not be read while choosing the backup');
-  const backup = selectBackup(listing.backups, req.selector);
+  const { backup, unreadable } = chooseBackup(listing, req.selector, req.allowIncompleteListing ?? false);
   const database = req.targetDatabase ?? rt.engine.database;
+  if (unreadable.length > 0) log.warn({ backupId: backup.id, unreadable: unreadable.map((u) => u.location) }, 'restoring the newest readable backup although locations could not be read (--allow-incomplete-listing)');
   log.info({ backupId: backup.id, consistentAt: backup.manifest.consistentAt, database }, 'restore selected backup');
 
   const target = await rt.engine.inspectTarget(database, req);
@@ -84,11 +151,29 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
     const results = await Promise.allSettled(stages);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof BackupError && r.reason.code === 'ABORTED'));
     const first = failed ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (first) throw toBackupError(first.reason, 'RESTORE_FAILED');
+    if (first) throw restoreFailure(toBackupError(first.reason, 'RESTORE_FAILED'), results[2]!, database, backup.id, loc.name);
   } finally {
     ticker.stop();
     abort.dispose();
   }
   log.info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
-  return { backup, database, location: loc.name, skipped };
+  return { backup, database, location: loc.name, skipped, unreadable };
+}
+
+/**
+ * The error of a restore that failed while streaming: the primary cause
+ * (the first stage that failed by itself: the download, the decompressor,
+ * or pg_restore's own message) with the target's state as the engine
+ * reported it (`details.target`), in the message and the details.
+ */
+function restoreFailure(primary: BackupError, engineResult: PromiseSettledResult<void>, database: string, backupId: string, location: string): BackupError {
+  const engineError = engineResult.status === 'rejected' && engineResult.reason instanceof BackupError ? engineResult.reason : undefined;
+  const target = (engineError?.details.target ?? primary.details.target) as RestoreTargetOutcome | undefined;
+  const state: RestoreTargetOutcome = target ?? { database, state: 'unchanged' };
+  const message = primary.details.target ? primary.message : `${primary.message}; ${describeTargetOutcome(state)}`;
+  return new BackupError(primary.code, message, {
+    cause: primary,
+    details: { ...primary.details, backupId, location, target: state },
+    retryable: primary.retryable,
+  });
 }

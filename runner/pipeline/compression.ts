@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Compression } from '../../api/index.js';
-import { run } from '../util/process.js';
+import { minimalEnv, run } from '../util/process.js';
 
 export type Algorithm = 'zstd' | 'gzip' | 'none';
 
@@ -22,7 +22,7 @@ let zstdAvailable: Promise<boolean> | undefined;
 
 /** Whether the zstd binary runs here; checked once per process. */
 export function hasZstd(): Promise<boolean> {
-  zstdAvailable ??= promisify(execFile)('zstd', ['--version']).then(
+  zstdAvailable ??= promisify(execFile)('zstd', ['--version'], { env: minimalEnv(process.env) }).then(
     () => true,
     () => false,
   );
@@ -58,7 +58,8 @@ function observed(stage: Stage): Stage {
 }
 
 function zstdStage(input: Readable, args: string[], signal: AbortSignal | undefined): Stage {
-  // zstd -T0 compresses on every core, outside Node's event loop.
+  // zstd -T0 compresses on every core, outside Node's event loop. Like every
+  // child that is not a database tool, it gets only minimalEnv (run's default).
   const p = run('zstd', args, { signal, errorCode: 'PROCESS_FAILED' });
   const feed = pipeline(input, p.stdin!, { signal }).catch((err: unknown) => {
     p.child.kill('SIGTERM');

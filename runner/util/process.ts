@@ -24,7 +24,23 @@ export class TailBuffer {
   }
 }
 
+/**
+ * What a child process may inherit from the runner's environment: where to
+ * find programs and libraries, a home and temp directory, locale and time
+ * zone. Never credentials (database passwords, cloud keys, tokens) or
+ * variables that change a tool's behaviour (ZSTD_CLEVEL, PG*, LD_PRELOAD).
+ */
+export const CHILD_ENV_KEYS: readonly string[] = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'USER', 'LD_LIBRARY_PATH'];
+
+/** Pure: the variables of `base` a child may inherit (CHILD_ENV_KEYS), nothing else. */
+export function minimalEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of CHILD_ENV_KEYS) if (base[k] !== undefined) env[k] = base[k];
+  return env;
+}
+
 export interface RunOptions {
+  /** The child's whole environment; by default only minimalEnv(process.env). */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   /** What the child reads: 'pipe' (default), 'ignore', or a stream with a file descriptor. */
@@ -54,7 +70,7 @@ export interface RunningProcess {
 export function run(command: string, args: readonly string[], opts: RunOptions = {}): RunningProcess {
   const stdio: StdioOptions = [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe'];
   const child = spawn(command, args, {
-    env: opts.env ?? process.env,
+    env: opts.env ?? minimalEnv(process.env),
     stdio,
     signal: opts.signal,
     killSignal: 'SIGTERM',

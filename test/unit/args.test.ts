@@ -13,7 +13,12 @@ describe('parseCommand', () => {
     [['restore', '--to-time', '2026-11-21T10:00:00Z'], { kind: 'time', at: new Date('2026-11-21T10:00:00Z') }],
     [['restore', '--to-time', '2026-11-21T12:00:00+02:00'], { kind: 'time', at: new Date('2026-11-21T10:00:00Z') }],
   ])('restore %j', (argv, selector) => {
-    expect(parseCommand(argv)).toMatchObject({ name: 'restore', selector, force: false });
+    expect(parseCommand(argv)).toMatchObject({ name: 'restore', selector, force: false, allowIncompleteListing: false });
+  });
+
+  it('--allow-incomplete-listing is a restore option', () => {
+    expect(parseCommand(['restore', '--latest', '--allow-incomplete-listing'])).toMatchObject({ allowIncompleteListing: true });
+    expect(() => parseCommand(['list', '--allow-incomplete-listing'])).toThrowError(/--allow-incomplete-listing is an option of restore/);
   });
 
   it('restore options', () => {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { validateRunnerConfig } from '../../api/index.js';
-import { parseConfig } from '../../runner/config/load.js';
+import { stringify } from 'yaml';
+import { configDigest, parseConfig } from '../../runner/config/load.js';
+import { BackupError } from '../../runner/errors.js';
 
 const valid = {
   name: 'orders',
@@ -88,6 +90,71 @@ describe('parseConfig', () => {
   });
 });
 
+describe('parseConfig never echoes the text of a broken file (it may hold credentials)', () => {
+  const SECRET = 'pw-Xq7-never-printed';
+  const thrown = (text: string): BackupError => {
+    try {
+      parseConfig(text, 'cfg.yaml');
+    } catch (err) {
+      expect(err).toBeInstanceOf(BackupError);
+      return err as BackupError;
+    }
+    throw new Error('expected parseConfig to throw');
+  };
+
+  it.each([
+    ['an unclosed quote on the password line', `name: x\nengine:\n  postgresql:\n    password: { value: "${SECRET}\n    user: backup\n`, /missing closing quote or bracket at line \d+, column \d+ \(MISSING_CHAR\)/],
+    ['bad indentation after the password', `engine:\n  postgresql:\n    password: ${SECRET}\n     user: x\n`, /at line 3, column \d+/],
+    ['an invalid escape inside the password', `password: "${SECRET}\\q"\n`, /invalid escape sequence/],
+    ['an unexpected bracket after the password', `password: { value: ${SECRET} }}\n`, /unexpected character at line 1/],
+    ['a duplicate key holding the password', `password: a\npassword: ${SECRET}\n`, /duplicate key at line 2/],
+    ['an unknown tag on the password', `password: !!secret ${SECRET}\n`, /unknown tag at line 1/],
+    ['an alias named like the password', `password: *${SECRET}\n`, /an alias refers to no anchor/],
+  ])('%s: line, column and kind, no value', (_name, text, rule) => {
+    const err = thrown(text);
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message).toMatch(rule);
+    expect(err.cause).toBeUndefined();
+    for (const shown of [err.message, JSON.stringify(err.toJSON()), err.stack ?? '']) expect(shown).not.toContain(SECRET);
+  });
+
+  it('a schema error in a field holding a secret names the field, not the value', () => {
+    const err = thrown(stringify({ ...valid, engine: { ...valid.engine, postgresql: { ...valid.engine.postgresql, password: SECRET } } }));
+    expect(err.message).toContain('engine.postgresql.password');
+    expect(JSON.stringify(err.toJSON())).not.toContain(SECRET);
+  });
+});
+
+describe('parseConfig refuses keys that reach an object prototype', () => {
+  it.each([
+    ['__proto__ at the top', `__proto__: { polluted: true }\n${stringify(valid)}`, '__proto__'],
+    ['__proto__ inside a location', stringify(valid).replace('name: local', 'name: local\n    __proto__:\n      prefix: ../../other-tenant'), 'locations[0].__proto__'],
+    ['constructor inside the engine', stringify(valid).replace('host: db', 'host: db\n    constructor: { prototype: { x: 1 } }'), 'engine.postgresql.constructor'],
+    ['prototype in a secret source', stringify(valid).replace('env: PGPASS', 'env: PGPASS\n      prototype: 1'), 'engine.postgresql.password.prototype'],
+    ['__proto__ in JSON', JSON.stringify({ ...valid, retention: JSON.parse('{"__proto__": {"keepLast": 1}}') as unknown }), 'retention.__proto__'],
+  ])('%s', (_name, text, path) => {
+    try {
+      parseConfig(text, 'cfg.yaml');
+      expect.unreachable();
+    } catch (err) {
+      expect((err as BackupError).code).toBe('CONFIG_INVALID');
+      expect((err as BackupError).message).toContain(`  - ${path}: the key "${path.split('.').pop()!.replace(/^.*\]/, '')}" is not allowed anywhere in the configuration`);
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('configDigest', () => {
+  it('is the same for the same settings however they are written, and differs when a setting differs', () => {
+    const a = parseConfig(stringify(valid), 'a.yaml');
+    const b = parseConfig(JSON.stringify({ locations: valid.locations, engine: valid.engine, name: 'orders', namespace: 'default' }), 'b.json');
+    const c = parseConfig(stringify({ ...valid, name: 'payments' }), 'c.yaml');
+    expect(configDigest(a)).toBe(configDigest(b));
+    expect(configDigest(a)).not.toBe(configDigest(c));
+    expect(configDigest(a)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
 describe('schedule and retention settings', () => {
   const withSchedule = (schedule: unknown, extra: Record<string, unknown> = {}) => validateRunnerConfig({ ...valid, schedule, ...extra });
 
@@ -126,5 +193,20 @@ describe('schedule and retention settings', () => {
     const r = validateRunnerConfig(valid);
     expect(r.ok && r.value.daemon).toEqual({ socket: '/tmp/backup-runner/control.sock', metricsHost: '0.0.0.0', metricsPort: 9090, shutdownGracePeriod: '25s' });
     expect(r.ok && r.value.retention).toEqual({ minKeep: 1, orphanGracePeriod: '24h' });
+  });
+});
+
+describe('parseConfig checks extra pg_dump / pg_restore arguments against the allowlist', () => {
+  it('lists every bad argument with its path, under the file name', () => {
+    const text = stringify({ ...valid, engine: { ...valid.engine, postgresql: { ...valid.engine.postgresql, dumpArgs: ['--no-owner', '-vf/tmp/x'], restoreArgs: ['--fil=/tmp/y'] } } });
+    try {
+      parseConfig(text, 'cfg.yaml');
+      expect.unreachable();
+    } catch (err) {
+      const message = (err as BackupError).message;
+      expect(message).toMatch(/^cfg\.yaml: invalid configuration:\n/);
+      expect(message).toContain('  - engine.postgresql.dumpArgs[1]: "-vf/tmp/x": -f (pg_dump reads it as --file) is not allowed here');
+      expect(message).toMatch(/ {2}- engine\.postgresql\.restoreArgs\[0\]: "--fil=\/tmp\/y": .*--file/);
+    }
   });
 });

@@ -4,6 +4,7 @@ import { isBackupError } from '../../runner/errors.js';
 import {
   checkConnectionArgs,
   dbnameArg,
+  dropCommandFor,
   isToolTooOld,
   libpqEnv,
   parseToolVersion,
@@ -203,6 +204,22 @@ describe('parseSnapshotLine', () => {
 describe('checkConnectionArgs', () => {
   it('accepts harmless extra arguments and names the field of a bad one', () => {
     expect(() => checkConnectionArgs({ ...conn, dumpArgs: ['--no-comments'], restoreArgs: ['--no-owner'] })).not.toThrow();
-    expect(() => checkConnectionArgs({ ...conn, restoreArgs: ['--no-owner', '-j4'] })).toThrow(/engine\.postgresql\.restoreArgs: -j4 cannot be set here/);
+    expect(() => checkConnectionArgs({ ...conn, restoreArgs: ['--no-owner', '-j4'] })).toThrow(/engine\.postgresql\.restoreArgs\[1\]: "-j4": -j \(pg_restore reads it as --jobs\) is not allowed/);
+  });
+});
+
+describe('dropCommandFor', () => {
+  it.each([
+    ['copy', `psql -h db.prod.svc -p 5433 -U backup -d postgres -c 'DROP DATABASE IF EXISTS "copy";'`],
+    ['we"ird', `psql -h db.prod.svc -p 5433 -U backup -d postgres -c 'DROP DATABASE IF EXISTS "we""ird";'`],
+    ["it's", `psql -h db.prod.svc -p 5433 -U backup -d postgres -c 'DROP DATABASE IF EXISTS "it'\\''s";'`],
+  ])('%s: one shell word per argument, the name quoted as an identifier', (name, command) => {
+    expect(dropCommandFor(conn, name)).toBe(command);
+  });
+
+  it('uses binDir and never holds the password', () => {
+    const cmd = dropCommandFor({ ...conn, binDir: '/opt/pg/bin', password: { value: PASSWORD } } as PostgresqlConnection, 'x');
+    expect(cmd.startsWith('/opt/pg/bin/psql ')).toBe(true);
+    expect(cmd).not.toContain(PASSWORD);
   });
 });

@@ -1,7 +1,7 @@
 import { buffer } from 'node:stream/consumers';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { capture, run, TailBuffer } from '../../runner/util/process.js';
+import { capture, minimalEnv, run, TailBuffer } from '../../runner/util/process.js';
 
 describe('run', () => {
   it('keeps the output of a child that exited before anyone read it', async () => {
@@ -41,5 +41,37 @@ describe('TailBuffer', () => {
     t.push(Buffer.from('0123456789'));
     t.push(Buffer.from('abcdef'));
     expect(t.toString()).toBe('6789abcdef');
+  });
+});
+
+describe('minimalEnv', () => {
+  it('keeps PATH, HOME, TMPDIR, locale and time zone, and drops credentials and tool settings', () => {
+    const base = {
+      PATH: '/usr/bin',
+      HOME: '/home/runner',
+      TMPDIR: '/tmp',
+      LANG: 'C.UTF-8',
+      TZ: 'UTC',
+      PGPASSWORD: 'db-secret',
+      ORDERS_DB_PASSWORD: 'db-secret',
+      AWS_SECRET_ACCESS_KEY: 'aws-secret',
+      AWS_ACCESS_KEY_ID: 'AKIA',
+      GOOGLE_APPLICATION_CREDENTIALS: '/key.json',
+      ZSTD_CLEVEL: '19',
+      LD_PRELOAD: '/evil.so',
+    };
+    expect(minimalEnv(base)).toEqual({ PATH: '/usr/bin', HOME: '/home/runner', TMPDIR: '/tmp', LANG: 'C.UTF-8', TZ: 'UTC' });
+  });
+
+  it('is what a child gets when the caller passes no environment', async () => {
+    const key = 'DBBC_TEST_SECRET_IN_PARENT';
+    process.env[key] = 'parent-secret-value';
+    try {
+      const out = await capture('/usr/bin/env', []);
+      expect(out).not.toContain('parent-secret-value');
+      expect(out).toMatch(/^PATH=/m);
+    } finally {
+      delete process.env[key];
+    }
   });
 });

@@ -9,11 +9,12 @@ import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../..
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, TargetState } from '../types.js';
+import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreTargetOutcome, TargetState } from '../types.js';
 import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
-import { checkConnectionArgs, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
+import { describeTargetOutcome } from '../outcome.js';
+import { checkConnectionArgs, dropCommandFor, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
@@ -228,10 +229,7 @@ export class PostgresqlEngine implements Engine {
     try {
       await this.runRestore(input, database, target.hasData, signal);
     } catch (err) {
-      if (!target.exists) await this.dropCreated(database);
-      const outcome = target.exists
-        ? `database "${database}" was left as it was (the restore runs in one transaction)`
-        : `database "${database}" was created for this restore and dropped again`;
+      const outcome: RestoreTargetOutcome = target.exists ? { database, state: 'unchanged' } : await this.dropCreated(database);
       throw withOutcome(toBackupError(err, 'RESTORE_FAILED'), outcome);
     }
     this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
@@ -244,21 +242,31 @@ export class PostgresqlEngine implements Engine {
     await runPgRestore(plan, input, this.failure('pg_restore', database, 'RESTORE_FAILED', password), signal);
   }
 
-  /** Drops a database this engine created for a restore that then failed. Never masks the restore's error. */
-  private async dropCreated(database: string): Promise<void> {
+  /**
+   * Drops a database this engine created for a restore that then failed, and
+   * says whether it is gone. Never masks the restore's error.
+   */
+  private async dropCreated(database: string): Promise<RestoreTargetOutcome> {
     try {
       const major = this.server?.major ?? serverVersionFromNum(parseProbe(await this.query(PROBE_SQL)).num).major;
       await this.maintenance((db) => this.query(dropDatabaseSql(major), { database: db, vars: { db: database } }));
       this.log.info({ target: database }, 'dropped the database created for the failed restore');
+      return { database, state: 'dropped' };
     } catch (err) {
-      this.log.error({ err, target: database }, 'could not drop the database created for the failed restore; drop it by hand');
+      const dropCommand = dropCommandFor(this.conn, database);
+      this.log.error({ err, target: database, dropCommand }, 'could not drop the database created for the failed restore; drop it by hand');
+      return { database, state: 'left', dropCommand, dropError: toBackupError(err, 'DB_QUERY_FAILED').message };
     }
   }
 }
 
-/** The same error, with what happened to the target appended to the message. */
-function withOutcome(err: BackupError, outcome: string): BackupError {
-  return new BackupError(err.code, `${err.message}; ${outcome}`, { cause: err.cause ?? err, details: err.details, retryable: err.retryable });
+/** The same error, with the target's state in its message and in `details.target`. */
+function withOutcome(err: BackupError, target: RestoreTargetOutcome): BackupError {
+  return new BackupError(err.code, `${err.message}; ${describeTargetOutcome(target)}`, {
+    cause: err.cause ?? err,
+    details: { ...err.details, target },
+    retryable: err.retryable,
+  });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -13,6 +13,7 @@
 import { join } from 'node:path';
 import type { PostgresqlConnection } from '../../../api/index.js';
 import { BackupError } from '../../errors.js';
+import { ALLOWED_DUMP_OPTIONS, ALLOWED_RESTORE_OPTIONS, PG_DUMP, PG_RESTORE, argProblems, type ArgProblem, type ToolOptions } from './args.js';
 
 export const APP_NAME = 'db-backup-runner';
 export const CONNECT_TIMEOUT_SECONDS = 10;
@@ -73,32 +74,28 @@ export function libpqEnv(conn: PostgresqlConnection, opts: EnvOptions = {}): Nod
 }
 
 /**
- * Options that would break the contract with the pipeline (one uncompressed
- * custom-format archive on stdout, or one restore from stdin into the chosen
- * database) or move the connection away from the configured one.
+ * Throws CONFIG_INVALID naming every offending argument with its field path
+ * (`engine.postgresql.dumpArgs[1]`) and rule, unless every argument is an
+ * allowed option written in full (see args.ts).
  */
-const FORBIDDEN_DUMP = ['-F', '--format', '-f', '--file', '-Z', '--compress', '-j', '--jobs', '-W', '--password', '--snapshot', '-d', '--dbname', '-h', '--host', '-p', '--port', '-U', '--username'];
-const FORBIDDEN_RESTORE = ['-d', '--dbname', '-f', '--file', '-j', '--jobs', '-C', '--create', '-W', '--password', '-l', '--list', '-h', '--host', '-p', '--port', '-U', '--username'];
-
-function matchesOption(arg: string, option: string): boolean {
-  if (option.startsWith('--')) return arg === option || arg.startsWith(`${option}=`);
-  return arg.startsWith(option); // short option, value may be attached: -Fp
+export function checkExtraArgs(field: string, args: readonly string[], tool: ToolOptions, allowed: readonly string[]): void {
+  throwIfProblems(argProblems(field, args, tool, allowed));
 }
 
-/** Throws CONFIG_INVALID naming the field and every offending argument. */
-export function checkExtraArgs(field: string, args: readonly string[], forbidden: readonly string[]): void {
-  const bad = args.filter((a) => forbidden.some((o) => matchesOption(a, o)));
-  if (bad.length > 0) {
-    throw new BackupError('CONFIG_INVALID', `${field}: ${bad.join(', ')} cannot be set here: the runner sets the connection, format, compression and target itself`, {
-      details: { field, arguments: bad },
-    });
-  }
+function throwIfProblems(problems: readonly ArgProblem[]): void {
+  if (problems.length === 0) return;
+  throw new BackupError('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p.path}: "${p.argument}": ${p.message}`).join('\n')}`, {
+    details: { errors: problems.map((p) => ({ path: p.path, argument: p.argument, message: p.message })) },
+  });
 }
 
-/** Validates engine.postgresql.dumpArgs and restoreArgs: CONFIG_INVALID naming the field. */
+/** Validates engine.postgresql.dumpArgs and restoreArgs: CONFIG_INVALID naming each bad argument. */
 export function checkConnectionArgs(conn: PostgresqlConnection): void {
-  checkExtraArgs('engine.postgresql.dumpArgs', conn.dumpArgs ?? [], FORBIDDEN_DUMP);
-  checkExtraArgs('engine.postgresql.restoreArgs', conn.restoreArgs ?? [], FORBIDDEN_RESTORE);
+  const problems = [
+    ...argProblems('engine.postgresql.dumpArgs', conn.dumpArgs ?? [], PG_DUMP, ALLOWED_DUMP_OPTIONS),
+    ...argProblems('engine.postgresql.restoreArgs', conn.restoreArgs ?? [], PG_RESTORE, ALLOWED_RESTORE_OPTIONS),
+  ];
+  throwIfProblems(problems);
 }
 
 export interface DumpPlanOptions {
@@ -112,7 +109,7 @@ export interface DumpPlanOptions {
 /** pg_dump writing one uncompressed custom-format archive to stdout (the pipeline compresses once). */
 export function pgDumpPlan(conn: PostgresqlConnection, opts: DumpPlanOptions = {}): CommandPlan {
   const extra = conn.dumpArgs ?? [];
-  checkExtraArgs('engine.postgresql.dumpArgs', extra, FORBIDDEN_DUMP);
+  checkExtraArgs('engine.postgresql.dumpArgs', extra, PG_DUMP, ALLOWED_DUMP_OPTIONS);
   const args = ['-Fc', '-Z0', '-w'];
   if (opts.snapshot !== undefined) args.push(`--snapshot=${opts.snapshot}`);
   args.push(...extra);
@@ -140,7 +137,7 @@ export function dbnameArg(database: string): string {
  */
 export function pgRestorePlan(conn: PostgresqlConnection, opts: RestorePlanOptions): CommandPlan {
   const extra = conn.restoreArgs ?? [];
-  checkExtraArgs('engine.postgresql.restoreArgs', extra, FORBIDDEN_RESTORE);
+  checkExtraArgs('engine.postgresql.restoreArgs', extra, PG_RESTORE, ALLOWED_RESTORE_OPTIONS);
   const args = ['-w', '--exit-on-error', '--single-transaction'];
   if (opts.force) args.push('--clean', '--if-exists');
   args.push(...extra, '-d', dbnameArg(opts.database));
@@ -149,6 +146,22 @@ export function pgRestorePlan(conn: PostgresqlConnection, opts: RestorePlanOptio
     args,
     env: libpqEnv(conn, { password: opts.password, database: opts.database, base: opts.base }),
   };
+}
+
+/** Quotes one shell word (POSIX sh). */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./:@=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command a person runs to drop `database` (left behind by a restore
+ * whose clean-up failed): psql to the maintenance database, the name quoted
+ * as an identifier for SQL and as one word for the shell. The password is
+ * not in it (psql asks, or reads PGPASSWORD).
+ */
+export function dropCommandFor(conn: Pick<PostgresqlConnection, 'host' | 'port' | 'user' | 'binDir'>, database: string): string {
+  const sql = `DROP DATABASE IF EXISTS "${database.replace(/"/g, '""')}";`;
+  return [toolPaths(conn.binDir).psql, '-h', conn.host, '-p', String(conn.port), '-U', conn.user, '-d', 'postgres', '-c', sql].map(shellWord).join(' ');
 }
 
 export interface PsqlPlanOptions {

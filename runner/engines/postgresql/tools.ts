@@ -5,7 +5,7 @@
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError, isBackupError } from '../../errors.js';
-import { capture } from '../../util/process.js';
+import { capture, minimalEnv } from '../../util/process.js';
 import { parseToolVersion, type PgVersion } from './plan.js';
 
 /** Where Debian and Ubuntu install each PostgreSQL major version side by side. */
@@ -14,7 +14,8 @@ export const DEBIAN_ROOT = '/usr/lib/postgresql';
 /** The version a tool reports with --version. */
 export async function readToolVersion(path: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<PgVersion> {
   try {
-    return parseToolVersion(await capture(path, ['--version'], { env, signal }));
+    // `--version` needs no connection: nothing but PATH-like variables, never the runner's credentials.
+    return parseToolVersion(await capture(path, ['--version'], { env: minimalEnv(env), signal }));
   } catch (err) {
     throw withInstallHint(err, path);
   }
