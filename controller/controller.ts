@@ -7,7 +7,9 @@
  *
  * What requeues a DatabaseBackup: its own spec (a new generation), its
  * storage class, a Secret that class references, any object it owns (a hand
- * edit or deletion is repaired), and the periodic resync.
+ * edit or deletion is repaired), a change of another DatabaseBackup or class
+ * whose storage overlaps its own (or that refused it with PrefixOverlap), and
+ * the periodic resync.
  */
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
@@ -20,6 +22,7 @@ import { cachesLiveness, DEFAULT_WATCH_FAILURE_TIMEOUT_MS, type Liveness } from 
 import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
+import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
 import { planBackup, referencedSecrets } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
@@ -66,6 +69,8 @@ export class Controller {
   private readonly now: () => Date;
   private started = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** Validated storage classes by cached object (a changed class is a new object). */
+  private readonly validClasses = new WeakMap<DatabaseBackupStorageClass, DatabaseBackupStorageClass | null>();
   readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0 };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -91,8 +96,13 @@ export class Controller {
       // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
       if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
+      if (kind !== 'update' || old?.metadata.generation !== o.metadata.generation) this.enqueueOverlapping([o, ...(old ? [old] : [])]);
     });
-    this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass) => this.enqueueClass(o.metadata.name ?? ''));
+    this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass, _kind, old?: DatabaseBackupStorageClass) => {
+      this.enqueueClass(o.metadata.name ?? '');
+      const users = this.backups.list().filter((b) => b.spec?.storageClassName === o.metadata.name);
+      this.enqueueOverlapping(users, [o, ...(old ? [old] : [])]);
+    });
     this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
     const ownerHandler = (o: KubernetesObject) => {
       const owner = o.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
@@ -163,6 +173,54 @@ export class Controller {
     }
   }
 
+  /** The storage class as the controller reads it (defaults filled), or null when it is invalid. */
+  private validClass(sc: DatabaseBackupStorageClass | undefined): DatabaseBackupStorageClass | null {
+    if (!sc) return null;
+    let v = this.validClasses.get(sc);
+    if (v === undefined) {
+      const r = validateStorageClass(sc);
+      v = r.ok ? r.value : null;
+      this.validClasses.set(sc, v);
+    }
+    return v;
+  }
+
+  /** The storage roots of a DatabaseBackup that may use its class (it exists, is valid, allows the namespace); else undefined. */
+  private rootsOf(b: DatabaseBackup, sc: DatabaseBackupStorageClass | null = this.validClass(this.classes.get(b.spec?.storageClassName ?? ''))): BackupRoots | undefined {
+    if (!sc) return undefined;
+    const allowed = sc.spec.allowedNamespaces ?? [];
+    if (allowed.length > 0 && !allowed.includes(b.metadata.namespace ?? '')) return undefined;
+    try {
+      return backupRoots(b, sc);
+    } catch {
+      return undefined; // a spec too broken to read; its own reconcile reports why
+    }
+  }
+
+  /** The storage roots of every DatabaseBackup that may use its class. */
+  private allRoots(): BackupRoots[] {
+    return this.backups.list().flatMap((b) => this.rootsOf(b) ?? []);
+  }
+
+  /**
+   * After `changed` DatabaseBackups (or classes `viaClasses`, old and new, used by them) changed: queues
+   * every DatabaseBackup whose storage overlaps theirs, and every one refused with PrefixOverlap (the
+   * overlap may be gone).
+   */
+  private enqueueOverlapping(changed: readonly DatabaseBackup[], viaClasses: readonly DatabaseBackupStorageClass[] = []): void {
+    if (!this.started) return;
+    const roots = changed.flatMap((b) => {
+      const own = this.rootsOf(b);
+      const via = viaClasses.flatMap((c) => this.rootsOf(b, this.validClass(c)) ?? []);
+      return [...(own ? [own] : []), ...via].flatMap((r) => r.roots);
+    });
+    for (const b of this.backups.list()) {
+      const refused = b.status?.conditions?.some((c) => c.type === 'ConfigValid' && c.reason === 'PrefixOverlap');
+      const mine = refused ? undefined : this.rootsOf(b);
+      if (refused || mine?.roots.some((r) => roots.some((x) => rootsOverlap(r, x)))) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    }
+  }
+
   private enqueueSecret(secretName: string): void {
     for (const sc of this.classes.list()) if (referencedSecrets(sc).has(secretName)) this.enqueueClass(sc.metadata.name ?? '');
   }
@@ -183,6 +241,7 @@ export class Controller {
         this.classes.get(backup.spec?.storageClassName ?? ''),
         (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
         this.renderSettings,
+        this.allRoots(),
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];

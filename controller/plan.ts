@@ -3,7 +3,8 @@
  * hold, either the objects to run it or the one problem to report. The
  * checks run in the order a user fixes things: the spec itself, its storage
  * class (exists, valid, allows the namespace, has the chosen locations), the
- * Secrets, the runner image.
+ * Secrets, the runner image. A DatabaseBackup whose storage overlaps an
+ * earlier one's (see overlap.ts) is refused before anything is rendered.
  */
 import {
   validateDatabaseBackup,
@@ -12,6 +13,7 @@ import {
   type DatabaseBackupStorageClass,
 } from '../api/crds/index.js';
 import type { FieldError } from '../api/runner-config.js';
+import { backupRoots, overlapMessage, overlapsRefusing, type BackupRoots } from './overlap.js';
 import { renderRunner, type Rendered, type RenderSettings } from './render/objects.js';
 import type { SecretLookup } from './render/runner-config.js';
 import type { Problem } from './status.js';
@@ -27,6 +29,8 @@ export function planBackup(
   storageClass: DatabaseBackupStorageClass | undefined,
   secrets: SecretLookup,
   settings: RenderSettings,
+  /** The storage roots of every other DatabaseBackup that may use its class; omitted: no overlap check. */
+  others?: readonly BackupRoots[],
 ): Plan {
   const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message } });
   const alone = validateDatabaseBackup(backup);
@@ -42,6 +46,10 @@ export function planBackup(
   }
   const full = validateDatabaseBackup(backup, { storageClass: sc.value });
   if (!full.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(full.errors)}`);
+  if (others) {
+    const refused = overlapsRefusing(backupRoots(full.value, sc.value), others);
+    if (refused.length > 0) return fail('PrefixOverlap', overlapMessage(refused));
+  }
   const r = renderRunner({ backup: full.value, storageClass: sc.value, secrets, settings });
   if (!r.ok) return fail(r.problems[0]!.reason, r.problems.map((p) => p.message).join('; '));
   return { ok: true, rendered: r.value };
