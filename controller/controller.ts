@@ -37,11 +37,26 @@ function backupResultChanged(old: DatabaseBackup, now: DatabaseBackup): boolean 
   return a?.id !== b?.id || a?.status !== b?.status || a?.message !== b?.message;
 }
 
+/** What a DatabaseBackup whose access is revoked is told, after the cause. */
+function revokedText(namespace: string): string {
+  return `so no runner runs for it and no storage credential is kept in namespace "${namespace}" until this is fixed (stored backups are kept)`;
+}
+
 /** Queue keys of storage classes; DatabaseBackup keys are namespace/name and never contain ':'. */
 const CLASS_KEY = 'class:';
 
 type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
 const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
+
+/** What a revoked runner loses, in this order: the pod first, then the copied credentials, then the rest. */
+const REVOKE_ORDER: { key: keyof RunnerObjects; apiVersion: string; kind: string }[] = [
+  { key: 'deployment', apiVersion: 'apps/v1', kind: 'Deployment' },
+  { key: 'secret', apiVersion: 'v1', kind: 'Secret' },
+  { key: 'service', apiVersion: 'v1', kind: 'Service' },
+  { key: 'roleBinding', apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding' },
+  { key: 'role', apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role' },
+  { key: 'serviceAccount', apiVersion: 'v1', kind: 'ServiceAccount' },
+];
 
 export interface ControllerOptions {
   kube: KubeAdapter;
@@ -57,6 +72,7 @@ export interface ReconcileStats {
   applies: number;
   statusPatches: number;
   events: number;
+  deletes: number;
 }
 
 export class Controller {
@@ -71,7 +87,7 @@ export class Controller {
   private resyncTimer: NodeJS.Timeout | undefined;
   /** Validated storage classes by cached object (a changed class is a new object). */
   private readonly validClasses = new WeakMap<DatabaseBackupStorageClass, DatabaseBackupStorageClass | null>();
-  readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0 };
+  readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0, deletes: 0 };
 
   constructor(private readonly opts: ControllerOptions) {
     const { kube, settings, logger } = opts;
@@ -245,6 +261,12 @@ export class Controller {
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];
+      let removed: string[] = [];
+      const problem: Problem | undefined = plan.ok
+        ? undefined
+        : plan.revoke
+          ? { reason: plan.problem.reason, message: `${plan.problem.message}; ${revokedText(namespace)}` }
+          : plan.problem;
       if (plan.ok) {
         try {
           const r = await this.applyObjects(plan.rendered.objects, log);
@@ -252,17 +274,27 @@ export class Controller {
           deployment = r.deployment ?? deployment;
         } catch (err) {
           // Say why in the status and an Event, then let the queue retry with backoff.
-          const problem: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
-          await this.writeStatus(backup, problem, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
-          await this.emitEvents(backup, problem, [], undefined);
+          const failed: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
+          await this.writeStatus(backup, failed, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
+          await this.emitEvents(backup, failed, [], undefined);
           throw err;
         }
+      } else if (plan.revoke) {
+        try {
+          removed = await this.revokeRunner(backup, log);
+        } catch (err) {
+          await this.writeStatus(backup, problem, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
+          throw err;
+        }
+        deployment = undefined;
       } else if (deployment) {
         log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
       }
-      const problem = plan.ok ? undefined : plan.problem;
-      await this.writeStatus(backup, problem, deployment);
+      await this.writeStatus(backup, problem, deployment, !plan.ok && plan.revoke);
       await this.emitEvents(backup, problem, applied, plan.ok ? plan.rendered.configHash : undefined);
+      if (removed.length > 0) {
+        await this.event(backup, 'Warning', 'RunnerRevoked', `removed ${removed.join(', ')} of runner ${runnerName(name)} (${plan.ok ? '' : plan.problem.reason}); the stored backups are kept`);
+      }
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -306,9 +338,41 @@ export class Controller {
     return { applied, ...(deployment ? { deployment } : {}) };
   }
 
-  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {
+  /**
+   * Removes the runner of a DatabaseBackup that may no longer use its storage: the Deployment (its pod
+   * stops), the config Secret (the copied storage credentials), then the Service, RoleBinding, Role and
+   * ServiceAccount (which may carry a cloud identity). Only objects this DatabaseBackup owns (by UID, as
+   * the caches show them); the config Secret, which the controller cannot read, goes with them. Returns
+   * the kinds that were there.
+   */
+  private async revokeRunner(backup: DatabaseBackup, log: Logger): Promise<string[]> {
+    const meta = backup.metadata as { name: string; namespace: string; uid?: string };
+    const name = runnerName(meta.name);
+    const ours = (o: KubernetesObject | undefined) =>
+      o?.metadata?.ownerReferences?.some((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION && r.name === meta.name && (!meta.uid || r.uid === meta.uid)) === true;
+    const found = new Map(OWNED.map((k) => [k, this.owned[k].get(name, meta.namespace)] as const).filter(([, o]) => ours(o)));
+    if (found.size === 0) return [];
+    const removed: string[] = [];
+    for (const { key, apiVersion, kind } of REVOKE_ORDER) {
+      const cached = key === 'secret' ? undefined : found.get(key);
+      if (key !== 'secret' && !cached) continue;
+      const gone = await this.opts.kube.delete({ apiVersion, kind, metadata: { name, namespace: meta.namespace } }, cached?.metadata?.uid);
+      this.stats.deletes++;
+      if (gone) removed.push(kind);
+    }
+    log.warn({ removed }, 'access to the storage revoked: runner removed');
+    return removed;
+  }
+
+  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined, revoked = false): Promise<void> {
     const lastBackup = backup.status?.lastBackup;
-    const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), ...(lastBackup ? { lastBackup } : {}), now: this.now() });
+    const desired = controllerStatus(backup, {
+      ...(problem ? { problem } : {}),
+      ...(deployment ? { deployment } : {}),
+      ...(lastBackup ? { lastBackup } : {}),
+      ...(revoked ? { revoked } : {}),
+      now: this.now(),
+    });
     const ready = desired.conditions.find((c) => c.type === 'Ready')?.status === 'True';
     this.opts.metrics.backupReady.set({ databasebackup_namespace: backup.metadata.namespace ?? '', databasebackup: backup.metadata.name ?? '' }, ready ? 1 : 0);
     if (statusUpToDate(backup, desired)) return;

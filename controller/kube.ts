@@ -34,7 +34,7 @@ import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds/common.js';
 import { statusBody } from '../api/errors.js';
-import { fromKubeError, kubeStatus } from './errors.js';
+import { fromKubeError, isControllerError, kubeStatus } from './errors.js';
 import type { CacheHealth } from './health.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
@@ -402,6 +402,23 @@ export class KubeAdapter {
     return this.call('patch', obj.kind!.toLowerCase(), `apply ${obj.kind} ${m.namespace}/${m.name}`, () =>
       this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
     );
+  }
+
+  /**
+   * Deletes an object (dependents in the background); false when it was already gone. With `uid`
+   * the API server deletes only that object, never another one created under the same name since.
+   */
+  async delete(obj: KubernetesObject, uid?: string): Promise<boolean> {
+    const m = obj.metadata!;
+    try {
+      await this.call('delete', obj.kind!.toLowerCase(), `delete ${obj.kind} ${m.namespace}/${m.name}`, () =>
+        this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background', uid ? { preconditions: { uid } } : undefined),
+      );
+      return true;
+    } catch (err) {
+      if (isControllerError(err, 'KUBE_NOT_FOUND')) return false;
+      throw err;
+    }
   }
 
   /** Merge-patches the status subresource of a DatabaseBackup (only the fields given). */

@@ -177,5 +177,5 @@ export function overlapMessage(overlaps: readonly Overlap[]): string {
   const first = overlaps[0];
   if (!first) return '';
   const more = overlaps.length > 1 ? `; and ${overlaps.length - 1} more DatabaseBackup${overlaps.length > 2 ? 's' : ''}: ${overlaps.slice(1).map((o) => `${o.earlier.namespace}/${o.earlier.name}`).join(', ')}` : '';
-  return `${one(first)}: a runner must own its storage prefix alone, so this DatabaseBackup is refused and its runner removed; use another storage class prefix or location${more}`;
+  return `${one(first)}: a runner must own its storage prefix alone: use another storage class prefix or location${more}`;
 }

@@ -6,6 +6,8 @@
  * Secrets: read (get/list/watch) only in the controller's own namespace,
  * where storage class credentials live; in other namespaces the controller
  * may only write the runners' config Secrets, never read any Secret.
+ * `delete` on the runner objects (config Secret included) is what revokes a
+ * runner whose DatabaseBackup may no longer use its storage.
  */
 import type { V1PolicyRule } from '@kubernetes/client-node';
 import { GROUP } from '../api/crds/common.js';

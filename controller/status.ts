@@ -27,6 +27,8 @@ export interface StatusFacts {
   problem?: Problem;
   /** The runner Deployment as observed (undefined: not there). */
   deployment?: V1Deployment;
+  /** The runner was removed because the DatabaseBackup may no longer use its storage. */
+  revoked?: boolean;
   /** The last backup as the runner reported it. */
   lastBackup?: DatabaseBackupStatus['lastBackup'];
   now: Date;
@@ -34,7 +36,8 @@ export interface StatusFacts {
 
 type Draft = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
-function runnerCondition(d: V1Deployment | undefined): Draft {
+function runnerCondition(d: V1Deployment | undefined, revoked: boolean): Draft {
+  if (!d && revoked) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerRevoked', message: 'no runner: the DatabaseBackup may not use its storage (see ConfigValid)' };
   if (!d) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerNotCreated', message: 'the runner Deployment does not exist yet' };
   const name = d.metadata?.name ?? '';
   const progressing = d.status?.conditions?.find((c) => c.type === 'Progressing');
@@ -73,7 +76,7 @@ export function desiredConditions(facts: StatusFacts, current: readonly Conditio
   const config: Draft = facts.problem
     ? { type: 'ConfigValid', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : { type: 'ConfigValid', status: 'True', reason: 'Applied', message: 'the runner has the current spec' };
-  const runner = runnerCondition(facts.deployment);
+  const runner = runnerCondition(facts.deployment, facts.revoked === true);
   const ready: Draft = facts.problem
     ? { type: 'Ready', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : runner.status === 'True'

@@ -9,6 +9,12 @@ const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
 const deployment = (status: V1Deployment['status']): V1Deployment => ({ metadata: { name: 'orders-runner' }, status });
 
 describe('desiredConditions', () => {
+  it('a revoked runner: RunnerAvailable says so instead of "not created yet"', () => {
+    const c = desiredConditions({ problem: { reason: 'NamespaceNotAllowed', message: 'namespace "a" is not allowed' }, revoked: true, now: NOW });
+    expect(c.find((x) => x.type === 'RunnerAvailable')).toMatchObject({ status: 'False', reason: 'RunnerRevoked' });
+    expect(c.find((x) => x.type === 'Ready')).toMatchObject({ status: 'False', reason: 'NamespaceNotAllowed' });
+  });
+
   it.each([
     ['no Deployment yet', undefined, undefined, ['False', 'True', 'False'], 'RunnerNotCreated'],
     ['available', undefined, deployment({ availableReplicas: 1 }), ['True', 'True', 'True'], 'Ready'],
