@@ -23,11 +23,12 @@ import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
 import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
-import { planBackup, referencedSecrets } from './plan.js';
+import { planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { accessChanged, backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
 /** True when the runner reported another backup, or another result of the same one. */
@@ -280,21 +281,19 @@ export class Controller {
           throw err;
         }
       } else if (plan.revoke) {
-        try {
-          removed = await this.revokeRunner(backup, log);
-        } catch (err) {
+        removed = await this.revokeRunner(backup, log).catch(async (err: unknown) => {
           await this.writeStatus(backup, problem, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
           throw err;
-        }
+        });
         deployment = undefined;
       } else if (deployment) {
         log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
       }
-      await this.writeStatus(backup, problem, deployment, !plan.ok && plan.revoke);
+      const revoked = !plan.ok && plan.revoke;
+      const access = plan.ok ? plan.rendered.access : revoked ? [] : undefined;
+      await this.writeStatus(backup, problem, deployment, revoked, access);
       await this.emitEvents(backup, problem, applied, plan.ok ? plan.rendered.configHash : undefined);
-      if (removed.length > 0) {
-        await this.event(backup, 'Warning', 'RunnerRevoked', `removed ${removed.join(', ')} of runner ${runnerName(name)} (${plan.ok ? '' : plan.problem.reason}); the stored backups are kept`);
-      }
+      await this.accessEvents(backup, plan, removed);
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -364,13 +363,14 @@ export class Controller {
     return removed;
   }
 
-  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined, revoked = false): Promise<void> {
+  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined, revoked = false, access?: LocationAccess[]): Promise<void> {
     const lastBackup = backup.status?.lastBackup;
     const desired = controllerStatus(backup, {
       ...(problem ? { problem } : {}),
       ...(deployment ? { deployment } : {}),
       ...(lastBackup ? { lastBackup } : {}),
       ...(revoked ? { revoked } : {}),
+      ...(access ? { access } : {}),
       now: this.now(),
     });
     const ready = desired.conditions.find((c) => c.type === 'Ready')?.status === 'True';
@@ -390,6 +390,16 @@ export class Controller {
     if (applied.length > 0) {
       const created = !before;
       await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (config ${hash ?? ''})`);
+    }
+  }
+
+  /** Who can read the keys, when that changed; what a revocation removed. */
+  private async accessEvents(backup: DatabaseBackup, plan: Plan, removed: string[]): Promise<void> {
+    if (plan.ok && accessChanged(backup.status?.credentials, plan.rendered.access)) {
+      await this.event(backup, 'Normal', 'CredentialsAccess', plan.rendered.access.map((a) => `${a.location}: ${a.readableBy}`).join('; '));
+    }
+    if (!plan.ok && removed.length > 0) {
+      await this.event(backup, 'Warning', 'RunnerRevoked', `removed ${removed.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (${plan.problem.reason}); the stored backups are kept`);
     }
   }
 

@@ -20,14 +20,15 @@ import type { Problem } from './status.js';
 
 /**
  * `revoke`: the DatabaseBackup may no longer use its storage (its class is gone or no longer allows
- * its namespace, the class's keys are gone, its storage overlaps an earlier DatabaseBackup's): its runner
+ * its namespace, the class's keys are gone, the class now wants the DatabaseBackup's own keys, its storage
+ * overlaps an earlier DatabaseBackup's): its runner
  * and every credential copied into its namespace must go. Any other problem keeps a running runner on
  * its last good config.
  */
 export type Plan = { ok: true; rendered: Rendered } | { ok: false; problem: Problem; revoke: boolean };
 
 /** The problems that take a DatabaseBackup's access to its storage away. */
-export const REVOKING_REASONS: ReadonlySet<string> = new Set(['StorageClassNotFound', 'NamespaceNotAllowed', 'PrefixOverlap', 'SecretNotFound', 'SecretKeyNotFound']);
+export const REVOKING_REASONS: ReadonlySet<string> = new Set(['StorageClassNotFound', 'NamespaceNotAllowed', 'PrefixOverlap', 'SecretNotFound', 'SecretKeyNotFound', 'CredentialsRequired']);
 
 function fieldText(errors: FieldError[]): string {
   return errors.map((e) => `${e.path}: ${e.message}`).join('; ');

@@ -11,6 +11,7 @@
  */
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Condition, DatabaseBackup, DatabaseBackupStatus } from '../api/crds/index.js';
+import type { LocationAccess } from './render/runner-config.js';
 
 export interface Problem {
   reason: string;
@@ -20,6 +21,8 @@ export interface Problem {
 export interface ControllerStatus {
   observedGeneration?: number;
   conditions: Condition[];
+  /** Per location, who can read its credentials; absent: leave what is stored. */
+  credentials?: LocationAccess[];
 }
 
 export interface StatusFacts {
@@ -27,6 +30,8 @@ export interface StatusFacts {
   problem?: Problem;
   /** The runner Deployment as observed (undefined: not there). */
   deployment?: V1Deployment;
+  /** Where each location's credentials are (the runner as applied now; [] when revoked); undefined: unchanged. */
+  access?: LocationAccess[];
   /** The runner was removed because the DatabaseBackup may no longer use its storage. */
   revoked?: boolean;
   /** The last backup as the runner reported it. */
@@ -94,13 +99,20 @@ export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): Co
     const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : facts.now.toISOString().replace(/\.\d{3}Z$/, 'Z');
     return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
   });
-  return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions };
+  return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions, ...(facts.access ? { credentials: facts.access } : {}) };
+}
+
+/** True when `access` says something else than what status.credentials holds. */
+export function accessChanged(stored: DatabaseBackupStatus['credentials'], access: readonly LocationAccess[]): boolean {
+  const key = (l: readonly { location: string; source: string; readableBy: string }[]) => JSON.stringify(l.map((a) => [a.location, a.source, a.readableBy]));
+  return key(stored ?? []) !== key(access);
 }
 
 /** True when the stored status already says what `desired` says. */
-export function statusUpToDate(obj: { status?: { observedGeneration?: number; conditions?: Condition[] } }, desired: ControllerStatus): boolean {
+export function statusUpToDate(obj: { status?: { observedGeneration?: number; conditions?: Condition[]; credentials?: DatabaseBackupStatus['credentials'] } }, desired: ControllerStatus): boolean {
   const s = obj.status;
   if (s?.observedGeneration !== desired.observedGeneration) return false;
+  if (desired.credentials && accessChanged(s?.credentials, desired.credentials)) return false;
   const current = s?.conditions ?? [];
   return (
     desired.conditions.every((c) => {

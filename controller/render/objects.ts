@@ -63,6 +63,8 @@ export interface Rendered {
   objects: RunnerObjects;
   configHash: string;
   image: string;
+  /** Per location, where its credentials are and who can read them. */
+  access: RenderedConfig['access'];
 }
 
 export type RenderResult = { ok: true; value: Rendered } | { ok: false; problems: RenderProblem[] };
@@ -283,5 +285,5 @@ export function renderRunner(input: RenderInput): RenderResult {
       },
     },
   };
-  return { ok: true, value: { objects: { serviceAccount, role, roleBinding, secret, service, deployment }, configHash: cfg.hash, image: picked.image } };
+  return { ok: true, value: { objects: { serviceAccount, role, roleBinding, secret, service, deployment }, configHash: cfg.hash, image: picked.image, access: cfg.access } };
 }

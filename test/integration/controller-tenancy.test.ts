@@ -191,3 +191,68 @@ describe('access taken away removes the runner and every copied key within one r
     expect(await get(['get', 'secret', 'db2-runner', '-n', 'team-b'])).toBeDefined();
   });
 });
+
+describe('credentials per tenant: a class can keep its keys to itself', () => {
+  const classKeys = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vault-keys', namespace: CONTROLLER_NAMESPACE }, stringData: { id: 'AKIACLASSKEY', secret: 'class-secret-never-copied' } };
+  const vault = (source?: string) =>
+    s3Class('vault', 'vault', source === 'DatabaseBackup' ? { } : { accessKeyIdSecretRef: { secretName: 'vault-keys', key: 'id' }, secretAccessKeySecretRef: { secretName: 'vault-keys', key: 'secret' } }, ['team-a']);
+  const withSource = (sc: Obj, source: string) => ({ ...sc, spec: { ...sc.spec, credentials: { source } } });
+  const own = { credentials: [{ location: 'offsite', s3: { accessKeyIdSecretRef: { name: 'own-s3', key: 'id' }, secretAccessKeySecretRef: { name: 'own-s3', key: 'secret' } } }] };
+  const status = async (name: string) => (await get(['get', 'dbb', name, '-n', 'team-a']))?.status as Obj | undefined;
+
+  it('StorageClass keys are copied, and kubectl describe says who can read them', async () => {
+    await apply(classKeys, vault(), backup('team-a', 'vault1', 'vault'));
+    const s = await eventually('vault1 runner Secret', () => get(['get', 'secret', 'vault1-runner', '-n', 'team-a']));
+    expect(Object.keys(s.data as Obj).sort()).toEqual(['config.yaml', 'offsite.access-key-id', 'offsite.secret-access-key']);
+    const st = await eventually('status.credentials', async () => (await status('vault1'))?.credentials as Obj[] | undefined);
+    expect(st).toEqual([
+      {
+        location: 'offsite',
+        source: 'StorageClass',
+        readableBy: expect.stringContaining('keys of storage class "vault" (Secret vault-keys in the controller\'s namespace) copied into Secret team-a/vault1-runner: readable by anyone who may read Secrets or create pods in namespace team-a'),
+      },
+    ]);
+    const described = await kube.kubectlOk(['describe', 'dbb', 'vault1', '-n', 'team-a']);
+    expect(described).toContain('Readable By');
+    const ev = await eventually('the CredentialsAccess Event', async () => (await events('team-a', 'vault1')).split('\n').find((m) => m.startsWith('offsite: keys of storage class "vault"')));
+    expect(ev).toBeDefined();
+  });
+
+  it('the class switches to DatabaseBackup keys: a DatabaseBackup without its own keys loses its runner and the copied class keys', async () => {
+    await apply(withSource(vault('DatabaseBackup'), 'DatabaseBackup'));
+    const c = await eventually('vault1: CredentialsRequired', async () => {
+      const x = condition(await get(['get', 'dbb', 'vault1', '-n', 'team-a']), 'ConfigValid');
+      return x?.reason === 'CredentialsRequired' ? x : undefined;
+    });
+    expect(c.message).toContain('add { location: offsite, s3: { accessKeyIdSecretRef, secretAccessKeySecretRef } } to spec.credentials');
+    expect(await get(['get', 'secret', 'vault1-runner', '-n', 'team-a'])).toBeUndefined();
+    expect(await get(['get', 'deployment', 'vault1-runner', '-n', 'team-a'])).toBeUndefined();
+    expect((await status('vault1'))?.credentials).toEqual([]);
+  });
+
+  it('with its own keys: the runner mounts the namespace\'s Secret, no class key lands in the namespace', async () => {
+    await apply(backup('team-a', 'vault1', 'vault', own));
+    const d = await eventually('vault1 Deployment', () => get(['get', 'deployment', 'vault1-runner', '-n', 'team-a']));
+    const volumes = d.spec.template.spec.volumes as Obj[];
+    expect(volumes.filter((v) => v.secret !== undefined).map((v) => v.secret.secretName as string)).toEqual(['vault1-runner', 'own-s3']);
+    const s = await get(['get', 'secret', 'vault1-runner', '-n', 'team-a']);
+    expect(Object.keys(s!.data as Obj)).toEqual(['config.yaml']);
+    const all = await kube.kubectlOk(['get', 'secrets', '-n', 'team-a', '-o', 'json']);
+    expect(all).not.toContain(Buffer.from('class-secret-never-copied').toString('base64'));
+    const st = await eventually('status.credentials says DatabaseBackup', async () => {
+      const x = (await status('vault1'))?.credentials as Obj[] | undefined;
+      return x?.[0]?.source === 'DatabaseBackup' ? x : undefined;
+    });
+    expect(st[0]!.readableBy).toContain('this namespace\'s own keys (Secret team-a/own-s3)');
+  });
+
+  it('the class refuses to hold keys once it says DatabaseBackup', async () => {
+    const bad = withSource(vault(), 'DatabaseBackup');
+    await apply(bad);
+    const c = await eventually('vault: Ready=False', async () => {
+      const x = condition(await get(['get', 'dbbsc', 'vault']), 'Ready');
+      return x?.status === 'False' ? x : undefined;
+    });
+    expect(c.message).toContain('spec.locations[0].s3.accessKeyIdSecretRef: must be unset: spec.credentials.source is DatabaseBackup');
+  });
+});
