@@ -177,6 +177,26 @@ describe('access taken away removes the runner and every copied key within one r
     expect(await get(['get', 'dbb', 'db2', '-n', 'team-b'])).toBeDefined();
   });
 
+  it('revocation deletes only what the DatabaseBackup owns: same-named objects of someone else stay', async () => {
+    const labels = { 'app.kubernetes.io/managed-by': 'db-backup-controller', 'app.kubernetes.io/name': 'backup-runner', 'app.kubernetes.io/instance': 'intruder-runner' };
+    await apply(
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'intruder-runner', namespace: 'team-a', labels }, stringData: { keep: 'me' } },
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'intruder-runner', namespace: 'team-a', labels },
+        spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'x', image: 'example.invalid/x' }] } } },
+      },
+      s3Class('closed', 'closed', {}, ['team-b']),
+      backup('team-a', 'intruder', 'closed'),
+    );
+    await eventually('intruder: NamespaceNotAllowed', async () => condition(await get(['get', 'dbb', 'intruder', '-n', 'team-a']), 'ConfigValid')?.reason === 'NamespaceNotAllowed');
+    await controller.idle();
+    expect(await get(['get', 'deployment', 'intruder-runner', '-n', 'team-a'])).toBeDefined();
+    expect(await get(['get', 'secret', 'intruder-runner', '-n', 'team-a'])).toBeDefined();
+    expect(await events('team-a', 'intruder', 'reason')).not.toContain('RunnerRevoked');
+  });
+
   it('any other invalid spec keeps the running runner on its last good config', async () => {
     await apply(s3Class('team', 'teams', keyed('team-keys'), ['team-a', 'team-b']));
     await eventually('db2 runner back', () => get(['get', 'deployment', 'db2-runner', '-n', 'team-b']));
