@@ -270,6 +270,7 @@ try {
       applies: b.stats.applies - a.stats.applies,
       statusPatches: b.stats.statusPatches - a.stats.statusPatches,
       events: b.stats.events - a.stats.events,
+      deletes: b.stats.deletes - a.stats.deletes,
     },
     tcp: b.tcp - a.tcp,
     errors: b.errors - a.errors,

@@ -10,7 +10,9 @@
  *
  * What requeues a DatabaseBackup: its own spec (a new generation), its
  * storage class, a Secret that class references, any object it owns (a hand
- * edit or deletion is repaired), and the periodic resync.
+ * edit or deletion is repaired), a change of another DatabaseBackup or class
+ * whose storage overlaps its own (or that refused it with PrefixOverlap), and
+ * the periodic resync.
  */
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
@@ -23,11 +25,13 @@ import { cachesLiveness, DEFAULT_WATCH_FAILURE_TIMEOUT_MS, type Liveness } from 
 import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
-import { planBackup, referencedSecrets } from './plan.js';
+import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
+import { planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { accessChanged, backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
 /** True when the runner reported another backup, or another result of the same one. */
@@ -37,11 +41,26 @@ function backupResultChanged(old: DatabaseBackup, now: DatabaseBackup): boolean 
   return a?.id !== b?.id || a?.status !== b?.status || a?.message !== b?.message;
 }
 
+/** What a DatabaseBackup whose access is revoked is told, after the cause. */
+function revokedText(namespace: string): string {
+  return `so no runner runs for it and no storage credential is kept in namespace "${namespace}" until this is fixed (stored backups are kept)`;
+}
+
 /** Queue keys of storage classes; DatabaseBackup keys are namespace/name and never contain ':'. */
 const CLASS_KEY = 'class:';
 
 type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
 const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
+
+/** What a revoked runner loses, in this order: the pod first, then the copied credentials, then the rest. */
+const REVOKE_ORDER: { key: keyof RunnerObjects; apiVersion: string; kind: string }[] = [
+  { key: 'deployment', apiVersion: 'apps/v1', kind: 'Deployment' },
+  { key: 'secret', apiVersion: 'v1', kind: 'Secret' },
+  { key: 'service', apiVersion: 'v1', kind: 'Service' },
+  { key: 'roleBinding', apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding' },
+  { key: 'role', apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role' },
+  { key: 'serviceAccount', apiVersion: 'v1', kind: 'ServiceAccount' },
+];
 
 export interface ControllerOptions {
   kube: KubeAdapter;
@@ -57,6 +76,7 @@ export interface ReconcileStats {
   applies: number;
   statusPatches: number;
   events: number;
+  deletes: number;
 }
 
 export class Controller {
@@ -69,7 +89,11 @@ export class Controller {
   private readonly now: () => Date;
   private started = false;
   private resyncTimer: NodeJS.Timeout | undefined;
-  readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0 };
+  /** Validated storage classes by cached object (a changed class is a new object). */
+  private readonly validClasses = new WeakMap<DatabaseBackupStorageClass, DatabaseBackupStorageClass | null>();
+  /** Storage roots by cached DatabaseBackup object, with the cached class object they were computed from. */
+  private readonly rootsMemo = new WeakMap<DatabaseBackup, { sc: DatabaseBackupStorageClass | undefined; roots: BackupRoots | undefined }>();
+  readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0, deletes: 0 };
 
   constructor(private readonly opts: ControllerOptions) {
     const { kube, settings, logger } = opts;
@@ -95,8 +119,13 @@ export class Controller {
       // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
       if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
+      if (kind !== 'update' || old?.metadata.generation !== o.metadata.generation) this.enqueueOverlapping([o, ...(old ? [old] : [])]);
     });
-    this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass) => this.enqueueClass(o.metadata.name ?? ''));
+    this.classes = kube.cache(src.classes as never, (o: DatabaseBackupStorageClass, _kind, old?: DatabaseBackupStorageClass) => {
+      this.enqueueClass(o.metadata.name ?? '');
+      const users = this.backups.list().filter((b) => b.spec?.storageClassName === o.metadata.name);
+      this.enqueueOverlapping(users, [o, ...(old ? [old] : [])]);
+    });
     this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
     const ownerHandler = (o: KubernetesObject) => {
       const owner = o.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
@@ -167,6 +196,62 @@ export class Controller {
     }
   }
 
+  /** The storage class as the controller reads it (defaults filled), or null when it is invalid. */
+  private validClass(sc: DatabaseBackupStorageClass | undefined): DatabaseBackupStorageClass | null {
+    if (!sc) return null;
+    let v = this.validClasses.get(sc);
+    if (v === undefined) {
+      const r = validateStorageClass(sc);
+      v = r.ok ? r.value : null;
+      this.validClasses.set(sc, v);
+    }
+    return v;
+  }
+
+  /** The storage roots of a DatabaseBackup that may use its class (it exists, is valid, allows the namespace); else undefined. */
+  private rootsOf(b: DatabaseBackup, sc: DatabaseBackupStorageClass | null = this.validClass(this.classes.get(b.spec?.storageClassName ?? ''))): BackupRoots | undefined {
+    if (!sc) return undefined;
+    const allowed = sc.spec.allowedNamespaces ?? [];
+    if (allowed.length > 0 && !allowed.includes(b.metadata.namespace ?? '')) return undefined;
+    try {
+      return backupRoots(b, sc);
+    } catch {
+      return undefined; // a spec too broken to read; its own reconcile reports why
+    }
+  }
+
+  /** The storage roots of every DatabaseBackup that may use its class (memoised per cached object: ~0.3 ms per reconcile at 1,000). */
+  private allRoots(): BackupRoots[] {
+    return this.backups.list().flatMap((b) => {
+      const sc = this.classes.get(b.spec?.storageClassName ?? '');
+      let memo = this.rootsMemo.get(b);
+      if (!memo || memo.sc !== sc) {
+        memo = { sc, roots: this.rootsOf(b, this.validClass(sc)) };
+        this.rootsMemo.set(b, memo);
+      }
+      return memo.roots ?? [];
+    });
+  }
+
+  /**
+   * After `changed` DatabaseBackups (or classes `viaClasses`, old and new, used by them) changed: queues
+   * every DatabaseBackup whose storage overlaps theirs, and every one refused with PrefixOverlap (the
+   * overlap may be gone).
+   */
+  private enqueueOverlapping(changed: readonly DatabaseBackup[], viaClasses: readonly DatabaseBackupStorageClass[] = []): void {
+    if (!this.started) return;
+    const roots = changed.flatMap((b) => {
+      const own = this.rootsOf(b);
+      const via = viaClasses.flatMap((c) => this.rootsOf(b, this.validClass(c)) ?? []);
+      return [...(own ? [own] : []), ...via].flatMap((r) => r.roots);
+    });
+    for (const b of this.backups.list()) {
+      const refused = b.status?.conditions?.some((c) => c.type === 'ConfigValid' && c.reason === 'PrefixOverlap');
+      const mine = refused ? undefined : this.rootsOf(b);
+      if (refused || mine?.roots.some((r) => roots.some((x) => rootsOverlap(r, x)))) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    }
+  }
+
   private enqueueSecret(secretName: string): void {
     for (const sc of this.classes.list()) if (referencedSecrets(sc).has(secretName)) this.enqueueClass(sc.metadata.name ?? '');
   }
@@ -187,10 +272,17 @@ export class Controller {
         this.classes.get(backup.spec?.storageClassName ?? ''),
         (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
         this.renderSettings,
+        this.allRoots(),
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];
       let conflict: Problem | undefined;
+      let removed: string[] = [];
+      const planned: Problem | undefined = plan.ok
+        ? undefined
+        : plan.revoke
+          ? { reason: plan.problem.reason, message: `${plan.problem.message}; ${revokedText(namespace)}` }
+          : plan.problem;
       if (plan.ok) {
         try {
           const r = await this.applyObjects(plan.rendered.objects, backup, log);
@@ -199,17 +291,26 @@ export class Controller {
           deployment = r.deployment ?? deployment;
         } catch (err) {
           // Say why in the status and an Event, then let the queue retry with backoff.
-          const problem: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
-          await this.writeStatus(backup, problem, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
-          await this.emitEvents(backup, problem, [], undefined);
+          const failed: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
+          await this.writeStatus(backup, failed, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
+          await this.emitEvents(backup, failed, [], undefined);
           throw err;
         }
+      } else if (plan.revoke) {
+        removed = await this.revokeRunner(backup, log).catch(async (err: unknown) => {
+          await this.writeStatus(backup, planned, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
+          throw err;
+        });
+        deployment = undefined;
       } else if (deployment) {
         log.info({ reason: plan.problem.reason }, 'spec cannot be applied; the runner keeps its last good config');
       }
-      const problem = plan.ok ? conflict : plan.problem;
-      await this.writeStatus(backup, problem, deployment);
+      const problem = plan.ok ? conflict : planned;
+      const revoked = !plan.ok && plan.revoke;
+      const access = plan.ok && !conflict ? plan.rendered.access : revoked ? [] : undefined;
+      await this.writeStatus(backup, problem, deployment, revoked, access);
       await this.emitEvents(backup, problem, applied, plan.ok && !conflict ? plan.rendered.configHash : undefined);
+      await this.accessEvents(backup, plan, removed);
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -284,9 +385,42 @@ export class Controller {
     return undefined;
   }
 
-  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined): Promise<void> {
+  /**
+   * Removes the runner of a DatabaseBackup that may no longer use its storage: the Deployment (its pod
+   * stops), the config Secret (the copied storage credentials), then the Service, RoleBinding, Role and
+   * ServiceAccount (which may carry a cloud identity). Only objects this DatabaseBackup owns (by UID, as
+   * the caches show them); the config Secret, which the controller cannot read, goes with them. Returns
+   * the kinds that were there.
+   */
+  private async revokeRunner(backup: DatabaseBackup, log: Logger): Promise<string[]> {
+    const meta = backup.metadata as { name: string; namespace: string; uid?: string };
+    const name = runnerName(meta.name);
+    const ours = (o: KubernetesObject | undefined) =>
+      o?.metadata?.ownerReferences?.some((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION && r.name === meta.name && (!meta.uid || r.uid === meta.uid)) === true;
+    const found = new Map(OWNED.map((k) => [k, this.owned[k].get(name, meta.namespace)] as const).filter(([, o]) => ours(o)));
+    if (found.size === 0) return [];
+    const removed: string[] = [];
+    for (const { key, apiVersion, kind } of REVOKE_ORDER) {
+      const cached = key === 'secret' ? undefined : found.get(key);
+      if (key !== 'secret' && !cached) continue;
+      const gone = await this.opts.kube.delete({ apiVersion, kind, metadata: { name, namespace: meta.namespace } }, cached?.metadata?.uid);
+      this.stats.deletes++;
+      if (gone) removed.push(kind);
+    }
+    log.warn({ removed }, 'access to the storage revoked: runner removed');
+    return removed;
+  }
+
+  private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined, revoked = false, access?: LocationAccess[]): Promise<void> {
     const lastBackup = backup.status?.lastBackup;
-    const desired = controllerStatus(backup, { ...(problem ? { problem } : {}), ...(deployment ? { deployment } : {}), ...(lastBackup ? { lastBackup } : {}), now: this.now() });
+    const desired = controllerStatus(backup, {
+      ...(problem ? { problem } : {}),
+      ...(deployment ? { deployment } : {}),
+      ...(lastBackup ? { lastBackup } : {}),
+      ...(revoked ? { revoked } : {}),
+      ...(access ? { access } : {}),
+      now: this.now(),
+    });
     const ready = desired.conditions.find((c) => c.type === 'Ready')?.status === 'True';
     this.opts.metrics.backupReady.set({ databasebackup_namespace: backup.metadata.namespace ?? '', databasebackup: backup.metadata.name ?? '' }, ready ? 1 : 0);
     if (statusUpToDate(backup, desired)) return;
@@ -304,6 +438,16 @@ export class Controller {
     if (applied.length > 0) {
       const created = !before;
       await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (config ${hash ?? ''})`);
+    }
+  }
+
+  /** Who can read the keys, when that changed; what a revocation removed. */
+  private async accessEvents(backup: DatabaseBackup, plan: Plan, removed: string[]): Promise<void> {
+    if (plan.ok && accessChanged(backup.status?.credentials, plan.rendered.access)) {
+      await this.event(backup, 'Normal', 'CredentialsAccess', plan.rendered.access.map((a) => `${a.location}: ${a.readableBy}`).join('; '));
+    }
+    if (!plan.ok && removed.length > 0) {
+      await this.event(backup, 'Warning', 'RunnerRevoked', `removed ${removed.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (${plan.problem.reason}); the stored backups are kept`);
     }
   }
 

@@ -420,6 +420,23 @@ export class KubeAdapter {
   }
 
   /**
+   * Deletes an object (dependents in the background); false when it was already gone. With `uid`
+   * the API server deletes only that object, never another one created under the same name since.
+   */
+  async delete(obj: KubernetesObject, uid?: string): Promise<boolean> {
+    const m = obj.metadata!;
+    try {
+      await this.call('delete', obj.kind!.toLowerCase(), `delete ${obj.kind} ${m.namespace}/${m.name}`, () =>
+        this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background', uid ? { preconditions: { uid } } : undefined),
+      );
+      return true;
+    } catch (err) {
+      if (isControllerError(err, 'KUBE_NOT_FOUND')) return false;
+      throw err;
+    }
+  }
+
+  /**
    * Whether an object named like `obj` exists, and the uids of its owners, for a kind the controller may
    * write but not read (runner Secrets): a dry-run server-side apply of the bare name, by a field manager
    * of its own, changes nothing and answers with the stored object (its resourceVersion is empty when

@@ -3,7 +3,8 @@
  * hold, either the objects to run it or the one problem to report. The
  * checks run in the order a user fixes things: the spec itself, its storage
  * class (exists, valid, allows the namespace, has the chosen locations), the
- * Secrets, the runner image.
+ * Secrets, the runner image. A DatabaseBackup whose storage overlaps an
+ * earlier one's (see overlap.ts) is refused before anything is rendered.
  */
 import {
   validateDatabaseBackup,
@@ -12,11 +13,22 @@ import {
   type DatabaseBackupStorageClass,
 } from '../api/crds/index.js';
 import type { FieldError } from '../api/runner-config.js';
+import { backupRoots, overlapMessage, overlapsRefusing, type BackupRoots } from './overlap.js';
 import { renderRunner, type Rendered, type RenderSettings } from './render/objects.js';
 import type { SecretLookup } from './render/runner-config.js';
 import type { Problem } from './status.js';
 
-export type Plan = { ok: true; rendered: Rendered } | { ok: false; problem: Problem };
+/**
+ * `revoke`: the DatabaseBackup may no longer use its storage (its class is gone or no longer allows
+ * its namespace, the class's keys are gone, the class now wants the DatabaseBackup's own keys, its storage
+ * overlaps an earlier DatabaseBackup's): its runner
+ * and every credential copied into its namespace must go. Any other problem keeps a running runner on
+ * its last good config.
+ */
+export type Plan = { ok: true; rendered: Rendered } | { ok: false; problem: Problem; revoke: boolean };
+
+/** The problems that take a DatabaseBackup's access to its storage away. */
+export const REVOKING_REASONS: ReadonlySet<string> = new Set(['StorageClassNotFound', 'NamespaceNotAllowed', 'PrefixOverlap', 'SecretNotFound', 'SecretKeyNotFound', 'CredentialsRequired']);
 
 function fieldText(errors: FieldError[]): string {
   return errors.map((e) => `${e.path}: ${e.message}`).join('; ');
@@ -27,8 +39,10 @@ export function planBackup(
   storageClass: DatabaseBackupStorageClass | undefined,
   secrets: SecretLookup,
   settings: RenderSettings,
+  /** The storage roots of every other DatabaseBackup that may use its class; omitted: no overlap check. */
+  others?: readonly BackupRoots[],
 ): Plan {
-  const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message } });
+  const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message }, revoke: REVOKING_REASONS.has(reason) });
   const alone = validateDatabaseBackup(backup);
   if (!alone.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(alone.errors)}`);
   const className = alone.value.spec.storageClassName;
@@ -42,8 +56,16 @@ export function planBackup(
   }
   const full = validateDatabaseBackup(backup, { storageClass: sc.value });
   if (!full.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(full.errors)}`);
+  if (others) {
+    const refused = overlapsRefusing(backupRoots(full.value, sc.value), others);
+    if (refused.length > 0) return fail('PrefixOverlap', overlapMessage(refused));
+  }
   const r = renderRunner({ backup: full.value, storageClass: sc.value, secrets, settings });
-  if (!r.ok) return fail(r.problems[0]!.reason, r.problems.map((p) => p.message).join('; '));
+  if (!r.ok) {
+    // The reason is the first problem that takes access away, else the first one.
+    const first = r.problems.find((p) => REVOKING_REASONS.has(p.reason)) ?? r.problems[0]!;
+    return fail(first.reason, r.problems.map((p) => p.message).join('; '));
+  }
   return { ok: true, rendered: r.value };
 }
 

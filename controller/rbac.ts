@@ -9,13 +9,18 @@
  * storage class credentials live; in other namespaces the controller may
  * only write the runners' config Secrets, never read any. Owned objects are
  * written by server-side apply (patch, and create for a new object) and
- * removed by the garbage collector, so no delete or update is granted.
+ * removed by the garbage collector when their DatabaseBackup goes; `delete`
+ * on the runner objects (config Secret included) is what revokes a runner
+ * whose DatabaseBackup may no longer use its storage. No update is granted.
  */
 import type { V1PolicyRule } from '@kubernetes/client-node';
 import { GROUP } from '../api/crds/common.js';
 
-/** Watched (list, watch), read when missing from the cache (get: the NameConflict check), server-side applied (patch, create). */
-const OWN = ['get', 'list', 'watch', 'create', 'patch'];
+/**
+ * Watched (list, watch), read when missing from the cache (get: the NameConflict check), server-side
+ * applied (patch, create), deleted when access to the storage is revoked (delete).
+ */
+const OWN = ['get', 'list', 'watch', 'create', 'patch', 'delete'];
 
 /**
  * Rights no request of the controller uses but an admission plugin checks: ownerReferences with
@@ -30,7 +35,8 @@ export const CLUSTER_RULES: V1PolicyRule[] = [
   { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status'], verbs: ['patch'] },
   ...ADMISSION_RULES,
   // Written, never read: a dry-run apply of the bare name tells whether a foreign Secret holds a runner's name.
-  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch'] },
+  // Deleted (by name: it cannot be read) when access to the storage is revoked.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['serviceaccounts', 'services'], verbs: OWN },
   { apiGroups: ['apps'], resources: ['deployments'], verbs: OWN },
   { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: OWN },

@@ -11,6 +11,7 @@
  */
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Condition, DatabaseBackup, DatabaseBackupStatus } from '../api/crds/index.js';
+import type { LocationAccess } from './render/runner-config.js';
 
 export interface Problem {
   reason: string;
@@ -20,6 +21,8 @@ export interface Problem {
 export interface ControllerStatus {
   observedGeneration?: number;
   conditions: Condition[];
+  /** Per location, who can read its credentials; absent: leave what is stored. */
+  credentials?: LocationAccess[];
 }
 
 export interface StatusFacts {
@@ -27,6 +30,10 @@ export interface StatusFacts {
   problem?: Problem;
   /** The runner Deployment as observed (undefined: not there). */
   deployment?: V1Deployment;
+  /** Where each location's credentials are (the runner as applied now; [] when revoked); undefined: unchanged. */
+  access?: LocationAccess[];
+  /** The runner was removed because the DatabaseBackup may no longer use its storage. */
+  revoked?: boolean;
   /** The last backup as the runner reported it. */
   lastBackup?: DatabaseBackupStatus['lastBackup'];
   now: Date;
@@ -34,7 +41,8 @@ export interface StatusFacts {
 
 type Draft = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
-function runnerCondition(d: V1Deployment | undefined): Draft {
+function runnerCondition(d: V1Deployment | undefined, revoked: boolean): Draft {
+  if (!d && revoked) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerRevoked', message: 'no runner: the DatabaseBackup may not use its storage (see ConfigValid)' };
   if (!d) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerNotCreated', message: 'the runner Deployment does not exist yet' };
   const name = d.metadata?.name ?? '';
   const progressing = d.status?.conditions?.find((c) => c.type === 'Progressing');
@@ -73,7 +81,7 @@ export function desiredConditions(facts: StatusFacts, current: readonly Conditio
   const config: Draft = facts.problem
     ? { type: 'ConfigValid', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : { type: 'ConfigValid', status: 'True', reason: 'Applied', message: 'the runner has the current spec' };
-  const runner = runnerCondition(facts.deployment);
+  const runner = runnerCondition(facts.deployment, facts.revoked === true);
   const ready: Draft = facts.problem
     ? { type: 'Ready', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : runner.status === 'True'
@@ -91,13 +99,20 @@ export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): Co
     const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : facts.now.toISOString().replace(/\.\d{3}Z$/, 'Z');
     return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
   });
-  return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions };
+  return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions, ...(facts.access ? { credentials: facts.access } : {}) };
+}
+
+/** True when `access` says something else than what status.credentials holds. */
+export function accessChanged(stored: DatabaseBackupStatus['credentials'], access: readonly LocationAccess[]): boolean {
+  const key = (l: readonly { location: string; source: string; readableBy: string }[]) => JSON.stringify(l.map((a) => [a.location, a.source, a.readableBy]));
+  return key(stored ?? []) !== key(access);
 }
 
 /** True when the stored status already says what `desired` says. */
-export function statusUpToDate(obj: { status?: { observedGeneration?: number; conditions?: Condition[] } }, desired: ControllerStatus): boolean {
+export function statusUpToDate(obj: { status?: { observedGeneration?: number; conditions?: Condition[]; credentials?: DatabaseBackupStatus['credentials'] } }, desired: ControllerStatus): boolean {
   const s = obj.status;
   if (s?.observedGeneration !== desired.observedGeneration) return false;
+  if (desired.credentials && accessChanged(s?.credentials, desired.credentials)) return false;
   const current = s?.conditions ?? [];
   return (
     desired.conditions.every((c) => {

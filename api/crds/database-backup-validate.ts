@@ -37,6 +37,19 @@ function runnerErrors(runner: RunnerPod | undefined): FieldError[] {
   return errors;
 }
 
+/** spec.credentials on its own: one entry per location, one block (s3 or gcs) each, S3 keys in pairs. */
+function credentialsErrors(spec: DatabaseBackupSpec): FieldError[] {
+  const entries = spec.credentials ?? [];
+  const errors = duplicateErrors('spec.credentials', entries.map((c) => c.location), 'location').map((e) => ({ ...e, path: `${e.path}.location` }));
+  entries.forEach((c, i) => {
+    const at = `spec.credentials[${i}]`;
+    if ((c.s3 === undefined) === (c.gcs === undefined)) errors.push({ path: at, message: 'set exactly one of s3, gcs' });
+    if (c.s3 && (!c.s3.accessKeyIdSecretRef || !c.s3.secretAccessKeySecretRef)) errors.push({ path: `${at}.s3`, message: 'set both accessKeyIdSecretRef and secretAccessKeySecretRef' });
+    if (c.gcs && !c.gcs.keySecretRef) errors.push({ path: `${at}.gcs.keySecretRef`, message: 'is required' });
+  });
+  return errors;
+}
+
 function classErrors(obj: DatabaseBackup, spec: DatabaseBackupSpec, sc: DatabaseBackupStorageClass | undefined): FieldError[] {
   if (!sc) return [];
   const errors: FieldError[] = [];
@@ -59,6 +72,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...zoneErrors('spec.retention.timeZone', spec.retention?.timeZone));
   errors.push(...duplicateErrors('spec.locations', spec.locations ?? [], 'location'));
   errors.push(...runnerErrors(spec.runner));
+  errors.push(...credentialsErrors(spec));
   errors.push(...classErrors(obj, spec, ctx.storageClass));
   return errors;
 }

@@ -109,6 +109,25 @@ export const Retention = Type.Object(RunnerRetention.properties, {
 });
 export type Retention = Static<typeof Retention>;
 
+export const LocationCredentials = Type.Object(
+  {
+    location: DnsLabel('a location of the storage class whose credentials.source is DatabaseBackup'),
+    s3: Type.Optional(
+      Type.Object(
+        {
+          accessKeyIdSecretRef: ref('access key id'),
+          secretAccessKeySecretRef: ref('secret access key'),
+          sessionTokenSecretRef: ref('session token of temporary credentials'),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    gcs: Type.Optional(Type.Object({ keySecretRef: ref('service account key (JSON)') }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+export type LocationCredentials = Static<typeof LocationCredentials>;
+
 export const DatabaseBackupSpec = Type.Object(
   {
     engine: Engine,
@@ -119,6 +138,14 @@ export const DatabaseBackupSpec = Type.Object(
       Type.Array(DnsLabel('a location name of the storage class'), { minItems: 1, maxItems: 16, description: 'subset of the class\'s locations; all when unset' }),
     ),
     runner: Type.Optional(RunnerPod),
+    credentials: Type.Optional(
+      Type.Array(LocationCredentials, {
+        maxItems: 16,
+        description:
+          'storage keys from Secrets in this namespace, for the locations whose storage class says credentials.source: DatabaseBackup; ' +
+          'mounted into the runner pod, never read or copied by the controller',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -129,9 +156,24 @@ const Time = (description: string) => Type.Optional(Type.String({ format: 'date-
 export const BACKUP_RESULTS = ['Running', 'Succeeded', 'PartiallySucceeded', 'Failed'] as const;
 export const LOCATION_STATES = ['Ready', 'Failing', 'Unknown'] as const;
 
+export const ACCESS_SOURCES = ['StorageClass', 'DatabaseBackup', 'Ambient', 'Volume'] as const;
+
 export const DatabaseBackupStatus = Type.Object(
   {
     ...ControllerStatusFields,
+    credentials: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            location: DnsLabel('location name'),
+            source: Type.Union(ACCESS_SOURCES.map((s) => Type.Literal(s))),
+            readableBy: Type.String({ maxLength: 1024, description: 'where the location\'s keys are and who can read them' }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 16, description: 'written by the controller: per location, where its credentials come from and who can read them' },
+      ),
+    ),
     lastBackup: Type.Optional(
       Type.Object(
         {

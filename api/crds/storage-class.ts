@@ -1,8 +1,14 @@
 /**
  * DatabaseBackupStorageClass (cluster-scoped): where and how backups are
- * stored. Credentials are references to Secrets in the controller's
- * namespace, never inline values; the controller copies what a runner needs
- * into that runner's own config Secret.
+ * stored. Each S3 or GCS location says where its credentials come from
+ * (`credentials.source`, per location or class-wide):
+ * - StorageClass: Secrets in the controller's namespace, never inline values;
+ *   the controller copies what a runner needs into that runner's own config
+ *   Secret (in the DatabaseBackup's namespace);
+ * - DatabaseBackup: each DatabaseBackup names a Secret of its own namespace
+ *   (spec.credentials); the class holds no keys and nothing is copied;
+ * - Ambient: no keys at all; the runner's ServiceAccount identity (IRSA, GKE
+ *   Workload Identity) or the SDK's default chain.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -48,6 +54,25 @@ export type StorageFilesystem = Static<typeof StorageFilesystem>;
 
 export const LOCATION_KINDS = ['s3', 'gcs', 'filesystem'] as const;
 
+export const CREDENTIAL_SOURCES = ['StorageClass', 'DatabaseBackup', 'Ambient'] as const;
+export type CredentialSource = (typeof CREDENTIAL_SOURCES)[number];
+
+export const Credentials = Type.Object(
+  {
+    source: Type.Union(
+      CREDENTIAL_SOURCES.map((s) => Type.Literal(s)),
+      {
+        description:
+          'StorageClass: the keys this class references (Secrets in the controller\'s namespace) are copied into each runner\'s Secret; ' +
+          'DatabaseBackup: each DatabaseBackup brings its own keys (spec.credentials, a Secret in its namespace) and this class holds none; ' +
+          'Ambient: no keys, the runner\'s workload identity (IRSA, GKE Workload Identity) or default credentials',
+      },
+    ),
+  },
+  { additionalProperties: false, description: 'where an S3 or GCS location\'s credentials come from; unset: StorageClass when the location references keys, else Ambient' },
+);
+export type Credentials = Static<typeof Credentials>;
+
 export const StorageLocation = Type.Object(
   {
     name: DnsLabel('location name, unique in the class; DatabaseBackups pick locations by it'),
@@ -55,6 +80,7 @@ export const StorageLocation = Type.Object(
     s3: Type.Optional(StorageS3),
     gcs: Type.Optional(StorageGcs),
     filesystem: Type.Optional(StorageFilesystem),
+    credentials: Type.Optional(Credentials),
   },
   { additionalProperties: false },
 );
@@ -73,6 +99,7 @@ export const StorageClassSpec = Type.Object(
   {
     locations: Type.Array(StorageLocation, { minItems: 1, maxItems: 16, description: 'every backup goes to all of these (or to the subset a DatabaseBackup picks)' }),
     encryption: Type.Optional(Encryption),
+    credentials: Type.Optional(Type.Object(Credentials.properties, { additionalProperties: false, description: 'the default of every S3 and GCS location\'s credentials.source' })),
     allowedNamespaces: Type.Optional(
       Type.Array(DnsLabel('a namespace name'), { maxItems: 256, description: 'namespaces whose DatabaseBackups may use this class; empty or unset: all' }),
     ),
@@ -113,6 +140,38 @@ export function duplicateErrors(path: string, names: string[], what: string): Fi
   return errors;
 }
 
+/** The Secret references of a location that are credentials (a CA bundle is not one). */
+export function keyRefFields(loc: StorageLocation): string[] {
+  const s3 = ['accessKeyIdSecretRef', 'secretAccessKeySecretRef', 'sessionTokenSecretRef'].filter((k) => loc.s3?.[k as keyof StorageS3] !== undefined).map((k) => `s3.${k}`);
+  return [...s3, ...(loc.gcs?.keySecretRef ? ['gcs.keySecretRef'] : [])];
+}
+
+/**
+ * Where a location's credentials come from: its own credentials.source, else the class's, else
+ * StorageClass when it references keys and Ambient when not. Undefined for a filesystem location.
+ */
+export function credentialSource(loc: StorageLocation, spec: Pick<StorageClassSpec, 'credentials'>): CredentialSource | undefined {
+  if (!loc.s3 && !loc.gcs) return undefined;
+  return loc.credentials?.source ?? spec.credentials?.source ?? (keyRefFields(loc).length > 0 ? 'StorageClass' : 'Ambient');
+}
+
+function credentialErrors(loc: StorageLocation, at: string, spec: StorageClassSpec): FieldError[] {
+  if (loc.filesystem && loc.credentials) return [{ path: `${at}.credentials`, message: 'a filesystem location has no credentials; remove it' }];
+  const source = credentialSource(loc, spec);
+  if (!source || !CREDENTIAL_SOURCES.includes(source)) return []; // no credentials, or a shape error said why
+  const from = loc.credentials ? `${at}.credentials.source` : 'spec.credentials.source';
+  if (source === 'StorageClass') {
+    if (keyRefFields(loc).length > 0) return []; // the pairing rules of locationErrors apply
+    if (loc.s3) {
+      return [{ path: `${at}.s3`, message: `set accessKeyIdSecretRef and secretAccessKeySecretRef: ${from} is StorageClass (the class's own keys)` }];
+    }
+    if (loc.gcs && !loc.gcs.keySecretRef) return [{ path: `${at}.gcs.keySecretRef`, message: `is required: ${from} is StorageClass (the class's own keys)` }];
+    return [];
+  }
+  const why = source === 'DatabaseBackup' ? 'each DatabaseBackup brings its own keys' : 'the runner uses its workload identity';
+  return keyRefFields(loc).map((f) => ({ path: `${at}.${f}`, message: `must be unset: ${from} is ${source} (${why}), so the class holds no keys` }));
+}
+
 function locationErrors(loc: StorageLocation, at: string): FieldError[] {
   const errors: FieldError[] = [];
   const set = LOCATION_KINDS.filter((k) => loc[k] !== undefined);
@@ -131,7 +190,7 @@ function locationErrors(loc: StorageLocation, at: string): FieldError[] {
 
 function storageClassRules(spec: StorageClassSpec): FieldError[] {
   const errors: FieldError[] = [];
-  spec.locations.forEach((loc, i) => errors.push(...locationErrors(loc, `spec.locations[${i}]`)));
+  spec.locations.forEach((loc, i) => errors.push(...locationErrors(loc, `spec.locations[${i}]`), ...credentialErrors(loc, `spec.locations[${i}]`, spec)));
   errors.push(...duplicateErrors('spec.locations', spec.locations.map((l) => l.name), 'location name').map((e) => ({ ...e, path: `${e.path}.name` })));
   if (spec.encryption?.enabled) {
     if (!spec.encryption.secretRef) errors.push({ path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' });

@@ -69,6 +69,8 @@ export interface Rendered {
   objects: RunnerObjects;
   configHash: string;
   image: string;
+  /** Per location, where its credentials are and who can read them. */
+  access: RenderedConfig['access'];
 }
 
 /** A render problem, or an image the controller's settings do not allow. */
@@ -313,5 +315,5 @@ export function renderRunner(input: RenderInput): RenderResult {
       },
     },
   };
-  return { ok: true, value: { objects: { serviceAccount, role, roleBinding, secret, service, deployment }, configHash: cfg.hash, image: picked.image } };
+  return { ok: true, value: { objects: { serviceAccount, role, roleBinding, secret, service, deployment }, configHash: cfg.hash, image: picked.image, access: cfg.access } };
 }

@@ -3,17 +3,20 @@
  * files beside it (credentials copied from the controller's namespace). Pure:
  * Secrets come in through a lookup, nothing here does I/O.
  *
- * Credentials never appear in config.yaml itself: each one is a file in the
- * same Secret, named `<location>.<what>`, and the config points at it.
- * Database credentials stay in the DatabaseBackup's namespace; the runner
- * gets them from the pod spec (an environment variable, Secret volumes), so
- * the controller never reads them.
+ * Credentials never appear in config.yaml itself: a storage class's own keys
+ * (credentials.source StorageClass) are files in the same Secret, named
+ * `<location>.<what>`, and the config points at them. Database credentials
+ * and a DatabaseBackup's own storage keys (credentials.source DatabaseBackup)
+ * stay in the DatabaseBackup's namespace; the runner gets them from the pod
+ * spec (an environment variable, Secret volumes), so the controller never
+ * reads them. Ambient locations have no keys at all.
  */
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
-import type { DatabaseBackup, DatabaseBackupStorageClass, StorageLocation } from '../../api/crds/index.js';
+import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass, type LocationCredentials, type StorageLocation } from '../../api/crds/index.js';
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
 import type { LocationConfig, RunnerConfig } from '../../api/runner-config.js';
+import { runnerName } from '../names.js';
 
 export const CONFIG_DIR = '/etc/backup-runner';
 export const CONFIG_KEY = 'config.yaml';
@@ -22,7 +25,16 @@ export const PASSWORD_ENV = 'DB_PASSWORD';
 
 /** Why a DatabaseBackup cannot be rendered; reason is a stable CamelCase word for conditions and Events. */
 export interface RenderProblem {
-  reason: 'EngineNotSupported' | 'SecretNotFound' | 'SecretKeyNotFound' | 'RunnerImageNotFound' | 'InvalidName' | 'ReservedName' | 'LocationNotMounted';
+  reason:
+    | 'EngineNotSupported'
+    | 'SecretNotFound'
+    | 'SecretKeyNotFound'
+    | 'RunnerImageNotFound'
+    | 'InvalidName'
+    | 'ReservedName'
+    | 'LocationNotMounted'
+    | 'CredentialsRequired'
+    | 'CredentialsMismatch';
   message: string;
 }
 
@@ -46,7 +58,15 @@ export interface RenderedConfig {
   dbSecretFiles: DbSecretFile[];
   /** Filesystem locations backed by a PersistentVolumeClaim: mount claimName at path. */
   claims: { claimName: string; path: string }[];
+  /** Per location: where its credentials come from and who can read them (status.credentials). */
+  access: LocationAccess[];
   config: RunnerConfig;
+}
+
+export interface LocationAccess {
+  location: string;
+  source: 'StorageClass' | 'DatabaseBackup' | 'Ambient' | 'Volume';
+  readableBy: string;
 }
 
 export type ConfigResult = { ok: true; value: RenderedConfig } | { ok: false; problems: RenderProblem[] };
@@ -93,32 +113,117 @@ class Files {
   }
 }
 
-function locationConfig(loc: StorageLocation, at: string, files: Files, claims: RenderedConfig['claims']): LocationConfig {
+/** A DatabaseBackup's own keys for one location, mounted from its namespace. */
+interface TenantKeys {
+  creds: LocationCredentials;
+  files: DbSecretFile[];
+}
+
+type FileRef = { file: string } | undefined;
+
+function s3Config(
+  s3: NonNullable<StorageLocation['s3']>,
+  file: (ref: ControllerSecretKeyRef | undefined, what: string, field: string) => FileRef,
+  own: (ref: SecretKeyRef | undefined) => FileRef,
+  t: LocationCredentials['s3'],
+): LocationConfig['s3'] & object {
+  const caFile = file(s3.caSecretRef, 'ca.pem', 's3.caSecretRef')?.file;
+  const accessKeyId = file(s3.accessKeyIdSecretRef, 'access-key-id', 's3.accessKeyIdSecretRef') ?? own(t?.accessKeyIdSecretRef);
+  const secretAccessKey = file(s3.secretAccessKeySecretRef, 'secret-access-key', 's3.secretAccessKeySecretRef') ?? own(t?.secretAccessKeySecretRef);
+  const sessionToken = file(s3.sessionTokenSecretRef, 'session-token', 's3.sessionTokenSecretRef') ?? own(t?.sessionTokenSecretRef);
+  return {
+    ...(withoutRefs(s3) as LocationConfig['s3'] & object),
+    ...(caFile ? { caFile } : {}),
+    ...(accessKeyId ? { accessKeyId } : {}),
+    ...(secretAccessKey ? { secretAccessKey } : {}),
+    ...(sessionToken ? { sessionToken } : {}),
+  };
+}
+
+function locationConfig(loc: StorageLocation, at: string, files: Files, claims: RenderedConfig['claims'], tenant?: TenantKeys): LocationConfig {
   const base = { name: loc.name, prefix: loc.prefix ?? '' };
   const file = (ref: ControllerSecretKeyRef | undefined, what: string, field: string) =>
     ref ? { file: files.copy(ref, `${loc.name}.${what}`, `${at}.${field}`) } : undefined;
-  if (loc.s3) {
-    const s3 = loc.s3;
-    const caFile = file(s3.caSecretRef, 'ca.pem', 's3.caSecretRef')?.file;
-    return {
-      ...base,
-      type: 's3',
-      s3: {
-        ...(withoutRefs(s3) as LocationConfig['s3'] & object),
-        ...(caFile ? { caFile } : {}),
-        ...(s3.accessKeyIdSecretRef ? { accessKeyId: file(s3.accessKeyIdSecretRef, 'access-key-id', 's3.accessKeyIdSecretRef') } : {}),
-        ...(s3.secretAccessKeySecretRef ? { secretAccessKey: file(s3.secretAccessKeySecretRef, 'secret-access-key', 's3.secretAccessKeySecretRef') } : {}),
-        ...(s3.sessionTokenSecretRef ? { sessionToken: file(s3.sessionTokenSecretRef, 'session-token', 's3.sessionTokenSecretRef') } : {}),
-      },
-    };
-  }
+  const own = (ref: SecretKeyRef | undefined) => (ref && tenant ? { file: dbFile(ref, tenant.files)! } : undefined);
+  if (loc.s3) return { ...base, type: 's3', s3: s3Config(loc.s3, file, own, tenant?.creds.s3) };
   if (loc.gcs) {
-    const keyFile = file(loc.gcs.keySecretRef, 'gcs-key.json', 'gcs.keySecretRef')?.file;
+    const keyFile = file(loc.gcs.keySecretRef, 'gcs-key.json', 'gcs.keySecretRef')?.file ?? own(tenant?.creds.gcs?.keySecretRef)?.file;
     return { ...base, type: 'gcs', gcs: { ...(withoutRefs(loc.gcs) as LocationConfig['gcs'] & object), ...(keyFile ? { keyFile } : {}) } };
   }
   const fs = loc.filesystem!;
   if (fs.claimName) claims.push({ claimName: fs.claimName, path: fs.path });
   return { ...base, type: 'filesystem', filesystem: { path: fs.path } };
+}
+
+const secretNames = (names: (string | undefined)[], ns?: string) =>
+  [...new Set(names.filter((n): n is string => n !== undefined))].map((n) => (ns ? `${ns}/${n}` : n)).join(', ');
+
+function classKeysText(loc: StorageLocation, className: string, namespace: string, name: string): string {
+  const s3 = loc.s3;
+  const from = secretNames([s3?.accessKeyIdSecretRef?.secretName, s3?.secretAccessKeySecretRef?.secretName, s3?.sessionTokenSecretRef?.secretName, loc.gcs?.keySecretRef?.secretName]);
+  return (
+    `keys of storage class "${className}" (Secret ${from} in the controller's namespace) copied into Secret ${namespace}/${runnerName(name)}: ` +
+    `readable by anyone who may read Secrets or create pods in namespace ${namespace}, and valid for whatever those keys may do in the bucket, other tenants' prefixes included`
+  );
+}
+
+function ownKeysText(tenant: LocationCredentials | undefined, namespace: string): string {
+  const s3 = tenant?.s3;
+  const from = secretNames([s3?.accessKeyIdSecretRef?.name, s3?.secretAccessKeySecretRef?.name, s3?.sessionTokenSecretRef?.name, tenant?.gcs?.keySecretRef?.name], namespace);
+  return `this namespace's own keys (Secret ${from}), mounted into the runner pod, never read or copied by the controller: readable by anyone who may read Secrets or create pods in namespace ${namespace}`;
+}
+
+/** Where a location's credentials are and who can read them, for status.credentials and `kubectl describe`. */
+function accessOf(loc: StorageLocation, sc: DatabaseBackupStorageClass, namespace: string, name: string, tenant: LocationCredentials | undefined): LocationAccess {
+  const source = credentialSource(loc, sc.spec);
+  if (source === 'StorageClass') return { location: loc.name, source, readableBy: classKeysText(loc, sc.metadata.name ?? '', namespace, name) };
+  if (source === 'DatabaseBackup') return { location: loc.name, source, readableBy: ownKeysText(tenant, namespace) };
+  if (source === 'Ambient') {
+    return {
+      location: loc.name,
+      source,
+      readableBy:
+        `no keys: the runner authenticates as ServiceAccount ${namespace}/${runnerName(name)} (IRSA, GKE Workload Identity) or with the node's default credentials; ` +
+        `it may do what cloud IAM grants that identity, and so may anyone who may create pods with that ServiceAccount in namespace ${namespace}`,
+    };
+  }
+  const claim = loc.filesystem?.claimName;
+  return {
+    location: loc.name,
+    source: 'Volume',
+    readableBy: claim
+      ? `no keys: PersistentVolumeClaim ${namespace}/${claim}, readable by anyone who may create pods that mount it in namespace ${namespace}`
+      : `no keys: a volume of spec.runner.extraVolumes at ${loc.filesystem?.path ?? ''}`,
+  };
+}
+
+/** The DatabaseBackup's spec.credentials against the locations it uses: every DatabaseBackup-source location has its keys, and nothing else does. */
+function tenantKeyProblems(backup: DatabaseBackup, sc: DatabaseBackupStorageClass, chosen: StorageLocation[]): RenderProblem[] {
+  const className = sc.metadata.name ?? '';
+  const namespace = backup.metadata.namespace ?? '';
+  const entries = backup.spec.credentials ?? [];
+  const problems: RenderProblem[] = [];
+  for (const loc of chosen) {
+    if (credentialSource(loc, sc.spec) !== 'DatabaseBackup' || entries.some((c) => c.location === loc.name)) continue;
+    const block = loc.s3 ? 's3: { accessKeyIdSecretRef, secretAccessKeySecretRef }' : 'gcs: { keySecretRef }';
+    problems.push({
+      reason: 'CredentialsRequired',
+      message: `location "${loc.name}" of storage class "${className}" takes its keys from each DatabaseBackup (credentials.source DatabaseBackup): add { location: ${loc.name}, ${block} } to spec.credentials, naming a Secret in namespace "${namespace}"`,
+    });
+  }
+  entries.forEach((c, i) => {
+    const at = `spec.credentials[${i}]`;
+    const loc = chosen.find((l) => l.name === c.location);
+    const source = loc && credentialSource(loc, sc.spec);
+    if (!loc) {
+      problems.push({ reason: 'CredentialsMismatch', message: `${at}.location: "${c.location}" is not a location this DatabaseBackup uses (storage class "${className}")` });
+    } else if (source !== 'DatabaseBackup') {
+      problems.push({ reason: 'CredentialsMismatch', message: `${at}: location "${c.location}" of storage class "${className}" does not take keys from the DatabaseBackup (its credentials.source is ${source ?? 'none: a filesystem location'}); remove the entry` });
+    } else if ((loc.s3 && !c.s3) || (loc.gcs && !c.gcs)) {
+      problems.push({ reason: 'CredentialsMismatch', message: `${at}: location "${c.location}" is ${loc.s3 ? 's3' : 'gcs'}; set ${loc.s3 ? 's3' : 'gcs'} instead` });
+    }
+  });
+  return problems;
 }
 
 /** Every missing Secret or key among a storage class's credential references. */
@@ -160,12 +265,18 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
   }
   const files = new Files(lookup, controllerNamespace, sc.metadata.name ?? '');
   const claims: RenderedConfig['claims'] = [];
-  const locations = chosenLocations(backup, sc).map((loc) => locationConfig(loc, `spec.locations[${sc.spec.locations.indexOf(loc)}]`, files, claims));
-  problems.push(...files.problems);
+  const dbSecretFiles: DbSecretFile[] = [];
+  const chosen = chosenLocations(backup, sc);
+  const tenantKeys = (loc: StorageLocation): TenantKeys | undefined => {
+    const creds = credentialSource(loc, sc.spec) === 'DatabaseBackup' ? backup.spec.credentials?.find((c) => c.location === loc.name) : undefined;
+    return creds ? { creds, files: dbSecretFiles } : undefined;
+  };
+  const locations = chosen.map((loc) => locationConfig(loc, `spec.locations[${sc.spec.locations.indexOf(loc)}]`, files, claims, tenantKeys(loc)));
+  problems.push(...files.problems, ...tenantKeyProblems(backup, sc, chosen));
   if (problems.length > 0) return { ok: false, problems };
+  const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));
 
   const pg = engine.postgresql;
-  const dbSecretFiles: DbSecretFile[] = [];
   const sslRootCert = dbFile(pg.sslRootCertSecretRef, dbSecretFiles);
   const sslCert = dbFile(pg.sslCertSecretRef, dbSecretFiles);
   const sslKey = dbFile(pg.sslKeySecretRef, dbSecretFiles);
@@ -205,6 +316,7 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
       ...(pg.passwordSecretRef ? { passwordEnv: pg.passwordSecretRef } : {}),
       dbSecretFiles,
       claims,
+      access,
       config,
     },
   };

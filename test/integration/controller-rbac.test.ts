@@ -3,7 +3,8 @@
  * every request in an audit log while the controller (leader election on,
  * the rights of controller/rbac.ts, OwnerReferencesPermissionEnforcement
  * admission on) runs a representative life: create, update, storage class
- * change, credential rotation, a refused spec, a name conflict, deletion,
+ * change, credential rotation, a refused spec, a name conflict, revoked
+ * access, deletion,
  * stepping down. The (verb, group, resource/subresource) of every request
  * must be granted by rbac.ts, and every grant of rbac.ts must be used.
  *
@@ -128,10 +129,17 @@ describe('controller least privilege, measured against kube-apiserver', () => {
     await apply(bad, taken);
     await eventually('bad refused', async () => condition(await get(['get', 'dbb', 'bad', '-n', 'shop']), 'ConfigValid')?.reason === 'InvalidSpec');
     await eventually('taken conflicts', async () => condition(await get(['get', 'dbb', 'taken', '-n', 'shop']), 'ConfigValid')?.reason === 'NameConflict');
-    // A hand edit repaired, a deletion garbage-collected.
+    // A hand edit repaired; access revoked; a deletion garbage-collected.
     await kube.kubectlOk(['-n', 'shop', 'delete', 'service', 'orders-runner']);
     await eventually('the Service back', () => get(['get', 'service', 'orders-runner', '-n', 'shop']));
     const runnerRole = (await get(['get', 'role', 'orders-runner', '-n', 'shop']))!;
+    // Access revoked (the namespace leaves allowedNamespaces): the runner's six objects, its copied keys among them, are deleted.
+    sc.spec.allowedNamespaces = ['billing'];
+    await apply(sc);
+    await eventually('the runner revoked', async () => {
+      for (const kind of ['deployment', 'secret', 'service', 'rolebinding', 'role', 'serviceaccount']) if (await get(['get', kind, 'orders-runner', '-n', 'shop'])) return undefined;
+      return true;
+    });
     await kube.kubectlOk(['-n', 'shop', 'delete', 'dbb', 'orders', '--wait=false']);
     await running.controller()?.idle();
     // Step down (the Lease is released).

@@ -665,4 +665,38 @@ describe('controller -> runner contract', () => {
 
     expect(findLeaks({ 'database password': pg!.password, 's3 secret key': S3_SECRET }, outputs)).toEqual([]);
   });
+
+  it('a class that takes each DatabaseBackup\'s own keys: none is copied, the runner mounts the namespace\'s Secret and backs up with it', async () => {
+    const before = configHash(await get<V1Deployment>('deployment', RUNNER));
+    const cls = JSON.parse(await kube!.kubectlOk(['get', 'dbbsc', 'contract', '-o', 'json'])) as { spec: { locations: { s3?: Record<string, unknown> }[] } };
+    const s3 = cls.spec.locations[1]!.s3!;
+    delete s3.accessKeyIdSecretRef;
+    delete s3.secretAccessKeySecretRef;
+    await apply(
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'orders-s3', namespace: NS }, stringData: { id: S3RVER_KEY, secret: S3RVER_KEY } },
+      { apiVersion: 'dbbackup.io/v1alpha1', kind: 'DatabaseBackupStorageClass', metadata: { name: 'contract' }, spec: { ...cls.spec, credentials: { source: 'DatabaseBackup' } } },
+    );
+    await kube!.kubectlOk(['-n', NS, 'patch', 'dbb', NAME, '--type=merge', '-p', JSON.stringify({
+      spec: { credentials: [{ location: 'offsite', s3: { accessKeyIdSecretRef: { name: 'orders-s3', key: 'id' }, secretAccessKeySecretRef: { name: 'orders-s3', key: 'secret' } } }] },
+    })]);
+    const { deployment, secret } = await renderedRunner(before);
+    expect(Object.keys(secret.data!)).toEqual([CONFIG_KEY]);
+    const offsite = parseConfig(decode(secret.data![CONFIG_KEY]), 'config.yaml').locations.find((l) => l.name === 'offsite');
+    expect(offsite?.s3?.accessKeyId).toEqual({ file: '/var/run/backup-runner/db/orders-s3/id' });
+
+    expect(await serving!.stop()).toBe(0);
+    serving = undefined;
+    pod = await startPodFor(deployment, join(dir, 'pod-3'));
+    serving = await serve(pod);
+    const r = await exec(pod, 'backup');
+    expect(r.code, r.out).toBe(0);
+    expect((r.json.locations as { location: string; status: string }[]).map((l) => [l.location, l.status])).toEqual([
+      ['pvc', 'Succeeded'],
+      ['offsite', 'Succeeded'],
+    ]);
+    expect(await idsInS3()).toContain(r.json.id);
+    const o = await waitForStatus('status.credentials', (st) => st.credentials?.find((c) => c.location === 'offsite')?.source === 'DatabaseBackup');
+    expect(o.status!.credentials!.find((c) => c.location === 'offsite')!.readableBy).toContain('Secret shop/orders-s3');
+    expect(await complaints(serving)).toEqual([]);
+  });
 });

@@ -37,6 +37,31 @@ const minimal = () => ({
   },
 });
 
+/** The class's S3 and GCS locations take their keys from each DatabaseBackup: the class holds none. */
+const tenantClass = () => {
+  const sc = validStorageClass();
+  const locs = sc.spec.locations as Record<string, Record<string, unknown>>[];
+  delete locs[1]!.s3!.accessKeyIdSecretRef;
+  delete locs[1]!.s3!.secretAccessKeySecretRef;
+  delete locs[2]!.gcs!.keySecretRef;
+  sc.spec.credentials = { source: 'DatabaseBackup' };
+  return sc;
+};
+const tenantBackup = () => {
+  const b = validBackup();
+  b.spec.locations = ['local', 'offsite', 'gcs'];
+  b.spec.credentials = [
+    { location: 'offsite', s3: { accessKeyIdSecretRef: { name: 'orders-s3', key: 'id' }, secretAccessKeySecretRef: { name: 'orders-s3', key: 'secret' } } },
+    { location: 'gcs', gcs: { keySecretRef: { name: 'orders-gcs', key: 'key.json' } } },
+  ];
+  return b;
+};
+const ambientClass = () => {
+  const sc = tenantClass();
+  sc.spec.credentials = { source: 'Ambient' };
+  return sc;
+};
+
 const CASES: Record<string, () => RenderInput> = {
   // Every pod setting, TLS files from two Secrets, a PVC location and an S3 location with keys.
   full: () => input(validBackup()),
@@ -48,6 +73,10 @@ const CASES: Record<string, () => RenderInput> = {
     b.metadata.name = `2026-${'x'.repeat(55)}`;
     return input(b);
   },
+  // Keys from the DatabaseBackup's own Secrets, mounted like the database's TLS files: none in the runner Secret.
+  'tenant-keys': () => input(tenantBackup(), tenantClass(), {}),
+  // Workload identity: no keys anywhere, the ServiceAccount carries the cloud role.
+  ambient: () => input(validBackup(), ambientClass(), {}),
   // A dotted name cannot name the storage path: the problem is the result.
   'dotted-name': () => {
     const b = minimal();
@@ -128,6 +157,74 @@ describe('renderRunner: contract with the runner', () => {
     const afterRotation = renderRunner(input(validBackup(), validStorageClass(), rotated));
     if (!afterRotation.ok) throw new Error('render failed');
     expect(afterRotation.value.configHash).not.toBe(base.value.configHash);
+  });
+});
+
+describe('renderRunner: credentials per tenant', () => {
+  const rendered = (i: RenderInput) => {
+    const r = renderRunner(i);
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    return r.value;
+  };
+
+  it('credentials.source DatabaseBackup: the runner Secret holds no key, the pod mounts the namespace\'s own Secrets', () => {
+    const r = rendered(CASES['tenant-keys']!());
+    expect(Object.keys(r.objects.secret.data ?? {})).toEqual(['config.yaml']);
+    const text = configOf(r.objects.secret.data);
+    expect(text).toContain('file: /var/run/backup-runner/db/orders-s3/id');
+    expect(text).toContain('keyFile: /var/run/backup-runner/db/orders-gcs/key.json');
+    const volumes = r.objects.deployment.spec!.template.spec!.volumes!;
+    expect(volumes.filter((v) => v.secret).map((v) => v.secret!.secretName)).toEqual(['orders-runner', 'orders-s3', 'orders-gcs', 'orders-db-ca']);
+    const cfg = validateRunnerConfig(parse(text));
+    expect(cfg.ok ? [] : cfg.errors).toEqual([]);
+    expect(r.access.map((a) => [a.location, a.source])).toEqual([['local', 'Volume'], ['offsite', 'DatabaseBackup'], ['gcs', 'DatabaseBackup']]);
+    expect(r.access[1]!.readableBy).toBe(
+      'this namespace\'s own keys (Secret shop/orders-s3), mounted into the runner pod, never read or copied by the controller: readable by anyone who may read Secrets or create pods in namespace shop',
+    );
+  });
+
+  it('credentials.source StorageClass: says the class keys are copied and who can read them', () => {
+    const r = rendered(CASES.full!());
+    expect(r.access.find((a) => a.location === 'offsite')).toEqual({
+      location: 'offsite',
+      source: 'StorageClass',
+      readableBy:
+        'keys of storage class "standard" (Secret minio in the controller\'s namespace) copied into Secret shop/orders-runner: readable by anyone who may read Secrets or create pods in namespace shop, ' +
+        'and valid for whatever those keys may do in the bucket, other tenants\' prefixes included',
+    });
+  });
+
+  it('credentials.source Ambient: no key anywhere, the ServiceAccount is the identity', () => {
+    const r = rendered(CASES.ambient!());
+    expect(Object.keys(r.objects.secret.data ?? {})).toEqual(['config.yaml']);
+    expect(configOf(r.objects.secret.data)).not.toMatch(/accessKeyId|secretAccessKey|keyFile/);
+    expect(r.access.find((a) => a.location === 'offsite')!.readableBy).toMatch(/^no keys: the runner authenticates as ServiceAccount shop\/orders-runner /);
+  });
+
+  it('a class that wants the DatabaseBackup\'s keys: missing, misplaced and mistyped entries are named', () => {
+    const problems = (b: ReturnType<typeof validBackup>) => {
+      const r = renderRunner(input(b, tenantClass(), {}));
+      return r.ok ? [] : r.problems;
+    };
+    const none = tenantBackup();
+    delete none.spec.credentials;
+    none.spec.locations = ['offsite'];
+    expect(problems(none)).toEqual([
+      {
+        reason: 'CredentialsRequired',
+        message:
+          'location "offsite" of storage class "standard" takes its keys from each DatabaseBackup (credentials.source DatabaseBackup): ' +
+          'add { location: offsite, s3: { accessKeyIdSecretRef, secretAccessKeySecretRef } } to spec.credentials, naming a Secret in namespace "shop"',
+      },
+    ]);
+    const wrong = tenantBackup();
+    const creds = wrong.spec.credentials as Record<string, unknown>[];
+    creds[1] = { location: 'gcs', s3: creds[0]!.s3 };
+    creds.push({ location: 'local', gcs: { keySecretRef: { name: 'x', key: 'y' } } });
+    expect(problems(wrong).map((p) => `${p.reason}: ${p.message}`)).toEqual([
+      'CredentialsMismatch: spec.credentials[1]: location "gcs" is gcs; set gcs instead',
+      'CredentialsMismatch: spec.credentials[2]: location "local" of storage class "standard" does not take keys from the DatabaseBackup (its credentials.source is none: a filesystem location); remove the entry',
+    ]);
   });
 });
 

@@ -1,7 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
+import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -9,6 +9,12 @@ const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
 const deployment = (status: V1Deployment['status']): V1Deployment => ({ metadata: { name: 'orders-runner' }, status });
 
 describe('desiredConditions', () => {
+  it('a revoked runner: RunnerAvailable says so instead of "not created yet"', () => {
+    const c = desiredConditions({ problem: { reason: 'NamespaceNotAllowed', message: 'namespace "a" is not allowed' }, revoked: true, now: NOW });
+    expect(c.find((x) => x.type === 'RunnerAvailable')).toMatchObject({ status: 'False', reason: 'RunnerRevoked' });
+    expect(c.find((x) => x.type === 'Ready')).toMatchObject({ status: 'False', reason: 'NamespaceNotAllowed' });
+  });
+
   it.each([
     ['no Deployment yet', undefined, undefined, ['False', 'True', 'False'], 'RunnerNotCreated'],
     ['available', undefined, deployment({ availableReplicas: 1 }), ['True', 'True', 'True'], 'Ready'],
@@ -111,5 +117,24 @@ describe('classStatus', () => {
     expect(classStatus({ metadata: { generation: 1 } }, problem, n, NOW).conditions).toEqual([
       { type: 'Ready', status, reason, message, lastTransitionTime: '2026-11-21T10:00:00Z', observedGeneration: 1 },
     ]);
+  });
+});
+
+describe('status.credentials', () => {
+  const access = [{ location: 'offsite', source: 'DatabaseBackup' as const, readableBy: 'this namespace\'s own keys (Secret shop/own-s3) ...' }];
+  it('is written when it changes, and then the status is up to date', () => {
+    const b = backup();
+    const desired = controllerStatus(b, { access, now: NOW });
+    expect(desired.credentials).toEqual(access);
+    expect(statusUpToDate({ status: { observedGeneration: 3, conditions: desired.conditions } }, desired)).toBe(false);
+    expect(statusUpToDate({ status: { observedGeneration: 3, conditions: desired.conditions, credentials: access } }, desired)).toBe(true);
+    expect(accessChanged(access, access)).toBe(false);
+    expect(accessChanged(undefined, access)).toBe(true);
+    expect(accessChanged(access, [])).toBe(true);
+  });
+  it('is left alone when the facts do not say (a runner on its last good config)', () => {
+    const desired = controllerStatus(backup(), { now: NOW });
+    expect(desired).not.toHaveProperty('credentials');
+    expect(statusUpToDate({ status: { observedGeneration: 3, conditions: desired.conditions, credentials: access } }, desired)).toBe(true);
   });
 });

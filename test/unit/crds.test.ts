@@ -42,6 +42,18 @@ describe('validateStorageClass', () => {
       delete s3.accessKeyIdSecretRef; delete s3.secretAccessKeySecretRef;
       s3.sessionTokenSecretRef = { secretName: 'x', key: 'y' };
     }, [{ path: 'spec.locations[1].s3.sessionTokenSecretRef', message: 'needs accessKeyIdSecretRef and secretAccessKeySecretRef' }]],
+    ['credentials DatabaseBackup with the class\'s own keys still set', (o) => { loc(o, 1).credentials = { source: 'DatabaseBackup' }; }, [
+      { path: 'spec.locations[1].s3.accessKeyIdSecretRef', message: 'must be unset: spec.locations[1].credentials.source is DatabaseBackup (each DatabaseBackup brings its own keys), so the class holds no keys' },
+      { path: 'spec.locations[1].s3.secretAccessKeySecretRef', message: /must be unset/ },
+    ]],
+    ['class-wide credentials Ambient with a GCS key', (o) => { s(o).credentials = { source: 'Ambient' }; delete (loc(o, 1).s3 as Obj).accessKeyIdSecretRef; delete (loc(o, 1).s3 as Obj).secretAccessKeySecretRef; }, [
+      { path: 'spec.locations[2].gcs.keySecretRef', message: 'must be unset: spec.credentials.source is Ambient (the runner uses its workload identity), so the class holds no keys' },
+    ]],
+    ['credentials StorageClass without keys', (o) => { delete (loc(o, 2).gcs as Obj).keySecretRef; loc(o, 2).credentials = { source: 'StorageClass' }; }, [
+      { path: 'spec.locations[2].gcs.keySecretRef', message: 'is required: spec.locations[2].credentials.source is StorageClass (the class\'s own keys)' },
+    ]],
+    ['credentials on a filesystem location', (o) => { loc(o, 0).credentials = { source: 'Ambient' }; }, [{ path: 'spec.locations[0].credentials', message: 'a filesystem location has no credentials; remove it' }]],
+    ['unknown credentials source', (o) => { loc(o, 1).credentials = { source: 'Tenant' }; }, [{ path: 'spec.locations[1].credentials.source', message: /must be one of "StorageClass", "DatabaseBackup", "Ambient"/ }]],
     ['encryption enabled without a key', (o) => { s(o).encryption = { enabled: true }; }, [
       { path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' },
       { path: 'spec.encryption.enabled', message: /not supported yet/ },
@@ -121,6 +133,16 @@ describe('validateDatabaseBackup', () => {
     ]],
     ['duplicate volume', (o) => { runner(o).extraVolumes = [{ name: 'scratch', emptyDir: {} }, { name: 'scratch', secret: { secretName: 'x' } }]; }, [
       { path: 'spec.runner.extraVolumes[1].name', message: 'duplicate volume name "scratch"' },
+    ]],
+    ['credentials: duplicate location, no block, half the S3 keys', (o) => {
+      s(o).credentials = [
+        { location: 'offsite', s3: { accessKeyIdSecretRef: { name: 'k', key: 'id' } } },
+        { location: 'offsite' },
+      ];
+    }, [
+      { path: 'spec.credentials[0].s3', message: 'set both accessKeyIdSecretRef and secretAccessKeySecretRef' },
+      { path: 'spec.credentials[1].location', message: 'duplicate location "offsite"' },
+      { path: 'spec.credentials[1]', message: 'set exactly one of s3, gcs' },
     ]],
     ['toleration rules', (o) => { runner(o).tolerations = [{ key: 'a', operator: 'Exists', value: 'b', tolerationSeconds: 5, effect: 'NoSchedule' }]; }, [
       { path: 'spec.runner.tolerations[0].value', message: 'must be empty when operator is Exists' },

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import type { DatabaseBackup, DatabaseBackupStorageClass } from '../../api/crds/index.js';
+import { backupRoots } from '../../controller/overlap.js';
+import { planBackup } from '../../controller/plan.js';
+import { classSecrets, renderSettings } from '../controller-fixtures.js';
+import { validBackup, validStorageClass } from '../crd-fixtures.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access -- fixtures edited field by field */
+type Obj = Record<string, any>;
+
+const secrets = classSecrets();
+const lookup = (n: string) => secrets[n];
+const sc = (edit: (s: Obj) => void = () => undefined) => {
+  const s = validStorageClass() as Obj;
+  edit(s);
+  return s as unknown as DatabaseBackupStorageClass;
+};
+const dbb = (edit: (b: Obj) => void = () => undefined) => {
+  const b = validBackup() as Obj;
+  b.metadata.creationTimestamp = '2026-11-02T00:00:00Z';
+  edit(b);
+  return b as unknown as DatabaseBackup;
+};
+
+describe('planBackup: which problems take the storage away (revoke) and which keep the last good runner', () => {
+  const earlier = dbb((b) => {
+    b.metadata = { namespace: 'db', name: 'shop', creationTimestamp: '2026-11-01T00:00:00Z' };
+    b.spec.locations = ['offsite'];
+  });
+  it.each<[string, DatabaseBackup, DatabaseBackupStorageClass | undefined, string, boolean]>([
+    ['class gone', dbb(), undefined, 'StorageClassNotFound', true],
+    ['namespace no longer allowed', dbb(), sc((s) => (s.spec.allowedNamespaces = ['billing'])), 'NamespaceNotAllowed', true],
+    ['class key gone', dbb(), sc((s) => (s.spec.locations[1].s3.secretAccessKeySecretRef.key = 'gone')), 'SecretKeyNotFound', true],
+    ['class Secret gone', dbb(), sc((s) => (s.spec.locations[1].s3.secretAccessKeySecretRef.secretName = 'gone')), 'SecretNotFound', true],
+    ['a key gone and a dotted name: the access problem is the reason', dbb((b) => (b.metadata.name = 'a.b')), sc((s) => (s.spec.locations[1].s3.secretAccessKeySecretRef.key = 'gone')), 'SecretKeyNotFound', true],
+    ['storage under an earlier DatabaseBackup\'s prefix', dbb(), sc(), 'PrefixOverlap', true],
+    ['an invalid spec', dbb((b) => (b.spec.locations = ['nope'])), sc(), 'InvalidSpec', false],
+    ['an invalid class', dbb(), sc((s) => (s.spec.locations[0].name = 'Not A Label')), 'StorageClassInvalid', false],
+    ['a dotted name', dbb((b) => (b.metadata.name = 'a.b')), sc(), 'InvalidName', false],
+  ])('%s -> %s, revoke %s', (name, backup, storageClass, reason, revoke) => {
+    // db/shop under prefix "db" of the same bucket holds shop/orders's root db/shop/orders/ (only in the overlap case).
+    const others = name.startsWith('storage under') ? [backupRoots(earlier, sc((s) => (s.spec.locations[1].prefix = '')))] : [];
+    const plan = planBackup(backup, storageClass, lookup, renderSettings(), others);
+    expect(plan.ok).toBe(false);
+    if (plan.ok) return;
+    expect(plan.problem.reason).toBe(reason);
+    expect(plan.revoke).toBe(revoke);
+  });
+
+  it('a valid DatabaseBackup with no overlap plans its runner', () => {
+    expect(planBackup(dbb(), sc(), lookup, renderSettings(), [backupRoots(earlier, sc())]).ok).toBe(true);
+  });
+});
