@@ -3,12 +3,14 @@
  * (no CEL) cannot state: the engine block matching engine.type, cron XOR
  * interval, valid cron expressions and time zones, unique names, volume
  * mounts that name a volume, the runner pod policy (runner-pod.ts: volume
- * sources, mount paths, annotations, labels, tolerations), and the fit with
- * the chosen storage class.
+ * sources, mount paths, annotations, labels, tolerations), the extra tool
+ * arguments (postgresql-args.ts: the allowlist the runner enforces too), and
+ * the fit with the chosen storage class.
  * Meant for the controller, which reports them as a ConfigValid=False
  * condition and an Event.
  */
 import { Value } from '@sinclair/typebox/value';
+import { postgresqlArgErrors } from '../postgresql-args.js';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
 import { runnerPodErrors, type RunnerPod } from './runner-pod.js';
@@ -72,6 +74,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...zoneErrors('spec.retention.timeZone', spec.retention?.timeZone));
   errors.push(...duplicateErrors('spec.locations', spec.locations ?? [], 'location'));
   errors.push(...runnerErrors(spec.runner));
+  if (spec.engine.postgresql) errors.push(...postgresqlArgErrors('spec.engine.postgresql', spec.engine.postgresql));
   errors.push(...credentialsErrors(spec));
   errors.push(...classErrors(obj, spec, ctx.storageClass));
   return errors;
@@ -88,8 +91,10 @@ export function validateDatabaseBackup(obj: unknown, ctx: DatabaseBackupContext 
   const errors = under('spec', structuralErrors(DatabaseBackupSpec, spec));
   try {
     merge(errors, backupRules(input, spec as DatabaseBackupSpec, ctx));
-  } catch {
-    // The shape is too broken for the cross-field rules; the structural errors say why.
+  } catch (err) {
+    // The shape is too broken for the cross-field rules; the structural errors say why. Without
+    // any, a rule that throws must still refuse the object: nothing unchecked reaches a pod.
+    if (errors.length === 0) errors.push({ path: 'spec', message: `could not be checked: ${err instanceof Error ? err.message : String(err)}` });
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, value: { ...input, spec: spec as DatabaseBackupSpec } };

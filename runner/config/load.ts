@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseDocument, type YAMLError } from 'yaml';
 import { type FieldError, type RunnerConfig, validateRunnerConfig } from '../../api/index.js';
-import { ALLOWED_DUMP_OPTIONS, ALLOWED_RESTORE_OPTIONS, PG_DUMP, PG_RESTORE, argProblems } from '../engines/postgresql/args.js';
+import { postgresqlArgErrors } from '../../api/postgresql-args.js';
 import { BackupError } from '../errors.js';
 
 /**
@@ -57,14 +57,10 @@ export function forbiddenKeyErrors(data: unknown, path = ''): FieldError[] {
   return errors;
 }
 
-/** engine.postgresql.dumpArgs / restoreArgs against the tools' allowlists (engines/postgresql/args.ts). */
+/** engine.postgresql.dumpArgs / restoreArgs against the tools' allowlists (api/postgresql-args.ts). */
 function engineArgErrors(cfg: Readonly<RunnerConfig>): FieldError[] {
   const pg = cfg.engine.postgresql;
-  if (!pg) return [];
-  return [
-    ...argProblems('engine.postgresql.dumpArgs', pg.dumpArgs ?? [], PG_DUMP, ALLOWED_DUMP_OPTIONS),
-    ...argProblems('engine.postgresql.restoreArgs', pg.restoreArgs ?? [], PG_RESTORE, ALLOWED_RESTORE_OPTIONS),
-  ].map((p) => ({ path: p.path, message: `"${p.argument}": ${p.message}` }));
+  return pg ? postgresqlArgErrors('engine.postgresql', pg) : [];
 }
 
 function invalid(source: string, errors: readonly FieldError[]): BackupError {

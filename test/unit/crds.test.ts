@@ -144,6 +144,14 @@ describe('validateDatabaseBackup', () => {
       { path: 'spec.credentials[1].location', message: 'duplicate location "offsite"' },
       { path: 'spec.credentials[1]', message: 'set exactly one of s3, gcs' },
     ]],
+    ['extra tool arguments that redirect pg_dump / pg_restore (as getopt_long reads them)', (o) => {
+      (eng(o).postgresql as Obj).dumpArgs = ['--exclude-table=audit', '--fil=/tmp/x', '-vf/tmp/x'];
+      (eng(o).postgresql as Obj).restoreArgs = ['--no-owner', 'other-archive'];
+    }, [
+      { path: 'spec.engine.postgresql.dumpArgs[1]', message: /^"--fil=\/tmp\/x": --fil=\/tmp\/x: ambiguous/ },
+      { path: 'spec.engine.postgresql.dumpArgs[2]', message: /^"-vf\/tmp\/x": -f \(pg_dump reads it as --file\) is not allowed here/ },
+      { path: 'spec.engine.postgresql.restoreArgs[1]', message: /positional arguments are not allowed/ },
+    ]],
     ['toleration rules', (o) => { runner(o).tolerations = [{ key: 'a', operator: 'Exists', value: 'b', tolerationSeconds: 5, effect: 'NoSchedule' }]; }, [
       { path: 'spec.runner.tolerations[0].value', message: 'must be empty when operator is Exists' },
       { path: 'spec.runner.tolerations[0].tolerationSeconds', message: 'is only allowed with effect NoExecute' },

@@ -7,7 +7,7 @@ import {
   argProblems,
   parseToolArgs,
   type ParsedArg,
-} from '../../runner/engines/postgresql/args.js';
+} from '../../api/postgresql-args.js';
 
 const DUMP = 'engine.postgresql.dumpArgs';
 const RESTORE = 'engine.postgresql.restoreArgs';

@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import type { PostgresqlConnection } from '../../../api/index.js';
 import { BackupError } from '../../errors.js';
-import { ALLOWED_DUMP_OPTIONS, ALLOWED_RESTORE_OPTIONS, PG_DUMP, PG_RESTORE, argProblems, type ArgProblem, type ToolOptions } from './args.js';
+import { ALLOWED_DUMP_OPTIONS, ALLOWED_RESTORE_OPTIONS, PG_DUMP, PG_RESTORE, argProblems, type ArgProblem, type ToolOptions } from '../../../api/postgresql-args.js';
 
 export const APP_NAME = 'db-backup-runner';
 export const CONNECT_TIMEOUT_SECONDS = 10;

@@ -244,3 +244,17 @@ export function argProblems(field: string, args: readonly string[], tool: ToolOp
   }
   return problems;
 }
+
+/**
+ * The problems of a PostgreSQL block's dumpArgs and restoreArgs as field
+ * errors under `at` (e.g. `engine.postgresql` in a runner config,
+ * `spec.engine.postgresql` in a DatabaseBackup): the runner checks its config
+ * file with it, and the controller a DatabaseBackup, so a bad argument is
+ * refused with its path before any runner is deployed.
+ */
+export function postgresqlArgErrors(at: string, block: { dumpArgs?: readonly string[]; restoreArgs?: readonly string[] }): { path: string; message: string }[] {
+  return [
+    ...argProblems(`${at}.dumpArgs`, block.dumpArgs ?? [], PG_DUMP, ALLOWED_DUMP_OPTIONS),
+    ...argProblems(`${at}.restoreArgs`, block.restoreArgs ?? [], PG_RESTORE, ALLOWED_RESTORE_OPTIONS),
+  ].map((p) => ({ path: p.path, message: `"${p.argument}": ${p.message}` }));
+}
