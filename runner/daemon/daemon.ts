@@ -149,7 +149,10 @@ export class Daemon {
       this.locations.set(loc.name, stored);
       this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined);
     }
-    for (const p of listing.problems) this.log.warn({ location: p.location, err: p.error }, 'location could not be read');
+    for (const p of listing.problems) {
+      const what = p.key === undefined ? 'location could not be listed' : p.error.code === 'MANIFEST_MISPLACED' ? 'manifest does not belong to this database; ignored' : 'manifest could not be read';
+      this.log.warn({ location: p.location, ...(p.key ? { key: p.key } : {}), err: p.error }, what);
+    }
     const newestStart = listing.backups.map((b) => Date.parse(b.manifest.startedAt)).sort((a, b) => a - b).at(-1);
     if (newestStart !== undefined && (!this.lastBackupStart || newestStart > this.lastBackupStart.getTime())) this.lastBackupStart = new Date(newestStart);
   }

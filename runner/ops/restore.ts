@@ -4,6 +4,7 @@ import { describeTargetOutcome } from '../engines/outcome.js';
 import type { RestoreTargetOutcome } from '../engines/types.js';
 import { algorithmForSuffix, decompress } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
+import { MAX_CLOCK_SKEW_MS } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { objectKey } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
@@ -69,6 +70,15 @@ export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: b
     .map((p) => ({ location: p.location, ...(p.key ? { key: p.key } : {}), code: p.error.code, message: p.error.message }));
   let backup: ListedBackup | undefined;
   let notFound: BackupError | undefined;
+  const wanted = sel.kind === 'id' ? sel.id : undefined;
+  const future = wanted === undefined ? undefined : listing.future.find((f) => f.id === wanted);
+  if (future && !listing.backups.some((x) => x.id === wanted)) {
+    throw new BackupError(
+      'MANIFEST_FUTURE',
+      `restore --backup ${future.id} refused: its manifest is dated in the future (${future.field} ${future.at}, more than ${MAX_CLOCK_SKEW_MS / 60_000} min ahead of this clock, in ${future.locations.join(', ')}); a backup cannot have been taken then, so it is not trusted. Check the clocks, or remove the object if nobody wrote it`,
+      { details: { backupId: future.id, field: future.field, at: future.at, locations: future.locations } },
+    );
+  }
   try {
     backup = selectBackup(listing.backups, sel);
   } catch (err) {

@@ -50,6 +50,8 @@ export interface ListingFact {
   backups: readonly ListedFact[];
   /** A problem without `key` means the location could not be listed at all. */
   problems: readonly { location: string; key?: string; error: ErrorFact }[];
+  /** Manifests dated in the future: never counted, reported so someone looks. */
+  future?: readonly { id: string; locations: readonly string[]; field: string; at: string }[];
 }
 
 /** A backup this process ran to its end (structurally a BackupResult). */
@@ -104,6 +106,19 @@ function latest(times: readonly (string | undefined)[]): string | undefined {
 
 const clip = (s: string): string => (s.length <= MESSAGE_LIMIT ? s : `${s.slice(0, MESSAGE_LIMIT - 1)}…`);
 
+/** What is wrong with the manifests of one location: unreadable, misplaced (planted), dated in the future. */
+function manifestMessages(listing: ListingFact | undefined, name: string): string[] {
+  const messages: string[] = [];
+  for (const p of listing?.problems ?? []) {
+    if (p.location !== name || p.key === undefined) continue;
+    messages.push(p.error.code === 'MANIFEST_MISPLACED' ? `manifest ${p.key} does not belong to this database and is ignored: ${describe(p.error)}` : `manifest ${p.key} could not be read: ${describe(p.error)}`);
+  }
+  for (const f of listing?.future ?? []) {
+    if (f.locations.includes(name)) messages.push(`manifest of backup ${f.id} is dated in the future (${f.field} ${f.at}) and is not counted`);
+  }
+  return messages;
+}
+
 function locationStatus(facts: ReportFacts, name: string): LocationStatus {
   const listing = facts.listing;
   const problems = listing?.problems.filter((p) => p.location === name) ?? [];
@@ -113,7 +128,7 @@ function locationStatus(facts: ReportFacts, name: string): LocationStatus {
   const messages: string[] = [];
   if (outcome?.status === 'Failed') messages.push(`last backup failed here: ${describe(outcome.error)}`);
   if (unlisted) messages.push(`could not be listed: ${describe(unlisted.error)}`);
-  for (const p of problems.filter((x) => x.key !== undefined)) messages.push(`manifest ${p.key} could not be read: ${describe(p.error)}`);
+  messages.push(...manifestMessages(listing, name));
   const known = outcome !== undefined || listing !== undefined;
   const lastSuccessAt = latest([stored?.lastSuccessAt, outcome?.status === 'Succeeded' ? facts.finished!.finishedAt.toISOString() : undefined]);
   return {

@@ -163,6 +163,24 @@ describe('buildStatusPatch', () => {
       },
     ],
     [
+      'a planted manifest (misplaced) and a future-dated one: Failing, named for what they are, never counted',
+      facts({
+        listing: {
+          backups: twoBackups.backups,
+          problems: [{ location: 'fs', key: 'shop/orders/20261101T000000Z-beef/manifest.json', error: err('MANIFEST_MISPLACED', 'manifest names shop/other') }],
+          future: [{ id: '20990101T000000Z-dead', locations: ['s3'], field: 'consistentAt', at: '2099-01-01T00:00:00.000Z' }],
+        },
+      }),
+      {
+        lastSuccessAt: '2026-11-21T02:01:00.000Z',
+        nextRunAt: null,
+        locations: [
+          { name: 'fs', state: 'Failing', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'manifest shop/orders/20261101T000000Z-beef/manifest.json does not belong to this database and is ignored: MANIFEST_MISPLACED: manifest names shop/other' },
+          { name: 's3', state: 'Failing', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'manifest of backup 20990101T000000Z-dead is dated in the future (consistentAt 2099-01-01T00:00:00.000Z) and is not counted' },
+        ],
+      },
+    ],
+    [
       'a new backup runs after a failed one: Running, the locations keep the last outcome',
       facts({ listing: twoBackups, finished: finished('PartiallySucceeded'), running: { id: 'd', startedAt: at('2026-11-22T03:00:00Z') } }),
       {

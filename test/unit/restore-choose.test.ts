@@ -58,6 +58,16 @@ describe('chooseBackup', () => {
     expect((refusal({ future: [], backups: [older, newer], problems: [planted, down] }, { kind: 'latest' }).details.unreadable as { location: string }[]).map((u) => u.location)).toEqual(['s3']);
   });
 
+  it('--backup of a future-dated id: MANIFEST_FUTURE (exit 6) saying why, not "not found"', () => {
+    const planted = { ...backup('20990101T000000Z-beef', '2099-01-01T00:00:00.000Z', ['s3']), field: 'consistentAt', at: '2099-01-01T00:00:00.000Z' };
+    const err = refusal({ backups: [older, newer], future: [planted], problems: [] }, { kind: 'id', id: planted.id });
+    expect(err.code).toBe('MANIFEST_FUTURE');
+    expect(err.exitCode).toBe(6);
+    expect(err.message).toMatch(/^restore --backup 20990101T000000Z-beef refused: its manifest is dated in the future \(consistentAt 2099-01-01T00:00:00\.000Z, more than 5 min ahead of this clock, in s3\)/);
+    // --latest never sees it.
+    expect(chooseBackup({ backups: [older, newer], future: [planted], problems: [] }, { kind: 'latest' }, false).backup).toBe(newer);
+  });
+
   it('names the backup that would be chosen in the details', () => {
     expect(refusal(incomplete, { kind: 'latest' }).details.newestReadable).toEqual({ id: 'b2', consistentAt: '2026-11-21T10:00:00.000Z', locations: ['fs', 's3'] });
   });
