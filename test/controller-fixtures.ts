@@ -1,5 +1,6 @@
 /** Inputs of the controller's render and reconcile tests: settings and the Secrets of the controller's namespace. */
 import type { RenderSettings } from '../controller/render/objects.js';
+import { validateSettings, type ControllerSettings } from '../controller/settings.js';
 
 export const CONTROLLER_NAMESPACE = 'db-backup-system';
 
@@ -26,3 +27,10 @@ export const classSecrets = (): Record<string, Record<string, string>> => ({
   minio: { 'access-key': b64('AKIAEXAMPLE'), 'secret-key': b64('example-secret-key') },
   gcs: { 'key.json': b64('{"type":"service_account"}') },
 });
+
+/** Validated controller settings for the integration suites: the render settings' images, a long resync, `extra` on top. */
+export function controllerSettings(extra: Record<string, unknown> = {}): ControllerSettings {
+  const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 4, ...extra });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.value;
+}

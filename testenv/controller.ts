@@ -55,3 +55,26 @@ export async function controllerIdentity(kube: KubeInstance, namespace: string, 
   kubeConfig.loadFromFile(path);
   return { kubeConfig, path };
 }
+
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access -- the API server's JSON, checked field by field by the tests */
+export type KubeJson = Record<string, any>;
+
+/** kubectl as the tests use it: apply objects, get one as JSON (undefined when absent), read a condition. */
+export interface KubeJsonClient {
+  apply: (...objs: unknown[]) => Promise<string>;
+  get: (args: string[]) => Promise<KubeJson | undefined>;
+  condition: (o: KubeJson | undefined, type: string) => KubeJson | undefined;
+}
+
+/** `kube` is a getter: suites start their API server in beforeAll. */
+export function kubeJson(kube: () => KubeInstance): KubeJsonClient {
+  return {
+    apply: (...objs) => kube().kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => stringify(o)).join('---\n') }),
+    get: async (args) => {
+      const r = await kube().kubectl([...args, '-o', 'json']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as KubeJson) : undefined;
+    },
+    condition: (o, type) => (o?.status?.conditions as KubeJson[] | undefined)?.find((c) => c.type === type),
+  };
+}
+/* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access */

@@ -8,15 +8,14 @@
  */
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { Controller } from '../../controller/controller.js';
 import { KubeAdapter } from '../../controller/kube.js';
 import { createControllerMetrics } from '../../controller/metrics.js';
-import { validateSettings, type ControllerSettings } from '../../controller/settings.js';
-import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
+import type { ControllerSettings } from '../../controller/settings.js';
+import { applyCrds, controllerIdentity, ensureNamespaces, kubeJson } from '../../testenv/controller.js';
 import { eventually } from '../../testenv/eventually.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
-import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
+import { CONTROLLER_NAMESPACE, controllerSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 import { restrictedViolations } from '../pod-security.js';
 
@@ -27,18 +26,9 @@ type Obj = Record<string, any>;
 let kube: KubeInstance;
 let controller: Controller;
 
-const settings = (): ControllerSettings => {
-  const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 2 });
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  return r.value;
-};
+const settings = (): ControllerSettings => controllerSettings({ workers: 2 });
 
-const apply = (...objs: unknown[]) => kube.kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => stringify(o)).join('---\n') });
-const get = async (args: string[]): Promise<Obj | undefined> => {
-  const r = await kube.kubectl([...args, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
-};
-const condition = (o: Obj | undefined, type: string): Obj | undefined => (o?.status?.conditions as Obj[] | undefined)?.find((c) => c.type === type);
+const { apply, get, condition } = kubeJson(() => kube);
 const events = (ns: string, name: string) => kube.kubectlOk(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].message}']);
 
 /** A DatabaseBackup in shop named `name` whose spec.runner is edited by `edit`. */

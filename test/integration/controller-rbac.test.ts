@@ -19,11 +19,10 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { ADMISSION_RULES, CLUSTER_RULES, namespaceRules } from '../../controller/rbac.js';
 import { runController, type RunningController } from '../../controller/run.js';
 import { validateSettings } from '../../controller/settings.js';
-import { CONTROLLER_SA, applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
+import { CONTROLLER_SA, applyCrds, controllerIdentity, ensureNamespaces, kubeJson } from '../../testenv/controller.js';
 import { eventually } from '../../testenv/eventually.js';
 import { kubeBinaries, startKube, type AuditEvent, type KubeInstance } from '../../testenv/kube.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
@@ -39,12 +38,7 @@ const USER = `system:serviceaccount:${CONTROLLER_NAMESPACE}:${CONTROLLER_SA}`;
 let kube: KubeInstance;
 let running: RunningController | undefined;
 
-const apply = (...objs: unknown[]) => kube.kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => stringify(o)).join('---\n') });
-const get = async (args: string[]): Promise<Obj | undefined> => {
-  const r = await kube.kubectl([...args, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
-};
-const condition = (o: Obj | undefined, type: string): Obj | undefined => (o?.status?.conditions as Obj[] | undefined)?.find((c) => c.type === type);
+const { apply, get, condition } = kubeJson(() => kube);
 const secret = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: CONTROLLER_NAMESPACE }, stringData: data });
 
 /** "verb group resource[/subresource]", the unit both sides are compared in. */

@@ -12,10 +12,10 @@ import { Controller } from '../../controller/controller.js';
 import { runController, type RunningController } from '../../controller/run.js';
 import { KubeAdapter } from '../../controller/kube.js';
 import { createControllerMetrics, type ControllerMetrics } from '../../controller/metrics.js';
-import { validateSettings, type ControllerSettings } from '../../controller/settings.js';
-import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
+import type { ControllerSettings } from '../../controller/settings.js';
+import { applyCrds, controllerIdentity, ensureNamespaces, kubeJson } from '../../testenv/controller.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
-import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
+import { CONTROLLER_NAMESPACE, controllerSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 import { eventually } from '../../testenv/eventually.js';
 
@@ -28,17 +28,9 @@ let controller: Controller;
 let controllerKubeconfig: string;
 let metrics: ControllerMetrics;
 
-const settings = (): ControllerSettings => {
-  const r = validateSettings({ namespace: CONTROLLER_NAMESPACE, runnerImages: renderSettings().runnerImages, resyncPeriod: '1h', workers: 4 });
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  return r.value;
-};
+const settings = (): ControllerSettings => controllerSettings();
 
-const apply = (...objs: unknown[]) => kube.kubectlOk(['apply', '-f', '-'], { input: objs.map((o) => stringify(o)).join('---\n') });
-const get = async (args: string[]): Promise<Obj | undefined> => {
-  const r = await kube.kubectl([...args, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
-};
+const { apply, get, condition } = kubeJson(() => kube);
 
 
 const secret = (name: string, data: Record<string, string>, namespace = CONTROLLER_NAMESPACE) => ({
@@ -48,7 +40,6 @@ const secret = (name: string, data: Record<string, string>, namespace = CONTROLL
   stringData: data,
 });
 
-const condition = (o: Obj | undefined, type: string): Obj | undefined => (o?.status?.conditions as Obj[] | undefined)?.find((c) => c.type === type);
 const configYaml = (s: Obj) => Buffer.from(s.data['config.yaml'] as string, 'base64').toString('utf8');
 
 beforeAll(async () => {
