@@ -5,6 +5,7 @@
  * class can keep its keys to itself, and access taken away removes the
  * runner and every copied key within one reconcile.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller } from '../../controller/controller.js';
@@ -72,6 +73,9 @@ describe('no two DatabaseBackups share a storage prefix, across storage classes'
   it('class-x prefix "" + shop/orders holds class-y prefix "shop" + orders/x: the later one is refused, naming both', async () => {
     await apply(s3Class('class-x', ''), s3Class('class-y', 'shop'), backup('shop', 'orders', 'class-x'));
     await eventually('shop/orders deployed', () => get(['get', 'deployment', 'orders-runner', '-n', 'shop']));
+    // creationTimestamp has whole seconds: created in the same second, the two would be ordered by name (orders/x first).
+    const created = Date.parse((await get(['get', 'dbb', 'orders', '-n', 'shop']))!.metadata.creationTimestamp as string);
+    await delay(Math.max(0, created + 1100 - Date.now()));
     await apply(backup('orders', 'x', 'class-y'));
     const c = await eventually('orders/x: ConfigValid=False', async () => condition(await get(['get', 'dbb', 'x', '-n', 'orders']), 'ConfigValid'));
     expect(c).toMatchObject({ status: 'False', reason: 'PrefixOverlap' });
