@@ -290,8 +290,10 @@ describe('bad input gets a clear error and loses nothing', () => {
         locs[1]!.s3!.endpoint = proxy.url;
         return c;
       });
-      // Down for a moment: long enough to fail the upload, short enough for the abort's retries to land.
-      const cut = proxy.cutAfter(3 * 1024 * 1024, { refuseMs: 300 });
+      // Down for 3 s: the SDK's three attempts of a part (backoff well under a second) all meet the outage even
+      // on a loaded machine (300 ms was not always enough: a late retry finished the upload), and the runner's
+      // abort retries (after 0.25, 0.75, 1.75, 3.75 and 7.75 s) still land once it is back.
+      const cut = proxy.cutAfter(3 * 1024 * 1024, { refuseMs: 3000 });
       const r = await cli(['backup'], cfg);
       await cut;
       expect(r.code, r.out).toBe(3);
