@@ -207,12 +207,13 @@ describe('backup-runner serve', () => {
     const c = await writeConfig('crash', { retention: { keepLast: 5, orphanGracePeriod: '1s' } });
     let d = await startDaemon(c);
     const running = cli(['backup'], c.cfg).catch(() => undefined);
-    // Kill the daemon once the upload is under way.
-    for (let i = 0; i < 100 && !d.logs().includes('backup started'); i++) await delay(20);
-    await delay(300);
+    // Kill the daemon once the upload is under way: its temp file exists on the filesystem (a fixed pause is not
+    // enough on a loaded machine).
+    const fsDir = join(ready().dir, 'crash', 'fs');
+    const uploading = async () => (await readdir(fsDir, { recursive: true }).catch(() => [] as string[])).some((f) => f.includes('.tmp-'));
+    for (let i = 0; i < 500 && !(await uploading()); i++) await delay(20);
     await d.stop('SIGKILL');
     await running;
-    const fsDir = join(ready().dir, 'crash', 'fs');
     // The killed backup left an unfinished upload behind (a temp file on the filesystem).
     expect((await readdir(fsDir, { recursive: true })).filter((f) => f.includes('.tmp-')).length, d.logs()).toBeGreaterThan(0);
 
