@@ -7,7 +7,8 @@
  *
  * Secrets: read (list/watch) only in the controller's own namespace, where
  * storage class credentials live; in other namespaces the controller may
- * only write the runners' config Secrets, never read any. Owned objects are
+ * only write the runners' config Secrets, never get, list or watch any (a
+ * patch answers with the stored object: see docs/security.md). Owned objects are
  * written by server-side apply (patch, and create for a new object) and
  * removed by the garbage collector when their DatabaseBackup goes; `delete`
  * on the runner objects (config Secret included) is what revokes a runner
