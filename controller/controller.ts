@@ -109,6 +109,7 @@ export class Controller {
     this.queue = new WorkQueue({
       workers: settings.workers,
       handle: (key) => (key.startsWith(CLASS_KEY) ? this.reconcileClass(key.slice(CLASS_KEY.length)) : this.reconcile(key)),
+      onDepth: (depth) => opts.metrics.queueDepth.set(depth),
       onError: (key, err, retryInMs) => {
         opts.metrics.reconcileTotal.inc({ result: 'error' });
         logger.warn({ backup: key, err: err instanceof Error ? err.message : String(err), retryInMs }, 'reconcile failed; retrying');
@@ -116,6 +117,7 @@ export class Controller {
     });
     const src = kube.sources(settings.namespace);
     this.backups = kube.cache(src.backups as never, (o: DatabaseBackup, kind, old?: DatabaseBackup) => {
+      if (kind !== 'update') opts.metrics.managedBackups.set(this.backups.list().length);
       // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
       if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
@@ -165,9 +167,7 @@ export class Controller {
   /** Queues every DatabaseBackup (the periodic resync). */
   resyncAll(): void {
     for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
-    const all = this.backups.list();
-    this.opts.metrics.managedBackups.set(all.length);
-    for (const b of all) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    for (const b of this.backups.list()) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
   }
 
   /** Resolves when the queue is empty and nothing is being reconciled. */
@@ -180,13 +180,13 @@ export class Controller {
     this.queue.stop();
     // Only the leader speaks for the DatabaseBackups.
     this.opts.metrics.backupReady.reset();
+    this.opts.metrics.managedBackups.set(0);
     await this.opts.kube.stop();
   }
 
   private enqueue(key: string): void {
     if (!this.started) return;
     this.queue.add(key);
-    this.opts.metrics.queueDepth.set(this.queue.depth);
   }
 
   private enqueueClass(className: string): void {
@@ -314,7 +314,6 @@ export class Controller {
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      this.opts.metrics.queueDepth.set(this.queue.depth);
     }
   }
 
