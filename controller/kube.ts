@@ -43,6 +43,7 @@ import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
 const RESOURCES: Readonly<Record<string, string>> = {
   Deployment: 'deployments',
   Secret: 'secrets',
+  PersistentVolumeClaim: 'persistentvolumeclaims',
   Service: 'services',
   ServiceAccount: 'serviceaccounts',
   Role: 'roles',
@@ -506,6 +507,8 @@ export class KubeAdapter {
       backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
       classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
       secrets: { resource: 'secrets', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
+      // Only whether a claim exists is read (a runner mounting a missing one is reported as ClaimNotFound).
+      claims: { resource: 'persistentvolumeclaims', path: '/api/v1/persistentvolumeclaims', list: () => this.core.listPersistentVolumeClaimForAllNamespaces() },
       deployments: { resource: 'deployments', path: '/apis/apps/v1/deployments', labelSelector: managed, list: () => this.apps.listDeploymentForAllNamespaces({ labelSelector: managed }) },
       services: { resource: 'services', path: '/api/v1/services', labelSelector: managed, list: () => this.core.listServiceForAllNamespaces({ labelSelector: managed }) },
       serviceAccounts: { resource: 'serviceaccounts', path: '/api/v1/serviceaccounts', labelSelector: managed, list: () => this.core.listServiceAccountForAllNamespaces({ labelSelector: managed }) },
