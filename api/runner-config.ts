@@ -128,7 +128,7 @@ const Duration = (description: string, extra: Record<string, unknown> = {}) =>
 
 export const Schedule = Type.Object(
   {
-    cron: Type.Optional(Type.String({ minLength: 1, description: 'cron expression: 5 fields (minute first) or 6 (seconds first)' })),
+    cron: Type.Optional(Type.String({ minLength: 1, description: 'cron expression: 5 fields (minute first), 6 (seconds first) or a macro: @hourly, @daily (@midnight), @weekly, @monthly, @yearly (@annually)' })),
     interval: Type.Optional(Duration('time between backups')),
     timeZone: Type.String({ minLength: 1, default: 'UTC', description: 'IANA time zone the cron expression is read in, e.g. Europe/Berlin' }),
     suspend: Type.Boolean({ default: false, description: 'keep the daemon up but start no scheduled backup' }),
@@ -266,17 +266,56 @@ export function zoneErrors(path: string, zone: string | undefined): FieldError[]
   return zone === undefined || IANAZone.isValidZone(zone) ? [] : [{ path, message: `"${zone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)` }];
 }
 
+/** The cron macros and the expressions they stand for (read in schedule.timeZone like any other). */
+export const CRON_MACROS: Readonly<Record<string, string>> = {
+  '@yearly': '0 0 1 1 *',
+  '@annually': '0 0 1 1 *',
+  '@monthly': '0 0 1 * *',
+  '@weekly': '0 0 * * 0',
+  '@daily': '0 0 * * *',
+  '@midnight': '0 0 * * *',
+  '@hourly': '0 * * * *',
+};
+
+/** A cron expression as fields: a macro is replaced by the expression it stands for, anything else is trimmed. */
+export function expandCron(expr: string): string {
+  const trimmed = expr.trim();
+  return CRON_MACROS[trimmed] ?? trimmed;
+}
+
+/** What each cron field accepts, in words, by node-cron's field name. */
+const CRON_FIELDS: Readonly<Record<string, { name: string; allowed: string }>> = {
+  second: { name: 'second', allowed: '0-59' },
+  minute: { name: 'minute', allowed: '0-59' },
+  hour: { name: 'hour', allowed: '0-23' },
+  dayOfMonth: { name: 'day of month', allowed: '1-31' },
+  month: { name: 'month', allowed: '1-12 or jan-dec' },
+  dayOfWeek: { name: 'day of week', allowed: '0-7 or sun-sat, 0 and 7 both Sunday' },
+};
+
+const CRON_FORMS = `use 5 fields (minute hour day-of-month month day-of-week), 6 (a second first) or a macro (${Object.keys(CRON_MACROS).join(', ')})`;
+
+/** Why `expr` is not a cron expression the scheduler accepts (empty when it is one); `path` names the field. */
+export function cronErrors(expr: string, path: string): FieldError[] {
+  const trimmed = expr.trim();
+  if (trimmed.startsWith('@') && !(trimmed in CRON_MACROS)) return [{ path, message: `"${expr}" is not a cron macro; ${CRON_FORMS}` }];
+  const fields = expandCron(expr).split(/\s+/).filter((f) => f !== '').length;
+  if (fields !== 5 && fields !== 6) return [{ path, message: `"${expr}" has ${fields} field${fields === 1 ? '' : 's'}; ${CRON_FORMS}` }];
+  const v = cron.validateDetailed(expandCron(expr));
+  if (v.valid) return [];
+  const reasons = v.errors.map((e) => {
+    const f = CRON_FIELDS[e.field];
+    return f ? `${f.name} "${e.value}" is not valid (${f.allowed})` : e.message.replace(/\ba invalid\b/g, 'an invalid');
+  });
+  return [{ path, message: `"${expr}" is not a valid cron expression: ${reasons.join('; ')}; a field is a value, *, a list a,b, a range a-b or a step */n (n at least 1)` }];
+}
+
 /** Cross-field rules of a schedule (cron XOR interval, a valid cron expression and time zone); `at` is its path. */
 export function scheduleErrors(s: Schedule | undefined, at = 'schedule'): FieldError[] {
   if (!s) return [];
   const errors: FieldError[] = [];
   if ((s.cron === undefined) === (s.interval === undefined)) errors.push({ path: at, message: 'set exactly one of cron, interval' });
-  if (s.cron !== undefined) {
-    const fields = s.cron.trim().split(/\s+/).length;
-    const v = cron.validateDetailed(s.cron);
-    if (fields !== 5 && fields !== 6) errors.push({ path: `${at}.cron`, message: `"${s.cron}" has ${fields} fields; use 5 (minute hour day month weekday) or 6 (second first)` });
-    else if (!v.valid) errors.push({ path: `${at}.cron`, message: `"${s.cron}" is not a valid cron expression: ${v.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}` });
-  }
+  if (s.cron !== undefined) errors.push(...cronErrors(s.cron, `${at}.cron`));
   if (s.interval !== undefined && (parseDuration(s.interval) ?? 0) < 1000) errors.push({ path: `${at}.interval`, message: 'must be at least 1s' });
   errors.push(...zoneErrors(`${at}.timeZone`, s.timeZone));
   return errors;

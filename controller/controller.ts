@@ -11,8 +11,9 @@
  * What requeues a DatabaseBackup: its own spec (a new generation), its
  * storage class, a Secret that class references, any object it owns (a hand
  * edit or deletion is repaired), a change of another DatabaseBackup or class
- * whose storage overlaps its own (or that refused it with PrefixOverlap), and
- * the periodic resync.
+ * whose storage overlaps its own (or that refused it with PrefixOverlap), a
+ * PersistentVolumeClaim created or deleted in its namespace, and the periodic
+ * resync.
  */
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
@@ -84,6 +85,7 @@ export class Controller {
   private readonly backups: Cache<DatabaseBackup> & { start(): Promise<void> };
   private readonly classes: Cache<DatabaseBackupStorageClass> & { start(): Promise<void> };
   private readonly secrets: Cache<V1Secret> & { start(): Promise<void> };
+  private readonly claims: Cache<KubernetesObject> & { start(): Promise<void> };
   private readonly owned: Record<OwnedKind, Cache<KubernetesObject> & { start(): Promise<void> }>;
   private readonly renderSettings: RenderSettings;
   private readonly now: () => Date;
@@ -109,6 +111,7 @@ export class Controller {
     this.queue = new WorkQueue({
       workers: settings.workers,
       handle: (key) => (key.startsWith(CLASS_KEY) ? this.reconcileClass(key.slice(CLASS_KEY.length)) : this.reconcile(key)),
+      onDepth: (depth) => opts.metrics.queueDepth.set(depth),
       onError: (key, err, retryInMs) => {
         opts.metrics.reconcileTotal.inc({ result: 'error' });
         logger.warn({ backup: key, err: err instanceof Error ? err.message : String(err), retryInMs }, 'reconcile failed; retrying');
@@ -116,6 +119,7 @@ export class Controller {
     });
     const src = kube.sources(settings.namespace);
     this.backups = kube.cache(src.backups as never, (o: DatabaseBackup, kind, old?: DatabaseBackup) => {
+      if (kind !== 'update') opts.metrics.managedBackups.set(this.backups.list().length);
       // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
       if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
@@ -127,6 +131,11 @@ export class Controller {
       this.enqueueOverlapping(users, [o, ...(old ? [old] : [])]);
     });
     this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
+    // A claim that appears or goes: the DatabaseBackups of its namespace are planned again (ClaimNotFound).
+    this.claims = kube.cache(src.claims, (o: KubernetesObject, kind) => {
+      if (kind === 'update') return;
+      for (const b of this.backups.list(o.metadata?.namespace ?? '')) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    });
     const ownerHandler = (o: KubernetesObject) => {
       const owner = o.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
       if (owner && o.metadata?.namespace) this.enqueue(backupKey(o.metadata.namespace, owner.name));
@@ -142,7 +151,7 @@ export class Controller {
 
   /** Starts the caches, waits until each has listed once, then reconciles every DatabaseBackup. */
   async start(): Promise<void> {
-    await Promise.all([this.backups, this.classes, this.secrets, ...Object.values(this.owned)].map((c) => c.start()));
+    await Promise.all([this.backups, this.classes, this.secrets, this.claims, ...Object.values(this.owned)].map((c) => c.start()));
     this.started = true;
     this.resyncAll();
     const period = parseDuration(this.opts.settings.resyncPeriod) ?? 600_000;
@@ -157,7 +166,7 @@ export class Controller {
 
   /** Not ok once a cache has failed to list or watch, without a break, for longer than liveness.watchFailureTimeout. */
   health(now: Date = this.now()): Liveness {
-    const caches = [this.backups, this.classes, this.secrets, ...Object.values(this.owned)];
+    const caches = [this.backups, this.classes, this.secrets, this.claims, ...Object.values(this.owned)];
     const timeoutMs = parseDuration(this.opts.settings.liveness.watchFailureTimeout) ?? DEFAULT_WATCH_FAILURE_TIMEOUT_MS;
     return cachesLiveness(caches.map((c) => c.health()), now, timeoutMs);
   }
@@ -165,9 +174,7 @@ export class Controller {
   /** Queues every DatabaseBackup (the periodic resync). */
   resyncAll(): void {
     for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
-    const all = this.backups.list();
-    this.opts.metrics.managedBackups.set(all.length);
-    for (const b of all) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    for (const b of this.backups.list()) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
   }
 
   /** Resolves when the queue is empty and nothing is being reconciled. */
@@ -180,13 +187,13 @@ export class Controller {
     this.queue.stop();
     // Only the leader speaks for the DatabaseBackups.
     this.opts.metrics.backupReady.reset();
+    this.opts.metrics.managedBackups.set(0);
     await this.opts.kube.stop();
   }
 
   private enqueue(key: string): void {
     if (!this.started) return;
     this.queue.add(key);
-    this.opts.metrics.queueDepth.set(this.queue.depth);
   }
 
   private enqueueClass(className: string): void {
@@ -273,6 +280,7 @@ export class Controller {
         (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
         this.renderSettings,
         this.allRoots(),
+        (ns, claim) => this.claims.get(claim, ns) !== undefined,
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       let applied: string[] = [];
@@ -314,7 +322,6 @@ export class Controller {
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      this.opts.metrics.queueDepth.set(this.queue.depth);
     }
   }
 

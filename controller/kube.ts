@@ -39,6 +39,28 @@ import type { CacheHealth } from './health.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, MANAGED_SELECTOR } from './names.js';
 
+/** The API resources of the kinds the controller reads or writes one by one (the plural, as list and watch name them). */
+const RESOURCES: Readonly<Record<string, string>> = {
+  Deployment: 'deployments',
+  Secret: 'secrets',
+  PersistentVolumeClaim: 'persistentvolumeclaims',
+  Service: 'services',
+  ServiceAccount: 'serviceaccounts',
+  Role: 'roles',
+  RoleBinding: 'rolebindings',
+  Event: 'events',
+  DatabaseBackup: 'databasebackups',
+  DatabaseBackupStorageClass: 'databasebackupstorageclasses',
+};
+
+/**
+ * The `resource` label of a request on an object of `kind`: the plural resource name, as for list and
+ * watch (a kind not in the table: its lowercase name plus "s", the API server's default plural).
+ */
+export function resourceOf(kind: string): string {
+  return RESOURCES[kind] ?? `${kind.toLowerCase()}s`;
+}
+
 /** Field manager of the dry-run probes (never stored: dry runs write nothing). */
 const PROBE_FIELD_MANAGER = 'db-backup-controller-probe';
 
@@ -402,7 +424,7 @@ export class KubeAdapter {
   /** Server-side apply with the controller's field manager; takes ownership of conflicting fields. */
   async apply<T extends KubernetesObject>(obj: T): Promise<T> {
     const m = obj.metadata!;
-    return this.call('patch', obj.kind!.toLowerCase(), `apply ${obj.kind} ${m.namespace}/${m.name}`, () =>
+    return this.call('patch', resourceOf(obj.kind!), `apply ${obj.kind} ${m.namespace}/${m.name}`, () =>
       this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
     );
   }
@@ -412,7 +434,7 @@ export class KubeAdapter {
     const m = obj.metadata!;
     const header = { apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: m.name!, namespace: m.namespace! } };
     try {
-      return await this.call('get', obj.kind!.toLowerCase(), `get ${obj.kind} ${m.namespace}/${m.name}`, () => this.objects.read<T>(header));
+      return await this.call('get', resourceOf(obj.kind!), `get ${obj.kind} ${m.namespace}/${m.name}`, () => this.objects.read<T>(header));
     } catch (err) {
       if (isControllerError(err, 'KUBE_NOT_FOUND')) return undefined;
       throw err;
@@ -426,7 +448,7 @@ export class KubeAdapter {
   async delete(obj: KubernetesObject, uid?: string): Promise<boolean> {
     const m = obj.metadata!;
     try {
-      await this.call('delete', obj.kind!.toLowerCase(), `delete ${obj.kind} ${m.namespace}/${m.name}`, () =>
+      await this.call('delete', resourceOf(obj.kind!), `delete ${obj.kind} ${m.namespace}/${m.name}`, () =>
         this.objects.delete(obj, undefined, undefined, undefined, undefined, 'Background', uid ? { preconditions: { uid } } : undefined),
       );
       return true;
@@ -445,7 +467,7 @@ export class KubeAdapter {
   async probe(obj: KubernetesObject): Promise<{ exists: boolean; ownerUids: string[] }> {
     const m = obj.metadata!;
     const bare: KubernetesObject = { apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: m.name!, namespace: m.namespace! } };
-    const r = await this.call('patch', obj.kind!.toLowerCase(), `probe ${obj.kind} ${m.namespace}/${m.name}`, () =>
+    const r = await this.call('patch', resourceOf(obj.kind!), `probe ${obj.kind} ${m.namespace}/${m.name}`, () =>
       this.objects.patch(bare, undefined, 'All', PROBE_FIELD_MANAGER, false, PatchStrategy.ServerSideApply),
     );
     return { exists: Boolean(r.metadata?.resourceVersion), ownerUids: (r.metadata?.ownerReferences ?? []).map((o) => o.uid) };
@@ -485,6 +507,8 @@ export class KubeAdapter {
       backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
       classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
       secrets: { resource: 'secrets', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
+      // Only whether a claim exists is read (a runner mounting a missing one is reported as ClaimNotFound).
+      claims: { resource: 'persistentvolumeclaims', path: '/api/v1/persistentvolumeclaims', list: () => this.core.listPersistentVolumeClaimForAllNamespaces() },
       deployments: { resource: 'deployments', path: '/apis/apps/v1/deployments', labelSelector: managed, list: () => this.apps.listDeploymentForAllNamespaces({ labelSelector: managed }) },
       services: { resource: 'services', path: '/api/v1/services', labelSelector: managed, list: () => this.core.listServiceForAllNamespaces({ labelSelector: managed }) },
       serviceAccounts: { resource: 'serviceaccounts', path: '/api/v1/serviceaccounts', labelSelector: managed, list: () => this.core.listServiceAccountForAllNamespaces({ labelSelector: managed }) },

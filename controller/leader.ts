@@ -154,7 +154,7 @@ class Elector {
     private readonly timings: LeaderTimings,
   ) {
     this.ref = { namespace: opts.namespace, name: opts.name };
-    this.log = opts.logger.child({ component: 'leader-election', lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
+    this.log = opts.logger.child({ subsystem: 'leader-election', lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
     const clock = opts.clock ?? { now: () => new Date() };
     this.now = () => clock.now();
   }

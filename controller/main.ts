@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { parse } from 'yaml';
 import { CONTROLLER_EXIT, ControllerError, type ControllerExitCode } from './errors.js';
 import { runController } from './run.js';
@@ -36,6 +36,15 @@ export async function loadSettings(path: string | undefined, env: NodeJS.Process
   return r.value;
 }
 
+/**
+ * The controller's one logger: JSON lines with `component: "controller"`. Parts of the controller add
+ * their own keys by child loggers (leader election: `subsystem`), never a second `component`.
+ */
+export function createControllerLogger(level: string, destination?: DestinationStream): Logger {
+  const options = { level, base: { component: 'controller' } };
+  return destination ? pino(options, destination) : pino(options);
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, logger?: Logger): Promise<ControllerExitCode> {
   let args;
   try {
@@ -59,7 +68,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     process.stdout.write(`${USAGE}\n`);
     return CONTROLLER_EXIT.OK;
   }
-  const log = logger ?? pino({ level: args['log-level'] ?? env.LOG_LEVEL ?? 'info', base: { component: 'controller' } });
+  const log = logger ?? createControllerLogger(args['log-level'] ?? env.LOG_LEVEL ?? 'info');
   try {
     const settings = await loadSettings(args.config ?? env.CONTROLLER_CONFIG, env);
     if (args.namespace) settings.namespace = args.namespace;

@@ -3,8 +3,10 @@
  * hold, either the objects to run it or the one problem to report. The
  * checks run in the order a user fixes things: the spec itself, its storage
  * class (exists, valid, allows the namespace, has the chosen locations), the
- * Secrets, the runner image. A DatabaseBackup whose storage overlaps an
- * earlier one's (see overlap.ts) is refused before anything is rendered.
+ * Secrets, the runner image, then the PersistentVolumeClaims the runner
+ * would mount (they must exist in its namespace). A DatabaseBackup whose
+ * storage overlaps an earlier one's (see overlap.ts) is refused before
+ * anything is rendered.
  */
 import {
   validateDatabaseBackup,
@@ -34,6 +36,37 @@ function fieldText(errors: FieldError[]): string {
   return errors.map((e) => `${e.path}: ${e.message}`).join('; ');
 }
 
+/** Whether a PersistentVolumeClaim exists (as the controller's cache shows it). */
+export type ClaimLookup = (namespace: string, name: string) => boolean;
+
+/**
+ * The claims the rendered runner mounts that do not exist in its namespace, each with the field that
+ * names it: the storage class's filesystem.claimName or a persistentVolumeClaim of spec.runner.extraVolumes.
+ */
+export function missingClaims(rendered: Rendered, backup: DatabaseBackup, sc: DatabaseBackupStorageClass, claimExists: ClaimLookup): Problem[] {
+  const ns = rendered.objects.deployment.metadata?.namespace ?? backup.metadata.namespace ?? '';
+  const problems: Problem[] = [];
+  const seen = new Set<string>();
+  for (const v of rendered.objects.deployment.spec?.template.spec?.volumes ?? []) {
+    const claim = v.persistentVolumeClaim?.claimName;
+    if (!claim || seen.has(claim) || claimExists(ns, claim)) continue;
+    seen.add(claim);
+    const extra = (backup.spec.runner?.extraVolumes ?? []).findIndex((x) => x.name === v.name);
+    const loc = sc.spec.locations.findIndex((l) => l.filesystem?.claimName === claim);
+    const field =
+      extra >= 0
+        ? `spec.runner.extraVolumes[${extra}].persistentVolumeClaim.claimName`
+        : loc >= 0
+          ? `spec.locations[${loc}].filesystem.claimName of storage class "${sc.metadata.name ?? ''}"`
+          : 'a volume of the runner';
+    problems.push({
+      reason: 'ClaimNotFound',
+      message: `PersistentVolumeClaim ${ns}/${claim} (${field}) does not exist; create it in namespace "${ns}" and the runner is deployed (or updated) without any other change`,
+    });
+  }
+  return problems;
+}
+
 export function planBackup(
   backup: DatabaseBackup,
   storageClass: DatabaseBackupStorageClass | undefined,
@@ -41,6 +74,8 @@ export function planBackup(
   settings: RenderSettings,
   /** The storage roots of every other DatabaseBackup that may use its class; omitted: no overlap check. */
   others?: readonly BackupRoots[],
+  /** Whether a PersistentVolumeClaim exists; omitted: claims are not checked. */
+  claimExists?: ClaimLookup,
 ): Plan {
   const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message }, revoke: REVOKING_REASONS.has(reason) });
   const alone = validateDatabaseBackup(backup);
@@ -65,6 +100,10 @@ export function planBackup(
     // The reason is the first problem that takes access away, else the first one.
     const first = r.problems.find((p) => REVOKING_REASONS.has(p.reason)) ?? r.problems[0]!;
     return fail(first.reason, r.problems.map((p) => p.message).join('; '));
+  }
+  if (claimExists) {
+    const missing = missingClaims(r.value, full.value, sc.value, claimExists);
+    if (missing.length > 0) return fail('ClaimNotFound', missing.map((p) => p.message).join('; '));
   }
   return { ok: true, rendered: r.value };
 }

@@ -16,6 +16,8 @@ export interface QueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** Called with the depth (keys waiting or being handled) whenever it changes, e.g. to set a gauge. */
+  onDepth?: (depth: number) => void;
   /** For tests: how to wait. */
   setTimer?: (fn: () => void, ms: number) => { cancel(): void };
 }
@@ -36,6 +38,7 @@ export class WorkQueue {
   private running = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
+  private reportedDepth = 0;
 
   constructor(private readonly opts: QueueOptions) {}
 
@@ -54,6 +57,7 @@ export class WorkQueue {
     this.queued.add(key);
     this.waiting.push(key);
     this.pump();
+    this.reportDepth();
   }
 
   /** Adds the key after a delay (a later add or addAfter of the same key keeps the earliest). */
@@ -78,6 +82,7 @@ export class WorkQueue {
     this.timers.clear();
     this.waiting.length = 0;
     this.queued.clear();
+    this.reportDepth();
     this.checkIdle();
   }
 
@@ -110,8 +115,16 @@ export class WorkQueue {
       this.running--;
       if (this.dirty.delete(key)) this.add(key);
       this.pump();
+      this.reportDepth();
       this.checkIdle();
     }
+  }
+
+  private reportDepth(): void {
+    const depth = this.depth;
+    if (depth === this.reportedDepth) return;
+    this.reportedDepth = depth;
+    this.opts.onDepth?.(depth);
   }
 
   private checkIdle(): void {

@@ -39,6 +39,8 @@ export const CLUSTER_RULES: V1PolicyRule[] = [
   // Deleted (by name: it cannot be read) when access to the storage is revoked.
   { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['serviceaccounts', 'services'], verbs: OWN },
+  // Watched to tell whether a claim a runner would mount exists (ClaimNotFound); never written.
+  { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['list', 'watch'] },
   { apiGroups: ['apps'], resources: ['deployments'], verbs: OWN },
   { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: OWN },
   { apiGroups: [''], resources: ['events'], verbs: ['create'] },

@@ -17,8 +17,21 @@ export async function applyCrds(kube: KubeInstance): Promise<void> {
   await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io']);
 }
 
-export async function ensureNamespaces(kube: KubeInstance, names: string[]): Promise<void> {
-  const docs = names.map((n) => stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n } }));
+/** The PersistentVolumeClaim the shared storage class fixture (test/crd-fixtures.ts, location "local") mounts. */
+export const FIXTURE_CLAIM = 'backups';
+
+/**
+ * Creates the namespaces, each with the PersistentVolumeClaims `claims` (by default the fixture's), which a
+ * runner must find before the controller deploys it (ClaimNotFound). No volume is bound: pods never start on
+ * kube-apiserver alone.
+ */
+export async function ensureNamespaces(kube: KubeInstance, names: string[], claims: string[] = [FIXTURE_CLAIM]): Promise<void> {
+  const docs = names.flatMap((n) => [
+    stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n } }),
+    ...claims.map((c) =>
+      stringify({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: c, namespace: n }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }),
+    ),
+  ]);
   await kube.kubectlOk(['apply', '-f', '-'], { input: docs.join('---\n') });
 }
 

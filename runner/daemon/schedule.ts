@@ -21,7 +21,7 @@
  */
 import { DateTime, IANAZone } from 'luxon';
 import cron from 'node-cron';
-import type { Schedule } from '../../api/runner-config.js';
+import { expandCron, type Schedule } from '../../api/runner-config.js';
 import { parseDuration } from '../../api/duration.js';
 import { BackupError } from '../errors.js';
 
@@ -114,7 +114,7 @@ export function jitterDelay(schedule: Schedule, random: () => number): number {
 type Plan = { kind: 'cron'; expr: string } | { kind: 'interval'; ms: number };
 
 function planOf(schedule: Schedule): Plan {
-  if (schedule.cron !== undefined && schedule.interval === undefined) return { kind: 'cron', expr: schedule.cron };
+  if (schedule.cron !== undefined && schedule.interval === undefined) return { kind: 'cron', expr: expandCron(schedule.cron) };
   const ms = schedule.interval === undefined ? undefined : parseDuration(schedule.interval);
   if (schedule.cron === undefined && ms !== undefined && ms > 0) return { kind: 'interval', ms };
   throw new BackupError('CONFIG_INVALID', 'schedule: set exactly one of cron, interval (a positive duration)', {
@@ -132,10 +132,11 @@ function planOf(schedule: Schedule): Plan {
 // real zone, applying the DST rules above.
 
 /**
- * The first slot of `expr` (5 fields, or 6 with seconds first) read in the IANA
+ * The first slot of `expr` (5 fields, 6 with seconds first, or a macro such as @daily) read in the IANA
  * zone `timeZone` that lies strictly after `after`. Slots are whole seconds.
  */
-export function nextCronTime(expr: string, timeZone: string, after: Date): Date {
+export function nextCronTime(cronExpr: string, timeZone: string, after: Date): Date {
+  const expr = expandCron(cronExpr);
   const zone = zoneOf(timeZone);
   const afterMs = after.getTime();
   let wall = wallOf(afterMs, zone);

@@ -43,7 +43,7 @@ beforeAll(async () => {
   kubeBinaries(); // fails with the build hint when kube-apiserver is missing
   kube = await startKube();
   await applyCrds(kube);
-  await ensureNamespaces(kube, ['shop']);
+  await ensureNamespaces(kube, ['shop'], ['backups', 'store']);
   const { kubeConfig } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
   const metrics = createControllerMetrics();
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

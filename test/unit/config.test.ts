@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateRunnerConfig } from '../../api/index.js';
+import { cronErrors } from '../../api/runner-config.js';
 import { stringify } from 'yaml';
 import { configDigest, parseConfig } from '../../runner/config/load.js';
 import { BackupError } from '../../runner/errors.js';
@@ -161,6 +162,13 @@ describe('schedule and retention settings', () => {
   it.each([
     [{ cron: '0 3 * * *', timeZone: 'Europe/Berlin' }],
     [{ cron: '*/30 * * * * *' }],
+    [{ cron: '@hourly' }],
+    [{ cron: '@daily', timeZone: 'Europe/Berlin' }],
+    [{ cron: '@midnight' }],
+    [{ cron: '@weekly' }],
+    [{ cron: '@monthly' }],
+    [{ cron: '@yearly' }],
+    [{ cron: '@annually' }],
     [{ interval: '6h', jitter: '5m' }],
     [{ interval: '1d12h', suspend: true, catchUp: false }],
   ])('accepts %j', (schedule) => {
@@ -170,6 +178,7 @@ describe('schedule and retention settings', () => {
   it.each([
     [{ cron: '0 3 * *' }, 'schedule.cron', 'has 4 fields'],
     [{ cron: '61 3 * * *' }, 'schedule.cron', 'not a valid cron expression'],
+    [{ cron: '@fortnightly' }, 'schedule.cron', 'is not a cron macro'],
     [{ cron: '0 3 * * *', interval: '1h' }, 'schedule', 'exactly one of cron, interval'],
     [{}, 'schedule', 'exactly one of cron, interval'],
     [{ interval: '90 minutes' }, 'schedule.interval', 'must be a duration such as'],
@@ -208,5 +217,39 @@ describe('parseConfig checks extra pg_dump / pg_restore arguments against the al
       expect(message).toContain('  - engine.postgresql.dumpArgs[1]: "-vf/tmp/x": -f (pg_dump reads it as --file) is not allowed here');
       expect(message).toMatch(/ {2}- engine\.postgresql\.restoreArgs\[0\]: "--fil=\/tmp\/y": .*--file/);
     }
+  });
+});
+
+describe('cron messages', () => {
+  const FORMS = 'use 5 fields (minute hour day-of-month month day-of-week), 6 (a second first) or a macro (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)';
+  const FIELD = 'a field is a value, *, a list a,b, a range a-b or a step */n (n at least 1)';
+  it.each([
+    ['0', `"0" has 1 field; ${FORMS}`],
+    ['0 3 * *', `"0 3 * *" has 4 fields; ${FORMS}`],
+    ['1 2 3 4 5 6 7', `"1 2 3 4 5 6 7" has 7 fields; ${FORMS}`],
+    ['@fortnightly', `"@fortnightly" is not a cron macro; ${FORMS}`],
+    ['60 * * * * *', `"60 * * * * *" is not a valid cron expression: second "60" is not valid (0-59); ${FIELD}`],
+    ['61 3 * * *', `"61 3 * * *" is not a valid cron expression: minute "61" is not valid (0-59); ${FIELD}`],
+    ['0 24 * * *', `"0 24 * * *" is not a valid cron expression: hour "24" is not valid (0-23); ${FIELD}`],
+    ['0 3 32 * *', `"0 3 32 * *" is not a valid cron expression: day of month "32" is not valid (1-31); ${FIELD}`],
+    ['0 3 * 13 *', `"0 3 * 13 *" is not a valid cron expression: month "13" is not valid (1-12 or jan-dec); ${FIELD}`],
+    ['0 3 * * 8', `"0 3 * * 8" is not a valid cron expression: day of week "8" is not valid (0-7 or sun-sat, 0 and 7 both Sunday); ${FIELD}`],
+    ['*/0 3 * * *', `"*/0 3 * * *" is not a valid cron expression: minute "*/0" is not valid (0-59); ${FIELD}`],
+    [
+      'x 25 * * *',
+      `"x 25 * * *" is not a valid cron expression: minute "x" is not valid (0-59); hour "25" is not valid (0-23); ${FIELD}`,
+    ],
+  ])('%j: %s', (cronExpr, message) => {
+    expect(cronErrors(cronExpr, 'schedule.cron')).toEqual([{ path: 'schedule.cron', message }]);
+  });
+
+  it('no message says "1 fields" or "a invalid"', () => {
+    for (const c of ['0', '61 * * * *', 'a b c d e', '* * * * 9', '99 * * * * *']) {
+      for (const e of cronErrors(c, 'cron')) expect(e.message).not.toMatch(/\b1 fields\b|\ba invalid\b/);
+    }
+  });
+
+  it.each(['@hourly', '@daily', '@midnight', '@weekly', '@monthly', '@yearly', '@annually', ' @daily '])('accepts %j', (c) => {
+    expect(cronErrors(c, 'schedule.cron')).toEqual([]);
   });
 });

@@ -51,3 +51,51 @@ describe('planBackup: which problems take the storage away (revoke) and which ke
     expect(planBackup(dbb(), sc(), lookup, renderSettings(), [backupRoots(earlier, sc())]).ok).toBe(true);
   });
 });
+
+describe('planBackup: a PersistentVolumeClaim the runner would mount must exist in its namespace', () => {
+  const withClaimVolume = (b: Obj) => {
+    const runner = b.spec.runner as { extraVolumes: unknown[]; extraVolumeMounts: unknown[] };
+    runner.extraVolumes.push({ name: 'archive', persistentVolumeClaim: { claimName: 'archive' } });
+    runner.extraVolumeMounts.push({ name: 'archive', mountPath: '/archive' });
+  };
+  const exist =
+    (...claims: string[]) =>
+    (ns: string, name: string) =>
+      claims.includes(`${ns}/${name}`);
+  it.each<[string, DatabaseBackup, string[], string | undefined]>([
+    ['the class claim and an extra claim exist', dbb(withClaimVolume), ['shop/backups', 'shop/archive'], undefined],
+    [
+      "the class's filesystem.claimName is missing",
+      dbb(),
+      [],
+      'PersistentVolumeClaim shop/backups (spec.locations[0].filesystem.claimName of storage class "standard") does not exist; create it in namespace "shop" and the runner is deployed (or updated) without any other change',
+    ],
+    [
+      'an extraVolumes claim is missing',
+      dbb(withClaimVolume),
+      ['shop/backups'],
+      'PersistentVolumeClaim shop/archive (spec.runner.extraVolumes[1].persistentVolumeClaim.claimName) does not exist; create it in namespace "shop" and the runner is deployed (or updated) without any other change',
+    ],
+    ['a claim of the same name in another namespace does not count', dbb(), ['billing/backups'], 'PersistentVolumeClaim shop/backups'],
+    ['a location not chosen needs no claim', dbb((b) => (b.spec.locations = ['offsite'])), [], undefined],
+  ])('%s', (_name, backup, claims, message) => {
+    const plan = planBackup(backup, sc(), lookup, renderSettings(), [], exist(...claims));
+    if (message === undefined) {
+      expect(plan.ok).toBe(true);
+      return;
+    }
+    expect(plan).toMatchObject({ ok: false, revoke: false, problem: { reason: 'ClaimNotFound', message: expect.stringContaining(message) } });
+  });
+
+  it('two missing claims are both named, in one ClaimNotFound', () => {
+    const plan = planBackup(dbb(withClaimVolume), sc(), lookup, renderSettings(), [], exist());
+    expect(plan.ok).toBe(false);
+    if (plan.ok) return;
+    expect(plan.problem.message).toContain('shop/backups');
+    expect(plan.problem.message).toContain('shop/archive');
+  });
+
+  it('without a claim lookup nothing is checked', () => {
+    expect(planBackup(dbb(), sc(), lookup, renderSettings(), []).ok).toBe(true);
+  });
+});

@@ -100,6 +100,12 @@ describe('validateDatabaseBackup', () => {
     expect(r.value.spec.retention?.orphanGracePeriod).toBe('24h');
   });
 
+  it.each(['@hourly', '@daily', '@midnight', '@weekly', '@monthly', '@yearly', '@annually'])('accepts the cron macro %s', (macro) => {
+    const o = validBackup();
+    (o.spec.schedule as Record<string, unknown>).cron = macro;
+    expect(errorsOf(validateDatabaseBackup(o))).toEqual([]);
+  });
+
   it.each([
     ['mysql', { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'backup', sslMode: 'REQUIRED' } }],
     ['custom', { type: 'custom', custom: { image: 'mongo:7', args: ['--archive'], configSchema: { type: 'object' }, config: { uri: 'mongodb://x', nested: { a: [1] } } } }],
@@ -121,6 +127,7 @@ describe('validateDatabaseBackup', () => {
     ['cron and interval', (o) => { sched(o).interval = '6h'; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
     ['neither cron nor interval', (o) => { delete sched(o).cron; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
     ['bad cron', (o) => { sched(o).cron = '0 3 * *'; }, [{ path: 'spec.schedule.cron', message: /has 4 fields/ }]],
+    ['unknown cron macro', (o) => { sched(o).cron = '@every'; }, [{ path: 'spec.schedule.cron', message: /"@every" is not a cron macro/ }]],
     ['bad time zone', (o) => { sched(o).timeZone = 'Mars/Olympus'; }, [{ path: 'spec.schedule.timeZone', message: /not an IANA time zone/ }]],
     ['bad jitter duration', (o) => { sched(o).jitter = '5 minutes'; }, [{ path: 'spec.schedule.jitter', message: 'must be a duration such as 90s, 15m, 36h, 7d, 2w or 1d12h' }]],
     ['negative count', (o) => { (s(o).retention as Obj).keepDaily = -1; }, [{ path: 'spec.retention.keepDaily', message: /greater or equal to 0/ }]],

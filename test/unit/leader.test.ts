@@ -2,6 +2,7 @@ import { ApiException, type V1Lease } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isControllerError } from '../../controller/errors.js';
+import { createControllerLogger } from '../../controller/main.js';
 import {
   decideLease,
   microTime,
@@ -175,6 +176,29 @@ describe('startLeaderElection (fake timers, in-memory API)', () => {
     vi.useRealTimers();
   });
 
+  it("log lines of the leader election on the controller's logger carry each key once", async () => {
+    const lines: string[] = [];
+    const e = startLeaderElection({
+      coordinationApi: api,
+      namespace: 'ops',
+      name: 'ctl',
+      identity: 'a',
+      ...timings,
+      logger: createControllerLogger('info', { write: (line: string) => void lines.push(line) }),
+      onStartedLeading: () => undefined,
+      onStoppedLeading: () => undefined,
+    });
+    electors.push(e);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(e.isLeader()).toBe(true);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) {
+      const keys = topLevelKeys(line);
+      expect(keys.filter((k, i) => keys.indexOf(k) !== i), line).toEqual([]);
+      expect(JSON.parse(line)).toMatchObject({ component: 'controller', subsystem: 'leader-election', lease: 'ops/ctl' });
+    }
+  });
+
   it('creates the lease, leads and renews every retry period', async () => {
     const a = elect('a');
     await vi.advanceTimersByTimeAsync(10);
@@ -260,3 +284,20 @@ describe('startLeaderElection (fake timers, in-memory API)', () => {
     expect(() => startLeaderElection({ coordinationApi: api, namespace: 'ops', name: 'ctl', identity: 'a', leaseDurationMs: 1_000, logger: pino({ level: 'silent' }), onStartedLeading: () => undefined, onStoppedLeading: () => undefined })).toThrow(/leaseDuration must exceed renewDeadline/);
   });
 });
+
+/** The keys of a JSON object's top level, in order and with repeats (JSON.parse keeps only the last of a repeated key). */
+function topLevelKeys(json: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+      if (depth === 1 && /^\s*:/.test(json.slice(j + 1))) keys.push(JSON.parse(json.slice(i, j + 1)) as string);
+      i = j;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return keys;
+}

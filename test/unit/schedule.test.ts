@@ -185,6 +185,26 @@ describe('jitterDelay', () => {
   });
 });
 
+describe('cron macros', () => {
+  it.each([
+    // [macro, the expression it stands for, after, next slot]
+    ['@hourly', '0 * * * *', '2025-01-10T12:34:56Z', '2025-01-10T13:00:00.000Z'],
+    ['@daily', '0 0 * * *', '2025-01-10T12:00:00Z', '2025-01-11T00:00:00.000Z'],
+    ['@midnight', '0 0 * * *', '2025-01-10T12:00:00Z', '2025-01-11T00:00:00.000Z'],
+    ['@weekly', '0 0 * * 0', '2025-01-10T12:00:00Z', '2025-01-12T00:00:00.000Z'],
+    ['@monthly', '0 0 1 * *', '2025-01-10T12:00:00Z', '2025-02-01T00:00:00.000Z'],
+    ['@yearly', '0 0 1 1 *', '2025-01-10T12:00:00Z', '2026-01-01T00:00:00.000Z'],
+    ['@annually', '0 0 1 1 *', '2025-01-10T12:00:00Z', '2026-01-01T00:00:00.000Z'],
+  ])('%s runs like %s (next run, missed run, longest gap)', (macro, expr, after, expected) => {
+    const m = sched({ cron: macro, timeZone: 'Europe/Berlin' });
+    const e = sched({ cron: expr, timeZone: 'Europe/Berlin' });
+    expect(iso(nextRun(m, at(after)))).toBe(iso(nextRun(e, at(after))));
+    expect(iso(nextRun(sched({ cron: macro }), at(after)))).toBe(expected);
+    expect(iso(missedRun(m, at('2024-06-01T00:00:00Z'), at(after)))).toBe(iso(missedRun(e, at('2024-06-01T00:00:00Z'), at(after))));
+    expect(longestGap(m, at(after))).toBe(longestGap(e, at(after)));
+  });
+});
+
 describe('longestGap', () => {
   const H = 3_600_000;
   it.each<[string, Partial<Schedule>, number]>([
