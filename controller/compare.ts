@@ -11,8 +11,8 @@
  * manager added, and apply keeps those, so they are no difference; every
  * other list (Role rules, RoleBinding subjects, args, tolerations) is atomic:
  * apply replaces it whole, so any extra item is a difference to repair.
- * A `null` the controller sets (e.g. `strategy.rollingUpdate: null`) means
- * "must be absent": held when the observed object has no such field.
+ * A `null` the controller sets means "must be absent": held when the
+ * observed object has no such field (or null).
  *
  * What the API server returns is normalised before it is compared: objects
  * read by a list carry no apiVersion and kind (the caches stamp them, see

@@ -288,8 +288,7 @@ export function renderRunner(input: RenderInput): RenderResult {
     metadata: meta(backup),
     spec: {
       replicas: 1,
-      // rollingUpdate: null clears what a strategy edit by hand left there (the server refuses Recreate with it).
-      strategy: { type: 'Recreate', rollingUpdate: null as unknown as undefined },
+      strategy: { type: 'Recreate' },
       revisionHistoryLimit: 3,
       selector: { matchLabels: selectorLabels(backupName) },
       template: {
