@@ -22,7 +22,10 @@
  *   C. a storage class change that touches every runner (one location's
  *      region), timed from the PATCH until idle; every runner Secret and
  *      Deployment then carries the config hash the pure planner computes;
- *   D. phase B again after the change.
+ *   D. phase B again after the change;
+ *   E. a restart: the controller stopped and a new one (new caches, adapter, metrics: a fresh process's
+ *      state) started over the runners it did not create, until idle; no writes;
+ *   F. phase B again with that new controller.
  * The benchmark's own requests (creating the objects, the one class PATCH,
  * the verification lists) are outside the scraped windows or named and
  * subtracted; the verification runs after the "after" scrape.
@@ -196,9 +199,9 @@ try {
     runnerUser: settings.runnerUser,
     ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
   };
-  const metrics = createControllerMetrics();
+  let metrics = createControllerMetrics();
   const logger = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' });
-  const controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings, logger, metrics });
+  let controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings, logger, metrics });
 
   const ca = await readFile(kube.caFile);
   const scrapeServer = () =>
@@ -378,6 +381,19 @@ try {
   await verify('after C');
 
   const d = await resync('D. resync with nothing changed, after C');
+
+  // E. A restart: a new Controller with new caches, adapter and metrics (a fresh process's state) over the
+  // runners the first one created; its caches read them by list, not by watch events of its own applies.
+  await controller.stop();
+  metrics = createControllerMetrics();
+  controller = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings, logger, metrics });
+  const e0 = await snapshot();
+  const te = now();
+  await controller.start();
+  const te1 = await quiesce(e0.stats.reconciles, BACKUPS);
+  const e = diff(e0, await snapshot(), (te1 - te) / 1000);
+  report(`E. restart: a new controller starts over ${BACKUPS} runners it did not create`, e);
+  const f = await resync('F. resync with nothing changed, after the restart');
   const memEnd = memory();
 
   const writes = (p: PhaseResult) => sum(p.server, isWrite);
@@ -399,6 +415,10 @@ try {
   row('C. writes', String(writes(c)), fmt(writes(c) / BACKUPS, 3));
   row('D. no-op resync after C', `${fmt(d.seconds * 1000, 0)} ms`, `${fmt((d.seconds * 1000) / BACKUPS, 3)} ms`);
   row('D. writes', String(writes(d)), '');
+  row('E. restart: start until idle', `${fmt(e.seconds)} s`, `${fmt((e.seconds * 1000) / BACKUPS, 3)} ms`);
+  row('E. writes (server) / controller applies+status+Events', `${writes(e)} / ${e.stats.applies + e.stats.statusPatches + e.stats.events}`, '0');
+  row('F. no-op resync after the restart', `${fmt(f.seconds * 1000, 0)} ms`, `${fmt((f.seconds * 1000) / BACKUPS, 3)} ms`);
+  row('F. writes (server) / controller applies+status+Events', `${writes(f)} / ${f.stats.applies + f.stats.statusPatches + f.stats.events}`, '0');
   row('TCP connections opened, A (machine-wide)', String(a.tcp), fmt(a.tcp / BACKUPS, 2));
   row('RSS before start / after A / end', `${MB(memBefore.rss)} / ${MB(memA.rss)} / ${MB(memEnd.rss)}`, `${fmt((memEnd.rss - memBefore.rss) / 1024 / BACKUPS, 1)} KiB`);
   row(`V8 heap in use${'gc' in globalThis ? ' after GC' : ''}: before start / after A / end`, `${MB(memBefore.heap)} / ${MB(memA.heap)} / ${MB(memEnd.heap)}`, `${fmt((memEnd.heap - memBefore.heap) / 1024 / BACKUPS, 1)} KiB`);

@@ -11,6 +11,13 @@
  * manager added, and apply keeps those, so they are no difference; every
  * other list (Role rules, RoleBinding subjects, args, tolerations) is atomic:
  * apply replaces it whole, so any extra item is a difference to repair.
+ * A `null` the controller sets means "must be absent": held when the
+ * observed object has no such field (or null).
+ *
+ * What the API server returns is normalised before it is compared: objects
+ * read by a list carry no apiVersion and kind (the caches stamp them, see
+ * stampListKind in kube.ts); defaults the server adds are fields the
+ * controller does not set, so they are no difference.
  */
 
 const QUANTITY = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$/;
@@ -50,6 +57,7 @@ function isKeyedList(items: unknown[]): boolean {
 /** True when `observed` holds every field of `desired` with an equal value. */
 export function contains(observed: unknown, desired: unknown): boolean {
   if (desired === undefined) return true;
+  if (desired === null) return observed === undefined || observed === null;
   if (Array.isArray(desired)) {
     if (!Array.isArray(observed)) return desired.length === 0 && observed === undefined;
     if (!isKeyedList(desired) && observed.length !== desired.length) return false;
@@ -81,4 +89,25 @@ export function differences(observed: unknown, desired: unknown, at = '', out: s
   }
   out.push(at || '(object)');
   return out;
+}
+
+/** One entry of metadata.managedFields, as far as the ownership rule reads it. */
+export interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  fieldsV1?: unknown;
+}
+
+/**
+ * True when `manager` applied (server-side apply) the label `label` of the object: its managedFields entry
+ * with operation Apply owns `f:metadata.f:labels.f:<label>`. Pure. A copy created with kubectl (labels
+ * included) names kubectl's manager (kubectl-client-side-apply, kubectl-create, before-first-apply), never
+ * this one.
+ */
+export function appliedLabel(managedFields: readonly ManagedFieldsEntry[] | undefined, manager: string, label: string): boolean {
+  return (managedFields ?? []).some((e) => {
+    if (e.manager !== manager || e.operation !== 'Apply') return false;
+    const f = e.fieldsV1 as Record<string, Record<string, Record<string, unknown>> | undefined> | undefined;
+    return f?.['f:metadata']?.['f:labels']?.[`f:${label}`] !== undefined;
+  });
 }

@@ -21,11 +21,12 @@ import type { Logger } from 'pino';
 import { validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageClass } from '../api/crds/index.js';
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
-import { contains, differences } from './compare.js';
+import { appliedLabel, contains, differences } from './compare.js';
+import { isControllerError } from './errors.js';
 import { cachesLiveness, DEFAULT_WATCH_FAILURE_TIMEOUT_MS, type Liveness } from './health.js';
 import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
-import { MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
+import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
 import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
 import { planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
@@ -52,6 +53,9 @@ const CLASS_KEY = 'class:';
 
 type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
 const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
+
+/** Owned kinds that are deleted and created again when the API server refuses an apply of them (422). */
+const RECREATABLE: readonly OwnedKind[] = ['service', 'deployment'];
 
 /** What a revoked runner loses, in this order: the pod first, then the copied credentials, then the rest. */
 const REVOKE_ORDER: { key: keyof RunnerObjects; apiVersion: string; kind: string }[] = [
@@ -136,9 +140,12 @@ export class Controller {
       if (kind === 'update') return;
       for (const b of this.backups.list(o.metadata?.namespace ?? '')) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
     });
-    const ownerHandler = (o: KubernetesObject) => {
-      const owner = o.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
-      if (owner && o.metadata?.namespace) this.enqueue(backupKey(o.metadata.namespace, owner.name));
+    // An edit that removed the ownerReference is seen through the object before it (`old`).
+    const ownerHandler = (o: KubernetesObject, _kind: string, old?: KubernetesObject) => {
+      for (const x of old ? [o, old] : [o]) {
+        const owner = x.metadata?.ownerReferences?.find((r) => r.kind === 'DatabaseBackup' && r.apiVersion === API_VERSION);
+        if (owner && x.metadata?.namespace) this.enqueue(backupKey(x.metadata.namespace, owner.name));
+      }
     };
     this.owned = {
       serviceAccount: kube.cache(src.serviceAccounts, ownerHandler),
@@ -359,12 +366,35 @@ export class Controller {
     const applied: string[] = [];
     for (const k of APPLY_ORDER) {
       if (k !== 'secret' && !stale.includes(k)) continue;
-      const result = await this.opts.kube.apply(objects[k]);
+      const result = k === 'secret' ? await this.opts.kube.apply(objects[k]) : await this.applyOrRecreate(k, objects[k], backup, log);
       this.stats.applies++;
       applied.push(objects[k].kind!);
-      if (k === 'deployment') deployment = result as V1Deployment;
+      if (k === 'deployment') deployment = result;
     }
     return { applied, ...(deployment ? { deployment } : {}) };
+  }
+
+  /**
+   * Applies one owned object; when the API server refuses it as invalid (422: a hand edit left a field the
+   * apply cannot clear, e.g. a Deployment's rollingUpdate under strategy Recreate), a Service or Deployment
+   * this DatabaseBackup owns is deleted (only that uid) and created again, and that is reported as one
+   * `RunnerRecreated` Event. Anything else fails the reconcile as before.
+   */
+  private async applyOrRecreate(k: OwnedKind, obj: KubernetesObject, backup: DatabaseBackup, log: Logger): Promise<KubernetesObject> {
+    try {
+      return await this.opts.kube.apply(obj);
+    } catch (err) {
+      if (!RECREATABLE.includes(k) || !isControllerError(err, 'KUBE_REQUEST_FAILED') || err.details.status !== 422) throw err;
+      const m = obj.metadata!;
+      const uid = this.owned[k].get(m.name!, m.namespace)?.metadata?.uid ?? (await this.opts.kube.read(obj))?.metadata?.uid;
+      if (!uid) throw err;
+      log.warn({ object: `${obj.kind} ${m.namespace}/${m.name}`, err: err.message }, 'apply refused; deleting and creating the object again');
+      await this.opts.kube.delete(obj, uid);
+      this.stats.deletes++;
+      const created = await this.opts.kube.apply(obj);
+      await this.event(backup, 'Normal', 'RunnerRecreated', `${obj.kind} ${m.name} was deleted and created again: the API server refused to update it (${err.message})`);
+      return created;
+    }
   }
 
   /** The first object about to be applied that exists without an ownerReference to this DatabaseBackup. */
@@ -375,14 +405,16 @@ export class Controller {
       const o = objects[k];
       const m = o.metadata!;
       let owners: string[] | undefined;
+      let found: KubernetesObject | undefined;
       if (k === 'secret') {
         const p = await this.opts.kube.probe(o);
         owners = p.exists ? p.ownerUids : undefined;
+        if (p.exists) found = { apiVersion: o.apiVersion, kind: o.kind, metadata: { ...m, ownerReferences: [], managedFields: p.managedFields ?? [] } };
       } else {
-        const found = this.owned[k].get(m.name!, m.namespace) ?? (await this.opts.kube.read(o));
+        found = this.owned[k].get(m.name!, m.namespace) ?? (await this.opts.kube.read(o));
         owners = found ? (found.metadata?.ownerReferences ?? []).map((r) => r.uid) : undefined;
       }
-      if (owners && !owners.includes(uid)) {
+      if (owners && !owners.includes(uid) && !(found && owners.length === 0 && (await this.lostOwner(found, o)))) {
         return {
           reason: 'NameConflict',
           message: `${o.kind} ${m.namespace}/${m.name} exists and is not owned by DatabaseBackup ${m.namespace}/${backup.metadata.name ?? ''}; the controller does not take it over: delete or rename it, or rename the DatabaseBackup`,
@@ -390,6 +422,18 @@ export class Controller {
       }
     }
     return undefined;
+  }
+
+  /**
+   * An object without any ownerReference is still this runner's when the controller's own field manager
+   * applied its managed-by label: it was created by the controller and someone removed the reference by
+   * hand. The next apply restores it. A copy made with kubectl (labels copied) names kubectl's manager and
+   * stays a NameConflict. The caches drop managedFields, so the object is read once for this.
+   */
+  private async lostOwner(cached: KubernetesObject, desired: KubernetesObject): Promise<boolean> {
+    const live = cached.metadata?.managedFields ? cached : await this.opts.kube.read(desired);
+    if (!live || (live.metadata?.ownerReferences ?? []).length > 0) return false;
+    return appliedLabel(live.metadata?.managedFields, FIELD_MANAGER, LABEL_MANAGED_BY);
   }
 
   /**

@@ -190,6 +190,21 @@ export function slim(o: KubernetesObject): void {
   if (meta.annotations && LAST_APPLIED in meta.annotations) delete meta.annotations[LAST_APPLIED];
 }
 
+/**
+ * Gives each item of a list the apiVersion and kind of the list (`DeploymentList` -> `Deployment`). The
+ * API server's list answers carry neither on the items; a watch event's object carries both. Without this a
+ * process that read its objects by the initial list (a restart) would find every owned object different
+ * from what it renders (apiVersion, kind) and re-apply it on every resync.
+ */
+export function stampListKind<T extends KubernetesObject>(list: KubernetesListObject<T>, known: { apiVersion?: string; kind?: string } = {}): void {
+  const apiVersion = known.apiVersion ?? list.apiVersion;
+  const kind = known.kind ?? (list.kind?.endsWith('List') ? list.kind.slice(0, -'List'.length) : undefined);
+  for (const o of list.items) {
+    if (!o.apiVersion && apiVersion) o.apiVersion = apiVersion;
+    if (!o.kind && kind) o.kind = kind;
+  }
+}
+
 export type Handler<T> = (obj: T, kind: 'add' | 'update' | 'delete', old?: T) => void;
 
 /** A cache of one resource, kept current by a watch. */
@@ -203,6 +218,9 @@ export interface Cache<T extends KubernetesObject> {
 
 interface Source<T extends KubernetesObject> {
   resource: string;
+  /** The apiVersion and kind of its objects (given to listed objects, which carry neither). */
+  apiVersion?: string;
+  kind?: string;
   path: string;
   labelSelector?: string;
   list: () => Promise<KubernetesListObject<T>>;
@@ -236,6 +254,7 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
         const list = await withTimeout(source.list(), timings.requestTimeoutMs, `list ${source.resource}`);
         count('list', source.resource, '200');
         list.items.forEach(slim);
+        stampListKind(list, { apiVersion: source.apiVersion, kind: source.kind });
         this.listOk = true;
         return list;
       } catch (err) {
@@ -464,13 +483,13 @@ export class KubeAdapter {
    * of its own, changes nothing and answers with the stored object (its resourceVersion is empty when
    * there is none).
    */
-  async probe(obj: KubernetesObject): Promise<{ exists: boolean; ownerUids: string[] }> {
+  async probe(obj: KubernetesObject): Promise<{ exists: boolean; ownerUids: string[]; managedFields: NonNullable<KubernetesObject['metadata']>['managedFields'] }> {
     const m = obj.metadata!;
     const bare: KubernetesObject = { apiVersion: obj.apiVersion!, kind: obj.kind!, metadata: { name: m.name!, namespace: m.namespace! } };
     const r = await this.call('patch', resourceOf(obj.kind!), `probe ${obj.kind} ${m.namespace}/${m.name}`, () =>
       this.objects.patch(bare, undefined, 'All', PROBE_FIELD_MANAGER, false, PatchStrategy.ServerSideApply),
     );
-    return { exists: Boolean(r.metadata?.resourceVersion), ownerUids: (r.metadata?.ownerReferences ?? []).map((o) => o.uid) };
+    return { exists: Boolean(r.metadata?.resourceVersion), ownerUids: (r.metadata?.ownerReferences ?? []).map((o) => o.uid), managedFields: r.metadata?.managedFields };
   }
 
   /** Merge-patches the status subresource of a DatabaseBackup (only the fields given). */
@@ -506,15 +525,44 @@ export class KubeAdapter {
     return {
       backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
       classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
-      secrets: { resource: 'secrets', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
+      secrets: { resource: 'secrets', apiVersion: 'v1', kind: 'Secret', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
       // Only whether a claim exists is read (a runner mounting a missing one is reported as ClaimNotFound).
-      claims: { resource: 'persistentvolumeclaims', path: '/api/v1/persistentvolumeclaims', list: () => this.core.listPersistentVolumeClaimForAllNamespaces() },
-      deployments: { resource: 'deployments', path: '/apis/apps/v1/deployments', labelSelector: managed, list: () => this.apps.listDeploymentForAllNamespaces({ labelSelector: managed }) },
-      services: { resource: 'services', path: '/api/v1/services', labelSelector: managed, list: () => this.core.listServiceForAllNamespaces({ labelSelector: managed }) },
-      serviceAccounts: { resource: 'serviceaccounts', path: '/api/v1/serviceaccounts', labelSelector: managed, list: () => this.core.listServiceAccountForAllNamespaces({ labelSelector: managed }) },
-      roles: { resource: 'roles', path: '/apis/rbac.authorization.k8s.io/v1/roles', labelSelector: managed, list: () => this.rbac.listRoleForAllNamespaces({ labelSelector: managed }) },
+      claims: {
+        resource: 'persistentvolumeclaims',
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        path: '/api/v1/persistentvolumeclaims',
+        list: () => this.core.listPersistentVolumeClaimForAllNamespaces(),
+      },
+      deployments: {
+        resource: 'deployments',
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        path: '/apis/apps/v1/deployments',
+        labelSelector: managed,
+        list: () => this.apps.listDeploymentForAllNamespaces({ labelSelector: managed }),
+      },
+      services: { resource: 'services', apiVersion: 'v1', kind: 'Service', path: '/api/v1/services', labelSelector: managed, list: () => this.core.listServiceForAllNamespaces({ labelSelector: managed }) },
+      serviceAccounts: {
+        resource: 'serviceaccounts',
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        path: '/api/v1/serviceaccounts',
+        labelSelector: managed,
+        list: () => this.core.listServiceAccountForAllNamespaces({ labelSelector: managed }),
+      },
+      roles: {
+        resource: 'roles',
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        path: '/apis/rbac.authorization.k8s.io/v1/roles',
+        labelSelector: managed,
+        list: () => this.rbac.listRoleForAllNamespaces({ labelSelector: managed }),
+      },
       roleBindings: {
         resource: 'rolebindings',
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
         path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
         labelSelector: managed,
         list: () => this.rbac.listRoleBindingForAllNamespaces({ labelSelector: managed }),
