@@ -147,3 +147,31 @@ export function backupEvent(backup: Pick<DatabaseBackup, 'status'>): { type: 'No
   if (now.status === 'True' && before?.status !== 'True') return { type: 'Normal', reason: before?.status === 'False' ? 'BackupRecovered' : 'BackupSucceeded', message: now.message };
   return undefined;
 }
+
+/** An Event the controller records about an object. */
+export interface EventDraft {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+/**
+ * The Event a change of an object's problem deserves, as the core Event recorder would count it once:
+ * a Warning for a new problem (another reason or message than `before`), one Normal `Recovered` when the
+ * problem is gone, nothing while the same problem continues or nothing is wrong. `before` is the last
+ * problem reported (undefined: none; null: nothing known, i.e. a new object, which needs no recovery).
+ */
+export function problemEvent(before: Problem | undefined | null, now: Problem | undefined, healthy: string): EventDraft | undefined {
+  if (now) {
+    if (before && before.reason === now.reason && before.message === now.message) return undefined;
+    return { type: 'Warning', reason: now.reason, message: now.message };
+  }
+  if (!before) return undefined;
+  return { type: 'Normal', reason: 'Recovered', message: `${healthy} (was ${before.reason}: ${before.message})` };
+}
+
+/** The problem a stored condition reports: its reason and message when False, undefined when True, null when there is none. */
+export function storedProblem(c: Pick<Condition, 'status' | 'reason' | 'message'> | undefined): Problem | undefined | null {
+  if (!c) return null;
+  return c.status === 'False' ? { reason: c.reason, message: c.message } : undefined;
+}

@@ -1,7 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
+import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, problemEvent, statusUpToDate, storedProblem, type Problem } from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -136,5 +136,29 @@ describe('status.credentials', () => {
     const desired = controllerStatus(backup(), { now: NOW });
     expect(desired).not.toHaveProperty('credentials');
     expect(statusUpToDate({ status: { observedGeneration: 3, conditions: desired.conditions, credentials: access } }, desired)).toBe(true);
+  });
+});
+
+describe('problemEvent: one Event per problem, one when it is gone', () => {
+  const missing: Problem = { reason: 'SecretNotFound', message: 'secret "minio" not found' };
+  const other: Problem = { reason: 'SecretNotFound', message: 'secret "gcs" not found' };
+  it.each<[string, Problem | undefined | null, Problem | undefined, string | undefined]>([
+    ['a new object without a problem: none', null, undefined, undefined],
+    ['a new object with a problem: a Warning', null, missing, 'Warning SecretNotFound secret "minio" not found'],
+    ['healthy and still healthy: none', undefined, undefined, undefined],
+    ['a problem appears: a Warning', undefined, missing, 'Warning SecretNotFound secret "minio" not found'],
+    ['the same problem continues: none', missing, missing, undefined],
+    ['the same reason with another message: a Warning', missing, other, 'Warning SecretNotFound secret "gcs" not found'],
+    ['the problem is gone: a Normal recovery naming it', missing, undefined, 'Normal Recovered 2 locations (was SecretNotFound: secret "minio" not found)'],
+  ])('%s', (_name, before, now, expected) => {
+    const e = problemEvent(before, now, '2 locations');
+    expect(e ? `${e.type} ${e.reason} ${e.message}` : undefined).toBe(expected);
+  });
+
+  it('reads the last reported problem from a stored condition', () => {
+    const c = (status: 'True' | 'False') => ({ status, reason: 'SecretNotFound', message: 'secret "minio" not found' });
+    expect(storedProblem(undefined)).toBeNull();
+    expect(storedProblem(c('True'))).toBeUndefined();
+    expect(storedProblem(c('False'))).toEqual(missing);
   });
 });
