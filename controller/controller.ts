@@ -345,7 +345,10 @@ export class Controller {
     await this.classEvents(sc, problem, desired.conditions[0]!.message);
   }
 
-  /** Events of a storage class, in the controller's namespace: a Warning once per problem, a Normal Recovered when it is gone. */
+  /**
+   * Events of a storage class: a Warning once per problem, a Normal Recovered when it is gone. In namespace
+   * default, where the API server wants the Events of a cluster-scoped object (as the core components put a Node's).
+   */
   private async classEvents(sc: DatabaseBackupStorageClass, problem: Problem | undefined, healthy: string): Promise<void> {
     const meta = sc.metadata as { name: string; uid?: string; resourceVersion?: string };
     const key = `${CLASS_KEY}${meta.name}`;
@@ -353,7 +356,7 @@ export class Controller {
     const change = problemEvent(this.lastReported(key, uid, sc.status?.conditions?.find((c) => c.type === 'Ready')), problem, healthy);
     if (change) {
       const involved = { apiVersion: API_VERSION, kind: 'DatabaseBackupStorageClass', name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion };
-      await this.record(this.opts.settings.namespace, involved, change.type, change.reason, change.message);
+      await this.record('default', involved, change.type, change.reason, change.message);
     }
     this.reported.set(key, { uid, problem });
   }
@@ -496,7 +499,7 @@ export class Controller {
     await this.record(meta.namespace, { apiVersion: API_VERSION, kind: 'DatabaseBackup', name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion }, type, reason, message);
   }
 
-  /** Records an Event in `namespace` about `involved` (a storage class's go to the controller's namespace). */
+  /** Records an Event in `namespace` about `involved`. */
   private async record(namespace: string, involved: V1ObjectReference & { name: string }, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const now = this.now();
     const ev: CoreV1Event = {

@@ -34,12 +34,17 @@ async function eventsOf(namespace: string, name: string): Promise<{ what: string
     .map((e) => ({ what: `${e.type as string} ${e.reason as string}`, count: e.count as number, message: e.message as string }));
 }
 
-/** Reconciles everything again, `times` times, each time until the queue is empty. */
-async function resync(times: number): Promise<void> {
+/**
+ * Reconciles everything again, `times` times, waiting each time until each of the `backups` DatabaseBackups
+ * was reconciled once more and half a second for the rest (not for an idle queue: a failing key stays
+ * scheduled for retry).
+ */
+async function resync(times: number, backups: number): Promise<void> {
   for (let i = 0; i < times; i++) {
-    await controller.idle();
+    const before = controller.stats.reconciles;
     controller.resyncAll();
-    await controller.idle();
+    await eventually('the resync reconciled', () => Promise.resolve(controller.stats.reconciles >= before + backups));
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
@@ -86,18 +91,18 @@ describe('the cause at a glance', () => {
     s3.secretAccessKeySecretRef = { secretName: 'vault', key: 'secret-key' };
     await apply(sc);
     await eventually('vaulted: Ready=False', async () => condition(await get(['get', 'dbbsc', 'vaulted']), 'Ready')?.status === 'False');
-    await resync(3);
+    await resync(3, 0);
     const cells = await row(['dbbsc'], 'vaulted');
     expect(cells).toMatchObject({ READY: 'False', REASON: 'SecretNotFound' });
-    const warnings = await eventsOf(CONTROLLER_NAMESPACE, 'vaulted');
+    const warnings = await eventsOf('default', 'vaulted');
     expect(warnings.map((e) => e.what)).toEqual(['Warning SecretNotFound']);
     expect(warnings[0]!.message).toContain('secret "vault" not found');
     expect(warnings[0]!.count).toBe(1);
 
     await apply(secret('vault', CONTROLLER_NAMESPACE, { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'example-secret-key' }));
     await eventually('vaulted: Ready=True', async () => condition(await get(['get', 'dbbsc', 'vaulted']), 'Ready')?.status === 'True');
-    await resync(2);
-    const after = await eventsOf(CONTROLLER_NAMESPACE, 'vaulted');
+    await resync(2, 0);
+    const after = await eventsOf('default', 'vaulted');
     expect(after.map((e) => e.what)).toEqual(['Warning SecretNotFound', 'Normal Recovered']);
     expect(after[1]!.message).toContain('was SecretNotFound');
     expect(await row(['dbbsc'], 'vaulted')).toMatchObject({ READY: 'True', REASON: 'Valid' });
@@ -109,7 +114,8 @@ describe('the cause at a glance', () => {
     b.spec.runner.podLabels = { 'not a label key!': 'x' };
     await apply(b);
     await eventually('labelled: ConfigValid=False', async () => condition(await get(['get', 'dbb', 'labelled', '-n', 'shop']), 'ConfigValid')?.reason === 'ApplyFailed');
-    await resync(4);
+    await resync(4, 1);
+    await new Promise((r) => setTimeout(r, 4000)); // and the retries after 0.5, 1 and 2 s
     const failing = await eventsOf('shop', 'labelled');
     expect(failing.map((e) => e.what)).toEqual(['Warning ApplyFailed']);
     expect(failing[0]!.count).toBe(1);
@@ -120,7 +126,7 @@ describe('the cause at a glance', () => {
     await apply(b);
     await eventually('the runner Deployment', () => get(['get', 'deployment', 'labelled-runner', '-n', 'shop']));
     await eventually('labelled: ConfigValid=True', async () => condition(await get(['get', 'dbb', 'labelled', '-n', 'shop']), 'ConfigValid')?.status === 'True');
-    await resync(2);
+    await resync(2, 1);
     const reasons = (await eventsOf('shop', 'labelled')).map((e) => e.what);
     expect(reasons).toContain('Normal RunnerCreated');
     expect(reasons).not.toContain('Normal RunnerUpdated');
@@ -141,14 +147,14 @@ describe('the cause at a glance', () => {
     volumes.push({ name: 'root', hostPath: { path: '/' } });
     await apply(b);
     await eventually('steady: InvalidSpec', async () => condition(await get(['get', 'dbb', 'steady', '-n', 'shop']), 'ConfigValid')?.reason === 'InvalidSpec');
-    await resync(2);
+    await resync(2, 2);
     expect(await row(['dbb', '-n', 'shop'], 'steady')).toMatchObject({ REASON: 'InvalidSpec' });
     volumes.pop();
-    await controller.idle();
+    await resync(1, 2);
     const applies = controller.stats.applies;
     await apply(b);
     await eventually('steady: ConfigValid=True again', async () => condition(await get(['get', 'dbb', 'steady', '-n', 'shop']), 'ConfigValid')?.status === 'True');
-    await resync(2);
+    await resync(2, 2);
     expect(controller.stats.applies).toBe(applies); // the runner had the spec all along
     const events = (await eventsOf('shop', 'steady')).filter((e) => e.what !== 'Normal CredentialsAccess');
     expect(events.map((e) => e.what)).toEqual(['Normal RunnerCreated', 'Warning InvalidSpec', 'Normal Recovered']);
