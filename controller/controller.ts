@@ -30,7 +30,7 @@ import { planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, statusUpToDate, storedProblem, type Problem } from './status.js';
+import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
 import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
@@ -295,7 +295,7 @@ export class Controller {
           deployment = r.deployment ?? deployment;
         } catch (err) {
           // Say why in the status and an Event, then let the queue retry with backoff.
-          const failed: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
+          const failed: Problem = { reason: 'ApplyFailed', message: stableRefusal(err instanceof Error ? err.message : String(err)) };
           await this.writeStatus(backup, failed, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
           await this.emitEvents(backup, failed, [], undefined, hadRunner);
           throw err;

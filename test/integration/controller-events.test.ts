@@ -35,11 +35,12 @@ async function eventsOf(namespace: string, name: string): Promise<{ what: string
 }
 
 /**
- * Reconciles everything again, `times` times, waiting each time until each of the `backups` DatabaseBackups
+ * Reconciles everything again, `times` times, waiting each time until each DatabaseBackup
  * was reconciled once more and half a second for the rest (not for an idle queue: a failing key stays
  * scheduled for retry).
  */
-async function resync(times: number, backups: number): Promise<void> {
+async function resync(times: number): Promise<void> {
+  const backups = ((await get(['get', 'dbb', '-A']))?.items as Obj[]).length;
   for (let i = 0; i < times; i++) {
     const before = controller.stats.reconciles;
     controller.resyncAll();
@@ -91,7 +92,7 @@ describe('the cause at a glance', () => {
     s3.secretAccessKeySecretRef = { secretName: 'vault', key: 'secret-key' };
     await apply(sc);
     await eventually('vaulted: Ready=False', async () => condition(await get(['get', 'dbbsc', 'vaulted']), 'Ready')?.status === 'False');
-    await resync(3, 0);
+    await resync(3);
     const cells = await row(['dbbsc'], 'vaulted');
     expect(cells).toMatchObject({ READY: 'False', REASON: 'SecretNotFound' });
     const warnings = await eventsOf('default', 'vaulted');
@@ -101,7 +102,7 @@ describe('the cause at a glance', () => {
 
     await apply(secret('vault', CONTROLLER_NAMESPACE, { 'access-key': 'AKIAEXAMPLE', 'secret-key': 'example-secret-key' }));
     await eventually('vaulted: Ready=True', async () => condition(await get(['get', 'dbbsc', 'vaulted']), 'Ready')?.status === 'True');
-    await resync(2, 0);
+    await resync(2);
     const after = await eventsOf('default', 'vaulted');
     expect(after.map((e) => e.what)).toEqual(['Warning SecretNotFound', 'Normal Recovered']);
     expect(after[1]!.message).toContain('was SecretNotFound');
@@ -114,7 +115,7 @@ describe('the cause at a glance', () => {
     b.spec.runner.podLabels = { 'not a label key!': 'x' };
     await apply(b);
     await eventually('labelled: ConfigValid=False', async () => condition(await get(['get', 'dbb', 'labelled', '-n', 'shop']), 'ConfigValid')?.reason === 'ApplyFailed');
-    await resync(4, 1);
+    await resync(4);
     await new Promise((r) => setTimeout(r, 4000)); // and the retries after 0.5, 1 and 2 s
     const failing = await eventsOf('shop', 'labelled');
     expect(failing.map((e) => e.what)).toEqual(['Warning ApplyFailed']);
@@ -126,7 +127,7 @@ describe('the cause at a glance', () => {
     await apply(b);
     await eventually('the runner Deployment', () => get(['get', 'deployment', 'labelled-runner', '-n', 'shop']));
     await eventually('labelled: ConfigValid=True', async () => condition(await get(['get', 'dbb', 'labelled', '-n', 'shop']), 'ConfigValid')?.status === 'True');
-    await resync(2, 1);
+    await resync(2);
     const reasons = (await eventsOf('shop', 'labelled')).map((e) => e.what);
     expect(reasons).toContain('Normal RunnerCreated');
     expect(reasons).not.toContain('Normal RunnerUpdated');
@@ -147,17 +148,36 @@ describe('the cause at a glance', () => {
     volumes.push({ name: 'root', hostPath: { path: '/' } });
     await apply(b);
     await eventually('steady: InvalidSpec', async () => condition(await get(['get', 'dbb', 'steady', '-n', 'shop']), 'ConfigValid')?.reason === 'InvalidSpec');
-    await resync(2, 2);
+    await resync(2);
     expect(await row(['dbb', '-n', 'shop'], 'steady')).toMatchObject({ REASON: 'InvalidSpec' });
     volumes.pop();
-    await resync(1, 2);
+    await resync(1);
     const applies = controller.stats.applies;
     await apply(b);
     await eventually('steady: ConfigValid=True again', async () => condition(await get(['get', 'dbb', 'steady', '-n', 'shop']), 'ConfigValid')?.status === 'True');
-    await resync(2, 2);
+    await resync(2);
     expect(controller.stats.applies).toBe(applies); // the runner had the spec all along
     const events = (await eventsOf('shop', 'steady')).filter((e) => e.what !== 'Normal CredentialsAccess');
     expect(events.map((e) => e.what)).toEqual(['Normal RunnerCreated', 'Warning InvalidSpec', 'Normal Recovered']);
     expect(events[2]!.message).toContain('was InvalidSpec: invalid DatabaseBackup: spec.runner.extraVolumes[1].hostPath');
+  });
+  it('a hostile spec whose failure outgrows a condition message: the status is written (message cut) and one Warning is recorded', async () => {
+    const b = validBackup() as Obj;
+    b.metadata.name = 'chatty';
+    // 500 invalid label keys: the refusal lists each, far beyond the 32768 characters a condition message may hold.
+    b.spec.runner.podLabels = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`not a label key ${i}!`, 'x']));
+    await apply(b);
+    const c = await eventually('chatty: ConfigValid=False', async () => {
+      const x = condition(await get(['get', 'dbb', 'chatty', '-n', 'shop']), 'ConfigValid');
+      return x?.status === 'False' ? x : undefined;
+    });
+    expect(c.message.length).toBeLessThanOrEqual(32768);
+    expect(c.message).toMatch(/ \.\.\. \(\d+ more characters\)$/);
+    await resync(3);
+    await new Promise((r) => setTimeout(r, 4000)); // and the retries after 0.5, 1 and 2 s
+    const warnings = (await eventsOf('shop', 'chatty')).filter((e) => e.what.startsWith('Warning'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.what).toBe(`Warning ${c.reason as string}`);
+    expect(warnings[0]!.count).toBe(1);
   });
 });

@@ -1,7 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, problemEvent, statusUpToDate, storedProblem, type Problem } from '../../controller/status.js';
+import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, fitMessage, MAX_CONDITION_MESSAGE, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -160,5 +160,37 @@ describe('problemEvent: one Event per problem, one when it is gone', () => {
     expect(storedProblem(undefined)).toBeNull();
     expect(storedProblem(c('True'))).toBeUndefined();
     expect(storedProblem(c('False'))).toEqual(missing);
+  });
+});
+
+describe('a message longer than a condition may hold (a hostile spec with thousands of errors)', () => {
+  const huge: Problem = { reason: 'ApplyFailed', message: `apply Deployment shop/orders-runner failed: HTTP 422: ${'spec.template.metadata.labels: Invalid value; '.repeat(2000)}` };
+  it('is cut to fit and says how much was left out, so the status can be written', () => {
+    const m = fitMessage(huge.message);
+    expect(m.length).toBeLessThanOrEqual(MAX_CONDITION_MESSAGE);
+    expect(m).toMatch(/^apply Deployment shop\/orders-runner failed: HTTP 422: /);
+    expect(m).toMatch(/ \.\.\. \(\d+ more characters\)$/);
+    expect(fitMessage('short')).toBe('short');
+    const status = controllerStatus(backup(), { problem: huge, now: NOW });
+    expect(status.conditions.every((c) => c.message.length <= MAX_CONDITION_MESSAGE)).toBe(true);
+    expect(classStatus({ metadata: {} }, huge, 1, NOW).conditions[0]!.message).toBe(m);
+  });
+  it('read back from the stored condition, it is the same problem: no second Warning', () => {
+    const stored = controllerStatus(backup(), { problem: huge, now: NOW }).conditions.find((c) => c.type === 'ConfigValid');
+    expect(problemEvent(storedProblem(stored), huge, 'ok')).toBeUndefined();
+  });
+});
+
+describe('stableRefusal', () => {
+  const head = 'apply Deployment shop/orders-runner failed: HTTP 422: Deployment.apps "orders-runner" is invalid: ';
+  const a = 'spec.template.metadata.labels: Invalid value: "a b": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\'';
+  const b = 'spec.template.metadata.labels: Invalid value: "c d": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\'';
+  const c = 'metadata.labels[x]: Invalid value: "y"';
+  it.each([
+    ['the same errors in another order read the same', `${head}[${b}, ${c}, ${a}]`, `${head}[${c}, ${a}, ${b}]`],
+    ['one error (no list) is kept', `${head}${a}`, `${head}${a}`],
+    ['another message is kept', 'HTTP 500: etcdserver: request timed out', 'HTTP 500: etcdserver: request timed out'],
+  ])('%s', (_name, message, expected) => {
+    expect(stableRefusal(message)).toBe(expected);
   });
 });
