@@ -16,9 +16,9 @@
  * resync.
  */
 import { hostname } from 'node:os';
-import type { CoreV1Event, KubernetesObject, V1Deployment, V1Secret } from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesObject, V1Deployment, V1ObjectReference, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageClass } from '../api/crds/index.js';
+import { validateStorageClass, type Condition, type DatabaseBackup, type DatabaseBackupStorageClass } from '../api/crds/index.js';
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
 import { appliedLabel, contains, differences } from './compare.js';
@@ -32,7 +32,7 @@ import { planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { accessChanged, backupEvent, classStatus, controllerStatus, statusUpToDate, type Problem } from './status.js';
+import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
 import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
@@ -99,6 +99,8 @@ export class Controller {
   private readonly validClasses = new WeakMap<DatabaseBackupStorageClass, DatabaseBackupStorageClass | null>();
   /** Storage roots by cached DatabaseBackup object, with the cached class object they were computed from. */
   private readonly rootsMemo = new WeakMap<DatabaseBackup, { sc: DatabaseBackupStorageClass | undefined; roots: BackupRoots | undefined }>();
+  /** Per DatabaseBackup key and class key: the problem last reported in an Event, for the object with this uid. */
+  private readonly reported = new Map<string, { uid: string; problem: Problem | undefined }>();
   readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0, deletes: 0 };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -278,6 +280,7 @@ export class Controller {
     try {
       if (!backup || (backup.metadata as { deletionTimestamp?: string }).deletionTimestamp) {
         this.opts.metrics.backupReady.remove({ databasebackup_namespace: namespace, databasebackup: name });
+        this.reported.delete(key);
         return; // owned objects go by garbage collection
       }
       const log = this.opts.logger.child({ backup: key });
@@ -290,6 +293,7 @@ export class Controller {
         (ns, claim) => this.claims.get(claim, ns) !== undefined,
       );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
+      const hadRunner = deployment !== undefined;
       let applied: string[] = [];
       let conflict: Problem | undefined;
       let removed: string[] = [];
@@ -306,9 +310,9 @@ export class Controller {
           deployment = r.deployment ?? deployment;
         } catch (err) {
           // Say why in the status and an Event, then let the queue retry with backoff.
-          const failed: Problem = { reason: 'ApplyFailed', message: err instanceof Error ? err.message : String(err) };
+          const failed: Problem = { reason: 'ApplyFailed', message: stableRefusal(err instanceof Error ? err.message : String(err)) };
           await this.writeStatus(backup, failed, deployment).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write status'));
-          await this.emitEvents(backup, failed, [], undefined);
+          await this.emitEvents(backup, failed, [], undefined, hadRunner);
           throw err;
         }
       } else if (plan.revoke) {
@@ -324,7 +328,7 @@ export class Controller {
       const revoked = !plan.ok && plan.revoke;
       const access = plan.ok && !conflict ? plan.rendered.access : revoked ? [] : undefined;
       await this.writeStatus(backup, problem, deployment, revoked, access);
-      await this.emitEvents(backup, problem, applied, plan.ok && !conflict ? plan.rendered.configHash : undefined);
+      await this.emitEvents(backup, problem, applied, plan.ok && !conflict ? plan.rendered.configHash : undefined, hadRunner);
       await this.accessEvents(backup, plan, removed);
       this.opts.metrics.reconcileTotal.inc({ result: 'success' });
     } finally {
@@ -335,7 +339,10 @@ export class Controller {
   /** A storage class's own Ready condition: valid, and its Secrets hold every referenced key. */
   private async reconcileClass(name: string): Promise<void> {
     const sc = this.classes.get(name);
-    if (!sc) return;
+    if (!sc) {
+      this.reported.delete(`${CLASS_KEY}${name}`);
+      return;
+    }
     const v = validateStorageClass(sc);
     let problem: Problem | undefined;
     if (!v.ok) problem = { reason: 'InvalidSpec', message: `invalid storage class: ${v.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}` };
@@ -343,10 +350,29 @@ export class Controller {
       const problems = storageClassProblems(v.value, (n) => this.secrets.get(n, this.opts.settings.namespace)?.data, this.opts.settings.namespace);
       if (problems.length > 0) problem = { reason: problems[0]!.reason, message: problems.map((p) => p.message).join('; ') };
     }
-    const desired = classStatus(sc, problem, v.ok ? v.value.spec.locations.length : 0, this.now());
-    if (statusUpToDate(sc, desired)) return;
-    await this.opts.kube.patchClassStatus(name, { ...desired });
-    this.stats.statusPatches++;
+    const locations = v.ok ? v.value.spec.locations.length : 0;
+    const desired = classStatus(sc, problem, locations, this.now());
+    if (!statusUpToDate(sc, desired)) {
+      await this.opts.kube.patchClassStatus(name, { ...desired });
+      this.stats.statusPatches++;
+    }
+    await this.classEvents(sc, problem, desired.conditions[0]!.message);
+  }
+
+  /**
+   * Events of a storage class: a Warning once per problem, a Normal Recovered when it is gone. In namespace
+   * default, where the API server wants the Events of a cluster-scoped object (as the core components put a Node's).
+   */
+  private async classEvents(sc: DatabaseBackupStorageClass, problem: Problem | undefined, healthy: string): Promise<void> {
+    const meta = sc.metadata as { name: string; uid?: string; resourceVersion?: string };
+    const key = `${CLASS_KEY}${meta.name}`;
+    const uid = meta.uid ?? '';
+    const change = problemEvent(this.lastReported(key, uid, sc.status?.conditions?.find((c) => c.type === 'Ready')), problem, healthy);
+    if (change) {
+      const involved = { apiVersion: API_VERSION, kind: 'DatabaseBackupStorageClass', name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion };
+      await this.record('default', involved, change.type, change.reason, change.message);
+    }
+    this.reported.set(key, { uid, problem });
   }
 
   /**
@@ -479,16 +505,33 @@ export class Controller {
     this.stats.statusPatches++;
   }
 
-  private async emitEvents(backup: DatabaseBackup, problem: Problem | undefined, applied: string[], hash: string | undefined): Promise<void> {
-    const before = backup.status?.conditions?.find((c) => c.type === 'ConfigValid');
-    if (problem && !(before?.status === 'False' && before.reason === problem.reason && before.message === problem.message)) {
-      await this.event(backup, 'Warning', problem.reason, problem.message);
-    }
+  /**
+   * The problem last reported in an Event for `key` (a DatabaseBackup or class, by uid), else the one its
+   * stored condition says (after a restart, or before the first reconcile of this process).
+   */
+  private lastReported(key: string, uid: string, stored: Condition | undefined): Problem | undefined | null {
+    const r = this.reported.get(key);
+    return r && r.uid === uid ? r.problem : storedProblem(stored);
+  }
+
+  /**
+   * Events of a DatabaseBackup: a Warning once per problem (a continuing one is not repeated, even when
+   * the stored status lags behind), a Normal Recovered when it is gone (even when nothing is written), a
+   * new backup result, and what was applied (RunnerCreated when there was no runner Deployment before).
+   */
+  private async emitEvents(backup: DatabaseBackup, problem: Problem | undefined, applied: string[], hash: string | undefined, hadRunner = true): Promise<void> {
+    const meta = backup.metadata as { name: string; namespace: string; uid?: string };
+    const key = backupKey(meta.namespace, meta.name);
+    const uid = meta.uid ?? '';
+    const before = this.lastReported(key, uid, backup.status?.conditions?.find((c) => c.type === 'ConfigValid'));
+    const change = problemEvent(before, problem, 'the runner has the current spec');
+    if (change) await this.event(backup, change.type, change.reason, change.message);
+    this.reported.set(key, { uid, problem });
     const outcome = backupEvent(backup);
     if (outcome) await this.event(backup, outcome.type, outcome.reason, outcome.message);
     if (applied.length > 0) {
-      const created = !before;
-      await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(backup.metadata.name ?? '')} (config ${hash ?? ''})`);
+      const created = !hadRunner && applied.includes('Deployment');
+      await this.event(backup, 'Normal', created ? 'RunnerCreated' : 'RunnerUpdated', `applied ${applied.join(', ')} of runner ${runnerName(meta.name)} (config ${hash ?? ''})`);
     }
   }
 
@@ -503,11 +546,16 @@ export class Controller {
   }
 
   private async event(backup: DatabaseBackup, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
-    const now = this.now();
     const meta = backup.metadata as { name: string; namespace: string; uid?: string; resourceVersion?: string };
+    await this.record(meta.namespace, { apiVersion: API_VERSION, kind: 'DatabaseBackup', name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion }, type, reason, message);
+  }
+
+  /** Records an Event in `namespace` about `involved`. */
+  private async record(namespace: string, involved: V1ObjectReference & { name: string }, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const now = this.now();
     const ev: CoreV1Event = {
-      metadata: { generateName: `${meta.name}.`, namespace: meta.namespace },
-      involvedObject: { apiVersion: API_VERSION, kind: 'DatabaseBackup', name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion },
+      metadata: { generateName: `${involved.name}.`, namespace },
+      involvedObject: involved,
       type,
       reason,
       message: message.slice(0, 1024),
@@ -518,11 +566,12 @@ export class Controller {
       lastTimestamp: now,
       count: 1,
     };
+    const what = involved.namespace ? `${involved.namespace}/${involved.name}` : involved.name;
     try {
       await this.opts.kube.createEvent(ev);
       this.stats.events++;
     } catch (err) {
-      this.opts.logger.warn({ backup: `${meta.namespace}/${meta.name}`, reason, err: err instanceof Error ? err.message : String(err) }, 'could not record an Event');
+      this.opts.logger.warn({ [involved.kind === 'DatabaseBackup' ? 'backup' : 'storageClass']: what, reason, err: err instanceof Error ? err.message : String(err) }, 'could not record an Event');
     }
   }
 }

@@ -41,6 +41,19 @@ export interface StatusFacts {
 
 type Draft = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
+/** The longest condition message the CRDs accept (status.conditions[].message). */
+export const MAX_CONDITION_MESSAGE = 32768;
+
+/**
+ * A message that fits a condition: a longer one (an API server's answer listing a hostile spec's every
+ * error) is cut and says how much was left out, so that the status can still be written.
+ */
+export function fitMessage(message: string): string {
+  if (message.length <= MAX_CONDITION_MESSAGE) return message;
+  const keep = MAX_CONDITION_MESSAGE - 64;
+  return `${message.slice(0, keep)} ... (${message.length - keep} more characters)`;
+}
+
 function runnerCondition(d: V1Deployment | undefined, revoked: boolean): Draft {
   if (!d && revoked) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerRevoked', message: 'no runner: the DatabaseBackup may not use its storage (see ConfigValid)' };
   if (!d) return { type: 'RunnerAvailable', status: 'False', reason: 'RunnerNotCreated', message: 'the runner Deployment does not exist yet' };
@@ -97,7 +110,7 @@ export function controllerStatus(backup: DatabaseBackup, facts: StatusFacts): Co
   const conditions = desiredConditions(facts, current).map((c): Condition => {
     const before = current.find((x) => x.type === c.type);
     const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : facts.now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-    return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+    return { ...c, message: fitMessage(c.message), lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
   });
   return { ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions, ...(facts.access ? { credentials: facts.access } : {}) };
 }
@@ -131,7 +144,7 @@ export function classStatus(sc: { metadata: { generation?: number }; status?: { 
   const before = sc.status?.conditions?.find((c) => c.type === 'Ready');
   const lastTransitionTime = before && before.status === draft.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const gen = generation !== undefined ? { observedGeneration: generation } : {};
-  return { ...gen, conditions: [{ ...draft, lastTransitionTime, ...gen }] };
+  return { ...gen, conditions: [{ ...draft, message: fitMessage(draft.message), lastTransitionTime, ...gen }] };
 }
 
 /**
@@ -143,7 +156,47 @@ export function classStatus(sc: { metadata: { generation?: number }; status?: { 
 export function backupEvent(backup: Pick<DatabaseBackup, 'status'>): { type: 'Normal' | 'Warning'; reason: string; message: string } | undefined {
   const before = backup.status?.conditions?.find((c) => c.type === BACKUP_CONDITION);
   const now = backupCondition(backup.status?.lastBackup, before);
-  if (now.status === 'False' && before?.message !== now.message) return { type: 'Warning', reason: now.reason, message: now.message };
+  if (now.status === 'False' && before?.message !== fitMessage(now.message)) return { type: 'Warning', reason: now.reason, message: now.message };
   if (now.status === 'True' && before?.status !== 'True') return { type: 'Normal', reason: before?.status === 'False' ? 'BackupRecovered' : 'BackupSucceeded', message: now.message };
   return undefined;
+}
+
+/**
+ * An API server's refusal with its errors in a fixed order. It lists the errors of an invalid object
+ * (`<Kind> "<name>" is invalid: [<path>: <error>, ...]`) in map order, which differs from one try to the
+ * next; sorted, the same refusal reads the same, so it is one problem (one Event, one status write).
+ */
+export function stableRefusal(message: string): string {
+  const m = /^(.* is invalid: )\[(.*)\]$/s.exec(message);
+  if (!m) return message;
+  const errors = m[2]!.split(/, (?=(?:spec|metadata)[.[])/);
+  return `${m[1]!}[${errors.sort().join(', ')}]`;
+}
+
+/** An Event the controller records about an object. */
+export interface EventDraft {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+/**
+ * The Event a change of an object's problem deserves, as the core Event recorder would count it once:
+ * a Warning for a new problem (another reason or message than `before`), one Normal `Recovered` when the
+ * problem is gone, nothing while the same problem continues or nothing is wrong. `before` is the last
+ * problem reported (undefined: none; null: nothing known, i.e. a new object, which needs no recovery).
+ */
+export function problemEvent(before: Problem | undefined | null, now: Problem | undefined, healthy: string): EventDraft | undefined {
+  if (now) {
+    if (before && before.reason === now.reason && fitMessage(before.message) === fitMessage(now.message)) return undefined;
+    return { type: 'Warning', reason: now.reason, message: now.message };
+  }
+  if (!before) return undefined;
+  return { type: 'Normal', reason: 'Recovered', message: `${healthy} (was ${before.reason}: ${before.message})` };
+}
+
+/** The problem a stored condition reports: its reason and message when False, undefined when True, null when there is none. */
+export function storedProblem(c: Pick<Condition, 'status' | 'reason' | 'message'> | undefined): Problem | undefined | null {
+  if (!c) return null;
+  return c.status === 'False' ? { reason: c.reason, message: c.message } : undefined;
 }

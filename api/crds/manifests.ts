@@ -41,6 +41,14 @@ interface CrdInput {
 
 const READY: PrinterColumn = { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' };
 const AGE: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+/** The Ready condition's reason is the cause at a glance: the first condition that is not True says it. */
+const REASON: PrinterColumn = {
+  name: 'Reason',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+  description: 'why it is or is not ready: the reason of the Ready condition (the first problem found)',
+};
+const MESSAGE: PrinterColumn = { name: 'Message', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message', priority: 1 };
 
 const CRDS: CrdInput[] = [
   {
@@ -52,7 +60,7 @@ const CRDS: CrdInput[] = [
     description: 'Where and how backups are stored: one or more locations (S3 or S3-compatible, Google Cloud Storage, a filesystem or PVC) with credentials from Secrets in the controller\'s namespace.',
     spec: StorageClassSpec,
     status: StorageClassStatus,
-    columns: [READY, AGE],
+    columns: [READY, REASON, AGE, MESSAGE],
   },
   {
     kind: 'DatabaseBackup',
@@ -70,9 +78,12 @@ const CRDS: CrdInput[] = [
       { name: 'Last Backup', type: 'string', jsonPath: '.status.lastBackup.status', description: 'result of the last backup: Running, Succeeded, PartiallySucceeded or Failed' },
       { name: 'Last Success', type: 'date', jsonPath: '.status.lastSuccessAt' },
       READY,
+      REASON,
       AGE,
       { name: 'Class', type: 'string', jsonPath: '.spec.storageClassName', priority: 1 },
-      { name: 'Next Run', type: 'date', jsonPath: '.status.nextRunAt', priority: 1 },
+      // A string: kubectl prints a date column in the future as <invalid>.
+      { name: 'Next Run', type: 'string', jsonPath: '.status.nextRunAt', description: 'next scheduled start (UTC)', priority: 1 },
+      MESSAGE,
     ],
   },
 ];

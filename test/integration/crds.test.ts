@@ -91,10 +91,19 @@ describe('CRDs on kube-apiserver 1.20', () => {
     await kube!.kubectlOk(['patch', 'dbb', 'orders', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
     const table = await kube!.kubectlOk(['get', 'dbb', '-n', 'shop']);
     const [header, ...rows] = table.trim().split('\n');
-    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'ENGINE', 'SCHEDULE', 'INTERVAL', 'LAST BACKUP', 'LAST SUCCESS', 'READY', 'AGE']);
+    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'ENGINE', 'SCHEDULE', 'INTERVAL', 'LAST BACKUP', 'LAST SUCCESS', 'READY', 'REASON', 'AGE']);
     // Empty cells print as blanks: orders has no interval, shop-mysql no cron, no last backup or success and no Ready condition.
-    expect(rows.find((r) => r.startsWith('orders '))).toMatch(/^orders\s+postgresql\s+0 3 \* \* \*\s+Succeeded\s+\S+\s+True\s+\S+$/);
+    expect(rows.find((r) => r.startsWith('orders '))).toMatch(/^orders\s+postgresql\s+0 3 \* \* \*\s+Succeeded\s+\S+\s+True\s+RunnerAvailable\s+\S+$/);
     expect(rows.find((r) => r.startsWith('shop-mysql '))).toMatch(/^shop-mysql\s+mysql\s+6h\s+\S+$/);
+
+    // The next run lies in the future: kubectl prints such a date column as <invalid>, a string column as it is.
+    const next = new Date(Date.now() + 3 * 3600_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    await kube!.kubectlOk(['patch', 'dbb', 'orders', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nextRunAt: next } })]);
+    const [wideHeader, ...wideRows] = (await kube!.kubectlOk(['get', 'dbb', '-n', 'shop', '-o', 'wide'])).trim().split('\n');
+    expect(wideHeader!.split(/\s{2,}/)).toEqual(['NAME', 'ENGINE', 'SCHEDULE', 'INTERVAL', 'LAST BACKUP', 'LAST SUCCESS', 'READY', 'REASON', 'AGE', 'CLASS', 'NEXT RUN', 'MESSAGE']);
+    const wideOrders = wideRows.find((r) => r.startsWith('orders '))!;
+    expect(wideOrders).not.toContain('<invalid>');
+    expect(wideOrders).toMatch(new RegExp(`\\s${next}\\s+runner is up$`));
 
     const bad = { ...status, lastBackup: { ...status.lastBackup, status: 'Done' } };
     const r = await kube!.kubectl(['patch', 'dbb', 'orders', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: bad })]);

@@ -1,7 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, statusUpToDate } from '../../controller/status.js';
+import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, fitMessage, MAX_CONDITION_MESSAGE, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -136,5 +136,61 @@ describe('status.credentials', () => {
     const desired = controllerStatus(backup(), { now: NOW });
     expect(desired).not.toHaveProperty('credentials');
     expect(statusUpToDate({ status: { observedGeneration: 3, conditions: desired.conditions, credentials: access } }, desired)).toBe(true);
+  });
+});
+
+describe('problemEvent: one Event per problem, one when it is gone', () => {
+  const missing: Problem = { reason: 'SecretNotFound', message: 'secret "minio" not found' };
+  const other: Problem = { reason: 'SecretNotFound', message: 'secret "gcs" not found' };
+  it.each<[string, Problem | undefined | null, Problem | undefined, string | undefined]>([
+    ['a new object without a problem: none', null, undefined, undefined],
+    ['a new object with a problem: a Warning', null, missing, 'Warning SecretNotFound secret "minio" not found'],
+    ['healthy and still healthy: none', undefined, undefined, undefined],
+    ['a problem appears: a Warning', undefined, missing, 'Warning SecretNotFound secret "minio" not found'],
+    ['the same problem continues: none', missing, missing, undefined],
+    ['the same reason with another message: a Warning', missing, other, 'Warning SecretNotFound secret "gcs" not found'],
+    ['the problem is gone: a Normal recovery naming it', missing, undefined, 'Normal Recovered 2 locations (was SecretNotFound: secret "minio" not found)'],
+  ])('%s', (_name, before, now, expected) => {
+    const e = problemEvent(before, now, '2 locations');
+    expect(e ? `${e.type} ${e.reason} ${e.message}` : undefined).toBe(expected);
+  });
+
+  it('reads the last reported problem from a stored condition', () => {
+    const c = (status: 'True' | 'False') => ({ status, reason: 'SecretNotFound', message: 'secret "minio" not found' });
+    expect(storedProblem(undefined)).toBeNull();
+    expect(storedProblem(c('True'))).toBeUndefined();
+    expect(storedProblem(c('False'))).toEqual(missing);
+  });
+});
+
+describe('a message longer than a condition may hold (a hostile spec with thousands of errors)', () => {
+  const huge: Problem = { reason: 'ApplyFailed', message: `apply Deployment shop/orders-runner failed: HTTP 422: ${'spec.template.metadata.labels: Invalid value; '.repeat(2000)}` };
+  it('is cut to fit and says how much was left out, so the status can be written', () => {
+    const m = fitMessage(huge.message);
+    expect(m.length).toBeLessThanOrEqual(MAX_CONDITION_MESSAGE);
+    expect(m).toMatch(/^apply Deployment shop\/orders-runner failed: HTTP 422: /);
+    expect(m).toMatch(/ \.\.\. \(\d+ more characters\)$/);
+    expect(fitMessage('short')).toBe('short');
+    const status = controllerStatus(backup(), { problem: huge, now: NOW });
+    expect(status.conditions.every((c) => c.message.length <= MAX_CONDITION_MESSAGE)).toBe(true);
+    expect(classStatus({ metadata: {} }, huge, 1, NOW).conditions[0]!.message).toBe(m);
+  });
+  it('read back from the stored condition, it is the same problem: no second Warning', () => {
+    const stored = controllerStatus(backup(), { problem: huge, now: NOW }).conditions.find((c) => c.type === 'ConfigValid');
+    expect(problemEvent(storedProblem(stored), huge, 'ok')).toBeUndefined();
+  });
+});
+
+describe('stableRefusal', () => {
+  const head = 'apply Deployment shop/orders-runner failed: HTTP 422: Deployment.apps "orders-runner" is invalid: ';
+  const a = 'spec.template.metadata.labels: Invalid value: "a b": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\'';
+  const b = 'spec.template.metadata.labels: Invalid value: "c d": name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\'';
+  const c = 'metadata.labels[x]: Invalid value: "y"';
+  it.each([
+    ['the same errors in another order read the same', `${head}[${b}, ${c}, ${a}]`, `${head}[${c}, ${a}, ${b}]`],
+    ['one error (no list) is kept', `${head}${a}`, `${head}${a}`],
+    ['another message is kept', 'HTTP 500: etcdserver: request timed out', 'HTTP 500: etcdserver: request timed out'],
+  ])('%s', (_name, message, expected) => {
+    expect(stableRefusal(message)).toBe(expected);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { renderCrds, validateDatabaseBackup, validateStorageClass, convert, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
 import { staleCrdFiles } from '../../api/crds/generate.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
@@ -220,6 +221,19 @@ describe('CRD rendering', () => {
       expect(f.template).toMatch(/^\{\{- \/\* Generated .* \*\/ -\}\}\n\{\{- if \.Values\.crds\.install \}\}\napiVersion: apiextensions\.k8s\.io\/v1\n/);
       expect(f.template.endsWith(`${f.yaml}{{- end }}\n`)).toBe(true);
     }
+  });
+
+  it('prints the cause at a glance and no date in the future', () => {
+    const columns = (i: number) => (parse(renderCrds()[i]!.yaml) as { spec: { versions: { additionalPrinterColumns: { name: string; type: string; jsonPath: string; priority?: number }[] }[] } }).spec.versions[0]!.additionalPrinterColumns;
+    for (const i of [0, 1]) {
+      const cols = columns(i);
+      expect(cols.find((c) => c.name === 'Reason')).toEqual(expect.objectContaining({ type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' }));
+      expect(cols.find((c) => c.name === 'Reason')).not.toHaveProperty('priority');
+      expect(cols.find((c) => c.name === 'Message')).toEqual(expect.objectContaining({ jsonPath: '.status.conditions[?(@.type=="Ready")].message', priority: 1 }));
+      // kubectl prints a date column that lies in the future as <invalid>: only past times may be dates.
+      expect(cols.filter((c) => c.type === 'date').map((c) => c.jsonPath)).toEqual(i === 0 ? ['.metadata.creationTimestamp'] : ['.status.lastSuccessAt', '.metadata.creationTimestamp']);
+    }
+    expect(columns(1).find((c) => c.name === 'Next Run')).toEqual(expect.objectContaining({ type: 'string', jsonPath: '.status.nextRunAt' }));
   });
 
   it('turns TypeBox into structural JSON Schema', () => {
