@@ -134,7 +134,7 @@ describe('/healthz of a running controller', () => {
     }, 30_000, 100);
     const detectedMs = Date.now() - cut;
     expect(down.body.status).toBe('unhealthy');
-    expect(down.body.reason).toMatch(/^watch (databasebackups|databasebackupstorageclasses|secrets|deployments|services|serviceaccounts|roles|rolebindings) failing since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: \S/);
+    expect(down.body.reason).toMatch(/^watch (databasebackups|databasebackupstorageclasses|secrets|persistentvolumeclaims|deployments|services|serviceaccounts|roles|rolebindings) failing since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: \S/);
     expect(detectedMs).toBeGreaterThanOrEqual(2_000);
     // The readiness view is unchanged: the caches have synced once and still serve their last state.
     expect((await fetch(`http://127.0.0.1:${running.httpPort}/readyz`)).status).toBe(200);
