@@ -207,10 +207,10 @@ describe('backup-runner serve', () => {
     const c = await writeConfig('crash', { retention: { keepLast: 5, orphanGracePeriod: '1s' } });
     let d = await startDaemon(c);
     const running = cli(['backup'], c.cfg).catch(() => undefined);
-    // Kill the daemon once the upload is under way: its temp file exists on the filesystem (a fixed pause is not
-    // enough on a loaded machine).
+    // Kill the daemon once the upload is under way: the data's temp file exists in the backup's directory (a fixed
+    // pause is not enough on a loaded machine; the location's preflight writes a short-lived temp file at its root first).
     const fsDir = join(ready().dir, 'crash', 'fs');
-    const uploading = async () => (await readdir(fsDir, { recursive: true }).catch(() => [] as string[])).some((f) => f.includes('.tmp-'));
+    const uploading = async () => (await readdir(fsDir, { recursive: true }).catch(() => [] as string[])).some((f) => f.startsWith('shop/crash/') && f.includes('.tmp-'));
     for (let i = 0; i < 500 && !(await uploading()); i++) await delay(20);
     await d.stop('SIGKILL');
     await running;
