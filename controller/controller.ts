@@ -28,7 +28,7 @@ import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
 import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
-import { planBackup, referencedSecrets, type Plan } from './plan.js';
+import { missingSecretsProblem, namespaceSecrets, planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
@@ -74,7 +74,12 @@ export interface ControllerOptions {
   metrics: ControllerMetrics;
   now?: () => Date;
   identity?: string;
+  /** How often a DatabaseBackup whose runner needs a Secret that does not exist looks again (its namespace's Secrets are not watched). Default 30 s. */
+  secretRecheckMs?: number;
 }
+
+/** Default of ControllerOptions.secretRecheckMs. */
+export const SECRET_RECHECK_MS = 30_000;
 
 export interface ReconcileStats {
   reconciles: number;
@@ -101,6 +106,8 @@ export class Controller {
   private readonly rootsMemo = new WeakMap<DatabaseBackup, { sc: DatabaseBackupStorageClass | undefined; roots: BackupRoots | undefined }>();
   /** Per DatabaseBackup key and class key: the problem last reported in an Event, for the object with this uid. */
   private readonly reported = new Map<string, { uid: string; problem: Problem | undefined }>();
+  /** DatabaseBackup keys whose runner needs a Secret that did not exist: queued again when the timer fires. */
+  private readonly secretRechecks = new Map<string, NodeJS.Timeout>();
   readonly stats: ReconcileStats = { reconciles: 0, applies: 0, statusPatches: 0, events: 0, deletes: 0 };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -193,6 +200,8 @@ export class Controller {
 
   async stop(): Promise<void> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    for (const t of this.secretRechecks.values()) clearTimeout(t);
+    this.secretRechecks.clear();
     this.queue.stop();
     // Only the leader speaks for the DatabaseBackups.
     this.opts.metrics.backupReady.reset();
@@ -281,19 +290,13 @@ export class Controller {
       if (!backup || (backup.metadata as { deletionTimestamp?: string }).deletionTimestamp) {
         this.opts.metrics.backupReady.remove({ databasebackup_namespace: namespace, databasebackup: name });
         this.reported.delete(key);
+        this.cancelSecretRecheck(key);
         return; // owned objects go by garbage collection
       }
       const log = this.opts.logger.child({ backup: key });
-      const plan = planBackup(
-        backup,
-        this.classes.get(backup.spec?.storageClassName ?? ''),
-        (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
-        this.renderSettings,
-        this.allRoots(),
-        (ns, claim) => this.claims.get(claim, ns) !== undefined,
-      );
       let deployment = this.owned.deployment.get(runnerName(name), namespace);
       const hadRunner = deployment !== undefined;
+      const plan = await this.plan(key, backup, deployment);
       let applied: string[] = [];
       let conflict: Problem | undefined;
       let removed: string[] = [];
@@ -334,6 +337,52 @@ export class Controller {
     } finally {
       this.opts.metrics.reconcileDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }
+  }
+
+  /** The plan from the caches, then (only when it is ok) whether the Secrets of its namespace the runner needs exist. */
+  private async plan(key: string, backup: DatabaseBackup, deployment: V1Deployment | undefined): Promise<Plan> {
+    const plan = planBackup(
+      backup,
+      this.classes.get(backup.spec?.storageClassName ?? ''),
+      (n) => this.secrets.get(n, this.opts.settings.namespace)?.data,
+      this.renderSettings,
+      this.allRoots(),
+      (ns, claim) => this.claims.get(claim, ns) !== undefined,
+    );
+    const missing = plan.ok ? await this.missingSecrets(key, plan, backup, deployment) : undefined;
+    return missing ? { ok: false, problem: missing, revoke: false } : plan;
+  }
+
+  /**
+   * The Secrets of its namespace that the planned runner pod needs and that do not exist, as one problem;
+   * undefined when all exist. The controller cannot read those Secrets: each is tested with
+   * KubeAdapter.secretExists, only when the answer matters: the runner Deployment is missing, about to
+   * change, or has no available pod (a pod that runs has what it needs), or one was missing before. While
+   * one is missing the DatabaseBackup is queued again every secretRecheckMs.
+   */
+  private async missingSecrets(key: string, plan: Extract<Plan, { ok: true }>, backup: DatabaseBackup, deployment: V1Deployment | undefined): Promise<Problem | undefined> {
+    const { objects } = plan.rendered;
+    const ns = objects.deployment.metadata!.namespace!;
+    const name = objects.deployment.metadata!.name!;
+    const running = (deployment?.status?.availableReplicas ?? 0) >= 1 && OWNED.every((k) => contains(this.owned[k].get(name, ns), objects[k]));
+    if (running && !this.secretRechecks.has(key)) return undefined;
+    const missing = [];
+    for (const s of namespaceSecrets(plan.rendered, backup)) if (!(await this.opts.kube.secretExists(ns, s.name))) missing.push(s);
+    this.cancelSecretRecheck(key);
+    if (missing.length === 0) return undefined;
+    const ms = this.opts.secretRecheckMs ?? SECRET_RECHECK_MS;
+    const timer = setTimeout(() => {
+      this.secretRechecks.delete(key);
+      this.enqueue(key);
+    }, ms);
+    timer.unref();
+    this.secretRechecks.set(key, timer);
+    return missingSecretsProblem(ns, missing, ms);
+  }
+
+  private cancelSecretRecheck(key: string): void {
+    clearTimeout(this.secretRechecks.get(key));
+    this.secretRechecks.delete(key);
   }
 
   /** A storage class's own Ready condition: valid, and its Secrets hold every referenced key. */

@@ -492,6 +492,29 @@ export class KubeAdapter {
     return { exists: Boolean(r.metadata?.resourceVersion), ownerUids: (r.metadata?.ownerReferences ?? []).map((o) => o.uid), managedFields: r.metadata?.managedFields };
   }
 
+  /**
+   * Whether a Secret exists, for a namespace whose Secrets the controller may not read: a dry-run JSON
+   * patch whose only operation, a test that the name is empty, always fails. The API server answers 404
+   * for a Secret that does not exist and 422 for one that does; neither answer holds the Secret's data,
+   * and a dry run stores nothing. Any other answer (403, 5xx) is an error.
+   */
+  async secretExists(namespace: string, name: string): Promise<boolean> {
+    try {
+      await this.call('patch', 'secrets', `test whether Secret ${namespace}/${name} exists`, () =>
+        this.core.patchNamespacedSecret(
+          { namespace, name, body: [{ op: 'test', path: '/metadata/name', value: '' }], dryRun: 'All', fieldManager: PROBE_FIELD_MANAGER },
+          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+        ),
+      );
+    } catch (err) {
+      if (isControllerError(err, 'KUBE_NOT_FOUND')) return false;
+      if (isControllerError(err, 'KUBE_REQUEST_FAILED') && err.details.status === 422) return true;
+      throw err;
+    }
+    // Only a Secret named "" could pass the test, and no such Secret can exist.
+    return true;
+  }
+
   /** Merge-patches the status subresource of a DatabaseBackup (only the fields given). */
   async patchBackupStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
     await this.call('patch', 'databasebackups/status', `patch status of DatabaseBackup ${namespace}/${name}`, () =>

@@ -67,6 +67,65 @@ export function missingClaims(rendered: Rendered, backup: DatabaseBackup, sc: Da
   return problems;
 }
 
+/** A Secret of the DatabaseBackup's namespace that its runner pod needs, with the spec fields that name it. */
+export interface NamespaceSecret {
+  name: string;
+  fields: string[];
+}
+
+/** Paths in the spec of every reference to a Secret by name: `*SecretRef`/`secretKeyRef` (name), `secret` volume sources (secretName, or name in a projection). */
+function secretFields(spec: unknown): Map<string, string[]> {
+  const fields = new Map<string, string[]>();
+  const walk = (v: unknown, path: string, key: string): void => {
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`, ''));
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      const name = /SecretRef$|^secretKeyRef$/.test(key) ? o.name : key === 'secret' ? (o.secretName ?? o.name) : undefined;
+      if (typeof name === 'string') fields.set(name, [...(fields.get(name) ?? []), path]);
+      for (const [k, x] of Object.entries(o)) walk(x, `${path}.${k}`, k);
+    }
+  };
+  walk(spec, 'spec', '');
+  return fields;
+}
+
+/**
+ * The Secrets of its own namespace that the rendered runner pod cannot start without (environment
+ * values and volumes that are not optional), other than the runner's own config Secret; each with the
+ * DatabaseBackup's fields that name it.
+ */
+export function namespaceSecrets(rendered: Rendered, backup: DatabaseBackup): NamespaceSecret[] {
+  const own = rendered.objects.secret.metadata?.name;
+  const names = new Set(podSecrets(rendered.objects.deployment.spec?.template.spec).filter((n) => n !== own));
+  const fields = secretFields(backup.spec);
+  return [...names].map((name) => ({ name, fields: fields.get(name) ?? ['a volume of the runner'] }));
+}
+
+type Ref = { name?: string; optional?: boolean } | undefined;
+type PodSpec = NonNullable<NonNullable<Rendered['objects']['deployment']['spec']>['template']['spec']>;
+
+/** The names of the Secrets a pod cannot start without, in order: its containers' environment, then its volumes. */
+function podSecrets(pod: PodSpec | undefined): string[] {
+  const needed = (r: Ref): string[] => (r?.name && !r.optional ? [r.name] : []);
+  const containers = [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])];
+  return [
+    ...containers.flatMap((c) => [...(c.env ?? []).flatMap((e) => needed(e.valueFrom?.secretKeyRef)), ...(c.envFrom ?? []).flatMap((e) => needed(e.secretRef))]),
+    ...(pod?.volumes ?? []).flatMap((v) => [
+      ...needed(v.secret && { name: v.secret.secretName, optional: v.secret.optional }),
+      ...(v.projected?.sources ?? []).flatMap((p) => needed(p.secret)),
+    ]),
+  ];
+}
+
+/** The problem of Secrets that `namespaceSecrets` named and that do not exist. */
+export function missingSecretsProblem(namespace: string, missing: readonly NamespaceSecret[], recheckMs: number): Problem {
+  const which = missing.map((s) => `Secret ${namespace}/${s.name} (${s.fields.join(', ')})`).join('; ');
+  return {
+    reason: 'NamespaceSecretNotFound',
+    message: `${which} ${missing.length === 1 ? 'does' : 'do'} not exist; the runner pod cannot start without ${missing.length === 1 ? 'it' : 'them'}: create ${missing.length === 1 ? 'it' : 'them'} in namespace "${namespace}" and the runner is deployed (or updated) without any other change (looked for again every ${Math.round(recheckMs / 1000)} s)`,
+  };
+}
+
 export function planBackup(
   backup: DatabaseBackup,
   storageClass: DatabaseBackupStorageClass | undefined,

@@ -35,7 +35,8 @@ export const CLUSTER_RULES: V1PolicyRule[] = [
   { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
   { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status'], verbs: ['patch'] },
   ...ADMISSION_RULES,
-  // Written, never read: a dry-run apply of the bare name tells whether a foreign Secret holds a runner's name.
+  // Written, never read: a dry-run apply of the bare name tells whether a foreign Secret holds a runner's name; a
+  // dry-run JSON patch whose test always fails tells whether a Secret the runner needs exists (404 or 422, no data).
   // Deleted (by name: it cannot be read) when access to the storage is revoked.
   { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['serviceaccounts', 'services'], verbs: OWN },

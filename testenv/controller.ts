@@ -20,17 +20,29 @@ export async function applyCrds(kube: KubeInstance): Promise<void> {
 /** The PersistentVolumeClaim the shared storage class fixture (test/crd-fixtures.ts, location "local") mounts. */
 export const FIXTURE_CLAIM = 'backups';
 
+/** The Secrets the DatabaseBackup fixture (test/crd-fixtures.ts) names in its own namespace: the password and the CA, as stringData. */
+export const FIXTURE_DB_SECRETS: Readonly<Record<string, Record<string, string>>> = {
+  'orders-db': { password: 'example-password' },
+  'orders-db-ca': { 'ca.crt': '-----BEGIN CERTIFICATE-----\nexample\n-----END CERTIFICATE-----\n' },
+};
+
 /**
- * Creates the namespaces, each with the PersistentVolumeClaims `claims` (by default the fixture's), which a
- * runner must find before the controller deploys it (ClaimNotFound). No volume is bound: pods never start on
- * kube-apiserver alone.
+ * Creates the namespaces, each with the PersistentVolumeClaims `claims` and the Secrets `secrets` (by default
+ * the fixture's), which a runner must find before the controller deploys it (ClaimNotFound,
+ * NamespaceSecretNotFound). No volume is bound: pods never start on kube-apiserver alone.
  */
-export async function ensureNamespaces(kube: KubeInstance, names: string[], claims: string[] = [FIXTURE_CLAIM]): Promise<void> {
+export async function ensureNamespaces(
+  kube: KubeInstance,
+  names: string[],
+  claims: string[] = [FIXTURE_CLAIM],
+  secrets: Readonly<Record<string, Record<string, string>>> = FIXTURE_DB_SECRETS,
+): Promise<void> {
   const docs = names.flatMap((n) => [
     stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n } }),
     ...claims.map((c) =>
       stringify({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: c, namespace: n }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }),
     ),
+    ...Object.entries(secrets).map(([name, stringData]) => stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: n }, stringData })),
   ]);
   await kube.kubectlOk(['apply', '-f', '-'], { input: docs.join('---\n') });
 }
@@ -40,7 +52,7 @@ export async function ensureNamespaces(kube: KubeInstance, names: string[], clai
  * and returns a KubeConfig (and its file) that acts as that ServiceAccount.
  */
 export async function controllerIdentity(kube: KubeInstance, namespace: string, leaseName = 'db-backup-controller'): Promise<{ kubeConfig: KubeConfig; path: string }> {
-  await ensureNamespaces(kube, [namespace]);
+  await ensureNamespaces(kube, [namespace], [FIXTURE_CLAIM], {});
   const subject = [{ kind: 'ServiceAccount', name: CONTROLLER_SA, namespace }];
   const objects = [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: CONTROLLER_SA, namespace } },

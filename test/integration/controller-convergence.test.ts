@@ -45,11 +45,15 @@ const deployment = (name: string) => get(['get', 'deployment', `${name}-runner`,
 const kubectl = (...args: string[]) => kube.kubectlOk(['-n', 'shop', ...args]);
 const eventReasons = async (name: string) => (await kube.kubectlOk(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}'])).split(' ');
 
-/** The controller's write requests in the audit log after the first `from` events. */
+/**
+ * The controller's write requests in the audit log after the first `from` events. Dry runs store nothing
+ * and are left out: the test whether a Secret of the namespace exists (404 or 422, see
+ * KubeAdapter.secretExists) is one, made while a runner has no available pod, as here where no pod runs.
+ */
 async function controllerWrites(from: number): Promise<string[]> {
   const events: AuditEvent[] = (await kube.auditEvents()).slice(from);
   return events
-    .filter((e) => e.stage === 'ResponseComplete' && e.user.username === CONTROLLER_USER && WRITES.has(e.verb))
+    .filter((e) => e.stage === 'ResponseComplete' && e.user.username === CONTROLLER_USER && WRITES.has(e.verb) && !/[?&]dryRun=All(&|$)/.test(e.requestURI))
     .map((e) => `${e.verb} ${e.objectRef?.resource ?? ''}${e.objectRef?.subresource ? `/${e.objectRef.subresource}` : ''} ${e.objectRef?.namespace ?? ''}/${e.objectRef?.name ?? ''}`);
 }
 

@@ -95,6 +95,8 @@ describe('a hostile spec.runner on a real API server', () => {
 
 describe('what the policy accepts, as the API server stores it', () => {
   it('every allowed volume source: the Deployment, with the server\'s defaults, meets the restricted Pod Security Standard', async () => {
+    // The Secret a volume names must exist (NamespaceSecretNotFound); the claim is made by ensureNamespaces.
+    await apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'tls', namespace: 'shop' }, stringData: { 'tls.crt': 'pem' } });
     await apply(
       backup('all-sources', (r) => {
         (r.extraVolumes as Obj[]).push(

@@ -245,6 +245,8 @@ describe('credentials per tenant: a class can keep its keys to itself', () => {
   });
 
   it('with its own keys: the runner mounts the namespace\'s Secret, no class key lands in the namespace', async () => {
+    // The team's own keys, which the controller never reads (it only tests that the Secret exists).
+    await apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'own-s3', namespace: 'team-a' }, stringData: { id: 'AKIATEAM', secret: 'team-secret-key' } });
     await apply(backup('team-a', 'vault1', 'vault', own));
     const d = await eventually('vault1 Deployment', () => get(['get', 'deployment', 'vault1-runner', '-n', 'team-a']));
     const volumes = d.spec.template.spec.volumes as Obj[];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup, DatabaseBackupStorageClass } from '../../api/crds/index.js';
 import { backupRoots } from '../../controller/overlap.js';
-import { planBackup } from '../../controller/plan.js';
+import { missingSecretsProblem, namespaceSecrets, planBackup } from '../../controller/plan.js';
 import { classSecrets, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 
@@ -97,5 +97,82 @@ describe('planBackup: a PersistentVolumeClaim the runner would mount must exist 
 
   it('without a claim lookup nothing is checked', () => {
     expect(planBackup(dbb(), sc(), lookup, renderSettings(), []).ok).toBe(true);
+  });
+});
+
+describe('namespaceSecrets: the Secrets of its namespace a runner pod cannot start without, with the fields that name them', () => {
+  const secretsOf = (backup: DatabaseBackup, storageClass = sc()) => {
+    const plan = planBackup(backup, storageClass, lookup, renderSettings(), []);
+    if (!plan.ok) throw new Error(plan.problem.message);
+    return namespaceSecrets(plan.rendered, backup);
+  };
+  it.each<[string, (b: Obj) => void, { name: string; fields: string[] }[]]>([
+    [
+      'the password (environment) and the CA (volume); the runner config Secret is its own',
+      () => undefined,
+      [
+        { name: 'orders-db', fields: ['spec.engine.postgresql.passwordSecretRef'] },
+        { name: 'orders-db-ca', fields: ['spec.engine.postgresql.sslRootCertSecretRef'] },
+      ],
+    ],
+    [
+      'one Secret named by several fields is listed once, with each field',
+      (b) => {
+        b.spec.engine.postgresql.sslRootCertSecretRef = { name: 'orders-db', key: 'ca.crt' };
+        b.spec.engine.postgresql.sslMode = 'verify-full';
+      },
+      [{ name: 'orders-db', fields: ['spec.engine.postgresql.passwordSecretRef', 'spec.engine.postgresql.sslRootCertSecretRef'] }],
+    ],
+    [
+      'a secret volume and a projected one of spec.runner.extraVolumes; an optional one is not needed',
+      (b) => {
+        (b.spec.runner.extraVolumes as unknown[]).push(
+          { name: 'certs', secret: { secretName: 'certs' } },
+          { name: 'bundle', projected: { sources: [{ secret: { name: 'bundle-a' } }, { secret: { name: 'bundle-b', optional: true } }] } },
+          { name: 'maybe', secret: { secretName: 'maybe', optional: true } },
+        );
+      },
+      [
+        { name: 'orders-db', fields: ['spec.engine.postgresql.passwordSecretRef'] },
+        { name: 'orders-db-ca', fields: ['spec.engine.postgresql.sslRootCertSecretRef'] },
+        { name: 'certs', fields: ['spec.runner.extraVolumes[1].secret'] },
+        { name: 'bundle-a', fields: ['spec.runner.extraVolumes[2].projected.sources[0].secret'] },
+      ],
+    ],
+    [
+      'no password and no TLS: none',
+      (b) => {
+        delete b.spec.engine.postgresql.passwordSecretRef;
+        delete b.spec.engine.postgresql.sslRootCertSecretRef;
+        b.spec.engine.postgresql.sslMode = 'require';
+      },
+      [],
+    ],
+  ])('%s', (_name, edit, want) => {
+    expect(secretsOf(dbb(edit))).toEqual(want);
+  });
+
+  it('the keys of the team\'s own storage credentials (credentials.source DatabaseBackup) are named with their field', () => {
+    const backup = dbb((b) => {
+      b.spec.locations = ['offsite'];
+      b.spec.credentials = [{ location: 'offsite', s3: { accessKeyIdSecretRef: { name: 'team-s3', key: 'id' }, secretAccessKeySecretRef: { name: 'team-s3', key: 'secret' } } }];
+    });
+    const storageClass = sc((s) => {
+      delete s.spec.locations[1].s3.accessKeyIdSecretRef;
+      delete s.spec.locations[1].s3.secretAccessKeySecretRef;
+      s.spec.locations[1].credentials = { source: 'DatabaseBackup' };
+    });
+    expect(secretsOf(backup, storageClass)).toContainEqual({ name: 'team-s3', fields: ['spec.credentials[0].s3.accessKeyIdSecretRef', 'spec.credentials[0].s3.secretAccessKeySecretRef'] });
+  });
+
+  it('the problem names each missing Secret with its fields, and how to fix it', () => {
+    const one = missingSecretsProblem('shop', [{ name: 'orders-db', fields: ['spec.engine.postgresql.passwordSecretRef'] }], 30_000);
+    expect(one).toEqual({
+      reason: 'NamespaceSecretNotFound',
+      message:
+        'Secret shop/orders-db (spec.engine.postgresql.passwordSecretRef) does not exist; the runner pod cannot start without it: create it in namespace "shop" and the runner is deployed (or updated) without any other change (looked for again every 30 s)',
+    });
+    const two = missingSecretsProblem('shop', [{ name: 'a', fields: ['x'] }, { name: 'b', fields: ['y', 'z'] }], 5_000);
+    expect(two.message).toMatch(/^Secret shop\/a \(x\); Secret shop\/b \(y, z\) do not exist; the runner pod cannot start without them: create them .* every 5 s\)$/);
   });
 });
