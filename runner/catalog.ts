@@ -4,7 +4,8 @@
  * backups exist.
  *
  * Invariants:
- * - Only keys of the exact layout count (layout.ts classifyKey); anything
+ * - Only keys of the exact layout count (layout.ts classifyKey: format 2's
+ *   `backups/<id>/`, format 1's `<id>/`); anything
  *   else under the database prefix is foreign: reported once (log line and
  *   metric, see storage/foreign.ts), never read as a backup.
  * - A manifest must match where it lies: its id, namespace and name equal the
@@ -24,7 +25,10 @@ import { mapLimit } from './util/async.js';
 
 export interface CatalogEntry {
   id: string;
+  /** The manifest's key. */
   key: string;
+  /** The backup directory the manifest lies in (ending in `/`): every object of the copy is a key in it. */
+  dir: string;
   manifest: Manifest;
 }
 
@@ -72,12 +76,12 @@ async function readManifest(loc: Location, id: string, key: string, opts: ScanOp
 
 export async function scanLocation(loc: Location, opts: ScanOptions): Promise<LocationCatalog> {
   const foreignTracker = opts.foreign ?? processForeignObjects;
-  const keys: { id: string; key: string }[] = [];
+  const keys: { id: string; key: string; dir: string }[] = [];
   let foreign = 0;
   for await (const obj of loc.storage.list(databasePrefix(loc.scope), { signal: opts.signal })) {
     const c = classifyKey(loc.scope, obj.key);
     if (c.kind === 'backup') {
-      if (c.file === MANIFEST_FILE) keys.push({ id: c.backupId, key: obj.key });
+      if (c.file === MANIFEST_FILE) keys.push({ id: c.backupId, key: obj.key, dir: c.dir });
     } else if (c.kind === 'foreign') {
       foreign++;
       foreignTracker.note(loc.name, obj.key, c.reason, opts.logger);
@@ -89,9 +93,9 @@ export async function scanLocation(loc: Location, opts: ScanOptions): Promise<Lo
     for (const k of opts.cache.keys()) if (!present.has(k)) opts.cache.delete(k);
   }
   const catalog: LocationCatalog = { entries: [], future: [], problems: [], foreign };
-  const read = await mapLimit(keys, 8, async ({ id, key }) => {
+  const read = await mapLimit(keys, 8, async ({ id, key, dir }) => {
     try {
-      return { id, key, manifest: await readManifest(loc, id, key, opts) };
+      return { id, key, dir, manifest: await readManifest(loc, id, key, opts) };
     } catch (err) {
       catalog.problems.push({ key, error: toBackupError(err, 'STORAGE_FAILED') });
       return undefined;

@@ -48,6 +48,8 @@ const table = {
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose id, namespace or name differs from the key it lies under. */
   MANIFEST_MISPLACED: { exit: EXIT.INTEGRITY, retryable: false },
+  /** A manifest of a format newer than this runner reads (a later major version): upgrade the runner. */
+  MANIFEST_UNSUPPORTED: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose instants lie in the future beyond the clock-skew allowance. */
   MANIFEST_FUTURE: { exit: EXIT.INTEGRITY, retryable: false },
   /** A stored object that is not what its manifest's format says. */

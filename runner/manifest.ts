@@ -1,47 +1,125 @@
-import { Type, type Static } from '@sinclair/typebox';
+/**
+ * The manifest: what one location holds of one backup, written last (a
+ * backup without a manifest does not exist). `list` reads manifests, never
+ * object names.
+ *
+ * Format 2 (written now) describes one copy: each object with its stored
+ * size and sha256 (what this location holds), the size and sha256 of its
+ * plain bytes (before this location's encryption: the compressed stream,
+ * the same in every location), its compression and its encryption. Each
+ * location has its own manifest, read and checked on its own.
+ *
+ * Compatibility: `formatVersion` is the major version. A reader accepts
+ * every major it knows (1 and 2) and fields it does not know within a major
+ * (a later minor release adds only optional fields); a higher major is
+ * MANIFEST_UNSUPPORTED ("upgrade the runner"). Format 1 manifests (one
+ * compression and encryption for the whole backup, no plain digest) are
+ * read into the format 2 shape by `parseManifest`.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BackupError } from './errors.js';
 
-export const MANIFEST_FORMAT_VERSION = 1;
+/** The format this runner writes. */
+export const MANIFEST_FORMAT_VERSION = 2;
+/** The formats this runner reads. */
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
 
 const IsoDate = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$', description: 'UTC timestamp, RFC 3339' });
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Size = Type.Integer({ minimum: 0 });
+
+const Compression = Type.Object({ algorithm: Type.String({ minLength: 1 }), level: Type.Optional(Type.Integer()) });
+
+export const Encryption = Type.Union([
+  Type.Object({ scheme: Type.Literal('none') }),
+  Type.Object({
+    scheme: Type.Literal('age'),
+    /** Fingerprints of the recipients the file key was wrapped for (never a key). */
+    recipients: Type.Array(Type.String({ minLength: 1 })),
+  }),
+]);
+export type Encryption = Static<typeof Encryption>;
+
+const Engine = Type.Object({
+  name: Type.String(),
+  serverVersion: Type.String(),
+  toolVersion: Type.String(),
+  format: Type.String(),
+});
+
+const Trigger = Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('pre-restore')]);
 
 export const ManifestObject = Type.Object({
   name: Type.String({ minLength: 1 }),
-  size: Type.Integer({ minimum: 0 }),
-  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  /** Bytes this location holds. */
+  size: Size,
+  /** sha256 of the bytes this location holds. */
+  sha256: Sha256,
+  /** The bytes before this location's encryption (the compressed stream): equal in every location. */
+  plain: Type.Object({ size: Size, sha256: Sha256 }),
+  compression: Compression,
+  encryption: Encryption,
 });
 export type ManifestObject = Static<typeof ManifestObject>;
 
-/**
- * What one location holds of one backup. It is written last: a backup
- * without a manifest does not exist. `list` reads manifests, never object names.
- */
+/** The kinds of stored data a manifest can describe; only backups are written today. */
+export const ManifestKind = Type.Union([Type.Literal('backup')]);
+
+/** Format 2, and the shape every format is read into. */
 export const Manifest = Type.Object({
-  formatVersion: Type.Literal(MANIFEST_FORMAT_VERSION),
+  formatVersion: Type.Integer({ minimum: 1 }),
+  kind: ManifestKind,
   id: Type.String({ minLength: 1 }),
   namespace: Type.String(),
   name: Type.String(),
   database: Type.String(),
-  engine: Type.Object({
-    name: Type.String(),
-    serverVersion: Type.String(),
-    toolVersion: Type.String(),
-    format: Type.String(),
-  }),
+  engine: Engine,
   startedAt: IsoDate,
   /** The data is consistent to this instant or an earlier one, never a later one. */
   consistentAt: IsoDate,
   finishedAt: IsoDate,
-  trigger: Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('pre-restore')]),
+  trigger: Trigger,
   objects: Type.Array(ManifestObject, { minItems: 1 }),
-  compression: Type.Object({ algorithm: Type.String(), level: Type.Optional(Type.Integer()) }),
-  encryption: Type.Object({ scheme: Type.String(), keyId: Type.Optional(Type.String()) }),
   runnerVersion: Type.String(),
 });
 export type Manifest = Static<typeof Manifest>;
 
-/** Parses and checks a stored manifest; `where` names its location and key for the error. */
+/** Format 1, as release 0.1 wrote it: one compression and one encryption for the backup, no plain digest. */
+const ManifestV1 = Type.Object({
+  formatVersion: Type.Literal(1),
+  id: Type.String({ minLength: 1 }),
+  namespace: Type.String(),
+  name: Type.String(),
+  database: Type.String(),
+  engine: Engine,
+  startedAt: IsoDate,
+  consistentAt: IsoDate,
+  finishedAt: IsoDate,
+  trigger: Trigger,
+  objects: Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), size: Size, sha256: Sha256 }), { minItems: 1 }),
+  compression: Compression,
+  encryption: Type.Object({ scheme: Type.Literal('none'), keyId: Type.Optional(Type.String()) }),
+  runnerVersion: Type.String(),
+});
+type ManifestV1 = Static<typeof ManifestV1>;
+
+function fromV1(m: ManifestV1): Manifest {
+  const { compression, encryption: _none, objects, ...rest } = m;
+  return {
+    ...rest,
+    kind: 'backup',
+    objects: objects.map((o) => ({ ...o, plain: { size: o.size, sha256: o.sha256 }, compression, encryption: { scheme: 'none' } })),
+  };
+}
+
+function check<T extends TSchema>(schema: T, data: unknown, where: string, version: number): Static<T> {
+  if (Value.Check(schema, data)) return data;
+  const first = Value.Errors(schema, data).First();
+  throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format ${version}${first ? ` (${first.path || '/'}: ${first.message})` : ''}`);
+}
+
+/** Parses and checks a stored manifest of any readable format; `where` names its location and key for the error. */
 export function parseManifest(text: string, where: string): Manifest {
   let data: unknown;
   try {
@@ -49,15 +127,27 @@ export function parseManifest(text: string, where: string): Manifest {
   } catch (err) {
     throw new BackupError('MANIFEST_INVALID', `${where}: manifest is not valid JSON`, { cause: err });
   }
-  if (!Value.Check(Manifest, data)) {
-    const first = Value.Errors(Manifest, data).First();
-    throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format ${MANIFEST_FORMAT_VERSION}${first ? ` (${first.path || '/'}: ${first.message})` : ''}`);
+  const version = data && typeof data === 'object' ? (data as { formatVersion?: unknown }).formatVersion : undefined;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new BackupError('MANIFEST_INVALID', `${where}: manifest has no formatVersion (a positive integer)`);
   }
-  return data;
+  if (!READABLE_FORMAT_VERSIONS.includes(version)) {
+    throw new BackupError(
+      'MANIFEST_UNSUPPORTED',
+      `${where}: manifest format ${version} is newer than this runner reads (formats ${READABLE_FORMAT_VERSIONS.join(' and ')}); upgrade the runner to use this backup`,
+      { details: { formatVersion: version } },
+    );
+  }
+  return version === 1 ? fromV1(check(ManifestV1, data, where, 1)) : check(Manifest, data, where, version);
 }
 
 export function serializeManifest(m: Manifest): Buffer {
   return Buffer.from(`${JSON.stringify(m, null, 2)}\n`, 'utf8');
+}
+
+/** Bytes a location holds of a backup: the sum of its objects' stored sizes. */
+export function storedBytes(m: Manifest): number {
+  return m.objects.reduce((s, o) => s + o.size, 0);
 }
 
 /**

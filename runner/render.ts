@@ -1,5 +1,5 @@
 import type { BackupError } from './errors.js';
-import { MAX_CLOCK_SKEW_MS } from './manifest.js';
+import { MAX_CLOCK_SKEW_MS, storedBytes } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
 import type { RestoreResult } from './ops/restore.js';
@@ -42,7 +42,7 @@ export function renderListing(l: Listing): string {
     const rows = [['ID', 'CONSISTENT AT', 'SIZE', 'ENGINE', 'TRIGGER', 'LOCATIONS']];
     for (const b of l.backups) {
       const m = b.manifest;
-      rows.push([b.id, m.consistentAt, humanBytes(m.objects.reduce((s, o) => s + o.size, 0)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, b.locations.join(',')]);
+      rows.push([b.id, m.consistentAt, humanBytes(storedBytes(m)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, b.locations.join(',')]);
     }
     out.push(table(rows));
   }

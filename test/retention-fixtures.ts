@@ -1,14 +1,21 @@
 /** Backups written straight into a storage with the layout helpers (no database), for retention tests. */
 import { createHash } from 'node:crypto';
-import { type Manifest, MANIFEST_FORMAT_VERSION, serializeManifest } from '../runner/manifest.js';
+import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../runner/manifest.js';
 import type { Location } from '../runner/runtime.js';
-import { manifestKey, objectKey, type Scope } from '../runner/storage/layout.js';
+import { type LayoutVersion, manifestKey, objectKey, type Scope } from '../runner/storage/layout.js';
 import type { CallOptions, ObjectInfo, Storage } from '../runner/storage/types.js';
+
+/** A manifest object for `data` stored unencrypted (stored bytes = plain bytes), compressed as its name's suffix says unless told. */
+export function plainObject(name: string, data: Buffer, algorithm = name.endsWith('.zst') ? 'zstd' : name.endsWith('.gz') ? 'gzip' : 'none'): ManifestObject {
+  const digest = { size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+  return { name, ...digest, plain: digest, compression: { algorithm }, encryption: { scheme: 'none' } };
+}
 
 export function manifestFor(scope: Scope, id: string, consistentAt: Date, files: Record<string, Buffer>): Manifest {
   const iso = consistentAt.toISOString();
   return {
     formatVersion: MANIFEST_FORMAT_VERSION,
+    kind: 'backup',
     id,
     namespace: scope.namespace,
     name: scope.name,
@@ -18,25 +25,23 @@ export function manifestFor(scope: Scope, id: string, consistentAt: Date, files:
     consistentAt: iso,
     finishedAt: iso,
     trigger: 'schedule',
-    objects: Object.entries(files).map(([name, data]) => ({ name, size: data.length, sha256: createHash('sha256').update(data).digest('hex') })),
-    compression: { algorithm: 'zstd' },
-    encryption: { scheme: 'none' },
+    objects: Object.entries(files).map(([name, data]) => plainObject(name, data)),
     runnerVersion: '0.1.0',
   };
 }
 
-/** Writes data objects and, unless `complete` is false, the manifest last. Returns every key written. */
-export async function writeBackup(loc: Location, id: string, time: Date, opts: { complete?: boolean; files?: string[] } = {}): Promise<string[]> {
+/** Writes data objects and, unless `complete` is false, the manifest last (format 2 layout unless told). Returns every key written. */
+export async function writeBackup(loc: Location, id: string, time: Date, opts: { complete?: boolean; files?: string[]; layout?: LayoutVersion } = {}): Promise<string[]> {
   const files = Object.fromEntries((opts.files ?? ['data.dump.zst']).map((f) => [f, Buffer.from(`${id}/${f}\n`)]));
   const keys: string[] = [];
   for (const [name, data] of Object.entries(files)) {
-    const key = objectKey(loc.scope, id, name);
+    const key = objectKey(loc.scope, id, name, opts.layout);
     await loc.storage.put(key, data);
     keys.push(key);
   }
   if (opts.complete !== false) {
-    await loc.storage.put(manifestKey(loc.scope, id), serializeManifest(manifestFor(loc.scope, id, time, files)));
-    keys.push(manifestKey(loc.scope, id));
+    await loc.storage.put(manifestKey(loc.scope, id, opts.layout), serializeManifest(manifestFor(loc.scope, id, time, files)));
+    keys.push(manifestKey(loc.scope, id, opts.layout));
   }
   return keys;
 }

@@ -8,7 +8,7 @@
  */
 
 export interface Output {
-  /** What produced the text, e.g. "runner log" or "manifest s3 db/shop/orders/<id>/manifest.json". */
+  /** What produced the text, e.g. "runner log" or "manifest s3 db/shop/orders/backups/<id>/manifest.json". */
   source: string;
   text: string;
 }

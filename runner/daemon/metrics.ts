@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { storedBytes } from '../manifest.js';
 import type { BackupResult } from '../ops/backup.js';
 import { type ForeignObjects, processForeignObjects } from '../storage/foreign.js';
 
@@ -121,7 +122,7 @@ export class RunnerMetrics {
         this.failures.inc({ operation: 'backup', location: l.location, reason: l.error?.code ?? 'UNKNOWN' });
       }
     }
-    if (r.manifest && r.status !== 'Failed') this.bytes.set(r.manifest.objects.reduce((s, o) => s + o.size, 0));
+    if (r.manifest && r.status !== 'Failed') this.bytes.set(storedBytes(r.manifest));
     if (r.status === 'Failed') this.failedInARow.inc();
     else this.failedInARow.set(0);
   }

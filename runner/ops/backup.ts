@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Manifest, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
+import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
 import type { DumpHandle } from '../engines/types.js';
 import { ByteCounter } from '../pipeline/counter.js';
@@ -26,6 +26,7 @@ export interface BackupResult {
   id: string;
   status: BackupStatus;
   locations: LocationOutcome[];
+  /** The manifest of the first location that stored the backup (each location has its own). */
   manifest?: Manifest;
   /** The cause when the whole backup failed (dump failed, no location usable). */
   error?: BackupError;
@@ -140,8 +141,11 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       return failAll(flowError, [...failed, ...stored.filter((s) => s.status === 'Failed' && s.error?.code !== 'ABORTED')]);
     }
 
-    const manifest: Manifest = {
+    const plain = { size: digest.bytes, sha256: digest.sha256 };
+    const compression = plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level };
+    const base: Omit<Manifest, 'objects'> = {
       formatVersion: MANIFEST_FORMAT_VERSION,
+      kind: 'backup',
       id,
       namespace: rt.config.namespace,
       name: rt.config.name,
@@ -151,16 +155,27 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       consistentAt: (await dump.consistentAt).toISOString(),
       finishedAt: rt.clock().toISOString(),
       trigger: opts.trigger,
-      objects: [{ name: dataName, size: digest.bytes, sha256: digest.sha256 }],
-      compression: plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level },
-      encryption: { scheme: 'none' },
       runnerVersion: rt.runnerVersion,
     };
-    const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifest, dataName)));
+    // Each location's own manifest: its object as it stores it (no encryption: the plain bytes).
+    const manifests = ready.map((): Manifest => {
+      const object: ManifestObject = { name: dataName, size: plain.size, sha256: plain.sha256, plain, compression, encryption: { scheme: 'none' } };
+      return { ...base, objects: [object] };
+    });
+    const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifests[i]!)));
     const all = [...failed, ...outcomes];
     const status = summarize(all);
+    const manifest = manifests[outcomes.findIndex((o) => o.status === 'Succeeded')];
     log.info({ backupId: id, status, bytes: digest.bytes, ...(raw ? { rawBytes: raw.bytes } : {}) }, 'backup finished');
-    return { id, status, locations: all, manifest, startedAt, finishedAt: rt.clock(), ...(status === 'Failed' ? { error: new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed') } : {}) };
+    return {
+      id,
+      status,
+      locations: all,
+      ...(manifest ? { manifest } : {}),
+      startedAt,
+      finishedAt: rt.clock(),
+      ...(status === 'Failed' ? { error: new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed') } : {}),
+    };
   } catch (err) {
     abort.abort(err);
     return failAll(toBackupError(err, 'DUMP_FAILED'));
@@ -205,9 +220,9 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
 }
 
 /** Checks what a location stored and writes its manifest; undoes the data object when that fails. */
-async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manifest: Manifest, dataName: string): Promise<LocationOutcome> {
+async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manifest: Manifest): Promise<LocationOutcome> {
   if (stored.status === 'Failed') return stored;
-  const dataKey = objectKey(loc.scope, manifest.id, dataName);
+  const dataKey = objectKey(loc.scope, manifest.id, manifest.objects[0]!.name);
   const expected = manifest.objects[0]!.size;
   try {
     if (stored.size !== expected) {

@@ -3,12 +3,24 @@ import { type BackupError, toBackupError } from '../errors.js';
 import type { Manifest } from '../manifest.js';
 import type { Location, Runtime } from '../runtime.js';
 
+/** One location's copy of a backup: its own manifest, and the directory its objects lie in. */
+export interface BackupCopy {
+  location: string;
+  dir: string;
+  manifest: Manifest;
+}
+
 export interface ListedBackup {
   id: string;
-  /** The manifest as the first location (in config order) that holds the backup stored it. */
+  /**
+   * The manifest of the first copy (config order): what the backup is (its instants, engine, trigger).
+   * Objects, sizes, digests and encryption are per copy: see `copies`.
+   */
   manifest: Manifest;
   /** Names of the locations holding a manifest for this backup, in config order. */
   locations: string[];
+  /** Each location's copy, in config order (one per location). */
+  copies: BackupCopy[];
 }
 
 /** A backup whose manifest is dated in the future (beyond the clock-skew allowance): shown, never used. */
@@ -32,8 +44,8 @@ export interface Listing {
 }
 
 interface LocationView {
-  entries: { manifest: Manifest }[];
-  future: { manifest: Manifest; field: string; at: string }[];
+  entries: { manifest: Manifest; dir: string }[];
+  future: { manifest: Manifest; dir: string; field: string; at: string }[];
 }
 
 async function listLocation(rt: Runtime, loc: Location, signal: AbortSignal | undefined, problems: Listing['problems'], cache?: Map<string, Manifest>): Promise<LocationView> {
@@ -53,13 +65,20 @@ async function listLocation(rt: Runtime, loc: Location, signal: AbortSignal | un
   }
 }
 
-function merge<T extends ListedBackup>(rt: Runtime, views: LocationView[], pick: (v: LocationView) => { manifest: Manifest }[], make: (m: Manifest, loc: string, from: { manifest: Manifest }) => T): T[] {
+type ViewEntry = LocationView['entries'][number];
+
+function merge<T extends ListedBackup>(rt: Runtime, views: LocationView[], pick: (v: LocationView) => ViewEntry[], make: (m: Manifest, copy: BackupCopy, from: ViewEntry) => T): T[] {
   const byId = new Map<string, T>();
   rt.locations.forEach((loc, i) => {
     for (const e of pick(views[i]!)) {
+      const copy: BackupCopy = { location: loc.name, dir: e.dir, manifest: e.manifest };
       const seen = byId.get(e.manifest.id);
-      if (seen) seen.locations.push(loc.name);
-      else byId.set(e.manifest.id, make(e.manifest, loc.name, e));
+      if (!seen) byId.set(e.manifest.id, make(e.manifest, copy, e));
+      // One copy per location: a second directory with the same id (both layouts) is left out.
+      else if (!seen.locations.includes(loc.name)) {
+        seen.locations.push(loc.name);
+        seen.copies.push(copy);
+      }
     }
   });
   return [...byId.values()].sort((a, b) => a.manifest.consistentAt.localeCompare(b.manifest.consistentAt) || a.id.localeCompare(b.id));
@@ -80,10 +99,10 @@ export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = 
     return c;
   };
   const views = await Promise.all(rt.locations.map((loc) => listLocation(rt, loc, opts.signal, problems, cacheFor(loc.name))));
-  const backups = merge(rt, views, (v) => v.entries, (m, loc) => ({ id: m.id, manifest: m, locations: [loc] }));
-  const future = merge(rt, views, (v) => v.future, (m, loc, from) => {
+  const backups = merge(rt, views, (v) => v.entries, (m, copy) => ({ id: m.id, manifest: m, locations: [copy.location], copies: [copy] }));
+  const future = merge(rt, views, (v) => v.future, (m, copy, from) => {
     const f = from as LocationView['future'][number];
-    return { id: m.id, manifest: m, locations: [loc], field: f.field, at: f.at };
+    return { id: m.id, manifest: m, locations: [copy.location], copies: [copy], field: f.field, at: f.at };
   });
   // A backup id that is sound in one location and future-dated in another is not trusted anywhere.
   const futureIds = new Set(future.map((f) => f.id));

@@ -2,13 +2,13 @@ import { pipeline } from 'node:stream/promises';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
 import type { RestoreTargetOutcome } from '../engines/types.js';
-import { algorithmForSuffix, decompress } from '../pipeline/compression.js';
+import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { MAX_CLOCK_SKEW_MS } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { objectKey } from '../storage/layout.js';
+import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
-import { type ListedBackup, type Listing, listBackups } from './list.js';
+import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
 import { type ObjectCheck, checkObject } from './verify.js';
 
@@ -103,15 +103,14 @@ export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: b
   );
 }
 
-/** The first location (config order) whose copy verifies; nothing touches the database before this. */
-async function findVerifiedCopy(rt: Runtime, backup: ListedBackup, req: RestoreRequest): Promise<{ loc: Location; skipped: ObjectCheck[] }> {
+/** The first copy (config order) that verifies against its own manifest; nothing touches the database before this. */
+async function findVerifiedCopy(rt: Runtime, backup: ListedBackup, req: RestoreRequest): Promise<{ loc: Location; copy: BackupCopy; skipped: ObjectCheck[] }> {
   const skipped: ObjectCheck[] = [];
-  const object = backup.manifest.objects[0]!;
-  for (const name of backup.locations) {
-    const loc = rt.locations.find((l) => l.name === name)!;
-    const check = await checkObject(loc, backup.manifest, object, req);
-    if (check.status === 'ok') return { loc, skipped };
-    rt.logger.warn({ location: name, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
+  for (const copy of backup.copies) {
+    const loc = rt.locations.find((l) => l.name === copy.location)!;
+    const check = await checkObject(loc, copy, copy.manifest.objects[0]!, req);
+    if (check.status === 'ok') return { loc, copy, skipped };
+    rt.logger.warn({ location: copy.location, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
     skipped.push(check);
   }
   throw new BackupError('INTEGRITY', `no location holds an intact copy of backup ${backup.id}: ${skipped.map((s) => `${s.location} ${s.status}${s.error ? ` (${s.error.message})` : ''}`).join('; ')}`, {
@@ -142,16 +141,16 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
     });
   }
 
-  const { loc, skipped } = await findVerifiedCopy(rt, backup, req);
-  const object = backup.manifest.objects[0]!;
-  const key = objectKey(loc.scope, backup.id, object.name);
+  const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
+  const object = copy.manifest.objects[0]!;
+  const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(req.signal);
   const digest = new DigestStream({ size: object.size, sha256: object.sha256, what: `${loc.name}: ${key}` });
   const ticker = everyInterval(1000, () => req.onProgress?.({ phase: 'restore', bytesIn: digest.bytes, total: object.size, location: loc.name }));
   try {
     const body = await loc.storage.get(key, { signal: abort.signal });
     const download = pipeline(body, digest, { signal: abort.signal });
-    const plain = decompress(digest, algorithmForSuffix(object.name), abort.signal);
+    const plain = decompress(digest, storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`), abort.signal);
     const restored = rt.engine.restore(plain.output, { database, force: req.force, signal: abort.signal });
     // Any stage failing stops the others, so the engine never commits a partial stream.
     const stages = [download, plain.done, restored].map((p) => p.catch((err: unknown) => {

@@ -25,10 +25,12 @@ export interface RetentionResult {
   locations: LocationRetention[];
 }
 
-function planFor(rt: Runtime, listing: Listing, loc: Location): RetentionPlan {
-  const candidates = listing.backups.filter((b) => b.locations.includes(loc.name)).map((b) => ({ id: b.id, time: new Date(b.manifest.consistentAt) }));
+/** The plan over the copies this location holds, each dated by its own manifest, and their directories. */
+function planFor(rt: Runtime, listing: Listing, loc: Location): { plan: RetentionPlan; dirs: Map<string, string> } {
+  const copies = listing.backups.flatMap((b) => b.copies.filter((c) => c.location === loc.name));
+  const candidates = copies.map((c) => ({ id: c.manifest.id, time: new Date(c.manifest.consistentAt) }));
   const timeZone = rt.config.retention.timeZone ?? rt.config.schedule?.timeZone;
-  return planRetention(candidates, rt.config.retention, rt.clock(), timeZone ? { timeZone } : {});
+  return { plan: planRetention(candidates, rt.config.retention, rt.clock(), timeZone ? { timeZone } : {}), dirs: new Map(copies.map((c) => [c.manifest.id, c.dir])) };
 }
 
 /**
@@ -54,8 +56,8 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
       continue;
     }
     try {
-      const plan = planFor(rt, listing, loc);
-      const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, signal: opts.signal, logger: log });
+      const { plan, dirs } = planFor(rt, listing, loc);
+      const applied = await applyRetention(loc, plan, { dryRun: opts.dryRun, dirs, signal: opts.signal, logger: log });
       const now = rt.clock();
       const swept = await sweepOrphans(loc, { gracePeriodMs: grace, now, dryRun: opts.dryRun, signal: opts.signal, logger: log, ...(rt.foreign ? { foreign: rt.foreign } : {}) });
       const olderThan = new Date(now.getTime() - grace);

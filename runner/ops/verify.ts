@@ -1,14 +1,14 @@
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError, toBackupError } from '../errors.js';
-import { MAX_CLOCK_SKEW_MS, type Manifest } from '../manifest.js';
+import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
 import { FORMAT_HEAD_BYTES, formatMismatch } from '../engines/registry.js';
-import { algorithmForSuffix, decompress } from '../pipeline/compression.js';
+import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { MANIFEST_FILE, objectKey } from '../storage/layout.js';
+import { MANIFEST_FILE, keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
-import { type ListedBackup, listBackups } from './list.js';
+import { type BackupCopy, type ListedBackup, listBackups } from './list.js';
 import { selectBackup } from './select.js';
 
 export interface ObjectCheck {
@@ -43,6 +43,18 @@ async function readHead(stream: Readable, n: number): Promise<{ head: Buffer; er
   }
 }
 
+/** A copy as the checks need it: its manifest and the directory its objects lie in. */
+export type CopyRef = Pick<BackupCopy, 'dir' | 'manifest'>;
+
+/** Refuses an object this runner cannot read back (an encryption scheme it does not know). */
+export function checkReadable(loc: Location, copy: CopyRef, object: ManifestObject): void {
+  if (object.encryption.scheme !== 'none') {
+    throw new BackupError('MANIFEST_UNSUPPORTED', `${loc.name}: ${keyIn(copy.dir, object.name)}: encryption "${object.encryption.scheme}" is not one this runner reads; upgrade the runner to use this backup`, {
+      details: { location: loc.name, key: keyIn(copy.dir, object.name) },
+    });
+  }
+}
+
 /**
  * Checks that a stored object is what its manifest's format says: the start
  * of its decompressed stream carries the format's header (the engine's
@@ -50,19 +62,20 @@ async function readHead(stream: Readable, n: number): Promise<{ head: Buffer; er
  * FORMAT_MISMATCH, or the storage error. Reads only the first
  * FORMAT_PROBE_BYTES of the object; the engine is not involved.
  */
-export async function checkFormat(loc: Location, manifest: Manifest, object: Manifest['objects'][number], opts: { signal?: AbortSignal } = {}): Promise<void> {
-  const key = objectKey(loc.scope, manifest.id, object.name);
+export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(opts.signal);
   try {
+    const algorithm = storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`);
     const body = await loc.storage.get(key, { signal: abort.signal, ...(object.size > 0 ? { range: { start: 0, end: Math.min(object.size, FORMAT_PROBE_BYTES) - 1 } } : {}) });
-    const plain = decompress(body, algorithmForSuffix(object.name), abort.signal);
+    const plain = decompress(body, algorithm, abort.signal);
     const { head, error } = await readHead(plain.output, FORMAT_HEAD_BYTES);
     abort.abort(new BackupError('ABORTED', 'format probe done'));
     body.destroy();
-    const why = formatMismatch(manifest.engine.format, head);
+    const why = formatMismatch(copy.manifest.engine.format, head);
     if (why) {
       throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: not what the manifest says: ${why}`, {
-        details: { location: loc.name, key, format: manifest.engine.format },
+        details: { location: loc.name, key, format: copy.manifest.engine.format },
         ...(error ? { cause: error } : {}),
       });
     }
@@ -71,21 +84,17 @@ export async function checkFormat(loc: Location, manifest: Manifest, object: Man
   }
 }
 
-/** Downloads one object and checks its size and sha256 against the manifest, then its format. Never throws. */
-export async function checkObject(
-  loc: Location,
-  manifest: Manifest,
-  object: Manifest['objects'][number],
-  opts: { signal?: AbortSignal; onProgress?: ProgressListener } = {},
-): Promise<ObjectCheck> {
-  const base = { backupId: manifest.id, location: loc.name, object: object.name };
-  const key = objectKey(loc.scope, manifest.id, object.name);
+/** Downloads one object and checks its size and sha256 against its copy's manifest, then its format. Never throws. */
+export async function checkObject(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<ObjectCheck> {
+  const base = { backupId: copy.manifest.id, location: loc.name, object: object.name };
+  const key = keyIn(copy.dir, object.name);
   const digest = new DigestStream({ size: object.size, sha256: object.sha256, what: `${loc.name}: ${key}` });
   const ticker = everyInterval(1000, () => opts.onProgress?.({ phase: 'verify', bytesIn: digest.bytes, total: object.size, location: loc.name }));
   try {
+    checkReadable(loc, copy, object);
     const body = await loc.storage.get(key, { signal: opts.signal });
     await pipeline(body, digest, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
-    await checkFormat(loc, manifest, object, opts);
+    await checkFormat(loc, copy, object, opts);
     return { ...base, status: 'ok' };
   } catch (err) {
     const error = toBackupError(err, 'STORAGE_FAILED');
@@ -96,11 +105,12 @@ export async function checkObject(
   }
 }
 
+/** Checks every object of every copy, each against its own location's manifest. */
 export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: { signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<ObjectCheck[]> {
   const checks: ObjectCheck[] = [];
-  for (const name of backup.locations) {
-    const loc = rt.locations.find((l) => l.name === name)!;
-    for (const obj of backup.manifest.objects) checks.push(await checkObject(loc, backup.manifest, obj, opts));
+  for (const copy of backup.copies) {
+    const loc = rt.locations.find((l) => l.name === copy.location)!;
+    for (const obj of copy.manifest.objects) checks.push(await checkObject(loc, copy, obj, opts));
   }
   return checks;
 }

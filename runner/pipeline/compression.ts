@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Compression } from '../../api/index.js';
+import { BackupError } from '../errors.js';
 import { minimalEnv, run } from '../util/process.js';
 
 export type Algorithm = 'zstd' | 'gzip' | 'none';
@@ -39,10 +40,12 @@ export function planCompression(cfg: Pick<Compression, 'algorithm' | 'level'>, z
   return { algorithm, level, suffix: SUFFIX[algorithm] };
 }
 
-export function algorithmForSuffix(name: string): Algorithm {
-  if (name.endsWith('.zst')) return 'zstd';
-  if (name.endsWith('.gz')) return 'gzip';
-  return 'none';
+/** The algorithm a manifest names, when this runner knows it; MANIFEST_UNSUPPORTED otherwise (a later runner's). */
+export function storedAlgorithm(name: string, where: string): Algorithm {
+  if (Object.hasOwn(SUFFIX, name)) return name as Algorithm;
+  throw new BackupError('MANIFEST_UNSUPPORTED', `${where}: compression "${name}" is not one this runner reads (${Object.keys(SUFFIX).join(', ')}); upgrade the runner to use this backup`, {
+    details: { compression: name },
+  });
 }
 
 export interface Stage {

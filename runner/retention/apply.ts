@@ -8,8 +8,10 @@
  *   longer exists for list, restore and retention, even if deleting its data
  *   then fails. If the manifest cannot be deleted the backup is left whole
  *   and reported as failed.
- * - Only keys of the exact layout (`<backupId>/<known file>`) are deleted;
- *   anything nested deeper is left alone.
+ * - Only keys of the exact layout (`[backups/]<backupId>/<known file>`, in
+ *   the directory the listing found the backup's manifest in) are deleted;
+ *   anything nested deeper is left alone, and a backup whose directory the
+ *   caller does not name is not touched.
  * - Data left behind after the manifest is gone is an orphan: it is logged,
  *   not failed, and the sweeper removes it later.
  * - Removal goes oldest first, so an interrupted run leaves the newest
@@ -19,7 +21,7 @@
 import { BackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Location } from '../runtime.js';
-import { backupPrefix, manifestKey, parseKey } from '../storage/layout.js';
+import { MANIFEST_FILE, keyIn, parseKey } from '../storage/layout.js';
 import { checkBackupId, deleteKeys, listKeys, throwIfAborted } from './objects.js';
 import type { RemovedBackup, RetentionPlan } from './policy.js';
 
@@ -28,6 +30,8 @@ export { sweepOrphans, type SweepOptions, type SweepResult, type Orphan } from '
 
 export interface ApplyOptions {
   dryRun: boolean;
+  /** The directory of each backup in this location, by id, as the listing found its manifest (retentionCandidates' `dirs`). */
+  dirs: ReadonlyMap<string, string>;
   signal?: AbortSignal;
   logger: Logger;
 }
@@ -62,11 +66,11 @@ function checkPlan(plan: RetentionPlan): void {
 }
 
 /** Deletes the backup's data after its manifest is gone; returns how many objects were left. */
-async function deleteData(location: Location, id: string, signal: AbortSignal | undefined, log: Logger): Promise<number> {
+async function deleteData(location: Location, id: string, dir: string, signal: AbortSignal | undefined, log: Logger): Promise<number> {
   let keys: string[];
   try {
     // Only the backup's own files: a key nested deeper (another runner's prefix) is not this backup's data.
-    keys = (await listKeys(location.storage, backupPrefix(location.scope, id), signal)).filter((k) => parseKey(location.scope, k)?.backupId === id);
+    keys = (await listKeys(location.storage, dir, signal)).filter((k) => parseKey(location.scope, k)?.dir === dir);
   } catch (err) {
     log.warn({ err: toBackupError(err, 'STORAGE_FAILED') }, 'backup removed, but its data could not be listed; the orphan sweeper will remove it');
     return 1;
@@ -84,14 +88,20 @@ async function removeOne(location: Location, b: RemovedBackup, opts: ApplyOption
     log.info({ consistentAt: b.time.toISOString() }, 'would remove backup (dry run)');
     return { id: b.id, time: b.time, status: 'planned', leftover: 0 };
   }
+  const dir = opts.dirs.get(b.id);
+  if (!dir) {
+    const error = new BackupError('INTERNAL', `retention: no directory known for backup ${b.id} in ${location.name}; it is kept whole`, { details: { backup: b.id } });
+    log.error({ err: error }, 'backup not removed');
+    return { id: b.id, time: b.time, status: 'failed', leftover: 0, error };
+  }
   try {
-    await location.storage.delete(manifestKey(location.scope, b.id), { signal: opts.signal });
+    await location.storage.delete(keyIn(dir, MANIFEST_FILE), { signal: opts.signal });
   } catch (err) {
     const error = toBackupError(err, 'STORAGE_FAILED');
     log.warn({ err: error }, 'could not delete the manifest; the backup is kept whole');
     return { id: b.id, time: b.time, status: 'failed', leftover: 0, error };
   }
-  const leftover = await deleteData(location, b.id, opts.signal, log);
+  const leftover = await deleteData(location, b.id, dir, opts.signal, log);
   log.info({ consistentAt: b.time.toISOString(), leftover }, 'removed backup');
   return { id: b.id, time: b.time, status: 'deleted', leftover };
 }

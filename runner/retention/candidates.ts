@@ -11,8 +11,8 @@
  * - A future-dated manifest is not a candidate either (it would count as the
  *   newest backup and push real ones out of the policy); it is returned in
  *   `future` and never removed.
- * - A candidate's id is the backup's directory name, which is what removal
- *   deletes under.
+ * - A candidate's id is the backup's directory name; `dirs` names the
+ *   directory removal deletes in (format 1 or 2 layout).
  */
 import { scanLocation, type FutureEntry } from '../catalog.js';
 import type { BackupError } from '../errors.js';
@@ -23,6 +23,8 @@ import type { RetentionCandidate } from './policy.js';
 export interface LocationCandidates {
   /** Oldest first, as listed. */
   candidates: RetentionCandidate[];
+  /** The directory of each candidate, by id (what removal deletes in: ApplyOptions.dirs). */
+  dirs: Map<string, string>;
   /** Manifests that could not be used. */
   problems: { key: string; error: BackupError }[];
   /** Future-dated manifests: never candidates. */
@@ -34,5 +36,5 @@ export async function retentionCandidates(location: Location, opts: { signal?: A
   const candidates = c.entries
     .map((e) => ({ id: e.id, time: new Date(e.manifest.consistentAt) }))
     .sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : 1));
-  return { candidates, problems: c.problems, future: c.future };
+  return { candidates, dirs: new Map(c.entries.map((e) => [e.id, e.dir])), problems: c.problems, future: c.future };
 }

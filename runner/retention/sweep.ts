@@ -13,7 +13,8 @@
  *   completed since the listing is left alone, and so is one whose manifest
  *   cannot be looked up.
  * - Only keys of the exact layout are ever deleted:
- *   `<prefix>/<ns>/<name>/<backupId>/<known file>` (layout.ts classifyKey).
+ *   `<prefix>/<ns>/<name>/[backups/]<backupId>/<known file>` (layout.ts
+ *   classifyKey); orphans are grouped by backup directory.
  *   Anything else under the database prefix is foreign (another runner whose
  *   prefix nests inside this one, or an object someone planted): left alone
  *   and reported once (log line and metric, storage/foreign.ts).
@@ -24,7 +25,7 @@ import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Location } from '../runtime.js';
 import { type ForeignObjects, processForeignObjects } from '../storage/foreign.js';
-import { MANIFEST_FILE, classifyKey, databasePrefix, manifestKey } from '../storage/layout.js';
+import { MANIFEST_FILE, classifyKey, databasePrefix, keyIn } from '../storage/layout.js';
 import { deleteKeys, throwIfAborted } from './objects.js';
 
 export interface SweepOptions {
@@ -40,6 +41,8 @@ export interface SweepOptions {
 export interface Orphan {
   /** The backup id (directory name) the objects lie under. */
   id: string;
+  /** The backup directory (ending in `/`). */
+  dir: string;
   objects: number;
   bytes: number;
   /** Modification time of its newest object, when every object has one. */
@@ -69,11 +72,14 @@ interface Group extends Orphan {
   undated: boolean;
 }
 
+/** The backup id of a backup directory (its last segment). */
+const idOf = (dir: string): string => dir.slice(0, -1).split('/').pop()!;
+
 async function groupByBackup(location: Location, opts: SweepOptions): Promise<{ groups: Group[]; foreign: number }> {
   const groups = new Map<string, Group>();
-  const group = (id: string): Group => {
-    let g = groups.get(id);
-    if (!g) groups.set(id, (g = { id, objects: 0, bytes: 0, keys: [], hasManifest: false, hasForeign: false, undated: false }));
+  const group = (dir: string): Group => {
+    let g = groups.get(dir);
+    if (!g) groups.set(dir, (g = { id: idOf(dir), dir, objects: 0, bytes: 0, keys: [], hasManifest: false, hasForeign: false, undated: false }));
     return g;
   };
   const tracker = opts.foreign ?? processForeignObjects;
@@ -91,7 +97,7 @@ async function groupByBackup(location: Location, opts: SweepOptions): Promise<{ 
       }
       continue;
     }
-    const g = group(c.backupId);
+    const g = group(c.dir);
     g.keys.push(obj.key);
     g.objects++;
     g.bytes += obj.size;
@@ -102,12 +108,12 @@ async function groupByBackup(location: Location, opts: SweepOptions): Promise<{ 
   return { groups: [...groups.values()], foreign };
 }
 
-const orphanOf = (g: Group): Orphan => ({ id: g.id, objects: g.objects, bytes: g.bytes, ...(g.undated || !g.newest ? {} : { newest: g.newest }) });
+const orphanOf = (g: Group): Orphan => ({ id: g.id, dir: g.dir, objects: g.objects, bytes: g.bytes, ...(g.undated || !g.newest ? {} : { newest: g.newest }) });
 
 /** Looks the manifest up again right before deleting; a lookup error keeps the orphan for the next sweep. */
-async function manifestNow(location: Location, id: string, signal?: AbortSignal): Promise<'absent' | 'present' | BackupError> {
+async function manifestNow(location: Location, dir: string, signal?: AbortSignal): Promise<'absent' | 'present' | BackupError> {
   try {
-    await location.storage.stat(manifestKey(location.scope, id), { signal });
+    await location.storage.stat(keyIn(dir, MANIFEST_FILE), { signal });
     return 'present';
   } catch (err) {
     return isBackupError(err, 'STORAGE_NOT_FOUND') ? 'absent' : toBackupError(err, 'STORAGE_FAILED');
@@ -127,7 +133,7 @@ export async function sweepOrphans(location: Location, opts: SweepOptions): Prom
     if (g.hasManifest) continue;
     if (g.hasForeign) {
       opts.logger.debug({ backup: g.id }, 'backup directory holds foreign objects; left whole');
-      result.shielded.push(g.id);
+      result.shielded.push(g.dir);
       continue;
     }
     const orphan = orphanOf(g);
@@ -142,7 +148,7 @@ export async function sweepOrphans(location: Location, opts: SweepOptions): Prom
       result.removed.push(orphan);
       continue;
     }
-    const manifest = await manifestNow(location, g.id, opts.signal);
+    const manifest = await manifestNow(location, g.dir, opts.signal);
     if (manifest === 'present') {
       log.debug('backup completed since the listing; not an orphan');
       continue;

@@ -1,13 +1,22 @@
 /**
- * Key naming for every backend, in one pure module:
+ * Key naming for every backend, in one pure module. Format 2 (written now)
+ * puts each kind of stored data in a folder of its own under the database
+ * prefix, so later kinds (WAL, binlogs, exports) never collide with backup
+ * ids:
+ *   <prefix>/<namespace>/<name>/backups/<backupId>/data.<ext><compression suffix>[.age]
+ *   <prefix>/<namespace>/<name>/backups/<backupId>/manifest.json
+ * Format 1 (read, never written) kept backups directly under the prefix:
  *   <prefix>/<namespace>/<name>/<backupId>/data.<ext><compression suffix>
  *   <prefix>/<namespace>/<name>/<backupId>/manifest.json
  *
  * Under a database prefix the runner accepts exactly these keys: a
  * well-formed backup id (runner/backup-id.ts) and a file name from
  * KNOWN_FILES. Anything else there is foreign (another runner whose prefix
- * nests inside this one, or an object someone planted): `classifyKey` says
- * so and why, and callers leave it alone.
+ * nests inside this one, an object someone planted, or a kind this runner
+ * does not know yet): `classifyKey` says so and why, and callers leave it
+ * alone. Every key of a backup is its directory (`dir`, ending in `/`) plus
+ * a file name: callers keep the directory a listing found, and only a new
+ * backup asks `backupPrefix` for one.
  */
 import { isBackupId } from '../backup-id.js';
 
@@ -17,16 +26,25 @@ export const MANIFEST_FILE = 'manifest.json';
 export const DATA_EXTENSIONS = ['dump'] as const;
 /** Suffixes of the compression algorithms (CompressionPlan.suffix). */
 export const COMPRESSION_SUFFIXES = ['', '.zst', '.gz'] as const;
+/** Suffixes of the encryption schemes: none, and the age format. */
+export const ENCRYPTION_SUFFIXES = ['', '.age'] as const;
 
-/** The data object's name: `data.<ext><suffix>`, e.g. `data.dump.zst`. */
-export function dataFileName(extension: string, suffix: string): string {
-  return `data.${extension}${suffix}`;
+/** The folder of each kind of stored data under a database prefix (format 2): the one table. */
+export const KIND_FOLDERS = { backup: 'backups' } as const;
+export type StoredKind = keyof typeof KIND_FOLDERS;
+
+/** The layout a backup directory follows: 1 (`<id>/`), 2 (`backups/<id>/`). */
+export type LayoutVersion = 1 | 2;
+
+/** The data object's name: `data.<ext><compression suffix><encryption suffix>`, e.g. `data.dump.zst.age`. */
+export function dataFileName(extension: string, suffix: string, encryptionSuffix = ''): string {
+  return `data.${extension}${suffix}${encryptionSuffix}`;
 }
 
 /** Every file name the runner writes into a backup directory: the one table. */
 export const KNOWN_FILES: ReadonlySet<string> = new Set([
   MANIFEST_FILE,
-  ...DATA_EXTENSIONS.flatMap((ext) => COMPRESSION_SUFFIXES.map((suffix) => dataFileName(ext, suffix))),
+  ...DATA_EXTENSIONS.flatMap((ext) => COMPRESSION_SUFFIXES.flatMap((suffix) => ENCRYPTION_SUFFIXES.map((enc) => dataFileName(ext, suffix, enc)))),
 ]);
 
 export interface Scope {
@@ -43,33 +61,41 @@ function join(...parts: string[]): string {
     .join('/');
 }
 
-/** Prefix (ending in `/`) under which all backups of one database live. */
+/** Prefix (ending in `/`) under which all data of one database lives. */
 export function databasePrefix(scope: Scope): string {
   return `${join(scope.prefix, scope.namespace, scope.name)}/`;
 }
 
-export function backupPrefix(scope: Scope, backupId: string): string {
-  return `${databasePrefix(scope)}${backupId}/`;
+/** The directory (ending in `/`) of one backup in the given layout; new backups use layout 2. */
+export function backupPrefix(scope: Scope, backupId: string, layout: LayoutVersion = 2): string {
+  return layout === 1 ? `${databasePrefix(scope)}${backupId}/` : `${databasePrefix(scope)}${KIND_FOLDERS.backup}/${backupId}/`;
 }
 
-export function objectKey(scope: Scope, backupId: string, file: string): string {
-  return `${backupPrefix(scope, backupId)}${file}`;
+/** The key of `file` in a backup directory. */
+export function keyIn(dir: string, file: string): string {
+  return `${dir}${file}`;
 }
 
-export function manifestKey(scope: Scope, backupId: string): string {
-  return objectKey(scope, backupId, MANIFEST_FILE);
+/** The key of `file` of a backup in the given layout (new backups: 2). */
+export function objectKey(scope: Scope, backupId: string, file: string, layout: LayoutVersion = 2): string {
+  return keyIn(backupPrefix(scope, backupId, layout), file);
+}
+
+/** The key of a backup's manifest in the given layout (new backups: 2). */
+export function manifestKey(scope: Scope, backupId: string, layout: LayoutVersion = 2): string {
+  return objectKey(scope, backupId, MANIFEST_FILE, layout);
 }
 
 export type KeyClass =
   /** Not under the database prefix at all: another database's business. */
   | { kind: 'outside' }
-  /** Exactly `<backupId>/<known file>` under the database prefix. */
-  | { kind: 'backup'; backupId: string; file: string }
+  /** Exactly `[backups/]<backupId>/<known file>` under the database prefix. */
+  | { kind: 'backup'; layout: LayoutVersion; backupId: string; dir: string; file: string }
   /**
    * Under the database prefix but not a key the runner writes. `group` is the
-   * first path segment below the prefix when that is a well-formed backup id
-   * (a nested key inside a backup directory), and `nestedManifest` tells
-   * whether the key is a manifest at some deeper level.
+   * backup directory the key lies in when there is one (a nested or unknown
+   * key inside a backup directory), and `nestedManifest` tells whether the
+   * key is a manifest at some deeper level.
    */
   | { kind: 'foreign'; reason: string; group?: string; nestedManifest: boolean };
 
@@ -77,20 +103,23 @@ export type KeyClass =
 export function classifyKey(scope: Scope, key: string): KeyClass {
   const base = databasePrefix(scope);
   if (!key.startsWith(base)) return { kind: 'outside' };
-  const segments = key.slice(base.length).split('/');
-  const first = segments[0]!;
+  const all = key.slice(base.length).split('/');
+  const layout: LayoutVersion = all[0] === KIND_FOLDERS.backup ? 2 : 1;
+  // Below the kind folder, format 2 is format 1 shifted by one segment.
+  const segments = layout === 2 ? all.slice(1) : all;
+  const first = segments[0] ?? '';
   const nestedManifest = segments.length > 2 && segments[segments.length - 1] === MANIFEST_FILE;
-  const group = isBackupId(first) ? { group: first } : {};
-  if (segments.length === 1) return { kind: 'foreign', reason: 'not inside a backup directory', nestedManifest };
+  if (segments.length <= 1) return { kind: 'foreign', reason: 'not inside a backup directory', nestedManifest };
   if (!isBackupId(first)) return { kind: 'foreign', reason: `"${first}" is not a backup id`, nestedManifest };
-  if (segments.length > 2) return { kind: 'foreign', reason: 'nested below a backup directory', ...group, nestedManifest };
+  const dir = backupPrefix(scope, first, layout);
+  if (segments.length > 2) return { kind: 'foreign', reason: 'nested below a backup directory', group: dir, nestedManifest };
   const file = segments[1]!;
-  if (!KNOWN_FILES.has(file)) return { kind: 'foreign', reason: `"${file}" is not a file the runner writes`, ...group, nestedManifest };
-  return { kind: 'backup', backupId: first, file };
+  if (!KNOWN_FILES.has(file)) return { kind: 'foreign', reason: `"${file}" is not a file the runner writes`, group: dir, nestedManifest };
+  return { kind: 'backup', layout, backupId: first, dir, file };
 }
 
-/** Splits a key under `databasePrefix(scope)` into backup id and known file name; null for anything else. */
-export function parseKey(scope: Scope, key: string): { backupId: string; file: string } | null {
+/** Splits a key under `databasePrefix(scope)` into backup id, directory and known file name; null for anything else. */
+export function parseKey(scope: Scope, key: string): { backupId: string; dir: string; file: string } | null {
   const c = classifyKey(scope, key);
-  return c.kind === 'backup' ? { backupId: c.backupId, file: c.file } : null;
+  return c.kind === 'backup' ? { backupId: c.backupId, dir: c.dir, file: c.file } : null;
 }

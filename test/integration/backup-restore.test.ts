@@ -186,7 +186,7 @@ describe('backup and restore through the CLI', () => {
 
   it('a corrupted copy fails verify (exit 6), and restore falls back to an intact location', async () => {
     const { dir, pg, seeded } = ready();
-    const dataDir = join(dir, 'fs', 'shop', 'orders', first);
+    const dataDir = join(dir, 'fs', 'shop', 'orders', 'backups', first);
     const dataFile = join(dataDir, (await readdir(dataDir)).find((f) => f.startsWith('data.'))!);
     const bytes = await readFile(dataFile);
     const middle = Math.floor(bytes.length / 2);
@@ -209,8 +209,8 @@ describe('backup and restore through the CLI', () => {
     const { s3, gcs, pg } = ready();
     // Truncate the S3 and GCS copies too: every location now holds a bad object.
     for (const [storage, key] of [
-      [s3.storage('backups'), `db/shop/orders/${first}`],
-      [gcs.storage('gcs-backups'), `shop/orders/${first}`],
+      [s3.storage('backups'), `db/shop/orders/backups/${first}`],
+      [gcs.storage('gcs-backups'), `shop/orders/backups/${first}`],
     ] as const) {
       for await (const o of storage.list(`${key}/`)) {
         if (o.key.includes('/data.')) await storage.put(o.key, Buffer.from('truncated'));
@@ -305,7 +305,7 @@ describe('bad input gets a clear error and loses nothing', () => {
       expect(byName.gcs?.status).toBe('Succeeded');
       proxy.up();
       const left: string[] = [];
-      for await (const o of s3.storage('backups').list(`db/shop/orders/${r.json.id as string}/`)) left.push(o.key);
+      for await (const o of s3.storage('backups').list(`db/shop/orders/backups/${r.json.id as string}/`)) left.push(o.key);
       expect(left).toEqual([]);
       expect(await s3.openUploads('backups')).toEqual([]);
       const v = await cli(['verify', r.json.id as string]);

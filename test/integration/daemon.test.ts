@@ -158,10 +158,10 @@ describe('backup-runner serve', () => {
       expect(listing.backups.length).toBe(2);
       const kept = listing.backups.map((x) => x.id);
       const manifests = (await s3Keys('shop/orders/')).filter((k) => k.endsWith('manifest.json'));
-      expect(manifests.sort()).toEqual(kept.map((id) => `shop/orders/${id}/manifest.json`).sort());
-      const ids = new Set((await s3Keys('shop/orders/')).map((k) => k.split('/')[2]));
+      expect(manifests.sort()).toEqual(kept.map((id) => `shop/orders/backups/${id}/manifest.json`).sort());
+      const ids = new Set((await s3Keys('shop/orders/backups/')).map((k) => k.split('/')[3]));
       expect([...ids].sort()).toEqual([...kept].sort());
-      const fsIds = await readdir(join(ready().dir, 'orders', 'fs', 'shop', 'orders'));
+      const fsIds = await readdir(join(ready().dir, 'orders', 'fs', 'shop', 'orders', 'backups'));
       expect(fsIds.sort()).toEqual([...kept].sort());
 
       // retention --dry-run explains the plan and removes nothing.

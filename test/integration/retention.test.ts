@@ -51,7 +51,7 @@ afterAll(async () => {
 });
 
 const backends: Backend[] = [
-  { name: 'filesystem', open: () => Promise.resolve(new FilesystemStorage(join(work, 'fs'))), dirs: () => readdir(join(work, 'fs', 'db-backups', 'prod', 'orders')) },
+  { name: 'filesystem', open: () => Promise.resolve(new FilesystemStorage(join(work, 'fs'))), dirs: () => readdir(join(work, 'fs', 'db-backups', 'prod', 'orders', 'backups')) },
   { name: 's3', open: () => Promise.resolve(s3.storage('retention')) },
 ];
 
@@ -74,7 +74,7 @@ describe.each(backends)('retention on $name', (backend) => {
       const sweepNow = new Date();
       const everything = await allKeys(storage);
 
-      const { candidates, problems } = await retentionCandidates(loc);
+      const { candidates, dirs, problems } = await retentionCandidates(loc);
       expect(problems).toEqual([]);
       expect(candidates).toHaveLength(30);
       const plan = planRetention(candidates, policy({ keepLast: 2, keepDaily: 5, keepWeekly: 3, minKeep: 1 }), new Date('2026-11-21T12:00Z'));
@@ -82,13 +82,13 @@ describe.each(backends)('retention on $name', (backend) => {
       expect(plan.keep[0]!.reasons).toEqual(['last 1/2', 'daily 2026-11-21', 'weekly 2026-W47', 'floor: newest 1']);
 
       const sweepOpts = { gracePeriodMs: GRACE_MS, dryRun: true, logger };
-      const dry = await applyRetention(loc, plan, { dryRun: true, logger });
+      const dry = await applyRetention(loc, plan, { dryRun: true, dirs, logger });
       const drySweep = await sweepOrphans(loc, { ...sweepOpts, now: sweepNow });
       expect(dry.removed).toHaveLength(23);
       expect(drySweep.removed.map((o) => o.id)).toEqual(['20261121T020000Z-dead']);
       expect(await allKeys(storage)).toEqual(everything);
 
-      const applied = await applyRetention(loc, plan, { dryRun: false, logger });
+      const applied = await applyRetention(loc, plan, { dryRun: false, dirs, logger });
       expect(applied.failed).toEqual([]);
       expect(applied.outcomes.every((o) => o.status === 'deleted' && o.leftover === 0)).toBe(true);
       const swept = await sweepOrphans(loc, { ...sweepOpts, dryRun: false, now: sweepNow });

@@ -27,6 +27,7 @@ import { createStorage } from '../../runner/storage/registry.js';
 import type { Storage } from '../../runner/storage/types.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
+import { plainObject } from '../retention-fixtures.js';
 
 interface Env {
   pg: PgInstance;
@@ -89,11 +90,11 @@ async function checksums(storage: Storage): Promise<Record<string, string>> {
   return out;
 }
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 function manifestFor(scope: Scope, id: string, when: string, name: string, data: Buffer): Manifest {
   return {
     formatVersion: MANIFEST_FORMAT_VERSION,
+    kind: 'backup',
     id,
     namespace: scope.namespace,
     name: scope.name,
@@ -103,9 +104,7 @@ function manifestFor(scope: Scope, id: string, when: string, name: string, data:
     consistentAt: when,
     finishedAt: when,
     trigger: 'schedule',
-    objects: [{ name, size: data.length, sha256: sha(data) }],
-    compression: { algorithm: 'zstd' },
-    encryption: { scheme: 'none' },
+    objects: [plainObject(name, data)],
     runnerVersion: '0.1.0',
   };
 }

@@ -2,16 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { isBackupId, newBackupId } from '../../runner/backup-id.js';
 import { DUMP_FORMAT } from '../../runner/engines/postgresql/index.js';
 import { planCompression } from '../../runner/pipeline/compression.js';
-import { KNOWN_FILES, classifyKey, dataFileName, databasePrefix, manifestKey, objectKey, parseKey } from '../../runner/storage/layout.js';
+import { KNOWN_FILES, backupPrefix, classifyKey, dataFileName, databasePrefix, manifestKey, objectKey, parseKey } from '../../runner/storage/layout.js';
 
 describe('object layout', () => {
   it.each([
-    [{ prefix: '', namespace: 'shop', name: 'orders' }, 'shop/orders/20261121T101500Z-3fa1/manifest.json'],
-    [{ prefix: 'backups', namespace: 'shop', name: 'orders' }, 'backups/shop/orders/20261121T101500Z-3fa1/manifest.json'],
-    [{ prefix: '/team/a/', namespace: 'shop', name: 'orders' }, 'team/a/shop/orders/20261121T101500Z-3fa1/manifest.json'],
-  ])('%j', (scope, key) => {
-    expect(manifestKey(scope, '20261121T101500Z-3fa1')).toBe(key);
-    expect(parseKey(scope, key)).toEqual({ backupId: '20261121T101500Z-3fa1', file: 'manifest.json' });
+    [{ prefix: '', namespace: 'shop', name: 'orders' }, 'shop/orders/backups/20261121T101500Z-3fa1/manifest.json', 'shop/orders/20261121T101500Z-3fa1/manifest.json'],
+    [{ prefix: 'backups', namespace: 'shop', name: 'orders' }, 'backups/shop/orders/backups/20261121T101500Z-3fa1/manifest.json', 'backups/shop/orders/20261121T101500Z-3fa1/manifest.json'],
+    [{ prefix: '/team/a/', namespace: 'shop', name: 'orders' }, 'team/a/shop/orders/backups/20261121T101500Z-3fa1/manifest.json', 'team/a/shop/orders/20261121T101500Z-3fa1/manifest.json'],
+  ])('%j: format 2 writes under backups/, format 1 is still read', (scope, v2, v1) => {
+    const id = '20261121T101500Z-3fa1';
+    expect(manifestKey(scope, id)).toBe(v2);
+    expect(manifestKey(scope, id, 1)).toBe(v1);
+    expect(parseKey(scope, v2)).toEqual({ backupId: id, dir: backupPrefix(scope, id), file: 'manifest.json' });
+    expect(parseKey(scope, v1)).toEqual({ backupId: id, dir: backupPrefix(scope, id, 1), file: 'manifest.json' });
+    expect(classifyKey(scope, v1)).toMatchObject({ kind: 'backup', layout: 1 });
+    expect(classifyKey(scope, v2)).toMatchObject({ kind: 'backup', layout: 2 });
   });
 
   it('parseKey ignores keys of other databases and malformed ones', () => {
@@ -19,30 +24,41 @@ describe('object layout', () => {
     expect(databasePrefix(scope)).toBe('shop/orders/');
     expect(parseKey(scope, 'shop/orders2/x/manifest.json')).toBeNull();
     expect(parseKey(scope, 'shop/orders/loose-file')).toBeNull();
-    expect(parseKey(scope, objectKey(scope, '20261121T101500Z-3fa1', 'data.dump.zst'))).toEqual({ backupId: '20261121T101500Z-3fa1', file: 'data.dump.zst' });
+    expect(parseKey(scope, objectKey(scope, '20261121T101500Z-3fa1', 'data.dump.zst'))).toEqual({ backupId: '20261121T101500Z-3fa1', dir: 'shop/orders/backups/20261121T101500Z-3fa1/', file: 'data.dump.zst' });
   });
 
   const id = '20261121T101500Z-3fa1';
+  const v1 = `shop/orders/${id}/`;
+  const v2 = `shop/orders/backups/${id}/`;
   it.each([
     ['outside the database prefix', 'shop/orders2/x/manifest.json', { kind: 'outside' }],
     ['loose file under the prefix', 'shop/orders/README', { kind: 'foreign', nestedManifest: false }],
-    ['first segment not a backup id', 'shop/orders/x/20261121T101500Z-3fa1/manifest.json', { kind: 'foreign', nestedManifest: true }],
+    ['loose file in the kind folder', 'shop/orders/backups/README', { kind: 'foreign', nestedManifest: false }],
+    ['a kind folder this runner does not know', 'shop/orders/wal/000000010000000000000001', { kind: 'foreign', nestedManifest: false }],
+    ['first segment not a backup id', `shop/orders/x/${id}/manifest.json`, { kind: 'foreign', nestedManifest: true }],
+    ['format 2: not a backup id', `shop/orders/backups/x/${id}/manifest.json`, { kind: 'foreign', nestedManifest: true }],
     ['lower-case id', 'shop/orders/20261121t101500z-3fa1/manifest.json', { kind: 'foreign', nestedManifest: false }],
-    ['nested below a backup directory', `shop/orders/${id}/ns/name/${id}/manifest.json`, { kind: 'foreign', group: id, nestedManifest: true }],
-    ['unknown file name', `shop/orders/${id}/data.toc`, { kind: 'foreign', group: id, nestedManifest: false }],
-    ['manifest', `shop/orders/${id}/manifest.json`, { kind: 'backup', backupId: id, file: 'manifest.json' }],
-    ['data, zstd', `shop/orders/${id}/data.dump.zst`, { kind: 'backup', backupId: id, file: 'data.dump.zst' }],
-    ['data, gzip', `shop/orders/${id}/data.dump.gz`, { kind: 'backup', backupId: id, file: 'data.dump.gz' }],
-    ['data, uncompressed', `shop/orders/${id}/data.dump`, { kind: 'backup', backupId: id, file: 'data.dump' }],
+    ['nested below a backup directory', `${v1}ns/name/${id}/manifest.json`, { kind: 'foreign', group: v1, nestedManifest: true }],
+    ['format 2: nested below a backup directory', `${v2}ns/name/backups/${id}/manifest.json`, { kind: 'foreign', group: v2, nestedManifest: true }],
+    ['unknown file name', `${v1}data.toc`, { kind: 'foreign', group: v1, nestedManifest: false }],
+    ['format 2: unknown file name', `${v2}data.toc`, { kind: 'foreign', group: v2, nestedManifest: false }],
+    ['manifest', `${v1}manifest.json`, { kind: 'backup', layout: 1, backupId: id, dir: v1, file: 'manifest.json' }],
+    ['data, zstd', `${v1}data.dump.zst`, { kind: 'backup', backupId: id, file: 'data.dump.zst' }],
+    ['data, gzip', `${v1}data.dump.gz`, { kind: 'backup', backupId: id, file: 'data.dump.gz' }],
+    ['data, uncompressed', `${v1}data.dump`, { kind: 'backup', backupId: id, file: 'data.dump' }],
+    ['format 2: manifest', `${v2}manifest.json`, { kind: 'backup', layout: 2, backupId: id, dir: v2, file: 'manifest.json' }],
+    ['format 2: data, zstd, encrypted', `${v2}data.dump.zst.age`, { kind: 'backup', layout: 2, backupId: id, file: 'data.dump.zst.age' }],
   ])('classifyKey: %s', (_what, key, want) => {
     expect(classifyKey({ prefix: '', namespace: 'shop', name: 'orders' }, key)).toMatchObject(want);
   });
 
-  it('knows every data file name the engines and compression algorithms produce', () => {
+  it('knows every data file name the engines, compression algorithms and encryption schemes produce', () => {
     for (const ext of [DUMP_FORMAT.extension]) {
       for (const algorithm of ['zstd', 'gzip', 'none'] as const) {
-        const name = dataFileName(ext, planCompression({ algorithm }, true).suffix);
-        expect(KNOWN_FILES.has(name), name).toBe(true);
+        for (const enc of ['', '.age']) {
+          const name = dataFileName(ext, planCompression({ algorithm }, true).suffix, enc);
+          expect(KNOWN_FILES.has(name), name).toBe(true);
+        }
       }
     }
   });

@@ -50,7 +50,7 @@ describe('listing with the manifest cache', () => {
     expect((await listBackups(rt)).backups).toHaveLength(20);
     expect(c.gets()).toBe(20); // nothing read again
 
-    await mem.delete('default/orders/20261121T100000Z-aaaa/manifest.json');
+    await mem.delete('default/orders/backups/20261121T100000Z-aaaa/manifest.json');
     expect((await listBackups(rt)).backups).toHaveLength(19);
     expect(rt.manifestCache!.get('mem')!.size).toBe(19);
 

@@ -20,7 +20,7 @@ import { checkObject, verify } from '../../runner/ops/verify.js';
 import { renderListing, toJson } from '../../runner/render.js';
 import { storedIn } from '../../runner/report/status.js';
 import type { Location, Runtime } from '../../runner/runtime.js';
-import { manifestKey, objectKey } from '../../runner/storage/layout.js';
+import { backupPrefix, manifestKey, objectKey } from '../../runner/storage/layout.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
 import { allKeys, manifestFor, writeBackup } from '../retention-fixtures.js';
 
@@ -98,8 +98,8 @@ describe('planted manifests in the runner’s own prefix', () => {
     expect(l.backups.map((b) => b.id)).toEqual(real);
     expect(l.future.map((f) => [f.id, f.field])).toEqual([[FUTURE_ID, 'startedAt']]);
     expect(l.problems.map((p) => [p.key, p.error.code]).sort()).toEqual([
-      ['db/shop/orders/20261121T040000Z-0001/manifest.json', 'MANIFEST_MISPLACED'],
-      ['db/shop/orders/20261121T050000Z-0002/manifest.json', 'MANIFEST_MISPLACED'],
+      ['db/shop/orders/backups/20261121T040000Z-0001/manifest.json', 'MANIFEST_MISPLACED'],
+      ['db/shop/orders/backups/20261121T050000Z-0002/manifest.json', 'MANIFEST_MISPLACED'],
     ]);
   });
 
@@ -175,7 +175,7 @@ describe('format check: a stored object must be what its manifest’s format say
     await storage.put(objectKey(scope, id, name), data);
     const m = { ...manifestFor(scope, id, at(id), { [name]: data }), engine: { name: 'postgresql', serverVersion: '15', toolVersion: '15', format } };
     expect(m.objects[0]!.sha256).toBe(createHash('sha256').update(data).digest('hex'));
-    const c = await checkObject(loc, m, m.objects[0]!);
+    const c = await checkObject(loc, { dir: backupPrefix(scope, id), manifest: m }, m.objects[0]!);
     return { status: c.status, ...(c.error ? { code: c.error.code } : {}) };
   }
 

@@ -4,7 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { algorithmForSuffix, compress, decompress, hasZstd, planCompression } from '../../runner/pipeline/compression.js';
+import { compress, decompress, hasZstd, planCompression, storedAlgorithm } from '../../runner/pipeline/compression.js';
 import { DigestStream } from '../../runner/pipeline/digest.js';
 import { FanOut } from '../../runner/pipeline/fanout.js';
 
@@ -120,10 +120,11 @@ describe('compression', () => {
     expect(planCompression(cfg, zstd)).toEqual(want);
   });
 
-  it('maps object names back to algorithms', () => {
-    expect(algorithmForSuffix('data.dump.zst')).toBe('zstd');
-    expect(algorithmForSuffix('data.dump.gz')).toBe('gzip');
-    expect(algorithmForSuffix('data.dump')).toBe('none');
+  it('reads the algorithm a manifest names; one it does not know is MANIFEST_UNSUPPORTED, naming it', () => {
+    for (const a of ['zstd', 'gzip', 'none']) expect(storedAlgorithm(a, 'fs: k')).toBe(a);
+    for (const a of ['lz4', 'constructor', '__proto__', 'ZSTD']) {
+      expect(() => storedAlgorithm(a, 'fs: k')).toThrow(expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED', message: expect.stringContaining(`fs: k: compression "${a}"`) }));
+    }
   });
 
   it.each(['zstd', 'gzip', 'none'] as const)('%s round-trips', async (algorithm) => {

@@ -7,7 +7,8 @@ import { chooseBackup } from '../../runner/ops/restore.js';
 import type { Selector } from '../../runner/ops/select.js';
 
 function backup(id: string, consistentAt: string, locations = ['fs']): ListedBackup {
-  return { id, locations, manifest: { id, consistentAt } as Manifest };
+  const manifest = { id, consistentAt } as Manifest;
+  return { id, locations, manifest, copies: locations.map((location) => ({ location, dir: `shop/orders/backups/${id}/`, manifest })) };
 }
 
 const older = backup('b1', '2026-11-20T10:00:00.000Z', ['fs', 's3']);

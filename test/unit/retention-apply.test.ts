@@ -29,17 +29,19 @@ async function fiveBackups(): Promise<string[]> {
   return ids;
 }
 
-async function planFor(keepLast: number): Promise<RetentionPlan> {
-  const { candidates, problems } = await retentionCandidates(loc);
+/** The plan over what the location holds, and the directories the listing found (what removal deletes in). */
+async function planFor(keepLast: number): Promise<RetentionPlan & { dirs: Map<string, string> }> {
+  const { candidates, dirs, problems } = await retentionCandidates(loc);
   expect(problems).toEqual([]);
-  return planRetention(candidates, policy({ keepLast, minKeep: 1 }), t(22));
+  return { ...planRetention(candidates, policy({ keepLast, minKeep: 1 }), t(22)), dirs };
 }
 
 describe('applyRetention', () => {
+  let plan: Awaited<ReturnType<typeof planFor>>;
   it('deletes each backup’s manifest first, then its data, oldest backup first', async () => {
     const ids = await fiveBackups();
-    const plan = await planFor(2);
-    const result = await applyRetention(loc, plan, { dryRun: false, logger });
+    plan = await planFor(2);
+    const result = await applyRetention(loc, plan, { dryRun: false, dirs: plan.dirs, logger });
 
     expect(result.removed).toEqual([ids[2], ids[1], ids[0]]);
     expect(result.failed).toEqual([]);
@@ -56,7 +58,8 @@ describe('applyRetention', () => {
   it('a dry run deletes nothing and reports what would go', async () => {
     const ids = await fiveBackups();
     const before = await allKeys(rec.storage);
-    const result = await applyRetention(loc, await planFor(1), { dryRun: true, logger });
+    plan = await planFor(1);
+    const result = await applyRetention(loc, plan, { dryRun: true, dirs: plan.dirs, logger });
     expect(result.dryRun).toBe(true);
     expect(result.removed).toEqual([ids[3], ids[2], ids[1], ids[0]]);
     expect(result.outcomes.every((o) => o.status === 'planned')).toBe(true);
@@ -67,7 +70,8 @@ describe('applyRetention', () => {
   it('when the manifest cannot be deleted the backup stays whole and is reported failed', async () => {
     const ids = await fiveBackups();
     rec.failDelete = (key) => key === manifestKey(scope, ids[1]!);
-    const result = await applyRetention(loc, await planFor(3), { dryRun: false, logger });
+    plan = await planFor(3);
+    const result = await applyRetention(loc, plan, { dryRun: false, dirs: plan.dirs, logger });
     expect(result.failed).toEqual([ids[1]]);
     expect(result.removed).toEqual([ids[0]]);
     expect(result.outcomes[0]).toMatchObject({ id: ids[1], status: 'failed', error: { code: 'STORAGE_FAILED' } });
@@ -80,7 +84,8 @@ describe('applyRetention', () => {
     const lines: string[] = [];
     const log = createLogger({ pretty: false, level: 'info', destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
     rec.failDelete = (key) => key === objectKey(scope, ids[0]!, 'data.dump.gz');
-    const result = await applyRetention(loc, await planFor(4), { dryRun: false, logger: log });
+    plan = await planFor(4);
+    const result = await applyRetention(loc, plan, { dryRun: false, dirs: plan.dirs, logger: log });
     expect(result.outcomes).toEqual([expect.objectContaining({ id: ids[0], status: 'deleted', leftover: 1 })]);
     expect(result.failed).toEqual([]);
     expect(lines.some((l) => l.includes('orphan sweeper') && l.includes(ids[0]!))).toBe(true);
@@ -96,9 +101,9 @@ describe('applyRetention', () => {
     const ids = await fiveBackups();
     const time = t(17);
     const both: RetentionPlan = { keep: [{ id: ids[0]!, time, reasons: ['last 1/1'] }], remove: [{ id: ids[0]!, time }] };
-    await expect(applyRetention(loc, both, { dryRun: false, logger })).rejects.toMatchObject({ code: 'INTERNAL' });
+    await expect(applyRetention(loc, both, { dryRun: false, dirs: new Map(), logger })).rejects.toMatchObject({ code: 'INTERNAL' });
     for (const id of ['', '..', 'a/b']) {
-      await expect(applyRetention(loc, { keep: [], remove: [{ id, time }] }, { dryRun: false, logger })).rejects.toMatchObject({ code: 'INTERNAL' });
+      await expect(applyRetention(loc, { keep: [], remove: [{ id, time }] }, { dryRun: false, dirs: new Map([[id, `${id}/`]]), logger })).rejects.toMatchObject({ code: 'INTERNAL' });
     }
     expect(rec.deletes()).toEqual([]);
   });
@@ -107,7 +112,8 @@ describe('applyRetention', () => {
     await fiveBackups();
     const ac = new AbortController();
     ac.abort();
-    await expect(applyRetention(loc, await planFor(1), { dryRun: false, logger, signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    plan = await planFor(1);
+    await expect(applyRetention(loc, plan, { dryRun: false, dirs: plan.dirs, logger, signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
     expect(rec.deletes()).toEqual([]);
   });
 });
@@ -146,15 +152,15 @@ describe('sweepOrphans', () => {
     await rec.storage.put('backups/prod/other/20261101T000000Z-dddd/data.dump.zst', Buffer.from('another database'));
     rec.modifiedAt.set('backups/prod/other/20261101T000000Z-dddd/data.dump.zst', hoursAgo(1000));
     const result = await sweepOrphans(loc, { gracePeriodMs: DAY, now, dryRun: false, logger });
-    expect(result.removed).toEqual([{ id: ids.old, objects: 2, bytes: expect.any(Number), newest: hoursAgo(30) }]);
+    expect(result.removed).toEqual([{ id: ids.old, dir: backupPrefix(scope, ids.old), objects: 2, bytes: expect.any(Number), newest: hoursAgo(30) }]);
     expect(result.young.map((o) => o.id)).toEqual([ids.young]);
     expect(result.failed).toEqual([]);
     expect(rec.deletes().every((k) => k.startsWith(backupPrefix(scope, ids.old)))).toBe(true);
     expect(await allKeys(rec.storage)).toEqual([
-      'backups/prod/orders/20261101T030000Z-aaaa/data.dump.zst',
-      'backups/prod/orders/20261101T030000Z-aaaa/manifest.json',
-      'backups/prod/orders/20261121T110000Z-cccc/data.dump.zst',
       'backups/prod/orders/README',
+      'backups/prod/orders/backups/20261101T030000Z-aaaa/data.dump.zst',
+      'backups/prod/orders/backups/20261101T030000Z-aaaa/manifest.json',
+      'backups/prod/orders/backups/20261121T110000Z-cccc/data.dump.zst',
       'backups/prod/other/20261101T000000Z-dddd/data.dump.zst',
     ]);
   });
@@ -175,7 +181,7 @@ describe('sweepOrphans', () => {
     rec.modifiedAt.set(objectKey(scope, ids.old, 'data.dump.gz'), null);
     const r = await sweepOrphans(loc, { gracePeriodMs: DAY, now, dryRun: false, logger });
     expect(r.removed).toEqual([]);
-    expect(r.young).toEqual([{ id: ids.old, objects: 2, bytes: expect.any(Number) }, expect.objectContaining({ id: ids.young })]);
+    expect(r.young).toEqual([{ id: ids.old, dir: backupPrefix(scope, ids.old), objects: 2, bytes: expect.any(Number) }, expect.objectContaining({ id: ids.young })]);
   });
 
   it('leaves an orphan alone when its manifest appears before the deletion', async () => {

@@ -4,7 +4,8 @@ import { selectBackup } from '../../runner/ops/select.js';
 import type { Manifest } from '../../runner/manifest.js';
 
 function backup(id: string, consistentAt: string): ListedBackup {
-  return { id, locations: ['a'], manifest: { id, consistentAt } as Manifest };
+  const manifest = { id, consistentAt } as Manifest;
+  return { id, locations: ['a'], manifest, copies: [{ location: 'a', dir: `shop/orders/backups/${id}/`, manifest }] };
 }
 
 const backups = [backup('b1', '2026-11-20T10:00:00.000Z'), backup('b2', '2026-11-21T10:00:00.000Z'), backup('b3', '2026-11-22T10:00:00.000Z')];

@@ -62,16 +62,16 @@ describe('two runners on one bucket with nesting prefixes', () => {
     expect(bKeys).toHaveLength(3 * 2 + 1);
     for (const k of bKeys) expect(after[k], k).toBe(before[k]);
     expect(result.removed.map((o) => o.id)).toEqual([orphanA]);
-    expect(Object.keys(after).sort()).toEqual(Object.keys(before).filter((k) => !k.startsWith(`shop/orders/${orphanA}/`)).sort());
+    expect(Object.keys(after).sort()).toEqual(Object.keys(before).filter((k) => !k.startsWith(`shop/orders/backups/${orphanA}/`)).sort());
   });
 
   it("runner A's retention plans over A's backups only and deletes nothing of B's", async () => {
     const { storage, a } = await bucket();
     const before = await checksums(storage);
-    const { candidates } = await retentionCandidates(a);
+    const { candidates, dirs } = await retentionCandidates(a);
     expect(candidates.map((c) => c.id)).toEqual(idsA);
     const plan = planRetention(candidates, policy({ keepLast: 1, minKeep: 1 }), new Date('2026-11-22T00:00:00Z'));
-    await applyRetention(a, plan, { dryRun: false, logger: capture().logger });
+    await applyRetention(a, plan, { dryRun: false, dirs, logger: capture().logger });
     const after = await checksums(storage);
     for (const k of Object.keys(before).filter((x) => x.startsWith('shop/orders/x/'))) expect(after[k], k).toBe(before[k]);
   });
@@ -136,7 +136,7 @@ describe('two runners on one bucket with nesting prefixes', () => {
     await storage.put('shop/orders/20261116T000000Z-d000/data.dump.zst', Buffer.from('orphan-looking data'));
     await storage.put('shop/orders/20261116T000000Z-d000/notes.txt', Buffer.from('not ours'));
     const result = await sweepOrphans(a, { gracePeriodMs: 0, now: new Date(Date.now() + 60_000), dryRun: false, logger: capture().logger, foreign: new ForeignObjects() });
-    expect(result.shielded).toEqual(['20261116T000000Z-d000']);
+    expect(result.shielded).toEqual(['shop/orders/20261116T000000Z-d000/']);
     expect(await storage.stat('shop/orders/20261116T000000Z-d000/data.dump.zst')).toBeTruthy();
     expect(await storage.stat('shop/orders/20261116T000000Z-d000/notes.txt')).toBeTruthy();
   });
