@@ -362,7 +362,7 @@ async function idsInS3(): Promise<string[]> {
   const keys: string[] = [];
   for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${NAME}/`)) keys.push(o.key);
   for (const k of keys) {
-    const m = new RegExp(`^${S3_PREFIX}/${NS}/${NAME}/([^/]+)/manifest\\.json$`).exec(k);
+    const m = new RegExp(`^${S3_PREFIX}/${NS}/${NAME}/backups/([^/]+)/manifest\\.json$`).exec(k);
     if (m) ids.add(m[1]!);
   }
   return [...ids].sort();
@@ -370,13 +370,13 @@ async function idsInS3(): Promise<string[]> {
 
 async function s3Keys(id: string): Promise<string[]> {
   const keys: string[] = [];
-  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${NAME}/${id}/`)) keys.push(o.key.slice(`${S3_PREFIX}/${NS}/${NAME}/${id}/`.length));
+  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${NAME}/backups/${id}/`)) keys.push(o.key.slice(`${S3_PREFIX}/${NS}/${NAME}/backups/${id}/`.length));
   return keys.sort();
 }
 
 /** Backups on the PVC (the filesystem location has no prefix). */
 async function idsOnClaim(): Promise<string[]> {
-  const root = join(claimDir(CLAIM), NS, NAME);
+  const root = join(claimDir(CLAIM), NS, NAME, 'backups');
   const entries = await readdir(root).catch(() => [] as string[]);
   const ids: string[] = [];
   for (const e of entries) if (await stat(join(root, e, 'manifest.json')).catch(() => undefined)) ids.push(e);
@@ -515,7 +515,7 @@ describe('controller -> runner contract', () => {
     expect(await idsInS3()).toEqual([first]);
     expect(await s3Keys(first)).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
     expect(await idsOnClaim()).toEqual([first]);
-    expect((await readdir(join(claimDir(CLAIM), NS, NAME, first))).sort()).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
+    expect((await readdir(join(claimDir(CLAIM), NS, NAME, 'backups', first))).sort()).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
 
     const o = await waitForStatus('the finished backup and its counts', (st) => st.lastBackup?.id === first && st.lastBackup.status === 'Succeeded' && st.locations?.every((l) => l.backupsStored === 1) === true);
     const st = o.status!;
@@ -639,7 +639,7 @@ describe('controller -> runner contract', () => {
       if (o.key.endsWith('/manifest.json')) outputs.push({ source: `manifest s3 ${o.key}`, text: await (await s3!.storage(BUCKET).get(o.key)).toArray().then((c) => Buffer.concat(c as Buffer[]).toString()) });
     }
     for (const id of await idsOnClaim()) {
-      outputs.push({ source: `manifest pvc ${id}`, text: await readFile(join(claimDir(CLAIM), NS, NAME, id, 'manifest.json'), 'utf8') });
+      outputs.push({ source: `manifest pvc ${id}`, text: await readFile(join(claimDir(CLAIM), NS, NAME, 'backups', id, 'manifest.json'), 'utf8') });
     }
     // What the API server holds: status (the controller's and the runner's patches), Events, every runner object but the Secret that carries the keys by design.
     for (const [what, args] of [

@@ -228,7 +228,7 @@ describe('backup-runner serve', () => {
       // Only the complete backup remains: orphaned data and temp files of the killed one are gone.
       const left = await readdir(fsDir, { recursive: true });
       expect(left.filter((f) => f.includes('.tmp-'))).toEqual([]);
-      expect(new Set((await s3Keys('shop/crash/')).map((k) => k.split('/')[2]))).toEqual(new Set([r.json.id]));
+      expect(new Set((await s3Keys('shop/crash/')).map((k) => k.split('/').slice(2, 4).join('/')))).toEqual(new Set([`backups/${r.json.id as string}`]));
     } finally {
       await d.stop();
     }
