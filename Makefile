@@ -8,7 +8,7 @@ NPM ?= npm
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## install system packages the tests and demo need (PostgreSQL, zstd) when missing
+deps: ## install system packages the tests and demo need (PostgreSQL, zstd, age) when missing
 	@bash testenv/install-deps.sh
 
 node_modules/.package-lock.json: package.json package-lock.json

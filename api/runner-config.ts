@@ -8,6 +8,7 @@ import { Value } from '@sinclair/typebox/value';
 import { IANAZone } from 'luxon';
 import cron from 'node-cron';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { recipientErrors } from './age.js';
 import { prefixErrors } from './prefix.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
@@ -107,6 +108,25 @@ export const FilesystemLocation = Type.Object(
 );
 export type FilesystemLocation = Static<typeof FilesystemLocation>;
 
+export const AgeEncryption = Type.Object(
+  {
+    recipients: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'X25519 public keys (age1...) the data is encrypted for: whoever holds one of their identities can read it; the runner needs none' }),
+    ),
+    passphrase: Type.Optional(Type.Object(SecretSource.properties, { additionalProperties: false, description: 'encrypt with a passphrase instead (scrypt; age allows it only alone): the runner can then read its backups' })),
+    identities: Type.Optional(
+      Type.Array(Type.Object({ file: Type.String({ minLength: 1 }) }, { additionalProperties: false }), {
+        description: 'files of age identities (AGE-SECRET-KEY-1..., one per line, # comments) that restore and verify use to read this location; also given with --identity',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type AgeEncryption = Static<typeof AgeEncryption>;
+
+export const LocationEncryption = Type.Object({ age: AgeEncryption }, { additionalProperties: false, description: 'encrypt what this location stores, in the age format' });
+export type LocationEncryption = Static<typeof LocationEncryption>;
+
 export const LOCATION_TYPES = ['s3', 'gcs', 'filesystem'] as const;
 export type LocationType = (typeof LOCATION_TYPES)[number];
 
@@ -118,6 +138,7 @@ export const LocationConfig = Type.Object(
     s3: Type.Optional(S3Location),
     gcs: Type.Optional(GcsLocation),
     filesystem: Type.Optional(FilesystemLocation),
+    encryption: Type.Optional(LocationEncryption),
   },
   { additionalProperties: false },
 );
@@ -321,6 +342,16 @@ export function scheduleErrors(s: Schedule | undefined, at = 'schedule'): FieldE
   return errors;
 }
 
+/** A location's age encryption: recipients or a passphrase (exactly one), each recipient an X25519 public key. */
+export function encryptionErrors(at: string, age: AgeEncryption | undefined): FieldError[] {
+  if (!age) return [];
+  const errors: FieldError[] = [];
+  if ((age.recipients === undefined) === (age.passphrase === undefined)) errors.push({ path: at, message: 'set exactly one of recipients, passphrase (age allows a passphrase only as the one recipient)' });
+  errors.push(...recipientErrors(`${at}.recipients`, age.recipients));
+  errors.push(...secretErrors(`${at}.passphrase`, age.passphrase));
+  return errors;
+}
+
 function semanticErrors(cfg: RunnerConfig): FieldError[] {
   const errors: FieldError[] = [];
   errors.push(...scheduleErrors(cfg.schedule));
@@ -334,6 +365,7 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
     seen.add(loc.name);
     errors.push(...blockErrors(at, loc.type, LOCATION_TYPES, loc));
     errors.push(...prefixErrors(`${at}.prefix`, loc.prefix));
+    errors.push(...encryptionErrors(`${at}.encryption.age`, loc.encryption?.age));
     if (loc.s3) {
       for (const k of ['accessKeyId', 'secretAccessKey', 'sessionToken'] as const) {
         errors.push(...secretErrors(`${at}.s3.${k}`, loc.s3[k]));

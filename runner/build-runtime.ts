@@ -1,4 +1,5 @@
 import type { RunnerConfig } from '../api/index.js';
+import { locationCrypto } from './crypto/location.js';
 import { createEngine } from './engines/registry.js';
 import type { Logger } from './logger.js';
 import { type Runtime, closeRuntime } from './runtime.js';
@@ -10,9 +11,10 @@ export async function createRuntime(config: Readonly<RunnerConfig>, logger: Logg
   const engine = await createEngine(config.engine, { logger: logger.child({ engine: config.engine.type }), env });
   const rt: Runtime = { config, engine, locations: [], logger, clock: () => new Date(), runnerVersion: runnerVersion() };
   try {
-    for (const loc of config.locations) {
+    for (const [i, loc] of config.locations.entries()) {
+      const crypto = await locationCrypto(loc.encryption, `locations[${i}].encryption`, env);
       const storage = await createStorage(loc, { logger: logger.child({ location: loc.name }), env });
-      rt.locations.push({ name: loc.name, storage, scope: { prefix: loc.prefix, namespace: config.namespace, name: config.name } });
+      rt.locations.push({ name: loc.name, storage, scope: { prefix: loc.prefix, namespace: config.namespace, name: config.name }, ...(crypto ? { crypto } : {}) });
     }
   } catch (err) {
     await closeRuntime(rt);

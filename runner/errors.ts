@@ -45,6 +45,8 @@ const table = {
   // A location could not be listed or a manifest read: the backup asked for may be there (restore refuses to guess).
   LISTING_INCOMPLETE: { exit: EXIT.PARTIAL, retryable: true },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },
+  /** An encrypted object none of the given identities (or passphrases) can decrypt, or no identity given. */
+  NO_MATCHING_IDENTITY: { exit: EXIT.FAILED, retryable: false },
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose id, namespace or name differs from the key it lies under. */
   MANIFEST_MISPLACED: { exit: EXIT.INTEGRITY, retryable: false },

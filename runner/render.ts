@@ -42,7 +42,9 @@ export function renderListing(l: Listing): string {
     const rows = [['ID', 'CONSISTENT AT', 'SIZE', 'ENGINE', 'TRIGGER', 'LOCATIONS']];
     for (const b of l.backups) {
       const m = b.manifest;
-      rows.push([b.id, m.consistentAt, humanBytes(storedBytes(m)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, b.locations.join(',')]);
+      // An encrypted copy is marked: `s3(age)`.
+      const where = b.copies.map((c) => (c.manifest.objects.some((o) => o.encryption.scheme !== 'none') ? `${c.location}(age)` : c.location));
+      rows.push([b.id, m.consistentAt, humanBytes(storedBytes(m)), `${m.engine.name} ${m.engine.serverVersion}`, m.trigger, where.join(',')]);
     }
     out.push(table(rows));
   }
@@ -66,7 +68,7 @@ export function renderRestore(r: RestoreResult): string {
 export function renderVerify(v: VerifyResult): string {
   if (v.checks.length === 0) return 'no backups to verify';
   const rows = [['BACKUP', 'LOCATION', 'OBJECT', 'STATUS', 'DETAIL']];
-  for (const c of v.checks) rows.push([c.backupId, c.location, c.object, c.status.toUpperCase(), errorText(c.error)]);
+  for (const c of v.checks) rows.push([c.backupId, c.location, c.object, c.status.toUpperCase(), c.error ? errorText(c.error) : (c.contents ?? '')]);
   return `${table(rows)}\n${v.ok ? 'all objects intact' : 'verification FAILED'}`;
 }
 

@@ -1,4 +1,5 @@
 import type { RunnerConfig } from '../api/index.js';
+import type { LocationCrypto } from './crypto/location.js';
 import type { Engine } from './engines/types.js';
 import type { Logger } from './logger.js';
 import type { Manifest } from './manifest.js';
@@ -11,6 +12,8 @@ export interface Location {
   name: string;
   storage: Storage;
   scope: Scope;
+  /** Encryption of what this location stores (age); absent: stored as it is. */
+  crypto?: LocationCrypto;
 }
 
 export interface ProgressEvent {

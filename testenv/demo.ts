@@ -1,13 +1,15 @@
 /**
  * The demo: a throwaway PostgreSQL with sample data is backed up by the real
- * `backup-runner` CLI to a local folder and a local S3 server at once, listed,
- * dropped, restored and compared. Everything runs on loopback and is removed
- * at the end.
+ * `backup-runner` CLI to a local S3 server (encrypted with age: the runner
+ * holds only the public key) and a local folder at once, listed, dropped,
+ * restored from the encrypted copy with the private key and compared.
+ * Everything runs on loopback and is removed at the end.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { stringify } from 'yaml';
 import { startPostgres, type PgInstance } from './postgres.js';
 import { startS3, type S3Server } from './s3.js';
@@ -52,22 +54,26 @@ try {
   console.log(await pg.psql("SELECT format('%s tables in %s schemas, %s large objects', (SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema')), (SELECT count(DISTINCT schemaname) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema')), (SELECT count(*) FROM pg_largeobject_metadata))", 'shop'));
   const before = await tableChecksums(pg, 'shop');
 
-  step(3, 'Writing the runner config: one database, two locations');
+  step(3, 'Writing the runner config: one database, two locations, the S3 one encrypted');
+  // An age key pair: the runner gets the public key (the recipient); the private key (the identity) stays here.
+  const identity = await generateX25519Identity();
+  const keyFile = join(work, 'age-key.txt');
+  await writeFile(keyFile, `# the private key: keep it away from the bucket\n${identity}\n`, { mode: 0o600 });
   const cfg = join(work, 'runner.yaml');
   const config = {
     namespace: 'demo',
     name: 'shop',
     engine: { type: 'postgresql', postgresql: { ...pg.connection('shop'), password: { env: 'DEMO_PGPASSWORD' } } },
     locations: [
+      { name: 's3', type: 's3', prefix: 'db', s3: s3.location('backups'), encryption: { age: { recipients: [await identityToRecipient(identity)] } } },
       { name: 'local', type: 'filesystem', filesystem: { path: join(work, 'backups') } },
-      { name: 's3', type: 's3', prefix: 'db', s3: s3.location('backups') },
     ],
   };
   process.env.DEMO_PGPASSWORD = pg.password;
   await writeFile(cfg, stringify(config));
   console.log(stringify(config).trimEnd());
 
-  step(4, 'Backing up: one dump, streamed to both locations at once');
+  step(4, 'Backing up: one dump, streamed to both locations at once (S3 gets it encrypted)');
   await expectCode(runner(['backup'], cfg), 0);
 
   step(5, 'Listing backups (read from each location\'s manifest)');
@@ -77,8 +83,8 @@ try {
   await pg.psql('DROP DATABASE shop');
   console.log(await pg.psql("SELECT CASE WHEN count(*) = 0 THEN 'database shop is gone' ELSE 'still there?' END FROM pg_database WHERE datname = 'shop'"));
 
-  step(7, 'Restoring the latest backup (verified by sha256 before anything is written)');
-  await expectCode(runner(['restore', '--latest'], cfg), 0);
+  step(7, 'Restoring the latest backup from the encrypted copy, with the private key (decrypted and verified by sha256 before anything is written)');
+  await expectCode(runner(['restore', '--latest', '--identity', keyFile], cfg), 0);
 
   step(8, 'Comparing every table, sequence and large object with the original');
   const after = await tableChecksums(pg, 'shop');
@@ -88,8 +94,8 @@ try {
   }
   console.log(`all ${same} checksums match: the data is back`);
 
-  step(9, 'Verifying every stored object against its manifest');
-  await expectCode(runner(['verify'], cfg), 0);
+  step(9, 'Verifying every stored object against its manifest (the encrypted one decrypted too)');
+  await expectCode(runner(['verify', '--identity', keyFile], cfg), 0);
   console.log(`\n${bold('Demo complete.')} Try it on your own database: see README.md.`);
 } finally {
   await s3?.stop();

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the PostgreSQL engine, its tests and the
 # benchmarks need: the PostgreSQL server (initdb, pg_ctl, postgres; used by
-# testenv/postgres.ts), its client tools (psql, pg_dump, pg_restore) and zstd.
+# testenv/postgres.ts), its client tools (psql, pg_dump, pg_restore), zstd,
+# and age (the age command and age-keygen: the emergency decryption procedure
+# of docs/encryption.md, tested as written).
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
 # runs once, only when something is missing. Non-interactive; run as root
 # (Debian/Ubuntu):   bash testenv/install-deps.sh
 set -euo pipefail
 
-packages=(postgresql postgresql-client zstd)
+packages=(postgresql postgresql-client zstd age)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,7 @@
  * condition and an Event.
  */
 import { Value } from '@sinclair/typebox/value';
+import { recipientErrors } from '../age.js';
 import { postgresqlArgErrors } from '../postgresql-args.js';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
@@ -52,6 +53,39 @@ function credentialsErrors(spec: DatabaseBackupSpec): FieldError[] {
   return errors;
 }
 
+/** spec.encryption on its own: one entry per location, valid recipients. */
+function encryptionErrors(spec: DatabaseBackupSpec): FieldError[] {
+  const entries = spec.encryption ?? [];
+  const errors = duplicateErrors('spec.encryption', entries.map((e) => e.location), 'location').map((e) => ({ ...e, path: `${e.path}.location` }));
+  entries.forEach((e, i) => {
+    errors.push(...recipientErrors(`spec.encryption[${i}].age.recipients`, e.age.recipients));
+    if (!e.age.recipients && !e.age.identitySecretRef) errors.push({ path: `spec.encryption[${i}].age`, message: 'set recipients, identitySecretRef or both' });
+  });
+  return errors;
+}
+
+/** spec.encryption against the class: a location this DatabaseBackup uses, encrypted by the class or here, never added to a passphrase. */
+function classEncryptionErrors(spec: DatabaseBackupSpec, sc: DatabaseBackupStorageClass): FieldError[] {
+  const errors: FieldError[] = [];
+  const used = spec.locations ?? sc.spec.locations.map((l) => l.name);
+  (spec.encryption ?? []).forEach((e, i) => {
+    const at = `spec.encryption[${i}]`;
+    const loc = sc.spec.locations.find((l) => l.name === e.location);
+    if (!loc || !used.includes(e.location)) {
+      errors.push({ path: `${at}.location`, message: `"${e.location}" is not a location this DatabaseBackup uses (storage class "${spec.storageClassName}")` });
+      return;
+    }
+    const cls = loc.encryption?.age;
+    if (cls?.passphraseSecretRef && e.age.recipients) {
+      errors.push({ path: `${at}.age.recipients`, message: `location "${e.location}" of storage class "${spec.storageClassName}" is encrypted with a passphrase, which age allows only alone` });
+    }
+    if (!cls && !e.age.recipients) {
+      errors.push({ path: `${at}.age`, message: `location "${e.location}" is not encrypted by storage class "${spec.storageClassName}": add recipients to encrypt it, or remove the entry` });
+    }
+  });
+  return errors;
+}
+
 function classErrors(obj: DatabaseBackup, spec: DatabaseBackupSpec, sc: DatabaseBackupStorageClass | undefined): FieldError[] {
   if (!sc) return [];
   const errors: FieldError[] = [];
@@ -64,6 +98,7 @@ function classErrors(obj: DatabaseBackup, spec: DatabaseBackupSpec, sc: Database
   if (allowed.length > 0 && (ns === undefined || !allowed.includes(ns))) {
     errors.push({ path: 'spec.storageClassName', message: `storage class "${spec.storageClassName}" does not allow namespace "${ns ?? ''}" (allowed: ${allowed.join(', ')})` });
   }
+  errors.push(...classEncryptionErrors(spec, sc));
   return errors;
 }
 
@@ -76,6 +111,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...runnerErrors(spec.runner));
   if (spec.engine.postgresql) errors.push(...postgresqlArgErrors('spec.engine.postgresql', spec.engine.postgresql));
   errors.push(...credentialsErrors(spec));
+  errors.push(...encryptionErrors(spec));
   errors.push(...classErrors(obj, spec, ctx.storageClass));
   return errors;
 }

@@ -128,6 +128,29 @@ export const LocationCredentials = Type.Object(
 );
 export type LocationCredentials = Static<typeof LocationCredentials>;
 
+export const LocationEncryption = Type.Object(
+  {
+    location: DnsLabel('a location this DatabaseBackup uses'),
+    age: Type.Object(
+      {
+        recipients: Type.Optional(
+          Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+            minItems: 1,
+            maxItems: 32,
+            description: 'this team\'s X25519 public keys (age1...), added to the storage class\'s: the location is encrypted for all of them',
+          }),
+        ),
+        identitySecretRef: ref(
+          'age identities (AGE-SECRET-KEY-1..., one per line) in a Secret of this namespace, mounted into the runner: verify then checks contents and restore needs no --identity, and the runner can read these backups',
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type LocationEncryption = Static<typeof LocationEncryption>;
+
 export const DatabaseBackupSpec = Type.Object(
   {
     engine: Engine,
@@ -144,6 +167,12 @@ export const DatabaseBackupSpec = Type.Object(
         description:
           'storage keys from Secrets in this namespace, for the locations whose storage class says credentials.source: DatabaseBackup; ' +
           'mounted into the runner pod, never read or copied by the controller',
+      }),
+    ),
+    encryption: Type.Optional(
+      Type.Array(LocationEncryption, {
+        maxItems: 16,
+        description: 'per location: this team\'s own age recipients (added to the storage class\'s) and, optionally, an identity for the runner (docs/encryption.md)',
       }),
     ),
   },

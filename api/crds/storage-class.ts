@@ -12,6 +12,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { recipientErrors } from '../age.js';
 import { prefixErrors } from '../prefix.js';
 import { FilesystemLocation, GcsLocation, S3Location, structuralErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { ControllerSecretKeyRef, ControllerStatusFields, DnsLabel, ObjectName, Resource } from './common.js';
@@ -73,6 +74,23 @@ export const Credentials = Type.Object(
 );
 export type Credentials = Static<typeof Credentials>;
 
+const Recipients = (description: string) =>
+  Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 32, description }));
+
+export const ClassEncryption = Type.Object(
+  {
+    age: Type.Object(
+      {
+        recipients: Recipients('X25519 public keys (age1...): whoever holds one of their identities can read what this location stores; runners get no private key'),
+        passphraseSecretRef: ref('a passphrase instead of recipients (scrypt; age allows it only alone): copied to each runner, which can then read its backups too'),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false, description: 'encrypt what this location stores, in the age format (docs/encryption.md); a DatabaseBackup may add recipients of its own' },
+);
+export type ClassEncryption = Static<typeof ClassEncryption>;
+
 export const StorageLocation = Type.Object(
   {
     name: DnsLabel('location name, unique in the class; DatabaseBackups pick locations by it'),
@@ -81,24 +99,15 @@ export const StorageLocation = Type.Object(
     gcs: Type.Optional(StorageGcs),
     filesystem: Type.Optional(StorageFilesystem),
     credentials: Type.Optional(Credentials),
+    encryption: Type.Optional(ClassEncryption),
   },
   { additionalProperties: false },
 );
 export type StorageLocation = Static<typeof StorageLocation>;
 
-export const Encryption = Type.Object(
-  {
-    enabled: Type.Boolean({ default: false }),
-    secretRef: ref('encryption key'),
-  },
-  { additionalProperties: false, description: 'client-side encryption. Reserved: the runner does not encrypt yet, and the controller refuses enabled: true' },
-);
-export type Encryption = Static<typeof Encryption>;
-
 export const StorageClassSpec = Type.Object(
   {
     locations: Type.Array(StorageLocation, { minItems: 1, maxItems: 16, description: 'every backup goes to all of these (or to the subset a DatabaseBackup picks)' }),
-    encryption: Type.Optional(Encryption),
     credentials: Type.Optional(Type.Object(Credentials.properties, { additionalProperties: false, description: 'the default of every S3 and GCS location\'s credentials.source' })),
     allowedNamespaces: Type.Optional(
       Type.Array(DnsLabel('a namespace name'), { maxItems: 256, description: 'namespaces whose DatabaseBackups may use this class; empty or unset: all' }),
@@ -192,10 +201,15 @@ function storageClassRules(spec: StorageClassSpec): FieldError[] {
   const errors: FieldError[] = [];
   spec.locations.forEach((loc, i) => errors.push(...locationErrors(loc, `spec.locations[${i}]`), ...credentialErrors(loc, `spec.locations[${i}]`, spec)));
   errors.push(...duplicateErrors('spec.locations', spec.locations.map((l) => l.name), 'location name').map((e) => ({ ...e, path: `${e.path}.name` })));
-  if (spec.encryption?.enabled) {
-    if (!spec.encryption.secretRef) errors.push({ path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' });
-    errors.push({ path: 'spec.encryption.enabled', message: 'encryption is not supported yet: the runner stores backups unencrypted; set enabled: false' });
-  }
+  spec.locations.forEach((loc, i) => {
+    const age = loc.encryption?.age;
+    if (!age) return;
+    const at = `spec.locations[${i}].encryption.age`;
+    if ((age.recipients === undefined) === (age.passphraseSecretRef === undefined)) {
+      errors.push({ path: at, message: 'set exactly one of recipients, passphraseSecretRef (age allows a passphrase only as the one recipient)' });
+    }
+    errors.push(...recipientErrors(`${at}.recipients`, age.recipients));
+  });
   errors.push(...duplicateErrors('spec.allowedNamespaces', spec.allowedNamespaces ?? [], 'namespace'));
   return errors;
 }

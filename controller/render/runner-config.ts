@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
-import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass, type LocationCredentials, type StorageLocation } from '../../api/crds/index.js';
+import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass, type LocationCredentials, type LocationEncryption, type StorageLocation } from '../../api/crds/index.js';
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
 import type { LocationConfig, RunnerConfig } from '../../api/runner-config.js';
 import { runnerName } from '../names.js';
@@ -155,6 +155,23 @@ function locationConfig(loc: StorageLocation, at: string, files: Files, claims: 
   return { ...base, type: 'filesystem', filesystem: { path: fs.path } };
 }
 
+/**
+ * A location's encryption for the runner: the class's recipients and the DatabaseBackup's own (the
+ * location is encrypted for all of them), or the class's passphrase (copied into the runner's Secret);
+ * the DatabaseBackup's identity Secret mounted from its namespace. Undefined when neither encrypts.
+ */
+function encryptionConfig(loc: StorageLocation, at: string, files: Files, own: LocationEncryption | undefined, dbFiles: DbSecretFile[]): LocationConfig['encryption'] {
+  const cls = loc.encryption?.age;
+  const recipients = [...(cls?.recipients ?? []), ...(own?.age.recipients ?? [])];
+  const identity = dbFile(own?.age.identitySecretRef, dbFiles);
+  const identities = identity ? { identities: [{ file: identity }] } : {};
+  if (cls?.passphraseSecretRef) {
+    return { age: { passphrase: { file: files.copy(cls.passphraseSecretRef, `${loc.name}.age-passphrase`, `${at}.encryption.age.passphraseSecretRef`) }, ...identities } };
+  }
+  if (recipients.length === 0) return undefined;
+  return { age: { recipients: [...new Set(recipients)], ...identities } };
+}
+
 const secretNames = (names: (string | undefined)[], ns?: string) =>
   [...new Set(names.filter((n): n is string => n !== undefined))].map((n) => (ns ? `${ns}/${n}` : n)).join(', ');
 
@@ -271,7 +288,11 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     const creds = credentialSource(loc, sc.spec) === 'DatabaseBackup' ? backup.spec.credentials?.find((c) => c.location === loc.name) : undefined;
     return creds ? { creds, files: dbSecretFiles } : undefined;
   };
-  const locations = chosen.map((loc) => locationConfig(loc, `spec.locations[${sc.spec.locations.indexOf(loc)}]`, files, claims, tenantKeys(loc)));
+  const locations = chosen.map((loc) => {
+    const at = `spec.locations[${sc.spec.locations.indexOf(loc)}]`;
+    const encryption = encryptionConfig(loc, at, files, backup.spec.encryption?.find((e) => e.location === loc.name), dbSecretFiles);
+    return { ...locationConfig(loc, at, files, claims, tenantKeys(loc)), ...(encryption ? { encryption } : {}) };
+  });
   problems.push(...files.problems, ...tenantKeyProblems(backup, sc, chosen));
   if (problems.length > 0) return { ok: false, problems };
   const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));

@@ -15,8 +15,8 @@ interface Common {
 export type Command =
   | ({ name: 'backup' } & Common)
   | ({ name: 'list' } & Common)
-  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing: boolean } & Common)
-  | ({ name: 'verify'; id?: string } & Common)
+  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing: boolean; identityFiles: string[] } & Common)
+  | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
   | ({ name: 'status' } & Common)
   | ({ name: 'serve' } & Common)
@@ -29,11 +29,13 @@ Commands:
   backup                      dump the database once and store it in every location
   list                        list backups in every location
   restore --latest | --backup ID | --to-time RFC3339
-          [--target-database NAME] [--force] [--allow-incomplete-listing]
+          [--target-database NAME] [--force] [--allow-incomplete-listing] [--identity FILE]...
                               restore a backup (refuses a database holding data without --force;
                               refuses, exit 3, when a location could not be read, unless
                               --allow-incomplete-listing: then the newest readable backup)
-  verify [ID]                 check size and sha256 of every stored object against its manifest
+  verify [ID] [--identity FILE]...
+                              check size and sha256 of every stored object against its manifest;
+                              with an identity, the contents of encrypted objects too
   retention [--dry-run]       apply the retention policy to every location (--dry-run: show keep/remove with reasons)
   status                      what the daemon is doing, its schedule and the last backup
   serve                       run the daemon: schedule, retention, metrics, control socket
@@ -46,6 +48,8 @@ Options:
   -c, --config PATH           config file (default: $BACKUP_RUNNER_CONFIG or /etc/backup-runner/config.yaml)
   -o, --output text|json      output format (default: text)
       --local                 run here even when a daemon is serving
+      --identity FILE         age identities (AGE-SECRET-KEY-1..., one per line) that decrypt encrypted
+                              locations, for restore and verify; - reads standard input; repeatable
       --log-level LEVEL       trace, debug, info, warn, error (default: info, or $LOG_LEVEL)
   -h, --help                  show this help
 
@@ -86,12 +90,13 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
 
 const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force', 'allow-incomplete-listing'] as const;
 
-function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run', unknown>>): void {
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity', unknown>>): void {
   if (name !== 'restore') {
     const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
     if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
   }
   if (name !== 'retention' && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention, not of ${name}`);
+  if (name !== 'restore' && name !== 'verify' && v.identity !== undefined) throw usage(`--identity is an option of restore and verify, not of ${name}`);
 }
 
 /** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
@@ -115,6 +120,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         'allow-incomplete-listing': { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         local: { type: 'boolean' },
+        identity: { type: 'string', multiple: true },
       },
     });
   } catch (err) {
@@ -130,10 +136,18 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   return buildCommand(name, rest, v, commonOptions(v, env));
 }
 
+/** --identity values: files, `-` (standard input) at most once. */
+function identityFiles(values: string[] | undefined): string[] {
+  const files = values ?? [];
+  if (files.filter((f) => f === '-').length > 1) throw usage('--identity - (standard input) may be given once');
+  if (files.some((f) => f === '')) throw usage('--identity needs a file, or - for standard input');
+  return files;
+}
+
 function buildCommand(
   name: string,
   rest: string[],
-  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean },
+  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[] },
   common: Common,
 ): Command {
   switch (name) {
@@ -145,7 +159,7 @@ function buildCommand(
     case 'retention':
       return { name, ...common, dryRun: v['dry-run'] ?? false };
     case 'verify':
-      return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}) };
+      return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}), identityFiles: identityFiles(v.identity) };
     case 'restore':
       return {
         name,
@@ -154,6 +168,7 @@ function buildCommand(
         force: v.force ?? false,
         allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
         ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
+        identityFiles: identityFiles(v.identity),
       };
     default:
       throw usage(`unknown command "${name}"`);

@@ -1,4 +1,6 @@
+import { text } from 'node:stream/consumers';
 import { createRuntime } from '../build-runtime.js';
+import { parseIdentities, readIdentityFiles } from '../crypto/location.js';
 import { configDigest, loadConfig } from '../config/load.js';
 import { BackupError, EXIT, type ExitCode, toBackupError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -17,10 +19,20 @@ interface Io {
   out: (text: string) => void;
   logger: Logger;
   signal: AbortSignal;
+  stdin: () => Promise<string>;
 }
 
-/** The operation a command asks for. */
-export function operationOf(cmd: RuntimeCommand): Operation {
+/** The identities of --identity files (`-`: standard input), read here: the daemon gets the keys, never a path of this process. */
+async function readIdentityArgs(files: readonly string[], stdin: () => Promise<string>): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of files) out.push(...(f === '-' ? parseIdentities(await stdin()) : await readIdentityFiles([f])));
+  if (files.length > 0 && out.length === 0) throw new BackupError('USAGE', `--identity: no identity in ${files.join(', ')} (one AGE-SECRET-KEY-1... per line)`);
+  return out;
+}
+
+/** The operation a command asks for; `identities` are the keys read from its --identity files. */
+export function operationOf(cmd: RuntimeCommand, identities: readonly string[] = []): Operation {
+  const keys = identities.length > 0 ? { identities } : {};
   switch (cmd.name) {
     case 'backup':
       return { kind: 'backup', trigger: 'manual' };
@@ -33,18 +45,19 @@ export function operationOf(cmd: RuntimeCommand): Operation {
         force: cmd.force,
         ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}),
         ...(cmd.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+        ...keys,
       };
     case 'verify':
-      return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}) };
+      return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}), ...keys };
     case 'retention':
       return { kind: 'retention', dryRun: cmd.dryRun };
   }
 }
 
-async function executeLocally(cmd: RuntimeCommand, rt: Runtime, io: Io): Promise<ExitCode> {
+async function executeLocally(cmd: RuntimeCommand, op: Operation, rt: Runtime, io: Io): Promise<ExitCode> {
   const progress = cmd.output === 'text' ? progressReporter(process.stderr, io.logger) : undefined;
   try {
-    const o = await perform(rt, operationOf(cmd), { signal: io.signal, ...(progress ? { onProgress: progress.onProgress } : {}) });
+    const o = await perform(rt, op, { signal: io.signal, ...(progress ? { onProgress: progress.onProgress } : {}) });
     progress?.done();
     io.out(cmd.output === 'json' ? toJson(o.json) : o.text);
     return o.exitCode;
@@ -57,6 +70,8 @@ export interface MainIo {
   /** Receives the command's result (a table or JSON); logs go to stderr. */
   stdout?: (text: string) => void;
   logger?: Logger;
+  /** Standard input, for --identity - (default: the process's). */
+  stdin?: () => Promise<string>;
 }
 
 const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'status', 'serve', 'version', 'help'];
@@ -73,10 +88,11 @@ async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'versio
     if (!viaDaemon) throw new BackupError('DAEMON_UNREACHABLE', `no daemon serves ${socket}: status is the daemon's; start it with "backup-runner serve"`);
     return showStatus(socket, cmd.output, io.out, client);
   }
-  if (viaDaemon) return runRemote(socket, operationOf(cmd), cmd.output, io.out, io.logger, client);
+  const op = operationOf(cmd, 'identityFiles' in cmd ? await readIdentityArgs(cmd.identityFiles, io.stdin) : []);
+  if (viaDaemon) return runRemote(socket, op, cmd.output, io.out, io.logger, client);
   const rt = await createRuntime(config, io.logger, env);
   try {
-    return await executeLocally(cmd, rt, io);
+    return await executeLocally(cmd, op, rt, io);
   } finally {
     await closeRuntime(rt);
   }
@@ -111,7 +127,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     process.once('SIGTERM', stop);
   }
   try {
-    return await dispatch(cmd, env, { out, logger, signal: ac.signal });
+    return await dispatch(cmd, env, { out, logger, signal: ac.signal, stdin: io.stdin ?? (() => text(process.stdin)) });
   } catch (err) {
     const e = toBackupError(err);
     if (cmd.output === 'json') out(toJson({ error: e }));

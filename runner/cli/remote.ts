@@ -19,8 +19,11 @@ export function toRequest(op: Operation): OperationRequest {
         force: op.force,
         ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
         ...(op.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+        ...(op.identities ? { identities: [...op.identities] } : {}),
       };
     }
+    case 'verify':
+      return { kind: 'verify', ...(op.id ? { id: op.id } : {}), ...(op.identities ? { identities: [...op.identities] } : {}) };
     default:
       return op;
   }

@@ -46,6 +46,7 @@ export function operationFromRequest(req: OperationRequest): Operation {
       force: req.force,
       ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}),
       ...(req.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+      ...(req.identities ? { identities: req.identities } : {}),
     };
   }
   return req;

@@ -21,6 +21,9 @@ const SelectorSchema = Type.Union([
   Type.Object({ kind: Type.Literal('time'), at: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
 ]);
 
+/** age identities (private keys) given to one command with --identity: used for it only, never logged or kept. */
+const Identities = Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { maxItems: 64 });
+
 export const OperationRequest = Type.Union([
   Type.Object({ kind: Type.Literal('backup') }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('list') }, { additionalProperties: false }),
@@ -32,10 +35,11 @@ export const OperationRequest = Type.Union([
       force: Type.Boolean(),
       /** Restore the newest readable backup even when a location could not be read (else LISTING_INCOMPLETE). */
       allowIncompleteListing: Type.Optional(Type.Boolean()),
+      identities: Type.Optional(Identities),
     },
     { additionalProperties: false },
   ),
-  Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })), identities: Type.Optional(Identities) }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('retention'), dryRun: Type.Boolean() }, { additionalProperties: false }),
 ]);
 export type OperationRequest = Static<typeof OperationRequest>;

@@ -1,5 +1,7 @@
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
+import { AGE_SUFFIX, AgeEncrypt } from '../crypto/age.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
@@ -111,10 +113,18 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       { beforeEnd: () => Promise.all([dump.done, compressed.done]).then(() => undefined) },
     );
 
+    // Per location, its own transform: an encrypted location seals its branch (age) and hashes what it stores.
+    const sealed = ready.map((loc) => (loc.crypto ? { encrypt: new AgeEncrypt(loc.crypto.to), digest: new DigestStream() } : undefined));
     const uploads = ready.map(async (loc, i): Promise<LocationOutcome> => {
       const branch = fan.branches[i]!;
+      const seal = sealed[i];
       try {
-        const r = await loc.storage.put(objectKey(loc.scope, id, dataName), branch.stream, { signal: abort.signal });
+        let body: Readable = branch.stream;
+        if (seal) {
+          pipeline(branch.stream, seal.encrypt, seal.digest).catch((err: unknown) => seal.digest.destroy(toBackupError(err, 'INTERNAL')));
+          body = seal.digest;
+        }
+        const r = await loc.storage.put(objectKey(loc.scope, id, storedName(dataName, loc)), body, { signal: abort.signal });
         return { location: loc.name, status: 'Succeeded', size: r.size };
       } catch (err) {
         const error = toBackupError(err, 'STORAGE_FAILED');
@@ -157,9 +167,11 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       trigger: opts.trigger,
       runnerVersion: rt.runnerVersion,
     };
-    // Each location's own manifest: its object as it stores it (no encryption: the plain bytes).
-    const manifests = ready.map((): Manifest => {
-      const object: ManifestObject = { name: dataName, size: plain.size, sha256: plain.sha256, plain, compression, encryption: { scheme: 'none' } };
+    // Each location's own manifest: its object as it stores it (encrypted: its own size and digest; else the plain bytes).
+    const manifests = ready.map((loc, i): Manifest => {
+      const seal = sealed[i];
+      const held = seal && stored[i]!.status === 'Succeeded' ? { size: seal.digest.bytes, sha256: seal.digest.sha256 } : plain;
+      const object: ManifestObject = { name: storedName(dataName, loc), ...held, plain, compression, encryption: loc.crypto?.encryption ?? { scheme: 'none' } };
       return { ...base, objects: [object] };
     });
     const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifests[i]!)));
@@ -217,6 +229,11 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
   }
   if (err instanceof AggregateError) return new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed during the upload', { cause: err });
   return toBackupError(err, 'DUMP_FAILED');
+}
+
+/** The data object's name in a location: `.age` added where the location encrypts. */
+function storedName(dataName: string, loc: Location): string {
+  return loc.crypto ? `${dataName}${AGE_SUFFIX}` : dataName;
 }
 
 /** Checks what a location stored and writes its manifest; undoes the data object when that fails. */

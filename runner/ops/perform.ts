@@ -11,8 +11,8 @@ import { verify } from './verify.js';
 export type Operation =
   | { kind: 'backup'; trigger: Trigger }
   | { kind: 'list' }
-  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean }
-  | { kind: 'verify'; id?: string }
+  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean; identities?: readonly string[] }
+  | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean };
 
 /** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
@@ -67,12 +67,13 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
         force: op.force,
         allowIncompleteListing: op.allowIncompleteListing ?? false,
         ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
+        ...(op.identities ? { identities: op.identities } : {}),
         ...opts,
       });
       return outcome(EXIT.OK, r, renderRestore(r));
     }
     case 'verify': {
-      const v = await verify(rt, { ...(op.id ? { id: op.id } : {}), ...opts });
+      const v = await verify(rt, { ...(op.id ? { id: op.id } : {}), ...(op.identities ? { identities: op.identities } : {}), ...opts });
       const code = v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED;
       return outcome(code, v, renderVerify(v));
     }

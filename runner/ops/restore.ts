@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream/promises';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
 import type { RestoreTargetOutcome } from '../engines/types.js';
@@ -10,7 +9,7 @@ import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
-import { type ObjectCheck, checkObject } from './verify.js';
+import { type ObjectCheck, checkObject, objectKeys, readPlain } from './verify.js';
 
 export interface RestoreRequest {
   selector: Selector;
@@ -26,6 +25,8 @@ export interface RestoreRequest {
   allowIncompleteListing?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Identities (key text) that may decrypt an encrypted copy, beside the locations' own identity files. */
+  identities?: readonly string[];
 }
 
 /** A location (or one of its manifests) that could not be read while choosing the backup. */
@@ -103,18 +104,22 @@ export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: b
   );
 }
 
-/** The first copy (config order) that verifies against its own manifest; nothing touches the database before this. */
+/**
+ * The first copy (config order) that verifies against its own manifest, contents included (an encrypted
+ * copy needs a key: one without is skipped, saying so); nothing touches the database before this.
+ */
 async function findVerifiedCopy(rt: Runtime, backup: ListedBackup, req: RestoreRequest): Promise<{ loc: Location; copy: BackupCopy; skipped: ObjectCheck[] }> {
   const skipped: ObjectCheck[] = [];
   for (const copy of backup.copies) {
     const loc = rt.locations.find((l) => l.name === copy.location)!;
-    const check = await checkObject(loc, copy, copy.manifest.objects[0]!, req);
+    const check = await checkObject(loc, copy, copy.manifest.objects[0]!, { ...req, requireContents: true });
     if (check.status === 'ok') return { loc, copy, skipped };
     rt.logger.warn({ location: copy.location, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
     skipped.push(check);
   }
-  throw new BackupError('INTEGRITY', `no location holds an intact copy of backup ${backup.id}: ${skipped.map((s) => `${s.location} ${s.status}${s.error ? ` (${s.error.message})` : ''}`).join('; ')}`, {
-    details: { backupId: backup.id, checks: skipped.map((s) => ({ location: s.location, status: s.status })) },
+  const code = skipped.length > 0 && skipped.every((s) => s.error?.code === 'NO_MATCHING_IDENTITY') ? 'NO_MATCHING_IDENTITY' : 'INTEGRITY';
+  throw new BackupError(code, `no location holds a copy of backup ${backup.id} that could be read and verified: ${skipped.map((s) => `${s.location} ${s.status}${s.error ? ` (${s.error.message})` : ''}`).join('; ')}`, {
+    details: { backupId: backup.id, checks: skipped.map((s) => ({ location: s.location, status: s.status, ...(s.error ? { code: s.error.code } : {}) })) },
   });
 }
 
@@ -145,15 +150,17 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   const object = copy.manifest.objects[0]!;
   const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(req.signal);
-  const digest = new DigestStream({ size: object.size, sha256: object.sha256, what: `${loc.name}: ${key}` });
-  const ticker = everyInterval(1000, () => req.onProgress?.({ phase: 'restore', bytesIn: digest.bytes, total: object.size, location: loc.name }));
+  let stored: DigestStream | undefined;
+  const ticker = everyInterval(1000, () => req.onProgress?.({ phase: 'restore', bytesIn: stored?.bytes ?? 0, total: object.size, location: loc.name }));
   try {
-    const body = await loc.storage.get(key, { signal: abort.signal });
-    const download = pipeline(body, digest, { signal: abort.signal });
-    const plain = decompress(digest, storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`), abort.signal);
+    // Downloaded, checked against the stored digest, decrypted and checked against the plain digest, decompressed:
+    // a copy changed since it was verified fails the restore instead of completing it.
+    const keys = await objectKeys(loc, copy, object, req.identities);
+    const download = await readPlain(loc, copy, object, keys, { signal: abort.signal, onStored: (d) => (stored = d) });
+    const plain = decompress(download.output, storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`), abort.signal);
     const restored = rt.engine.restore(plain.output, { database, force: req.force, signal: abort.signal });
     // Any stage failing stops the others, so the engine never commits a partial stream.
-    const stages = [download, plain.done, restored].map((p) => p.catch((err: unknown) => {
+    const stages = [download.done, plain.done, restored].map((p) => p.catch((err: unknown) => {
       abort.abort(err);
       throw err;
     }));

@@ -1,6 +1,8 @@
-import { type Readable, Writable } from 'node:stream';
+import { type Readable, type Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BackupError, toBackupError } from '../errors.js';
+import { type AgeIdentities, AgeDecrypt } from '../crypto/age.js';
+import { keysFor } from '../crypto/location.js';
+import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
 import { FORMAT_HEAD_BYTES, formatMismatch } from '../engines/registry.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
@@ -16,6 +18,8 @@ export interface ObjectCheck {
   location: string;
   object: string;
   status: 'ok' | 'corrupt' | 'missing' | 'error';
+  /** For an encrypted object: whether its plain bytes were checked too (they need an identity). */
+  contents?: string;
   error?: BackupError;
 }
 
@@ -46,32 +50,78 @@ async function readHead(stream: Readable, n: number): Promise<{ head: Buffer; er
 /** A copy as the checks need it: its manifest and the directory its objects lie in. */
 export type CopyRef = Pick<BackupCopy, 'dir' | 'manifest'>;
 
-/** Refuses an object this runner cannot read back (an encryption scheme it does not know). */
-export function checkReadable(loc: Location, copy: CopyRef, object: ManifestObject): void {
-  if (object.encryption.scheme !== 'none') {
-    throw new BackupError('MANIFEST_UNSUPPORTED', `${loc.name}: ${keyIn(copy.dir, object.name)}: encryption "${object.encryption.scheme}" is not one this runner reads; upgrade the runner to use this backup`, {
-      details: { location: loc.name, key: keyIn(copy.dir, object.name) },
+/** What reading may use beyond the location's own config: identities given to this command (key text). */
+export interface ReadOptions {
+  signal?: AbortSignal;
+  identities?: readonly string[];
+}
+
+/**
+ * The keys that read an encrypted object, or undefined for a plain one. An encrypted object without any
+ * key to try is NO_MATCHING_IDENTITY, saying how to give one.
+ */
+export async function objectKeys(loc: Location, copy: CopyRef, object: ManifestObject, given: readonly string[] = []): Promise<AgeIdentities | undefined> {
+  const key = keyIn(copy.dir, object.name);
+  if (object.encryption.scheme === 'none') return undefined;
+  if (object.encryption.scheme !== 'age') {
+    throw new BackupError('MANIFEST_UNSUPPORTED', `${loc.name}: ${key}: encryption "${(object.encryption as { scheme: string }).scheme}" is not one this runner reads; upgrade the runner to use this backup`, {
+      details: { location: loc.name, key },
     });
   }
+  const keys = await keysFor(loc.crypto, given, object);
+  if (keys.identities.length === 0 && (keys.passphrases ?? []).length === 0) {
+    throw new BackupError(
+      'NO_MATCHING_IDENTITY',
+      `${loc.name}: ${key} is encrypted (age, for ${object.encryption.recipients.join(', ')}) and no identity was given: pass --identity FILE (or - for standard input), or set the location's encryption.age.identities`,
+      { details: { location: loc.name, key } },
+    );
+  }
+  return keys;
+}
+
+/**
+ * The plain bytes of a stored object (compressed, decrypted when it is encrypted): downloaded and, unless
+ * `partial`, checked against the stored size and sha256 and, for an encrypted object, the plain size and
+ * sha256 after decryption. `done` settles when the download and the checks are through; a failure also
+ * fails `output`.
+ */
+export async function readPlain(
+  loc: Location,
+  copy: CopyRef,
+  object: ManifestObject,
+  keys: AgeIdentities | undefined,
+  opts: { signal?: AbortSignal; partial?: boolean; onStored?: (d: DigestStream) => void },
+): Promise<{ output: Readable; done: Promise<void> }> {
+  const key = keyIn(copy.dir, object.name);
+  const what = `${loc.name}: ${key}`;
+  const body = await loc.storage.get(key, { signal: opts.signal });
+  const stored = new DigestStream(opts.partial ? undefined : { size: object.size, sha256: object.sha256, what });
+  opts.onStored?.(stored);
+  const stages: Transform[] = [stored];
+  if (keys) stages.push(new AgeDecrypt(keys, what), new DigestStream(opts.partial ? undefined : { size: object.plain.size, sha256: object.plain.sha256, what: `${what} (decrypted)` }));
+  const output = stages[stages.length - 1]!;
+  const done = pipeline(body, ...(stages as [Transform, ...Transform[]]), { signal: opts.signal });
+  done.catch((err: unknown) => output.destroy(toBackupError(err, 'STORAGE_FAILED')));
+  return { output, done };
 }
 
 /**
  * Checks that a stored object is what its manifest's format says: the start
- * of its decompressed stream carries the format's header (the engine's
- * registry knows each header, see engines/registry.ts). Throws
- * FORMAT_MISMATCH, or the storage error. Reads only the first
- * FORMAT_PROBE_BYTES of the object; the engine is not involved.
+ * of its decompressed (and decrypted) stream carries the format's header (the
+ * engine's registry knows each header, see engines/registry.ts). Throws
+ * FORMAT_MISMATCH, or the storage error. Reads only the start of the object;
+ * the engine is not involved.
  */
-export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal } = {}): Promise<void> {
+export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; keys?: AgeIdentities } = {}): Promise<void> {
   const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(opts.signal);
   try {
     const algorithm = storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`);
-    const body = await loc.storage.get(key, { signal: abort.signal, ...(object.size > 0 ? { range: { start: 0, end: Math.min(object.size, FORMAT_PROBE_BYTES) - 1 } } : {}) });
-    const plain = decompress(body, algorithm, abort.signal);
-    const { head, error } = await readHead(plain.output, FORMAT_HEAD_BYTES);
+    const plain = await readPlain(loc, copy, object, opts.keys, { signal: abort.signal, partial: true });
+    plain.done.catch(() => undefined); // stopped below once the head is read
+    const unpacked = decompress(plain.output, algorithm, abort.signal);
+    const { head, error } = await readHead(unpacked.output, FORMAT_HEAD_BYTES);
     abort.abort(new BackupError('ABORTED', 'format probe done'));
-    body.destroy();
     const why = formatMismatch(copy.manifest.engine.format, head);
     if (why) {
       throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: not what the manifest says: ${why}`, {
@@ -84,18 +134,33 @@ export async function checkFormat(loc: Location, copy: CopyRef, object: Manifest
   }
 }
 
-/** Downloads one object and checks its size and sha256 against its copy's manifest, then its format. Never throws. */
-export async function checkObject(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<ObjectCheck> {
+/**
+ * Downloads one object and checks its size and sha256 against its copy's manifest, then its format. An
+ * encrypted object is decrypted and its plain bytes checked too when a key is at hand; without one only
+ * the stored bytes are checked, and the check says so (`contents: "not checked"`). Never throws.
+ */
+export async function checkObject(loc: Location, copy: CopyRef, object: ManifestObject, opts: ReadOptions & { onProgress?: ProgressListener; requireContents?: boolean } = {}): Promise<ObjectCheck> {
   const base = { backupId: copy.manifest.id, location: loc.name, object: object.name };
-  const key = keyIn(copy.dir, object.name);
-  const digest = new DigestStream({ size: object.size, sha256: object.sha256, what: `${loc.name}: ${key}` });
-  const ticker = everyInterval(1000, () => opts.onProgress?.({ phase: 'verify', bytesIn: digest.bytes, total: object.size, location: loc.name }));
+  let progress: DigestStream | undefined;
+  const ticker = everyInterval(1000, () => opts.onProgress?.({ phase: 'verify', bytesIn: progress?.bytes ?? 0, total: object.size, location: loc.name }));
   try {
-    checkReadable(loc, copy, object);
-    const body = await loc.storage.get(key, { signal: opts.signal });
-    await pipeline(body, digest, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
-    await checkFormat(loc, copy, object, opts);
-    return { ...base, status: 'ok' };
+    storedAlgorithm(object.compression.algorithm, `${loc.name}: ${keyIn(copy.dir, object.name)}`);
+    let keys: AgeIdentities | undefined;
+    try {
+      keys = await objectKeys(loc, copy, object, opts.identities);
+    } catch (err) {
+      if (opts.requireContents || !isBackupError(err, 'NO_MATCHING_IDENTITY')) throw err;
+      // No key: the stored bytes can still be checked against the manifest.
+      const plain = await readPlain(loc, copy, object, undefined, { ...opts, onStored: (d) => (progress = d) });
+      await pipeline(plain.output, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
+      await plain.done;
+      return { ...base, status: 'ok', contents: 'not checked: encrypted and no identity given' };
+    }
+    const plain = await readPlain(loc, copy, object, keys, { ...opts, onStored: (d) => (progress = d) });
+    await pipeline(plain.output, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
+    await plain.done;
+    await checkFormat(loc, copy, object, { ...opts, ...(keys ? { keys } : {}) });
+    return { ...base, status: 'ok', ...(keys ? { contents: 'checked (decrypted)' } : {}) };
   } catch (err) {
     const error = toBackupError(err, 'STORAGE_FAILED');
     const status = error.code === 'INTEGRITY' || error.code === 'FORMAT_MISMATCH' ? 'corrupt' : error.code === 'STORAGE_NOT_FOUND' ? 'missing' : 'error';
@@ -106,7 +171,7 @@ export async function checkObject(loc: Location, copy: CopyRef, object: Manifest
 }
 
 /** Checks every object of every copy, each against its own location's manifest. */
-export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: { signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<ObjectCheck[]> {
+export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: ReadOptions & { onProgress?: ProgressListener } = {}): Promise<ObjectCheck[]> {
   const checks: ObjectCheck[] = [];
   for (const copy of backup.copies) {
     const loc = rt.locations.find((l) => l.name === copy.location)!;
@@ -116,7 +181,7 @@ export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: { si
 }
 
 /** Verifies one backup (by id) or every backup, in every location that holds it. */
-export async function verify(rt: Runtime, opts: { id?: string; signal?: AbortSignal; onProgress?: ProgressListener } = {}): Promise<VerifyResult> {
+export async function verify(rt: Runtime, opts: ReadOptions & { id?: string; onProgress?: ProgressListener } = {}): Promise<VerifyResult> {
   const listing = await listBackups(rt, opts);
   const flagged = listing.future.filter((f) => !opts.id || f.id === opts.id);
   // A future-dated backup asked for by id is reported as such, not as missing.

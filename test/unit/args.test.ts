@@ -55,3 +55,16 @@ describe('parseCommand', () => {
     expect(parseCommand(['version'])).toEqual({ name: 'version' });
   });
 });
+
+describe('--identity', () => {
+  it('is repeatable for restore and verify; - is standard input, once', () => {
+    expect(parseCommand(['restore', '--latest', '--identity', 'a.txt', '--identity', '-'])).toMatchObject({ name: 'restore', identityFiles: ['a.txt', '-'] });
+    expect(parseCommand(['verify', 'x', '--identity', 'k'])).toMatchObject({ name: 'verify', id: 'x', identityFiles: ['k'] });
+    expect(parseCommand(['verify'])).toMatchObject({ identityFiles: [] });
+    expect(() => parseCommand(['restore', '--latest', '--identity', '-', '--identity', '-'])).toThrow(/standard input\) may be given once/);
+  });
+
+  it.each(['backup', 'list', 'retention', 'status'])('is refused for %s', (name) => {
+    expect(() => parseCommand([name, '--identity', 'k'])).toThrow(/--identity is an option of restore and verify, not of/);
+  });
+});

@@ -253,3 +253,39 @@ describe('cron messages', () => {
     expect(cronErrors(c, 'schedule.cron')).toEqual([]);
   });
 });
+
+describe('encryption of a location (age)', () => {
+  const R1 = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+  const R2 = 'age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg';
+  const withAge = (age: unknown) => ({ ...valid, locations: [valid.locations[0], { ...valid.locations[1], encryption: { age } }] });
+  it.each<[string, unknown, { path: string; message: RegExp }[]]>([
+    ['recipients', { recipients: [R1, R2] }, []],
+    ['recipients and identity files', { recipients: [R1], identities: [{ file: '/k/key.txt' }] }, []],
+    ['a passphrase alone', { passphrase: { file: '/k/pass' } }, []],
+    ['neither', {}, [{ path: 'locations[1].encryption.age', message: /exactly one of recipients, passphrase/ }]],
+    ['both', { recipients: [R1], passphrase: { value: 'x' } }, [{ path: 'locations[1].encryption.age', message: /exactly one of recipients, passphrase/ }]],
+    ['an empty list', { recipients: [] }, [{ path: 'locations[1].encryption.age.recipients', message: /array length to be greater or equal to 1/ }]],
+    ['not a recipient', { recipients: ['ssh-ed25519 AAAA'] }, [{ path: 'locations[1].encryption.age.recipients[0]', message: /not an X25519 age recipient/ }]],
+    ['a bad checksum', { recipients: [`${R1.slice(0, -1)}q`] }, [{ path: 'locations[1].encryption.age.recipients[0]', message: /not a valid age recipient/ }]],
+    [
+      'a private key given as a recipient',
+      { recipients: ['AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33'] },
+      [{ path: 'locations[1].encryption.age.recipients[0]', message: /private key .* never the private one/ }],
+    ],
+    ['a post-quantum recipient (not yet)', { recipients: ['age1pq1abc'] }, [{ path: 'locations[1].encryption.age.recipients[0]', message: /not an X25519/ }]],
+    ['twice the same', { recipients: [R1, R1] }, [{ path: 'locations[1].encryption.age.recipients[1]', message: /duplicate recipient/ }]],
+    ['a passphrase with two sources', { passphrase: { value: 'x', env: 'Y' } }, [{ path: 'locations[1].encryption.age.passphrase', message: /exactly one of value, env, file/ }]],
+    ['an unknown scheme field', { recipients: [R1], cipher: 'aes' }, [{ path: 'locations[1].encryption.age.cipher', message: /./ }]],
+  ])('%s', (_what, age, want) => {
+    const r = validateRunnerConfig(withAge(age));
+    if (want.length === 0) {
+      expect(r.ok, JSON.stringify(r)).toBe(true);
+      return;
+    }
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    for (const w of want) expect(r.errors).toContainEqual({ path: w.path, message: expect.stringMatching(w.message) });
+    // A private key given by mistake is never echoed back.
+    expect(JSON.stringify(r.errors)).not.toContain('AGE-SECRET-KEY-1GQ9778');
+  });
+});

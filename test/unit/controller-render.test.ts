@@ -228,6 +228,47 @@ describe('renderRunner: credentials per tenant', () => {
   });
 });
 
+describe('renderRunner: encryption per location', () => {
+  const CLASS_KEY = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+  const TEAM_KEY = 'age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg';
+  const withClassEncryption = (age: Record<string, unknown>) => {
+    const sc = validStorageClass();
+    (sc.spec.locations as Record<string, unknown>[])[1]!.encryption = { age };
+    return sc;
+  };
+  const locationsOf = (i: RenderInput) => {
+    const out = renderRunner(i);
+    if (!out.ok) throw new Error(JSON.stringify(out.problems));
+    const r = out.value;
+    const cfg = validateRunnerConfig(parse(configOf(r.objects.secret.data)));
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    return { r, locations: cfg.value.locations };
+  };
+
+  it('the class\'s recipients and the team\'s own: the location is encrypted for all; the team\'s identity is mounted from its namespace, never copied', () => {
+    const b = validBackup();
+    b.spec.encryption = [{ location: 'offsite', age: { recipients: [TEAM_KEY], identitySecretRef: { name: 'orders-age', key: 'key.txt' } } }];
+    const { r, locations } = locationsOf(input(b, withClassEncryption({ recipients: [CLASS_KEY] })));
+    expect(locations.find((l) => l.name === 'local')!.encryption).toBeUndefined();
+    expect(locations.find((l) => l.name === 'offsite')!.encryption).toEqual({ age: { recipients: [CLASS_KEY, TEAM_KEY], identities: [{ file: '/var/run/backup-runner/db/orders-age/key.txt' }] } });
+    expect(Object.keys(r.objects.secret.data ?? {})).not.toContain('offsite.age-identity');
+    expect(r.objects.deployment.spec!.template.spec!.volumes!.filter((v) => v.secret).map((v) => v.secret!.secretName)).toContain('orders-age');
+  });
+
+  it('a class passphrase is copied into the runner\'s Secret like the class\'s other keys', () => {
+    const secrets = { ...classSecrets(), 'age-pass': { phrase: Buffer.from('break glass').toString('base64') } };
+    const { r, locations } = locationsOf(input(validBackup(), withClassEncryption({ passphraseSecretRef: { secretName: 'age-pass', key: 'phrase' } }), secrets));
+    expect(locations.find((l) => l.name === 'offsite')!.encryption).toEqual({ age: { passphrase: { file: '/etc/backup-runner/offsite.age-passphrase' } } });
+    expect(r.objects.secret.data?.['offsite.age-passphrase']).toBe(Buffer.from('break glass').toString('base64'));
+  });
+
+  it('a team encrypts a location the class does not', () => {
+    const b = validBackup();
+    b.spec.encryption = [{ location: 'local', age: { recipients: [TEAM_KEY] } }];
+    expect(locationsOf(input(b)).locations.find((l) => l.name === 'local')!.encryption).toEqual({ age: { recipients: [TEAM_KEY] } });
+  });
+});
+
 describe('renderRunner: problems name what is wrong', () => {
   const problems = (i: RenderInput) => {
     const r = renderRunner(i);

@@ -22,6 +22,7 @@ function expectErrors(actual: { path: string; message: string }[], expected: Cas
 
 const storageClass = () => validateStorageClass(validStorageClass()).ok ? (validateStorageClass(validStorageClass()) as { value: DatabaseBackupStorageClass }).value : undefined;
 const s = (o: { spec: Obj }) => o.spec;
+const R1 = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
 const loc = (o: { spec: Obj }, i: number) => (s(o).locations as Obj[])[i]!;
 
 describe('validateStorageClass', () => {
@@ -55,9 +56,16 @@ describe('validateStorageClass', () => {
     ]],
     ['credentials on a filesystem location', (o) => { loc(o, 0).credentials = { source: 'Ambient' }; }, [{ path: 'spec.locations[0].credentials', message: 'a filesystem location has no credentials; remove it' }]],
     ['unknown credentials source', (o) => { loc(o, 1).credentials = { source: 'Tenant' }; }, [{ path: 'spec.locations[1].credentials.source', message: /must be one of "StorageClass", "DatabaseBackup", "Ambient"/ }]],
-    ['encryption enabled without a key', (o) => { s(o).encryption = { enabled: true }; }, [
-      { path: 'spec.encryption.secretRef', message: 'is required when spec.encryption.enabled is true' },
-      { path: 'spec.encryption.enabled', message: /not supported yet/ },
+    ['the class-wide encryption of release 0.1 (reserved, never functional) is gone: encryption is per location', (o) => { s(o).encryption = { enabled: false }; }, [
+      { path: 'spec.encryption', message: 'unexpected property' },
+    ]],
+    ['a location encrypted for recipients and a passphrase', (o) => { loc(o, 1).encryption = { age: { recipients: [R1], passphraseSecretRef: { secretName: 'p', key: 'k' } } }; }, [
+      { path: 'spec.locations[1].encryption.age', message: /set exactly one of recipients, passphraseSecretRef/ },
+    ]],
+    ['a location encrypted for nobody', (o) => { loc(o, 1).encryption = { age: {} }; }, [{ path: 'spec.locations[1].encryption.age', message: /set exactly one of recipients, passphraseSecretRef/ }]],
+    ['a private key as a recipient, and a recipient twice', (o) => { loc(o, 1).encryption = { age: { recipients: ['AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33', R1, R1] } }; }, [
+      { path: 'spec.locations[1].encryption.age.recipients[0]', message: /is a private key .*never the private one/ },
+      { path: 'spec.locations[1].encryption.age.recipients[2]', message: 'duplicate recipient' },
     ]],
     ['duplicate allowed namespace', (o) => { s(o).allowedNamespaces = ['a', 'a']; }, [{ path: 'spec.allowedNamespaces[1]', message: 'duplicate namespace "a"' }]],
     ['shape errors with paths', (o) => {
@@ -84,9 +92,9 @@ describe('validateStorageClass', () => {
     const o = validStorageClass();
     delete loc(o, 0).filesystem;
     loc(o, 2).name = 'local';
-    s(o).encryption = { enabled: true };
+    loc(o, 1).encryption = { age: {} };
     expect(errorsOf(validateStorageClass(o)).map((e) => e.path)).toEqual([
-      'spec.locations[0]', 'spec.locations[2].name', 'spec.encryption.secretRef', 'spec.encryption.enabled',
+      'spec.locations[0]', 'spec.locations[2].name', 'spec.locations[1].encryption.age',
     ]);
   });
 });
@@ -141,6 +149,25 @@ describe('validateDatabaseBackup', () => {
     ]],
     ['duplicate volume', (o) => { runner(o).extraVolumes = [{ name: 'scratch', emptyDir: {} }, { name: 'scratch', secret: { secretName: 'x' } }]; }, [
       { path: 'spec.runner.extraVolumes[1].name', message: 'duplicate volume name "scratch"' },
+    ]],
+    ['encryption: a bad recipient, a location twice, an entry with nothing', (o) => {
+      s(o).encryption = [
+        { location: 'offsite', age: { recipients: ['ssh-ed25519 AAAA'] } },
+        { location: 'offsite', age: {} },
+      ];
+    }, [
+      { path: 'spec.encryption[0].age.recipients[0]', message: /not an X25519 age recipient/ },
+      { path: 'spec.encryption[1].location', message: 'duplicate location "offsite"' },
+      { path: 'spec.encryption[1].age', message: 'set recipients, identitySecretRef or both' },
+    ]],
+    ['encryption: a location the backup does not use; an identity for a location nobody encrypts', (o) => {
+      s(o).encryption = [
+        { location: 'gcs', age: { recipients: [R1] } },
+        { location: 'local', age: { identitySecretRef: { name: 'k', key: 'key.txt' } } },
+      ];
+    }, [
+      { path: 'spec.encryption[0].location', message: /"gcs" is not a location this DatabaseBackup uses/ },
+      { path: 'spec.encryption[1].age', message: /location "local" is not encrypted by storage class "standard": add recipients/ },
     ]],
     ['credentials: duplicate location, no block, half the S3 keys', (o) => {
       s(o).credentials = [
