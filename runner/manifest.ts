@@ -66,10 +66,8 @@ export type ManifestObject = Static<typeof ManifestObject>;
 /** The kinds of stored data a manifest can describe; only backups are written today. */
 export const ManifestKind = Type.Union([Type.Literal('backup')]);
 
-/** Format 2, and the shape every format is read into. */
-export const Manifest = Type.Object({
-  formatVersion: Type.Integer({ minimum: 1 }),
-  kind: ManifestKind,
+/** What every format says of the backup itself. */
+const BackupFields = {
   id: Type.String({ minLength: 1 }),
   namespace: Type.String(),
   name: Type.String(),
@@ -80,27 +78,25 @@ export const Manifest = Type.Object({
   consistentAt: IsoDate,
   finishedAt: IsoDate,
   trigger: Trigger,
-  objects: Type.Array(ManifestObject, { minItems: 1 }),
   runnerVersion: Type.String(),
+};
+
+/** Format 2, and the shape every format is read into. */
+export const Manifest = Type.Object({
+  formatVersion: Type.Integer({ minimum: 1 }),
+  kind: ManifestKind,
+  ...BackupFields,
+  objects: Type.Array(ManifestObject, { minItems: 1 }),
 });
 export type Manifest = Static<typeof Manifest>;
 
 /** Format 1, as release 0.1 wrote it: one compression and one encryption for the backup, no plain digest. */
 const ManifestV1 = Type.Object({
   formatVersion: Type.Literal(1),
-  id: Type.String({ minLength: 1 }),
-  namespace: Type.String(),
-  name: Type.String(),
-  database: Type.String(),
-  engine: Engine,
-  startedAt: IsoDate,
-  consistentAt: IsoDate,
-  finishedAt: IsoDate,
-  trigger: Trigger,
+  ...BackupFields,
   objects: Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), size: Size, sha256: Sha256 }), { minItems: 1 }),
   compression: Compression,
   encryption: Type.Object({ scheme: Type.Literal('none'), keyId: Type.Optional(Type.String()) }),
-  runnerVersion: Type.String(),
 });
 type ManifestV1 = Static<typeof ManifestV1>;
 
