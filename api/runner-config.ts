@@ -205,6 +205,20 @@ export const Report = Type.Object(
 );
 export type Report = Static<typeof Report>;
 
+export const Signing = Type.Object(
+  {
+    key: Type.Optional(Type.Object(SecretSource.properties, { additionalProperties: false, description: 'Ed25519 private key (PEM, openssl genpkey -algorithm ed25519) that signs every manifest this runner writes' })),
+    verify: Type.Optional(
+      Type.Array(Type.Object(SecretSource.properties, { additionalProperties: false }), {
+        minItems: 1,
+        description: 'Ed25519 public keys (PEM, openssl pkey -pubout): only a manifest signed by one of them is a backup of this database; default: the public key of `key`',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'signed manifests: whoever may write into the prefix can then plant objects, never a backup' },
+);
+export type Signing = Static<typeof Signing>;
+
 export const RunnerConfig = Type.Object(
   {
     namespace: Type.String({ ...Name, default: 'default' }),
@@ -216,6 +230,7 @@ export const RunnerConfig = Type.Object(
     retention: Type.Object(Retention.properties, { additionalProperties: false, default: {} }),
     daemon: Type.Object(Daemon.properties, { additionalProperties: false, default: {} }),
     report: Type.Optional(Report),
+    signing: Type.Optional(Signing),
   },
   { additionalProperties: false },
 );
@@ -358,6 +373,9 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
   errors.push(...zoneErrors('retention.timeZone', cfg.retention.timeZone));
   errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
   errors.push(...secretErrors('engine.postgresql.password', cfg.engine.postgresql?.password));
+  errors.push(...secretErrors('signing.key', cfg.signing?.key));
+  cfg.signing?.verify?.forEach((v, i) => errors.push(...secretErrors(`signing.verify[${i}]`, v)));
+  if (cfg.signing && !cfg.signing.key && !cfg.signing.verify) errors.push({ path: 'signing', message: 'set key, verify or both' });
   const seen = new Set<string>();
   cfg.locations.forEach((loc, i) => {
     const at = `locations[${i}]`;

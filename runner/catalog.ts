@@ -10,11 +10,16 @@
  *   metric, see storage/foreign.ts), never read as a backup.
  * - A manifest must match where it lies: its id, namespace and name equal the
  *   key path, or it is a MANIFEST_MISPLACED problem and not a backup.
+ * - With verification keys, a manifest must be signed by one of them, or it
+ *   is a MANIFEST_UNSIGNED / MANIFEST_SIGNATURE_INVALID problem and not a
+ *   backup.
  * - A manifest whose instants lie beyond now plus MAX_CLOCK_SKEW_MS is
  *   returned apart, in `future`: shown flagged, never chosen, never counted.
  * - A listing failure throws: callers never act on a partial view.
  */
+import type { KeyObject } from 'node:crypto';
 import { text } from 'node:stream/consumers';
+import { checkSignature } from './crypto/signing.js';
 import { BackupError, toBackupError } from './errors.js';
 import type { Logger } from './logger.js';
 import { type Manifest, futureInstant, misplacement, parseManifest } from './manifest.js';
@@ -49,8 +54,13 @@ export interface LocationCatalog {
   foreign: number;
 }
 
+/** Manifests that were read but are not a backup of this database: never chosen, never removed, and they hide no backup (a listing with only these is complete). */
+export const REJECTED_MANIFEST_CODES: ReadonlySet<string> = new Set(['MANIFEST_MISPLACED', 'MANIFEST_UNSIGNED', 'MANIFEST_SIGNATURE_INVALID']);
+
 export interface ScanOptions {
   signal?: AbortSignal;
+  /** Verification keys: with them, only a manifest signed by one of them is a backup (runner/crypto/signing.ts). */
+  trust?: readonly KeyObject[];
   now: Date;
   logger: Logger;
   /** Parsed manifests by key (manifests never change once written). */
@@ -62,7 +72,12 @@ export interface ScanOptions {
 async function readManifest(loc: Location, id: string, key: string, opts: ScanOptions): Promise<Manifest> {
   let m = opts.cache?.get(key);
   if (!m) {
-    m = parseManifest(await text(await loc.storage.get(key, { signal: opts.signal })), `${loc.name}: ${key}`);
+    const stored = await text(await loc.storage.get(key, { signal: opts.signal }));
+    m = parseManifest(stored, `${loc.name}: ${key}`);
+    if (opts.trust) {
+      const c = checkSignature(JSON.parse(stored), opts.trust);
+      if (!c.ok) throw new BackupError(c.code, `${loc.name}: ${key}: manifest is not a backup of this database: ${c.why}`, { details: { location: loc.name, key } });
+    }
     opts.cache?.set(key, m);
   }
   const wrong = misplacement(m, { namespace: loc.scope.namespace, name: loc.scope.name, id });

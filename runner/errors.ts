@@ -50,6 +50,10 @@ const table = {
   MANIFEST_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose id, namespace or name differs from the key it lies under. */
   MANIFEST_MISPLACED: { exit: EXIT.INTEGRITY, retryable: false },
+  /** With verification keys configured: a manifest without a signature (never a backup of this database). */
+  MANIFEST_UNSIGNED: { exit: EXIT.INTEGRITY, retryable: false },
+  /** With verification keys configured: a manifest signed by another key, or altered since it was signed. */
+  MANIFEST_SIGNATURE_INVALID: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest of a format newer than this runner reads (a later major version): upgrade the runner. */
   MANIFEST_UNSUPPORTED: { exit: EXIT.INTEGRITY, retryable: false },
   /** A manifest whose instants lie in the future beyond the clock-skew allowance. */

@@ -87,6 +87,8 @@ export const Manifest = Type.Object({
   kind: ManifestKind,
   ...BackupFields,
   objects: Type.Array(ManifestObject, { minItems: 1 }),
+  /** Ed25519 over the rest of the manifest (runner/crypto/signing.ts); checked only where verification keys are configured. */
+  signature: Type.Optional(Type.Object({ keyId: Type.String(), value: Type.String() })),
 });
 export type Manifest = Static<typeof Manifest>;
 

@@ -55,6 +55,7 @@ export function renderListing(l: Listing): string {
     out.push(table(rows));
   }
   for (const p of l.problems) out.push(`warning: ${p.location}${p.key ? ` ${p.key}` : ''}: ${errorText(p.error)}`);
+  if (l.signatures === 'not checked' && l.backups.length > 0) out.push('note: manifest signatures are not checked (no signing.verify key): whoever may write into these prefixes could plant a backup');
   return out.join('\n');
 }
 

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { RunnerConfig } from '../api/index.js';
 import type { LocationCrypto } from './crypto/location.js';
 import type { Engine } from './engines/types.js';
@@ -44,6 +45,8 @@ export interface Runtime {
   manifestCache?: Map<string, Map<string, Manifest>>;
   /** Where foreign objects are reported once per key; the process's tracker when unset. */
   foreign?: ForeignObjects;
+  /** Signed manifests: the key that signs what this runner writes, the keys a manifest must be signed by to be believed. */
+  signing?: { key?: KeyObject; trust?: readonly KeyObject[] };
 }
 
 export async function closeRuntime(rt: Runtime): Promise<void> {

@@ -1,4 +1,5 @@
 import { parseDuration } from '../../api/index.js';
+import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { BackupResult } from '../ops/backup.js';
@@ -151,7 +152,7 @@ export class Daemon {
       this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined);
     }
     for (const p of listing.problems) {
-      const what = p.key === undefined ? 'location could not be listed' : p.error.code === 'MANIFEST_MISPLACED' ? 'manifest does not belong to this database; ignored' : 'manifest could not be read';
+      const what = p.key === undefined ? 'location could not be listed' : REJECTED_MANIFEST_CODES.has(p.error.code) ? 'manifest does not belong to this database; ignored' : 'manifest could not be read';
       this.log.warn({ location: p.location, ...(p.key ? { key: p.key } : {}), err: p.error }, what);
     }
     const newestStart = listing.backups.map((b) => Date.parse(b.manifest.startedAt)).sort((a, b) => a - b).at(-1);

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
 import { AGE_SUFFIX, AgeEncrypt } from '../crypto/age.js';
+import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
@@ -245,7 +246,8 @@ async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manif
     if (stored.size !== expected) {
       throw new BackupError('INTEGRITY', `${loc.name}: stored ${stored.size} bytes, expected ${expected}`);
     }
-    await loc.storage.put(manifestKey(loc.scope, manifest.id), serializeManifest(manifest));
+    const key = rt.signing?.key;
+    await loc.storage.put(manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
     return { location: loc.name, status: 'Succeeded', size: expected };
   } catch (err) {
     const error = toBackupError(err, 'STORAGE_FAILED');

@@ -41,6 +41,8 @@ export interface Listing {
    * (MANIFEST_MISPLACED).
    */
   problems: { location: string; key?: string; error: BackupError }[];
+  /** `verified`: every listed backup's manifest is signed by a verification key; `not checked`: none is configured. */
+  signatures: 'verified' | 'not checked';
 }
 
 interface LocationView {
@@ -56,6 +58,7 @@ async function listLocation(rt: Runtime, loc: Location, signal: AbortSignal | un
       ...(signal ? { signal } : {}),
       ...(cache ? { cache } : {}),
       ...(rt.foreign ? { foreign: rt.foreign } : {}),
+      ...(rt.signing?.trust?.length ? { trust: rt.signing.trust } : {}),
     });
     for (const p of c.problems) problems.push({ location: loc.name, key: p.key, error: p.error });
     return c;
@@ -106,5 +109,5 @@ export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = 
   });
   // A backup id that is sound in one location and future-dated in another is not trusted anywhere.
   const futureIds = new Set(future.map((f) => f.id));
-  return { backups: backups.filter((b) => !futureIds.has(b.id)), future, problems };
+  return { backups: backups.filter((b) => !futureIds.has(b.id)), future, problems, signatures: rt.signing?.trust?.length ? 'verified' : 'not checked' };
 }

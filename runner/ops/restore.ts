@@ -1,3 +1,4 @@
+import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
 import type { RestoreTargetOutcome } from '../engines/types.js';
@@ -65,9 +66,9 @@ function describeUnreadable(u: readonly Unreadable[]): string {
  * only: an id that was not found may be in the unreadable location).
  */
 export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: boolean): { backup: ListedBackup; unreadable: Unreadable[] } {
-  // A manifest that was read but belongs elsewhere (MANIFEST_MISPLACED) hides no backup of this database.
+  // A manifest that was read but is not this database's (misplaced, unsigned, signed by another key) hides no backup of it.
   const unreadable: Unreadable[] = listing.problems
-    .filter((p) => p.error.code !== 'MANIFEST_MISPLACED')
+    .filter((p) => !REJECTED_MANIFEST_CODES.has(p.error.code))
     .map((p) => ({ location: p.location, ...(p.key ? { key: p.key } : {}), code: p.error.code, message: p.error.message }));
   let backup: ListedBackup | undefined;
   let notFound: BackupError | undefined;

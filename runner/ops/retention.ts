@@ -6,6 +6,7 @@ import { planRetention, type RetentionPlan } from '../retention/policy.js';
 import type { Location, Runtime } from '../runtime.js';
 import { databasePrefix } from '../storage/layout.js';
 import type { BackupResult } from './backup.js';
+import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { listBackups, type Listing } from './list.js';
 
 export interface LocationRetention {
@@ -42,15 +43,15 @@ function planFor(rt: Runtime, listing: Listing, loc: Location): { plan: Retentio
  */
 export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: readonly string[]; signal?: AbortSignal }): Promise<RetentionResult> {
   const listing = await listBackups(rt, opts);
-  // A misplaced manifest was read (it is simply not this database's): it blocks nothing, and is never a candidate.
-  const unreadable = new Set(listing.problems.filter((p) => p.error.code !== 'MANIFEST_MISPLACED').map((p) => p.location));
+  // A misplaced or unsigned manifest was read (it is simply not this database's): it blocks nothing, and is never a candidate.
+  const unreadable = new Set(listing.problems.filter((p) => !REJECTED_MANIFEST_CODES.has(p.error.code)).map((p) => p.location));
   const grace = parseDuration(rt.config.retention.orphanGracePeriod) ?? 86_400_000;
   const locations = rt.locations.filter((l) => !opts.only || opts.only.includes(l.name));
   const results: LocationRetention[] = [];
   for (const loc of locations) {
     const log = rt.logger.child({ op: 'retention', location: loc.name });
     if (unreadable.has(loc.name)) {
-      const error = listing.problems.find((p) => p.location === loc.name && p.error.code !== 'MANIFEST_MISPLACED')!.error;
+      const error = listing.problems.find((p) => p.location === loc.name && !REJECTED_MANIFEST_CODES.has(p.error.code))!.error;
       log.warn({ err: error }, 'location could not be read completely; nothing removed there');
       results.push({ location: loc.name, failed: [], orphansRemoved: 0, error });
       continue;

@@ -19,6 +19,7 @@
  *   count.
  */
 import type { DatabaseBackupStatus } from '../../api/crds/database-backup.js';
+import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 
 export type LastBackupStatus = NonNullable<DatabaseBackupStatus['lastBackup']>;
 export type LocationStatus = NonNullable<DatabaseBackupStatus['locations']>[number];
@@ -111,7 +112,7 @@ function manifestMessages(listing: ListingFact | undefined, name: string): strin
   const messages: string[] = [];
   for (const p of listing?.problems ?? []) {
     if (p.location !== name || p.key === undefined) continue;
-    messages.push(p.error.code === 'MANIFEST_MISPLACED' ? `manifest ${p.key} does not belong to this database and is ignored: ${describe(p.error)}` : `manifest ${p.key} could not be read: ${describe(p.error)}`);
+    messages.push(REJECTED_MANIFEST_CODES.has(p.error.code) ? `manifest ${p.key} does not belong to this database and is ignored: ${describe(p.error)}` : `manifest ${p.key} could not be read: ${describe(p.error)}`);
   }
   for (const f of listing?.future ?? []) {
     if (f.locations.includes(name)) messages.push(`manifest of backup ${f.id} is dated in the future (${f.field} ${f.at}) and is not counted`);

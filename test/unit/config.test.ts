@@ -289,3 +289,21 @@ describe('encryption of a location (age)', () => {
     expect(JSON.stringify(r.errors)).not.toContain('AGE-SECRET-KEY-1GQ9778');
   });
 });
+
+describe('signing', () => {
+  it.each<[string, unknown, { path: string; message: RegExp }[]]>([
+    ['a key', { key: { file: '/k/signing.pem' } }, []],
+    ['verification keys only (a reader)', { verify: [{ file: '/k/a.pub' }, { value: '-----BEGIN PUBLIC KEY-----' }] }, []],
+    ['nothing', {}, [{ path: 'signing', message: /set key, verify or both/ }]],
+    ['a key from two sources', { key: { file: '/k', env: 'K' } }, [{ path: 'signing.key', message: /exactly one of value, env, file/ }]],
+    ['an empty verify list', { verify: [] }, [{ path: 'signing.verify', message: /greater or equal to 1/ }]],
+  ])('%s', (_what, signing, want) => {
+    const r = validateRunnerConfig({ ...valid, signing });
+    if (want.length === 0) {
+      expect(r.ok, JSON.stringify(r)).toBe(true);
+      return;
+    }
+    expect(r.ok).toBe(false);
+    if (!r.ok) for (const w of want) expect(r.errors).toContainEqual({ path: w.path, message: expect.stringMatching(w.message) });
+  });
+});

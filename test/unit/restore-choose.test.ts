@@ -16,8 +16,8 @@ const newer = backup('b2', '2026-11-21T10:00:00.000Z', ['fs', 's3']);
 const down = { location: 's3', error: new BackupError('STORAGE_UNAVAILABLE', 'cannot reach http://127.0.0.1:9000') };
 const badManifest = { location: 'fs', key: 'shop/orders/b3/manifest.json', error: new BackupError('STORAGE_FAILED', 'read failed') };
 
-const complete: Listing = { future: [], backups: [older, newer], problems: [] };
-const incomplete: Listing = { future: [], backups: [older, newer], problems: [down] };
+const complete: Listing = { signatures: 'not checked', future: [], backups: [older, newer], problems: [] };
+const incomplete: Listing = { signatures: 'not checked', future: [], backups: [older, newer], problems: [down] };
 
 function refusal(listing: Listing, sel: Selector, allow = false): BackupError {
   try {
@@ -40,10 +40,10 @@ describe('chooseBackup', () => {
 
   it.each<[string, Listing, Selector, RegExp]>([
     ['--latest with a location down', incomplete, { kind: 'latest' }, /^restore --latest refused: s3 could not be read \(s3: STORAGE_UNAVAILABLE: cannot reach .*\), so the backup asked for may be there and nothing was restored\. The newest readable backup is b2 \(consistent at 2026-11-21T10:00:00\.000Z, in fs, s3\)\. Re-run with --allow-incomplete-listing/],
-    ['--latest with a manifest unreadable', { future: [], backups: [older, newer], problems: [badManifest] }, { kind: 'latest' }, /fs could not be read \(fs \(shop\/orders\/b3\/manifest\.json\): STORAGE_FAILED/],
+    ['--latest with a manifest unreadable', { signatures: 'not checked', future: [], backups: [older, newer], problems: [badManifest] }, { kind: 'latest' }, /fs could not be read \(fs \(shop\/orders\/b3\/manifest\.json\): STORAGE_FAILED/],
     ['--to-time with a location down', incomplete, { kind: 'time', at: new Date('2026-11-20T12:00:00Z') }, /restore --to-time 2026-11-20T12:00:00\.000Z refused: .*newest readable backup consistent at or before 2026-11-20T12:00:00\.000Z is b1/],
     ['--backup of an id not found while a location is down', incomplete, { kind: 'id', id: 'b9' }, /restore --backup b9 refused: s3 could not be read .*backup b9 not found .* in the locations that could be read, but it may be in s3/],
-    ['--latest with nothing readable at all', { future: [], backups: [], problems: [down] }, { kind: 'latest' }, /no backups exist in any location in the locations that could be read, but it may be in s3/],
+    ['--latest with nothing readable at all', { signatures: 'not checked', future: [], backups: [], problems: [down] }, { kind: 'latest' }, /no backups exist in any location in the locations that could be read, but it may be in s3/],
   ])('%s: LISTING_INCOMPLETE (exit 3)', (_n, listing, sel, rule) => {
     const err = refusal(listing, sel);
     expect(err.code).toBe('LISTING_INCOMPLETE');
@@ -54,19 +54,19 @@ describe('chooseBackup', () => {
 
   it('a manifest read but lying where it does not belong (planted) blocks nothing: it hides no backup of this database', () => {
     const planted = { location: 's3', key: 'shop/orders/20990101T000000Z-beef/manifest.json', error: new BackupError('MANIFEST_MISPLACED', 'manifest names shop/other') };
-    expect(chooseBackup({ future: [], backups: [older, newer], problems: [planted] }, { kind: 'latest' }, false)).toEqual({ backup: newer, unreadable: [] });
+    expect(chooseBackup({ signatures: 'not checked', future: [], backups: [older, newer], problems: [planted] }, { kind: 'latest' }, false)).toEqual({ backup: newer, unreadable: [] });
     // Next to a real read failure it is not named as unreadable either.
-    expect((refusal({ future: [], backups: [older, newer], problems: [planted, down] }, { kind: 'latest' }).details.unreadable as { location: string }[]).map((u) => u.location)).toEqual(['s3']);
+    expect((refusal({ signatures: 'not checked', future: [], backups: [older, newer], problems: [planted, down] }, { kind: 'latest' }).details.unreadable as { location: string }[]).map((u) => u.location)).toEqual(['s3']);
   });
 
   it('--backup of a future-dated id: MANIFEST_FUTURE (exit 6) saying why, not "not found"', () => {
     const planted = { ...backup('20990101T000000Z-beef', '2099-01-01T00:00:00.000Z', ['s3']), field: 'consistentAt', at: '2099-01-01T00:00:00.000Z' };
-    const err = refusal({ backups: [older, newer], future: [planted], problems: [] }, { kind: 'id', id: planted.id });
+    const err = refusal({ signatures: 'not checked', backups: [older, newer], future: [planted], problems: [] }, { kind: 'id', id: planted.id });
     expect(err.code).toBe('MANIFEST_FUTURE');
     expect(err.exitCode).toBe(6);
     expect(err.message).toMatch(/^restore --backup 20990101T000000Z-beef refused: its manifest is dated in the future \(consistentAt 2099-01-01T00:00:00\.000Z, more than 5 min ahead of this clock, in s3\)/);
     // --latest never sees it.
-    expect(chooseBackup({ backups: [older, newer], future: [planted], problems: [] }, { kind: 'latest' }, false).backup).toBe(newer);
+    expect(chooseBackup({ signatures: 'not checked', backups: [older, newer], future: [planted], problems: [] }, { kind: 'latest' }, false).backup).toBe(newer);
   });
 
   it('names the backup that would be chosen in the details', () => {
@@ -89,7 +89,7 @@ describe('chooseBackup', () => {
 
   it('not-found errors stay themselves when every location was read', () => {
     expect(refusal(complete, { kind: 'id', id: 'b9' }).code).toBe('BACKUP_NOT_FOUND');
-    expect(refusal({ future: [], backups: [], problems: [] }, { kind: 'latest' }).code).toBe('NO_BACKUPS');
+    expect(refusal({ signatures: 'not checked', future: [], backups: [], problems: [] }, { kind: 'latest' }).code).toBe('NO_BACKUPS');
   });
 });
 
