@@ -112,6 +112,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   if (spec.engine.postgresql) errors.push(...postgresqlArgErrors('spec.engine.postgresql', spec.engine.postgresql));
   errors.push(...credentialsErrors(spec));
   errors.push(...encryptionErrors(spec));
+  if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });
   errors.push(...classErrors(obj, spec, ctx.storageClass));
   return errors;
 }

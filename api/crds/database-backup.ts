@@ -169,6 +169,21 @@ export const DatabaseBackupSpec = Type.Object(
           'mounted into the runner pod, never read or copied by the controller',
       }),
     ),
+    signing: Type.Optional(
+      Type.Object(
+        {
+          keySecretRef: ref('Ed25519 private key (PEM, openssl genpkey -algorithm ed25519) in a Secret of this namespace, mounted into the runner: it signs every manifest'),
+          verifySecretRefs: Type.Optional(
+            Type.Array(Type.Object(SecretKeyRef.properties, { additionalProperties: false }), {
+              minItems: 1,
+              maxItems: 8,
+              description: 'Ed25519 public keys (PEM) in Secrets of this namespace: only a manifest signed by one of them is a backup; default: the public key of keySecretRef',
+            }),
+          ),
+        },
+        { additionalProperties: false, description: 'signed manifests (docs/configuration.md#signing): whoever may write into the prefix can then plant objects, never a backup' },
+      ),
+    ),
     encryption: Type.Optional(
       Type.Array(LocationEncryption, {
         maxItems: 16,

@@ -172,6 +172,15 @@ function encryptionConfig(loc: StorageLocation, at: string, files: Files, own: L
   return { age: { recipients: [...new Set(recipients)], ...identities } };
 }
 
+/** The DatabaseBackup's signing keys, mounted from its namespace (never read or copied by the controller). */
+function signingConfig(backup: DatabaseBackup, dbFiles: DbSecretFile[]): Pick<RunnerConfig, 'signing'> {
+  const s = backup.spec.signing;
+  if (!s) return {};
+  const key = dbFile(s.keySecretRef, dbFiles);
+  const verify = (s.verifySecretRefs ?? []).map((r) => ({ file: dbFile(r, dbFiles)! }));
+  return { signing: { ...(key ? { key: { file: key } } : {}), ...(verify.length > 0 ? { verify } : {}) } };
+}
+
 const secretNames = (names: (string | undefined)[], ns?: string) =>
   [...new Set(names.filter((n): n is string => n !== undefined))].map((n) => (ns ? `${ns}/${n}` : n)).join(', ');
 
@@ -326,6 +335,7 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     retention: backup.spec.retention ?? ({} as RunnerConfig['retention']),
     daemon: {} as RunnerConfig['daemon'],
     report: { databaseBackup: { namespace, name } },
+    ...signingConfig(backup, dbSecretFiles),
   };
   const header = `# Written by db-backup-controller for DatabaseBackup ${namespace}/${name}; edits are overwritten.\n`;
   const secretData = { ...files.data, [CONFIG_KEY]: b64(header + stringify(config, { sortMapEntries: false })) };

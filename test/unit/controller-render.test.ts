@@ -262,6 +262,18 @@ describe('renderRunner: encryption per location', () => {
     expect(r.objects.secret.data?.['offsite.age-passphrase']).toBe(Buffer.from('break glass').toString('base64'));
   });
 
+  it('signing keys come from the team\'s namespace, mounted, never copied', () => {
+    const b = validBackup();
+    b.spec.signing = { keySecretRef: { name: 'orders-signing', key: 'key.pem' }, verifySecretRefs: [{ name: 'orders-signing', key: 'key.pub' }] };
+    const out = renderRunner(input(b));
+    if (!out.ok) throw new Error(JSON.stringify(out.problems));
+    const cfg = validateRunnerConfig(parse(configOf(out.value.objects.secret.data)));
+    expect(cfg.ok && cfg.value.signing).toEqual({ key: { file: '/var/run/backup-runner/db/orders-signing/key.pem' }, verify: [{ file: '/var/run/backup-runner/db/orders-signing/key.pub' }] });
+    // Only the class's storage keys are copied; nothing of the signing Secret.
+    expect(Object.keys(out.value.objects.secret.data ?? {}).sort()).toEqual(['config.yaml', 'offsite.access-key-id', 'offsite.secret-access-key']);
+    expect(out.value.objects.deployment.spec!.template.spec!.volumes!.filter((v) => v.secret).map((v) => v.secret!.secretName)).toContain('orders-signing');
+  });
+
   it('a team encrypts a location the class does not', () => {
     const b = validBackup();
     b.spec.encryption = [{ location: 'local', age: { recipients: [TEAM_KEY] } }];
