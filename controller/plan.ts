@@ -77,7 +77,8 @@ export interface NamespaceSecret {
 function secretFields(spec: unknown): Map<string, string[]> {
   const fields = new Map<string, string[]>();
   const walk = (v: unknown, path: string, key: string): void => {
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`, ''));
+    // The items of a list of references (`verifySecretRefs`) are references too.
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`, /SecretRefs$/.test(key) ? key.slice(0, -1) : ''));
     else if (v && typeof v === 'object') {
       const o = v as Record<string, unknown>;
       const name = /SecretRef$|^secretKeyRef$/.test(key) ? o.name : key === 'secret' ? (o.secretName ?? o.name) : undefined;

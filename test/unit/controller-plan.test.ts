@@ -140,6 +140,18 @@ describe('namespaceSecrets: the Secrets of its namespace a runner pod cannot sta
       ],
     ],
     [
+      'signing keys, one of them in a list of references',
+      (b) => {
+        b.spec.signing = { keySecretRef: { name: 'orders-signing', key: 'key.pem' }, verifySecretRefs: [{ name: 'other-team', key: 'key.pub' }] };
+      },
+      [
+        { name: 'orders-db', fields: ['spec.engine.postgresql.passwordSecretRef'] },
+        { name: 'orders-db-ca', fields: ['spec.engine.postgresql.sslRootCertSecretRef'] },
+        { name: 'orders-signing', fields: ['spec.signing.keySecretRef'] },
+        { name: 'other-team', fields: ['spec.signing.verifySecretRefs[0]'] },
+      ],
+    ],
+    [
       'no password and no TLS: none',
       (b) => {
         delete b.spec.engine.postgresql.passwordSecretRef;
