@@ -87,7 +87,7 @@ export interface StatusView {
   waiting: { kind: string; source: string }[];
   schedule: { cron?: string; interval?: string; timeZone: string; suspended: boolean; nextRunAt: string | null } | null;
   lastBackup: { id: string; status: string; finishedAt: string; locations: { location: string; status: string; error?: { code: string; message: string } }[] } | null;
-  locations: { name: string; backupsStored: number; lastSuccessAt?: string }[];
+  locations: { name: string; backupsStored: number; lastSuccessAt?: string; backupsBehind?: number; behindSince?: string }[];
 }
 
 export function renderStatus(s: StatusView): string {
@@ -102,8 +102,8 @@ export function renderStatus(s: StatusView): string {
     lines.push(`  last:      ${s.lastBackup.id} ${s.lastBackup.status} at ${s.lastBackup.finishedAt}`);
     for (const l of s.lastBackup.locations) if (l.error) lines.push(`             ${l.location}: ${l.error.code}: ${l.error.message}`);
   }
-  const rows = [['LOCATION', 'BACKUPS', 'LAST SUCCESS']];
-  for (const l of s.locations) rows.push([l.name, String(l.backupsStored), l.lastSuccessAt ?? 'never']);
+  const rows = [['LOCATION', 'BACKUPS', 'LAST SUCCESS', 'BEHIND']];
+  for (const l of s.locations) rows.push([l.name, String(l.backupsStored), l.lastSuccessAt ?? 'never', l.backupsBehind ? `${l.backupsBehind} (since ${l.behindSince ?? '?'})` : '0']);
   lines.push(table(rows).replace(/^/gm, '  '));
   return lines.join('\n');
 }

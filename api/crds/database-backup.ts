@@ -240,6 +240,8 @@ export const DatabaseBackupStatus = Type.Object(
             state: Type.Union(LOCATION_STATES.map((s) => Type.Literal(s))),
             lastSuccessAt: Time('last backup stored in this location'),
             backupsStored: Type.Optional(Type.Integer({ minimum: 0 })),
+            backupsBehind: Type.Optional(Type.Integer({ minimum: 0, description: 'backups another location holds and this one lacks (it was down, or was added later)' })),
+            behindSince: Time('consistency instant of the oldest backup this location lacks'),
             message: Type.Optional(Type.String({ maxLength: 32768 })),
           },
           { additionalProperties: false },

@@ -30,6 +30,8 @@ export interface DaemonOptions {
 interface LocationState {
   backupsStored: number;
   lastSuccessAt?: string;
+  backupsBehind: number;
+  behindSince?: string;
 }
 
 /** How long stop() waits for the last status report. */
@@ -149,7 +151,7 @@ export class Daemon {
     for (const loc of this.rt.locations) {
       const stored = storedIn(listing, loc.name);
       this.locations.set(loc.name, stored);
-      this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined);
+      this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined, stored.backupsBehind);
     }
     for (const p of listing.problems) {
       const what = p.key === undefined ? 'location could not be listed' : REJECTED_MANIFEST_CODES.has(p.error.code) ? 'manifest does not belong to this database; ignored' : 'manifest could not be read';

@@ -18,6 +18,7 @@ export class RunnerMetrics {
   private readonly bytes: Gauge;
   private readonly bytesTotal: Counter;
   private readonly stored: Gauge;
+  private readonly behind: Gauge;
   private readonly nextRun: Gauge;
   private readonly failures: Counter;
   private readonly operations: Counter;
@@ -47,6 +48,7 @@ export class RunnerMetrics {
     this.bytes = new Gauge({ name: 'backup_runner_last_backup_bytes', help: 'Stored (compressed) size of the last successful backup', registers: r });
     this.bytesTotal = new Counter({ name: 'backup_runner_stored_bytes_total', help: 'Bytes stored, summed over locations', labelNames: ['location'], registers: r });
     this.stored = new Gauge({ name: 'backup_runner_backups_stored', help: 'Complete backups (with a manifest) in the location', labelNames: ['location'], registers: r });
+    this.behind = new Gauge({ name: 'backup_runner_location_backups_behind', help: 'Backups another location holds and this one lacks (it was down, or was added later)', labelNames: ['location'], registers: r });
     this.nextRun = new Gauge({ name: 'backup_runner_next_run_timestamp_seconds', help: 'When the next scheduled backup starts (0: none scheduled)', registers: r });
     this.failures = new Counter({ name: 'backup_runner_operation_failures_total', help: 'Failed operations (and failed locations of a backup) by reason code', labelNames: ['operation', 'location', 'reason'], registers: r });
     this.operations = new Counter({ name: 'backup_runner_operations_total', help: 'Finished operations by outcome', labelNames: ['operation', 'status'], registers: r });
@@ -128,8 +130,9 @@ export class RunnerMetrics {
   }
 
   /** Seeds the gauges from what the locations hold, e.g. at start. */
-  setStored(location: string, count: number, lastSuccess?: Date): void {
+  setStored(location: string, count: number, lastSuccess?: Date, behind = 0): void {
     this.stored.set({ location }, count);
+    this.behind.set({ location }, behind);
     if (lastSuccess) this.lastSuccess.set({ location }, lastSuccess.getTime() / 1000);
   }
 

@@ -41,7 +41,7 @@ export interface ErrorFact {
 /** A backup as listed from the manifests (structurally a ListedBackup). */
 export interface ListedFact {
   id: string;
-  manifest: { startedAt: string; finishedAt: string };
+  manifest: { startedAt: string; consistentAt: string; finishedAt: string };
   /** Locations holding its manifest. */
   locations: readonly string[];
 }
@@ -89,13 +89,19 @@ export interface StoredSummary {
   backupsStored: number;
   /** Finish time of the newest of them. */
   lastSuccessAt?: string;
+  /** Backups another location holds and this one lacks (it was down, or was added later). */
+  backupsBehind: number;
+  /** Consistency instant of the oldest of those. */
+  behindSince?: string;
 }
 
-/** What one location holds according to a listing: how many backups, and when the newest finished. */
+/** What one location holds according to a listing: how many backups, when the newest finished, and how many it lacks that others hold. */
 export function storedIn(listing: ListingFact, location: string): StoredSummary {
   const mine = listing.backups.filter((b) => b.locations.includes(location));
+  const missing = listing.backups.filter((b) => !b.locations.includes(location));
   const newest = latest(mine.map((b) => b.manifest.finishedAt));
-  return { backupsStored: mine.length, ...(newest ? { lastSuccessAt: newest } : {}) };
+  const since = missing.map((b) => b.manifest.consistentAt).sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+  return { backupsStored: mine.length, ...(newest ? { lastSuccessAt: newest } : {}), backupsBehind: missing.length, ...(since ? { behindSince: since } : {}) };
 }
 
 /** The latest of some RFC 3339 instants, as given; undefined for none. */
@@ -136,7 +142,8 @@ function locationStatus(facts: ReportFacts, name: string): LocationStatus {
     name,
     state: messages.length > 0 ? 'Failing' : known ? 'Ready' : 'Unknown',
     ...(lastSuccessAt ? { lastSuccessAt } : {}),
-    ...(stored ? { backupsStored: stored.backupsStored } : {}),
+    ...(stored ? { backupsStored: stored.backupsStored, backupsBehind: stored.backupsBehind } : {}),
+    ...(stored?.behindSince ? { behindSince: stored.behindSince } : {}),
     ...(messages.length > 0 ? { message: clip(messages.join('; ')) } : {}),
   };
 }

@@ -141,7 +141,7 @@ describe('planted manifests in the runner’s own prefix', () => {
 
   it('the last success shown in the status and metrics is the newest real backup', async () => {
     const { rt } = await planted();
-    expect(storedIn(await listBackups(rt), 'mem')).toEqual({ backupsStored: 3, lastSuccessAt: at(real[2]!).toISOString() });
+    expect(storedIn(await listBackups(rt), 'mem')).toEqual({ backupsStored: 3, backupsBehind: 0, lastSuccessAt: at(real[2]!).toISOString() });
   });
 });
 

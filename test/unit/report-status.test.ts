@@ -23,7 +23,7 @@ if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (v) => /^\
 
 const T0 = '2026-11-21T03:00:00.000Z';
 const at = (iso: string): Date => new Date(iso);
-const listed = (id: string, finishedAt: string, locations: string[], startedAt = finishedAt) => ({ id, manifest: { startedAt, finishedAt }, locations });
+const listed = (id: string, finishedAt: string, locations: string[], startedAt = finishedAt) => ({ id, manifest: { startedAt, consistentAt: startedAt, finishedAt }, locations });
 const err = (code: string, message = 'boom') => ({ code, message });
 
 const base: ReportFacts = { startedAt: at(T0), locations: ['fs', 's3'] };
@@ -36,9 +36,11 @@ const twoBackups: ListingFact = {
 
 describe('storedIn', () => {
   it.each([
-    ['fs', { backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z' }],
-    ['s3', { backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z' }],
-    ['gcs', { backupsStored: 0 }],
+    ['fs', { backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z', backupsBehind: 0 }],
+    // s3 lacks the newer backup fs holds: one behind, since that backup.
+    ['s3', { backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z' }],
+    // A location added later lacks all of them, since the oldest.
+    ['gcs', { backupsStored: 0, backupsBehind: 2, behindSince: '2026-11-20T03:01:00.000Z' }],
   ])('%s -> %o', (location, expected) => {
     expect(storedIn(twoBackups, location)).toEqual(expected);
   });
@@ -75,8 +77,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: '2026-11-22T02:00:00.000Z',
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
-          { name: 's3', state: 'Ready', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
+          { name: 's3', state: 'Ready', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z' },
         ],
       },
     ],
@@ -88,8 +90,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
-          { name: 's3', state: 'Ready', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
+          { name: 's3', state: 'Ready', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z' },
         ],
       },
     ],
@@ -101,8 +103,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
-          { name: 's3', state: 'Ready', backupsStored: 1, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
+          { name: 's3', state: 'Ready', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-21T03:05:00.000Z' },
         ],
       },
     ],
@@ -114,8 +116,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
-          { name: 's3', state: 'Failing', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
+          { name: 's3', state: 'Failing', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
         ],
       },
     ],
@@ -133,8 +135,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Failing', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'last backup failed here: DUMP_FAILED: pg_dump exited 1' },
-          { name: 's3', state: 'Failing', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
+          { name: 'fs', state: 'Failing', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'last backup failed here: DUMP_FAILED: pg_dump exited 1' },
+          { name: 's3', state: 'Failing', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
         ],
       },
     ],
@@ -145,7 +147,7 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z' },
           { name: 's3', state: 'Failing', message: 'could not be listed: STORAGE_UNAVAILABLE: connect ECONNREFUSED' },
         ],
       },
@@ -157,8 +159,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Failing', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'manifest shop/orders/x/manifest.json could not be read: MANIFEST_INVALID: not JSON' },
-          { name: 's3', state: 'Ready', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z' },
+          { name: 'fs', state: 'Failing', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'manifest shop/orders/x/manifest.json could not be read: MANIFEST_INVALID: not JSON' },
+          { name: 's3', state: 'Ready', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z' },
         ],
       },
     ],
@@ -175,8 +177,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T02:01:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Failing', backupsStored: 2, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'manifest shop/orders/20261101T000000Z-beef/manifest.json does not belong to this database and is ignored: MANIFEST_MISPLACED: manifest names shop/other' },
-          { name: 's3', state: 'Failing', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'manifest of backup 20990101T000000Z-dead is dated in the future (consistentAt 2099-01-01T00:00:00.000Z) and is not counted' },
+          { name: 'fs', state: 'Failing', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T02:01:00.000Z', message: 'manifest shop/orders/20261101T000000Z-beef/manifest.json does not belong to this database and is ignored: MANIFEST_MISPLACED: manifest names shop/other' },
+          { name: 's3', state: 'Failing', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'manifest of backup 20990101T000000Z-dead is dated in the future (consistentAt 2099-01-01T00:00:00.000Z) and is not counted' },
         ],
       },
     ],
@@ -188,8 +190,8 @@ describe('buildStatusPatch', () => {
         lastSuccessAt: '2026-11-21T03:05:00.000Z',
         nextRunAt: null,
         locations: [
-          { name: 'fs', state: 'Ready', backupsStored: 2, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
-          { name: 's3', state: 'Failing', backupsStored: 1, lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
+          { name: 'fs', state: 'Ready', backupsStored: 2, backupsBehind: 0, lastSuccessAt: '2026-11-21T03:05:00.000Z' },
+          { name: 's3', state: 'Failing', backupsStored: 1, backupsBehind: 1, behindSince: '2026-11-21T02:01:00.000Z', lastSuccessAt: '2026-11-20T03:01:00.000Z', message: 'last backup failed here: STORAGE_DENIED: access denied' },
         ],
       },
     ],
