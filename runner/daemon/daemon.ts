@@ -30,7 +30,8 @@ export interface DaemonOptions {
 interface LocationState {
   backupsStored: number;
   lastSuccessAt?: string;
-  backupsBehind: number;
+  /** Unset when the location could not be listed (not known). */
+  backupsBehind?: number;
   behindSince?: string;
 }
 
@@ -148,10 +149,12 @@ export class Daemon {
   private async refreshLocations(): Promise<void> {
     const listing = await listBackups(this.rt);
     this.listing = listing;
+    const unlisted = new Set(listing.problems.filter((p) => p.key === undefined).map((p) => p.location));
     for (const loc of this.rt.locations) {
-      const stored = storedIn(listing, loc.name);
-      this.locations.set(loc.name, stored);
-      this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined, stored.backupsBehind);
+      const { backupsBehind, behindSince, ...stored } = storedIn(listing, loc.name);
+      this.locations.set(loc.name, unlisted.has(loc.name) ? stored : { ...stored, backupsBehind, ...(behindSince ? { behindSince } : {}) });
+      // What an unlisted location lacks is not known.
+      this.metrics.setStored(loc.name, stored.backupsStored, stored.lastSuccessAt ? new Date(stored.lastSuccessAt) : undefined, unlisted.has(loc.name) ? undefined : backupsBehind);
     }
     for (const p of listing.problems) {
       const what = p.key === undefined ? 'location could not be listed' : REJECTED_MANIFEST_CODES.has(p.error.code) ? 'manifest does not belong to this database; ignored' : 'manifest could not be read';

@@ -130,9 +130,11 @@ export class RunnerMetrics {
   }
 
   /** Seeds the gauges from what the locations hold, e.g. at start. */
-  setStored(location: string, count: number, lastSuccess?: Date, behind = 0): void {
+  /** `behind` undefined: not known (the location could not be listed), so no sample. */
+  setStored(location: string, count: number, lastSuccess?: Date, behind?: number): void {
     this.stored.set({ location }, count);
-    this.behind.set({ location }, behind);
+    if (behind === undefined) this.behind.remove({ location });
+    else this.behind.set({ location }, behind);
     if (lastSuccess) this.lastSuccess.set({ location }, lastSuccess.getTime() / 1000);
   }
 

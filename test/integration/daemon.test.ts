@@ -249,6 +249,9 @@ describe('backup-runner serve', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`)).text();
       expect(metrics).toMatch(/backup_runner_location_failing\{[^}]*location="s3"[^}]*\} 1\n/);
       expect(metrics).toMatch(/backup_runner_location_failing\{[^}]*location="fs"[^}]*\} 0\n/);
+      // fs lacks nothing; what s3, which cannot be listed, lacks is not known: no sample.
+      expect(metrics).toMatch(/backup_runner_location_backups_behind\{[^}]*location="fs"[^}]*\} 0\n/);
+      expect(metrics).not.toMatch(/backup_runner_location_backups_behind\{[^}]*location="s3"/);
       expect(metrics).toMatch(/backup_runner_consecutive_failed_backups\{[^}]*\} 0\n/);
       expect(metrics).toMatch(/backup_runner_schedule_interval_seconds\{[^}]*\} 0\n/);
     } finally {
