@@ -493,8 +493,8 @@ describe('controller -> runner contract', () => {
     }
     const s = await waitForStatus('the daemon\'s start report', (st) => st.nextRunAt !== undefined && st.locations?.length === 2);
     expect(s.status!.locations).toEqual([
-      { name: 'pvc', state: 'Ready', backupsStored: 0 },
-      { name: 'offsite', state: 'Ready', backupsStored: 0 },
+      { name: 'pvc', state: 'Ready', backupsStored: 0, backupsBehind: 0 },
+      { name: 'offsite', state: 'Ready', backupsStored: 0, backupsBehind: 0 },
     ]);
     // interval 1h from now
     expect(Date.parse(s.status!.nextRunAt!) - Date.now()).toBeGreaterThan(50 * 60_000);
@@ -521,7 +521,7 @@ describe('controller -> runner contract', () => {
     const st = o.status!;
     expect(st.lastBackup).toMatchObject({ id: first, status: 'Succeeded' });
     expect(st.lastSuccessAt).toBe(st.lastBackup!.finishedAt);
-    for (const l of st.locations!) expect(l).toEqual({ name: l.name, state: 'Ready', backupsStored: 1, lastSuccessAt: st.lastSuccessAt });
+    for (const l of st.locations!) expect(l).toEqual({ name: l.name, state: 'Ready', backupsStored: 1, backupsBehind: 0, lastSuccessAt: st.lastSuccessAt });
     // Next to the controller's part, which the runner leaves alone.
     expect(st.observedGeneration).toBe(o.metadata.generation);
     expect(condition(o, 'ConfigValid')).toMatchObject({ status: 'True', reason: 'Applied' });

@@ -157,8 +157,8 @@ describe('status reports to the DatabaseBackup', () => {
       const started = await waitFor('orders', 'nextRunAt and locations', (s) => s.nextRunAt !== undefined && s.locations?.length === 2);
       expect(started.lastBackup).toBeUndefined();
       expect(started.locations).toEqual([
-        { name: 'local', state: 'Ready', backupsStored: 0 },
-        { name: 'archive', state: 'Ready', backupsStored: 0 },
+        { name: 'local', state: 'Ready', backupsStored: 0, backupsBehind: 0 },
+        { name: 'archive', state: 'Ready', backupsStored: 0, backupsBehind: 0 },
       ]);
       // 03:00 in Berlin is 01:00 or 02:00 UTC.
       expect(new Date(started.nextRunAt!).getUTCHours()).toBeLessThanOrEqual(2);
@@ -170,7 +170,7 @@ describe('status reports to the DatabaseBackup', () => {
       expect(Date.parse(done.lastBackup!.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(done.lastBackup!.startedAt!));
       expect(done.lastSuccessAt).toBe(done.lastBackup!.finishedAt);
       expect(done.nextRunAt).toBe(started.nextRunAt);
-      for (const l of done.locations!) expect(l).toEqual({ name: l.name, state: 'Ready', backupsStored: 1, lastSuccessAt: done.lastSuccessAt });
+      for (const l of done.locations!) expect(l).toEqual({ name: l.name, state: 'Ready', backupsStored: 1, backupsBehind: 0, lastSuccessAt: done.lastSuccessAt });
       // The controller's fields are as it left them.
       expect(done.observedGeneration).toBe(1);
       expect(done.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'True', reason: 'RunnerAvailable' })]);
