@@ -227,6 +227,7 @@ async function unwrap(header: Buffer, keys: AgeIdentities, what: string): Promis
 export class AgeDecrypt extends Transform {
   private buf: Buffer = Buffer.alloc(0);
   private state: 'header' | 'nonce' | 'payload' | 'done' = 'header';
+  private fileKey: Uint8Array | undefined;
   private key: Buffer | undefined;
   private counter = 0;
 
@@ -277,8 +278,6 @@ export class AgeDecrypt extends Transform {
     if (this.state === 'payload') this.payload(end);
     else if (this.state === 'done' && this.buf.length > 0) throw this.fail('data after the last chunk');
   }
-
-  private fileKey: Uint8Array | undefined;
 
   private payload(end: boolean): void {
     const full = CHUNK + TAG;

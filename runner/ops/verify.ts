@@ -146,19 +146,17 @@ export async function checkObject(loc: Location, copy: CopyRef, object: Manifest
   try {
     storedAlgorithm(object.compression.algorithm, `${loc.name}: ${keyIn(copy.dir, object.name)}`);
     let keys: AgeIdentities | undefined;
+    let noKey = false;
     try {
       keys = await objectKeys(loc, copy, object, opts.identities);
     } catch (err) {
       if (opts.requireContents || !isBackupError(err, 'NO_MATCHING_IDENTITY')) throw err;
-      // No key: the stored bytes can still be checked against the manifest.
-      const plain = await readPlain(loc, copy, object, undefined, { ...opts, onStored: (d) => (progress = d) });
-      await pipeline(plain.output, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
-      await plain.done;
-      return { ...base, status: 'ok', contents: 'not checked: encrypted and no identity given' };
+      noKey = true; // the stored bytes can still be checked against the manifest
     }
     const plain = await readPlain(loc, copy, object, keys, { ...opts, onStored: (d) => (progress = d) });
     await pipeline(plain.output, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
     await plain.done;
+    if (noKey) return { ...base, status: 'ok', contents: 'not checked: encrypted and no identity given' };
     await checkFormat(loc, copy, object, { ...opts, ...(keys ? { keys } : {}) });
     return { ...base, status: 'ok', ...(keys ? { contents: 'checked (decrypted)' } : {}) };
   } catch (err) {

@@ -15,6 +15,7 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { main } from '../../runner/cli/main.js';
+import { headerEnd } from '../../runner/crypto/age.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
@@ -176,7 +177,6 @@ describe('the age command: the emergency procedure, and the other direction', ()
 });
 
 describe('altered and truncated objects, even with the manifest rewritten to match: found before the database is touched', () => {
-  const headerEnd = (b: Buffer) => b.indexOf('\n---') + b.subarray(b.indexOf('\n---') + 1).indexOf('\n') + 2;
   it.each([
     ['a flipped byte in the header', (b: Buffer) => flipAt(b, 40), /age header (is invalid or )?was altered/],
     ['a flipped byte in the payload', (b: Buffer) => flipAt(b, headerEnd(b) + 16 + 1000), /failed authentication/],
