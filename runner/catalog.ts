@@ -10,6 +10,9 @@
  *   metric, see storage/foreign.ts), never read as a backup.
  * - A manifest must match where it lies: its id, namespace and name equal the
  *   key path, or it is a MANIFEST_MISPLACED problem and not a backup.
+ * - A manifest names only data files of the layout, each once (never a path,
+ *   never the manifest), or it is MANIFEST_INVALID: no object a manifest
+ *   names lies outside its own backup directory.
  * - With verification keys, a manifest must be signed by one of them, or it
  *   is a MANIFEST_UNSIGNED / MANIFEST_SIGNATURE_INVALID problem and not a
  *   backup.
@@ -25,7 +28,7 @@ import type { Logger } from './logger.js';
 import { type Manifest, futureInstant, misplacement, parseManifest } from './manifest.js';
 import type { Location } from './runtime.js';
 import { type ForeignObjects, processForeignObjects } from './storage/foreign.js';
-import { MANIFEST_FILE, classifyKey, databasePrefix } from './storage/layout.js';
+import { MANIFEST_FILE, classifyKey, databasePrefix, isDataFileName } from './storage/layout.js';
 import { mapLimit } from './util/async.js';
 
 export interface CatalogEntry {
@@ -79,6 +82,11 @@ async function readManifest(loc: Location, id: string, key: string, opts: ScanOp
       if (!c.ok) throw new BackupError(c.code, `${loc.name}: ${key}: manifest is not a backup of this database: ${c.why}`, { details: { location: loc.name, key } });
     }
     opts.cache?.set(key, m);
+  }
+  const odd = m.objects.find((o) => !isDataFileName(o.name));
+  if (odd || new Set(m.objects.map((o) => o.name)).size !== m.objects.length) {
+    const why = odd ? `object "${odd.name}" is not a data file the runner writes` : 'it names an object twice';
+    throw new BackupError('MANIFEST_INVALID', `${loc.name}: ${key}: ${why}; not read as a backup`, { details: { location: loc.name, key } });
   }
   const wrong = misplacement(m, { namespace: loc.scope.namespace, name: loc.scope.name, id });
   if (wrong) {

@@ -2,6 +2,7 @@ import type { BackupError } from './errors.js';
 import { MAX_CLOCK_SKEW_MS, storedBytes } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
+import type { MirrorResult } from './ops/mirror.js';
 import type { RestoreResult } from './ops/restore.js';
 import type { RetentionResult } from './ops/retention.js';
 import type { VerifyResult } from './ops/verify.js';
@@ -71,6 +72,31 @@ export function renderVerify(v: VerifyResult): string {
   const rows = [['BACKUP', 'LOCATION', 'OBJECT', 'STATUS', 'DETAIL']];
   for (const c of v.checks) rows.push([c.backupId, c.location, c.object, c.status.toUpperCase(), c.error ? errorText(c.error) : (c.contents ?? '')]);
   return `${table(rows)}\n${v.ok ? 'all objects intact' : 'verification FAILED'}`;
+}
+
+export function renderMirror(r: MirrorResult): string {
+  const lines: string[] = [];
+  for (const t of r.locations) {
+    if (t.error && t.planned.length === 0) {
+      lines.push(`${t.location}: ${errorText(t.error)}`);
+      continue;
+    }
+    if (t.planned.length === 0 && t.skipped.length === 0) {
+      lines.push(`${t.location}: holds every backup the others hold`);
+      continue;
+    }
+    if (r.dryRun) {
+      lines.push(`${t.location}: would copy ${t.planned.length} backup(s) (dry run)`);
+      for (const p of t.planned) lines.push(`  ${p.id} from ${p.from} (${p.mode})`);
+    } else {
+      lines.push(`${t.location}: copied ${t.copied.length} of ${t.planned.length} backup(s)`);
+      for (const c of t.copied) lines.push(`  ${c.id} from ${c.from} (${c.mode}, ${humanBytes(c.bytes)})`);
+      for (const f of t.failed) lines.push(`  FAILED ${f.id}: ${errorText(f.error)}`);
+      if (t.error && !t.failed.some((f) => f.error === t.error)) lines.push(`  error: ${errorText(t.error)}`);
+    }
+    for (const s of t.skipped) lines.push(`  skipped ${s.id}: ${s.reason}`);
+  }
+  return lines.length > 0 ? lines.join('\n') : 'no location to fill';
 }
 
 /** JSON-safe view of results: errors become {code, message, …}, dates ISO strings. */

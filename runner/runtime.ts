@@ -18,7 +18,7 @@ export interface Location {
 }
 
 export interface ProgressEvent {
-  phase: 'dump' | 'verify' | 'download' | 'restore';
+  phase: 'dump' | 'verify' | 'download' | 'restore' | 'copy';
   /** Bytes read from the source so far (dump output, or downloaded object bytes). */
   bytesIn: number;
   /** Bytes written so far (compressed bytes sent to locations), when that differs. */

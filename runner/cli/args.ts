@@ -18,6 +18,7 @@ export type Command =
   | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing: boolean; identityFiles: string[] } & Common)
   | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
+  | ({ name: 'mirror'; to?: string; from?: string; dryRun: boolean; identityFiles: string[] } & Common)
   | ({ name: 'status' } & Common)
   | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
@@ -37,6 +38,11 @@ Commands:
                               check size and sha256 of every stored object against its manifest;
                               with an identity, the contents of encrypted objects too
   retention [--dry-run]       apply the retention policy to every location (--dry-run: show keep/remove with reasons)
+  mirror [--to LOCATION] [--from LOCATION] [--dry-run] [--identity FILE]...
+                              copy into a location (default: each in turn) every backup the others
+                              (or --from) hold and it lacks: data first, manifest last, checked on the
+                              way, re-encrypted for the target's recipients where its encryption differs;
+                              --dry-run shows what would be copied
   status                      what the daemon is doing, its schedule and the last backup
   serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
@@ -49,7 +55,7 @@ Options:
   -o, --output text|json      output format (default: text)
       --local                 run here even when a daemon is serving
       --identity FILE         age identities (AGE-SECRET-KEY-1..., one per line) that decrypt encrypted
-                              locations, for restore and verify; - reads standard input; repeatable
+                              locations, for restore, verify and mirror; - reads standard input; repeatable
       --log-level LEVEL       trace, debug, info, warn, error (default: info, or $LOG_LEVEL)
   -h, --help                  show this help
 
@@ -90,13 +96,14 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
 
 const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force', 'allow-incomplete-listing'] as const;
 
-function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity', unknown>>): void {
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity' | 'to' | 'from', unknown>>): void {
   if (name !== 'restore') {
     const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
     if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
   }
-  if (name !== 'retention' && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention, not of ${name}`);
-  if (name !== 'restore' && name !== 'verify' && v.identity !== undefined) throw usage(`--identity is an option of restore and verify, not of ${name}`);
+  if (name !== 'retention' && name !== 'mirror' && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention and mirror, not of ${name}`);
+  if (name !== 'restore' && name !== 'verify' && name !== 'mirror' && v.identity !== undefined) throw usage(`--identity is an option of restore, verify and mirror, not of ${name}`);
+  for (const k of ['to', 'from'] as const) if (name !== 'mirror' && v[k] !== undefined) throw usage(`--${k} is an option of mirror, not of ${name}`);
 }
 
 /** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
@@ -121,6 +128,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         'dry-run': { type: 'boolean' },
         local: { type: 'boolean' },
         identity: { type: 'string', multiple: true },
+        to: { type: 'string' },
+        from: { type: 'string' },
       },
     });
   } catch (err) {
@@ -147,7 +156,7 @@ function identityFiles(values: string[] | undefined): string[] {
 function buildCommand(
   name: string,
   rest: string[],
-  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[] },
+  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string },
   common: Common,
 ): Command {
   switch (name) {
@@ -160,6 +169,9 @@ function buildCommand(
       return { name, ...common, dryRun: v['dry-run'] ?? false };
     case 'verify':
       return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}), identityFiles: identityFiles(v.identity) };
+    case 'mirror':
+      for (const k of ['to', 'from'] as const) if (v[k] === '') throw usage(`--${k} needs a location name`);
+      return { name, ...common, dryRun: v['dry-run'] ?? false, ...(v.to ? { to: v.to } : {}), ...(v.from ? { from: v.from } : {}), identityFiles: identityFiles(v.identity) };
     case 'restore':
       return {
         name,

@@ -24,6 +24,14 @@ export function toRequest(op: Operation): OperationRequest {
     }
     case 'verify':
       return { kind: 'verify', ...(op.id ? { id: op.id } : {}), ...(op.identities ? { identities: [...op.identities] } : {}) };
+    case 'mirror':
+      return {
+        kind: 'mirror',
+        dryRun: op.dryRun,
+        ...(op.to ? { to: op.to } : {}),
+        ...(op.from ? { from: op.from } : {}),
+        ...(op.identities ? { identities: [...op.identities] } : {}),
+      };
     default:
       return op;
   }

@@ -28,7 +28,6 @@ import { BackupError } from '../errors.js';
 
 const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
 
-export const AGE_SUFFIX = '.age';
 const VERSION_LINE = 'age-encryption.org/v1';
 const CHUNK = 64 * 1024;
 const TAG = 16;

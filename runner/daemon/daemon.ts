@@ -4,6 +4,7 @@ import { toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { BackupResult } from '../ops/backup.js';
 import { listBackups, type Listing } from '../ops/list.js';
+import { planMirror } from '../ops/mirror.js';
 import { type Operation, type Outcome, perform } from '../ops/perform.js';
 import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
@@ -12,7 +13,7 @@ import { realClock, type Clock } from './clock.js';
 import { configDigest } from '../config/load.js';
 import { startControlServer } from './control-server.js';
 import { startHealthServer } from './health-server.js';
-import { RunnerMetrics, type RetentionFacts } from './metrics.js';
+import { type MirrorFacts, RunnerMetrics, type RetentionFacts } from './metrics.js';
 import type { OperationRequest, StreamLine } from './protocol.js';
 import { OperationQueue } from './queue.js';
 import { Scheduler, type Trigger } from './scheduler.js';
@@ -53,6 +54,7 @@ export function operationFromRequest(req: OperationRequest): Operation {
       ...(req.identities ? { identities: req.identities } : {}),
     };
   }
+  if (req.kind === 'mirror') return { ...req, scope: 'all' };
   return req;
 }
 
@@ -132,6 +134,23 @@ export class Daemon {
     this.publish();
     this.ready = true;
     this.log.info({ socket: d.socket, metricsPort: this.metricsPort, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() }, 'daemon ready');
+    this.healIfBehind('start');
+  }
+
+  /**
+   * Queues a healing pass when a location lacks backups it missed (newer than the oldest it holds, held
+   * by another location): they are copied from a healthy location (runner/ops/mirror.ts). Never waits;
+   * one pass at a time.
+   */
+  private healIfBehind(reason: string): void {
+    const listing = this.listing;
+    if (!listing || this.queue.has('mirror')) return;
+    const behind = this.rt.locations.filter((l) => planMirror(listing, this.rt.locations, l, { scope: 'missed' }).planned.length > 0).map((l) => l.name);
+    if (behind.length === 0) return;
+    this.log.info({ locations: behind, reason }, 'locations missed backups; copying them from the others');
+    this.queue
+      .submit('mirror', 'heal', (signal) => this.run({ kind: 'mirror', scope: 'missed', dryRun: false }, signal, () => undefined))
+      .catch((err: unknown) => this.log.warn({ err: toBackupError(err) }, 'healing could not run; the next backup tries again'));
   }
 
   /** Stops scheduling, lets a running operation finish within the grace period (else aborts it), closes the servers. */
@@ -195,7 +214,7 @@ export class Daemon {
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
     const op = operationFromRequest(req);
     // Read-only answers never wait behind a running operation.
-    if (op.kind === 'list' || (op.kind === 'retention' && op.dryRun)) {
+    if (op.kind === 'list' || ((op.kind === 'retention' || op.kind === 'mirror') && op.dryRun)) {
       send({ event: 'result', ...(await perform(this.rt, op)) });
       return;
     }
@@ -214,6 +233,7 @@ export class Daemon {
       const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }), onStarted });
       if (op.kind === 'backup') await this.backupFinished(outcome, signal);
       if (op.kind === 'retention') this.metrics.retentionFinished(outcome.json as RetentionFacts);
+      if (op.kind === 'mirror' && !op.dryRun) await this.mirrorFinished(outcome);
       this.metrics.operationFinished(op.kind, outcome.exitCode === 0 ? 'succeeded' : 'failed', outcome.exitCode === 0 ? undefined : `EXIT_${outcome.exitCode}`);
       return outcome;
     } catch (err) {
@@ -245,6 +265,13 @@ export class Daemon {
       });
       if (retained) this.metrics.retentionFinished(retained);
     }
+    await this.refreshLocations().catch((err: unknown) => this.log.warn({ err }, 'could not refresh location state'));
+    this.publish();
+    this.healIfBehind('after backup');
+  }
+
+  private async mirrorFinished(outcome: Outcome): Promise<void> {
+    this.metrics.mirrorFinished(outcome.json as MirrorFacts);
     await this.refreshLocations().catch((err: unknown) => this.log.warn({ err }, 'could not refresh location state'));
     this.publish();
   }

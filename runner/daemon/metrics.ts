@@ -9,6 +9,12 @@ export interface RetentionFacts {
   locations: readonly { location: string; plan?: { remove: readonly unknown[] }; failed: readonly string[]; error?: { code: string } }[];
 }
 
+/** What a mirror run reports per target location (structurally a MirrorResult, also in its JSON form). */
+export interface MirrorFacts {
+  dryRun: boolean;
+  locations: readonly { location: string; copied: readonly { bytes: number }[]; failed: readonly { error: { code: string } }[]; error?: { code: string } }[];
+}
+
 /** The daemon's Prometheus metrics, on a registry of its own (nothing global, nothing at import time). */
 export class RunnerMetrics {
   readonly registry = new Registry();
@@ -31,6 +37,8 @@ export class RunnerMetrics {
   private readonly retentionRemoved: Counter;
   private readonly retentionFailing: Gauge;
   private readonly foreign: Gauge;
+  private readonly copied: Counter;
+  private readonly copiedBytes: Counter;
 
   constructor(labels: { namespace: string; name: string }, foreign: ForeignObjects = processForeignObjects) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -64,6 +72,8 @@ export class RunnerMetrics {
     this.failedInARow = new Gauge({ name: 'backup_runner_consecutive_failed_backups', help: 'Backups in a row that stored nothing anywhere (Failed), since the last one that stored something or the start', registers: r });
     this.retentionRemoved = new Counter({ name: 'backup_runner_retention_removed_total', help: 'Backups removed from the location by retention', labelNames: ['location'], registers: r });
     this.retentionFailing = new Gauge({ name: 'backup_runner_retention_failing', help: '1 when the last retention in the location failed or could not remove a backup', labelNames: ['location'], registers: r });
+    this.copied = new Counter({ name: 'backup_runner_location_backups_copied_total', help: 'Backups copied into the location from another one (healing, mirror)', labelNames: ['location'], registers: r });
+    this.copiedBytes = new Counter({ name: 'backup_runner_location_copied_bytes_total', help: 'Bytes stored in the location by copies from another one (healing, mirror)', labelNames: ['location'], registers: r });
     this.foreign = new Gauge({
       name: 'backup_runner_foreign_objects',
       help: 'Objects under the database prefix that this runner did not write (not of its key layout), seen since the start; never deleted',
@@ -84,6 +94,8 @@ export class RunnerMetrics {
       this.retentionRemoved.inc({ location }, 0);
       this.retentionFailing.set({ location }, 0);
       this.foreign.set({ location }, 0);
+      this.copied.inc({ location }, 0);
+      this.copiedBytes.inc({ location }, 0);
     }
   }
 
@@ -99,6 +111,17 @@ export class RunnerMetrics {
       const removed = (l.plan?.remove.length ?? 0) - l.failed.length;
       if (removed > 0) this.retentionRemoved.inc({ location: l.location }, removed);
       this.retentionFailing.set({ location: l.location }, l.error || l.failed.length > 0 ? 1 : 0);
+    }
+  }
+
+  /** Counts what a mirror or healing run copied into each location, and each backup it could not copy. */
+  mirrorFinished(r: MirrorFacts): void {
+    if (r.dryRun) return;
+    for (const l of r.locations) {
+      this.copied.inc({ location: l.location }, l.copied.length);
+      this.copiedBytes.inc({ location: l.location }, l.copied.reduce((s, c) => s + c.bytes, 0));
+      for (const f of l.failed) this.failures.inc({ operation: 'mirror', location: l.location, reason: f.error.code });
+      if (l.error && l.failed.length === 0) this.failures.inc({ operation: 'mirror', location: l.location, reason: l.error.code });
     }
   }
 

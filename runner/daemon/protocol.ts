@@ -41,6 +41,16 @@ export const OperationRequest = Type.Union([
   ),
   Type.Object({ kind: Type.Literal('verify'), id: Type.Optional(Type.String({ minLength: 1 })), identities: Type.Optional(Identities) }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('retention'), dryRun: Type.Boolean() }, { additionalProperties: false }),
+  Type.Object(
+    {
+      kind: Type.Literal('mirror'),
+      to: Type.Optional(Type.String({ minLength: 1 })),
+      from: Type.Optional(Type.String({ minLength: 1 })),
+      dryRun: Type.Boolean(),
+      identities: Type.Optional(Identities),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 export type OperationRequest = Static<typeof OperationRequest>;
 

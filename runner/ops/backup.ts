@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
-import { AGE_SUFFIX, AgeEncrypt } from '../crypto/age.js';
+import { AgeEncrypt } from '../crypto/age.js';
 import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
@@ -11,7 +11,7 @@ import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { dataFileName, manifestKey, objectKey } from '../storage/layout.js';
+import { dataFileName, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
 
@@ -125,7 +125,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
           pipeline(branch.stream, seal.encrypt, seal.digest).catch((err: unknown) => seal.digest.destroy(toBackupError(err, 'INTERNAL')));
           body = seal.digest;
         }
-        const r = await loc.storage.put(objectKey(loc.scope, id, storedName(dataName, loc)), body, { signal: abort.signal });
+        const r = await loc.storage.put(objectKey(loc.scope, id, storedFileName(dataName, loc.crypto !== undefined)), body, { signal: abort.signal });
         return { location: loc.name, status: 'Succeeded', size: r.size };
       } catch (err) {
         const error = toBackupError(err, 'STORAGE_FAILED');
@@ -172,7 +172,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const manifests = ready.map((loc, i): Manifest => {
       const seal = sealed[i];
       const held = seal && stored[i]!.status === 'Succeeded' ? { size: seal.digest.bytes, sha256: seal.digest.sha256 } : plain;
-      const object: ManifestObject = { name: storedName(dataName, loc), ...held, plain, compression, encryption: loc.crypto?.encryption ?? { scheme: 'none' } };
+      const object: ManifestObject = { name: storedFileName(dataName, loc.crypto !== undefined), ...held, plain, compression, encryption: loc.crypto?.encryption ?? { scheme: 'none' } };
       return { ...base, objects: [object] };
     });
     const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifests[i]!)));
@@ -230,11 +230,6 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
   }
   if (err instanceof AggregateError) return new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed during the upload', { cause: err });
   return toBackupError(err, 'DUMP_FAILED');
-}
-
-/** The data object's name in a location: `.age` added where the location encrypts. */
-function storedName(dataName: string, loc: Location): string {
-  return loc.crypto ? `${dataName}${AGE_SUFFIX}` : dataName;
 }
 
 /** Checks what a location stored and writes its manifest; undoes the data object when that fails. */

@@ -1,7 +1,8 @@
 import { BackupError, EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
-import { renderBackup, renderListing, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
+import { renderBackup, renderListing, renderMirror, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
 import { runBackup, type Trigger } from './backup.js';
+import { type MirrorResult, type MirrorScope, runMirror } from './mirror.js';
 import { type Listing, listBackups } from './list.js';
 import { runRestore } from './restore.js';
 import type { Selector } from './select.js';
@@ -13,7 +14,8 @@ export type Operation =
   | { kind: 'list' }
   | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean; identities?: readonly string[] }
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
-  | { kind: 'retention'; dryRun: boolean };
+  | { kind: 'retention'; dryRun: boolean }
+  | { kind: 'mirror'; to?: string; from?: string; scope: MirrorScope; dryRun: boolean; identities?: readonly string[] };
 
 /** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
 export interface Outcome {
@@ -48,6 +50,13 @@ function throwIfNothingReadable(rt: Runtime, l: Listing): void {
   });
 }
 
+/** 0 when every target got what it lacked; 3 when some did (or some backups were copied); 1 when nothing could be. */
+function mirrorExit(r: MirrorResult): ExitCode {
+  const failed = r.locations.filter((l) => l.error || l.failed.length > 0).length;
+  if (failed === 0) return EXIT.OK;
+  return failed < r.locations.length || r.locations.some((l) => l.copied.length > 0) ? EXIT.PARTIAL : EXIT.FAILED;
+}
+
 /** Runs one operation and turns its result into an exit code and both renderings. Throws BackupErrors. */
 export async function perform(rt: Runtime, op: Operation, opts: PerformOptions = {}): Promise<Outcome> {
   switch (op.kind) {
@@ -62,14 +71,8 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
       return outcome(l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK, l, renderListing(l));
     }
     case 'restore': {
-      const r = await runRestore(rt, {
-        selector: op.selector,
-        force: op.force,
-        allowIncompleteListing: op.allowIncompleteListing ?? false,
-        ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
-        ...(op.identities ? { identities: op.identities } : {}),
-        ...opts,
-      });
+      const { kind: _kind, ...req } = op;
+      const r = await runRestore(rt, { ...req, allowIncompleteListing: op.allowIncompleteListing ?? false, ...opts });
       return outcome(EXIT.OK, r, renderRestore(r));
     }
     case 'verify': {
@@ -82,6 +85,11 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
       const r = await runRetention(rt, { dryRun: op.dryRun, ...opts });
       const failed = r.locations.some((l) => l.error || l.failed.length > 0);
       return outcome(failed ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
+    }
+    case 'mirror': {
+      const { kind: _kind, ...req } = op;
+      const r = await runMirror(rt, { ...req, ...opts });
+      return outcome(mirrorExit(r), r, renderMirror(r));
     }
   }
 }

@@ -26,8 +26,10 @@ export const MANIFEST_FILE = 'manifest.json';
 export const DATA_EXTENSIONS = ['dump'] as const;
 /** Suffixes of the compression algorithms (CompressionPlan.suffix). */
 export const COMPRESSION_SUFFIXES = ['', '.zst', '.gz'] as const;
+/** The suffix of an object encrypted with age. */
+export const AGE_FILE_SUFFIX = '.age';
 /** Suffixes of the encryption schemes: none, and the age format. */
-export const ENCRYPTION_SUFFIXES = ['', '.age'] as const;
+export const ENCRYPTION_SUFFIXES = ['', AGE_FILE_SUFFIX] as const;
 
 /** The folder of each kind of stored data under a database prefix (format 2): the one table. */
 export const KIND_FOLDERS = { backup: 'backups' } as const;
@@ -41,11 +43,26 @@ export function dataFileName(extension: string, suffix: string, encryptionSuffix
   return `data.${extension}${suffix}${encryptionSuffix}`;
 }
 
+/** The data object's name in a location that does (or does not) encrypt: `.age` appended. */
+export function storedFileName(plainName: string, encrypted: boolean): string {
+  return encrypted ? `${plainName}${AGE_FILE_SUFFIX}` : plainName;
+}
+
+/** A data object's name without its encryption suffix: the name it has in a location that does not encrypt. */
+export function plainFileName(name: string): string {
+  return name.endsWith(AGE_FILE_SUFFIX) ? name.slice(0, -AGE_FILE_SUFFIX.length) : name;
+}
+
 /** Every file name the runner writes into a backup directory: the one table. */
 export const KNOWN_FILES: ReadonlySet<string> = new Set([
   MANIFEST_FILE,
   ...DATA_EXTENSIONS.flatMap((ext) => COMPRESSION_SUFFIXES.flatMap((suffix) => ENCRYPTION_SUFFIXES.map((enc) => dataFileName(ext, suffix, enc)))),
 ]);
+
+/** Whether `name` is a data object's name (a known file other than the manifest): what a manifest may name as its object. */
+export function isDataFileName(name: string): boolean {
+  return name !== MANIFEST_FILE && KNOWN_FILES.has(name);
+}
 
 export interface Scope {
   /** Location prefix inside the bucket or directory; may be empty. */

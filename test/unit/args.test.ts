@@ -65,6 +65,20 @@ describe('--identity', () => {
   });
 
   it.each(['backup', 'list', 'retention', 'status'])('is refused for %s', (name) => {
-    expect(() => parseCommand([name, '--identity', 'k'])).toThrow(/--identity is an option of restore and verify, not of/);
+    expect(() => parseCommand([name, '--identity', 'k'])).toThrow(/--identity is an option of restore, verify and mirror, not of/);
+  });
+});
+
+describe('mirror', () => {
+  it('takes --to, --from, --dry-run and --identity; each location flag is optional', () => {
+    expect(parseCommand(['mirror', '--to', 'b', '--from', 'a', '--dry-run', '--identity', 'k'])).toMatchObject({ name: 'mirror', to: 'b', from: 'a', dryRun: true, identityFiles: ['k'] });
+    expect(parseCommand(['mirror'])).toMatchObject({ name: 'mirror', dryRun: false, identityFiles: [] });
+    expect(parseCommand(['mirror'])).not.toHaveProperty('to');
+  });
+
+  it('refuses an empty location name, and --to/--from on other commands', () => {
+    expect(() => parseCommand(['mirror', '--to', ''])).toThrow(/--to needs a location name/);
+    expect(() => parseCommand(['backup', '--to', 'b'])).toThrow(/--to is an option of mirror, not of backup/);
+    expect(() => parseCommand(['verify', '--from', 'a'])).toThrow(/--from is an option of mirror, not of verify/);
   });
 });
