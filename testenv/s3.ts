@@ -12,6 +12,10 @@
  * - s3rver 3.7 lacks AbortMultipartUpload (it answers 405); this adds it, after
  *   s3rver's own authentication and bucket checks, by removing the upload's
  *   parts directory, so tests can prove that failed uploads are aborted.
+ * - s3rver 3.7 lacks UploadPartCopy (it answers NotImplemented); this adds it
+ *   the same way, after s3rver's own checks: the source range (and its
+ *   x-amz-copy-source-if-match ETag) is read from the store and stored as
+ *   the part, so the runner's server-side splice (rekey) runs against it.
  * - s3rver 3.7 encrypts continuation tokens with single DES, which OpenSSL 3
  *   (Node 17+) refuses, so every truncated listing fails with a 500. The
  *   `des` cipher is provided as 3DES with three equal keys, which is DES.
@@ -95,6 +99,47 @@ function abortMultipartMiddleware(server: S3rver): S3rver['middleware'][number] 
       await rm(dir, { recursive: true, force: true });
       ctx.status = 204;
       ctx.body = null;
+    }
+  };
+}
+
+interface StoredObject {
+  content: NodeJS.ReadableStream | null;
+  metadata: Record<string, string>;
+}
+interface PartStore {
+  getObject(bucket: string, key: string, range?: { start: number; end: number }): Promise<StoredObject | null>;
+  putPart(bucket: string, uploadId: string, partNumber: number, content: NodeJS.ReadableStream): Promise<{ md5: string }>;
+}
+
+/** Adds UploadPartCopy (PUT /bucket/key?uploadId=...&partNumber=N with x-amz-copy-source) to s3rver, which answers it with NotImplemented. */
+function uploadPartCopyMiddleware(server: S3rver): S3rver['middleware'][number] {
+  const xml = (ctx: Parameters<S3rver['middleware'][number]>[0], status: number, body: string): void => {
+    ctx.status = status;
+    ctx.type = 'application/xml';
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n${body}`;
+  };
+  return async (ctx, next) => {
+    const uploadId = ctx.method === 'PUT' ? ctx.query.uploadId : undefined;
+    const copySource = ctx.headers['x-amz-copy-source'];
+    if (typeof uploadId !== 'string' || typeof copySource !== 'string') return next();
+    try {
+      await next();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'NotImplemented') throw err;
+      const bucket = decodeURIComponent(ctx.path.split('/')[1] ?? '');
+      const [srcBucket, ...srcKey] = decodeURIComponent(copySource.replace(/^\//, '')).split('/');
+      const store = server.store as unknown as PartStore;
+      const range = /^bytes=(\d+)-(\d+)$/.exec(String(ctx.headers['x-amz-copy-source-range'] ?? ''));
+      const source = await store.getObject(srcBucket!, srcKey.join('/'), range ? { start: Number(range[1]), end: Number(range[2]) } : undefined);
+      if (!source?.content) return xml(ctx, 404, '<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>');
+      const ifMatch = ctx.headers['x-amz-copy-source-if-match'];
+      if (typeof ifMatch === 'string' && ifMatch.replace(/"/g, '') !== String(source.metadata.etag).replace(/"/g, '')) {
+        (source.content as unknown as { destroy(): void }).destroy();
+        return xml(ctx, 412, '<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>');
+      }
+      const { md5 } = await store.putPart(bucket, uploadId, Number(ctx.query.partNumber), source.content);
+      xml(ctx, 200, `<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>"${md5}"</ETag></CopyPartResult>`);
     }
   };
 }
@@ -187,7 +232,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 's3rver-')));
   const server = new S3rverClass({ address: '127.0.0.1', port: opts.port ?? 0, directory: dir, silent: true, vhostBuckets: false, ...opts.tls });
-  server.middleware.unshift(abortMultipartMiddleware(server));
+  server.middleware.unshift(abortMultipartMiddleware(server), uploadPartCopyMiddleware(server));
   sortListings(server);
   const { port } = await server.run();
   const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;

@@ -50,6 +50,11 @@ export interface AgeIdentities {
    * them and still cannot unwrap the file key, the header was altered (INTEGRITY), not the wrong key.
    */
   expected?: readonly string[];
+  /**
+   * A file key already unwrapped (rekey reading back the object it wrote for recipients it may hold no
+   * identity of): the header's MAC is checked with it instead of unwrapping.
+   */
+  fileKey?: Uint8Array;
 }
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64').replace(/=+$/, '');
@@ -186,8 +191,20 @@ export class AgeEncrypt extends Transform {
   }
 }
 
-/** The file key of an age header, with the identities or passphrases given; AGE_* errors name `what`. */
-async function unwrap(header: Buffer, keys: AgeIdentities, what: string): Promise<Uint8Array> {
+/** The header's MAC line checked against `fileKey`; the key is returned when it matches, else INTEGRITY. */
+function checkHeaderMac(header: Buffer, fileKey: Uint8Array, what: string): Uint8Array {
+  const text = header.toString('latin1');
+  const at = text.lastIndexOf('\n---') + 1;
+  const mac = at > 0 ? text.slice(at + 4).trim() : '';
+  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const want = b64(createHmac('sha256', macKey).update(text.slice(0, at + 3)).digest());
+  if (at <= 0 || mac !== want) throw new BackupError('INTEGRITY', `${what}: age header does not match its file key (altered or not the object written)`);
+  return fileKey;
+}
+
+/** The file key of an age header, with the identities or passphrases given (or checked against the one given); AGE_* errors name `what`. */
+export async function unwrap(header: Buffer, keys: AgeIdentities, what: string): Promise<Uint8Array> {
+  if (keys.fileKey) return checkHeaderMac(header, keys.fileKey, what);
   const d = new Decrypter();
   keys.identities.forEach((identity, n) => {
     try {

@@ -28,8 +28,14 @@ export const DATA_EXTENSIONS = ['dump'] as const;
 export const COMPRESSION_SUFFIXES = ['', '.zst', '.gz'] as const;
 /** The suffix of an object encrypted with age. */
 export const AGE_FILE_SUFFIX = '.age';
-/** Suffixes of the encryption schemes: none, and the age format. */
-export const ENCRYPTION_SUFFIXES = ['', AGE_FILE_SUFFIX] as const;
+/**
+ * The suffix of an age object whose header `rekey` rewrote: the new object is written beside the old one
+ * under the other name, the manifest is switched to it, then the old one is deleted, so the manifest
+ * always names a whole object. A later rekey switches back to `.age`.
+ */
+export const REKEYED_FILE_SUFFIX = '.rekeyed.age';
+/** Suffixes of the encryption schemes: none, and the age format (as written, and as rekeyed). */
+export const ENCRYPTION_SUFFIXES = ['', AGE_FILE_SUFFIX, REKEYED_FILE_SUFFIX] as const;
 
 /** The folder of each kind of stored data under a database prefix (format 2): the one table. */
 export const KIND_FOLDERS = { backup: 'backups' } as const;
@@ -50,7 +56,14 @@ export function storedFileName(plainName: string, encrypted: boolean): string {
 
 /** A data object's name without its encryption suffix: the name it has in a location that does not encrypt. */
 export function plainFileName(name: string): string {
-  return name.endsWith(AGE_FILE_SUFFIX) ? name.slice(0, -AGE_FILE_SUFFIX.length) : name;
+  for (const suffix of [REKEYED_FILE_SUFFIX, AGE_FILE_SUFFIX]) if (name.endsWith(suffix)) return name.slice(0, -suffix.length);
+  return name;
+}
+
+/** The name `rekey` writes an age object's new version under: the other of `.age` and `.rekeyed.age`. */
+export function rekeyedFileName(name: string): string {
+  const plain = plainFileName(name);
+  return name.endsWith(REKEYED_FILE_SUFFIX) ? `${plain}${AGE_FILE_SUFFIX}` : `${plain}${REKEYED_FILE_SUFFIX}`;
 }
 
 /** Every file name the runner writes into a backup directory: the one table. */

@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { abortedError, type CallContext } from './errors.js';
-import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, Storage } from './types.js';
+import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, SpliceSource, Storage } from './types.js';
 
 export interface RetryOptions {
   /** Total attempts, including the first (1 disables retries). */
@@ -134,6 +134,7 @@ class RetryingStorage implements Storage {
 
   listIncompleteUploads?: (prefix: string, opts?: CallOptions) => AsyncIterable<IncompleteUpload>;
   abortIncompleteUpload?: (key: string, uploadId: string, opts?: CallOptions) => Promise<void>;
+  putSpliced?: (key: string, head: Buffer, source: SpliceSource, opts?: CallOptions) => Promise<PutResult>;
 
   /** The optional calls exist exactly when the wrapped backend has them; a listing is not retried (a sweep runs again next time). */
   private passOptional(): void {
@@ -142,6 +143,8 @@ class RetryingStorage implements Storage {
     if (inner.abortIncompleteUpload) {
       this.abortIncompleteUpload = (key, uploadId, opts) => this.retry(this.ctx('delete', key), opts?.signal, () => inner.abortIncompleteUpload!(key, uploadId, opts));
     }
+    // Replayable: the head is a Buffer and the rest is copied from a stored object.
+    if (inner.putSpliced) this.putSpliced = (key, head, source, opts) => this.retry(this.ctx('put', key), opts?.signal, () => inner.putSpliced!(key, head, source, opts));
   }
 
   sweepIncomplete(prefix: string, olderThan: Date, opts?: CallOptions): Promise<number> {

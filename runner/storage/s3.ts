@@ -17,6 +17,8 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -25,6 +27,8 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Location } from '../../api/index.js';
@@ -35,7 +39,7 @@ import { checkKey, checkPrefix } from './keys.js';
 import { createS3Client } from './s3-client.js';
 import { s3Error } from './s3-errors.js';
 import { mapStreamErrors } from './streams.js';
-import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, Storage } from './types.js';
+import type { CallOptions, GetOptions, IncompleteUpload, ObjectInfo, PutResult, SpliceSource, Storage } from './types.js';
 
 /** S3 error names (or HTTP statuses) of a server that lacks a call, as s3rver answers ListMultipartUploads. */
 function isUnsupported(err: unknown): boolean {
@@ -45,6 +49,10 @@ function isUnsupported(err: unknown): boolean {
 }
 
 const MiB = 1024 * 1024;
+/** S3's smallest part but the last: the first part (the new head and the start of the tail) is this long. */
+const MIN_PART = 5 * MiB;
+/** Bytes per copied part (S3 allows up to 5 GiB). */
+const COPY_PART = 1024 * MiB;
 
 export interface S3StorageDeps {
   /** e.g. `s3://bucket/prefix` */
@@ -144,6 +152,50 @@ export class S3Storage implements Storage {
       { location: this.description, key: ctx.key, uploadId, err: s3Error(last, ctx, this.bucket) },
       'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them',
     );
+  }
+
+  /**
+   * `head` + `source`'s bytes from its offset, as one multipart upload: part 1 is the head and the first
+   * MIN_PART bytes of the tail (downloaded: S3 wants every part but the last to be at least 5 MiB), every
+   * other part is copied by the server (UploadPartCopy, each pinned to the source's ETag, so a source
+   * replaced meanwhile fails the copy instead of mixing two objects). A tail too short for that is
+   * STORAGE_UNSUPPORTED (spliceObject streams it), as is a server without UploadPartCopy.
+   */
+  async putSpliced(key: string, head: Buffer, source: SpliceSource, opts: CallOptions = {}): Promise<PutResult> {
+    const ctx = this.ctx('put', key);
+    checkKey(key, ctx);
+    checkKey(source.key, ctx);
+    throwIfAborted(opts.signal, ctx);
+    const tail = source.size - source.offset;
+    if (tail <= MIN_PART) throw storageError('STORAGE_UNSUPPORTED', ctx, 'the copied tail is too short for a server-side copy');
+    const signal = { abortSignal: opts.signal };
+    let uploadId: string | undefined;
+    try {
+      const etag = (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: source.key }), signal)).ETag;
+      uploadId = (await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }), signal)).UploadId;
+      const first = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: source.key, Range: `bytes=${source.offset}-${source.offset + MIN_PART - 1}`, IfMatch: etag }), signal);
+      const firstBody = Buffer.concat([head, Buffer.from(await first.Body!.transformToByteArray())]);
+      const parts = [{ PartNumber: 1, ETag: (await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: 1, Body: firstBody, ContentLength: firstBody.length }), signal)).ETag }];
+      for (let start = source.offset + MIN_PART, n = 2; start < source.size; start += COPY_PART, n++) {
+        const end = Math.min(source.size, start + COPY_PART) - 1;
+        const copy = new UploadPartCopyCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: n,
+          CopySource: `${this.bucket}/${source.key.split('/').map(encodeURIComponent).join('/')}`,
+          CopySourceRange: `bytes=${start}-${end}`,
+          ...(etag ? { CopySourceIfMatch: etag } : {}),
+        });
+        parts.push({ PartNumber: n, ETag: (await this.client.send(copy, signal)).CopyPartResult?.ETag });
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }), signal);
+      return { size: head.length + tail };
+    } catch (err) {
+      if (uploadId) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      if (isUnsupported(err)) throw storageError('STORAGE_UNSUPPORTED', ctx, `the server does not copy parts (UploadPartCopy): ${(err as Error).name}`, err);
+      throw s3Error(err, ctx, this.bucket);
+    }
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<Readable> {

@@ -23,6 +23,13 @@ export interface IncompleteUpload {
   initiated?: Date;
 }
 
+/** The stored bytes a spliced object continues with: `source.key` from `offset` to its end (the object is `size` bytes). */
+export interface SpliceSource {
+  key: string;
+  offset: number;
+  size: number;
+}
+
 export interface GetOptions extends CallOptions {
   /** Inclusive byte range; `end` omitted means to the end of the object. */
   range?: { start: number; end?: number };
@@ -69,6 +76,14 @@ export interface Storage {
   listIncompleteUploads?(prefix: string, opts?: CallOptions): AsyncIterable<IncompleteUpload>;
   /** Optional (S3): aborts one incomplete multipart upload; aborting one that is gone succeeds. */
   abortIncompleteUpload?(key: string, uploadId: string, opts?: CallOptions): Promise<void>;
+  /**
+   * Optional (S3): stores under `key` the bytes `head` followed by the bytes of the object `source.key`
+   * from `source.offset` to its end (`source.size` bytes in all), copied by the server without passing
+   * through this process (UploadPartCopy). Atomic like `put`. Throws STORAGE_UNSUPPORTED when the server
+   * cannot (then `spliceObject` streams the bytes through put). Used by rekey: a new age header before the
+   * payload as it is.
+   */
+  putSpliced?(key: string, head: Buffer, source: SpliceSource, opts?: CallOptions): Promise<PutResult>;
   /** Checks the location is reachable and writable enough to start a backup. */
   preflight(opts?: CallOptions): Promise<void>;
   close(): Promise<void>;

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spliceObject } from '../../runner/storage/splice.js';
 import type { Storage } from '../../runner/storage/types.js';
 import { MiB, expectCode, forceGc, generated, heapAndBuffers, listAll, readAll, sha256Of } from './storage-helpers.js';
 
@@ -116,6 +117,22 @@ export function storageContract(name: string, factory: () => Promise<ContractTar
       // A one-byte range (not 0-0: s3rver 3.7 reads `end: 0` as "to the end").
       expect((await readAll(await s.get(key, { range: { start: 3, end: 3 } }))).toString()).toBe('3');
       expect((await readAll(await s.get(key, { range: { start: 18, end: 1000 } }))).toString()).toBe('ij');
+    });
+
+    it.each([
+      ['a short tail (streamed through put)', 64 * 1024],
+      ['a tail longer than a part (copied by the server where it can)', 13 * MiB],
+    ])('splices a new head before the tail of a stored object: %s', async (_what, size) => {
+      const p = fresh();
+      const original = randomBytes(size);
+      await s.put(`${p}old`, original);
+      const head = Buffer.from('a new head of another length\n');
+      const r = await spliceObject(s, `${p}new`, head, { key: `${p}old`, offset: 100, size });
+      expect(r.size).toBe(head.length + size - 100);
+      expect(r.serverSide).toBe(s.putSpliced !== undefined && size > 5 * MiB);
+      expect((await readAll(await s.get(`${p}new`))).equals(Buffer.concat([head, original.subarray(100)]))).toBe(true);
+      expect((await readAll(await s.get(`${p}old`))).equals(original)).toBe(true);
+      expect(await target.leftovers?.()).toEqual(target.leftovers ? [] : undefined);
     });
 
     it('lists by prefix: nested keys, sorted, other prefixes excluded, no temp objects', async () => {

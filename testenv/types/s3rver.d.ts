@@ -22,6 +22,9 @@ declare module 's3rver' {
     query: Record<string, string | string[] | undefined>;
     status: number;
     body: unknown;
+    /** Response content type. */
+    type: string;
+    headers: Record<string, string | string[] | undefined>;
   }
 
   type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
