@@ -3,6 +3,7 @@ import { MAX_CLOCK_SKEW_MS, storedBytes } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
 import type { MirrorResult } from './ops/mirror.js';
+import type { RekeyResult } from './ops/rekey.js';
 import type { RestoreResult } from './ops/restore.js';
 import type { RetentionResult } from './ops/retention.js';
 import type { VerifyResult } from './ops/verify.js';
@@ -97,6 +98,23 @@ export function renderMirror(r: MirrorResult): string {
     for (const s of t.skipped) lines.push(`  skipped ${s.id}: ${s.reason}`);
   }
   return lines.length > 0 ? lines.join('\n') : 'no location to fill';
+}
+
+export function renderRekey(r: RekeyResult): string {
+  const lines: string[] = [];
+  const count = (status: string) => r.objects.filter((o) => o.status === status).length;
+  if (r.objects.length === 0) lines.push('no encrypted object to re-wrap');
+  else {
+    const rows = [['BACKUP', 'LOCATION', 'OBJECT', 'STATUS', 'DETAIL']];
+    for (const o of r.objects) {
+      const detail = o.error ? errorText(o.error) : o.status === 'current' ? '' : `${o.newName ?? ''}${o.serverSide ? ' (copied by the server)' : ''} for ${(o.to ?? []).join(', ')}`;
+      rows.push([o.backupId, o.location, o.object, o.status.toUpperCase(), detail]);
+    }
+    lines.push(table(rows));
+    lines.push(r.dryRun ? `${count('planned')} object(s) would be re-wrapped (dry run), ${count('current')} already current` : `${count('rekeyed')} re-wrapped and checked, ${count('current')} already current, ${count('failed')} failed`);
+  }
+  for (const k of r.leftovers) lines.push(`${r.dryRun ? 'would remove' : 'removed'} ${k}: left by an interrupted rekey, not named by its manifest`);
+  return lines.join('\n');
 }
 
 /** JSON-safe view of results: errors become {code, message, …}, dates ISO strings. */

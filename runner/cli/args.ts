@@ -19,6 +19,7 @@ export type Command =
   | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
   | ({ name: 'mirror'; to?: string; from?: string; dryRun: boolean; identityFiles: string[] } & Common)
+  | ({ name: 'rekey'; location?: string; id?: string; dryRun: boolean; identityFiles: string[] } & Common)
   | ({ name: 'status' } & Common)
   | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
@@ -43,6 +44,10 @@ Commands:
                               (or --from) hold and it lacks: data first, manifest last, checked on the
                               way, re-encrypted for the target's recipients where its encryption differs;
                               --dry-run shows what would be copied
+  rekey [ID] [--location LOCATION] [--dry-run] [--identity FILE]...
+                              re-wrap stored objects of encrypted locations for the recipients the
+                              config names now (only each object's header is rewritten), check them,
+                              then switch the manifest; needs an identity of the old recipients
   status                      what the daemon is doing, its schedule and the last backup
   serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
@@ -55,7 +60,7 @@ Options:
   -o, --output text|json      output format (default: text)
       --local                 run here even when a daemon is serving
       --identity FILE         age identities (AGE-SECRET-KEY-1..., one per line) that decrypt encrypted
-                              locations, for restore, verify and mirror; - reads standard input; repeatable
+                              locations, for restore, verify, mirror and rekey; - reads standard input; repeatable
       --log-level LEVEL       trace, debug, info, warn, error (default: info, or $LOG_LEVEL)
   -h, --help                  show this help
 
@@ -96,14 +101,15 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
 
 const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force', 'allow-incomplete-listing'] as const;
 
-function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity' | 'to' | 'from', unknown>>): void {
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
   if (name !== 'restore') {
     const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
     if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
   }
-  if (name !== 'retention' && name !== 'mirror' && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention and mirror, not of ${name}`);
-  if (name !== 'restore' && name !== 'verify' && name !== 'mirror' && v.identity !== undefined) throw usage(`--identity is an option of restore, verify and mirror, not of ${name}`);
+  if (!['retention', 'mirror', 'rekey'].includes(name) && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention, mirror and rekey, not of ${name}`);
+  if (!['restore', 'verify', 'mirror', 'rekey'].includes(name) && v.identity !== undefined) throw usage(`--identity is an option of restore, verify, mirror and rekey, not of ${name}`);
   for (const k of ['to', 'from'] as const) if (name !== 'mirror' && v[k] !== undefined) throw usage(`--${k} is an option of mirror, not of ${name}`);
+  if (name !== 'rekey' && v.location !== undefined) throw usage(`--location is an option of rekey, not of ${name}`);
 }
 
 /** Pure: argv (without node and script) and environment -> a command, or a USAGE error. */
@@ -130,6 +136,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         identity: { type: 'string', multiple: true },
         to: { type: 'string' },
         from: { type: 'string' },
+        location: { type: 'string' },
       },
     });
   } catch (err) {
@@ -140,7 +147,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
   checkRestoreOnly(name, v);
-  const maxPositionals = name === 'verify' ? 1 : 0;
+  const maxPositionals = name === 'verify' || name === 'rekey' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
   return buildCommand(name, rest, v, commonOptions(v, env));
 }
@@ -153,10 +160,18 @@ function identityFiles(values: string[] | undefined): string[] {
   return files;
 }
 
+/** mirror and rekey: commands that work between or on locations, named by flags. */
+function locationCommand(name: 'mirror' | 'rekey', rest: string[], v: { 'dry-run'?: boolean; identity?: string[]; to?: string; from?: string; location?: string }, common: Common): Command {
+  for (const k of ['to', 'from', 'location'] as const) if (v[k] === '') throw usage(`--${k} needs a location name`);
+  const shared = { ...common, dryRun: v['dry-run'] ?? false, identityFiles: identityFiles(v.identity) };
+  if (name === 'mirror') return { name, ...shared, ...(v.to ? { to: v.to } : {}), ...(v.from ? { from: v.from } : {}) };
+  return { name, ...shared, ...(rest[0] ? { id: rest[0] } : {}), ...(v.location ? { location: v.location } : {}) };
+}
+
 function buildCommand(
   name: string,
   rest: string[],
-  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string },
+  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
   common: Common,
 ): Command {
   switch (name) {
@@ -170,8 +185,8 @@ function buildCommand(
     case 'verify':
       return { name, ...common, ...(rest[0] ? { id: rest[0] } : {}), identityFiles: identityFiles(v.identity) };
     case 'mirror':
-      for (const k of ['to', 'from'] as const) if (v[k] === '') throw usage(`--${k} needs a location name`);
-      return { name, ...common, dryRun: v['dry-run'] ?? false, ...(v.to ? { to: v.to } : {}), ...(v.from ? { from: v.from } : {}), identityFiles: identityFiles(v.identity) };
+    case 'rekey':
+      return locationCommand(name, rest, v, common);
     case 'restore':
       return {
         name,

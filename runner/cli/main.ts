@@ -53,6 +53,8 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
       return { kind: 'retention', dryRun: cmd.dryRun };
     case 'mirror':
       return { kind: 'mirror', scope: 'all', dryRun: cmd.dryRun, ...(cmd.to ? { to: cmd.to } : {}), ...(cmd.from ? { from: cmd.from } : {}), ...keys };
+    case 'rekey':
+      return { kind: 'rekey', dryRun: cmd.dryRun, ...(cmd.location ? { location: cmd.location } : {}), ...(cmd.id ? { id: cmd.id } : {}), ...keys };
   }
 }
 
@@ -76,7 +78,7 @@ export interface MainIo {
   stdin?: () => Promise<string>;
 }
 
-const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'status', 'serve', 'version', 'help'];
+const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'status', 'serve', 'version', 'help'];
 
 async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
   const config = await loadConfig(cmd.config);

@@ -32,6 +32,14 @@ export function toRequest(op: Operation): OperationRequest {
         ...(op.from ? { from: op.from } : {}),
         ...(op.identities ? { identities: [...op.identities] } : {}),
       };
+    case 'rekey':
+      return {
+        kind: 'rekey',
+        dryRun: op.dryRun,
+        ...(op.location ? { location: op.location } : {}),
+        ...(op.id ? { id: op.id } : {}),
+        ...(op.identities ? { identities: [...op.identities] } : {}),
+      };
     default:
       return op;
   }

@@ -214,7 +214,7 @@ export class Daemon {
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
     const op = operationFromRequest(req);
     // Read-only answers never wait behind a running operation.
-    if (op.kind === 'list' || ((op.kind === 'retention' || op.kind === 'mirror') && op.dryRun)) {
+    if (op.kind === 'list' || ((op.kind === 'retention' || op.kind === 'mirror' || op.kind === 'rekey') && op.dryRun)) {
       send({ event: 'result', ...(await perform(this.rt, op)) });
       return;
     }

@@ -51,6 +51,16 @@ export const OperationRequest = Type.Union([
     },
     { additionalProperties: false },
   ),
+  Type.Object(
+    {
+      kind: Type.Literal('rekey'),
+      location: Type.Optional(Type.String({ minLength: 1 })),
+      id: Type.Optional(Type.String({ minLength: 1 })),
+      dryRun: Type.Boolean(),
+      identities: Type.Optional(Identities),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 export type OperationRequest = Static<typeof OperationRequest>;
 

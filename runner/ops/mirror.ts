@@ -28,7 +28,6 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AgeEncrypt } from '../crypto/age.js';
-import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Encryption, type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
@@ -37,6 +36,7 @@ import { MANIFEST_FILE, backupPrefix, keyIn, plainFileName, storedFileName } fro
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { objectKeys, readPlain } from './verify.js';
+import { rewrittenManifest } from './write-manifest.js';
 
 /** How an object reaches the target: as stored, or through its encryption. */
 export type CopyMode = 'as stored' | 'encrypt' | 'decrypt' | 're-encrypt';
@@ -159,12 +159,9 @@ export function planMirror(listing: Listing, locations: readonly Location[], tar
   return { planned, skipped };
 }
 
-/** The target's manifest of a copied backup: the source's, with the target's objects; kept whole (signature included) when nothing changed. */
-function targetManifest(rt: Runtime, source: Manifest, objects: ManifestObject[]): Manifest {
-  if (source.formatVersion === MANIFEST_FORMAT_VERSION && isDeepStrictEqual(source.objects, objects)) return source;
-  const { signature: _old, ...rest } = source;
-  const m: Manifest = { ...rest, formatVersion: MANIFEST_FORMAT_VERSION, objects };
-  return rt.signing?.key ? signManifest(m, rt.signing.key) : m;
+/** Whether a copy keeps its manifest whole (signature included): format 2, objects as stored. */
+function unchanged(source: Manifest, objects: readonly ManifestObject[]): boolean {
+  return source.formatVersion === MANIFEST_FORMAT_VERSION && isDeepStrictEqual(source.objects, objects);
 }
 
 /** A source-side failure: try the next location holding the backup. */
@@ -236,13 +233,9 @@ async function copyBackup(ctx: CopyContext, source: Location, copy: BackupCopy):
   const { rt, target } = ctx;
   const m = copy.manifest;
   const mode = backupMode(copy, source, target);
-  if (mode !== 'as stored' || m.formatVersion !== MANIFEST_FORMAT_VERSION) {
-    if (rt.signing?.trust?.length && !rt.signing.key) {
-      throw new BackupError('CONFIG_INVALID', `${target.name}: backup ${m.id} must be copied ${mode === 'as stored' ? 'into format 2' : `with its encryption changed (${mode})`}, so its manifest changes, and manifests must be signed (signing.verify) but this runner has no signing.key`, {
-        details: { path: 'signing.key' },
-      });
-    }
-  }
+  const what = `copying it into ${target.name} ${mode === 'as stored' ? 'in format 2' : `(${mode})`}`;
+  // Refused before any byte is copied when the new manifest could not be signed.
+  if (mode !== 'as stored' || m.formatVersion !== MANIFEST_FORMAT_VERSION) rewrittenManifest(rt, m, m.objects, what);
   const dir = backupPrefix(target.scope, m.id);
   const written: string[] = [];
   try {
@@ -252,7 +245,7 @@ async function copyBackup(ctx: CopyContext, source: Location, copy: BackupCopy):
       written.push(keyIn(dir, o.name));
       objects.push(o);
     }
-    const manifest = targetManifest(rt, m, objects);
+    const manifest = unchanged(m, objects) ? m : rewrittenManifest(rt, m, objects, what);
     await target.storage.put(keyIn(dir, MANIFEST_FILE), serializeManifest(manifest), { signal: ctx.signal });
     return { id: m.id, from: source.name, mode, bytes: objects.reduce((s, o) => s + o.size, 0) };
   } catch (err) {

@@ -1,8 +1,9 @@
 import { BackupError, EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
-import { renderBackup, renderListing, renderMirror, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
+import { renderBackup, renderListing, renderMirror, renderRekey, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
 import { runBackup, type Trigger } from './backup.js';
 import { type MirrorResult, type MirrorScope, runMirror } from './mirror.js';
+import { runRekey } from './rekey.js';
 import { type Listing, listBackups } from './list.js';
 import { runRestore } from './restore.js';
 import type { Selector } from './select.js';
@@ -15,7 +16,8 @@ export type Operation =
   | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean; identities?: readonly string[] }
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean }
-  | { kind: 'mirror'; to?: string; from?: string; scope: MirrorScope; dryRun: boolean; identities?: readonly string[] };
+  | { kind: 'mirror'; to?: string; from?: string; scope: MirrorScope; dryRun: boolean; identities?: readonly string[] }
+  | { kind: 'rekey'; location?: string; id?: string; dryRun: boolean; identities?: readonly string[] };
 
 /** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
 export interface Outcome {
@@ -48,6 +50,11 @@ function throwIfNothingReadable(rt: Runtime, l: Listing): void {
   throw new BackupError('ALL_LOCATIONS_FAILED', `no location could be read: ${problems.map((p) => `${p.location}: ${p.code}: ${p.message}`).join('; ')}`, {
     details: { problems },
   });
+}
+
+/** 0 when nothing of `total` failed, 3 when some did, 1 when all did. */
+function partialExit(failed: number, total: number): ExitCode {
+  return failed === 0 ? EXIT.OK : failed < total ? EXIT.PARTIAL : EXIT.FAILED;
 }
 
 /** 0 when every target got what it lacked; 3 when some did (or some backups were copied); 1 when nothing could be. */
@@ -83,13 +90,17 @@ export async function perform(rt: Runtime, op: Operation, opts: PerformOptions =
     case 'retention': {
       const { runRetention } = await import('./retention.js');
       const r = await runRetention(rt, { dryRun: op.dryRun, ...opts });
-      const failed = r.locations.some((l) => l.error || l.failed.length > 0);
-      return outcome(failed ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
+      return outcome(r.locations.some((l) => l.error || l.failed.length > 0) ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
     }
     case 'mirror': {
       const { kind: _kind, ...req } = op;
       const r = await runMirror(rt, { ...req, ...opts });
       return outcome(mirrorExit(r), r, renderMirror(r));
+    }
+    case 'rekey': {
+      const { kind: _kind, ...req } = op;
+      const r = await runRekey(rt, { ...req, ...opts });
+      return outcome(partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.length), r, renderRekey(r));
     }
   }
 }

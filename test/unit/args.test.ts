@@ -65,7 +65,7 @@ describe('--identity', () => {
   });
 
   it.each(['backup', 'list', 'retention', 'status'])('is refused for %s', (name) => {
-    expect(() => parseCommand([name, '--identity', 'k'])).toThrow(/--identity is an option of restore, verify and mirror, not of/);
+    expect(() => parseCommand([name, '--identity', 'k'])).toThrow(/--identity is an option of restore, verify, mirror and rekey, not of/);
   });
 });
 
