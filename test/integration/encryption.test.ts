@@ -44,14 +44,15 @@ async function cli(cfg: string, args: string[], stdin?: string): Promise<Cli> {
   return { code, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
 }
 
-/** A runner config: `fs` plain and `s3` encrypted for `recipients`, in `order`. */
-async function config(name: string, recipients: string[], order: ('fs' | 's3')[] = ['fs', 's3']): Promise<string> {
+/** A runner config: `fs` plain and `s3` encrypted for `recipients`, in `order`; database `shop` under S3 prefix `db` unless told. */
+async function config(name: string, recipients: string[], order: ('fs' | 's3')[] = ['fs', 's3'], opts: { database?: string; prefix?: string } = {}): Promise<string> {
   const locations = {
     fs: { name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } },
-    s3: { name: 's3', type: 's3', prefix: 'db', s3: s3.location('enc'), encryption: { age: { recipients } } },
+    s3: { name: 's3', type: 's3', prefix: opts.prefix ?? 'db', s3: s3.location('enc'), encryption: { age: { recipients } } },
   };
   const file = join(dir, `${name}.yaml`);
-  await writeFile(file, stringify({ namespace: 'shop', name: 'orders', engine: { type: 'postgresql', postgresql: pg.connection('shop') }, locations: order.map((l) => locations[l]) }));
+  const engine = { type: 'postgresql', postgresql: pg.connection(opts.database ?? 'shop') };
+  await writeFile(file, stringify({ namespace: 'shop', name: 'orders', engine, locations: order.map((l) => locations[l]) }));
   return file;
 }
 
@@ -214,5 +215,43 @@ describe('rotated keys', () => {
     expect(both.code, JSON.stringify(both.json)).toBe(0);
     expect(await tableChecksums(pg, 'rot_new')).toEqual(seeded);
     expect(await dbExists('rot_never')).toBe(false);
+  });
+});
+
+describe('rekey', () => {
+  it('re-wraps a stored object for the new recipient, its payload copied by the S3 server; the age command decrypts it with the new key', async () => {
+    // About 8 MiB of random bytes: the compressed dump is longer than one S3 part, so the payload is copied server-side.
+    await pg.psql('CREATE DATABASE noise');
+    await pg.psql("CREATE TABLE noise AS SELECT decode(md5(random()::text) || md5(random()::text), 'hex') AS b FROM generate_series(1, 250000)", 'noise');
+    const forA = await config('noise-a', [keys.a.recipient], ['s3'], { database: 'noise', prefix: 'rekey' });
+    const b = await cli(forA, ['backup']);
+    expect(b.code, JSON.stringify(b.json)).toBe(0);
+    const id = b.json.id as string;
+    const forB = await config('noise-b', [keys.b.recipient], ['s3'], { database: 'noise', prefix: 'rekey' });
+
+    const dry = await cli(forB, ['rekey', '--dry-run']);
+    expect(dry.json.objects).toMatchObject([{ backupId: id, status: 'planned' }]);
+    const noKey = await cli(forB, ['rekey']);
+    expect(noKey.code).toBe(1);
+    expect(noKey.json.objects).toMatchObject([{ status: 'failed', error: { code: 'NO_MATCHING_IDENTITY' } }]);
+
+    const r = await cli(forB, ['rekey', id, '--identity', keys.a.file]);
+    expect(r.code, JSON.stringify(r.json)).toBe(0);
+    expect(r.json.objects).toMatchObject([{ backupId: id, status: 'rekeyed', newName: 'data.dump.zst.rekeyed.age', serverSide: true }]);
+    const dirKey = `rekey/shop/orders/backups/${id}/`;
+    const keysLeft: string[] = [];
+    for await (const o of bucket().list(dirKey)) keysLeft.push(o.key);
+    expect(keysLeft.sort()).toEqual([`${dirKey}data.dump.zst.rekeyed.age`, `${dirKey}manifest.json`]);
+
+    const m = JSON.parse((await buffer(await bucket().get(`${dirKey}manifest.json`))).toString()) as { objects: { plain: { sha256: string } }[] };
+    const stored = join(dir, 'rekeyed.age');
+    await writeFile(stored, await buffer(await bucket().get(`${dirKey}data.dump.zst.rekeyed.age`)));
+    expect(sha(execFileSync('age', ['-d', '-i', keys.b.file, stored], { maxBuffer: 64 * 1024 * 1024 }))).toBe(m.objects[0]!.plain.sha256);
+    expect(spawnSync('age', ['-d', '-i', keys.a.file, stored]).status).not.toBe(0);
+
+    expect((await cli(forB, ['verify', '--identity', keys.b.file])).code).toBe(0);
+    const restored = await cli(forB, ['restore', '--latest', '--target-database', 'noise_back', '--identity', keys.b.file]);
+    expect(restored.code, JSON.stringify(restored.json)).toBe(0);
+    expect(await pg.psql('SELECT count(*), sum(length(b)) FROM noise', 'noise_back')).toBe(await pg.psql('SELECT count(*), sum(length(b)) FROM noise', 'noise'));
   });
 });
