@@ -139,6 +139,7 @@ export const LocationConfig = Type.Object(
     gcs: Type.Optional(GcsLocation),
     filesystem: Type.Optional(FilesystemLocation),
     encryption: Type.Optional(LocationEncryption),
+    heal: Type.Optional(Type.Boolean({ description: 'copy into this location, from the others, the backups it missed while it could not be reached (after each backup and at the daemon start; default true); backup-runner mirror fills it on request either way' })),
   },
   { additionalProperties: false },
 );

@@ -18,7 +18,7 @@ export async function createRuntime(config: Readonly<RunnerConfig>, logger: Logg
     for (const [i, loc] of config.locations.entries()) {
       const crypto = await locationCrypto(loc.encryption, `locations[${i}].encryption`, env);
       const storage = await createStorage(loc, { logger: logger.child({ location: loc.name }), env });
-      rt.locations.push({ name: loc.name, storage, scope: { prefix: loc.prefix, namespace: config.namespace, name: config.name }, ...(crypto ? { crypto } : {}) });
+      rt.locations.push({ name: loc.name, storage, scope: { prefix: loc.prefix, namespace: config.namespace, name: config.name }, ...(crypto ? { crypto } : {}), ...(loc.heal === false ? { heal: false } : {}) });
     }
   } catch (err) {
     await closeRuntime(rt);

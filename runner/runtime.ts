@@ -15,6 +15,8 @@ export interface Location {
   scope: Scope;
   /** Encryption of what this location stores (age); absent: stored as it is. */
   crypto?: LocationCrypto;
+  /** false: backups it missed are not copied into it by the daemon (config `heal`); mirror still fills it. */
+  heal?: boolean;
 }
 
 export interface ProgressEvent {

@@ -100,6 +100,7 @@ export const StorageLocation = Type.Object(
     filesystem: Type.Optional(StorageFilesystem),
     credentials: Type.Optional(Credentials),
     encryption: Type.Optional(ClassEncryption),
+    heal: Type.Optional(Type.Boolean({ description: 'copy into this location, from the others, the backups it missed while it could not be reached (after each backup and at the daemon start; default true); backup-runner mirror fills it on request either way' })),
   },
   { additionalProperties: false },
 );

@@ -141,7 +141,7 @@ function s3Config(
 }
 
 function locationConfig(loc: StorageLocation, at: string, files: Files, claims: RenderedConfig['claims'], tenant?: TenantKeys): LocationConfig {
-  const base = { name: loc.name, prefix: loc.prefix ?? '' };
+  const base = { name: loc.name, prefix: loc.prefix ?? '', ...(loc.heal === false ? { heal: false } : {}) };
   const file = (ref: ControllerSecretKeyRef | undefined, what: string, field: string) =>
     ref ? { file: files.copy(ref, `${loc.name}.${what}`, `${at}.${field}`) } : undefined;
   const own = (ref: SecretKeyRef | undefined) => (ref && tenant ? { file: dbFile(ref, tenant.files)! } : undefined);

@@ -145,7 +145,7 @@ export class Daemon {
   private healIfBehind(reason: string): void {
     const listing = this.listing;
     if (!listing || this.queue.has('mirror')) return;
-    const behind = this.rt.locations.filter((l) => planMirror(listing, this.rt.locations, l, { scope: 'missed' }).planned.length > 0).map((l) => l.name);
+    const behind = this.rt.locations.filter((l) => l.heal !== false && planMirror(listing, this.rt.locations, l, { scope: 'missed' }).planned.length > 0).map((l) => l.name);
     if (behind.length === 0) return;
     this.log.info({ locations: behind, reason }, 'locations missed backups; copying them from the others');
     this.queue

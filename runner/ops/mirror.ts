@@ -315,7 +315,8 @@ export async function runMirror(rt: Runtime, req: MirrorRequest): Promise<Mirror
   const abort = linkedAbort(req.signal);
   try {
     const listing = await listBackups(rt, { signal: abort.signal });
-    const targets = rt.locations.filter((l) => (req.to === undefined ? l.name !== req.from : l.name === req.to));
+    // Healing (every location, missed backups) passes over locations that opted out; a named one is filled.
+    const targets = rt.locations.filter((l) => (req.to === undefined ? l.name !== req.from && (req.scope === 'all' || l.heal !== false) : l.name === req.to));
     const locations: TargetResult[] = [];
     for (const t of targets) locations.push(await mirrorTo(rt, listing, t, req, abort.signal));
     return { dryRun: req.dryRun, scope: req.scope, locations };

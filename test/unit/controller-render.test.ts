@@ -228,6 +228,21 @@ describe('renderRunner: credentials per tenant', () => {
   });
 });
 
+describe('renderRunner: healing per location', () => {
+  it('a class location with heal: false says so in the runner config; the others leave it out (healed, the default)', () => {
+    const sc = validStorageClass();
+    (sc.spec.locations as Record<string, unknown>[])[1]!.heal = false;
+    const out = renderRunner(input(validBackup(), sc));
+    if (!out.ok) throw new Error(JSON.stringify(out.problems));
+    const cfg = validateRunnerConfig(parse(configOf(out.value.objects.secret.data)));
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    expect(cfg.value.locations.map((l) => [l.name, l.heal])).toEqual([
+      ['local', undefined],
+      ['offsite', false],
+    ]);
+  });
+});
+
 describe('renderRunner: encryption per location', () => {
   const CLASS_KEY = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
   const TEAM_KEY = 'age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg';

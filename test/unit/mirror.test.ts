@@ -247,6 +247,16 @@ describe('runMirror', () => {
     expect(r.locations[0]!.error).toBeDefined();
   });
 
+  it('healing (every location, missed backups) passes over a location with heal: false; asked for by name, it is filled', async () => {
+    const a = location('a', new MemoryStorage());
+    const b = { ...location('b', new MemoryStorage()), heal: false };
+    const rt = runtime([a, b]);
+    for (const m of [1, 2]) await writeBackup(a, id(m), at(m));
+    await writeBackup(b, id(1), at(1));
+    expect((await runMirror(rt, { scope: 'missed', dryRun: false })).locations.map((l) => l.location)).toEqual(['a']);
+    expect((await runMirror(rt, { to: 'b', scope: 'missed', dryRun: false })).locations[0]!.copied.map((c) => c.id)).toEqual([id(2)]);
+  });
+
   it('names unknown locations, and refuses to fill a location from itself', async () => {
     const rt = runtime([location('a', new MemoryStorage()), location('b', new MemoryStorage())]);
     await expect(runMirror(rt, { to: 'c', scope: 'all', dryRun: false })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('--to c: no such location') as string });
