@@ -1,7 +1,10 @@
 /** Backups written straight into a storage with the layout helpers (no database), for retention tests. */
 import { createHash } from 'node:crypto';
 import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../runner/manifest.js';
-import type { Location } from '../runner/runtime.js';
+import { validateRunnerConfig } from '../api/index.js';
+import type { Engine } from '../runner/engines/types.js';
+import { silentLogger } from '../runner/logger.js';
+import type { Location, Runtime } from '../runner/runtime.js';
 import { type LayoutVersion, manifestKey, objectKey, type Scope } from '../runner/storage/layout.js';
 import type { CallOptions, ObjectInfo, Storage } from '../runner/storage/types.js';
 
@@ -106,4 +109,16 @@ export function recording(inner: Storage): Recorder {
     },
   });
   return rec;
+}
+
+/** A runtime over `locations` (no database: the engine is never called), for tests of operations between locations. */
+export function locationsRuntime(locations: Location[], extra: Partial<Runtime> = {}): Runtime {
+  const cfg = validateRunnerConfig({
+    namespace: 'shop',
+    name: 'orders',
+    engine: { type: 'postgresql', postgresql: { host: 'h', database: 'd', user: 'u' } },
+    locations: locations.map((l) => ({ name: l.name, type: 'filesystem', filesystem: { path: '/unused' } })),
+  });
+  if (!cfg.ok) throw new Error('bad test config');
+  return { config: cfg.value, engine: {} as Engine, locations, logger: silentLogger(), clock: () => new Date(), runnerVersion: 'test', ...extra };
 }

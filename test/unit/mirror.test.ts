@@ -10,18 +10,15 @@ import { createHash } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { validateRunnerConfig } from '../../api/index.js';
 import { AgeDecrypt, fingerprints } from '../../runner/crypto/age.js';
-import type { Engine } from '../../runner/engines/types.js';
-import { silentLogger } from '../../runner/logger.js';
 import { parseManifest, serializeManifest, type Manifest } from '../../runner/manifest.js';
 import { listBackups, type Listing } from '../../runner/ops/list.js';
 import { copyMode, planMirror, runMirror } from '../../runner/ops/mirror.js';
-import type { Location, Runtime } from '../../runner/runtime.js';
+import type { Location } from '../../runner/runtime.js';
 import { manifestKey, objectKey } from '../../runner/storage/layout.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
 import type { CallOptions, PutResult, Storage } from '../../runner/storage/types.js';
-import { manifestFor, writeBackup } from '../retention-fixtures.js';
+import { manifestFor, writeBackup, locationsRuntime } from '../retention-fixtures.js';
 import type { Readable } from 'node:stream';
 
 const scope = (prefix: string) => ({ prefix, namespace: 'shop', name: 'orders' });
@@ -61,16 +58,6 @@ function location(name: string, storage: Storage, recipients?: string[], identit
   return { name, storage, scope: scope(name), ...(to ? { crypto: { to, encryption: { scheme: 'age' as const, recipients: fingerprints(to) }, identityFiles } } : {}) };
 }
 
-function runtime(locations: Location[]): Runtime {
-  const cfg = validateRunnerConfig({
-    namespace: 'shop',
-    name: 'orders',
-    engine: { type: 'postgresql', postgresql: { host: 'h', database: 'd', user: 'u' } },
-    locations: locations.map((l) => ({ name: l.name, type: 'filesystem', filesystem: { path: '/unused' } })),
-  });
-  if (!cfg.ok) throw new Error('bad test config');
-  return { config: cfg.value, engine: {} as Engine, locations, logger: silentLogger(), clock: () => new Date(), runnerVersion: 'test' };
-}
 
 const at = (minute: number) => new Date(Date.UTC(2026, 10, 21, 10, minute));
 const id = (minute: number) => `20261121T10${String(minute).padStart(2, '0')}00Z-aaaa`;
@@ -162,7 +149,7 @@ describe('runMirror', () => {
     const a = location('a', new MemoryStorage());
     const log = putLog(new MemoryStorage());
     const b = location('b', log.storage);
-    const rt = runtime([a, b]);
+    const rt = locationsRuntime([a, b]);
     for (const m of [1, 2, 3]) await writeBackup(a, id(m), at(m));
     const r = await runMirror(rt, { to: 'b', scope: 'all', dryRun: false });
     expect(r.locations[0]!.copied.map((c) => [c.id, c.mode])).toEqual([
@@ -182,7 +169,7 @@ describe('runMirror', () => {
   it('a dry run plans and writes nothing', async () => {
     const a = location('a', new MemoryStorage());
     const log = putLog(new MemoryStorage());
-    const rt = runtime([a, location('b', log.storage)]);
+    const rt = locationsRuntime([a, location('b', log.storage)]);
     await writeBackup(a, id(1), at(1));
     const r = await runMirror(rt, { to: 'b', scope: 'all', dryRun: true });
     expect(r.locations[0]!.planned).toEqual([{ id: id(1), from: 'a', mode: 'as stored' }]);
@@ -194,7 +181,7 @@ describe('runMirror', () => {
     const enc = location('enc', new MemoryStorage(), [alice.recipient]);
     const other = location('other', new MemoryStorage(), [bob.recipient]);
     const back = location('back', new MemoryStorage());
-    const rt = runtime([plain, enc, other, back]);
+    const rt = locationsRuntime([plain, enc, other, back]);
     await writeBackup(plain, id(1), at(1));
     const original = await manifestIn(plain, id(1));
 
@@ -223,7 +210,7 @@ describe('runMirror', () => {
     const good = location('good', new MemoryStorage());
     const log = putLog(new MemoryStorage());
     const dst = location('dst', log.storage);
-    const rt = runtime([bad, good, dst]);
+    const rt = locationsRuntime([bad, good, dst]);
     await writeBackup(bad, id(1), at(1));
     await writeBackup(good, id(1), at(1));
     await bad.storage.put(objectKey(bad.scope, id(1), 'data.dump.zst'), Buffer.from(`${id(1)}/data.dump.zsT\n`)); // same size, one byte flipped
@@ -240,7 +227,7 @@ describe('runMirror', () => {
     const a = location('a', new MemoryStorage());
     const broken = new MemoryStorage();
     broken.put = () => Promise.reject(Object.assign(new Error('disk on fire'), { code: 'EIO' }));
-    const rt = runtime([a, location('b', broken)]);
+    const rt = locationsRuntime([a, location('b', broken)]);
     for (const m of [1, 2]) await writeBackup(a, id(m), at(m));
     const r = await runMirror(rt, { to: 'b', scope: 'all', dryRun: false });
     expect(r.locations[0]!.failed).toHaveLength(1);
@@ -250,7 +237,7 @@ describe('runMirror', () => {
   it('healing (every location, missed backups) passes over a location with heal: false; asked for by name, it is filled', async () => {
     const a = location('a', new MemoryStorage());
     const b = { ...location('b', new MemoryStorage()), heal: false };
-    const rt = runtime([a, b]);
+    const rt = locationsRuntime([a, b]);
     for (const m of [1, 2]) await writeBackup(a, id(m), at(m));
     await writeBackup(b, id(1), at(1));
     expect((await runMirror(rt, { scope: 'missed', dryRun: false })).locations.map((l) => l.location)).toEqual(['a']);
@@ -258,7 +245,7 @@ describe('runMirror', () => {
   });
 
   it('names unknown locations, and refuses to fill a location from itself', async () => {
-    const rt = runtime([location('a', new MemoryStorage()), location('b', new MemoryStorage())]);
+    const rt = locationsRuntime([location('a', new MemoryStorage()), location('b', new MemoryStorage())]);
     await expect(runMirror(rt, { to: 'c', scope: 'all', dryRun: false })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('--to c: no such location') as string });
     await expect(runMirror(rt, { to: 'a', from: 'a', scope: 'all', dryRun: false })).rejects.toMatchObject({ code: 'USAGE' });
   });
@@ -268,7 +255,7 @@ describe('a manifest naming objects outside its directory', () => {
   it.each(['../../other/backups/x/data.dump.zst', 'manifest.json', 'data.dump.zst/../../x', 'notes.txt'])('%s: not a backup, never read or copied', async (name) => {
     const a = location('a', new MemoryStorage());
     const log = putLog(new MemoryStorage());
-    const rt = runtime([a, location('b', log.storage)]);
+    const rt = locationsRuntime([a, location('b', log.storage)]);
     const m = manifestFor(a.scope, id(1), at(1), { 'data.dump.zst': Buffer.from('x') });
     m.objects[0]!.name = name;
     await a.storage.put(manifestKey(a.scope, id(1)), serializeManifest(m));
@@ -287,7 +274,7 @@ describe('signed manifests', () => {
     const keys = generateKeyPairSync('ed25519');
     const a = location('a', new MemoryStorage());
     const b = location('b', new MemoryStorage(), [alice.recipient]);
-    const rt = { ...runtime([a, b]), signing: { trust: [keys.publicKey] } };
+    const rt = { ...locationsRuntime([a, b]), signing: { trust: [keys.publicKey] } };
     const m = manifestFor(a.scope, id(1), at(1), { 'data.dump.zst': Buffer.from(`${id(1)}/data.dump.zst\n`) });
     await a.storage.put(objectKey(a.scope, id(1), 'data.dump.zst'), Buffer.from(`${id(1)}/data.dump.zst\n`));
     await a.storage.put(manifestKey(a.scope, id(1)), serializeManifest(signManifest(m, keys.privateKey)));
@@ -306,7 +293,7 @@ describe('signed manifests', () => {
     const keys = generateKeyPairSync('ed25519');
     const a = location('a', new MemoryStorage());
     const b = location('b', new MemoryStorage());
-    const rt = { ...runtime([a, b]), signing: { trust: [keys.publicKey] } };
+    const rt = { ...locationsRuntime([a, b]), signing: { trust: [keys.publicKey] } };
     const data = Buffer.from('payload');
     await a.storage.put(objectKey(a.scope, id(1), 'data.dump.zst'), data);
     await a.storage.put(manifestKey(a.scope, id(1)), serializeManifest(signManifest(manifestFor(a.scope, id(1), at(1), { 'data.dump.zst': data }), keys.privateKey)));

@@ -10,10 +10,7 @@ import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { validateRunnerConfig } from '../../api/index.js';
 import { AgeDecrypt, fingerprints, headerEnd } from '../../runner/crypto/age.js';
-import type { Engine } from '../../runner/engines/types.js';
-import { silentLogger } from '../../runner/logger.js';
 import { parseManifest, type Manifest } from '../../runner/manifest.js';
 import { listBackups } from '../../runner/ops/list.js';
 import { runMirror } from '../../runner/ops/mirror.js';
@@ -22,7 +19,7 @@ import type { Location, Runtime } from '../../runner/runtime.js';
 import { manifestKey, objectKey } from '../../runner/storage/layout.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
 import type { CallOptions, PutResult, Storage } from '../../runner/storage/types.js';
-import { allKeys, writeBackup } from '../retention-fixtures.js';
+import { allKeys, writeBackup, locationsRuntime } from '../retention-fixtures.js';
 
 let alice: { identity: string; recipient: string };
 let bob: { identity: string; recipient: string };
@@ -45,22 +42,12 @@ function encrypted(storage: Storage, recipient: string): Location {
   return { name: 'enc', storage, scope, crypto: { to, encryption: { scheme: 'age', recipients: fingerprints(to) }, identityFiles: [] } };
 }
 
-function runtime(locations: Location[], extra: Partial<Runtime> = {}): Runtime {
-  const cfg = validateRunnerConfig({
-    namespace: 'shop',
-    name: 'orders',
-    engine: { type: 'postgresql', postgresql: { host: 'h', database: 'd', user: 'u' } },
-    locations: locations.map((l) => ({ name: l.name, type: 'filesystem', filesystem: { path: '/unused' } })),
-  });
-  if (!cfg.ok) throw new Error('bad test config');
-  return { config: cfg.value, engine: {} as Engine, locations, logger: silentLogger(), clock: () => new Date(), runnerVersion: 'test', ...extra };
-}
 
 /** A memory storage holding one backup encrypted for alice (written by mirroring a plain copy into it). */
 async function aliceBackup(storage: Storage = new MemoryStorage(), extra: Partial<Runtime> = {}): Promise<Storage> {
   const plain: Location = { name: 'plain', storage: new MemoryStorage(), scope: { ...scope, prefix: 'plain' } };
   await writeBackup(plain, ID, new Date(Date.UTC(2026, 10, 21, 10)));
-  const r = await runMirror(runtime([plain, encrypted(storage, alice.recipient)], { signing: extra.signing?.key ? { key: extra.signing.key } : {} }), { to: 'enc', scope: 'all', dryRun: false });
+  const r = await runMirror(locationsRuntime([plain, encrypted(storage, alice.recipient)], { signing: extra.signing?.key ? { key: extra.signing.key } : {} }), { to: 'enc', scope: 'all', dryRun: false });
   if (r.locations[0]!.copied.length !== 1) throw new Error('setup failed');
   return storage;
 }
@@ -89,7 +76,7 @@ describe('rekey', () => {
     const storage = await aliceBackup();
     const before = await manifestOf(storage);
     const old = await buffer(await storage.get(objectKey(scope, ID, 'data.dump.zst.age')));
-    const rt = runtime([encrypted(storage, bob.recipient)]);
+    const rt = locationsRuntime([encrypted(storage, bob.recipient)]);
 
     const r = await runRekey(rt, { dryRun: false, identities: [alice.identity] });
     expect(r.objects).toMatchObject([{ backupId: ID, status: 'rekeyed', newName: 'data.dump.zst.rekeyed.age', serverSide: false, to: fingerprints({ recipients: [bob.recipient] }) }]);
@@ -105,7 +92,7 @@ describe('rekey', () => {
 
     // Current now; a second rekey changes nothing. Back to alice: the name switches back.
     expect((await runRekey(rt, { dryRun: false, identities: [alice.identity] })).objects).toMatchObject([{ status: 'current' }]);
-    const back = await runRekey(runtime([encrypted(storage, alice.recipient)]), { dryRun: false, identities: [bob.identity] });
+    const back = await runRekey(locationsRuntime([encrypted(storage, alice.recipient)]), { dryRun: false, identities: [bob.identity] });
     expect(back.objects).toMatchObject([{ status: 'rekeyed', newName: 'data.dump.zst.age' }]);
     expect(await decrypt(storage, 'data.dump.zst.age', alice.identity)).toBe(PLAIN);
   });
@@ -113,7 +100,7 @@ describe('rekey', () => {
   it('a dry run plans and changes nothing', async () => {
     const storage = await aliceBackup();
     const keys = await allKeys(storage);
-    const r = await runRekey(runtime([encrypted(storage, bob.recipient)]), { dryRun: true });
+    const r = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: true });
     expect(r.objects).toMatchObject([{ status: 'planned', newName: 'data.dump.zst.rekeyed.age' }]);
     expect(await allKeys(storage)).toEqual(keys);
   });
@@ -121,9 +108,9 @@ describe('rekey', () => {
   it('without an identity of the old recipients: NO_MATCHING_IDENTITY, nothing written', async () => {
     const storage = await aliceBackup();
     const keys = await allKeys(storage);
-    const r = await runRekey(runtime([encrypted(storage, bob.recipient)]), { dryRun: false });
+    const r = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: false });
     expect(r.objects).toMatchObject([{ status: 'failed', error: { code: 'NO_MATCHING_IDENTITY' } }]);
-    const wrong = await runRekey(runtime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [bob.identity] });
+    const wrong = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [bob.identity] });
     expect(wrong.objects).toMatchObject([{ status: 'failed', error: { code: 'NO_MATCHING_IDENTITY' } }]);
     expect(await allKeys(storage)).toEqual(keys);
   });
@@ -135,7 +122,7 @@ describe('rekey', () => {
       put: (key: string, body: Readable | Buffer, opts?: CallOptions): Promise<PutResult> =>
         key.endsWith('manifest.json') ? Promise.reject(Object.assign(new Error('no space'), { code: 'ENOSPC' })) : inner.put(key, body, opts),
     });
-    const r = await runRekey(runtime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [alice.identity] });
+    const r = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [alice.identity] });
     expect(r.objects).toMatchObject([{ status: 'failed' }]);
     expect(await manifestOf(inner)).toEqual(before);
     expect(await allKeys(inner)).toEqual([objectKey(scope, ID, 'data.dump.zst.age'), manifestKey(scope, ID)].sort());
@@ -153,7 +140,7 @@ describe('rekey', () => {
         return inner.put(key, data, opts);
       },
     });
-    const r = await runRekey(runtime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [alice.identity] });
+    const r = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [alice.identity] });
     expect(r.objects).toMatchObject([{ status: 'failed', error: { code: 'INTEGRITY' } }]);
     expect(await manifestOf(inner)).toEqual(before);
     expect(await allKeys(inner)).not.toContain(objectKey(scope, ID, 'data.dump.zst.rekeyed.age'));
@@ -163,7 +150,7 @@ describe('rekey', () => {
     const storage = await aliceBackup();
     const stray = objectKey(scope, ID, 'data.dump.zst.rekeyed.age');
     await storage.put(stray, Buffer.from('left over'));
-    const rt = runtime([encrypted(storage, alice.recipient)]);
+    const rt = locationsRuntime([encrypted(storage, alice.recipient)]);
     expect((await runRekey(rt, { dryRun: true })).leftovers).toEqual([stray]);
     expect(await allKeys(storage)).toContain(stray);
     const r = await runRekey(rt, { dryRun: false });
@@ -176,20 +163,20 @@ describe('rekey', () => {
     const keys = generateKeyPairSync('ed25519');
     const storage = await aliceBackup(new MemoryStorage(), { signing: { key: keys.privateKey } });
     const before = await allKeys(storage);
-    const verifyOnly = runtime([encrypted(storage, bob.recipient)], { signing: { trust: [keys.publicKey] } });
+    const verifyOnly = locationsRuntime([encrypted(storage, bob.recipient)], { signing: { trust: [keys.publicKey] } });
     const r = await runRekey(verifyOnly, { dryRun: false, identities: [alice.identity] });
     expect(r.objects).toMatchObject([{ status: 'failed', error: { code: 'CONFIG_INVALID', message: expect.stringContaining('no signing.key') as string } }]);
     expect(await allKeys(storage)).toEqual(before);
 
     // With the key: re-signed, and still believed.
-    const signed = runtime([encrypted(storage, bob.recipient)], { signing: { key: keys.privateKey, trust: [keys.publicKey] } });
+    const signed = locationsRuntime([encrypted(storage, bob.recipient)], { signing: { key: keys.privateKey, trust: [keys.publicKey] } });
     expect((await runRekey(signed, { dryRun: false, identities: [alice.identity] })).objects).toMatchObject([{ status: 'rekeyed' }]);
     expect((await listBackups(verifyOnly)).backups).toHaveLength(1);
   });
 
   it('names a location that does not exist or does not encrypt', async () => {
     const plain: Location = { name: 'plain', storage: new MemoryStorage(), scope };
-    const rt = runtime([plain, encrypted(new MemoryStorage(), alice.recipient)]);
+    const rt = locationsRuntime([plain, encrypted(new MemoryStorage(), alice.recipient)]);
     await expect(runRekey(rt, { dryRun: false, location: 'nope' })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('no such location') as string });
     await expect(runRekey(rt, { dryRun: false, location: 'plain' })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('does not encrypt') as string });
     await expect(runRekey(rt, { dryRun: false, id: '20991121T100000Z-ffff' })).rejects.toMatchObject({ code: 'BACKUP_NOT_FOUND' });
