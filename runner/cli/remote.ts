@@ -1,48 +1,16 @@
 import type { ExitCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { OperationRequest } from '../daemon/protocol.js';
-import type { Operation } from '../ops/perform.js';
+import { internalFields, type Operation } from '../ops/perform.js';
 import { type ClientOptions, getJson, requestOperation } from './client.js';
 import { progressReporter } from './progress.js';
 import { renderStatus, toJson } from '../render.js';
 
-/** The wire form of an operation (times as RFC 3339 strings). */
+/** The wire form of an operation: its JSON (times as RFC 3339 strings) without the fields only the runner sets. */
 export function toRequest(op: Operation): OperationRequest {
-  switch (op.kind) {
-    case 'backup':
-      return { kind: 'backup' };
-    case 'restore': {
-      const s = op.selector;
-      return {
-        kind: 'restore',
-        selector: s.kind === 'time' ? { kind: 'time', at: s.at.toISOString() } : s,
-        force: op.force,
-        ...(op.targetDatabase ? { targetDatabase: op.targetDatabase } : {}),
-        ...(op.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
-        ...(op.identities ? { identities: [...op.identities] } : {}),
-      };
-    }
-    case 'verify':
-      return { kind: 'verify', ...(op.id ? { id: op.id } : {}), ...(op.identities ? { identities: [...op.identities] } : {}) };
-    case 'mirror':
-      return {
-        kind: 'mirror',
-        dryRun: op.dryRun,
-        ...(op.to ? { to: op.to } : {}),
-        ...(op.from ? { from: op.from } : {}),
-        ...(op.identities ? { identities: [...op.identities] } : {}),
-      };
-    case 'rekey':
-      return {
-        kind: 'rekey',
-        dryRun: op.dryRun,
-        ...(op.location ? { location: op.location } : {}),
-        ...(op.id ? { id: op.id } : {}),
-        ...(op.identities ? { identities: [...op.identities] } : {}),
-      };
-    default:
-      return op;
-  }
+  const wire = JSON.parse(JSON.stringify(op)) as Record<string, unknown>;
+  for (const field of Object.keys(internalFields(op.kind))) delete wire[field];
+  return wire as OperationRequest;
 }
 
 /**

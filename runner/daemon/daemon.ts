@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { BackupResult } from '../ops/backup.js';
 import { listBackups, type Listing } from '../ops/list.js';
 import { planMirror } from '../ops/mirror.js';
-import { type Operation, type Outcome, perform } from '../ops/perform.js';
+import { internalFields, isReadOnly, type Operation, type Outcome, perform } from '../ops/perform.js';
 import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
@@ -39,23 +39,11 @@ interface LocationState {
 /** How long stop() waits for the last status report. */
 const REPORT_FLUSH_MS = 3000;
 
-/** What a request on the wire asks for, as an operation. */
+/** What a request on the wire asks for, as an operation: the runner's own fields set as for a command, times parsed. */
 export function operationFromRequest(req: OperationRequest): Operation {
-  if (req.kind === 'backup') return { kind: 'backup', trigger: 'manual' };
-  if (req.kind === 'restore') {
-    const s = req.selector;
-    const selector = s.kind === 'time' ? { kind: 'time' as const, at: new Date(s.at) } : s;
-    return {
-      kind: 'restore',
-      selector,
-      force: req.force,
-      ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}),
-      ...(req.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
-      ...(req.identities ? { identities: req.identities } : {}),
-    };
-  }
-  if (req.kind === 'mirror') return { ...req, scope: 'all' };
-  return req;
+  const op = { ...internalFields(req.kind), ...req } as Operation;
+  if (op.kind === 'restore' && req.kind === 'restore' && req.selector.kind === 'time') return { ...op, selector: { kind: 'time', at: new Date(req.selector.at) } };
+  return op;
 }
 
 /**
@@ -214,7 +202,7 @@ export class Daemon {
   async operate(req: OperationRequest, send: (line: StreamLine) => void, _signal: AbortSignal): Promise<void> {
     const op = operationFromRequest(req);
     // Read-only answers never wait behind a running operation.
-    if (op.kind === 'list' || ((op.kind === 'retention' || op.kind === 'mirror' || op.kind === 'rekey') && op.dryRun)) {
+    if (isReadOnly(op)) {
       send({ event: 'result', ...(await perform(this.rt, op)) });
       return;
     }

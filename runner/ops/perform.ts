@@ -64,43 +64,86 @@ function mirrorExit(r: MirrorResult): ExitCode {
   return failed < r.locations.length || r.locations.some((l) => l.copied.length > 0) ? EXIT.PARTIAL : EXIT.FAILED;
 }
 
-/** Runs one operation and turns its result into an exit code and both renderings. Throws BackupErrors. */
-export async function perform(rt: Runtime, op: Operation, opts: PerformOptions = {}): Promise<Outcome> {
-  switch (op.kind) {
-    case 'backup': {
-      const r = await runBackup(rt, { trigger: op.trigger, ...opts });
-      const code = r.status === 'Succeeded' ? EXIT.OK : r.status === 'PartiallySucceeded' ? EXIT.PARTIAL : (r.error?.exitCode ?? EXIT.FAILED);
-      return outcome(code, r, renderBackup(r));
-    }
-    case 'list': {
+/** One kind of operation: how it runs, what its result means as an exit code, how it reads. */
+interface OperationSpec<K extends Operation['kind'], R> {
+  run(rt: Runtime, op: Extract<Operation, { kind: K }>, opts: PerformOptions): Promise<R>;
+  exitCode(result: R): ExitCode;
+  render(result: R): string;
+  /** Changes nothing: the daemon answers it at once, beside a running operation. */
+  readOnly?(op: Extract<Operation, { kind: K }>): boolean;
+  /** Fields only the runner itself sets (never on the wire), and what a request gets for them. */
+  internal?: Partial<Extract<Operation, { kind: K }>>;
+}
+
+/** Checks an entry against its own result type, then forgets that type: the table holds every kind. */
+const spec = <K extends Operation['kind'], R>(s: OperationSpec<K, R>): OperationSpec<K, unknown> => s;
+
+/** Every operation: the one table (`perform`, the daemon and the control protocol read it). */
+export const OPERATIONS: { readonly [K in Operation['kind']]: OperationSpec<K, unknown> } = {
+  backup: spec({
+    run: (rt, op, opts) => runBackup(rt, { trigger: op.trigger, ...opts }),
+    exitCode: (r) => (r.status === 'Succeeded' ? EXIT.OK : r.status === 'PartiallySucceeded' ? EXIT.PARTIAL : (r.error?.exitCode ?? EXIT.FAILED)),
+    render: renderBackup,
+    internal: { trigger: 'manual' },
+  }),
+  list: spec({
+    run: async (rt, _op, opts) => {
       const l = await listBackups(rt, opts);
       throwIfNothingReadable(rt, l);
-      return outcome(l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK, l, renderListing(l));
-    }
-    case 'restore': {
-      const { kind: _kind, ...req } = op;
-      const r = await runRestore(rt, { ...req, allowIncompleteListing: op.allowIncompleteListing ?? false, ...opts });
-      return outcome(EXIT.OK, r, renderRestore(r));
-    }
-    case 'verify': {
-      const v = await verify(rt, { ...(op.id ? { id: op.id } : {}), ...(op.identities ? { identities: op.identities } : {}), ...opts });
-      const code = v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED;
-      return outcome(code, v, renderVerify(v));
-    }
-    case 'retention': {
-      const { runRetention } = await import('./retention.js');
-      const r = await runRetention(rt, { dryRun: op.dryRun, ...opts });
-      return outcome(r.locations.some((l) => l.error || l.failed.length > 0) ? EXIT.FAILED : EXIT.OK, r, renderRetention(r));
-    }
-    case 'mirror': {
-      const { kind: _kind, ...req } = op;
-      const r = await runMirror(rt, { ...req, ...opts });
-      return outcome(mirrorExit(r), r, renderMirror(r));
-    }
-    case 'rekey': {
-      const { kind: _kind, ...req } = op;
-      const r = await runRekey(rt, { ...req, ...opts });
-      return outcome(partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.length), r, renderRekey(r));
-    }
-  }
+      return l;
+    },
+    exitCode: (l) => (l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK),
+    render: renderListing,
+    readOnly: () => true,
+  }),
+  restore: spec({
+    run: (rt, { kind: _kind, ...req }, opts) => runRestore(rt, { ...req, allowIncompleteListing: req.allowIncompleteListing ?? false, ...opts }),
+    exitCode: () => EXIT.OK,
+    render: renderRestore,
+  }),
+  verify: spec({
+    run: (rt, { kind: _kind, ...req }, opts) => verify(rt, { ...req, ...opts }),
+    exitCode: (v) => (v.ok ? EXIT.OK : v.checks.some((c) => c.status === 'corrupt' || c.status === 'missing') ? EXIT.INTEGRITY : EXIT.FAILED),
+    render: renderVerify,
+  }),
+  retention: spec({
+    run: async (rt, op, opts) => (await import('./retention.js')).runRetention(rt, { dryRun: op.dryRun, ...opts }),
+    exitCode: (r) => (r.locations.some((l) => l.error || l.failed.length > 0) ? EXIT.FAILED : EXIT.OK),
+    render: renderRetention,
+    readOnly: (op) => op.dryRun,
+  }),
+  mirror: spec({
+    run: (rt, { kind: _kind, ...req }, opts) => runMirror(rt, { ...req, ...opts }),
+    exitCode: mirrorExit,
+    render: renderMirror,
+    readOnly: (op) => op.dryRun,
+    internal: { scope: 'all' },
+  }),
+  rekey: spec({
+    run: (rt, { kind: _kind, ...req }, opts) => runRekey(rt, { ...req, ...opts }),
+    exitCode: (r) => partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.length),
+    render: renderRekey,
+    readOnly: (op) => op.dryRun,
+  }),
+};
+
+function specOf<K extends Operation['kind']>(kind: K): OperationSpec<K, unknown> {
+  return OPERATIONS[kind];
+}
+
+/** Whether an operation changes nothing (the daemon answers it at once, beside a running one). */
+export function isReadOnly(op: Operation): boolean {
+  return specOf(op.kind).readOnly?.(op) ?? false;
+}
+
+/** The fields of an operation only the runner sets (e.g. a backup's trigger), with what a request from the control socket gets. */
+export function internalFields(kind: Operation['kind']): Record<string, unknown> {
+  return { ...specOf(kind).internal };
+}
+
+/** Runs one operation and turns its result into an exit code and both renderings. Throws BackupErrors. */
+export async function perform(rt: Runtime, op: Operation, opts: PerformOptions = {}): Promise<Outcome> {
+  const s = specOf(op.kind);
+  const result = await s.run(rt, op, opts);
+  return outcome(s.exitCode(result), result, s.render(result));
 }
