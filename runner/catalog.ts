@@ -28,7 +28,7 @@ import type { Logger } from './logger.js';
 import { type Manifest, futureInstant, misplacement, parseManifest } from './manifest.js';
 import type { Location } from './runtime.js';
 import { type ForeignObjects, processForeignObjects } from './storage/foreign.js';
-import { MANIFEST_FILE, classifyKey, databasePrefix, isDataFileName } from './storage/layout.js';
+import { MANIFEST_FILE, classifyKey, databasePrefix, isDataFileName, plainFileName } from './storage/layout.js';
 import { mapLimit } from './util/async.js';
 
 export interface CatalogEntry {
@@ -84,8 +84,9 @@ async function readManifest(loc: Location, id: string, key: string, opts: ScanOp
     opts.cache?.set(key, m);
   }
   const odd = m.objects.find((o) => !isDataFileName(o.name));
-  if (odd || new Set(m.objects.map((o) => o.name)).size !== m.objects.length) {
-    const why = odd ? `object "${odd.name}" is not a data file the runner writes` : 'it names an object twice';
+  // Unique also without the encryption suffix: a copy into a location that encrypts (or does not) renames them.
+  if (odd || new Set(m.objects.map((o) => plainFileName(o.name))).size !== m.objects.length) {
+    const why = odd ? `object "${odd.name}" is not a data file the runner writes` : 'it names an object twice (with or without an encryption suffix)';
     throw new BackupError('MANIFEST_INVALID', `${loc.name}: ${key}: ${why}; not read as a backup`, { details: { location: loc.name, key } });
   }
   const wrong = misplacement(m, { namespace: loc.scope.namespace, name: loc.scope.name, id });

@@ -19,7 +19,7 @@
  * exactly as the specification says, and the tests prove every byte against
  * the package, the `age` command and the official test vectors (cctv-age).
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, scrypt as scryptCb, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, scrypt as scryptCb, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
 import { Decrypter, identityToRecipient } from 'age-encryption';
@@ -197,8 +197,9 @@ function checkHeaderMac(header: Buffer, fileKey: Uint8Array, what: string): Uint
   const at = text.lastIndexOf('\n---') + 1;
   const mac = at > 0 ? text.slice(at + 4).trim() : '';
   const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
-  const want = b64(createHmac('sha256', macKey).update(text.slice(0, at + 3)).digest());
-  if (at <= 0 || mac !== want) throw new BackupError('INTEGRITY', `${what}: age header does not match its file key (altered or not the object written)`);
+  const want = Buffer.from(b64(createHmac('sha256', macKey).update(text.slice(0, at + 3)).digest()));
+  const got = Buffer.from(mac);
+  if (at <= 0 || got.length !== want.length || !timingSafeEqual(got, want)) throw new BackupError('INTEGRITY', `${what}: age header does not match its file key (altered or not the object written)`);
   return fileKey;
 }
 

@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { BackupResult } from '../ops/backup.js';
 import { listBackups, type Listing } from '../ops/list.js';
 import { planMirror } from '../ops/mirror.js';
-import { internalFields, isReadOnly, type Operation, type Outcome, perform } from '../ops/perform.js';
+import { internalFields, isReadOnly, type Operation, type Outcome, perform, type PerformOptions } from '../ops/perform.js';
 import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
@@ -41,7 +41,8 @@ const REPORT_FLUSH_MS = 3000;
 
 /** What a request on the wire asks for, as an operation: the runner's own fields set as for a command, times parsed. */
 export function operationFromRequest(req: OperationRequest): Operation {
-  const op = { ...internalFields(req.kind), ...req } as Operation;
+  // The runner's own fields last: a request cannot set them (the schema refuses them too).
+  const op = { ...req, ...internalFields(req.kind) } as Operation;
   if (op.kind === 'restore' && req.kind === 'restore' && req.selector.kind === 'time') return { ...op, selector: { kind: 'time', at: new Date(req.selector.at) } };
   return op;
 }
@@ -137,7 +138,10 @@ export class Daemon {
     if (behind.length === 0) return;
     this.log.info({ locations: behind, reason }, 'locations missed backups; copying them from the others');
     this.queue
-      .submit('mirror', 'heal', (signal) => this.run({ kind: 'mirror', scope: 'missed', dryRun: false }, signal, () => undefined))
+      .submit('mirror', 'heal', (signal) =>
+        // A waiting backup goes first: the pass stops between copies, and the pass after that backup goes on.
+        this.run({ kind: 'mirror', scope: 'missed', dryRun: false }, signal, () => undefined, { yieldIf: () => this.queue.pending().some((p) => p.kind === 'backup') }),
+      )
       .catch((err: unknown) => this.log.warn({ err: toBackupError(err) }, 'healing could not run; the next backup tries again'));
   }
 
@@ -210,7 +214,7 @@ export class Daemon {
     send({ event: 'result', ...outcome });
   }
 
-  private async run(op: Operation, signal: AbortSignal, send: (line: StreamLine) => void): Promise<Outcome> {
+  private async run(op: Operation, signal: AbortSignal, send: (line: StreamLine) => void, extra: Pick<PerformOptions, 'yieldIf'> = {}): Promise<Outcome> {
     this.metrics.operationStarted(op.kind);
     const log = this.log.child({ operation: op.kind });
     try {
@@ -218,7 +222,7 @@ export class Daemon {
         this.running = backup;
         this.publish();
       };
-      const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }), onStarted });
+      const outcome = await perform(this.rt, op, { signal, onProgress: (p) => send({ event: 'progress', ...p }), onStarted, ...extra });
       if (op.kind === 'backup') await this.backupFinished(outcome, signal);
       if (op.kind === 'retention') this.metrics.retentionFinished(outcome.json as RetentionFacts);
       if (op.kind === 'mirror' && !op.dryRun) await this.mirrorFinished(outcome);

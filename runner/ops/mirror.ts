@@ -36,7 +36,7 @@ import { MANIFEST_FILE, backupPrefix, keyIn, plainFileName, storedFileName } fro
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { objectKeys, readPlain } from './verify.js';
-import { rewrittenManifest } from './write-manifest.js';
+import { putManifest, rewrittenManifest } from './write-manifest.js';
 
 /** How an object reaches the target: as stored, or through its encryption. */
 export type CopyMode = 'as stored' | 'encrypt' | 'decrypt' | 're-encrypt';
@@ -55,6 +55,8 @@ export interface MirrorRequest {
   identities?: readonly string[];
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Asked before each backup is copied: true stops the pass there (healing gives way to a waiting backup). */
+  yieldIf?: () => boolean;
 }
 
 export interface PlannedCopy {
@@ -81,6 +83,8 @@ export interface TargetResult {
   skipped: { id: string; reason: string }[];
   /** Why nothing was done for this target (it could not be listed, it failed). */
   error?: BackupError;
+  /** The pass stopped early to let a waiting backup run (healing); the next pass copies the rest. */
+  yielded?: boolean;
 }
 
 export interface MirrorResult {
@@ -238,20 +242,29 @@ async function copyBackup(ctx: CopyContext, source: Location, copy: BackupCopy):
   if (mode !== 'as stored' || m.formatVersion !== MANIFEST_FORMAT_VERSION) rewrittenManifest(rt, m, m.objects, what);
   const dir = backupPrefix(target.scope, m.id);
   const written: string[] = [];
+  const undo = async (): Promise<void> => {
+    for (const key of written) await target.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: target.name, key, err: e }, 'copied data left for the orphan sweeper'));
+  };
+  const objects: ManifestObject[] = [];
   try {
-    const objects: ManifestObject[] = [];
     for (const object of m.objects) {
       const o = await copyObject(ctx, source, copy, object, dir);
       written.push(keyIn(dir, o.name));
       objects.push(o);
     }
-    const manifest = unchanged(m, objects) ? m : rewrittenManifest(rt, m, objects, what);
-    await target.storage.put(keyIn(dir, MANIFEST_FILE), serializeManifest(manifest), { signal: ctx.signal });
-    return { id: m.id, from: source.name, mode, bytes: objects.reduce((s, o) => s + o.size, 0) };
   } catch (err) {
-    for (const key of written) await target.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: target.name, key, err: e }, 'copied data left for the orphan sweeper'));
+    await undo();
     throw err;
   }
+  const manifest = unchanged(m, objects) ? m : rewrittenManifest(rt, m, objects, what);
+  const put = await putManifest(target, keyIn(dir, MANIFEST_FILE), serializeManifest(manifest), ctx.signal);
+  if (!put.ok) {
+    // Undone only when no manifest is there: one that is (or may be) there names this data.
+    if (put.now === 'absent') await undo();
+    else rt.logger.warn({ location: target.name, backupId: m.id, err: put.error }, 'the manifest write failed but a manifest may be there; the copied data is kept');
+    throw put.error;
+  }
+  return { id: m.id, from: source.name, mode, bytes: objects.reduce((s, o) => s + o.size, 0) };
 }
 
 async function mirrorTo(rt: Runtime, listing: Listing, target: Location, req: MirrorRequest, signal: AbortSignal): Promise<TargetResult> {
@@ -270,6 +283,11 @@ async function mirrorTo(rt: Runtime, listing: Listing, target: Location, req: Mi
   const backups = new Map(listing.backups.map((b) => [b.id, b]));
   for (const p of planned) {
     if (signal.aborted) throw new BackupError('ABORTED', 'mirror aborted', { cause: signal.reason });
+    if (req.yieldIf?.()) {
+      log.info({ left: planned.length - result.copied.length - result.failed.length }, 'stopping this pass: a backup is waiting; the next pass copies the rest');
+      result.yielded = true;
+      return result;
+    }
     const backup = backups.get(p.id) as ListedBackup;
     const tried: { location: string; error: BackupError }[] = [];
     let done = false;
@@ -284,8 +302,9 @@ async function mirrorTo(rt: Runtime, listing: Listing, target: Location, req: Mi
         break;
       } catch (err) {
         if (!(err instanceof SourceFailure)) {
-          // The target (or this runner's config) failed: the other backups would fail the same way.
           const error = toBackupError(err, 'STORAGE_FAILED');
+          if (error.code === 'ABORTED' || signal.aborted) throw error;
+          // The target (or this runner's config) failed: the other backups would fail the same way.
           log.error({ backupId: p.id, err: error }, 'copying into this location failed; stopping here');
           result.failed.push({ id: p.id, error });
           result.error = error;
@@ -318,7 +337,11 @@ export async function runMirror(rt: Runtime, req: MirrorRequest): Promise<Mirror
     // Healing (every location, missed backups) passes over locations that opted out; a named one is filled.
     const targets = rt.locations.filter((l) => (req.to === undefined ? l.name !== req.from && (req.scope === 'all' || l.heal !== false) : l.name === req.to));
     const locations: TargetResult[] = [];
-    for (const t of targets) locations.push(await mirrorTo(rt, listing, t, req, abort.signal));
+    for (const t of targets) {
+      const r = await mirrorTo(rt, listing, t, req, abort.signal);
+      locations.push(r);
+      if (r.yielded) break;
+    }
     return { dryRun: req.dryRun, scope: req.scope, locations };
   } finally {
     abort.dispose();

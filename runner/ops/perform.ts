@@ -33,6 +33,8 @@ export interface PerformOptions {
   onProgress?: ProgressListener;
   /** backup: told the backup's id once it is chosen. */
   onStarted?: (backup: { id: string; startedAt: Date }) => void;
+  /** mirror: asked between backups; true stops the pass there (healing gives way to a waiting backup). */
+  yieldIf?: () => boolean;
 }
 
 function outcome(exitCode: ExitCode, result: unknown, text: string): Outcome {
@@ -121,7 +123,7 @@ export const OPERATIONS: { readonly [K in Operation['kind']]: OperationSpec<K, u
   }),
   rekey: spec({
     run: (rt, { kind: _kind, ...req }, opts) => runRekey(rt, { ...req, ...opts }),
-    exitCode: (r) => partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.length),
+    exitCode: (r) => partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.filter((o) => o.status !== 'current').length),
     render: renderRekey,
     readOnly: (op) => op.dryRun,
   }),

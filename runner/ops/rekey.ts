@@ -23,19 +23,19 @@
  *   passphrase from the recorded fingerprint, so its objects count as current.
  */
 import { Writable } from 'node:stream';
+import { text } from 'node:stream/consumers';
 import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { AgeDecrypt, encodeHeader, headerEnd, MAX_HEADER_BYTES, unwrap } from '../crypto/age.js';
 import { BackupError, toBackupError } from '../errors.js';
-import type { ManifestObject } from '../manifest.js';
-import { serializeManifest } from '../manifest.js';
+import { type ManifestObject, parseManifest, serializeManifest } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, isDataFileName, keyIn, rekeyedFileName } from '../storage/layout.js';
 import { spliceObject } from '../storage/splice.js';
 import { type BackupCopy, listBackups } from './list.js';
 import { objectKeys } from './verify.js';
-import { rewrittenManifest } from './write-manifest.js';
+import { putManifest, rewrittenManifest } from './write-manifest.js';
 
 export interface RekeyRequest {
   /** Only this location (it must encrypt); every encrypted location when unset. */
@@ -119,6 +119,16 @@ async function rekeyObject(rt: Runtime, loc: Location, copy: BackupCopy, object:
   }
 }
 
+/** Whether a manifest's text names one of `names` (text that cannot be read as one: assume it does). */
+function namesAny(manifestText: string, names: ReadonlySet<string>): boolean {
+  try {
+    const m = JSON.parse(manifestText) as { objects?: { name?: unknown }[] };
+    return !Array.isArray(m.objects) || m.objects.some((o) => typeof o.name !== 'string' || names.has(o.name));
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Re-wraps every object of one copy that is not for the location's recipients; the manifest is replaced once
  * they are all written and checked. Returns the copy as its manifest now says.
@@ -134,6 +144,14 @@ async function rekeyCopy(rt: Runtime, loc: Location, copy: BackupCopy, req: Reke
     return copy;
   }
   const done: { old: ManifestObject; object: ManifestObject; serverSide: boolean }[] = [];
+  const fail = async (err: unknown, undo: boolean): Promise<BackupCopy> => {
+    const error = toBackupError(err, 'STORAGE_FAILED');
+    if (error.code === 'ABORTED' || req.signal?.aborted) throw error;
+    if (undo) for (const d of done) await loc.storage.delete(keyIn(copy.dir, d.object.name)).catch(() => undefined);
+    rt.logger.error({ location: loc.name, backupId: copy.manifest.id, err: error }, undo ? 'rekey failed; the backup is as it was' : 'rekey failed; the manifest may name the new objects, so both are kept');
+    for (const o of stale) out.push({ ...base(o), status: 'failed', error });
+    return copy;
+  };
   let manifest;
   try {
     // Refused before anything is written when the new manifest could not be signed.
@@ -141,16 +159,17 @@ async function rekeyCopy(rt: Runtime, loc: Location, copy: BackupCopy, req: Reke
     for (const o of stale) done.push({ old: o, ...(await rekeyObject(rt, loc, copy, o, req)) });
     const objects = copy.manifest.objects.map((o) => done.find((d) => d.old === o)?.object ?? o);
     manifest = rewrittenManifest(rt, copy.manifest, objects, `re-wrapping it for ${loc.name}'s recipients`);
-    const manifestKey = keyIn(copy.dir, MANIFEST_FILE);
-    await loc.storage.put(manifestKey, serializeManifest(manifest), req.signal ? { signal: req.signal } : {});
-    rt.manifestCache?.get(loc.name)?.set(manifestKey, manifest);
   } catch (err) {
-    const error = toBackupError(err, 'STORAGE_FAILED');
-    for (const d of done) await loc.storage.delete(keyIn(copy.dir, d.object.name)).catch(() => undefined);
-    rt.logger.error({ location: loc.name, backupId: copy.manifest.id, err: error }, 'rekey failed; the backup is as it was');
-    for (const o of stale) out.push({ ...base(o), status: 'failed', error });
-    return copy;
+    return fail(err, true);
   }
+  const manifestKey = keyIn(copy.dir, MANIFEST_FILE);
+  const put = await putManifest(loc, manifestKey, serializeManifest(manifest), req.signal);
+  if (!put.ok) {
+    // The new objects are removed only when the manifest there certainly does not name them.
+    const names = new Set(done.map((d) => d.object.name));
+    return fail(put.error, put.now === 'absent' || (typeof put.now === 'object' && !namesAny(put.now.other, names)));
+  }
+  rt.manifestCache?.get(loc.name)?.set(manifestKey, manifest);
   for (const d of done) {
     out.push({ ...base(d.old), status: 'rekeyed', newName: d.object.name, serverSide: d.serverSide });
     await loc.storage.delete(keyIn(copy.dir, d.old.name)).catch((e: unknown) => rt.logger.warn({ location: loc.name, key: keyIn(copy.dir, d.old.name), err: e }, 'old object not removed; the next rekey removes it'));
@@ -158,15 +177,27 @@ async function rekeyCopy(rt: Runtime, loc: Location, copy: BackupCopy, req: Reke
   return { ...copy, manifest };
 }
 
-/** Data objects in a copy's directory that its manifest does not name (what an interrupted rekey left); removed unless a dry run. */
+/**
+ * Data objects in a copy's directory that its manifest does not name (what an interrupted rekey left);
+ * removed unless a dry run. The manifest is read again first, and nothing is removed unless every object it
+ * names is there: a rekey running elsewhere at the same time, or a manifest this run could not read, leaves
+ * the directory alone.
+ */
 async function removeLeftovers(loc: Location, copy: BackupCopy, dryRun: boolean, signal?: AbortSignal): Promise<string[]> {
-  const named = new Set(copy.manifest.objects.map((o) => keyIn(copy.dir, o.name)));
+  const opts = signal ? { signal } : {};
+  const manifestKey = keyIn(copy.dir, MANIFEST_FILE);
+  const manifest = parseManifest(await text(await loc.storage.get(manifestKey, opts)), `${loc.name}: ${manifestKey}`);
+  const named = new Set(manifest.objects.map((o) => keyIn(copy.dir, o.name)));
+  const present = new Set<string>();
   const found: string[] = [];
-  for await (const o of loc.storage.list(copy.dir, signal ? { signal } : {})) {
+  for await (const o of loc.storage.list(copy.dir, opts)) {
     const file = o.key.slice(copy.dir.length);
-    if (!file.includes('/') && isDataFileName(file) && !named.has(o.key)) found.push(o.key);
+    if (file.includes('/') || !isDataFileName(file)) continue;
+    present.add(o.key);
+    if (!named.has(o.key)) found.push(o.key);
   }
-  if (!dryRun) for (const key of found) await loc.storage.delete(key, signal ? { signal } : {});
+  if (found.length === 0 || [...named].some((k) => !present.has(k))) return [];
+  if (!dryRun) for (const key of found) await loc.storage.delete(key, opts);
   return found;
 }
 
@@ -188,7 +219,13 @@ export async function runRekey(rt: Runtime, req: RekeyRequest): Promise<RekeyRes
       const loc = targets.find((l) => l.name === copy.location);
       if (!loc) continue;
       const now = await rekeyCopy(rt, loc, copy, req, result.objects);
-      result.leftovers.push(...(await removeLeftovers(loc, now, req.dryRun, req.signal)));
+      try {
+        result.leftovers.push(...(await removeLeftovers(loc, now, req.dryRun, req.signal)));
+      } catch (err) {
+        const error = toBackupError(err, 'STORAGE_FAILED');
+        if (error.code === 'ABORTED') throw error;
+        rt.logger.warn({ location: loc.name, backupId: b.id, err: error }, 'could not look for objects an interrupted rekey left; the next rekey looks again');
+      }
     }
   }
   return result;

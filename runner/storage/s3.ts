@@ -34,6 +34,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Location } from '../../api/index.js';
 import type { Logger } from '../logger.js';
 import { PutBody } from './body.js';
+import { isBackupError } from '../errors.js';
 import { storageError, throwIfAborted, type CallContext } from './errors.js';
 import { checkKey, checkPrefix } from './keys.js';
 import { createS3Client } from './s3-client.js';
@@ -126,6 +127,21 @@ export class S3Storage implements Storage {
     }
   }
 
+  /** Aborts a multipart upload of this class's own, retrying for a few seconds like ensureAborted, then reporting it. */
+  private async abortUpload(uploadId: string, ctx: CallContext): Promise<void> {
+    let last: unknown;
+    for (const wait of ABORT_RETRY_DELAYS_MS) {
+      await delay(wait);
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: ctx.key, UploadId: uploadId }));
+        return;
+      } catch (err) {
+        last = err;
+      }
+    }
+    this.logger.warn({ location: this.description, key: ctx.key, uploadId, err: s3Error(last, ctx, this.bucket) }, 'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them');
+  }
+
   /**
    * lib-storage aborts the multipart upload itself on failure; when that
    * abort failed too (server unreachable), it is tried again here for a few
@@ -138,20 +154,7 @@ export class S3Storage implements Storage {
     const uploadId = internals.uploadId;
     const pending = internals.abortMultipartUploadCommand !== null;
     if (uploadId === undefined || !pending) return;
-    let last: unknown;
-    for (const wait of ABORT_RETRY_DELAYS_MS) {
-      await delay(wait);
-      try {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: ctx.key, UploadId: uploadId }));
-        return;
-      } catch (err) {
-        last = err;
-      }
-    }
-    this.logger.warn(
-      { location: this.description, key: ctx.key, uploadId, err: s3Error(last, ctx, this.bucket) },
-      'could not abort the multipart upload; its parts stay invisible until a lifecycle rule removes them',
-    );
+    await this.abortUpload(uploadId, ctx);
   }
 
   /**
@@ -172,6 +175,8 @@ export class S3Storage implements Storage {
     let uploadId: string | undefined;
     try {
       const etag = (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: source.key }), signal)).ETag;
+      // Every copied part is pinned to this version of the source; a server that names none is not trusted to copy.
+      if (!etag) throw storageError('STORAGE_UNSUPPORTED', ctx, 'the server gave the source object no ETag to pin the copy to');
       uploadId = (await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }), signal)).UploadId;
       const first = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: source.key, Range: `bytes=${source.offset}-${source.offset + MIN_PART - 1}`, IfMatch: etag }), signal);
       const firstBody = Buffer.concat([head, Buffer.from(await first.Body!.transformToByteArray())]);
@@ -185,14 +190,15 @@ export class S3Storage implements Storage {
           PartNumber: n,
           CopySource: `${this.bucket}/${source.key.split('/').map(encodeURIComponent).join('/')}`,
           CopySourceRange: `bytes=${start}-${end}`,
-          ...(etag ? { CopySourceIfMatch: etag } : {}),
+          CopySourceIfMatch: etag,
         });
         parts.push({ PartNumber: n, ETag: (await this.client.send(copy, signal)).CopyPartResult?.ETag });
       }
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }), signal);
       return { size: head.length + tail };
     } catch (err) {
-      if (uploadId) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      if (uploadId) await this.abortUpload(uploadId, ctx);
+      if (isBackupError(err, 'STORAGE_UNSUPPORTED')) throw err;
       if (isUnsupported(err)) throw storageError('STORAGE_UNSUPPORTED', ctx, `the server does not copy parts (UploadPartCopy): ${(err as Error).name}`, err);
       throw s3Error(err, ctx, this.bucket);
     }

@@ -26,7 +26,7 @@ export async function spliceObject(storage: Storage, key: string, head: Buffer, 
   }
   const body = new PassThrough();
   body.write(head);
-  const tail = source.offset < source.size ? await storage.get(source.key, { ...opts, range: { start: source.offset } }) : undefined;
+  const tail = source.offset < source.size ? await storage.get(source.key, { ...opts, range: { start: source.offset, end: source.size - 1 } }) : undefined;
   const flow = tail ? pipeline(tail, body) : Promise.resolve(body.end());
   flow.catch((err: unknown) => body.destroy(err instanceof Error ? err : new Error(String(err))));
   const r = await storage.put(key, body, opts);

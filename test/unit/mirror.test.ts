@@ -18,7 +18,7 @@ import type { Location } from '../../runner/runtime.js';
 import { manifestKey, objectKey } from '../../runner/storage/layout.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
 import type { CallOptions, PutResult, Storage } from '../../runner/storage/types.js';
-import { manifestFor, writeBackup, locationsRuntime } from '../retention-fixtures.js';
+import { allKeys as listKeys, locationsRuntime, manifestFor, writeBackup } from '../retention-fixtures.js';
 import type { Readable } from 'node:stream';
 
 const scope = (prefix: string) => ({ prefix, namespace: 'shop', name: 'orders' });
@@ -244,6 +244,45 @@ describe('runMirror', () => {
     expect((await runMirror(rt, { to: 'b', scope: 'missed', dryRun: false })).locations[0]!.copied.map((c) => c.id)).toEqual([id(2)]);
   });
 
+  it('a manifest write that failed but landed counts as copied; one that did not land takes its data with it', async () => {
+    const a = location('a', new MemoryStorage());
+    const inner = new MemoryStorage();
+    let landed = true;
+    const flaky = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'put') {
+          return async (key: string, body: Readable | Buffer, opts?: CallOptions): Promise<PutResult> => {
+            if (!key.endsWith('manifest.json')) return target.put(key, body, opts);
+            if (landed) await target.put(key, body, opts);
+            throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const b = location('b', flaky);
+    const rt = locationsRuntime([a, b]);
+    await writeBackup(a, id(1), at(1));
+    expect((await runMirror(rt, { to: 'b', scope: 'all', dryRun: false })).locations[0]!.copied.map((c) => c.id)).toEqual([id(1)]);
+    expect((await listBackups(rt)).backups[0]!.locations).toEqual(['a', 'b']);
+
+    landed = false;
+    await writeBackup(a, id(2), at(2));
+    const r = await runMirror(rt, { to: 'b', scope: 'all', dryRun: false });
+    expect(r.locations[0]!.failed.map((f) => f.id)).toEqual([id(2)]);
+    expect((await listKeys(inner)).filter((k) => k.includes(id(2)))).toEqual([]);
+  });
+
+  it('gives way between backups when asked (healing, with a backup waiting)', async () => {
+    const a = location('a', new MemoryStorage());
+    const rt = locationsRuntime([a, location('b', new MemoryStorage())]);
+    for (const m of [1, 2, 3]) await writeBackup(a, id(m), at(m));
+    let asked = 0;
+    const r = await runMirror(rt, { to: 'b', scope: 'all', dryRun: false, yieldIf: () => ++asked > 1 });
+    expect(r.locations[0]).toMatchObject({ yielded: true, copied: [{ id: id(3) }] });
+  });
+
   it('names unknown locations, and refuses to fill a location from itself', async () => {
     const rt = locationsRuntime([location('a', new MemoryStorage()), location('b', new MemoryStorage())]);
     await expect(runMirror(rt, { to: 'c', scope: 'all', dryRun: false })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('--to c: no such location') as string });
@@ -267,6 +306,17 @@ describe('a manifest naming objects outside its directory', () => {
   });
 });
 
+describe('a manifest naming the same object with and without the encryption suffix', () => {
+  it('is not a backup (a copy into another location would merge the two)', async () => {
+    const a = location('a', new MemoryStorage());
+    const m = manifestFor(a.scope, id(1), at(1), { 'data.dump.zst': Buffer.from('x'), 'data.dump.zst.age': Buffer.from('y') });
+    await a.storage.put(manifestKey(a.scope, id(1)), serializeManifest(m));
+    const l = await listBackups(locationsRuntime([a]));
+    expect(l.backups).toEqual([]);
+    expect(l.problems[0]!.error).toMatchObject({ code: 'MANIFEST_INVALID', message: expect.stringContaining('names an object twice') as string });
+  });
+});
+
 describe('signed manifests', () => {
   it('a copy that changes the manifest is refused where manifests must be signed and no signing key is configured', async () => {
     const { generateKeyPairSync } = await import('node:crypto');
@@ -285,6 +335,17 @@ describe('signed manifests', () => {
     const signed = await runMirror({ ...rt, signing: { key: keys.privateKey, trust: [keys.publicKey] } }, { to: 'b', scope: 'all', dryRun: false });
     expect(signed.locations[0]!.copied).toHaveLength(1);
     expect((await listBackups(rt)).backups[0]!.locations).toEqual(['a', 'b']);
+  });
+
+  it('a runner that signs but does not verify never signs a manifest it did not sign (one planted in its bucket)', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const keys = generateKeyPairSync('ed25519');
+    const a = location('a', new MemoryStorage());
+    const b = location('b', new MemoryStorage(), [alice.recipient]);
+    await writeBackup(a, id(1), at(1)); // unsigned: not this runner's
+    const rt = locationsRuntime([a, b], { signing: { key: keys.privateKey } });
+    expect((await runMirror(rt, { to: 'b', scope: 'all', dryRun: false })).locations[0]!.copied).toHaveLength(1);
+    expect(await manifestIn(b, id(1))).not.toHaveProperty('signature');
   });
 
   it('a copy as stored keeps the signature, so a runner without a signing key can mirror', async () => {

@@ -11,7 +11,8 @@ import { buffer } from 'node:stream/consumers';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AgeDecrypt, fingerprints, headerEnd } from '../../runner/crypto/age.js';
-import { parseManifest, type Manifest } from '../../runner/manifest.js';
+import { parseManifest, serializeManifest, type Manifest } from '../../runner/manifest.js';
+import { signManifest } from '../../runner/crypto/signing.js';
 import { listBackups } from '../../runner/ops/list.js';
 import { runMirror } from '../../runner/ops/mirror.js';
 import { runRekey } from '../../runner/ops/rekey.js';
@@ -47,6 +48,13 @@ function encrypted(storage: Storage, recipient: string): Location {
 async function aliceBackup(storage: Storage = new MemoryStorage(), extra: Partial<Runtime> = {}): Promise<Storage> {
   const plain: Location = { name: 'plain', storage: new MemoryStorage(), scope: { ...scope, prefix: 'plain' } };
   await writeBackup(plain, ID, new Date(Date.UTC(2026, 10, 21, 10)));
+  const key = extra.signing?.key;
+  if (key) {
+    // This runner's own backup: signed with its key, so copies of it are signed too.
+    const mk = manifestKey(plain.scope, ID);
+    const m = parseManifest((await buffer(await plain.storage.get(mk))).toString(), 'test');
+    await plain.storage.put(mk, serializeManifest(signManifest(m, key)));
+  }
   const r = await runMirror(locationsRuntime([plain, encrypted(storage, alice.recipient)], { signing: extra.signing?.key ? { key: extra.signing.key } : {} }), { to: 'enc', scope: 'all', dryRun: false });
   if (r.locations[0]!.copied.length !== 1) throw new Error('setup failed');
   return storage;
@@ -127,6 +135,32 @@ describe('rekey', () => {
     expect(await manifestOf(inner)).toEqual(before);
     expect(await allKeys(inner)).toEqual([objectKey(scope, ID, 'data.dump.zst.age'), manifestKey(scope, ID)].sort());
     expect(await decrypt(inner, 'data.dump.zst.age', alice.identity)).toBe(PLAIN);
+  });
+
+  it('a manifest write that failed but landed counts as done: the backup is re-wrapped, nothing is lost', async () => {
+    const inner = await aliceBackup();
+    const storage = wrap(inner, {
+      put: async (key: string, body: Readable | Buffer, opts?: CallOptions): Promise<PutResult> => {
+        const r = await inner.put(key, body, opts);
+        if (key.endsWith('manifest.json')) throw Object.assign(new Error('connection reset after the write'), { code: 'ECONNRESET' });
+        return r;
+      },
+    });
+    const r = await runRekey(locationsRuntime([encrypted(storage, bob.recipient)]), { dryRun: false, identities: [alice.identity] });
+    expect(r.objects).toMatchObject([{ status: 'rekeyed' }]);
+    expect((await manifestOf(inner)).objects[0]!.name).toBe('data.dump.zst.rekeyed.age');
+    expect(await decrypt(inner, 'data.dump.zst.rekeyed.age', bob.identity)).toBe(PLAIN);
+  });
+
+  it('leaves a directory alone when an object its manifest names is missing (another rekey may be half way)', async () => {
+    const storage = await aliceBackup();
+    const named = objectKey(scope, ID, 'data.dump.zst.age');
+    const other = objectKey(scope, ID, 'data.dump.zst.rekeyed.age');
+    await storage.put(other, await buffer(await storage.get(named)));
+    await storage.delete(named);
+    const r = await runRekey(locationsRuntime([encrypted(storage, alice.recipient)]), { dryRun: false });
+    expect(r.leftovers).toEqual([]);
+    expect(await allKeys(storage)).toContain(other);
   });
 
   it('a new object that does not read back right is never named by the manifest', async () => {
