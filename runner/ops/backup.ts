@@ -14,6 +14,7 @@ import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { dataFileName, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
+import { putManifest } from './write-manifest.js';
 
 export type BackupStatus = 'Succeeded' | 'PartiallySucceeded' | 'Failed';
 export type Trigger = Manifest['trigger'];
@@ -232,22 +233,30 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
   return toBackupError(err, 'DUMP_FAILED');
 }
 
-/** Checks what a location stored and writes its manifest; undoes the data object when that fails. */
+/**
+ * Checks what a location stored and writes its manifest; undoes the data object when that fails, unless the
+ * failed manifest write landed after all (then the backup is there) or cannot be told (then the data stays).
+ */
 async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manifest: Manifest): Promise<LocationOutcome> {
   if (stored.status === 'Failed') return stored;
   const dataKey = objectKey(loc.scope, manifest.id, manifest.objects[0]!.name);
   const expected = manifest.objects[0]!.size;
-  try {
-    if (stored.size !== expected) {
-      throw new BackupError('INTEGRITY', `${loc.name}: stored ${stored.size} bytes, expected ${expected}`);
-    }
+  let error: BackupError;
+  let undo = true;
+  if (stored.size !== expected) {
+    error = new BackupError('INTEGRITY', `${loc.name}: stored ${stored.size} bytes, expected ${expected}`);
+  } else {
     const key = rt.signing?.key;
-    await loc.storage.put(manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
-    return { location: loc.name, status: 'Succeeded', size: expected };
-  } catch (err) {
-    const error = toBackupError(err, 'STORAGE_FAILED');
+    const put = await putManifest(loc, manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
+    if (put.ok) return { location: loc.name, status: 'Succeeded', size: expected };
+    error = put.error;
+    undo = put.now === 'absent';
+  }
+  if (undo) {
     rt.logger.error({ location: loc.name, err: error }, 'could not complete the backup in this location; removing its data');
     await loc.storage.delete(dataKey).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
-    return { location: loc.name, status: 'Failed', error };
+  } else {
+    rt.logger.error({ location: loc.name, err: error }, 'the manifest write failed, but a manifest may be there: its data is kept');
   }
+  return { location: loc.name, status: 'Failed', error };
 }

@@ -121,4 +121,26 @@ describe('faults during a backup', () => {
     await delay(200);
     expect(await pg!.psql("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %' AND pid <> pg_backend_pid()", 'shop')).toBe('0');
   });
+
+  it.each([
+    ['landed (the answer was lost): the backup is there, whole', true],
+    ['did not land: the location holds nothing of it', false],
+  ])('a manifest write that fails and %s', async (_what, lands) => {
+    if (setupError) throw setupError as Error;
+    const where = join(dir, lands ? 'manifest-landed' : 'manifest-lost');
+    const inner = new FilesystemStorage(where);
+    const flaky = Object.assign(Object.create(inner) as Storage, {
+      async put(key: string, body: Readable | Buffer, opts?: CallOptions) {
+        if (!key.endsWith('/manifest.json')) return inner.put(key, body, opts);
+        if (lands) await inner.put(key, body, opts);
+        throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+      },
+    });
+    const rt = runtime([{ name: 'flaky', storage: flaky, scope }]);
+    const r = await runBackup(rt, { trigger: 'manual' });
+    expect(r.status).toBe(lands ? 'Succeeded' : 'Failed');
+    const listing = await listBackups(rt);
+    expect(listing.backups.map((b) => b.id)).toEqual(lands ? [r.id] : []);
+    expect((await filesUnder(where)).length).toBe(lands ? 2 : 0);
+  });
 });
