@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Installs the system packages the PostgreSQL engine, its tests and the
-# benchmarks need: the PostgreSQL server (initdb, pg_ctl, postgres; used by
-# testenv/postgres.ts), its client tools (psql, pg_dump, pg_restore), zstd,
-# and age (the age command and age-keygen: the emergency decryption procedure
-# of docs/encryption.md, tested as written).
+# Installs the system packages the engines, their tests and the benchmarks
+# need: the PostgreSQL server (initdb, pg_ctl, postgres; used by
+# testenv/postgres.ts), its client tools (psql, pg_dump, pg_restore), the
+# MariaDB server and client (mariadbd, mariadb-install-db, mariadb,
+# mariadb-dump; used by testenv/mariadb.ts), zstd, and age (the age command
+# and age-keygen: the emergency decryption procedure of docs/encryption.md,
+# tested as written).
+#
+# The packages' own services are not started (policy-rc.d answers 101 while
+# installing): tests start throwaway servers of their own.
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
 # runs once, only when something is missing. Non-interactive; run as root
 # (Debian/Ubuntu):   bash testenv/install-deps.sh
 set -euo pipefail
 
-packages=(postgresql postgresql-client zstd age)
+packages=(postgresql postgresql-client mariadb-server mariadb-client zstd age)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,4 +37,11 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 echo "install-deps: installing ${missing[*]}"
 apt-get update -q
+own_policy=false
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  own_policy=true
+fi
+trap 'if [ "$own_policy" = true ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
 apt-get install -y -q --no-install-recommends "${missing[@]}"
