@@ -1,12 +1,14 @@
 /**
  * The MariaDB test server (testenv/mariadb.ts) is a real server: utf8mb4
  * round trips, a wrong password is refused, the binary log can be on, and
- * stop() leaves nothing behind.
+ * stop() leaves nothing behind; the dataset of testenv/mariadb-seed.ts
+ * survives a dump and reload, and its fingerprint sees a changed byte.
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec } from '../../testenv/exec.js';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
+import { mariaFingerprint, seedMariaRich } from '../../testenv/mariadb-seed.js';
 
 let db: MariaDbInstance;
 
@@ -43,5 +45,25 @@ describe('the MariaDB test server', () => {
     await other.stop();
     await other.stop();
     expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe('the MariaDB dataset and fingerprint', () => {
+  it('a mariadb-dump | mariadb copy into another database has the same fingerprint; a changed row changes it', async () => {
+    await seedMariaRich(db, 'rich', { rows: 500 });
+    const original = await mariaFingerprint(db, 'rich');
+    expect(Object.keys(original).sort()).toEqual(
+      ['event nightly', 'function order_count', 'procedure touch', 'table audit', 'table blobs', 'table customers', 'table orders', 'trigger customers_audit', 'view paid_orders'].sort(),
+    );
+    const env = { PATH: process.env.PATH, MYSQL_PWD: db.password };
+    const conn = ['--no-defaults', `--host=${db.host}`, `--port=${db.port}`, `--user=${db.user}`];
+    const dump = await exec('mariadb-dump', [...conn, '--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', 'rich'], { env });
+    expect(dump.code, dump.stderr).toBe(0);
+    await db.sql('CREATE DATABASE rich_copy CHARACTER SET utf8mb4');
+    const load = await exec('mariadb', [...conn, 'rich_copy'], { env, input: dump.stdout });
+    expect(load.code, load.stderr).toBe(0);
+    expect(await mariaFingerprint(db, 'rich_copy')).toEqual(original);
+    await db.sql("UPDATE blobs SET data = CONCAT(data, 'x') WHERE id = 3", 'rich_copy');
+    expect((await mariaFingerprint(db, 'rich_copy'))['table blobs']).not.toBe(original['table blobs']);
   });
 });
