@@ -1,11 +1,14 @@
 import type { EngineConfig } from '../../api/index.js';
 import { BackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { DUMP_FORMAT as POSTGRESQL_DUMP, PostgresqlEngine } from './postgresql/index.js';
-import type { DumpFormat, Engine } from './types.js';
+import { postgresqlEngine } from './postgresql/index.js';
+import type { DumpFormat, Engine, EngineDefinition } from './types.js';
+
+/** Every engine this runner has: the one registration line per engine. */
+export const ENGINES: readonly EngineDefinition<never>[] = [postgresqlEngine];
 
 /** Every dump format an engine writes, by the name recorded in manifests. */
-const DUMP_FORMATS: ReadonlyMap<string, DumpFormat> = new Map([[POSTGRESQL_DUMP.format, POSTGRESQL_DUMP]]);
+const DUMP_FORMATS: ReadonlyMap<string, DumpFormat> = new Map(ENGINES.flatMap((e) => e.formats.map((f) => [f.format, f] as const)));
 
 /** Bytes needed to check a stored object's format. */
 export const FORMAT_HEAD_BYTES = Math.max(...[...DUMP_FORMATS.values()].map((f) => Buffer.byteLength(f.magic)));
@@ -30,11 +33,11 @@ export interface EngineDeps {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Builds the engine a validated config names. */
+/** Builds the engine a validated config names, from its `engine.<type>` block. */
 export function createEngine(cfg: Readonly<EngineConfig>, deps: EngineDeps): Promise<Engine> {
-  switch (cfg.type) {
-    case 'postgresql':
-      if (!cfg.postgresql) throw new BackupError('CONFIG_INVALID', 'engine.postgresql: is required when engine.type is "postgresql"');
-      return Promise.resolve(new PostgresqlEngine(cfg.postgresql, deps.logger, deps.env ?? process.env));
-  }
+  const definition = ENGINES.find((e) => e.type === cfg.type);
+  if (!definition) throw new BackupError('CONFIG_INVALID', `engine.type: "${cfg.type}" is not an engine of this runner (${ENGINES.map((e) => e.type).join(', ')})`);
+  const block = (cfg as Record<string, unknown>)[cfg.type];
+  if (block === undefined) throw new BackupError('CONFIG_INVALID', `engine.${cfg.type}: is required when engine.type is "${cfg.type}"`);
+  return (definition as EngineDefinition<unknown>).create(block, { logger: deps.logger, env: deps.env ?? process.env });
 }

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Logger } from '../logger.js';
 import type { CallOptions } from '../storage/types.js';
 
 export interface ProbeResult {
@@ -86,4 +87,16 @@ export interface Engine {
   restore(input: Readable, opts: RestoreOptions): Promise<void>;
   /** The configured database name. */
   readonly database: string;
+}
+
+/**
+ * One engine, as the runner registers it (runner/engines/registry.ts ENGINES): the config block it reads
+ * (`engine.<type>`), the dump formats it writes (checked in stored objects by name and magic), and how it is
+ * built. Adding an engine is its folder exporting one of these, and its line in ENGINES.
+ */
+export interface EngineDefinition<Block = unknown> {
+  /** `engine.type` in the runner config, and the name of its config block. */
+  readonly type: string;
+  readonly formats: readonly DumpFormat[];
+  create(block: Block, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<Engine>;
 }
