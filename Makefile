@@ -50,6 +50,7 @@ demo: install deps build ## back up a throwaway PostgreSQL to a folder and an S3
 
 bench: install deps build ## benchmarks against the raw tools (BENCH_SIZE_MB=1024 for the 1 GB run)
 	npx tsx bench/backup.bench.ts
+	npx tsx bench/copy.bench.ts
 
 # Images, publishing and the minikube test environment live in their own files.
 -include $(wildcard mk/*.mk)
