@@ -96,6 +96,13 @@ try {
 
   step(9, 'Verifying every stored object against its manifest (the encrypted one decrypted too)');
   await expectCode(runner(['verify', '--identity', keyFile], cfg), 0);
+
+  step(10, 'A location added later ("offsite") is filled from the others: data first, manifest last, checked on the way');
+  const withOffsite = join(work, 'runner-offsite.yaml');
+  await writeFile(withOffsite, stringify({ ...config, locations: [...config.locations, { name: 'offsite', type: 'filesystem', filesystem: { path: join(work, 'offsite') } }] }));
+  await expectCode(runner(['mirror', '--to', 'offsite', '--dry-run'], withOffsite), 0);
+  await expectCode(runner(['mirror', '--to', 'offsite'], withOffsite), 0);
+  await expectCode(runner(['list'], withOffsite), 0);
   console.log(`\n${bold('Demo complete.')} Try it on your own database: see README.md.`);
 } finally {
   await s3?.stop();
