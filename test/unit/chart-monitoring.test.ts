@@ -186,6 +186,7 @@ describe('chart monitoring: PrometheusRule', () => {
     expect(reading('backup_runner_consecutive_failed_backups')).toEqual(['DatabaseBackupFailing']);
     expect(reading('backup_runner_location_failing')).toEqual(['DatabaseBackupLocationFailing']);
     expect(reading('backup_runner_retention_failing')).toEqual(['DatabaseBackupRetentionFailing']);
+    expect(reading('backup_runner_location_backups_behind')).toEqual(['DatabaseBackupLocationBehind']);
     expect(reading('backup_runner_status_report_errors_total')).toEqual(['DatabaseBackupStatusReportsFailing']);
     expect(reading('dbbackup_controller_is_leader')).toEqual(['DatabaseBackupControllerNotLeading']);
     expect(reading('dbbackup_controller_reconcile_total')).toEqual(['DatabaseBackupControllerReconcileErrors']);
