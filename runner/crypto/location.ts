@@ -30,6 +30,17 @@ export async function locationCrypto(cfg: LocationEncryption | undefined, field:
   return { to, encryption: { scheme: 'age', recipients: fingerprints(to) }, identityFiles: (age.identities ?? []).map((i) => i.file) };
 }
 
+/** The passphrase a location encrypts with, or undefined (it uses recipients, or does not encrypt). */
+export function passphraseOf(crypto: LocationCrypto | undefined): string | undefined {
+  return crypto && 'passphrase' in crypto.to ? crypto.to.passphrase : undefined;
+}
+
+/** Whether two lists of recipient fingerprints name the same recipients, in any order. */
+export function sameRecipients(a: readonly string[], b: readonly string[]): boolean {
+  const sb = [...b].sort();
+  return a.length === b.length && [...a].sort().every((f, i) => f === sb[i]);
+}
+
 /** The identities in an age key file: one per line, `#` comments and blank lines skipped. */
 export function parseIdentities(text: string): string[] {
   return text
@@ -57,7 +68,8 @@ export async function readIdentityFiles(files: readonly string[]): Promise<strin
  */
 export async function keysFor(crypto: LocationCrypto | undefined, given: readonly string[], object: ManifestObject): Promise<AgeIdentities> {
   const fromFiles = crypto ? await readIdentityFiles(crypto.identityFiles) : [];
-  const passphrases = crypto && 'passphrase' in crypto.to ? [crypto.to.passphrase] : [];
+  const passphrase = passphraseOf(crypto);
+  const passphrases = passphrase === undefined ? [] : [passphrase];
   const expected = object.encryption.scheme === 'age' ? object.encryption.recipients : [];
   return { identities: [...given, ...fromFiles], passphrases, expected };
 }

@@ -28,6 +28,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AgeEncrypt } from '../crypto/age.js';
+import { passphraseOf, sameRecipients } from '../crypto/location.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { type Encryption, type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
@@ -102,10 +103,6 @@ function encryptionOf(loc: Location): Encryption {
   return loc.crypto?.encryption ?? NO_ENCRYPTION;
 }
 
-function passphraseOf(loc: Location): string | undefined {
-  return loc.crypto && 'passphrase' in loc.crypto.to ? loc.crypto.to.passphrase : undefined;
-}
-
 /**
  * Pure: how `object` of `source` reaches `target`. As stored when the target encrypts for exactly the
  * recipients the object is encrypted for (for a passphrase: both locations use the same one), or neither
@@ -117,9 +114,9 @@ export function copyMode(object: ManifestObject, source: Location, target: Locat
   if (has.scheme === 'none') return want.scheme === 'none' ? 'as stored' : 'encrypt';
   if (want.scheme === 'none') return 'decrypt';
   if (has.scheme !== 'age' || want.scheme !== 'age') return 're-encrypt';
-  const same = isDeepStrictEqual([...has.recipients].sort(), [...want.recipients].sort());
-  if (!same) return 're-encrypt';
-  if (has.recipients.includes('passphrase') && (passphraseOf(source) === undefined || passphraseOf(source) !== passphraseOf(target))) return 're-encrypt';
+  if (!sameRecipients(has.recipients, want.recipients)) return 're-encrypt';
+  const passphrase = passphraseOf(source.crypto);
+  if (has.recipients.includes('passphrase') && (passphrase === undefined || passphrase !== passphraseOf(target.crypto))) return 're-encrypt';
   return 'as stored';
 }
 

@@ -24,8 +24,8 @@
  */
 import { Writable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { isDeepStrictEqual } from 'node:util';
 import { pipeline } from 'node:stream/promises';
+import { sameRecipients } from '../crypto/location.js';
 import { AgeDecrypt, encodeHeader, headerEnd, MAX_HEADER_BYTES, unwrap } from '../crypto/age.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { type ManifestObject, parseManifest, serializeManifest } from '../manifest.js';
@@ -71,7 +71,6 @@ export interface RekeyResult {
   leftovers: string[];
 }
 
-const sorted = (a: readonly string[]): string[] => [...a].sort();
 
 /** The header of a stored age object: its first bytes, through the MAC line. */
 async function readHeader(loc: Location, key: string, signal?: AbortSignal): Promise<Buffer> {
@@ -135,7 +134,7 @@ function namesAny(manifestText: string, names: ReadonlySet<string>): boolean {
  */
 async function rekeyCopy(rt: Runtime, loc: Location, copy: BackupCopy, req: RekeyRequest, out: RekeyEntry[]): Promise<BackupCopy> {
   const want = loc.crypto!.encryption.scheme === 'age' ? loc.crypto!.encryption.recipients : [];
-  const stale = copy.manifest.objects.filter((o) => o.encryption.scheme === 'age' && !isDeepStrictEqual(sorted(o.encryption.recipients), sorted(want)));
+  const stale = copy.manifest.objects.filter((o) => o.encryption.scheme === 'age' && !sameRecipients(o.encryption.recipients, want));
   const base = (o: ManifestObject) => ({ backupId: copy.manifest.id, location: loc.name, object: o.name, ...(o.encryption.scheme === 'age' ? { from: o.encryption.recipients } : {}), to: want });
   for (const o of copy.manifest.objects) if (!stale.includes(o) && o.encryption.scheme === 'age') out.push({ ...base(o), status: 'current' });
   if (stale.length === 0) return copy;
