@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { exec } from './exec.js';
+import { systemAccount } from './accounts.js';
 import { freePort } from './net.js';
 
 export const MARIADB_INSTALL_HINT =
@@ -65,16 +66,14 @@ function installExitHook(): void {
   });
 }
 
+/** As root, the server runs as SERVICE_USER (`--user`) and owns its directories; otherwise as this user. */
 function serviceUser(): string[] {
-  if (process.getuid?.() !== 0) return [];
-  if (spawnSync('id', ['-u', SERVICE_USER]).status !== 0) spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', SERVICE_USER]);
-  return [`--user=${SERVICE_USER}`];
+  return process.getuid?.() === 0 ? [`--user=${SERVICE_USER}`] : [];
 }
 
 async function ownDir(dir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
-  const uid = Number(spawnSync('id', ['-u', SERVICE_USER], { encoding: 'utf8' }).stdout.trim());
-  const gid = Number(spawnSync('id', ['-g', SERVICE_USER], { encoding: 'utf8' }).stdout.trim());
+  const { uid, gid } = systemAccount(SERVICE_USER);
   await chown(dir, uid, gid);
 }
 

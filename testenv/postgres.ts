@@ -10,7 +10,7 @@
  * - `stop()` is idempotent and removes the temp directory; instances still
  *   running when the process exits are stopped (immediate mode) on exit.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PostgresqlConnection } from '../api/index.js';
 import { exec as execCommand, type ExecResult } from './exec.js';
+import { systemAccount } from './accounts.js';
 import { freePort } from './net.js';
 
 export const INSTALL_HINT =
@@ -79,13 +80,7 @@ interface RunAs {
 
 function serviceAccount(): RunAs {
   if (process.getuid?.() !== 0) return { prefix: [], uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1 };
-  let id = spawnSync('id', ['-u', SERVICE_USER], { encoding: 'utf8' });
-  if (id.status !== 0) {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', SERVICE_USER]);
-    id = spawnSync('id', ['-u', SERVICE_USER], { encoding: 'utf8' });
-  }
-  const gid = spawnSync('id', ['-g', SERVICE_USER], { encoding: 'utf8' });
-  return { prefix: ['runuser', '-u', SERVICE_USER, '--'], uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  return { prefix: ['runuser', '-u', SERVICE_USER, '--'], ...systemAccount(SERVICE_USER) };
 }
 
 function exec(cmd: string[], env: NodeJS.ProcessEnv = process.env, input?: string): Promise<ExecResult> {
