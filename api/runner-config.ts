@@ -3,7 +3,7 @@
  * the runtime validation. The controller writes this file into the runner's
  * Secret; the runner reads it standalone from `--config`.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TOptional, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { IANAZone } from 'luxon';
 import cron from 'node-cron';
@@ -47,13 +47,42 @@ export const PostgresqlConnection = Type.Object(
 );
 export type PostgresqlConnection = Static<typeof PostgresqlConnection>;
 
-export const ENGINE_TYPES = ['postgresql'] as const;
-export type EngineType = (typeof ENGINE_TYPES)[number];
+/** MariaDB and MySQL: one protocol family, dumped with mariadb-dump or mysqldump (whichever matches the server). */
+export const MysqlConnection = Type.Object(
+  {
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 3306 }),
+    database: Type.String({ minLength: 1, maxLength: 64 }),
+    user: Type.String({ minLength: 1 }),
+    password: Type.Optional(SecretSource),
+    sslMode: Type.Optional(Type.Union(['DISABLED', 'PREFERRED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'].map((m) => Type.Literal(m)))),
+    sslCa: Type.Optional(Type.String({ minLength: 1, description: 'path of the CA certificate file, for VERIFY_CA / VERIFY_IDENTITY' })),
+    binDir: Type.Optional(Type.String({ minLength: 1, description: 'directory holding mariadb-dump and mariadb (or mysqldump and mysql)' })),
+    dumpArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra dump arguments, e.g. --ignore-table=shop.sessions' })),
+    restoreArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra client arguments for restore, e.g. --max-allowed-packet=1G' })),
+  },
+  { additionalProperties: false },
+);
+export type MysqlConnection = Static<typeof MysqlConnection>;
+
+/** Each schema of `blocks`, optional. */
+function optionals<T extends Record<string, TSchema>>(blocks: T): { [K in keyof T]: TOptional<T[K]> } {
+  return Object.fromEntries(Object.entries(blocks).map(([k, v]) => [k, Type.Optional(v)])) as { [K in keyof T]: TOptional<T[K]> };
+}
+
+/** Every engine's connection block, by `engine.type`: the one line per engine on the config side. */
+const ENGINE_BLOCKS = {
+  postgresql: PostgresqlConnection,
+  mysql: MysqlConnection,
+};
+
+export const ENGINE_TYPES = Object.keys(ENGINE_BLOCKS) as (keyof typeof ENGINE_BLOCKS)[];
+export type EngineType = keyof typeof ENGINE_BLOCKS;
 
 export const EngineConfig = Type.Object(
   {
     type: Type.Union(ENGINE_TYPES.map((t) => Type.Literal(t))),
-    postgresql: Type.Optional(PostgresqlConnection),
+    ...optionals(ENGINE_BLOCKS),
   },
   { additionalProperties: false },
 );
@@ -373,7 +402,7 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
   errors.push(...scheduleErrors(cfg.schedule));
   errors.push(...zoneErrors('retention.timeZone', cfg.retention.timeZone));
   errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
-  errors.push(...secretErrors('engine.postgresql.password', cfg.engine.postgresql?.password));
+  for (const type of ENGINE_TYPES) errors.push(...secretErrors(`engine.${type}.password`, cfg.engine[type]?.password));
   errors.push(...secretErrors('signing.key', cfg.signing?.key));
   cfg.signing?.verify?.forEach((v, i) => errors.push(...secretErrors(`signing.verify[${i}]`, v)));
   if (cfg.signing && !cfg.signing.key && !cfg.signing.verify) errors.push({ path: 'signing', message: 'set key, verify or both' });

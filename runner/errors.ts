@@ -23,6 +23,8 @@ const table = {
   SECRET_UNREADABLE: { exit: EXIT.USAGE, retryable: false },
   TOOL_MISSING: { exit: EXIT.FAILED, retryable: false },
   TOOL_TOO_OLD: { exit: EXIT.FAILED, retryable: false },
+  /** A dump tool of another database flavor than the server's (e.g. MySQL's mysqldump against MariaDB). */
+  TOOL_INCOMPATIBLE: { exit: EXIT.FAILED, retryable: false },
   DB_UNREACHABLE: { exit: EXIT.FAILED, retryable: true },
   DB_AUTH_FAILED: { exit: EXIT.FAILED, retryable: false },
   DB_NOT_FOUND: { exit: EXIT.FAILED, retryable: false },

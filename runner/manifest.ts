@@ -46,6 +46,8 @@ const Engine = Type.Object({
   serverVersion: Type.String(),
   toolVersion: Type.String(),
   format: Type.String(),
+  /** Where a log replay starts from this backup (e.g. binlogFile, binlogPosition, gtid); absent when the server keeps no such log. */
+  position: Type.Optional(Type.Record(Type.String(), Type.String())),
 });
 
 const Trigger = Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('pre-restore')]);

@@ -68,7 +68,7 @@ INSERT INTO customers (name, created) VALUES ('via trigger', '2026-02-01');
  */
 export async function mariaFingerprint(m: MariaDbInstance, db: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  const lit = `'${db.replace(/'/g, "''")}'`;
+  const lit = `'${db.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
   const tables = (await m.sql(`SELECT table_name FROM information_schema.tables WHERE table_schema = ${lit} AND table_type = 'BASE TABLE' ORDER BY table_name`)).split('\n').filter(Boolean);
   for (const t of tables) {
     const [, sum] = (await m.sql(`CHECKSUM TABLE ${q(db)}.${q(t)} EXTENDED`)).split('\t');
@@ -81,7 +81,7 @@ export async function mariaFingerprint(m: MariaDbInstance, db: string): Promise<
      UNION ALL SELECT CONCAT('event ', event_name), CONCAT(event_definition, ' ', status, ' ', IFNULL(interval_value, ''), ' ', IFNULL(interval_field, '')) FROM information_schema.events WHERE event_schema = ${lit}`,
   );
   // Definitions name their own database (`shop`.`orders`): without it, a copy restored under another name compares equal.
-  const own = new RegExp(`\`${db.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\`\\.`, 'g');
+  const own = new RegExp(`${q(db).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.`, 'g');
   for (const line of defs.split('\n').filter(Boolean)) {
     const [name, def] = line.split('\t');
     out[name!] = (def ?? '').replace(own, '');

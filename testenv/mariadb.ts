@@ -82,11 +82,13 @@ export async function startMariaDb(opts: MariaDbStartOptions = {}): Promise<Mari
   for (const bin of [SERVER, INSTALL_DB, CLIENT]) if (!existsSync(bin)) throw new Error(`${MARIADB_INSTALL_HINT} (missing ${bin})`);
   const dir = await mkdtemp(join(tmpdir(), 'mariadbtest-'));
   const dataDir = join(dir, 'data');
+  // Its own temp directory: servers bootstrapping at once in a shared /tmp collide on temp table names.
+  const tmp = join(dir, 'tmp');
   await mkdir(dataDir);
-  await ownDir(dir);
-  await ownDir(dataDir);
+  await mkdir(tmp);
+  for (const d of [dir, dataDir, tmp]) await ownDir(d);
   const user = serviceUser();
-  const install = await exec(INSTALL_DB, ['--no-defaults', `--datadir=${dataDir}`, '--auth-root-authentication-method=socket', '--skip-test-db', ...user]);
+  const install = await exec(INSTALL_DB, ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${tmp}`, '--auth-root-authentication-method=socket', '--skip-test-db', ...user]);
   if (install.code !== 0) {
     await rm(dir, { recursive: true, force: true });
     throw new Error(`mariadb-install-db failed (exit ${install.code}): ${(install.stderr || install.stdout).trim().slice(-2000)}`);
@@ -111,6 +113,7 @@ async function launch(dir: string, dataDir: string, port: number, user: string[]
   const args = [
     '--no-defaults',
     `--datadir=${dataDir}`,
+    `--tmpdir=${join(dir, 'tmp')}`,
     `--socket=${socket}`,
     `--pid-file=${join(dir, 'mariadb.pid')}`,
     `--log-error=${errLog}`,

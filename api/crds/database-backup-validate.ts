@@ -11,7 +11,7 @@
  */
 import { Value } from '@sinclair/typebox/value';
 import { recipientErrors } from '../age.js';
-import { postgresqlArgErrors } from '../postgresql-args.js';
+import { engineArgErrors } from '../engine-args.js';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
 import { runnerPodErrors, type RunnerPod } from './runner-pod.js';
@@ -109,7 +109,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...zoneErrors('spec.retention.timeZone', spec.retention?.timeZone));
   errors.push(...duplicateErrors('spec.locations', spec.locations ?? [], 'location'));
   errors.push(...runnerErrors(spec.runner));
-  if (spec.engine.postgresql) errors.push(...postgresqlArgErrors('spec.engine.postgresql', spec.engine.postgresql));
+  errors.push(...engineArgErrors('spec.engine', spec.engine));
   errors.push(...credentialsErrors(spec));
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });

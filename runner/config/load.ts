@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseDocument, type YAMLError } from 'yaml';
 import { type FieldError, type RunnerConfig, validateRunnerConfig } from '../../api/index.js';
-import { postgresqlArgErrors } from '../../api/postgresql-args.js';
+import { engineArgErrors as blockArgErrors } from '../../api/engine-args.js';
 import { BackupError } from '../errors.js';
 
 /**
@@ -57,10 +57,9 @@ export function forbiddenKeyErrors(data: unknown, path = ''): FieldError[] {
   return errors;
 }
 
-/** engine.postgresql.dumpArgs / restoreArgs against the tools' allowlists (api/postgresql-args.ts). */
+/** The engine block's dumpArgs / restoreArgs against its tools' allowlists (api/engine-args.ts). */
 function engineArgErrors(cfg: Readonly<RunnerConfig>): FieldError[] {
-  const pg = cfg.engine.postgresql;
-  return pg ? postgresqlArgErrors('engine.postgresql', pg) : [];
+  return blockArgErrors('engine', cfg.engine);
 }
 
 function invalid(source: string, errors: readonly FieldError[]): BackupError {

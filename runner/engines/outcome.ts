@@ -1,3 +1,4 @@
+import { BackupError } from '../errors.js';
 import type { RestoreTargetOutcome } from './types.js';
 
 /** Pure: what a failed restore left in the target, as a sentence for the error message. */
@@ -7,7 +8,25 @@ export function describeTargetOutcome(t: RestoreTargetOutcome): string {
       return `database "${t.database}" is unchanged (nothing was committed: the restore runs in one transaction)`;
     case 'dropped':
       return `database "${t.database}" was created for this restore and dropped again`;
+    case 'emptied':
+      return `database "${t.database}" held no data before and what the failed restore wrote was removed: it is empty again`;
+    case 'partial':
+      return `database "${t.database}" is NOT as it was: ${t.detail ?? 'the restore replaced part of it before it failed'}; restore a backup into it again with --force`;
     case 'left':
       return `database "${t.database}" was created for this restore and could NOT be dropped (${t.dropError ?? 'unknown error'}); drop it with: ${t.dropCommand ?? ''}`;
   }
+}
+
+/** The same error, with the target's state in its message and in `details.target`. */
+export function withOutcome(err: BackupError, target: RestoreTargetOutcome): BackupError {
+  return new BackupError(err.code, `${err.message}; ${describeTargetOutcome(target)}`, {
+    cause: err.cause ?? err,
+    details: { ...err.details, target },
+    retryable: err.retryable,
+  });
+}
+
+/** Throws ABORTED when `signal` has fired, before an engine starts anything. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new BackupError('ABORTED', 'operation aborted', { cause: signal.reason });
 }

@@ -1,17 +1,18 @@
 import type { EngineConfig } from '../../api/index.js';
 import { BackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { mysqlEngine } from './mysql/index.js';
 import { postgresqlEngine } from './postgresql/index.js';
 import type { DumpFormat, Engine, EngineDefinition } from './types.js';
 
 /** Every engine this runner has: the one registration line per engine. */
-export const ENGINES: readonly EngineDefinition<never>[] = [postgresqlEngine];
+export const ENGINES: readonly EngineDefinition<never>[] = [postgresqlEngine, mysqlEngine];
 
 /** Every dump format an engine writes, by the name recorded in manifests. */
 const DUMP_FORMATS: ReadonlyMap<string, DumpFormat> = new Map(ENGINES.flatMap((e) => e.formats.map((f) => [f.format, f] as const)));
 
 /** Bytes needed to check a stored object's format. */
-export const FORMAT_HEAD_BYTES = Math.max(...[...DUMP_FORMATS.values()].map((f) => Buffer.byteLength(f.magic)));
+export const FORMAT_HEAD_BYTES = Math.max(...[...DUMP_FORMATS.values()].flatMap((f) => f.magic.map((m) => Buffer.byteLength(m))));
 
 /**
  * Pure: why the start of an uncompressed stream (`head`, at least
@@ -21,11 +22,12 @@ export const FORMAT_HEAD_BYTES = Math.max(...[...DUMP_FORMATS.values()].map((f) 
 export function formatMismatch(format: string, head: Buffer): string | undefined {
   const f = DUMP_FORMATS.get(format);
   if (!f) return `"${format}" is not a dump format this runner knows (${[...DUMP_FORMATS.keys()].join(', ')})`;
-  const magic = Buffer.from(f.magic);
-  if (head.length < magic.length || !head.subarray(0, magic.length).equals(magic)) {
-    return `the data does not start with the ${JSON.stringify(f.magic)} header of a ${format} dump`;
-  }
-  return undefined;
+  const starts = (m: string): boolean => {
+    const magic = Buffer.from(m);
+    return head.length >= magic.length && head.subarray(0, magic.length).equals(magic);
+  };
+  if (f.magic.some(starts)) return undefined;
+  return `the data does not start with the ${f.magic.map((m) => JSON.stringify(m)).join(' or ')} header of a ${format} dump`;
 }
 
 export interface EngineDeps {

@@ -19,8 +19,8 @@ export interface DumpFormat {
    * pipeline an uncompressed stream so compression happens once, in parallel.
    */
   compressed: boolean;
-  /** Bytes every uncompressed dump of this format starts with; stored objects are checked against them. */
-  magic: string;
+  /** Every uncompressed dump of this format starts with one of these; stored objects are checked against them. */
+  magic: readonly string[];
 }
 
 export interface DumpOptions extends CallOptions {
@@ -42,6 +42,11 @@ export interface DumpHandle extends DumpFormat {
   consistentAt: Promise<Date>;
   /** Settles when the dump process has exited: rejects with a BackupError if it failed. */
   done: Promise<void>;
+  /**
+   * Where a log replay starts from this dump (e.g. a binlog file, position and GTID set), recorded in the
+   * manifest's engine block; resolves once the stream has ended, to undefined when the server keeps no such log.
+   */
+  position?: Promise<Record<string, string> | undefined>;
 }
 
 export interface TargetState {
@@ -59,11 +64,17 @@ export interface TargetState {
  */
 export interface RestoreTargetOutcome {
   database: string;
-  state: 'unchanged' | 'dropped' | 'left';
+  /**
+   * Also `emptied` (it held no data; what the restore wrote was removed) and `partial` (it held data and the
+   * engine cannot undo DDL: objects up to the failure were replaced, `detail` says which kind).
+   */
+  state: 'unchanged' | 'dropped' | 'left' | 'emptied' | 'partial';
   /** For `left`: the exact command that drops it. */
   dropCommand?: string;
   /** For `left`: why dropping failed. */
   dropError?: string;
+  /** For `partial`: what the engine replaced and kept. */
+  detail?: string;
 }
 
 export interface RestoreOptions extends CallOptions {
@@ -75,6 +86,11 @@ export interface RestoreOptions extends CallOptions {
 
 export interface Engine {
   readonly name: string;
+  /**
+   * Whether `dump` writes into `DumpOptions.output` itself (no byte through this process). An engine that
+   * reads its own output (to find a position in it) returns `stream` and is never given `output`.
+   */
+  readonly dumpsIntoPipe: boolean;
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
   dump(opts?: DumpOptions): Promise<DumpHandle>;

@@ -154,6 +154,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     }
 
     const plain = { size: digest.bytes, sha256: digest.sha256 };
+    const position = await dump.position;
     const compression = plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level };
     const base: Omit<Manifest, 'objects'> = {
       formatVersion: MANIFEST_FORMAT_VERSION,
@@ -162,7 +163,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       namespace: rt.config.namespace,
       name: rt.config.name,
       database: rt.engine.database,
-      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: dump.format },
+      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: dump.format, ...(position ? { position } : {}) },
       startedAt: startedAt.toISOString(),
       consistentAt: (await dump.consistentAt).toISOString(),
       finishedAt: rt.clock().toISOString(),
@@ -204,7 +205,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
  * and compressed here.
  */
 async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
-  const sink = pipeCompressor(plan, signal);
+  const sink = rt.engine.dumpsIntoPipe ? pipeCompressor(plan, signal) : undefined;
   let dump: DumpHandle;
   try {
     dump = await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}) });

@@ -23,7 +23,7 @@ import { isBackupId } from '../backup-id.js';
 export const MANIFEST_FILE = 'manifest.json';
 
 /** Extensions of the engines' uncompressed dumps (DumpFormat.extension). */
-export const DATA_EXTENSIONS = ['dump'] as const;
+export const DATA_EXTENSIONS = ['dump', 'sql'] as const;
 /** Suffixes of the compression algorithms (CompressionPlan.suffix). */
 export const COMPRESSION_SUFFIXES = ['', '.zst', '.gz'] as const;
 /** The suffix of an object encrypted with age. */

@@ -20,7 +20,7 @@ describe('the engine registry', () => {
     expect(new Set(formats.map((f) => f.format)).size).toBe(formats.length);
     for (const f of formats) {
       expect(DATA_EXTENSIONS as readonly string[]).toContain(f.extension);
-      expect(formatMismatch(f.format, Buffer.from(`${f.magic}rest of the dump`))).toBeUndefined();
+      for (const magic of f.magic) expect(formatMismatch(f.format, Buffer.from(`${magic}rest of the dump`))).toBeUndefined();
       expect(formatMismatch(f.format, Buffer.from('something else entirely'))).toMatch(/does not start with/);
     }
   });

@@ -13,13 +13,13 @@ import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, Rest
 import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
-import { describeTargetOutcome } from '../outcome.js';
+import { throwIfAborted, withOutcome } from '../outcome.js';
 import { checkConnectionArgs, dropCommandFor, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
-export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: 'PGDMP' } as const;
+export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
 
 export interface PostgresqlEngineOptions {
   /**
@@ -41,6 +41,7 @@ interface QueryOptions {
 
 export class PostgresqlEngine implements Engine {
   readonly name = 'postgresql';
+  readonly dumpsIntoPipe = true;
   readonly database: string;
   private readonly log: Logger;
   private tools: PgTools;
@@ -258,17 +259,4 @@ export class PostgresqlEngine implements Engine {
       return { database, state: 'left', dropCommand, dropError: toBackupError(err, 'DB_QUERY_FAILED').message };
     }
   }
-}
-
-/** The same error, with the target's state in its message and in `details.target`. */
-function withOutcome(err: BackupError, target: RestoreTargetOutcome): BackupError {
-  return new BackupError(err.code, `${err.message}; ${describeTargetOutcome(target)}`, {
-    cause: err.cause ?? err,
-    details: { ...err.details, target },
-    retryable: err.retryable,
-  });
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new BackupError('ABORTED', 'operation aborted', { cause: signal.reason });
 }

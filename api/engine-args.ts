@@ -1,0 +1,23 @@
+/**
+ * Extra tool arguments of every engine block, checked by the runner (its
+ * config file) and by the controller (a DatabaseBackup) with one function.
+ * Pure.
+ */
+import { mysqlArgErrors } from './mysql-args.js';
+import { postgresqlArgErrors } from './postgresql-args.js';
+
+type ArgRule = (at: string, block: { dumpArgs?: readonly string[]; restoreArgs?: readonly string[] }) => { path: string; message: string }[];
+
+/** An engine whose block takes dumpArgs / restoreArgs has its allowlist here. */
+const ARG_RULES: Readonly<Record<string, ArgRule>> = {
+  postgresql: postgresqlArgErrors,
+  mysql: mysqlArgErrors,
+};
+
+/** The argument problems of the block `engine.type` names, under `at` (e.g. `engine`, `spec.engine`). */
+export function engineArgErrors(at: string, engine: { type: string } & Record<string, unknown>): { path: string; message: string }[] {
+  const rule = Object.hasOwn(ARG_RULES, engine.type) ? ARG_RULES[engine.type] : undefined;
+  const block = engine[engine.type];
+  if (!rule || !block || typeof block !== 'object') return [];
+  return rule(`${at}.${engine.type}`, block);
+}
