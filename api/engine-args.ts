@@ -3,15 +3,15 @@
  * config file) and by the controller (a DatabaseBackup) with one function.
  * Pure.
  */
-import { mysqlArgErrors } from './mysql-args.js';
+import { mysqlArgErrors, mysqlDatabaseErrors } from './mysql-args.js';
 import { postgresqlArgErrors } from './postgresql-args.js';
 
-type ArgRule = (at: string, block: { dumpArgs?: readonly string[]; restoreArgs?: readonly string[] }) => { path: string; message: string }[];
+type ArgRule = (at: string, block: { dumpArgs?: readonly string[]; restoreArgs?: readonly string[]; database?: string }) => { path: string; message: string }[];
 
-/** An engine whose block takes dumpArgs / restoreArgs has its allowlist here. */
+/** An engine whose block takes dumpArgs / restoreArgs has its allowlist here, with any other rule its tools impose. */
 const ARG_RULES: Readonly<Record<string, ArgRule>> = {
   postgresql: postgresqlArgErrors,
-  mysql: mysqlArgErrors,
+  mysql: (at, block) => [...mysqlArgErrors(at, block), ...mysqlDatabaseErrors(at, block.database)],
 };
 
 /** The argument problems of the block `engine.type` names, under `at` (e.g. `engine`, `spec.engine`). */

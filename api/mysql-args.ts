@@ -81,3 +81,14 @@ export function mysqlArgErrors(at: string, block: { dumpArgs?: readonly string[]
     ...problems(`${at}.restoreArgs`, block.restoreArgs ?? [], 'mariadb', ALLOWED_MYSQL_RESTORE_OPTIONS),
   ];
 }
+
+/**
+ * The database a MySQL/MariaDB block backs up: mariadb-dump --events cannot
+ * select a database whose name holds a quote or a backslash (it quotes the
+ * name wrongly), so such a name is refused where it is written.
+ */
+export function mysqlDatabaseErrors(at: string, database: string | undefined): { path: string; message: string }[] {
+  return database !== undefined && /['\\]/.test(database)
+    ? [{ path: `${at}.database`, message: `"${database}" holds ' or \\, which mariadb-dump cannot dump the events of; rename the database (restoring into such a name works)` }]
+    : [];
+}

@@ -1,9 +1,6 @@
 # syntax=docker/dockerfile:1
 # The MySQL/MariaDB runner image: backup-runner with Debian bookworm's MariaDB 10.11 client (mariadb-dump,
-# mariadb) and zstd, uid/gid 65532.
-# NOT USABLE YET: the runner does not back up MySQL or MariaDB (the controller reports EngineNotSupported for
-# engine type mysql and deploys no runner). The image exists so the image matrix, the chart's
-# runner.mysql.versions and the controller's runnerImages are complete when the engine lands.
+# mariadb) and zstd, uid/gid 65532. Backs up MariaDB up to 10.11 and MySQL up to 5.7 (docs/engines.md).
 # Built from the repository root:  docker build -f images/runner-mysql.Dockerfile .
 # Writes nothing outside /tmp (HOME is /tmp), so it runs with readOnlyRootFilesystem; no HEALTHCHECK.
 ARG NODE_MAJOR=20
@@ -51,14 +48,13 @@ ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/db-backup-controller/db-backup-controller
 LABEL org.opencontainers.image.title="backup-runner-mysql" \
-      org.opencontainers.image.description="db-backup-controller's backup runner with the MariaDB ${MARIADB_VERSION} client; the runner does not back up MySQL/MariaDB yet" \
+      org.opencontainers.image.description="db-backup-controller's backup runner with the MariaDB ${MARIADB_VERSION} client" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       io.dbbackup.runner.engine="mysql" \
-      io.dbbackup.runner.engine-version="${MARIADB_VERSION}" \
-      io.dbbackup.runner.supported="false"
+      io.dbbackup.runner.engine-version="${MARIADB_VERSION}"
 ENV HOME=/tmp \
     NODE_ENV=production \
     RUNNER_VERSION="${VERSION}"

@@ -120,8 +120,8 @@ function checkRunner(inputs: CheckInputs, df: Dockerfile, final: Stage, engine: 
     if (!/https:\/\/apt\.postgresql\.org\/pub\/repos\/apt bookworm-pgdg main/.test(runs)) problems.push('the PGDG repository (apt.postgresql.org, bookworm-pgdg) is not configured');
     if (!env.get('PATH')?.startsWith(`/usr/lib/postgresql/\${${arg}}/bin:`)) problems.push(`ENV PATH must start with /usr/lib/postgresql/\${${arg}}/bin (the tools of this version, not Debian's wrapper)`);
   }
-  if (engine === 'mysql' && keyValues(final, 'LABEL').get('io.dbbackup.runner.supported') !== 'false') {
-    problems.push('LABEL io.dbbackup.runner.supported="false" missing: the runner does not back up MySQL yet');
+  if (engine === 'mysql') {
+    for (const p of installed.filter((x) => /^(mariadb|mysql)-server/.test(x))) problems.push(`installs the MariaDB/MySQL server (${p}); the runner needs the client only`);
   }
   return problems;
 }

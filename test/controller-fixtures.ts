@@ -15,6 +15,10 @@ export const renderSettings = (): RenderSettings => ({
         '17': 'registry.example/backup-runner-postgresql:17-1.0.0',
       },
     },
+    mysql: {
+      defaultVersion: '10.11',
+      images: { '10.11': 'registry.example/backup-runner-mariadb:10.11-1.0.0', '11.4': 'registry.example/backup-runner-mariadb:11.4-1.0.0' },
+    },
   },
   runnerResources: { requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '1Gi' } },
   runnerUser: 65532,

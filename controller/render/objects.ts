@@ -29,6 +29,7 @@ import { API_VERSION, GROUP } from '../../api/crds/common.js';
 import { ALLOWED_VOLUME_SOURCES, imageAllowed } from '../../api/crds/runner-pod.js';
 import { ANNOTATION_CONFIG_HASH, commonLabels, runnerName, selectorLabels } from '../names.js';
 import type { EngineImages } from '../settings.js';
+import { engineVersion } from './engines.js';
 import { CONFIG_DIR, CONFIG_KEY, PASSWORD_ENV, renderRunnerConfig, type RenderProblem, type RenderedConfig, type SecretLookup } from './runner-config.js';
 
 export const METRICS_PORT = 9090;
@@ -85,12 +86,23 @@ export type RenderResult = { ok: true; value: Rendered } | { ok: false; problems
  * The runner image for an engine and server version: the exact version, else
  * the lowest newer one (newer client tools read older servers), else none.
  */
+/** Orders "9.6" < "10" < "10.6" < "10.11" < "11.4": each dot-separated part as a number. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
 export function pickImage(images: EngineImages | undefined, engine: string, version: string | undefined): { image: string } | { problem: RenderProblem } {
-  const available = Object.keys(images?.images ?? {}).sort((a, b) => Number(a) - Number(b));
+  const available = Object.keys(images?.images ?? {}).sort(compareVersions);
   const want = version ?? images?.defaultVersion;
   const exact = want !== undefined ? images?.images[want] : undefined;
   if (exact) return { image: exact };
-  const newer = available.find((v) => want !== undefined && Number(v) > Number(want));
+  const newer = available.find((v) => want !== undefined && compareVersions(v, want) > 0);
   if (newer) return { image: images!.images[newer]! };
   return {
     problem: {
@@ -220,8 +232,7 @@ function imageFor(backup: DatabaseBackup, settings: RenderSettings): { image: st
   const engine = backup.spec.engine;
   if (backup.spec.runner?.image) return chosenImage(backup.spec.runner.image, 'spec.runner.image', settings);
   if (engine.type === 'custom') return chosenImage(engine.custom?.image ?? '', 'spec.engine.custom.image', settings);
-  const version = engine.type === 'postgresql' ? engine.postgresql?.version : engine.mysql?.version;
-  return pickImage(settings.runnerImages[engine.type], engine.type, version);
+  return pickImage(settings.runnerImages[engine.type], engine.type, engineVersion(engine));
 }
 
 /** An image that is not allowed comes first (it must be read before any other problem); a missing one only matters for a supported engine. */

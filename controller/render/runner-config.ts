@@ -17,11 +17,12 @@ import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass,
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
 import type { LocationConfig, RunnerConfig } from '../../api/runner-config.js';
 import { runnerName } from '../names.js';
+import { RENDERED_ENGINES, renderEngine } from './engines.js';
 
 export const CONFIG_DIR = '/etc/backup-runner';
 export const CONFIG_KEY = 'config.yaml';
 export const DB_SECRET_DIR = '/var/run/backup-runner/db';
-export const PASSWORD_ENV = 'DB_PASSWORD';
+export { PASSWORD_ENV } from './engines.js';
 
 /** Why a DatabaseBackup cannot be rendered; reason is a stable CamelCase word for conditions and Events. */
 export interface RenderProblem {
@@ -285,8 +286,8 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     problems.push({ reason: 'InvalidName', message: `DatabaseBackup name "${name}" must be a DNS label (at most 63 lower-case letters, digits and -, no dots): it names the backups' path in storage` });
   }
   const engine = backup.spec.engine;
-  if (engine.type !== 'postgresql' || !engine.postgresql) {
-    problems.push({ reason: 'EngineNotSupported', message: `engine "${engine.type}" is not supported by this runner version (supported: postgresql)` });
+  if (!RENDERED_ENGINES.includes(engine.type)) {
+    problems.push({ reason: 'EngineNotSupported', message: `engine "${engine.type}" is not supported by this runner version (supported: ${RENDERED_ENGINES.join(', ')})` });
     return { ok: false, problems };
   }
   const files = new Files(lookup, controllerNamespace, sc.metadata.name ?? '');
@@ -306,29 +307,15 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
   if (problems.length > 0) return { ok: false, problems };
   const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));
 
-  const pg = engine.postgresql;
-  const sslRootCert = dbFile(pg.sslRootCertSecretRef, dbSecretFiles);
-  const sslCert = dbFile(pg.sslCertSecretRef, dbSecretFiles);
-  const sslKey = dbFile(pg.sslKeySecretRef, dbSecretFiles);
+  const rendered = renderEngine(engine, (ref) => dbFile(ref, dbSecretFiles));
+  if (!rendered) {
+    problems.push({ reason: 'EngineNotSupported', message: `spec.engine.${engine.type}: is required when spec.engine.type is "${engine.type}"` });
+    return { ok: false, problems };
+  }
   const config: RunnerConfig = {
     namespace,
     name,
-    engine: {
-      type: 'postgresql',
-      postgresql: {
-        host: pg.host,
-        port: pg.port,
-        database: pg.database,
-        user: pg.user,
-        ...(pg.passwordSecretRef ? { password: { env: PASSWORD_ENV } } : {}),
-        ...(pg.sslMode ? { sslMode: pg.sslMode } : {}),
-        ...(sslRootCert ? { sslRootCert } : {}),
-        ...(sslCert ? { sslCert } : {}),
-        ...(sslKey ? { sslKey } : {}),
-        ...(pg.dumpArgs ? { dumpArgs: pg.dumpArgs } : {}),
-        ...(pg.restoreArgs ? { restoreArgs: pg.restoreArgs } : {}),
-      },
-    },
+    engine: rendered.engine,
     compression: { algorithm: 'auto' },
     locations,
     ...(backup.spec.schedule ? { schedule: backup.spec.schedule } : {}),
@@ -344,7 +331,7 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     value: {
       secretData,
       hash: hashData(secretData),
-      ...(pg.passwordSecretRef ? { passwordEnv: pg.passwordSecretRef } : {}),
+      ...(rendered.passwordEnv ? { passwordEnv: rendered.passwordEnv } : {}),
       dbSecretFiles,
       claims,
       access,

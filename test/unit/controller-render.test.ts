@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import { validateDatabaseBackup, validateStorageClass, type DatabaseBackup, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
 import { validateRunnerConfig } from '../../api/runner-config.js';
 import { backupLabelValue, runnerName } from '../../controller/names.js';
-import { pickImage, renderRunner, type RenderInput } from '../../controller/render/objects.js';
+import { compareVersions, pickImage, renderRunner, type RenderInput } from '../../controller/render/objects.js';
 import { CONFIG_KEY } from '../../controller/render/runner-config.js';
 import { classSecrets, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
@@ -77,6 +77,24 @@ const CASES: Record<string, () => RenderInput> = {
   'tenant-keys': () => input(tenantBackup(), tenantClass(), {}),
   // Workload identity: no keys anywhere, the ServiceAccount carries the cloud role.
   ambient: () => input(validBackup(), ambientClass(), {}),
+  // MariaDB with a password, TLS verified against a CA from a Secret, extra dump arguments, image by server version.
+  mysql: () => {
+    const b = minimal();
+    (b.spec as { engine: unknown }).engine = {
+      type: 'mysql',
+      mysql: {
+        host: 'orders-db',
+        database: 'orders',
+        user: 'backup',
+        version: '11.4',
+        passwordSecretRef: { name: 'orders-db', key: 'password' },
+        sslMode: 'VERIFY_IDENTITY',
+        sslCaSecretRef: { name: 'orders-db-tls', key: 'ca.crt' },
+        dumpArgs: ['--ignore-table=orders.sessions'],
+      },
+    };
+    return input(b);
+  },
   // A dotted name cannot name the storage path: the problem is the result.
   'dotted-name': () => {
     const b = minimal();
@@ -97,7 +115,7 @@ describe('renderRunner: golden files (UPDATE_GOLDEN=1 rewrites test/unit/golden/
 });
 
 describe('renderRunner: contract with the runner', () => {
-  it.each(['full', 'minimal'])('%s: config.yaml is a valid runner config', (name) => {
+  it.each(['full', 'minimal', 'mysql'])('%s: config.yaml is a valid runner config', (name) => {
     const r = renderRunner(CASES[name]!());
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -321,8 +339,18 @@ describe('renderRunner: problems name what is wrong', () => {
 
   it('an engine the runner cannot back up yet', () => {
     const b = validBackup();
-    (b.spec as { engine: unknown }).engine = { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'root' } };
-    expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "mysql" is not supported by this runner version (supported: postgresql)' }]);
+    delete (b.spec as { runner?: unknown }).runner;
+    (b.spec as { engine: unknown }).engine = { type: 'custom', custom: { image: 'registry.example/backup-runner-postgresql:16-1.0.0' } };
+    expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "custom" is not supported by this runner version (supported: postgresql, mysql)' }]);
+  });
+
+  it('a MariaDB server version without its own image takes the next newer one, and none newer is a problem', () => {
+    const b = minimal();
+    (b.spec as { engine: unknown }).engine = { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'root', version: '10.6' } };
+    const r = renderRunner(input(b));
+    expect(r.ok && r.value.objects.deployment.spec?.template.spec?.containers[0]?.image).toBe('registry.example/backup-runner-mariadb:10.11-1.0.0');
+    (b.spec.engine as unknown as { mysql: { version: string } }).mysql.version = '12.0';
+    expect(problems(input(b))).toEqual([{ reason: 'RunnerImageNotFound', message: expect.stringMatching(/^no runner image for mysql 12.0 \(the controller has: 10.11, 11.4\)/) as string }]);
   });
 
   it('a filesystem location without a PVC needs a mounted volume at its path', () => {
@@ -354,6 +382,10 @@ describe('renderRunner: problems name what is wrong', () => {
 
 describe('pickImage', () => {
   const images = renderSettings().runnerImages.postgresql;
+  it('orders versions part by part, never as decimals (10.6 is older than 10.11)', () => {
+    expect(['11.4', '10.11', '9.6', '10', '10.6'].sort(compareVersions)).toEqual(['9.6', '10', '10.6', '10.11', '11.4']);
+    expect(pickImage(renderSettings().runnerImages.mysql, 'mysql', '10.6')).toEqual({ image: 'registry.example/backup-runner-mariadb:10.11-1.0.0' });
+  });
   it.each([
     ['16', 'registry.example/backup-runner-postgresql:16-1.0.0'],
     [undefined, 'registry.example/backup-runner-postgresql:16-1.0.0'],

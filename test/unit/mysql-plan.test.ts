@@ -10,7 +10,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { validateDatabaseBackup } from '../../api/crds/index.js';
 import { mysqlArgErrors } from '../../api/mysql-args.js';
+import { parseConfig } from '../../runner/config/load.js';
+import { validBackup } from '../crd-fixtures.js';
 import { classifyFailure, errorNumber } from '../../runner/engines/mysql/classify.js';
 import { dumpPlan, ident, optionFile, parseServerVersion, parseToolVersion, queryPlan, restorePlan, text, toolProblem, withOptions, type MysqlVersion } from '../../runner/engines/mysql/plan.js';
 import { DumpWatcher, parseBinlogHead, parseGtidTail, snapshotTaken } from '../../runner/engines/mysql/scan.js';
@@ -225,6 +228,16 @@ describe('extra arguments', () => {
     ['--', false],
   ])('dump %s allowed: %s', (arg, ok) => {
     expect(mysqlArgErrors('engine.mysql', { dumpArgs: [arg] }).length === 0).toBe(ok);
+  });
+
+  it('a DatabaseBackup and a runner config are refused with the field path, before any runner starts', () => {
+    const b = validBackup();
+    delete (b.spec as { runner?: unknown }).runner;
+    (b.spec as { engine: unknown }).engine = { type: 'mysql', mysql: { host: 'db', database: "o'brien", user: 'u', dumpArgs: ['--plugin-dir=/tmp'] } };
+    const r = validateDatabaseBackup(b);
+    expect(r.ok ? [] : r.errors.map((e) => e.path)).toEqual(['spec.engine.mysql.dumpArgs[0]', 'spec.engine.mysql.database']);
+    const cfg = { namespace: 'n', name: 'x', engine: { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'u', restoreArgs: ['--force'] } }, locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }] };
+    expect(() => parseConfig(JSON.stringify(cfg), 'runner.yaml')).toThrow(/engine\.mysql\.restoreArgs\[0\]: "--force"/);
   });
 
   it('restore allows packet sizes only, never --force', () => {

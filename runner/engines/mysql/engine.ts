@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { MysqlConnection } from '../../../api/index.js';
+import { mysqlDatabaseErrors } from '../../../api/mysql-args.js';
 import { resolveOptionalSecret } from '../../config/secrets.js';
 import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -78,10 +79,9 @@ export class MysqlEngine implements Engine {
     logger: Logger,
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {
-    if (/['\\]/.test(conn.database)) {
-      // mariadb-dump --events cannot select such a database (it quotes the name wrongly): fail at startup, not at 3 am.
-      throw new BackupError('CONFIG_INVALID', `engine.mysql.database: "${conn.database}" holds ' or \\, which mariadb-dump cannot dump the events of; rename the database (restoring into such a name works)`);
-    }
+    // The config loader checks this too; an engine built directly still fails at startup, not at 3 am.
+    const bad = mysqlDatabaseErrors('engine.mysql', conn.database)[0];
+    if (bad) throw new BackupError('CONFIG_INVALID', `${bad.path}: ${bad.message}`);
     this.database = conn.database;
     this.log = logger.child({ host: conn.host, port: conn.port, database: conn.database });
   }
