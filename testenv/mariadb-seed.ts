@@ -88,3 +88,34 @@ export async function mariaFingerprint(m: MariaDbInstance, db: string): Promise<
   }
   return out;
 }
+
+/**
+ * Creates database `db` with one wide InnoDB table and fills it until its data and indexes reach about
+ * `targetBytes` (for benchmarks). Returns the rows written and the size reached.
+ */
+export async function seedMariaBulk(m: MariaDbInstance, db: string, targetBytes: number): Promise<{ rows: number; bytes: number }> {
+  await m.sql(`CREATE DATABASE ${q(db)} CHARACTER SET utf8mb4;`);
+  await m.sql(
+    'CREATE TABLE events (id BIGINT PRIMARY KEY, at DATETIME(6) NOT NULL, kind VARCHAR(32) NOT NULL, amount DECIMAL(12,2) NOT NULL, payload TEXT NOT NULL, KEY (at)) ENGINE=InnoDB;',
+    db,
+  );
+  const size = async (): Promise<number> => {
+    await m.sql('ANALYZE TABLE events;', db);
+    return Number(await m.sql(`SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = DATABASE();`, db));
+  };
+  let rows = 0;
+  let bytes = 0;
+  let batch = 100_000;
+  while (bytes < targetBytes) {
+    await m.sql(
+      `INSERT INTO events SELECT seq, TIMESTAMP('2026-01-01') + INTERVAL seq SECOND, ELT(1 + seq % 4, 'order', 'refund', 'login', 'logout'), (seq % 100000) / 7, ` +
+        `CONCAT(MD5(seq), ' ', REPEAT(SHA1(seq DIV 3), 4), ' caf\u00e9 ', seq) FROM seq_${rows + 1}_to_${rows + batch};`,
+      db,
+    );
+    rows += batch;
+    bytes = await size();
+    const perRow = Math.max(1, bytes / rows);
+    batch = Math.min(2_000_000, Math.max(50_000, Math.ceil(((targetBytes - bytes) / perRow) * 1.02)));
+  }
+  return { rows, bytes };
+}

@@ -272,6 +272,17 @@ describe('hostile names and secrets', () => {
     expect(() => engine(plain, "it's")).toThrow(/engine.mysql.database: "it's" holds ' or \\/);
   });
 
+  it('a planted dump cannot run commands in the runner: client commands that reach the file system are refused (--binary-mode)', async () => {
+    const marker = join(work, 'pwned');
+    for (const command of [`\\! touch ${marker}`, `system touch ${marker}`, `\\. /etc/passwd`, `tee ${marker}`]) {
+      const dump = `-- MariaDB dump 10.19\nCREATE TABLE t (id INT);\n${command}\nINSERT INTO t VALUES (1);\n`;
+      const err = await rejection(engine().restore(Readable.from([dump]), { database: 'planted', force: false }));
+      expect(err.code).toBe('RESTORE_FAILED');
+      expect(err.details.target).toEqual({ database: 'planted', state: 'dropped' });
+      await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
+    }
+  });
+
   it('extra arguments outside the allowlist are refused with their path', () => {
     expect(mysqlArgErrors('engine.mysql', { dumpArgs: ['--ignore-table=shop.audit', '--plugin-dir=/tmp', '--result-file=/etc/x', '-r/x', '--ignore-tab=x', 'db2'], restoreArgs: ['--force'] }).map((e) => e.path)).toEqual([
       'engine.mysql.dumpArgs[1]',

@@ -193,8 +193,9 @@ export function queryPlan(tools: MysqlTools, database?: string): CommandPlan {
 
 /**
  * The client replaying a dump read from stdin into `database`. `--binary-mode`
- * keeps every byte of a statement as written; without `--force` the first
- * error ends the run.
+ * keeps every byte of a statement as written and makes the client refuse its
+ * own commands (`\!` runs a shell, `\.` reads a file): a planted dump can
+ * only send SQL. Without `--force` the first error ends the run.
  */
 export function restorePlan(conn: MysqlConnection, tools: MysqlTools, database: string): CommandPlan {
   return { command: tools.client, args: [`--defaults-file=${OPTIONS_FILE}`, '--batch', '--binary-mode', ...(conn.restoreArgs ?? []), '--', database] };
