@@ -81,6 +81,8 @@ const BackupFields = {
   finishedAt: IsoDate,
   trigger: Trigger,
   runnerVersion: Type.String(),
+  /** Where the data came from when this runner did not dump it (`backup-runner import --keep`); absent for its own dumps. */
+  origin: Type.Optional(Type.Object({ kind: Type.Literal('imported'), source: Type.String() })),
 };
 
 /** Format 2, and the shape every format is read into. */

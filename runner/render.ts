@@ -5,6 +5,7 @@ import type { Listing } from './ops/list.js';
 import type { MirrorResult } from './ops/mirror.js';
 import type { RekeyResult } from './ops/rekey.js';
 import type { RestoreResult } from './ops/restore.js';
+import type { ImportResult } from './ops/import.js';
 import type { RetentionResult } from './ops/retention.js';
 import type { VerifyResult } from './ops/verify.js';
 
@@ -65,6 +66,13 @@ export function renderRestore(r: RestoreResult): string {
   const lines = [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into database "${r.database}" from ${r.location}`];
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
   for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
+  return lines.join('\n');
+}
+
+export function renderImport(r: ImportResult): string {
+  const what = `${r.format}${r.compression === 'none' ? '' : `, ${r.compression}`}${r.sourceServerVersion ? `, from server ${r.sourceServerVersion}` : ''}`;
+  const lines = [`imported ${r.source} (${what}) into database "${r.database}"`];
+  if (r.kept) lines.push(`  kept as backup ${r.kept.id} in ${r.kept.locations.join(', ')}${r.kept.status === 'PartiallySucceeded' ? ' (not every location: see the log)' : ''}`);
   return lines.join('\n');
 }
 

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { BackupError } from '../errors.js';
+import type { ImportSource } from '../ops/import.js';
 import type { Selector } from '../ops/select.js';
+import { resolve } from 'node:path';
 
 export type OutputFormat = 'text' | 'json';
 
@@ -20,6 +22,7 @@ export type Command =
   | ({ name: 'retention'; dryRun: boolean } & Common)
   | ({ name: 'mirror'; to?: string; from?: string; dryRun: boolean; identityFiles: string[] } & Common)
   | ({ name: 'rekey'; location?: string; id?: string; dryRun: boolean; identityFiles: string[] } & Common)
+  | ({ name: 'import'; source: ImportSource; targetDatabase?: string; force: boolean; keep: boolean } & Common)
   | ({ name: 'status' } & Common)
   | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
@@ -48,6 +51,12 @@ Commands:
                               re-wrap stored objects of encrypted locations for the recipients the
                               config names now (only each object's header is rewritten), check them,
                               then switch the manifest; needs an identity of the old recipients
+  import FILE | --from LOCATION:PATH [--target-database NAME] [--force] [--keep]
+                              restore a dump made elsewhere (a PostgreSQL custom archive or a
+                              MariaDB/MySQL dump; gzip, zstd or uncompressed, recognised by its
+                              first bytes, anything else refused before the database is touched);
+                              PATH is inside this DatabaseBackup's directory of LOCATION; --keep
+                              stores it as a backup first and restores that backup
   status                      what the daemon is doing, its schedule and the last backup
   serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
@@ -99,16 +108,23 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
   };
 }
 
-const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'target-database', 'force', 'allow-incomplete-listing'] as const;
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing'] as const;
+const RESTORE_OR_IMPORT = ['target-database', 'force'] as const;
 
-function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
+function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | (typeof RESTORE_OR_IMPORT)[number] | 'keep' | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
   if (name !== 'restore') {
     const stray = RESTORE_ONLY.filter((k) => v[k] !== undefined);
     if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore, not of ${name}`);
   }
+  if (name !== 'restore' && name !== 'import') {
+    const stray = RESTORE_OR_IMPORT.filter((k) => v[k] !== undefined);
+    if (stray.length > 0) throw usage(`--${stray[0]} is an option of restore and import, not of ${name}`);
+  }
+  if (name !== 'import' && v.keep !== undefined) throw usage(`--keep is an option of import, not of ${name}`);
   if (!['retention', 'mirror', 'rekey'].includes(name) && v['dry-run'] !== undefined) throw usage(`--dry-run is an option of retention, mirror and rekey, not of ${name}`);
   if (!['restore', 'verify', 'mirror', 'rekey'].includes(name) && v.identity !== undefined) throw usage(`--identity is an option of restore, verify, mirror and rekey, not of ${name}`);
-  for (const k of ['to', 'from'] as const) if (name !== 'mirror' && v[k] !== undefined) throw usage(`--${k} is an option of mirror, not of ${name}`);
+  if (name !== 'mirror' && v.to !== undefined) throw usage(`--to is an option of mirror, not of ${name}`);
+  if (name !== 'mirror' && name !== 'import' && v.from !== undefined) throw usage(`--from is an option of mirror and import, not of ${name}`);
   if (name !== 'rekey' && v.location !== undefined) throw usage(`--location is an option of rekey, not of ${name}`);
 }
 
@@ -137,6 +153,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         to: { type: 'string' },
         from: { type: 'string' },
         location: { type: 'string' },
+        keep: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -147,9 +164,18 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
   checkRestoreOnly(name, v);
-  const maxPositionals = name === 'verify' || name === 'rekey' ? 1 : 0;
+  const maxPositionals = name === 'verify' || name === 'rekey' || name === 'import' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
   return buildCommand(name, rest, v, commonOptions(v, env));
+}
+
+/** import FILE or --from LOCATION:PATH (exactly one); a file is made absolute here, since the daemon has another working directory. */
+function importSource(file: string | undefined, from: string | undefined): ImportSource {
+  if ((file === undefined) === (from === undefined)) throw usage('import needs exactly one of FILE, --from LOCATION:PATH');
+  if (file !== undefined) return { kind: 'file', path: resolve(file) };
+  const at = from!.indexOf(':');
+  if (at <= 0 || at === from!.length - 1) throw usage(`--from: "${from!}" is not LOCATION:PATH (e.g. offsite:imports/orders.dump.gz)`);
+  return { kind: 'location', location: from!.slice(0, at), key: from!.slice(at + 1) };
 }
 
 /** --identity values: files, `-` (standard input) at most once. */
@@ -171,7 +197,7 @@ function locationCommand(name: 'mirror' | 'rekey', rest: string[], v: { 'dry-run
 function buildCommand(
   name: string,
   rest: string[],
-  v: Parameters<typeof selector>[0] & { force?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
+  v: Parameters<typeof selector>[0] & { force?: boolean; keep?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
   common: Common,
 ): Command {
   switch (name) {
@@ -196,6 +222,15 @@ function buildCommand(
         allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
         ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
         identityFiles: identityFiles(v.identity),
+      };
+    case 'import':
+      return {
+        name,
+        ...common,
+        source: importSource(rest[0], v.from),
+        force: v.force ?? false,
+        keep: v.keep ?? false,
+        ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
       };
     default:
       throw usage(`unknown command "${name}"`);

@@ -55,6 +55,8 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
       return { kind: 'mirror', scope: 'all', dryRun: cmd.dryRun, ...(cmd.to ? { to: cmd.to } : {}), ...(cmd.from ? { from: cmd.from } : {}), ...keys };
     case 'rekey':
       return { kind: 'rekey', dryRun: cmd.dryRun, ...(cmd.location ? { location: cmd.location } : {}), ...(cmd.id ? { id: cmd.id } : {}), ...keys };
+    case 'import':
+      return { kind: 'import', source: cmd.source, force: cmd.force, keep: cmd.keep, ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}) };
   }
 }
 
@@ -78,7 +80,7 @@ export interface MainIo {
   stdin?: () => Promise<string>;
 }
 
-const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'status', 'serve', 'version', 'help'];
+const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'import', 'status', 'serve', 'version', 'help'];
 
 async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
   const config = await loadConfig(cmd.config);

@@ -61,6 +61,20 @@ export const OperationRequest = Type.Union([
     },
     { additionalProperties: false },
   ),
+  Type.Object(
+    {
+      kind: Type.Literal('import'),
+      /** A file is an absolute path in the runner's pod; a location object is relative to this DatabaseBackup's directory there. */
+      source: Type.Union([
+        Type.Object({ kind: Type.Literal('file'), path: Type.String({ minLength: 2, pattern: '^/' }) }, { additionalProperties: false }),
+        Type.Object({ kind: Type.Literal('location'), location: Type.String({ minLength: 1 }), key: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      ]),
+      targetDatabase: Type.Optional(Type.String({ minLength: 1 })),
+      force: Type.Boolean(),
+      keep: Type.Boolean(),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 export type OperationRequest = Static<typeof OperationRequest>;
 

@@ -30,6 +30,12 @@ export function formatMismatch(format: string, head: Buffer): string | undefined
   return `the data does not start with the ${f.magic.map((m) => JSON.stringify(m)).join(' or ')} header of a ${format} dump`;
 }
 
+/** Pure: the engine and format whose header `head` (an uncompressed dump's start) begins with, if any. */
+export function detectFormat(head: Buffer): { engine: string; format: DumpFormat } | undefined {
+  for (const e of ENGINES) for (const f of e.formats) if (formatMismatch(f.format, head) === undefined) return { engine: e.type, format: f };
+  return undefined;
+}
+
 export interface EngineDeps {
   logger: Logger;
   env?: NodeJS.ProcessEnv;

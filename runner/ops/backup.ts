@@ -44,6 +44,16 @@ export interface BackupOptions {
   onProgress?: ProgressListener;
   /** Told the backup's id as soon as it is chosen, before anything runs. */
   onStarted?: (backup: { id: string; startedAt: Date }) => void;
+  /** Stores this dump instead of dumping the database (import --keep). */
+  source?: BackupSource;
+}
+
+/** A dump made elsewhere, stored as a backup: the stream, what the manifest says of it. */
+export interface BackupSource {
+  start(signal: AbortSignal): Promise<DumpHandle>;
+  serverVersion: string;
+  toolVersion: string;
+  origin: NonNullable<Manifest['origin']>;
 }
 
 /** Checks every location concurrently; returns those ready and the failures. */
@@ -97,7 +107,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   });
 
   try {
-    const probe = await rt.engine.probe({ signal: abort.signal });
+    const probe = opts.source ? { serverVersion: opts.source.serverVersion, toolVersion: opts.source.toolVersion } : await rt.engine.probe({ signal: abort.signal });
     const { ready, failed } = await preflight(rt, abort.signal);
     if (ready.length === 0) {
       return { id, status: 'Failed', error: new BackupError('ALL_LOCATIONS_FAILED', 'no storage location is usable'), locations: failed, startedAt, finishedAt: rt.clock() };
@@ -105,7 +115,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const plan = planCompression(rt.config.compression, await hasZstd());
     log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion }, 'backup started');
 
-    const { dump, compressed, raw } = await startDump(rt, plan, abort.signal);
+    const { dump, compressed, raw } = await startDump(rt, plan, abort.signal, opts.source);
     const dataName = dataFileName(dump.extension, plan.suffix);
     const digest = new DigestStream();
     // The branches end only once the dump and compressor exited cleanly, so a
@@ -169,6 +179,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       finishedAt: rt.clock().toISOString(),
       trigger: opts.trigger,
       runnerVersion: rt.runnerVersion,
+      ...(opts.source ? { origin: opts.source.origin } : {}),
     };
     // Each location's own manifest: its object as it stores it (encrypted: its own size and digest; else the plain bytes).
     const manifests = ready.map((loc, i): Manifest => {
@@ -204,11 +215,11 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
  * straight into the compressor's pipe; otherwise the dump's stream is counted
  * and compressed here.
  */
-async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
-  const sink = rt.engine.dumpsIntoPipe ? pipeCompressor(plan, signal) : undefined;
+async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal, source?: BackupSource): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
+  const sink = rt.engine.dumpsIntoPipe && !source ? pipeCompressor(plan, signal) : undefined;
   let dump: DumpHandle;
   try {
-    dump = await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}) });
+    dump = source ? await source.start(signal) : await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}) });
   } catch (err) {
     sink?.kill();
     throw err;

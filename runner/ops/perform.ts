@@ -1,6 +1,7 @@
 import { BackupError, EXIT, type ExitCode } from '../errors.js';
 import type { ProgressListener, Runtime } from '../runtime.js';
-import { renderBackup, renderListing, renderMirror, renderRekey, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
+import { renderBackup, renderImport, renderListing, renderMirror, renderRekey, renderRestore, renderRetention, renderVerify, toJson } from '../render.js';
+import { type ImportSource, runImport } from './import.js';
 import { runBackup, type Trigger } from './backup.js';
 import { type MirrorResult, type MirrorScope, runMirror } from './mirror.js';
 import { runRekey } from './rekey.js';
@@ -17,7 +18,8 @@ export type Operation =
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean }
   | { kind: 'mirror'; to?: string; from?: string; scope: MirrorScope; dryRun: boolean; identities?: readonly string[] }
-  | { kind: 'rekey'; location?: string; id?: string; dryRun: boolean; identities?: readonly string[] };
+  | { kind: 'rekey'; location?: string; id?: string; dryRun: boolean; identities?: readonly string[] }
+  | { kind: 'import'; source: ImportSource; targetDatabase?: string; force: boolean; keep: boolean };
 
 /** A finished operation as the CLI shows it: the same whether it ran here or in the daemon. */
 export interface Outcome {
@@ -126,6 +128,11 @@ export const OPERATIONS: { readonly [K in Operation['kind']]: OperationSpec<K, u
     exitCode: (r) => partialExit(r.objects.filter((o) => o.status === 'failed').length, r.objects.filter((o) => o.status !== 'current').length),
     render: renderRekey,
     readOnly: (op) => op.dryRun,
+  }),
+  import: spec({
+    run: (rt, { kind: _kind, ...req }, opts) => runImport(rt, { ...req, ...opts }),
+    exitCode: (r) => (r.kept?.status === 'PartiallySucceeded' ? EXIT.PARTIAL : EXIT.OK),
+    render: renderImport,
   }),
 };
 

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../runner/cli/args.js';
 
@@ -79,6 +80,33 @@ describe('mirror', () => {
   it('refuses an empty location name, and --to/--from on other commands', () => {
     expect(() => parseCommand(['mirror', '--to', ''])).toThrow(/--to needs a location name/);
     expect(() => parseCommand(['backup', '--to', 'b'])).toThrow(/--to is an option of mirror, not of backup/);
-    expect(() => parseCommand(['verify', '--from', 'a'])).toThrow(/--from is an option of mirror, not of verify/);
+    expect(() => parseCommand(['verify', '--from', 'a'])).toThrow(/--from is an option of mirror and import, not of verify/);
+  });
+});
+
+describe('import', () => {
+  it('a file is made absolute (the daemon has another working directory); a location object is LOCATION:PATH', () => {
+    expect(parseCommand(['import', 'dumps/orders.dump.gz', '--keep', '--force', '--target-database', 'copy'])).toMatchObject({
+      name: 'import',
+      source: { kind: 'file', path: resolve('dumps/orders.dump.gz') },
+      keep: true,
+      force: true,
+      targetDatabase: 'copy',
+    });
+    expect(parseCommand(['import', '--from', 'offsite:imports/a:b.sql'])).toMatchObject({ source: { kind: 'location', location: 'offsite', key: 'imports/a:b.sql' }, keep: false, force: false });
+  });
+
+  it.each([
+    [['import'], /exactly one of FILE, --from/],
+    [['import', 'a.dump', '--from', 'x:y'], /exactly one of FILE, --from/],
+    [['import', '--from', 'nocolon'], /is not LOCATION:PATH/],
+    [['import', '--from', ':path'], /is not LOCATION:PATH/],
+    [['import', '--from', 'loc:'], /is not LOCATION:PATH/],
+    [['import', 'a', 'b'], /unexpected argument "b"/],
+    [['import', 'a', '--latest'], /--latest is an option of restore, not of import/],
+    [['restore', '--latest', '--keep'], /--keep is an option of import, not of restore/],
+    [['backup', '--force'], /--force is an option of restore and import, not of backup/],
+  ])('%j is refused', (argv, why) => {
+    expect(() => parseCommand(argv)).toThrow(why);
   });
 });

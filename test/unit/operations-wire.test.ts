@@ -21,6 +21,8 @@ const asked: Operation[] = [
   { kind: 'retention', dryRun: true },
   { kind: 'mirror', scope: 'all', to: 'b', from: 'a', dryRun: false, identities: ['AGE-SECRET-KEY-1X'] },
   { kind: 'rekey', location: 's3', id: '20261121T100000Z-aaaa', dryRun: true },
+  { kind: 'import', source: { kind: 'file', path: '/tmp/orders.dump.gz' }, targetDatabase: 'copy', force: true, keep: true },
+  { kind: 'import', source: { kind: 'location', location: 'offsite', key: 'imports/orders.sql.zst' }, force: false, keep: false },
 ];
 
 describe('operations on the wire', () => {
@@ -38,6 +40,8 @@ describe('operations on the wire', () => {
     expect(toRequest({ kind: 'backup', trigger: 'schedule' })).toEqual({ kind: 'backup' });
     expect(Value.Check(OperationRequest, { kind: 'backup', trigger: 'schedule' })).toBe(false);
     expect(Value.Check(OperationRequest, { kind: 'mirror', dryRun: false, scope: 'missed' })).toBe(false);
+    // A file travels as an absolute path: the daemon has another working directory.
+    expect(Value.Check(OperationRequest, { kind: 'import', source: { kind: 'file', path: 'relative.dump' }, force: false, keep: false })).toBe(false);
   });
 
   it.each([
@@ -48,6 +52,7 @@ describe('operations on the wire', () => {
     [{ kind: 'mirror', scope: 'all', dryRun: true }, true],
     [{ kind: 'rekey', dryRun: false }, false],
     [{ kind: 'verify' }, false],
+    [{ kind: 'import', source: { kind: 'file', path: '/x' }, force: false, keep: false }, false],
   ] as [Operation, boolean][])('%j is read-only: %s', (op, readOnly) => {
     expect(isReadOnly(op)).toBe(readOnly);
   });
