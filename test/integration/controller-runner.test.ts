@@ -15,7 +15,10 @@
  * credential files, the password env and the PVC mount line up with the
  * paths the config names; the Role the controller renders lets the runner
  * report its status (and the controller's conditions stay); a spec change
- * reaches the runner through the Secret and a rollout.
+ * reaches the runner through the Secret and a rollout. The same for a
+ * DatabaseBackup of a real MariaDB with a binary log (engine type mysql): the
+ * mysql runner image, a SQL dump with the binlog position in its manifest, a
+ * restore that matches the seeded fingerprint.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -39,6 +42,8 @@ import { parseConfig } from '../../runner/config/load.js';
 import { createLogger, silentLogger } from '../../runner/logger.js';
 import { applyCrds, controllerIdentity, ensureNamespaces } from '../../testenv/controller.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
+import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
+import { mariaFingerprint, seedMariaRich } from '../../testenv/mariadb-seed.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { S3RVER_KEY, startS3, type S3Server } from '../../testenv/s3.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
@@ -130,14 +135,14 @@ interface Dbb {
   metadata: { generation?: number };
   status?: DatabaseBackupStatus;
 }
-const dbb = () => get<Dbb>('dbb', NAME);
+const dbb = (name = NAME) => get<Dbb>('dbb', name);
 const condition = (o: Dbb | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
 
 /** The runner's objects once the controller has written them for the current config (`hash` differs from `notHash`). */
-async function renderedRunner(notHash?: string): Promise<{ deployment: V1Deployment; secret: V1Secret }> {
+async function renderedRunner(notHash?: string, name = NAME): Promise<{ deployment: V1Deployment; secret: V1Secret }> {
   return eventually('the runner Deployment and Secret from the controller', async () => {
-    const deployment = await get<V1Deployment>('deployment', RUNNER);
-    const secret = await get<V1Secret>('secret', RUNNER);
+    const deployment = await get<V1Deployment>('deployment', runnerName(name));
+    const secret = await get<V1Secret>('secret', runnerName(name));
     const hash = configHash(deployment);
     if (!deployment || !secret?.data || !hash || hash === notHash) return undefined;
     // The Deployment's config hash is the hash of exactly this Secret's data: the pod would mount this Secret.
@@ -273,9 +278,9 @@ async function startPodFor(deployment: V1Deployment, podDir: string): Promise<Po
   doc.setIn(['daemon', 'metricsPort'], 0);
   await writeFile(hostConfig, doc.toString(), { mode: 0o440 });
 
-  // The image's environment (PATH to the PostgreSQL tools and node), without anything that could stand in for
+  // The image's environment (PATH to the database tools and node), without anything that could stand in for
   // the credentials the pod must get from its config Secret and env; then the pod spec's env on top.
-  const imageEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|PG|KUBECONFIG$|BACKUP_RUNNER_|DB_PASSWORD$)/.test(k)));
+  const imageEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|PG|MYSQL_|MARIADB_|KUBECONFIG$|BACKUP_RUNNER_|DB_PASSWORD$)/.test(k)));
   // The pod's ServiceAccount token, as the in-cluster credentials would be (the runner loads KUBECONFIG first).
   const token = await kube!.serviceAccountToken(NS, spec.serviceAccountName!);
   const kubeconfig = await kube!.writeKubeconfig(token, `system:serviceaccount:${NS}:${spec.serviceAccountName!}`);
@@ -357,26 +362,33 @@ async function exec(pod: Pod, ...args: string[]): Promise<CliResult> {
 
 // ------------------------------------------------------------ where the backups are
 
-async function idsInS3(): Promise<string[]> {
+async function idsInS3(name = NAME): Promise<string[]> {
   const ids = new Set<string>();
   const keys: string[] = [];
-  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${NAME}/`)) keys.push(o.key);
+  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${name}/`)) keys.push(o.key);
   for (const k of keys) {
-    const m = new RegExp(`^${S3_PREFIX}/${NS}/${NAME}/backups/([^/]+)/manifest\\.json$`).exec(k);
+    const m = new RegExp(`^${S3_PREFIX}/${NS}/${name}/backups/([^/]+)/manifest\\.json$`).exec(k);
     if (m) ids.add(m[1]!);
   }
   return [...ids].sort();
 }
 
-async function s3Keys(id: string): Promise<string[]> {
+const s3Dir = (id: string, name: string) => `${S3_PREFIX}/${NS}/${name}/backups/${id}/`;
+
+async function s3Keys(id: string, name = NAME): Promise<string[]> {
   const keys: string[] = [];
-  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/${NS}/${NAME}/backups/${id}/`)) keys.push(o.key.slice(`${S3_PREFIX}/${NS}/${NAME}/backups/${id}/`.length));
+  for await (const o of s3!.storage(BUCKET).list(s3Dir(id, name))) keys.push(o.key.slice(s3Dir(id, name).length));
   return keys.sort();
 }
 
-/** Backups on the PVC (the filesystem location has no prefix). */
-async function idsOnClaim(): Promise<string[]> {
-  const root = join(claimDir(CLAIM), NS, NAME, 'backups');
+const s3Text = async (key: string) => Buffer.concat((await (await s3!.storage(BUCKET).get(key)).toArray()) as Buffer[]).toString();
+
+/** A backup's directory on the PVC (the filesystem location has no prefix). */
+const onClaim = (name: string, id = '') => join(claimDir(CLAIM), NS, name, 'backups', id);
+
+/** Backups on the PVC. */
+async function idsOnClaim(name = NAME): Promise<string[]> {
+  const root = onClaim(name);
   const entries = await readdir(root).catch(() => [] as string[]);
   const ids: string[] = [];
   for (const e of entries) if (await stat(join(root, e, 'manifest.json')).catch(() => undefined)) ids.push(e);
@@ -389,9 +401,9 @@ async function backupEvents(): Promise<{ type: string; reason: string; message: 
   return (JSON.parse(r) as { items: { type: string; reason: string; message: string }[] }).items;
 }
 
-async function waitForStatus(what: string, ok: (s: DatabaseBackupStatus) => boolean): Promise<Dbb> {
+async function waitForStatus(what: string, ok: (s: DatabaseBackupStatus) => boolean, name = NAME): Promise<Dbb> {
   return eventually(`status: ${what}`, async () => {
-    const o = await dbb();
+    const o = await dbb(name);
     return o?.status && ok(o.status) ? o : undefined;
   });
 }
@@ -402,6 +414,90 @@ async function complaints(s: Serving): Promise<unknown[]> {
   return [...s.logs.filter((l) => Number(l.level) >= 40), ...metrics.split('\n').filter((l) => l.startsWith('backup_runner_status_report_errors_total{'))];
 }
 
+/** A storage class with a filesystem location on a PVC and an S3 location whose keys the controller copies from its own namespace, and that Secret. */
+const storageClass = (name: string) => [
+  {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 's3-keys', namespace: CONTROLLER_NAMESPACE },
+    stringData: { 'access-key': S3RVER_KEY, 'secret-key': S3_SECRET },
+  },
+  {
+    apiVersion: 'dbbackup.io/v1alpha1',
+    kind: 'DatabaseBackupStorageClass',
+    metadata: { name },
+    spec: {
+      allowedNamespaces: [NS],
+      locations: [
+        { name: 'pvc', filesystem: { path: '/backups', claimName: CLAIM } },
+        {
+          name: 'offsite',
+          prefix: S3_PREFIX,
+          s3: {
+            bucket: BUCKET,
+            region: 'us-east-1',
+            endpoint: s3!.endpoint,
+            forcePathStyle: true,
+            accessKeyIdSecretRef: { secretName: 's3-keys', key: 'access-key' },
+            secretAccessKeySecretRef: { secretName: 's3-keys', key: 'secret-key' },
+          },
+        },
+      ],
+    },
+  },
+];
+
+/** `verify` in the pod: one data object checked per location, every check ok. */
+async function expectVerified(pod: Pod): Promise<void> {
+  const v = await exec(pod, 'verify');
+  expect(v.code, v.out).toBe(0);
+  const checks = v.json.checks as { status: string; location: string }[];
+  expect(checks.map((c) => c.location).sort()).toEqual(['offsite', 'pvc']);
+  expect(checks.every((c) => c.status === 'ok')).toBe(true);
+}
+
+/**
+ * Records what a secret could leak into, for the DatabaseBackup `name` and its class: the CLI's human tables
+ * (the JSON forms are recorded by exec), every manifest in both locations, what the API server holds (status with
+ * the controller's and the runner's patches, Events, every runner object but the Secret that carries the keys by
+ * design), and both metrics endpoints.
+ */
+async function recordOutputs(pod: Pod, s: Serving, name: string, className: string): Promise<void> {
+  for (const args of [['list'], ['status'], ['verify'], ['retention', '--dry-run'], ['backup']]) {
+    let out = '';
+    const code = await main(args, pod.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
+    expect(code, out).toBe(0);
+    outputs.push({ source: `backup-runner ${args.join(' ')}`, text: out });
+  }
+  for (const args of [['list'], ['status'], ['retention', '--dry-run']]) await exec(pod, ...args);
+
+  for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/`)) {
+    if (o.key.endsWith('/manifest.json')) outputs.push({ source: `manifest s3 ${o.key}`, text: await s3Text(o.key) });
+  }
+  for (const id of await idsOnClaim(name)) {
+    outputs.push({ source: `manifest pvc ${id}`, text: await readFile(join(onClaim(name, id), 'manifest.json'), 'utf8') });
+  }
+  for (const [what, args] of [
+    ['DatabaseBackup', ['-n', NS, 'get', 'dbb', name, '-o', 'json']],
+    ['storage class', ['get', 'dbbsc', className, '-o', 'json']],
+    ['Events', ['get', 'events', '-A', '-o', 'json']],
+    ['runner objects', ['-n', NS, 'get', 'deployment,serviceaccount,role,rolebinding,service', '-o', 'json']],
+    ['kubectl describe', ['-n', NS, 'describe', 'dbb', name]],
+  ] as const) {
+    outputs.push({ source: what, text: await kube!.kubectlOk([...args]) });
+  }
+  outputs.push({ source: 'controller metrics', text: await controllerMetrics!.registry.metrics() });
+  outputs.push({ source: 'runner metrics', text: await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text() });
+}
+
+/** Neither the database password nor the S3 secret key is in any output recorded from `since` on, which has each kind of output (a capture that stopped working would pass vacuously). */
+function expectNoSecrets(databasePassword: string, since: number): void {
+  const recorded = outputs.slice(since);
+  const sources = new Set(recorded.map((o) => o.source.split(' ')[0]));
+  for (const s of ['controller', 'runner', 'backup-runner', 'manifest', 'DatabaseBackup', 'Events', 'kubectl']) expect(sources, s).toContain(s);
+  expect(findLeaks({ 'database password': databasePassword, 's3 secret key': S3_SECRET }, recorded)).toEqual([]);
+}
+
 // ------------------------------------------------------------ the tests
 
 describe('controller -> runner contract', () => {
@@ -410,35 +506,7 @@ describe('controller -> runner contract', () => {
 
   it('the controller renders a runner for a DatabaseBackup of a real database, and the runner accepts its config as rendered', async () => {
     await apply(
-      {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: 's3-keys', namespace: CONTROLLER_NAMESPACE },
-        stringData: { 'access-key': S3RVER_KEY, 'secret-key': S3_SECRET },
-      },
-      {
-        apiVersion: 'dbbackup.io/v1alpha1',
-        kind: 'DatabaseBackupStorageClass',
-        metadata: { name: 'contract' },
-        spec: {
-          allowedNamespaces: [NS],
-          locations: [
-            { name: 'pvc', filesystem: { path: '/backups', claimName: CLAIM } },
-            {
-              name: 'offsite',
-              prefix: S3_PREFIX,
-              s3: {
-                bucket: BUCKET,
-                region: 'us-east-1',
-                endpoint: s3!.endpoint,
-                forcePathStyle: true,
-                accessKeyIdSecretRef: { secretName: 's3-keys', key: 'access-key' },
-                secretAccessKeySecretRef: { secretName: 's3-keys', key: 'secret-key' },
-              },
-            },
-          ],
-        },
-      },
+      ...storageClass('contract'),
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'orders-db', namespace: NS }, stringData: { password: pg!.password } },
       {
         apiVersion: 'dbbackup.io/v1alpha1',
@@ -515,7 +583,7 @@ describe('controller -> runner contract', () => {
     expect(await idsInS3()).toEqual([first]);
     expect(await s3Keys(first)).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
     expect(await idsOnClaim()).toEqual([first]);
-    expect((await readdir(join(claimDir(CLAIM), NS, NAME, 'backups', first))).sort()).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
+    expect((await readdir(onClaim(NAME, first))).sort()).toEqual([expect.stringMatching(/^data\.dump\.(zst|gz)$/), 'manifest.json']);
 
     const o = await waitForStatus('the finished backup and its counts', (st) => st.lastBackup?.id === first && st.lastBackup.status === 'Succeeded' && st.locations?.every((l) => l.backupsStored === 1) === true);
     const st = o.status!;
@@ -548,11 +616,7 @@ describe('controller -> runner contract', () => {
     expect(r.json).toMatchObject({ database: DB, backup: { id: first } });
     expect(await tableChecksums(pg!, DB)).toEqual(seeded);
 
-    const v = await exec(pod, 'verify');
-    expect(v.code, v.out).toBe(0);
-    const checks = v.json.checks as { status: string; location: string }[];
-    expect(checks.map((c) => c.location).sort()).toEqual(['offsite', 'pvc']); // one data object per location
-    expect(checks.every((c) => c.status === 'ok')).toBe(true);
+    await expectVerified(pod);
     expect(await complaints(serving!)).toEqual([]);
   });
 
@@ -625,45 +689,14 @@ describe('controller -> runner contract', () => {
   });
 
   it('no secret appears in any log line, CLI output (table and JSON), manifest, status, Event, object or metric', async () => {
-    // The human tables as well (the JSON forms were recorded by exec above).
-    for (const args of [['list'], ['status'], ['verify'], ['retention', '--dry-run'], ['backup']]) {
-      let out = '';
-      const code = await main(args, pod.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
-      expect(code, out).toBe(0);
-      outputs.push({ source: `backup-runner ${args.join(' ')}`, text: out });
-    }
-    for (const args of [['list'], ['status'], ['retention', '--dry-run']]) await exec(pod, ...args);
-
-    // Every manifest in both locations.
-    for await (const o of s3!.storage(BUCKET).list(`${S3_PREFIX}/`)) {
-      if (o.key.endsWith('/manifest.json')) outputs.push({ source: `manifest s3 ${o.key}`, text: await (await s3!.storage(BUCKET).get(o.key)).toArray().then((c) => Buffer.concat(c as Buffer[]).toString()) });
-    }
-    for (const id of await idsOnClaim()) {
-      outputs.push({ source: `manifest pvc ${id}`, text: await readFile(join(claimDir(CLAIM), NS, NAME, 'backups', id, 'manifest.json'), 'utf8') });
-    }
-    // What the API server holds: status (the controller's and the runner's patches), Events, every runner object but the Secret that carries the keys by design.
-    for (const [what, args] of [
-      ['DatabaseBackup', ['-n', NS, 'get', 'dbb', NAME, '-o', 'json']],
-      ['storage class', ['get', 'dbbsc', 'contract', '-o', 'json']],
-      ['Events', ['get', 'events', '-A', '-o', 'json']],
-      ['runner objects', ['-n', NS, 'get', 'deployment,serviceaccount,role,rolebinding,service', '-o', 'json']],
-      ['kubectl describe', ['-n', NS, 'describe', 'dbb', NAME]],
-    ] as const) {
-      outputs.push({ source: what, text: await kube!.kubectlOk([...args]) });
-    }
-    outputs.push({ source: 'controller metrics', text: await controllerMetrics!.registry.metrics() });
-    outputs.push({ source: 'runner metrics', text: await (await fetch(`http://127.0.0.1:${serving!.metricsPort}/metrics`)).text() });
-
-    const sources = new Set(outputs.map((o) => o.source.split(' ')[0]));
-    // The search covered each kind of output (a capture that stopped working would make this test pass vacuously).
-    for (const s of ['controller', 'runner', 'backup-runner', 'manifest', 'DatabaseBackup', 'Events', 'runner', 'kubectl']) expect(sources, s).toContain(s);
+    await recordOutputs(pod, serving!, NAME, 'contract');
     expect(outputs.filter((o) => o.source === 'controller log').length).toBeGreaterThan(0);
     expect(outputs.filter((o) => o.source.startsWith('manifest')).length).toBeGreaterThanOrEqual(2); // keepLast 1: one per location
     // The runner Secret does hold the S3 key (copied by the controller): proof the canary is the key actually in use.
     const runnerSecret = await get<V1Secret>('secret', RUNNER);
     expect(findLeaks({ s3: S3_SECRET }, [{ source: 'runner Secret', text: JSON.stringify(runnerSecret?.data) }])).not.toEqual([]);
 
-    expect(findLeaks({ 'database password': pg!.password, 's3 secret key': S3_SECRET }, outputs)).toEqual([]);
+    expectNoSecrets(pg!.password, 0);
   });
 
   it('a class that takes each DatabaseBackup\'s own keys: none is copied, the runner mounts the namespace\'s Secret and backs up with it', async () => {
@@ -698,5 +731,137 @@ describe('controller -> runner contract', () => {
     const o = await waitForStatus('status.credentials', (st) => st.credentials?.find((c) => c.location === 'offsite')?.source === 'DatabaseBackup');
     expect(o.status!.credentials!.find((c) => c.location === 'offsite')!.readableBy).toContain('Secret shop/orders-s3');
     expect(await complaints(serving)).toEqual([]);
+  });
+});
+
+describe('controller -> runner contract: MariaDB with a binary log', () => {
+  const name = 'inventory';
+  const database = 'inventory';
+  const className = 'contract-mysql';
+  let maria: MariaDbInstance | undefined;
+  let setupError: Error | undefined;
+  let seededMaria: Record<string, string> = {};
+  let pod: Pod;
+  let since = 0;
+  let first = '';
+
+  beforeAll(async () => {
+    // One pod at a time: this stand-in hands each pod its ServiceAccount through the process-wide KUBECONFIG.
+    await serving?.stop();
+    serving = undefined;
+    since = outputs.length;
+    try {
+      maria = await startMariaDb({ binlog: true });
+      await seedMariaRich(maria, database);
+      seededMaria = await mariaFingerprint(maria, database);
+    } catch (err) {
+      setupError = err instanceof Error ? err : new Error(`setup failed: ${JSON.stringify(err)}`);
+    }
+  });
+
+  afterAll(async () => {
+    await maria?.stop();
+  });
+
+  /** The MariaDB server, or the setup's error (with the install hint when the server binaries are missing). */
+  function ready(): MariaDbInstance {
+    if (setupError) throw setupError;
+    return maria!;
+  }
+
+  it('the controller renders a runner with the mysql image for a MariaDB DatabaseBackup, and the runner serves its config as rendered', async () => {
+    const m = ready();
+    const version = /^\d+\.\d+/.exec(m.version)![0];
+    await apply(
+      ...storageClass(className),
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${name}-db`, namespace: NS }, stringData: { password: m.password } },
+      {
+        apiVersion: 'dbbackup.io/v1alpha1',
+        kind: 'DatabaseBackup',
+        metadata: { name, namespace: NS },
+        spec: {
+          engine: {
+            type: 'mysql',
+            mysql: { host: m.host, port: m.port, version, database, user: m.user, passwordSecretRef: { name: `${name}-db`, key: 'password' }, sslMode: 'DISABLED' },
+          },
+          schedule: { interval: '1h' },
+          retention: { keepLast: 2 },
+          storageClassName: className,
+        },
+      },
+    );
+    const { deployment, secret } = await renderedRunner(undefined, name);
+    const c = await eventually('ConfigValid', async () => condition(await dbb(name), 'ConfigValid'));
+    expect(c, JSON.stringify(c)).toMatchObject({ status: 'True', reason: 'Applied' });
+    const image = deployment.spec!.template.spec!.containers.find((x) => x.name === CONTAINER_NAME)?.image;
+    expect(image).toBe(renderSettings().runnerImages.mysql!.images[version]);
+
+    const rendered = decode(secret.data![CONFIG_KEY]);
+    const cfg = parseConfig(rendered, `secret ${runnerName(name)}/${CONFIG_KEY}`);
+    expect(cfg.engine).toEqual({ type: 'mysql', mysql: { host: m.host, port: m.port, database, user: m.user, password: { env: 'DB_PASSWORD' }, sslMode: 'DISABLED' } });
+    expect(cfg.report).toEqual({ databaseBackup: { namespace: NS, name } });
+    expect(cfg.locations.map((l) => l.name)).toEqual(['pvc', 'offsite']);
+
+    pod = await startPodFor(deployment, join(dir, 'pod-mysql'));
+    expect(pod.rendered).toBe(rendered);
+    expect(pod.env.DB_PASSWORD).toBe(m.password);
+    serving = await serve(pod);
+    await waitForStatus('the daemon\'s start report', (st) => st.locations?.length === 2, name);
+  });
+
+  it('backup (exec into the pod): one SQL dump per location, a manifest with the snapshot\'s binlog position and GTID, the backup in the status', async () => {
+    const m = ready();
+    const r = await exec(pod, 'backup');
+    expect(r.code, r.out).toBe(0);
+    expect((r.json.locations as { location: string; status: string }[]).map((l) => [l.location, l.status])).toEqual([
+      ['pvc', 'Succeeded'],
+      ['offsite', 'Succeeded'],
+    ]);
+    first = r.json.id as string;
+    // Nothing has written since the dump's snapshot: the server is still at the position the dump recorded.
+    const [binlogFile, binlogPosition] = (await m.sql('SHOW MASTER STATUS')).split('\t');
+    const gtid = await m.sql('SELECT @@gtid_binlog_pos');
+    expect(gtid).toMatch(/^\d+-1-\d+$/);
+
+    const data = expect.stringMatching(/^data\.sql\.(zst|gz)$/) as string;
+    expect(await idsInS3(name)).toEqual([first]);
+    expect(await s3Keys(first, name)).toEqual([data, 'manifest.json']);
+    expect(await idsOnClaim(name)).toEqual([first]);
+    expect((await readdir(onClaim(name, first))).sort()).toEqual([data, 'manifest.json']);
+    for (const text of [await s3Text(`${s3Dir(first, name)}manifest.json`), await readFile(join(onClaim(name, first), 'manifest.json'), 'utf8')]) {
+      const manifest = JSON.parse(text) as { database: string; engine: unknown; objects: { name: string }[] };
+      expect(manifest.database).toBe(database);
+      expect(manifest.objects.map((o) => o.name)).toEqual([data]);
+      expect(manifest.engine).toEqual({
+        name: 'mysql',
+        format: 'mysql-sql',
+        serverVersion: m.version,
+        toolVersion: expect.any(String) as string,
+        position: { binlogFile, binlogPosition, gtid },
+      });
+    }
+
+    const o = await waitForStatus('the finished backup and its counts', (st) => st.lastBackup?.id === first && st.lastBackup.status === 'Succeeded' && st.locations?.every((l) => l.backupsStored === 1) === true, name);
+    expect(o.status!.lastSuccessAt).toBe(o.status!.lastBackup!.finishedAt);
+    expect(condition(o, 'ConfigValid')).toMatchObject({ status: 'True', reason: 'Applied' });
+    expect(await complaints(serving!)).toEqual([]);
+  });
+
+  it('restore --latest into the dropped database (the fingerprint as seeded), verify', async () => {
+    const m = ready();
+    await m.sql(`DROP DATABASE ${database}`);
+    const r = await exec(pod, 'restore', '--latest');
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ database, backup: { id: first } });
+    expect(await mariaFingerprint(m, database)).toEqual(seededMaria);
+    await expectVerified(pod);
+    expect(await complaints(serving!)).toEqual([]);
+  });
+
+  it('no secret appears in any log line, CLI output (table and JSON), manifest, status, Event, object or metric', async () => {
+    const m = ready();
+    await recordOutputs(pod, serving!, name, className);
+    expect(outputs.slice(since).map((o) => o.source)).toEqual(expect.arrayContaining([`manifest pvc ${first}`, `manifest s3 ${s3Dir(first, name)}manifest.json`, 'runner log', 'controller log']));
+    expectNoSecrets(m.password, since);
   });
 });

@@ -6,8 +6,9 @@
 # Invariants:
 # - Every kubectl call names the context ($TESTENV_KUBE_CONTEXT, default: the minikube
 #   profile's), so these scripts never act on whatever cluster happens to be current.
-# - Pods are found by their labels, never by a pod name: the runner by the labels the
-#   controller renders (controller/names.ts commonLabels), PostgreSQL by the testenv's.
+# - Pods are found by their labels, never by a pod name: the runners by the labels the
+#   controller renders (controller/names.ts commonLabels), PostgreSQL and MariaDB by the
+#   testenv's.
 
 MINIKUBE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$MINIKUBE_DIR/../.." && pwd)
@@ -16,17 +17,25 @@ readonly TESTENV_NAMESPACE=dbbackup-testenv
 readonly CONTROLLER_NAMESPACE=db-backup-controller
 readonly HELM_RELEASE=db-backup-controller
 readonly BACKUP_NAME=shop
+# The DatabaseBackup of the MariaDB server (its database is $SEED_DATABASE too).
+readonly MARIADB_BACKUP_NAME=shop-mariadb
 readonly STORAGE_CLASS=dbbackup-testenv
 readonly CONTROLLER_SECRET=testenv-minio
 readonly SEED_DATABASE=shop
 readonly META_DATABASE=testenv_meta
 readonly SEED_JOB=testenv-seed
+readonly MARIADB_SEED_JOB=testenv-seed-mariadb
 readonly BUCKET_JOB=testenv-bucket
 # The runner's Deployment and pods carry these (controller/names.ts: RUNNER_APP, LABEL_BACKUP).
 readonly RUNNER_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup=$BACKUP_NAME"
+readonly MARIADB_RUNNER_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup=$MARIADB_BACKUP_NAME"
+# Both runners of the testenv.
+readonly RUNNERS_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup in ($BACKUP_NAME,$MARIADB_BACKUP_NAME)"
 readonly RUNNER_CONTAINER=runner
 readonly POSTGRES_SELECTOR="app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=testenv"
 readonly POSTGRES_CONTAINER=postgresql
+readonly MARIADB_SELECTOR="app.kubernetes.io/name=mariadb,app.kubernetes.io/instance=testenv"
+readonly MARIADB_CONTAINER=mariadb
 
 MINIKUBE_PROFILE=${MINIKUBE_PROFILE:-minikube}
 KUBE_CONTEXT=${TESTENV_KUBE_CONTEXT:-$MINIKUBE_PROFILE}
@@ -94,12 +103,13 @@ pg_psql() {
 # manifests/*.yaml are plain YAML except for these ${NAME} placeholders; render()
 # replaces exactly these names and nothing else (the Jobs' $(VAR) and $VAR stay).
 readonly TEMPLATE_VARS=(
-  TESTENV_POSTGRES_IMAGE TESTENV_MINIO_IMAGE TESTENV_MC_IMAGE TESTENV_HUGEDATA_GB
-  TESTENV_POSTGRES_STORAGE TESTENV_MINIO_STORAGE TESTENV_BACKUPS_STORAGE
+  TESTENV_POSTGRES_IMAGE TESTENV_MARIADB_IMAGE TESTENV_MINIO_IMAGE TESTENV_MC_IMAGE TESTENV_HUGEDATA_GB
+  TESTENV_POSTGRES_STORAGE TESTENV_MARIADB_STORAGE TESTENV_MINIO_STORAGE TESTENV_BACKUPS_STORAGE
 )
 
 # Sets every TEMPLATE_VARS entry from the environment or its default.
-# TESTENV_HUGEDATA=true seeds TESTENV_HUGEDATA_GB (default 4) GB more and sizes the volumes for it.
+# TESTENV_HUGEDATA=true seeds TESTENV_HUGEDATA_GB (default 4) GB more into PostgreSQL and
+# sizes the volumes for it; the MariaDB seed is always the small one.
 testenv_params() {
   local gb
   case "${TESTENV_HUGEDATA:-false}" in
@@ -112,10 +122,13 @@ testenv_params() {
   esac
   TESTENV_HUGEDATA_GB=$gb
   TESTENV_POSTGRES_IMAGE=${TESTENV_POSTGRES_IMAGE:-docker.io/library/postgres:16}
+  TESTENV_MARIADB_IMAGE=${TESTENV_MARIADB_IMAGE:-docker.io/library/mariadb:10.11}
   TESTENV_MINIO_IMAGE=${TESTENV_MINIO_IMAGE:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}
   TESTENV_MC_IMAGE=${TESTENV_MC_IMAGE:-quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z}
   # Data plus WAL; up to keepLast (4) backups in each location.
   TESTENV_POSTGRES_STORAGE=${TESTENV_POSTGRES_STORAGE:-$((2 + 2 * gb))Gi}
+  # Data, redo log and binary log of the small seed.
+  TESTENV_MARIADB_STORAGE=${TESTENV_MARIADB_STORAGE:-1Gi}
   TESTENV_MINIO_STORAGE=${TESTENV_MINIO_STORAGE:-$((2 + 5 * gb))Gi}
   TESTENV_BACKUPS_STORAGE=${TESTENV_BACKUPS_STORAGE:-$((2 + 5 * gb))Gi}
 }
@@ -146,6 +159,14 @@ seed_configmap() {
     --from-file="$MINIKUBE_DIR/seed/seed.sql" \
     --from-file="$MINIKUBE_DIR/seed/hugedata.sql" \
     --from-file="$MINIKUBE_DIR/seed/checksums.sql"
+}
+
+# ConfigMap testenv-seed-mariadb (the MariaDB seed Job's scripts), the same way.
+mariadb_seed_configmap() {
+  "$KUBECTL" create configmap "$MARIADB_SEED_JOB" -n "$TESTENV_NAMESPACE" --dry-run=client -o yaml \
+    --from-file="$MINIKUBE_DIR/seed/mariadb-seed.sh" \
+    --from-file="$MINIKUBE_DIR/seed/mariadb-seed.sql" \
+    --from-file="$MINIKUBE_DIR/seed/mariadb-checksums.sql"
 }
 
 # --- checksums -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the test environment's manifests with their parameters substituted, in the
-# order deploy-testenv.sh applies them (ConfigMap testenv-seed included), or only the
+# order deploy-testenv.sh applies them (the seed ConfigMaps included), or only the
 # named files of manifests/. Parameters: see testenv_params in lib.sh and
 # docs/testenv-minikube.md. Needs kubectl for the ConfigMap (client-side, no cluster).
 #
@@ -19,9 +19,12 @@ if [ "$#" -gt 0 ]; then
 fi
 
 need "$KUBECTL" "$KUBECTL_HINT"
-render "$(manifest 00-namespace.yaml)" "$(manifest 10-postgresql.yaml)" "$(manifest 20-minio.yaml)"
+render "$(manifest 00-namespace.yaml)" "$(manifest 10-postgresql.yaml)" "$(manifest 11-mariadb.yaml)" "$(manifest 20-minio.yaml)"
 printf -- '---\n'
 seed_configmap
 printf -- '---\n'
-render "$(manifest 30-seed-job.yaml)" "$(manifest 31-bucket-job.yaml)" "$(manifest 40-controller-secret.yaml)" \
-  "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)"
+mariadb_seed_configmap
+printf -- '---\n'
+render "$(manifest 30-seed-job.yaml)" "$(manifest 31-bucket-job.yaml)" "$(manifest 32-mariadb-seed-job.yaml)" \
+  "$(manifest 40-controller-secret.yaml)" "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)" \
+  "$(manifest 61-mariadb-backup.yaml)"

@@ -40,7 +40,7 @@ echo "seed: creating database $db"
 sql <<SQL
 DROP DATABASE IF EXISTS \`$db\`;
 CREATE DATABASE \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
-CREATE DATABASE IF NOT EXISTS \`$meta\`;
+CREATE DATABASE IF NOT EXISTS \`$meta\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 SQL
 sql --database="$db" <"$dir/mariadb-seed.sql"
 
