@@ -20,10 +20,17 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BackupError } from './errors.js';
 
-/** The format this runner writes. */
+/** The format this runner writes for a backup of one stream (readable by every runner since format 2). */
 export const MANIFEST_FORMAT_VERSION = 2;
+/** The format of a backup of several streams: a runner that reads only format 2 would restore its first stream alone, so it must refuse it. */
+export const MULTI_STREAM_FORMAT_VERSION = 3;
 /** The formats this runner reads. */
-export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
+
+/** The format a manifest of these objects is written in: 3 when they are streams of one backup, else 2. */
+export function formatFor(objects: readonly { stream?: unknown }[]): number {
+  return objects.some((o) => o.stream !== undefined) ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
+}
 
 const IsoDate = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$', description: 'UTC timestamp, RFC 3339' });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
@@ -52,8 +59,21 @@ const Engine = Type.Object({
 
 const Trigger = Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('pre-restore')]);
 
+/** One stream of a backup of several (format 3): a database, or a server's globals (roles, tablespaces). */
+export const ManifestStream = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  kind: Type.Union([Type.Literal('database'), Type.Literal('globals')]),
+  /** The stream's dump format (its header is checked against it). */
+  format: Type.String({ minLength: 1 }),
+  /** This stream is consistent to this instant or an earlier one. */
+  consistentAt: IsoDate,
+});
+export type ManifestStream = Static<typeof ManifestStream>;
+
 export const ManifestObject = Type.Object({
   name: Type.String({ minLength: 1 }),
+  /** Format 3: the stream this object holds. */
+  stream: Type.Optional(ManifestStream),
   /** Bytes this location holds. */
   size: Size,
   /** sha256 of the bytes this location holds. */
@@ -136,11 +156,20 @@ export function parseManifest(text: string, where: string): Manifest {
   if (!READABLE_FORMAT_VERSIONS.includes(version)) {
     throw new BackupError(
       'MANIFEST_UNSUPPORTED',
-      `${where}: manifest format ${version} is newer than this runner reads (formats ${READABLE_FORMAT_VERSIONS.join(' and ')}); upgrade the runner to use this backup`,
+      `${where}: manifest format ${version} is newer than this runner reads (formats ${READABLE_FORMAT_VERSIONS.join(', ')}); upgrade the runner to use this backup`,
       { details: { formatVersion: version } },
     );
   }
-  return version === 1 ? fromV1(check(ManifestV1, data, where, 1)) : check(Manifest, data, where, version);
+  if (version === 1) return fromV1(check(ManifestV1, data, where, 1));
+  const m = check(Manifest, data, where, version);
+  const streams = m.objects.filter((o) => o.stream !== undefined);
+  if (version === MULTI_STREAM_FORMAT_VERSION && (streams.length !== m.objects.length || new Set(streams.map((o) => `${o.stream!.kind}:${o.stream!.name}`)).size !== streams.length)) {
+    throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format 3 (every object must be a stream, each stream once)`);
+  }
+  if (version === MANIFEST_FORMAT_VERSION && streams.length > 0) {
+    throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format 2 (an object names a stream: streams are format 3)`);
+  }
+  return m;
 }
 
 export function serializeManifest(m: Manifest): Buffer {

@@ -30,7 +30,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { AgeEncrypt } from '../crypto/age.js';
 import { passphraseOf, sameRecipients } from '../crypto/location.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Encryption, type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
+import { type Encryption, type Manifest, type ManifestObject, formatFor, serializeManifest } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, backupPrefix, keyIn, plainFileName, storedFileName } from '../storage/layout.js';
@@ -160,9 +160,9 @@ export function planMirror(listing: Listing, locations: readonly Location[], tar
   return { planned, skipped };
 }
 
-/** Whether a copy keeps its manifest whole (signature included): format 2, objects as stored. */
+/** Whether a copy keeps its manifest whole (signature included): the current format, objects as stored. */
 function unchanged(source: Manifest, objects: readonly ManifestObject[]): boolean {
-  return source.formatVersion === MANIFEST_FORMAT_VERSION && isDeepStrictEqual(source.objects, objects);
+  return source.formatVersion === formatFor(source.objects) && isDeepStrictEqual(source.objects, objects);
 }
 
 /** A source-side failure: try the next location holding the backup. */
@@ -236,7 +236,7 @@ async function copyBackup(ctx: CopyContext, source: Location, copy: BackupCopy):
   const mode = backupMode(copy, source, target);
   const what = `copying it into ${target.name} ${mode === 'as stored' ? 'in format 2' : `(${mode})`}`;
   // Refused before any byte is copied when the new manifest could not be signed.
-  if (mode !== 'as stored' || m.formatVersion !== MANIFEST_FORMAT_VERSION) rewrittenManifest(rt, m, m.objects, what);
+  if (mode !== 'as stored' || m.formatVersion !== formatFor(m.objects)) rewrittenManifest(rt, m, m.objects, what);
   const dir = backupPrefix(target.scope, m.id);
   const written: string[] = [];
   const undo = async (): Promise<void> => {

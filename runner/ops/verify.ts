@@ -122,10 +122,11 @@ export async function checkFormat(loc: Location, copy: CopyRef, object: Manifest
     const unpacked = decompress(plain.output, algorithm, abort.signal);
     const { head, error } = await readHead(unpacked.output, FORMAT_HEAD_BYTES);
     abort.abort(new BackupError('ABORTED', 'format probe done'));
-    const why = formatMismatch(copy.manifest.engine.format, head);
+    const format = object.stream?.format ?? copy.manifest.engine.format;
+    const why = formatMismatch(format, head);
     if (why) {
       throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: not what the manifest says: ${why}`, {
-        details: { location: loc.name, key, format: copy.manifest.engine.format },
+        details: { location: loc.name, key, format },
         ...(error ? { cause: error } : {}),
       });
     }

@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { checkSignature, signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Manifest, MANIFEST_FORMAT_VERSION } from '../manifest.js';
+import { type Manifest, formatFor } from '../manifest.js';
 import type { Location, Runtime } from '../runtime.js';
 
 /**
@@ -21,7 +21,7 @@ export function rewrittenManifest(rt: Runtime, source: Manifest, objects: Manife
     });
   }
   const { signature: _old, ...rest } = source;
-  const m: Manifest = { ...rest, formatVersion: MANIFEST_FORMAT_VERSION, objects };
+  const m: Manifest = { ...rest, formatVersion: formatFor(objects), objects };
   const key = rt.signing?.key;
   if (!key) return m;
   const vouched = rt.signing?.trust?.length ? true : checkSignature(source, [createPublicKey(key)]).ok;

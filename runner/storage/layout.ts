@@ -44,10 +44,16 @@ export type StoredKind = keyof typeof KIND_FOLDERS;
 /** The layout a backup directory follows: 1 (`<id>/`), 2 (`backups/<id>/`). */
 export type LayoutVersion = 1 | 2;
 
-/** The data object's name: `data.<ext><compression suffix><encryption suffix>`, e.g. `data.dump.zst.age`. */
-export function dataFileName(extension: string, suffix: string, encryptionSuffix = ''): string {
-  return `data.${extension}${suffix}${encryptionSuffix}`;
+/**
+ * The data object's name: `data.<ext><compression suffix><encryption suffix>`, e.g. `data.dump.zst.age`;
+ * in a backup of several streams (format 3) the stream's number comes first: `data-001.dump.zst`.
+ */
+export function dataFileName(extension: string, suffix: string, encryptionSuffix = '', stream?: number): string {
+  return `data${stream === undefined ? '' : `-${String(stream).padStart(3, '0')}`}.${extension}${suffix}${encryptionSuffix}`;
 }
+
+/** The most streams one backup may have (data-001 ... data-999). */
+export const MAX_STREAMS = 999;
 
 /** The data object's name in a location that does (or does not) encrypt: `.age` appended. */
 export function storedFileName(plainName: string, encrypted: boolean): string {
@@ -66,15 +72,25 @@ export function rekeyedFileName(name: string): string {
   return name.endsWith(REKEYED_FILE_SUFFIX) ? `${plain}${AGE_FILE_SUFFIX}` : `${plain}${REKEYED_FILE_SUFFIX}`;
 }
 
-/** Every file name the runner writes into a backup directory: the one table. */
+/** Every file name the runner writes into a backup directory of one stream: the one table. */
 export const KNOWN_FILES: ReadonlySet<string> = new Set([
   MANIFEST_FILE,
   ...DATA_EXTENSIONS.flatMap((ext) => COMPRESSION_SUFFIXES.flatMap((suffix) => ENCRYPTION_SUFFIXES.map((enc) => dataFileName(ext, suffix, enc)))),
 ]);
 
+/** A stream's data object (`data-001.dump.zst.age`): the same parts as KNOWN_FILES with a stream number from 001. */
+const STREAM_FILE = new RegExp(
+  `^data-(?!000)\\d{3}\\.(${DATA_EXTENSIONS.join('|')})(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\\.')).join('|')})?(${ENCRYPTION_SUFFIXES.filter(Boolean).map((s) => s.replace(/\./g, '\\.')).join('|')})?$`,
+);
+
+/** Whether the runner writes a file of this name into a backup directory. */
+export function isKnownFile(name: string): boolean {
+  return KNOWN_FILES.has(name) || STREAM_FILE.test(name);
+}
+
 /** Whether `name` is a data object's name (a known file other than the manifest): what a manifest may name as its object. */
 export function isDataFileName(name: string): boolean {
-  return name !== MANIFEST_FILE && KNOWN_FILES.has(name);
+  return name !== MANIFEST_FILE && isKnownFile(name);
 }
 
 export interface Scope {
@@ -144,7 +160,7 @@ export function classifyKey(scope: Scope, key: string): KeyClass {
   const dir = backupPrefix(scope, first, layout);
   if (segments.length > 2) return { kind: 'foreign', reason: 'nested below a backup directory', group: dir, nestedManifest };
   const file = segments[1]!;
-  if (!KNOWN_FILES.has(file)) return { kind: 'foreign', reason: `"${file}" is not a file the runner writes`, group: dir, nestedManifest };
+  if (!isKnownFile(file)) return { kind: 'foreign', reason: `"${file}" is not a file the runner writes`, group: dir, nestedManifest };
   return { kind: 'backup', layout, backupId: first, dir, file };
 }
 

@@ -73,7 +73,15 @@ describe('manifest formats', () => {
   });
 
   it.each<[string, unknown, string, RegExp]>([
-    ['a newer major version', { ...v2, formatVersion: 3 }, 'MANIFEST_UNSUPPORTED', /^fs: k: manifest format 3 is newer than this runner reads \(formats 1 and 2\); upgrade the runner/],
+    ['a newer major version', { ...v2, formatVersion: 4 }, 'MANIFEST_UNSUPPORTED', /^fs: k: manifest format 4 is newer than this runner reads \(formats 1, 2, 3\); upgrade the runner/],
+    ['format 3 with an object that is no stream', { ...v2, formatVersion: 3 }, 'MANIFEST_INVALID', /does not match format 3 \(every object must be a stream, each stream once\)/],
+    [
+      'format 3 naming one stream twice',
+      { ...v2, formatVersion: 3, objects: [0, 1].map((i) => ({ ...v2.objects[0]!, name: `data-00${i + 1}.dump.zst.age`, stream: { name: 'shop', kind: 'database', format: 'pg_dump-custom', consistentAt: v2.consistentAt } })) },
+      'MANIFEST_INVALID',
+      /each stream once/,
+    ],
+    ['format 2 with a stream', { ...v2, objects: [{ ...v2.objects[0]!, stream: { name: 'shop', kind: 'database', format: 'pg_dump-custom', consistentAt: v2.consistentAt } }] }, 'MANIFEST_INVALID', /streams are format 3/],
     ['no formatVersion', { ...v2, formatVersion: undefined }, 'MANIFEST_INVALID', /no formatVersion/],
     ['formatVersion as a string', { ...v2, formatVersion: '2' }, 'MANIFEST_INVALID', /no formatVersion/],
     ['formatVersion 0', { ...v2, formatVersion: 0 }, 'MANIFEST_INVALID', /no formatVersion/],
