@@ -20,6 +20,10 @@ export function exec(cmd: string, args: readonly string[], opts: { env?: NodeJS.
     child.stderr!.on('data', (c: Buffer) => err.push(c));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    if (opts.input !== undefined) {
+      // A child that exits before reading all of its input closes the pipe (EPIPE): its exit code and stderr say why.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(opts.input);
+    }
   });
 }
