@@ -23,7 +23,15 @@ export interface DumpFormat {
   magic: readonly string[];
 }
 
+/** One stream of a backup of several (format 3): a database of a server, or the server's globals (roles, tablespaces). */
+export interface StreamSpec {
+  name: string;
+  kind: 'database' | 'globals';
+}
+
 export interface DumpOptions extends CallOptions {
+  /** The stream to dump (an engine with `streams`); undefined: the configured database. */
+  stream?: StreamSpec;
   /**
    * The write end of an OS pipe (e.g. a compressor's stdin): the dump process
    * writes there directly, no byte passing through this process. The caller
@@ -62,6 +70,11 @@ export interface TargetState {
  * `dropped` (the restore created it and dropped it again), or `left` (the
  * restore created it and could not drop it: `dropCommand` does).
  */
+/** What a restore that succeeded still has to say: e.g. roles that already existed and were left as they are. */
+export interface RestoreReport {
+  conflicts: string[];
+}
+
 export interface RestoreTargetOutcome {
   database: string;
   /**
@@ -78,6 +91,10 @@ export interface RestoreTargetOutcome {
 }
 
 export interface RestoreOptions extends CallOptions {
+  /** The stream this input is (a backup of several streams); undefined: a database dump. */
+  stream?: StreamSpec;
+  /** PostgreSQL: restore without the dump's ownership (into a server that lacks its roles). */
+  noOwner?: boolean;
   /** Database to restore into; defaults to the configured one. */
   database: string;
   /** Allow replacing objects in a database that holds data. */
@@ -94,13 +111,18 @@ export interface Engine {
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
   dump(opts?: DumpOptions): Promise<DumpHandle>;
+  /**
+   * The streams one backup consists of, in the order they are dumped and restored (globals first), when the
+   * engine backs up more than its one configured database; undefined (or absent): one stream, format 2.
+   */
+  streams?(opts?: CallOptions): Promise<StreamSpec[] | undefined>;
   inspectTarget(database: string, opts?: CallOptions): Promise<TargetState>;
   /**
    * Restores an uncompressed dump read from `input`. Atomic where the engine
    * allows it: a failed restore leaves the target as it was (an engine that
    * created the database drops it again).
    */
-  restore(input: Readable, opts: RestoreOptions): Promise<void>;
+  restore(input: Readable, opts: RestoreOptions): Promise<RestoreReport | void>;
   /** The configured database name. */
   readonly database: string;
 }

@@ -4,14 +4,15 @@ import { newBackupId } from '../backup-id.js';
 import { AgeEncrypt } from '../crypto/age.js';
 import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, serializeManifest } from '../manifest.js';
+import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, MULTI_STREAM_FORMAT_VERSION, serializeManifest } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
-import type { DumpHandle } from '../engines/types.js';
+import type { DumpHandle, StreamSpec } from '../engines/types.js';
+import type { Logger } from '../logger.js';
 import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { dataFileName, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
+import { dataFileName, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { putManifest } from './write-manifest.js';
@@ -113,86 +114,59 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       return { id, status: 'Failed', error: new BackupError('ALL_LOCATIONS_FAILED', 'no storage location is usable'), locations: failed, startedAt, finishedAt: rt.clock() };
     }
     const plan = planCompression(rt.config.compression, await hasZstd());
-    log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion }, 'backup started');
+    const streams = opts.source ? undefined : await rt.engine.streams?.({ signal: abort.signal });
+    if (streams && streams.length > MAX_STREAMS) throw new BackupError('CONFIG_INVALID', `the backup would have ${streams.length} streams; at most ${MAX_STREAMS} are stored in one backup`);
+    log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion, ...(streams ? { streams: streams.map((x) => x.name) } : {}) }, 'backup started');
 
-    const { dump, compressed, raw } = await startDump(rt, plan, abort.signal, opts.source);
-    const dataName = dataFileName(dump.extension, plan.suffix);
-    const digest = new DigestStream();
-    // The branches end only once the dump and compressor exited cleanly, so a
-    // failed dump aborts every upload instead of completing a truncated one.
-    const fan = new FanOut(
-      ready.map((l) => l.name),
-      { beforeEnd: () => Promise.all([dump.done, compressed.done]).then(() => undefined) },
-    );
-
-    // Per location, its own transform: an encrypted location seals its branch (age) and hashes what it stores.
-    const sealed = ready.map((loc) => (loc.crypto ? { encrypt: new AgeEncrypt(loc.crypto.to), digest: new DigestStream() } : undefined));
-    const uploads = ready.map(async (loc, i): Promise<LocationOutcome> => {
-      const branch = fan.branches[i]!;
-      const seal = sealed[i];
-      try {
-        let body: Readable = branch.stream;
-        if (seal) {
-          pipeline(branch.stream, seal.encrypt, seal.digest).catch((err: unknown) => seal.digest.destroy(toBackupError(err, 'INTERNAL')));
-          body = seal.digest;
-        }
-        const r = await loc.storage.put(objectKey(loc.scope, id, storedFileName(dataName, loc.crypto !== undefined)), body, { signal: abort.signal });
-        return { location: loc.name, status: 'Succeeded', size: r.size };
-      } catch (err) {
-        const error = toBackupError(err, 'STORAGE_FAILED');
-        fan.detach(loc.name, error);
-        if (!abort.signal.aborted) log.error({ location: loc.name, err: error }, 'location failed during upload; continuing with the others');
-        return { location: loc.name, status: 'Failed', error };
+    // Each stream in turn, to every location still in the race; a location that fails drops out of the later ones.
+    const held = new Map(ready.map((loc) => [loc.name, [] as ManifestObject[]]));
+    const dropped: LocationOutcome[] = [];
+    let consistentAt = new Date(0);
+    let format = '';
+    let position: Record<string, string> | undefined;
+    let bytes = 0;
+    for (const [i, stream] of (streams ?? [undefined]).entries()) {
+      const racing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
+      if (racing.length === 0) break;
+      const r = await storeStream(rt, { id, plan, locations: racing, signal: abort.signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
+      if ('error' in r) {
+        await removeStored(rt, ready, id, held);
+        return failAll(r.error, [...failed, ...dropped, ...r.outcomes.filter((o) => o.status === 'Failed' && o.error?.code !== 'ABORTED')]);
       }
-    });
-
-    const progress = (): void => opts.onProgress?.({ phase: 'dump', bytesIn: raw?.bytes ?? digest.bytes, bytesOut: digest.bytes });
-    const ticker = everyInterval(1000, progress);
-    const flowError = await pipeline(compressed.output, digest, fan, { signal: abort.signal }).then(
-      () => undefined,
-      async (err: unknown) => {
-        abort.abort(err);
-        return explainFlowFailure(err, dump.done, compressed.done);
-      },
-    );
-    ticker.stop();
-    const stored = await Promise.all(uploads);
-    progress();
-    if (flowError) {
-      // No upload completed: the branches end only after a clean dump.
-      return failAll(flowError, [...failed, ...stored.filter((s) => s.status === 'Failed' && s.error?.code !== 'ABORTED')]);
+      for (const o of r.outcomes) {
+        if (o.status === 'Failed') dropped.push(o);
+        else held.get(o.location)!.push(o.object!);
+      }
+      if (r.consistentAt > consistentAt) consistentAt = r.consistentAt;
+      if (!stream || stream.kind === 'database') format ||= r.format;
+      position ??= r.position;
+      bytes += r.bytes;
     }
 
-    const plain = { size: digest.bytes, sha256: digest.sha256 };
-    const position = await dump.position;
-    const compression = plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level };
     const base: Omit<Manifest, 'objects'> = {
-      formatVersion: MANIFEST_FORMAT_VERSION,
+      formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       kind: 'backup',
       id,
       namespace: rt.config.namespace,
       name: rt.config.name,
       database: rt.engine.database,
-      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: dump.format, ...(position ? { position } : {}) },
+      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format, ...(position ? { position } : {}) },
       startedAt: startedAt.toISOString(),
-      consistentAt: (await dump.consistentAt).toISOString(),
+      consistentAt: consistentAt.toISOString(),
       finishedAt: rt.clock().toISOString(),
       trigger: opts.trigger,
       runnerVersion: rt.runnerVersion,
       ...(opts.source ? { origin: opts.source.origin } : {}),
     };
-    // Each location's own manifest: its object as it stores it (encrypted: its own size and digest; else the plain bytes).
-    const manifests = ready.map((loc, i): Manifest => {
-      const seal = sealed[i];
-      const held = seal && stored[i]!.status === 'Succeeded' ? { size: seal.digest.bytes, sha256: seal.digest.sha256 } : plain;
-      const object: ManifestObject = { name: storedFileName(dataName, loc.crypto !== undefined), ...held, plain, compression, encryption: loc.crypto?.encryption ?? { scheme: 'none' } };
-      return { ...base, objects: [object] };
-    });
-    const outcomes = await Promise.all(ready.map((loc, i) => commit(rt, loc, stored[i]!, manifests[i]!)));
-    const all = [...failed, ...outcomes];
+    // Each location's own manifest: its objects as it stores them (encrypted: its own size and digest; else the plain bytes).
+    const committing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
+    const outcomes = await Promise.all(committing.map((loc) => commit(rt, loc, { ...base, objects: held.get(loc.name)! })));
+    for (const d of dropped) await removeStored(rt, ready.filter((l) => l.name === d.location), id, held);
+    const all = [...failed, ...dropped, ...outcomes];
     const status = summarize(all);
-    const manifest = manifests[outcomes.findIndex((o) => o.status === 'Succeeded')];
-    log.info({ backupId: id, status, bytes: digest.bytes, ...(raw ? { rawBytes: raw.bytes } : {}) }, 'backup finished');
+    const done = committing.find((_l, i) => outcomes[i]!.status === 'Succeeded');
+    const manifest = done ? { ...base, objects: held.get(done.name)! } : undefined;
+    log.info({ backupId: id, status, bytes }, 'backup finished');
     return {
       id,
       status,
@@ -210,16 +184,125 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   }
 }
 
+interface StreamJob {
+  id: string;
+  plan: CompressionPlan;
+  locations: Location[];
+  signal: AbortSignal;
+  /** The stream to dump; undefined: the engine's one database. */
+  stream?: StreamSpec;
+  /** The stream's number in the object name (data-001...); undefined for a single-stream backup (data...). */
+  index?: number;
+  source?: BackupSource;
+  onProgress?: ProgressListener;
+  log: Logger;
+}
+
+type StreamStored =
+  | { outcomes: (LocationOutcome & { object?: ManifestObject })[]; consistentAt: Date; format: string; position?: Record<string, string>; bytes: number }
+  | { error: BackupError; outcomes: LocationOutcome[] };
+
+/**
+ * One stream: dumped once, compressed once, hashed once and streamed to every
+ * location at the same time. A location that fails is detached and its upload
+ * aborted; the others finish. The branches end only once the dump and the
+ * compressor exited cleanly, so a failed dump completes no upload.
+ */
+async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
+  const { plan, locations, signal } = job;
+  const abort = linkedAbort(signal);
+  try {
+    const { dump, compressed, raw } = await startDump(rt, plan, abort.signal, job.source, job.stream);
+    const dataName = dataFileName(dump.extension, plan.suffix, '', job.index);
+    const digest = new DigestStream();
+    const fan = new FanOut(
+      locations.map((l) => l.name),
+      { beforeEnd: () => Promise.all([dump.done, compressed.done]).then(() => undefined) },
+    );
+    // Per location, its own transform: an encrypted location seals its branch (age) and hashes what it stores.
+    const sealed = locations.map((loc) => (loc.crypto ? { encrypt: new AgeEncrypt(loc.crypto.to), digest: new DigestStream() } : undefined));
+    const uploads = locations.map(async (loc, i): Promise<LocationOutcome> => {
+      const branch = fan.branches[i]!;
+      const seal = sealed[i];
+      try {
+        let body: Readable = branch.stream;
+        if (seal) {
+          pipeline(branch.stream, seal.encrypt, seal.digest).catch((err: unknown) => seal.digest.destroy(toBackupError(err, 'INTERNAL')));
+          body = seal.digest;
+        }
+        const r = await loc.storage.put(objectKey(loc.scope, job.id, storedFileName(dataName, loc.crypto !== undefined)), body, { signal: abort.signal });
+        return { location: loc.name, status: 'Succeeded', size: r.size };
+      } catch (err) {
+        const error = toBackupError(err, 'STORAGE_FAILED');
+        fan.detach(loc.name, error);
+        if (!abort.signal.aborted) job.log.error({ location: loc.name, err: error, ...(job.stream ? { stream: job.stream.name } : {}) }, 'location failed during upload; continuing with the others');
+        return { location: loc.name, status: 'Failed', error };
+      }
+    });
+
+    const progress = (): void => job.onProgress?.({ phase: 'dump', bytesIn: raw?.bytes ?? digest.bytes, bytesOut: digest.bytes });
+    const ticker = everyInterval(1000, progress);
+    const flowError = await pipeline(compressed.output, digest, fan, { signal: abort.signal }).then(
+      () => undefined,
+      async (err: unknown) => {
+        abort.abort(err);
+        return explainFlowFailure(err, dump.done, compressed.done);
+      },
+    );
+    ticker.stop();
+    const stored = await Promise.all(uploads);
+    progress();
+    if (flowError) return { error: flowError, outcomes: stored };
+
+    const plain = { size: digest.bytes, sha256: digest.sha256 };
+    const compression = plan.level === undefined ? { algorithm: plan.algorithm } : { algorithm: plan.algorithm, level: plan.level };
+    const consistentAt = await dump.consistentAt;
+    const position = await dump.position;
+    const outcomes = locations.map((loc, i) => {
+      const out = stored[i]!;
+      if (out.status === 'Failed') return out;
+      const seal = sealed[i];
+      const heldBytes = seal ? { size: seal.digest.bytes, sha256: seal.digest.sha256 } : plain;
+      const object: ManifestObject = {
+        name: storedFileName(dataName, loc.crypto !== undefined),
+        ...(job.stream ? { stream: { name: job.stream.name, kind: job.stream.kind, format: dump.format, consistentAt: consistentAt.toISOString() } } : {}),
+        ...heldBytes,
+        plain,
+        compression,
+        encryption: loc.crypto?.encryption ?? { scheme: 'none' },
+      };
+      if (out.size !== object.size) return { location: loc.name, status: 'Failed' as const, error: new BackupError('INTEGRITY', `${loc.name}: stored ${out.size ?? 0} bytes of ${dataName}, expected ${object.size}`) };
+      return { ...out, object };
+    });
+    return { outcomes, consistentAt, format: dump.format, ...(position ? { position } : {}), bytes: digest.bytes };
+  } catch (err) {
+    abort.abort(err);
+    return { error: toBackupError(err, 'DUMP_FAILED'), outcomes: [] };
+  } finally {
+    abort.dispose();
+  }
+}
+
+/** Deletes what a failed backup stored in `locations` (every stream so far); what cannot be deleted is left to the orphan sweeper. */
+async function removeStored(rt: Runtime, locations: readonly Location[], id: string, held: Map<string, ManifestObject[]>): Promise<void> {
+  for (const loc of locations) {
+    for (const o of held.get(loc.name) ?? []) {
+      await loc.storage.delete(objectKey(loc.scope, id, o.name)).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
+    }
+    held.set(loc.name, []);
+  }
+}
+
 /**
  * Starts the dump and its compression. With zstd the dump process writes
  * straight into the compressor's pipe; otherwise the dump's stream is counted
  * and compressed here.
  */
-async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal, source?: BackupSource): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
+async function startDump(rt: Runtime, plan: CompressionPlan, signal: AbortSignal, source?: BackupSource, stream?: StreamSpec): Promise<{ dump: DumpHandle; compressed: Stage; raw?: ByteCounter }> {
   const sink = rt.engine.dumpsIntoPipe && !source ? pipeCompressor(plan, signal) : undefined;
   let dump: DumpHandle;
   try {
-    dump = source ? await source.start(signal) : await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}) });
+    dump = source ? await source.start(signal) : await rt.engine.dump({ signal, ...(sink ? { output: sink.input } : {}), ...(stream ? { stream } : {}) });
   } catch (err) {
     sink?.kill();
     throw err;
@@ -249,26 +332,18 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
  * Checks what a location stored and writes its manifest; undoes the data object when that fails, unless the
  * failed manifest write landed after all (then the backup is there) or cannot be told (then the data stays).
  */
-async function commit(rt: Runtime, loc: Location, stored: LocationOutcome, manifest: Manifest): Promise<LocationOutcome> {
-  if (stored.status === 'Failed') return stored;
-  const dataKey = objectKey(loc.scope, manifest.id, manifest.objects[0]!.name);
-  const expected = manifest.objects[0]!.size;
-  let error: BackupError;
-  let undo = true;
-  if (stored.size !== expected) {
-    error = new BackupError('INTEGRITY', `${loc.name}: stored ${stored.size} bytes, expected ${expected}`);
+async function commit(rt: Runtime, loc: Location, manifest: Manifest): Promise<LocationOutcome> {
+  const size = manifest.objects.reduce((n, o) => n + o.size, 0);
+  const key = rt.signing?.key;
+  const put = await putManifest(loc, manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
+  if (put.ok) return { location: loc.name, status: 'Succeeded', size };
+  if (put.now === 'absent') {
+    rt.logger.error({ location: loc.name, err: put.error }, 'could not complete the backup in this location; removing its data');
+    for (const o of manifest.objects) {
+      await loc.storage.delete(objectKey(loc.scope, manifest.id, o.name)).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
+    }
   } else {
-    const key = rt.signing?.key;
-    const put = await putManifest(loc, manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
-    if (put.ok) return { location: loc.name, status: 'Succeeded', size: expected };
-    error = put.error;
-    undo = put.now === 'absent';
+    rt.logger.error({ location: loc.name, err: put.error }, 'the manifest write failed, but a manifest may be there: its data is kept');
   }
-  if (undo) {
-    rt.logger.error({ location: loc.name, err: error }, 'could not complete the backup in this location; removing its data');
-    await loc.storage.delete(dataKey).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
-  } else {
-    rt.logger.error({ location: loc.name, err: error }, 'the manifest write failed, but a manifest may be there: its data is kept');
-  }
-  return { location: loc.name, status: 'Failed', error };
+  return { location: loc.name, status: 'Failed', error: put.error };
 }

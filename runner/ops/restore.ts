@@ -183,7 +183,7 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
  * or pg_restore's own message) with the target's state as the engine
  * reported it (`details.target`), in the message and the details.
  */
-function restoreFailure(primary: BackupError, engineResult: PromiseSettledResult<void>, database: string, backupId: string, location: string): BackupError {
+function restoreFailure(primary: BackupError, engineResult: PromiseSettledResult<unknown>, database: string, backupId: string, location: string): BackupError {
   const engineError = engineResult.status === 'rejected' && engineResult.reason instanceof BackupError ? engineResult.reason : undefined;
   const target = (engineError?.details.target ?? primary.details.target) as RestoreTargetOutcome | undefined;
   const state: RestoreTargetOutcome = target ?? { database, state: 'unchanged' };
