@@ -42,6 +42,12 @@ export const PostgresqlConnection = Type.Object(
     binDir: Type.Optional(Type.String({ minLength: 1, description: 'directory holding pg_dump, pg_restore and psql' })),
     dumpArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra pg_dump arguments, e.g. --exclude-table' })),
     restoreArgs: Type.Optional(Type.Array(Type.String(), { description: 'extra pg_restore arguments, e.g. --no-owner' })),
+    databases: Type.Optional(
+      Type.Union([Type.Literal('all'), Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { minItems: 1, maxItems: 999, uniqueItems: true })], {
+        description: 'back up the whole server ("all": every database that accepts connections, templates excepted) or these databases, one stream each; `database` is then the one connected to for the list',
+      }),
+    ),
+    globals: Type.Optional(Type.Boolean({ description: 'with databases: also the roles, their memberships and settings, and tablespaces (pg_dumpall --globals-only); default true' })),
   },
   { additionalProperties: false },
 );

@@ -67,6 +67,8 @@ export const ManifestStream = Type.Object({
   format: Type.String({ minLength: 1 }),
   /** This stream is consistent to this instant or an earlier one. */
   consistentAt: IsoDate,
+  /** A database's owner where it was dumped (PostgreSQL: the archive restores into a database the restore creates). */
+  owner: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type ManifestStream = Static<typeof ManifestStream>;
 

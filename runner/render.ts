@@ -63,7 +63,13 @@ export function renderListing(l: Listing): string {
 }
 
 export function renderRestore(r: RestoreResult): string {
-  const lines = [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into database "${r.database}" from ${r.location}`];
+  const lines = r.streams
+    ? [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) from ${r.location}:`]
+    : [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into database "${r.database}" from ${r.location}`];
+  for (const s of r.streams ?? []) {
+    lines.push(`  ${s.kind === 'globals' ? 'globals (roles, tablespaces)' : `database "${s.stream}"${s.database !== s.stream ? ` into "${s.database ?? ''}"` : ''}`}: ${s.status}`);
+    for (const c of s.conflicts ?? []) lines.push(`    ${c}`);
+  }
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
   for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
   return lines.join('\n');

@@ -17,7 +17,17 @@ interface Common {
 export type Command =
   | ({ name: 'backup' } & Common)
   | ({ name: 'list' } & Common)
-  | ({ name: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing: boolean; identityFiles: string[] } & Common)
+  | ({
+      name: 'restore';
+      selector: Selector;
+      targetDatabase?: string;
+      force: boolean;
+      allowIncompleteListing: boolean;
+      identityFiles: string[];
+      databases?: string[];
+      skipGlobals: boolean;
+      noOwner: boolean;
+    } & Common)
   | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
   | ({ name: 'mirror'; to?: string; from?: string; dryRun: boolean; identityFiles: string[] } & Common)
@@ -35,7 +45,9 @@ Commands:
   list                        list backups in every location
   restore --latest | --backup ID | --to-time RFC3339
           [--target-database NAME] [--force] [--allow-incomplete-listing] [--identity FILE]...
+          [--database NAME]... [--skip-globals] [--no-owner]
                               restore a backup (refuses a database holding data without --force;
+                              of a whole server: its roles, then every database or each --database;
                               refuses, exit 3, when a location could not be read, unless
                               --allow-incomplete-listing: then the newest readable backup)
   verify [ID] [--identity FILE]...
@@ -108,7 +120,7 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
   };
 }
 
-const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing'] as const;
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing', 'database', 'skip-globals', 'no-owner'] as const;
 const RESTORE_OR_IMPORT = ['target-database', 'force'] as const;
 
 function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | (typeof RESTORE_OR_IMPORT)[number] | 'keep' | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
@@ -154,6 +166,9 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         from: { type: 'string' },
         location: { type: 'string' },
         keep: { type: 'boolean' },
+        database: { type: 'string', multiple: true },
+        'skip-globals': { type: 'boolean' },
+        'no-owner': { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -178,6 +193,12 @@ function importSource(file: string | undefined, from: string | undefined): Impor
   return { kind: 'location', location: from!.slice(0, at), key: from!.slice(at + 1) };
 }
 
+/** --database values: names, each once. */
+function databaseNames(values: string[]): string[] {
+  if (values.some((d) => d === '')) throw usage('--database needs a database name');
+  return [...new Set(values)];
+}
+
 /** --identity values: files, `-` (standard input) at most once. */
 function identityFiles(values: string[] | undefined): string[] {
   const files = values ?? [];
@@ -197,7 +218,7 @@ function locationCommand(name: 'mirror' | 'rekey', rest: string[], v: { 'dry-run
 function buildCommand(
   name: string,
   rest: string[],
-  v: Parameters<typeof selector>[0] & { force?: boolean; keep?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
+  v: Parameters<typeof selector>[0] & { database?: string[]; 'skip-globals'?: boolean; 'no-owner'?: boolean; force?: boolean; keep?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
   common: Common,
 ): Command {
   switch (name) {
@@ -222,6 +243,9 @@ function buildCommand(
         allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
         ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
         identityFiles: identityFiles(v.identity),
+        ...(v.database ? { databases: databaseNames(v.database) } : {}),
+        skipGlobals: v['skip-globals'] ?? false,
+        noOwner: v['no-owner'] ?? false,
       };
     case 'import':
       return {

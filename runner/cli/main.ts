@@ -45,6 +45,9 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
         force: cmd.force,
         ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}),
         ...(cmd.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
+        ...(cmd.databases ? { databases: cmd.databases } : {}),
+        ...(cmd.skipGlobals ? { skipGlobals: true } : {}),
+        ...(cmd.noOwner ? { noOwner: true } : {}),
         ...keys,
       };
     case 'verify':

@@ -36,6 +36,10 @@ export const OperationRequest = Type.Union([
       /** Restore the newest readable backup even when a location could not be read (else LISTING_INCOMPLETE). */
       allowIncompleteListing: Type.Optional(Type.Boolean()),
       identities: Type.Optional(Identities),
+      /** A backup of several streams: only these databases. */
+      databases: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 999 })),
+      skipGlobals: Type.Optional(Type.Boolean()),
+      noOwner: Type.Optional(Type.Boolean()),
     },
     { additionalProperties: false },
   ),

@@ -5,7 +5,7 @@ import type { RestoreTargetOutcome } from './types.js';
 export function describeTargetOutcome(t: RestoreTargetOutcome): string {
   switch (t.state) {
     case 'unchanged':
-      return `database "${t.database}" is unchanged (nothing was committed: the restore runs in one transaction)`;
+      return `database "${t.database}" is unchanged${t.detail ? ` (${t.detail})` : ''}`;
     case 'dropped':
       return `database "${t.database}" was created for this restore and dropped again`;
     case 'emptied':

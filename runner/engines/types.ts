@@ -21,12 +21,16 @@ export interface DumpFormat {
   compressed: boolean;
   /** Every uncompressed dump of this format starts with one of these; stored objects are checked against them. */
   magic: readonly string[];
+  /** What a dump of this format restores: a database (default), or a server's globals (restored as that stream). */
+  holds?: 'globals';
 }
 
 /** One stream of a backup of several (format 3): a database of a server, or the server's globals (roles, tablespaces). */
 export interface StreamSpec {
   name: string;
   kind: 'database' | 'globals';
+  /** A database's owner on the server it was dumped from (given back after a restore that created it). */
+  owner?: string;
 }
 
 export interface DumpOptions extends CallOptions {

@@ -265,7 +265,9 @@ async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
       const heldBytes = seal ? { size: seal.digest.bytes, sha256: seal.digest.sha256 } : plain;
       const object: ManifestObject = {
         name: storedFileName(dataName, loc.crypto !== undefined),
-        ...(job.stream ? { stream: { name: job.stream.name, kind: job.stream.kind, format: dump.format, consistentAt: consistentAt.toISOString() } } : {}),
+        ...(job.stream
+          ? { stream: { name: job.stream.name, kind: job.stream.kind, format: dump.format, consistentAt: consistentAt.toISOString(), ...(job.stream.owner ? { owner: job.stream.owner } : {}) } }
+          : {}),
         ...heldBytes,
         plain,
         compression,

@@ -139,6 +139,10 @@ export async function runImport(rt: Runtime, req: ImportRequest): Promise<Import
     const database = req.targetDatabase ?? rt.engine.database;
     const base = { source, compression: opened.compression, format: opened.handle.format, ...(opened.sourceServerVersion ? { sourceServerVersion: opened.sourceServerVersion } : {}), database };
     log.info({ ...base }, 'import recognised');
+    if (opened.handle.holds === 'globals' && req.keep) {
+      opened.handle.stream?.destroy();
+      throw new BackupError('USAGE', `import ${source}: it holds a server's globals (roles), which are kept only as part of a whole-server backup; import it without --keep`);
+    }
     if (!req.keep) {
       await restoreDirect(rt, opened.handle, database, req, abort.signal);
       log.info({ source, database }, 'import restored');
@@ -167,7 +171,7 @@ export async function runImport(rt: Runtime, req: ImportRequest): Promise<Import
 
 /** Streams the recognised input into the engine; a failing input stops the engine before it can commit. */
 async function restoreDirect(rt: Runtime, handle: DumpHandle, database: string, req: ImportRequest, signal: AbortSignal): Promise<void> {
-  const restored = rt.engine.restore(handle.stream!, { database, force: req.force, signal });
+  const restored = rt.engine.restore(handle.stream!, { database, force: req.force, signal, ...(handle.holds === 'globals' ? { stream: { name: 'globals', kind: 'globals' as const } } : {}) });
   const results = await Promise.allSettled([handle.done, restored]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {

@@ -14,7 +14,17 @@ import { verify } from './verify.js';
 export type Operation =
   | { kind: 'backup'; trigger: Trigger }
   | { kind: 'list' }
-  | { kind: 'restore'; selector: Selector; targetDatabase?: string; force: boolean; allowIncompleteListing?: boolean; identities?: readonly string[] }
+  | {
+      kind: 'restore';
+      selector: Selector;
+      targetDatabase?: string;
+      force: boolean;
+      allowIncompleteListing?: boolean;
+      identities?: readonly string[];
+      databases?: readonly string[];
+      skipGlobals?: boolean;
+      noOwner?: boolean;
+    }
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean }
   | { kind: 'mirror'; to?: string; from?: string; scope: MirrorScope; dryRun: boolean; identities?: readonly string[] }

@@ -1,10 +1,10 @@
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
-import type { RestoreTargetOutcome } from '../engines/types.js';
+import type { RestoreReport, RestoreTargetOutcome } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
-import { MAX_CLOCK_SKEW_MS } from '../manifest.js';
+import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
@@ -28,6 +28,24 @@ export interface RestoreRequest {
   onProgress?: ProgressListener;
   /** Identities (key text) that may decrypt an encrypted copy, beside the locations' own identity files. */
   identities?: readonly string[];
+  /** A backup of several streams: restore only these databases (default: every one). */
+  databases?: readonly string[];
+  /** A backup of several streams: leave its globals (roles) out. */
+  skipGlobals?: boolean;
+  /** PostgreSQL: restore without the dump's ownership (into a server that lacks its roles). */
+  noOwner?: boolean;
+}
+
+/** What happened to one stream of a backup of several. */
+export interface StreamOutcome {
+  stream: string;
+  kind: 'database' | 'globals';
+  /** The database it was restored into (database streams). */
+  database?: string;
+  status: 'restored' | 'failed' | 'not attempted';
+  /** Roles left as they were, statements the server refused (globals). */
+  conflicts?: string[];
+  error?: BackupError;
 }
 
 /** A location (or one of its manifests) that could not be read while choosing the backup. */
@@ -47,6 +65,8 @@ export interface RestoreResult {
   skipped: ObjectCheck[];
   /** Locations that could not be read while choosing (only with allowIncompleteListing). */
   unreadable: Unreadable[];
+  /** A backup of several streams: each stream chosen, in restore order. */
+  streams?: StreamOutcome[];
 }
 
 function describeSelector(sel: Selector): string {
@@ -109,14 +129,23 @@ export function chooseBackup(listing: Listing, sel: Selector, allowIncomplete: b
  * The first copy (config order) that verifies against its own manifest, contents included (an encrypted
  * copy needs a key: one without is skipped, saying so); nothing touches the database before this.
  */
-async function findVerifiedCopy(rt: Runtime, backup: ListedBackup, req: RestoreRequest): Promise<{ loc: Location; copy: BackupCopy; skipped: ObjectCheck[] }> {
+async function findVerifiedCopy(
+  rt: Runtime,
+  backup: ListedBackup,
+  req: RestoreRequest,
+  wanted: (o: ManifestObject) => boolean = () => true,
+): Promise<{ loc: Location; copy: BackupCopy; skipped: ObjectCheck[] }> {
   const skipped: ObjectCheck[] = [];
-  for (const copy of backup.copies) {
+  next: for (const copy of backup.copies) {
     const loc = rt.locations.find((l) => l.name === copy.location)!;
-    const check = await checkObject(loc, copy, copy.manifest.objects[0]!, { ...req, requireContents: true });
-    if (check.status === 'ok') return { loc, copy, skipped };
-    rt.logger.warn({ location: copy.location, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
-    skipped.push(check);
+    for (const object of copy.manifest.objects.filter(wanted)) {
+      const check = await checkObject(loc, copy, object, { ...req, requireContents: true });
+      if (check.status === 'ok') continue;
+      rt.logger.warn({ location: copy.location, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
+      skipped.push(check);
+      continue next;
+    }
+    return { loc, copy, skipped };
   }
   const code = skipped.length > 0 && skipped.every((s) => s.error?.code === 'NO_MATCHING_IDENTITY') ? 'NO_MATCHING_IDENTITY' : 'INTEGRITY';
   throw new BackupError(code, `no location holds a copy of backup ${backup.id} that could be read and verified: ${skipped.map((s) => `${s.location} ${s.status}${s.error ? ` (${s.error.message})` : ''}`).join('; ')}`, {
@@ -140,6 +169,7 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   if (unreadable.length > 0) log.warn({ backupId: backup.id, unreadable: unreadable.map((u) => u.location) }, 'restoring the newest readable backup although locations could not be read (--allow-incomplete-listing)');
   log.info({ backupId: backup.id, consistentAt: backup.manifest.consistentAt, database }, 'restore selected backup');
 
+  if (backup.manifest.objects.some((o) => o.stream)) return restoreStreams(rt, req, backup, unreadable);
   const target = await rt.engine.inspectTarget(database, req);
   if (target.hasData && !req.force) {
     throw new BackupError('TARGET_NOT_EMPTY', `database "${database}" already holds data; nothing was changed. Re-run with --force to replace its objects, or restore into another database with --target-database`, {
@@ -148,33 +178,101 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   }
 
   const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
-  const object = copy.manifest.objects[0]!;
+  await restoreObject(rt, loc, copy, copy.manifest.objects[0]!, { database, req });
+  log.info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
+  return { backup, database, location: loc.name, skipped, unreadable };
+}
+
+/**
+ * Streams one verified object into the engine: downloaded, checked against the stored digest, decrypted and
+ * checked against the plain digest, decompressed. A copy changed since it was verified fails the restore
+ * instead of completing it; any stage failing stops the others, so the engine never commits a partial stream.
+ */
+async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, object: ManifestObject, at: { database: string; req: RestoreRequest }): Promise<RestoreReport | void> {
+  const { database, req } = at;
   const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(req.signal);
   let stored: DigestStream | undefined;
   const ticker = everyInterval(1000, () => req.onProgress?.({ phase: 'restore', bytesIn: stored?.bytes ?? 0, total: object.size, location: loc.name }));
   try {
-    // Downloaded, checked against the stored digest, decrypted and checked against the plain digest, decompressed:
-    // a copy changed since it was verified fails the restore instead of completing it.
     const keys = await objectKeys(loc, copy, object, req.identities);
     const download = await readPlain(loc, copy, object, keys, { signal: abort.signal, onStored: (d) => (stored = d) });
     const plain = decompress(download.output, storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`), abort.signal);
-    const restored = rt.engine.restore(plain.output, { database, force: req.force, signal: abort.signal });
-    // Any stage failing stops the others, so the engine never commits a partial stream.
-    const stages = [download.done, plain.done, restored].map((p) => p.catch((err: unknown) => {
-      abort.abort(err);
-      throw err;
-    }));
+    const restored = rt.engine.restore(plain.output, {
+      database,
+      force: req.force,
+      signal: abort.signal,
+      ...(object.stream ? { stream: { name: object.stream.name, kind: object.stream.kind, ...(object.stream.owner ? { owner: object.stream.owner } : {}) } } : {}),
+      ...(req.noOwner ? { noOwner: true } : {}),
+    });
+    const stages = [download.done, plain.done, restored].map((p) =>
+      p.catch((err: unknown) => {
+        abort.abort(err);
+        throw err;
+      }),
+    );
     const results = await Promise.allSettled(stages);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof BackupError && r.reason.code === 'ABORTED'));
     const first = failed ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (first) throw restoreFailure(toBackupError(first.reason, 'RESTORE_FAILED'), results[2]!, database, backup.id, loc.name);
+    if (first) throw restoreFailure(toBackupError(first.reason, 'RESTORE_FAILED'), results[2]!, database, copy.manifest.id, loc.name);
+    const report = results[2]!;
+    return report.status === 'fulfilled' ? report.value : undefined;
   } finally {
     ticker.stop();
     abort.dispose();
   }
-  log.info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
-  return { backup, database, location: loc.name, skipped, unreadable };
+}
+
+/**
+ * A backup of several streams (a whole server): the globals first (unless skipped), then each database
+ * chosen, each into its own name (or --target-database for one). Every target is checked and every chosen
+ * object verified before anything is written; the first stream that fails stops the rest, and the result
+ * says what each stream's database is now.
+ */
+async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
+  const log = rt.logger.child({ op: 'restore' });
+  const all = backup.manifest.objects.filter((o) => o.stream);
+  const databases = all.filter((o) => o.stream!.kind === 'database').map((o) => o.stream!.name);
+  const unknown = (req.databases ?? []).filter((d) => !databases.includes(d));
+  if (unknown.length > 0) {
+    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backup.id} holds no database ${unknown.map((d) => `"${d}"`).join(', ')} (it holds ${databases.join(', ')})`, { details: { backupId: backup.id, unknown, databases } });
+  }
+  const chosen = (o: ManifestObject): boolean =>
+    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined || req.databases.includes(o.stream.name));
+  const objects = all.filter(chosen);
+  const dbObjects = objects.filter((o) => o.stream!.kind === 'database');
+  if (req.targetDatabase !== undefined && dbObjects.length !== 1) {
+    throw new BackupError('USAGE', `--target-database needs exactly one database of backup ${backup.id} (--database NAME); it holds ${databases.join(', ')}`);
+  }
+  const targetOf = (o: ManifestObject): string => req.targetDatabase ?? o.stream!.name;
+  const holding: string[] = [];
+  for (const o of dbObjects) if ((await rt.engine.inspectTarget(targetOf(o), req)).hasData) holding.push(targetOf(o));
+  if (holding.length > 0 && !req.force) {
+    throw new BackupError('TARGET_NOT_EMPTY', `${holding.map((d) => `database "${d}"`).join(', ')} already ${holding.length === 1 ? 'holds' : 'hold'} data; nothing was changed. Re-run with --force to replace their objects, choose databases with --database, or restore one under another name with --target-database`, {
+      details: { databases: holding },
+    });
+  }
+  const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req, chosen);
+  const outcomes: StreamOutcome[] = objects.map((o) => ({ stream: o.stream!.name, kind: o.stream!.kind, ...(o.stream!.kind === 'database' ? { database: targetOf(o) } : {}), status: 'not attempted' }));
+  const byName = (o: ManifestObject): ManifestObject => copy.manifest.objects.find((c) => c.stream?.kind === o.stream!.kind && c.stream?.name === o.stream!.name)!;
+  for (const [i, o] of objects.entries()) {
+    try {
+      const report = await restoreObject(rt, loc, copy, byName(o), { database: o.stream!.kind === 'database' ? targetOf(o) : rt.engine.database, req });
+      outcomes[i] = { ...outcomes[i]!, status: 'restored', ...(report && report.conflicts.length > 0 ? { conflicts: report.conflicts } : {}) };
+      log.info({ backupId: backup.id, stream: o.stream!.name, ...(report ? { conflicts: report.conflicts.length } : {}) }, 'stream restored');
+    } catch (err) {
+      const error = toBackupError(err, 'RESTORE_FAILED');
+      outcomes[i] = { ...outcomes[i]!, status: 'failed', error };
+      const done = outcomes.filter((x) => x.status === 'restored').map((x) => x.stream);
+      const left = outcomes.filter((x) => x.status === 'not attempted').map((x) => x.stream);
+      throw new BackupError(error.code, `restoring ${o.stream!.kind === 'globals' ? 'the globals' : `database "${targetOf(o)}"`} of backup ${backup.id} failed: ${error.message}. Restored before it: ${done.join(', ') || 'nothing'}; not attempted: ${left.join(', ') || 'nothing'}`, {
+        cause: error,
+        details: { ...error.details, backupId: backup.id, location: loc.name, streams: outcomes.map((x) => ({ stream: x.stream, kind: x.kind, status: x.status, ...(x.database ? { database: x.database } : {}) })) },
+      });
+    }
+  }
+  log.info({ backupId: backup.id, location: loc.name, streams: outcomes.length }, 'restore finished');
+  return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: outcomes };
 }
 
 /**

@@ -17,6 +17,7 @@ const asked: Operation[] = [
   { kind: 'list' },
   { kind: 'restore', selector: { kind: 'time', at: new Date('2026-11-21T10:00:00.000Z') }, force: true, targetDatabase: 'copy', allowIncompleteListing: true, identities: ['AGE-SECRET-KEY-1X'] },
   { kind: 'restore', selector: { kind: 'id', id: '20261121T100000Z-aaaa' }, force: false },
+  { kind: 'restore', selector: { kind: 'latest' }, force: false, databases: ['shop', 'crm'], skipGlobals: true, noOwner: true },
   { kind: 'verify', id: '20261121T100000Z-aaaa', identities: ['AGE-SECRET-KEY-1X'] },
   { kind: 'retention', dryRun: true },
   { kind: 'mirror', scope: 'all', to: 'b', from: 'a', dryRun: false, identities: ['AGE-SECRET-KEY-1X'] },

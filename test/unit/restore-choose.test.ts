@@ -95,7 +95,10 @@ describe('chooseBackup', () => {
 
 describe('describeTargetOutcome', () => {
   it.each([
-    [{ database: 'shop', state: 'unchanged' as const }, 'database "shop" is unchanged (nothing was committed: the restore runs in one transaction)'],
+    [{ database: 'shop', state: 'unchanged' as const, detail: 'nothing was committed: the restore runs in one transaction' }, 'database "shop" is unchanged (nothing was committed: the restore runs in one transaction)'],
+    [{ database: 'shop', state: 'unchanged' as const }, 'database "shop" is unchanged'],
+    [{ database: 'shop', state: 'emptied' as const }, 'database "shop" held no data before and what the failed restore wrote was removed: it is empty again'],
+    [{ database: 'shop', state: 'partial' as const, detail: 'tables up to the failure were replaced' }, 'database "shop" is NOT as it was: tables up to the failure were replaced; restore a backup into it again with --force'],
     [{ database: 'copy', state: 'dropped' as const }, 'database "copy" was created for this restore and dropped again'],
     [
       { database: 'copy', state: 'left' as const, dropError: 'server gone', dropCommand: "psql -h db -p 5432 -U backup -d postgres -c 'DROP DATABASE IF EXISTS \"copy\";'" },

@@ -2,24 +2,30 @@
  * PostgreSQL logical backups with pg_dump (custom format, uncompressed) and
  * pg_restore. Plans come from plan.ts; this file runs them.
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { PostgresqlConnection } from '../../../api/index.js';
 import { resolveOptionalSecret } from '../../config/secrets.js';
 import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreTargetOutcome, TargetState } from '../types.js';
-import { classifyFailure, isConnectionFailure, type FailureContext } from './classify.js';
+import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
+import { GlobalsFilter, replayErrors } from './globals.js';
+import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
 import { throwIfAborted, withOutcome } from '../outcome.js';
-import { checkConnectionArgs, dropCommandFor, isToolTooOld, pgDumpPlan, pgRestorePlan, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
-import { CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseScalar } from './sql.js';
+import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
+import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
 export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
+
+/** A server's globals as pg_dumpall --globals-only writes them (plain SQL under its own header). */
+export const GLOBALS_FORMAT = { format: 'pg_dumpall-globals', extension: 'sql', compressed: false, magic: ['--\n-- PostgreSQL database cluster dump\n--'], holds: 'globals' } as const;
 
 export interface PostgresqlEngineOptions {
   /**
@@ -48,6 +54,8 @@ export class PostgresqlEngine implements Engine {
   private password?: Promise<string | undefined>;
   private server?: PgVersion;
   private maintenanceDb?: string;
+  /** Whether the globals stream includes role passwords (decided by `streams`). */
+  private rolePasswords?: boolean;
 
   /**
    * @param conn the validated, frozen `engine.postgresql` block
@@ -122,6 +130,8 @@ export class PostgresqlEngine implements Engine {
    */
   async dump(opts: DumpOptions = {}): Promise<DumpHandle> {
     throwIfAborted(opts.signal);
+    if (opts.stream?.kind === 'globals') return this.dumpGlobals(opts);
+    if (opts.stream && opts.stream.name !== this.conn.database) return this.forDatabase(opts.stream.name).dump({ ...opts, stream: undefined });
     const password = await this.secret();
     const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
     const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
@@ -146,6 +156,84 @@ export class PostgresqlEngine implements Engine {
     const consistentAt = session ? Promise.resolve(session.consistentAt) : done.then(() => new Date());
     consistentAt.catch(() => undefined);
     return { ...DUMP_FORMAT, ...(p.stdout ? { stream: p.stdout } : {}), consistentAt, done };
+  }
+
+  /**
+   * With `databases` configured: the globals (unless `globals: false`), then every database of the server
+   * (`all`: those that accept connections, templates excepted) or the ones listed, each a stream.
+   * A listed database that does not exist fails the backup (DB_NOT_FOUND) before anything is dumped.
+   */
+  async streams(opts: CallOptions = {}): Promise<StreamSpec[] | undefined> {
+    const wanted = this.conn.databases;
+    if (wanted === undefined) return undefined;
+    const rows = parseRows(await this.query(LIST_DATABASES_SQL, { signal: opts.signal }));
+    const present = rows.map((r) => r[0]!);
+    const owners = new Map(rows.map((r) => [r[0]!, r[1]!]));
+    const missing = wanted === 'all' ? [] : wanted.filter((d) => !present.includes(d));
+    if (missing.length > 0) {
+      throw new BackupError('DB_NOT_FOUND', `engine.postgresql.databases: ${missing.map((d) => `"${d}"`).join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist on ${this.conn.host}:${this.conn.port} (it has ${present.join(', ')})`, {
+        details: { missing },
+      });
+    }
+    const databases = wanted === 'all' ? present : wanted;
+    this.rolePasswords = this.conn.globals === false ? false : parseScalar(await this.query(CAN_READ_PASSWORDS_SQL, { signal: opts.signal }), 'the privilege check') === 't';
+    return [...(this.conn.globals === false ? [] : [{ name: 'globals', kind: 'globals' as const }]), ...databases.map((name) => ({ name, kind: 'database' as const, ...(owners.get(name) ? { owner: owners.get(name)! } : {}) }))];
+  }
+
+  /** The same engine for another database of the server: tools, password and server version shared. */
+  private forDatabase(database: string): PostgresqlEngine {
+    const e = new PostgresqlEngine({ ...this.conn, database, databases: undefined }, this.log, this.env, this.options);
+    e.tools = this.tools;
+    e.password = this.password;
+    e.server = this.server;
+    return e;
+  }
+
+  /**
+   * pg_dumpall --globals-only. Role password hashes are included when this user may read them (a superuser);
+   * otherwise the roles are dumped without passwords, with a warning. consistentAt is when it ended.
+   */
+  private async dumpGlobals(opts: DumpOptions): Promise<DumpHandle> {
+    const password = await this.secret();
+    const rolePasswords = this.rolePasswords ?? false;
+    if (!rolePasswords) this.log.warn('this user may not read role passwords (pg_authid): the globals are dumped without them');
+    const plan = pgDumpallGlobalsPlan(this.conn, { password, tools: this.tools, base: this.env, rolePasswords });
+    const fail = this.failure('pg_dumpall', this.conn.database, 'DUMP_FAILED', password);
+    const p = run(plan.command, plan.args, { env: plan.env, signal: opts.signal, stdin: 'ignore', stdout: opts.output ?? 'pipe', classify: (code, stderr) => classifyFailure(stderr, code, fail) });
+    const done = p.exited.catch((err: unknown) => {
+      throw withInstallHint(err, plan.command);
+    });
+    done.catch(() => undefined);
+    const consistentAt = done.then(() => new Date());
+    consistentAt.catch(() => undefined);
+    return { ...GLOBALS_FORMAT, magic: [...GLOBALS_FORMAT.magic], ...(p.stdout ? { stream: p.stdout } : {}), consistentAt, done };
+  }
+
+  /**
+   * Replays globals into the server: roles that exist are left exactly as they are (reported as conflicts),
+   * the rest is created; psql runs in restricted mode, so a backslash command in the input is refused.
+   */
+  private async restoreGlobals(input: Readable, signal?: AbortSignal): Promise<RestoreReport> {
+    const psqlVersion = await readToolVersion(this.tools.psql, this.env, signal);
+    if (!psqlCanRestrict(psqlVersion)) {
+      throw new BackupError('TOOL_TOO_OLD', `restoring roles needs a psql with \\restrict (13.22, 14.19, 15.14, 16.10, 17.6 or later); ${this.tools.psql} is ${psqlVersion.version}. Restore the databases alone (--skip-globals), or use a newer runner image`);
+    }
+    const existing = new Set(parseRows(await this.maintenance((db) => this.query(LIST_ROLES_SQL, { database: db, signal }))).map((r) => r[0]!));
+    const password = await this.secret();
+    const plan = globalsRestorePlan(this.conn, { password, database: this.maintenanceDb ?? 'postgres', tools: this.tools, base: this.env });
+    const filter = new GlobalsFilter(existing, randomBytes(24).toString('hex'));
+    let stderr = '';
+    const fail = this.failure('psql', this.maintenanceDb ?? 'postgres', 'RESTORE_FAILED', password);
+    input.pipe(filter);
+    input.once('error', (err) => filter.destroy(err));
+    const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: 'pipe', stdout: 'ignore', onStderr: (c) => (stderr += c.toString('utf8')), classify: (code, err) => classifyFailure(err, code, fail) });
+    const feeding = pipeline(filter, p.stdin!).catch((err: unknown) => err);
+    await p.exited;
+    const fed = await feeding;
+    if (fed !== undefined && !(fed instanceof Error && /EPIPE/.test(fed.message))) throw toBackupError(fed, 'RESTORE_FAILED');
+    const conflicts = [...[...filter.skipped].map((r) => `role "${r}" exists: left as it is`), ...replayErrors(redact(stderr, password))];
+    this.log.info({ conflicts: conflicts.length }, 'globals restored');
+    return { conflicts };
   }
 
   /** Exports a snapshot, or returns undefined (after a warning) when the server or a pooler will not. */
@@ -211,9 +299,10 @@ export class PostgresqlEngine implements Engine {
    * stream is piped in, and if it fails pg_restore is killed before it can
    * commit.
    */
-  async restore(input: Readable, opts: RestoreOptions): Promise<void> {
+  async restore(input: Readable, opts: RestoreOptions): Promise<RestoreReport | void> {
     const { database, force, signal } = opts;
     throwIfAborted(signal);
+    if (opts.stream?.kind === 'globals') return this.restoreGlobals(input, signal);
     const target = await this.inspectTarget(database, { signal });
     if (target.hasData && !force) {
       throw new BackupError(
@@ -228,17 +317,27 @@ export class PostgresqlEngine implements Engine {
       this.log.info({ target: database }, 'created the target database');
     }
     try {
-      await this.runRestore(input, database, target.hasData, signal);
+      await this.runRestore(input, database, target.hasData, signal, opts.noOwner);
     } catch (err) {
-      const outcome: RestoreTargetOutcome = target.exists ? { database, state: 'unchanged' } : await this.dropCreated(database);
+      const outcome: RestoreTargetOutcome = target.exists ? { database, state: 'unchanged', detail: 'nothing was committed: the restore runs in one transaction' } : await this.dropCreated(database);
       throw withOutcome(toBackupError(err, 'RESTORE_FAILED'), outcome);
     }
     this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
+    const owner = opts.stream?.owner;
+    if (owner === undefined || opts.noOwner || target.exists) return;
+    try {
+      await this.maintenance((db) => this.query(SET_OWNER_SQL, { database: db, vars: { db: database, owner }, signal }));
+      return;
+    } catch (err) {
+      const why = toBackupError(err, 'DB_QUERY_FAILED').message;
+      this.log.warn({ target: database, owner, err }, 'the restored database could not be given its owner back');
+      return { conflicts: [`database "${database}" is owned by the restoring user, not "${owner}" (${why})`] };
+    }
   }
 
-  private async runRestore(input: Readable, database: string, clean: boolean, signal?: AbortSignal): Promise<void> {
+  private async runRestore(input: Readable, database: string, clean: boolean, signal?: AbortSignal, noOwner?: boolean): Promise<void> {
     const password = await this.secret();
-    const plan = pgRestorePlan(this.conn, { password, database, force: clean, tools: this.tools, base: this.env });
+    const plan = pgRestorePlan(this.conn, { password, database, force: clean, noOwner, tools: this.tools, base: this.env });
     this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_restore');
     await runPgRestore(plan, input, this.failure('pg_restore', database, 'RESTORE_FAILED', password), signal);
   }

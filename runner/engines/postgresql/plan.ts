@@ -22,6 +22,7 @@ export const FIELD_SEP = '\x1f';
 
 export interface PgTools {
   psql: string;
+  pgDumpall: string;
   pgDump: string;
   pgRestore: string;
 }
@@ -36,7 +37,7 @@ export interface CommandPlan {
 /** Tools from `binDir` when set, else resolved by PATH. */
 export function toolPaths(binDir?: string): PgTools {
   const at = (name: string): string => (binDir ? join(binDir, name) : name);
-  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore') };
+  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore'), pgDumpall: at('pg_dumpall') };
 }
 
 /** Non-PostgreSQL variables the tools may need from the runner's environment. */
@@ -121,6 +122,8 @@ export interface RestorePlanOptions {
   database: string;
   /** Replace the objects the archive contains (the target already holds data). */
   force: boolean;
+  /** Leave ownership and privileges out (a server without the dump's roles): --no-owner --no-privileges. */
+  noOwner?: boolean;
   tools?: PgTools;
   base?: NodeJS.ProcessEnv;
 }
@@ -140,12 +143,43 @@ export function pgRestorePlan(conn: PostgresqlConnection, opts: RestorePlanOptio
   checkExtraArgs('engine.postgresql.restoreArgs', extra, PG_RESTORE, ALLOWED_RESTORE_OPTIONS);
   const args = ['-w', '--exit-on-error', '--single-transaction'];
   if (opts.force) args.push('--clean', '--if-exists');
+  if (opts.noOwner) args.push(...['--no-owner', '--no-privileges'].filter((a) => !extra.includes(a)));
   args.push(...extra, '-d', dbnameArg(opts.database));
   return {
     command: (opts.tools ?? toolPaths(conn.binDir)).pgRestore,
     args,
     env: libpqEnv(conn, { password: opts.password, database: opts.database, base: opts.base }),
   };
+}
+
+/**
+ * pg_dumpall --globals-only: roles (with their password hashes when this user may read them, else
+ * --no-role-passwords), memberships, role settings and tablespaces, as plain SQL.
+ */
+export function pgDumpallGlobalsPlan(conn: PostgresqlConnection, opts: { password?: string; tools?: PgTools; base?: NodeJS.ProcessEnv; rolePasswords: boolean }): CommandPlan {
+  const args = ['--globals-only', '-w', '-l', dbnameArg(conn.database), ...(opts.rolePasswords ? [] : ['--no-role-passwords'])];
+  return { command: (opts.tools ?? toolPaths(conn.binDir)).pgDumpall, args, env: libpqEnv(conn, { password: opts.password, base: opts.base }) };
+}
+
+/**
+ * psql replaying globals read from stdin: every statement is tried (a role that exists is no reason to stop),
+ * errors are terse (never the statement, which may hold a password hash).
+ */
+export function globalsRestorePlan(conn: PostgresqlConnection, opts: PsqlPlanOptions): CommandPlan {
+  const plan = psqlPlan(conn, opts);
+  return { ...plan, args: ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=terse'] };
+}
+
+/**
+ * Whether this psql has `\restrict` (13.22, 14.19, 15.14, 16.10, 17.6 and later): in that mode it refuses every
+ * backslash command of its input, so replaying a planted globals dump cannot run a shell (`\!`) in the runner.
+ */
+export function psqlCanRestrict(v: PgVersion): boolean {
+  const [, minor = '0'] = v.version.split('.');
+  const min: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
+  if (v.major >= 18) return true;
+  const need = min[v.major];
+  return need !== undefined && Number.parseInt(minor, 10) >= need;
 }
 
 /** Quotes one shell word (POSIX sh). */

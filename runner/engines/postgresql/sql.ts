@@ -19,6 +19,18 @@ export const EXPORT_SNAPSHOT_SQL =
   `SELECT pg_export_snapshot(), to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');\n`;
 
 /** Variable: db. Prints 1 when the database exists, else 0. */
+/** The databases a whole-server backup can dump: those that accept connections, templates excepted. */
+export const LIST_DATABASES_SQL = `SELECT datname, pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname;\n`;
+
+/** Gives a restored database its owner back. */
+export const SET_OWNER_SQL = `ALTER DATABASE :"db" OWNER TO :"owner";\n`;
+
+/** Whether this user may read role passwords (pg_authid: superusers only). */
+export const CAN_READ_PASSWORDS_SQL = `SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT');\n`;
+
+/** The roles of the server. */
+export const LIST_ROLES_SQL = `SELECT rolname FROM pg_catalog.pg_roles ORDER BY rolname;\n`;
+
 export const DATABASE_EXISTS_SQL = `SELECT count(*) FROM pg_catalog.pg_database WHERE datname = :'db';\n`;
 
 /** Variable: db. Template0 so the archive never collides with objects a customised template1 holds. */
