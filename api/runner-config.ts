@@ -409,6 +409,8 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
   errors.push(...zoneErrors('retention.timeZone', cfg.retention.timeZone));
   errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
   for (const type of ENGINE_TYPES) errors.push(...secretErrors(`engine.${type}.password`, cfg.engine[type]?.password));
+  const pg = cfg.engine.postgresql;
+  if (pg?.globals !== undefined && pg.databases === undefined) errors.push({ path: 'engine.postgresql.globals', message: 'applies only with databases (a whole-server backup)' });
   errors.push(...secretErrors('signing.key', cfg.signing?.key));
   cfg.signing?.verify?.forEach((v, i) => errors.push(...secretErrors(`signing.verify[${i}]`, v)));
   if (cfg.signing && !cfg.signing.key && !cfg.signing.verify) errors.push({ path: 'signing', message: 'set key, verify or both' });

@@ -30,8 +30,10 @@ const errorText = (e?: BackupError): string => (e ? `${e.code}: ${e.message}` : 
 export function renderBackup(r: BackupResult): string {
   const lines = [`backup ${r.id}: ${r.status} in ${((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(1)}s`];
   if (r.manifest) {
-    const o = r.manifest.objects[0]!;
-    lines.push(`  ${o.name} ${humanBytes(o.size)} sha256 ${o.sha256.slice(0, 16)}…  consistent at ${r.manifest.consistentAt}`);
+    for (const o of r.manifest.objects) {
+      const what = o.stream ? `${o.stream.kind === 'globals' ? 'globals' : `database "${o.stream.name}"`}: ` : '';
+      lines.push(`  ${what}${o.name} ${humanBytes(o.size)} sha256 ${o.sha256.slice(0, 16)}…  consistent at ${o.stream?.consistentAt ?? r.manifest.consistentAt}`);
+    }
   }
   for (const l of r.locations) lines.push(`  ${l.location}: ${l.status}${l.error ? ` (${errorText(l.error)})` : ''}`);
   if (r.status === 'Failed' && r.error) lines.push(`  error: ${errorText(r.error)}`);

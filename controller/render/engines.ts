@@ -49,6 +49,8 @@ const postgresql: EngineRender<SpecPostgresql> = {
           sslKey: mount(b.sslKeySecretRef),
           dumpArgs: b.dumpArgs,
           restoreArgs: b.restoreArgs,
+          databases: b.allDatabases ? ('all' as const) : b.databases,
+          globals: b.allDatabases || b.databases ? b.globals : undefined,
         }),
       },
     },

@@ -95,6 +95,13 @@ const CASES: Record<string, () => RenderInput> = {
     };
     return input(b);
   },
+  // A whole PostgreSQL server: every database and the globals, connected through the postgres database.
+  'pg-server': () => {
+    const b = minimal();
+    (b.spec.engine.postgresql as Record<string, unknown>).database = 'postgres';
+    (b.spec.engine.postgresql as Record<string, unknown>).allDatabases = true;
+    return input(b);
+  },
   // A dotted name cannot name the storage path: the problem is the result.
   'dotted-name': () => {
     const b = minimal();
@@ -115,7 +122,7 @@ describe('renderRunner: golden files (UPDATE_GOLDEN=1 rewrites test/unit/golden/
 });
 
 describe('renderRunner: contract with the runner', () => {
-  it.each(['full', 'minimal', 'mysql'])('%s: config.yaml is a valid runner config', (name) => {
+  it.each(['full', 'minimal', 'mysql', 'pg-server'])('%s: config.yaml is a valid runner config', (name) => {
     const r = renderRunner(CASES[name]!());
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -342,6 +349,17 @@ describe('renderRunner: problems name what is wrong', () => {
     delete (b.spec as { runner?: unknown }).runner;
     (b.spec as { engine: unknown }).engine = { type: 'custom', custom: { image: 'registry.example/backup-runner-postgresql:16-1.0.0' } };
     expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "custom" is not supported by this runner version (supported: postgresql, mysql)' }]);
+  });
+
+  it('a whole-server block: allDatabases or databases, globals only with one of them', () => {
+    const b = minimal();
+    Object.assign(b.spec.engine.postgresql, { allDatabases: true, databases: ['a'], globals: false });
+    const r = validateDatabaseBackup(b);
+    expect(r.ok ? [] : r.errors.map((e) => e.path)).toEqual(['spec.engine.postgresql']);
+    const c = minimal();
+    Object.assign(c.spec.engine.postgresql, { globals: true });
+    const rc = validateDatabaseBackup(c);
+    expect(rc.ok ? [] : rc.errors.map((e) => `${e.path}: ${e.message}`)).toEqual(['spec.engine.postgresql.globals: applies only with allDatabases or databases (a whole-server backup)']);
   });
 
   it('a MariaDB server version without its own image takes the next newer one, and none newer is a problem', () => {
