@@ -30,3 +30,13 @@ export function withOutcome(err: BackupError, target: RestoreTargetOutcome): Bac
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new BackupError('ABORTED', 'operation aborted', { cause: signal.reason });
 }
+
+/** The refusal to restore into a database that holds data without --force (TARGET_NOT_EMPTY); `server` is host:port. */
+export function targetNotEmpty(database: string, server: string): BackupError {
+  return new BackupError(
+    'TARGET_NOT_EMPTY',
+    `database "${database}" on ${server} already holds data; restoring into it would mix the backup with that data. ` +
+      'Use --force to replace the objects the backup contains (other objects are kept), or restore into another database.',
+    { details: { database } },
+  );
+}

@@ -9,10 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { main } from '../../runner/cli/main.js';
-import { silentLogger } from '../../runner/logger.js';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
 import { mariaFingerprint } from '../../testenv/mariadb-seed.js';
+import { runCli, type CliResult } from '../cli.js';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'format-2-mysql');
 const ID = '20261204T034310Z-3fe2';
@@ -22,11 +21,9 @@ let dir: string | undefined;
 let cfgPath = '';
 let setupError: unknown;
 
-async function cli(args: string[]): Promise<{ code: number; out: string; json: Record<string, unknown> }> {
+function cli(args: string[]): Promise<CliResult> {
   if (setupError) throw setupError as Error;
-  let out = '';
-  const code = await main([...args, '-c', cfgPath, '-o', 'json'], process.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
-  return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
+  return runCli(cfgPath, args);
 }
 
 beforeAll(async () => {

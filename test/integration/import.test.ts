@@ -13,12 +13,11 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { main } from '../../runner/cli/main.js';
-import { silentLogger } from '../../runner/logger.js';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
 import { mariaFingerprint, seedMariaRich } from '../../testenv/mariadb-seed.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
+import { runCli } from '../cli.js';
 
 interface Env {
   maria: MariaDbInstance;
@@ -40,11 +39,7 @@ function ready(): Env {
   return env!;
 }
 
-async function cli(cfg: string, args: string[]): Promise<{ code: number; out: string; json: Record<string, unknown> }> {
-  let out = '';
-  const code = await main([...args, '-c', cfg, '-o', 'json'], process.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
-  return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
-}
+const cli = runCli;
 
 beforeAll(async () => {
   try {

@@ -10,11 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { main } from '../../runner/cli/main.js';
-import { silentLogger } from '../../runner/logger.js';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
 import { mariaFingerprint, seedMariaRich } from '../../testenv/mariadb-seed.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
+import { runCli, type CliResult } from '../cli.js';
 
 interface Env {
   db: MariaDbInstance;
@@ -32,10 +31,8 @@ function ready(): Env {
   return env!;
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string; json: Record<string, unknown> }> {
-  let out = '';
-  const code = await main([...args, '-c', ready().cfgPath, '-o', 'json'], process.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
-  return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(ready().cfgPath, args);
 }
 
 beforeAll(async () => {

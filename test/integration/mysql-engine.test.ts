@@ -3,23 +3,21 @@
  * one without and one with a binary log. Without MariaDB installed every test
  * fails with the install hint.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { MysqlConnection } from '../../api/index.js';
 import { mysqlArgErrors } from '../../api/mysql-args.js';
 import { MysqlEngine } from '../../runner/engines/mysql/index.js';
 import { formatMismatch } from '../../runner/engines/registry.js';
-import type { DumpHandle } from '../../runner/engines/types.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
 import { mariaFingerprint, seedMariaRich } from '../../testenv/mariadb-seed.js';
+import { dumpTo, rejection, unusedPort } from '../engine-helpers.js';
 
 let plain: MariaDbInstance;
 let logged: MariaDbInstance;
@@ -33,29 +31,6 @@ function connection(m: MariaDbInstance, database = 'shop', overrides: Partial<My
 
 function engine(m: MariaDbInstance = plain, database = 'shop', overrides: Partial<MysqlConnection> = {}, env: NodeJS.ProcessEnv = process.env): MysqlEngine {
   return new MysqlEngine(Object.freeze(connection(m, database, overrides)), silentLogger(), env);
-}
-
-async function dumpTo(handle: DumpHandle, path: string): Promise<void> {
-  await Promise.all([pipeline(handle.stream!, createWriteStream(path)), handle.done]);
-}
-
-async function rejection(p: Promise<unknown>): Promise<BackupError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(BackupError);
-    return err as BackupError;
-  }
-  throw new Error('expected a rejection');
-}
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** The first `bytes` of the dump, as a stream: a dump cut off in the middle of the data. */

@@ -2,22 +2,20 @@
  * The PostgreSQL engine against a real server (testenv/postgres.ts). Without
  * PostgreSQL installed every test fails with the install hint.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { PostgresqlConnection } from '../../api/index.js';
 import { PostgresqlEngine, type PostgresqlEngineOptions } from '../../runner/engines/postgresql/index.js';
-import type { DumpHandle } from '../../runner/engines/types.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { run } from '../../runner/util/process.js';
 import { findServerBinDir, startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
+import { dumpTo, rejection, unusedPort } from '../engine-helpers.js';
 
 let pg: PgInstance;
 let work: string;
@@ -26,29 +24,6 @@ let sourceSums: Record<string, string>;
 
 function engine(db = 'source', overrides: Partial<PostgresqlConnection> = {}, env: NodeJS.ProcessEnv = process.env, opts: PostgresqlEngineOptions = {}): PostgresqlEngine {
   return new PostgresqlEngine(Object.freeze(pg.connection(db, overrides)), silentLogger(), env, opts);
-}
-
-async function dumpTo(handle: DumpHandle, path: string): Promise<void> {
-  await Promise.all([pipeline(handle.stream!, createWriteStream(path)), handle.done]);
-}
-
-async function rejection(p: Promise<unknown>): Promise<BackupError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(BackupError);
-    return err as BackupError;
-  }
-  throw new Error('expected a rejection');
-}
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 let setupError: Error | undefined;

@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { main } from '../../runner/cli/main.js';
 import { PostgresqlEngine } from '../../runner/engines/postgresql/index.js';
 import { silentLogger } from '../../runner/logger.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { seedRich, tableChecksums } from '../../testenv/seed.js';
+import { runCli } from '../cli.js';
 
 interface Env {
   source: PgInstance;
@@ -38,11 +38,7 @@ function ready(): Env {
   return env!;
 }
 
-async function cli(cfg: string, args: string[]): Promise<{ code: number; out: string; json: Record<string, unknown> }> {
-  let out = '';
-  const code = await main([...args, '-c', cfg, '-o', 'json'], process.env, { stdout: (t) => (out += `${t}\n`), logger: silentLogger() });
-  return { code, out, json: out ? (JSON.parse(out) as Record<string, unknown>) : {} };
-}
+const cli = runCli;
 
 /** Logs in as `user` with `password` over TCP and returns current_user, or the error. */
 function loginAs(pg: PgInstance, user: string, password: string): string {

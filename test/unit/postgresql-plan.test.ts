@@ -13,6 +13,9 @@ import {
   psqlPlan,
   serverVersionFromNum,
   toolPaths,
+  pgDumpallGlobalsPlan,
+  globalsRestorePlan,
+  psqlCanRestrict,
 } from '../../runner/engines/postgresql/plan.js';
 import { parseSnapshotLine } from '../../runner/engines/postgresql/sql.js';
 
@@ -59,8 +62,11 @@ describe('libpqEnv', () => {
 
 describe('toolPaths', () => {
   it.each([
-    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore' }],
-    ['/usr/lib/postgresql/16/bin', { psql: '/usr/lib/postgresql/16/bin/psql', pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore' }],
+    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore', pgDumpall: 'pg_dumpall' }],
+    [
+      '/usr/lib/postgresql/16/bin',
+      { psql: '/usr/lib/postgresql/16/bin/psql', pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore', pgDumpall: '/usr/lib/postgresql/16/bin/pg_dumpall' },
+    ],
   ])('binDir %s', (binDir, expected) => {
     expect(toolPaths(binDir)).toEqual(expected);
   });
@@ -221,5 +227,35 @@ describe('dropCommandFor', () => {
     const cmd = dropCommandFor({ ...conn, binDir: '/opt/pg/bin', password: { value: PASSWORD } } as PostgresqlConnection, 'x');
     expect(cmd.startsWith('/opt/pg/bin/psql ')).toBe(true);
     expect(cmd).not.toContain(PASSWORD);
+  });
+});
+
+describe('whole servers', () => {
+  it('pg_dumpall --globals-only connects to the configured database; without the right to read pg_authid, no role passwords', () => {
+    expect(pgDumpallGlobalsPlan(conn, { rolePasswords: true }).args).toEqual(['--globals-only', '-w', '-l', 'shop']);
+    expect(pgDumpallGlobalsPlan(conn, { rolePasswords: false }).args).toEqual(['--globals-only', '-w', '-l', 'shop', '--no-role-passwords']);
+  });
+
+  it('globals replay tries every statement and never echoes one (terse errors)', () => {
+    expect(globalsRestorePlan(conn, { password: PASSWORD }).args).toEqual(['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=terse']);
+  });
+
+  it('--no-owner also leaves the privileges out (grants to roles the server lacks)', () => {
+    expect(pgRestorePlan(conn, { database: 'shop', force: false, noOwner: true }).args).toEqual(['-w', '--exit-on-error', '--single-transaction', '--no-owner', '--no-privileges', '-d', 'shop']);
+  });
+
+  it.each([
+    ['12.22', false],
+    ['13.21', false],
+    ['13.22', true],
+    ['14.19', true],
+    ['15.13', false],
+    ['15.14', true],
+    ['16.10', true],
+    ['17.5', false],
+    ['17.6', true],
+    ['18.0', true],
+  ])('psql %s can restrict its input: %s', (version, can) => {
+    expect(psqlCanRestrict(parseToolVersion(`psql (PostgreSQL) ${version}`))).toBe(can);
   });
 });

@@ -9,18 +9,9 @@
  * removed from any text that reaches the error.
  */
 import { BackupError, type ErrorCode } from '../../errors.js';
-import { redact } from '../postgresql/classify.js';
+import { redact, type FailureContext } from '../failure.js';
 
-export interface FailureContext {
-  tool: string;
-  host: string;
-  port: number;
-  user: string;
-  database: string;
-  password?: string;
-  /** Code for failures that are not about connecting, e.g. DUMP_FAILED. */
-  fallback: ErrorCode;
-}
+export type { FailureContext };
 
 /** The tool's words without its own prefixes, on one line. */
 function essence(stderr: string): string {

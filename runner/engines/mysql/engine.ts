@@ -15,7 +15,7 @@ import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { capture, minimalEnv, run } from '../../util/process.js';
 import { feedProcess } from '../feed.js';
-import { throwIfAborted, withOutcome } from '../outcome.js';
+import { targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
 import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreTargetOutcome, TargetState } from '../types.js';
 import { classifyFailure, type FailureContext } from './classify.js';
 import {
@@ -251,14 +251,7 @@ export class MysqlEngine implements Engine {
     const { database, force, signal } = opts;
     throwIfAborted(signal);
     const target = await this.inspectTarget(database, { signal });
-    if (target.hasData && !force) {
-      throw new BackupError(
-        'TARGET_NOT_EMPTY',
-        `database "${database}" on ${this.conn.host}:${this.conn.port} already holds data; restoring into it would mix the backup with that data. ` +
-          'Use --force to replace the objects the backup contains (other objects are kept), or restore into another database.',
-        { details: { database } },
-      );
-    }
+    if (target.hasData && !force) throw targetNotEmpty(database, `${this.conn.host}:${this.conn.port}`);
     const defaults = target.exists && !target.hasData ? parseDefaults(await this.query(databaseDefaultsSql(database), { signal })) : undefined;
     if (!target.exists) {
       await this.query(createDatabaseSql(database), { signal, fallback: 'RESTORE_FAILED' });

@@ -10,24 +10,9 @@
  *   fallback code and the tool's own words.
  */
 import { BackupError, type ErrorCode } from '../../errors.js';
+import { redact, type FailureContext } from '../failure.js';
 
-export interface FailureContext {
-  /** Tool that failed, e.g. "pg_dump". */
-  tool: string;
-  host: string;
-  port: number;
-  user: string;
-  /** Database the tool connected to. */
-  database: string;
-  /** Removed from any text that reaches the error. */
-  password?: string;
-  /** Code for failures that are not about connecting, e.g. DUMP_FAILED. */
-  fallback: ErrorCode;
-}
-
-export function redact(text: string, secret: string | undefined): string {
-  return secret ? text.split(secret).join('[redacted]') : text;
-}
+export { redact, type FailureContext };
 
 /** Drops the `pg_dump: error: ` style prefixes and blank lines; keeps the tool's words. */
 function essence(stderr: string): string {

@@ -16,7 +16,7 @@ import { GlobalsFilter, replayErrors } from './globals.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
-import { throwIfAborted, withOutcome } from '../outcome.js';
+import { targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
 import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
@@ -304,14 +304,7 @@ export class PostgresqlEngine implements Engine {
     throwIfAborted(signal);
     if (opts.stream?.kind === 'globals') return this.restoreGlobals(input, signal);
     const target = await this.inspectTarget(database, { signal });
-    if (target.hasData && !force) {
-      throw new BackupError(
-        'TARGET_NOT_EMPTY',
-        `database "${database}" on ${this.conn.host}:${this.conn.port} already holds data; restoring into it would mix the backup with that data. ` +
-          'Use --force to replace the objects the backup contains (other objects are kept), or restore into another database.',
-        { details: { database } },
-      );
-    }
+    if (target.hasData && !force) throw targetNotEmpty(database, `${this.conn.host}:${this.conn.port}`);
     if (!target.exists) {
       await this.maintenance((db) => this.query(CREATE_DATABASE_SQL, { database: db, vars: { db: database }, signal, fallback: 'RESTORE_FAILED' }));
       this.log.info({ target: database }, 'created the target database');
