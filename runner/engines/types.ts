@@ -99,6 +99,8 @@ export interface RestoreOptions extends CallOptions {
   stream?: StreamSpec;
   /** PostgreSQL: restore without the dump's ownership (into a server that lacks its roles). */
   noOwner?: boolean;
+  /** The input's dump format (the manifest's, or what import recognised); default: the engine's own. */
+  format?: string;
   /** Database to restore into; defaults to the configured one. */
   database: string;
   /** Allow replacing objects in a database that holds data. */

@@ -171,7 +171,7 @@ export async function runImport(rt: Runtime, req: ImportRequest): Promise<Import
 
 /** Streams the recognised input into the engine; a failing input stops the engine before it can commit. */
 async function restoreDirect(rt: Runtime, handle: DumpHandle, database: string, req: ImportRequest, signal: AbortSignal): Promise<void> {
-  const restored = rt.engine.restore(handle.stream!, { database, force: req.force, signal, ...(handle.holds === 'globals' ? { stream: { name: 'globals', kind: 'globals' as const } } : {}) });
+  const restored = rt.engine.restore(handle.stream!, { database, force: req.force, signal, format: handle.format, ...(handle.holds === 'globals' ? { stream: { name: 'globals', kind: 'globals' as const } } : {}) });
   const results = await Promise.allSettled([handle.done, restored]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {

@@ -204,6 +204,7 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
       signal: abort.signal,
       ...(object.stream ? { stream: { name: object.stream.name, kind: object.stream.kind, ...(object.stream.owner ? { owner: object.stream.owner } : {}) } } : {}),
       ...(req.noOwner ? { noOwner: true } : {}),
+      format: object.stream?.format ?? copy.manifest.engine.format,
     });
     const stages = [download.done, plain.done, restored].map((p) =>
       p.catch((err: unknown) => {

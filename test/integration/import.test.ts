@@ -32,6 +32,9 @@ interface Env {
 }
 
 let env: Env | undefined;
+
+/** libpq settings of a test server, for its own tools. */
+const pgEnv = (pg: PgInstance): NodeJS.ProcessEnv => ({ ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'postgres' });
 let setupError: unknown;
 
 function ready(): Env {
@@ -52,7 +55,7 @@ beforeAll(async () => {
     const mariaDump = join(dir, 'shop.sql.gz');
     await writeFile(mariaDump, gzipSync(execFileSync('mariadb-dump', [`--defaults-file=${cnf}`, '--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', 'shop'], { maxBuffer: 1 << 30 })));
     const pgArchive = join(dir, 'shop.dump');
-    execFileSync(join(pg.binDir, 'pg_dump'), ['-Fc', '-f', pgArchive], { env: { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'shop' } });
+    execFileSync(join(pg.binDir, 'pg_dump'), ['-Fc', '-f', pgArchive, 'shop'], { env: pgEnv(pg) });
     // The PostgreSQL archive, zstd-compressed, placed in the DatabaseBackup's own directory of the filesystem location.
     const imports = join(dir, 'fs', 'shop', 'orders', 'imports');
     await mkdir(imports, { recursive: true });
@@ -83,6 +86,28 @@ describe('import', () => {
     expect(await mariaFingerprint(maria, 'imported')).toEqual(mariaSeeded);
   });
 
+  it('a gzip plain-format PostgreSQL dump restores into a new database, identical, in one transaction', async () => {
+    const { pg, pgCfg, pgSeeded, dir } = ready();
+    const plain = join(dir, 'shop-plain.sql.gz');
+    await writeFile(plain, gzipSync(execFileSync(join(pg.binDir, 'pg_dump'), ['-Fp', 'shop'], { env: pgEnv(pg), maxBuffer: 1 << 30 })));
+    const r = await cli(pgCfg, ['import', plain, '--target-database', 'from_plain']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ compression: 'gzip', format: 'pg_dump-plain' });
+    expect(await tableChecksums(pg, 'from_plain')).toEqual(pgSeeded);
+  });
+
+  it('a planted plain dump cannot run psql commands in the runner: refused, rolled back, the new database dropped', async () => {
+    const { pg, pgCfg, dir } = ready();
+    const marker = join(dir, 'pwned');
+    const planted = join(dir, 'planted.sql');
+    await writeFile(planted, ['--', '-- PostgreSQL database dump', '--', 'CREATE TABLE t (id int);', `\\! touch ${marker}`, `SELECT 1; \\! touch ${marker}`, ''].join('\n'));
+    const r = await cli(pgCfg, ['import', planted, '--target-database', 'planted']);
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ error: { code: 'RESTORE_FAILED', target: { database: 'planted', state: 'dropped' } } });
+    await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
+    expect(await pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'planted'")).toBe('0');
+  });
+
   it('refuses a database that holds data without --force, changing nothing', async () => {
     const { mariaCfg, mariaDump, maria, mariaSeeded } = ready();
     const r = await cli(mariaCfg, ['import', mariaDump]);
@@ -109,7 +134,7 @@ describe('import', () => {
     ['a PostgreSQL archive into the MariaDB runner', () => ready().pgArchive, 'mariaCfg', /it is a pg_dump-custom dump, which the postgresql engine restores; this runner's engine \(mysql\) restores mysql-sql/],
     ['a MariaDB dump into the PostgreSQL runner', () => ready().mariaDump, 'pgCfg', /it is a mysql-sql dump, which the mysql engine restores/],
     ['random bytes', () => join(ready().dir, 'random.bin'), 'mariaCfg', /not a dump this runner knows/],
-    ['a plain SQL file', () => join(ready().dir, 'plain.sql'), 'pgCfg', /not a dump this runner knows \(it starts with "CREATE TABLE x \(/],
+    ['SQL without a dump header', () => join(ready().dir, 'plain.sql'), 'pgCfg', /not a dump this runner knows \(it starts with "CREATE TABLE x \(/],
   ] as const)('refuses %s before touching the database', async (_what, file, cfg, why) => {
     const e = ready();
     await writeFile(join(e.dir, 'random.bin'), gzipSync(randomBytes(4096)));

@@ -22,11 +22,13 @@ describe('detectFormat', () => {
     ['/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19', 'mysql', 'mysql-sql'],
     ['-- MariaDB dump 10.19  Distrib 10.6.18-MariaDB', 'mysql', 'mysql-sql'],
     ['-- MySQL dump 10.13  Distrib 8.0.36', 'mysql', 'mysql-sql'],
+    ['--\n-- PostgreSQL database dump\n--\n\n\\restrict abc', 'postgresql', 'pg_dump-plain'],
+    ['--\n-- PostgreSQL database cluster dump\n--\n', 'postgresql', 'pg_dumpall-globals'],
   ])('%j is %s %s', (head, engine, format) => {
     expect(detectFormat(Buffer.from(head))).toMatchObject({ engine, format: { format } });
   });
 
-  it.each(['--\n-- PostgreSQL database dump\n--', 'CREATE TABLE t (id int);', '', 'PGDM'])('%j is nothing this runner restores', (head) => {
+  it.each(['-- PostgreSQL database dump', 'CREATE TABLE t (id int);', '', 'PGDM'])('%j is nothing this runner restores', (head) => {
     expect(detectFormat(Buffer.from(head))).toBeUndefined();
   });
 

@@ -12,17 +12,21 @@ import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
 import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
-import { GlobalsFilter, replayErrors } from './globals.js';
+import { GlobalsFilter, RestrictedSql, replayErrors } from './globals.js';
+import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
 import { targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
-import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
+import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, plainRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
 export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
+
+/** A plain-format dump (pg_dump -Fp): written by other tools and imported, never by this runner's backups. */
+export const PLAIN_FORMAT = { format: 'pg_dump-plain', extension: 'sql', compressed: false, magic: ['--\n-- PostgreSQL database dump\n--'] } as const;
 
 /** A server's globals as pg_dumpall --globals-only writes them (plain SQL under its own header). */
 export const GLOBALS_FORMAT = { format: 'pg_dumpall-globals', extension: 'sql', compressed: false, magic: ['--\n-- PostgreSQL database cluster dump\n--'], holds: 'globals' } as const;
@@ -214,10 +218,7 @@ export class PostgresqlEngine implements Engine {
    * the rest is created; psql runs in restricted mode, so a backslash command in the input is refused.
    */
   private async restoreGlobals(input: Readable, signal?: AbortSignal): Promise<RestoreReport> {
-    const psqlVersion = await readToolVersion(this.tools.psql, this.env, signal);
-    if (!psqlCanRestrict(psqlVersion)) {
-      throw new BackupError('TOOL_TOO_OLD', `restoring roles needs a psql with \\restrict (13.22, 14.19, 15.14, 16.10, 17.6 or later); ${this.tools.psql} is ${psqlVersion.version}. Restore the databases alone (--skip-globals), or use a newer runner image`);
-    }
+    await this.requireRestrict(signal);
     const existing = new Set(parseRows(await this.maintenance((db) => this.query(LIST_ROLES_SQL, { database: db, signal }))).map((r) => r[0]!));
     const password = await this.secret();
     const plan = globalsRestorePlan(this.conn, { password, database: this.maintenanceDb ?? 'postgres', tools: this.tools, base: this.env });
@@ -310,7 +311,8 @@ export class PostgresqlEngine implements Engine {
       this.log.info({ target: database }, 'created the target database');
     }
     try {
-      await this.runRestore(input, database, target.hasData, signal, opts.noOwner);
+      if (opts.format === PLAIN_FORMAT.format) await this.runPlainRestore(input, database, signal);
+      else await this.runRestore(input, database, target.hasData, signal, opts.noOwner);
     } catch (err) {
       const outcome: RestoreTargetOutcome = target.exists ? { database, state: 'unchanged', detail: 'nothing was committed: the restore runs in one transaction' } : await this.dropCreated(database);
       throw withOutcome(toBackupError(err, 'RESTORE_FAILED'), outcome);
@@ -325,6 +327,24 @@ export class PostgresqlEngine implements Engine {
       const why = toBackupError(err, 'DB_QUERY_FAILED').message;
       this.log.warn({ target: database, owner, err }, 'the restored database could not be given its owner back');
       return { conflicts: [`database "${database}" is owned by the restoring user, not "${owner}" (${why})`] };
+    }
+  }
+
+  /** A plain-format dump through psql in restricted mode (no backslash command of the input runs), in one transaction. */
+  private async runPlainRestore(input: Readable, database: string, signal?: AbortSignal): Promise<void> {
+    await this.requireRestrict(signal);
+    const password = await this.secret();
+    const plan = plainRestorePlan(this.conn, { password, database, tools: this.tools, base: this.env });
+    const sql = new RestrictedSql(randomBytes(24).toString('hex'));
+    input.once('error', (err) => sql.destroy(err));
+    await feedProcess(plan, input.pipe(sql), { classify: (code, stderr) => classifyFailure(stderr, code, this.failure('psql', database, 'RESTORE_FAILED', password)), signal });
+  }
+
+  /** Refuses to replay SQL with a psql that cannot refuse the input's backslash commands. */
+  private async requireRestrict(signal?: AbortSignal): Promise<void> {
+    const v = await readToolVersion(this.tools.psql, this.env, signal);
+    if (!psqlCanRestrict(v)) {
+      throw new BackupError('TOOL_TOO_OLD', `replaying SQL needs a psql with \\restrict (13.22, 14.19, 15.14, 16.10, 17.6 or later); ${this.tools.psql} is ${v.version}: use a newer runner image (a whole-server restore can leave the roles out with --skip-globals)`);
     }
   }
 

@@ -11,6 +11,7 @@
  *   puts psql in restricted mode itself, with a key the input cannot know.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 const IDENT = String.raw`("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
 const ROLE_LINE = new RegExp(String.raw`^(?:CREATE ROLE|ALTER ROLE|COMMENT ON ROLE) ${IDENT}(?:[ ;]|$)`);
@@ -35,28 +36,49 @@ export function keepLine(line: string, existing: ReadonlySet<string>, skipped: S
   return true;
 }
 
-/** A line filter over a globals dump (keepLine), preceded by the restrict line that makes psql refuse every backslash command. */
-export class GlobalsFilter extends Transform {
+/**
+ * SQL for psql, line by line: preceded by the restrict line that makes psql refuse every backslash command
+ * (a key the input cannot know), the input's own `\\restrict` / `\\unrestrict` lines dropped, and any other
+ * line dropped when `keep` says so.
+ */
+export class RestrictedSql extends Transform {
   private rest = '';
-  readonly skipped = new Set<string>();
+  /** A character split across chunks is decoded whole. */
+  private readonly decoder = new StringDecoder('utf8');
 
   constructor(
-    private readonly existing: ReadonlySet<string>,
     restrictKey: string,
+    private readonly keep: (line: string) => boolean = () => true,
   ) {
     super();
     this.push(`\\restrict ${restrictKey}\n`);
   }
 
+  private kept(line: string): boolean {
+    return !DUMP_RESTRICT.test(line) && this.keep(line);
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const lines = (this.rest + chunk.toString('utf8')).split('\n');
+    const lines = (this.rest + this.decoder.write(chunk)).split('\n');
     this.rest = lines.pop()!;
-    const kept = lines.filter((l) => keepLine(l, this.existing, this.skipped));
+    const kept = lines.filter((l) => this.kept(l));
     cb(null, kept.length > 0 ? `${kept.join('\n')}\n` : undefined);
   }
 
   override _flush(cb: TransformCallback): void {
-    cb(null, this.rest !== '' && keepLine(this.rest, this.existing, this.skipped) ? `${this.rest}\n` : undefined);
+    this.rest += this.decoder.end();
+    cb(null, this.rest !== '' && this.kept(this.rest) ? `${this.rest}\n` : undefined);
+  }
+}
+
+/** A globals dump for psql in restricted mode, without the lines of roles the target has (keepLine). */
+export class GlobalsFilter extends RestrictedSql {
+  readonly skipped: Set<string>;
+
+  constructor(existing: ReadonlySet<string>, restrictKey: string) {
+    const skipped = new Set<string>();
+    super(restrictKey, (l) => keepLine(l, existing, skipped));
+    this.skipped = skipped;
   }
 }
 

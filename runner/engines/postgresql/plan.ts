@@ -171,6 +171,15 @@ export function globalsRestorePlan(conn: PostgresqlConnection, opts: PsqlPlanOpt
 }
 
 /**
+ * psql replaying a plain-format dump (pg_dump -Fp) read from stdin into `database`, in one transaction that the
+ * first error ends and rolls back.
+ */
+export function plainRestorePlan(conn: PostgresqlConnection, opts: PsqlPlanOptions & { database: string }): CommandPlan {
+  const plan = psqlPlan(conn, opts);
+  return { ...plan, args: ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=terse', '--single-transaction', '-f', '-'] };
+}
+
+/**
  * Whether this psql has `\restrict` (13.22, 14.19, 15.14, 16.10, 17.6 and later): in that mode it refuses every
  * backslash command of its input, so replaying a planted globals dump cannot run a shell (`\!`) in the runner.
  */
