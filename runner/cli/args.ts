@@ -215,12 +215,48 @@ function locationCommand(name: 'mirror' | 'rekey', rest: string[], v: { 'dry-run
   return { name, ...shared, ...(rest[0] ? { id: rest[0] } : {}), ...(v.location ? { location: v.location } : {}) };
 }
 
-function buildCommand(
-  name: string,
-  rest: string[],
-  v: Parameters<typeof selector>[0] & { database?: string[]; 'skip-globals'?: boolean; 'no-owner'?: boolean; force?: boolean; keep?: boolean; 'dry-run'?: boolean; 'target-database'?: string; 'allow-incomplete-listing'?: boolean; identity?: string[]; to?: string; from?: string; location?: string },
-  common: Common,
-): Command {
+type CommandValues = Parameters<typeof selector>[0] & {
+  database?: string[];
+  'skip-globals'?: boolean;
+  'no-owner'?: boolean;
+  force?: boolean;
+  keep?: boolean;
+  'dry-run'?: boolean;
+  'target-database'?: string;
+  'allow-incomplete-listing'?: boolean;
+  identity?: string[];
+  to?: string;
+  from?: string;
+  location?: string;
+};
+
+function restoreCommand(v: CommandValues, common: Common): Command {
+  return {
+    name: 'restore',
+    ...common,
+    selector: selector(v),
+    force: v.force ?? false,
+    allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
+    ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
+    identityFiles: identityFiles(v.identity),
+    ...(v.database ? { databases: databaseNames(v.database) } : {}),
+    skipGlobals: v['skip-globals'] ?? false,
+    noOwner: v['no-owner'] ?? false,
+  };
+}
+
+function importCommand(rest: string[], v: CommandValues, common: Common): Command {
+  return {
+    name: 'import',
+    ...common,
+    source: importSource(rest[0], v.from),
+    force: v.force ?? false,
+    keep: v.keep ?? false,
+    ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
+  };
+}
+
+function buildCommand(name: string, rest: string[], v: CommandValues, common: Common): Command {
   switch (name) {
     case 'backup':
     case 'list':
@@ -235,27 +271,9 @@ function buildCommand(
     case 'rekey':
       return locationCommand(name, rest, v, common);
     case 'restore':
-      return {
-        name,
-        ...common,
-        selector: selector(v),
-        force: v.force ?? false,
-        allowIncompleteListing: v['allow-incomplete-listing'] ?? false,
-        ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
-        identityFiles: identityFiles(v.identity),
-        ...(v.database ? { databases: databaseNames(v.database) } : {}),
-        skipGlobals: v['skip-globals'] ?? false,
-        noOwner: v['no-owner'] ?? false,
-      };
+      return restoreCommand(v, common);
     case 'import':
-      return {
-        name,
-        ...common,
-        source: importSource(rest[0], v.from),
-        force: v.force ?? false,
-        keep: v.keep ?? false,
-        ...(v['target-database'] ? { targetDatabase: v['target-database'] } : {}),
-      };
+      return importCommand(rest, v, common);
     default:
       throw usage(`unknown command "${name}"`);
   }

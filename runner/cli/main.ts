@@ -30,6 +30,11 @@ async function readIdentityArgs(files: readonly string[], stdin: () => Promise<s
   return out;
 }
 
+/** `o` without its undefined fields. */
+function given<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** The operation a command asks for; `identities` are the keys read from its --identity files. */
 export function operationOf(cmd: RuntimeCommand, identities: readonly string[] = []): Operation {
   const keys = identities.length > 0 ? { identities } : {};
@@ -38,18 +43,12 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
       return { kind: 'backup', trigger: 'manual' };
     case 'list':
       return { kind: 'list' };
-    case 'restore':
-      return {
-        kind: 'restore',
-        selector: cmd.selector,
-        force: cmd.force,
-        ...(cmd.targetDatabase ? { targetDatabase: cmd.targetDatabase } : {}),
-        ...(cmd.allowIncompleteListing ? { allowIncompleteListing: true } : {}),
-        ...(cmd.databases ? { databases: cmd.databases } : {}),
-        ...(cmd.skipGlobals ? { skipGlobals: true } : {}),
-        ...(cmd.noOwner ? { noOwner: true } : {}),
-        ...keys,
-      };
+    case 'restore': {
+      const { selector, force, targetDatabase, databases } = cmd;
+      // Flags that are off stay off the wire, like fields never given.
+      const on = (flag: boolean): true | undefined => (flag ? true : undefined);
+      return { kind: 'restore', selector, force, ...given({ targetDatabase, databases, allowIncompleteListing: on(cmd.allowIncompleteListing), skipGlobals: on(cmd.skipGlobals), noOwner: on(cmd.noOwner) }), ...keys };
+    }
     case 'verify':
       return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}), ...keys };
     case 'retention':

@@ -118,31 +118,9 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     if (streams && streams.length > MAX_STREAMS) throw new BackupError('CONFIG_INVALID', `the backup would have ${streams.length} streams; at most ${MAX_STREAMS} are stored in one backup`);
     log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion, ...(streams ? { streams: streams.map((x) => x.name) } : {}) }, 'backup started');
 
-    // Each stream in turn, to every location still in the race; a location that fails drops out of the later ones.
-    const held = new Map(ready.map((loc) => [loc.name, [] as ManifestObject[]]));
-    const dropped: LocationOutcome[] = [];
-    let consistentAt = new Date(0);
-    let format = '';
-    let position: Record<string, string> | undefined;
-    let bytes = 0;
-    for (const [i, stream] of (streams ?? [undefined]).entries()) {
-      const racing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
-      if (racing.length === 0) break;
-      const r = await storeStream(rt, { id, plan, locations: racing, signal: abort.signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
-      if ('error' in r) {
-        await removeStored(rt, ready, id, held);
-        return failAll(r.error, [...failed, ...dropped, ...r.outcomes.filter((o) => o.status === 'Failed' && o.error?.code !== 'ABORTED')]);
-      }
-      for (const o of r.outcomes) {
-        if (o.status === 'Failed') dropped.push(o);
-        else held.get(o.location)!.push(o.object!);
-      }
-      if (r.consistentAt > consistentAt) consistentAt = r.consistentAt;
-      if (!stream || stream.kind === 'database') format ||= r.format;
-      position ??= r.position;
-      bytes += r.bytes;
-    }
-
+    const r = await storeStreams(rt, { id, plan, ready, streams, opts, log, signal: abort.signal });
+    if ('error' in r) return failAll(r.error, [...failed, ...r.outcomes]);
+    const { held, dropped } = r;
     const base: Omit<Manifest, 'objects'> = {
       formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       kind: 'backup',
@@ -150,9 +128,9 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
       namespace: rt.config.namespace,
       name: rt.config.name,
       database: rt.engine.database,
-      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format, ...(position ? { position } : {}) },
+      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: r.format, ...(r.position ? { position: r.position } : {}) },
       startedAt: startedAt.toISOString(),
-      consistentAt: consistentAt.toISOString(),
+      consistentAt: r.consistentAt.toISOString(),
       finishedAt: rt.clock().toISOString(),
       trigger: opts.trigger,
       runnerVersion: rt.runnerVersion,
@@ -166,7 +144,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const status = summarize(all);
     const done = committing.find((_l, i) => outcomes[i]!.status === 'Succeeded');
     const manifest = done ? { ...base, objects: held.get(done.name)! } : undefined;
-    log.info({ backupId: id, status, bytes }, 'backup finished');
+    log.info({ backupId: id, status, bytes: r.bytes }, 'backup finished');
     return {
       id,
       status,
@@ -182,6 +160,47 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   } finally {
     abort.dispose();
   }
+}
+
+interface Streamed {
+  /** Per location still in the race, the objects it stored. */
+  held: Map<string, ManifestObject[]>;
+  /** Locations that failed on the way (what they stored is removed once the backup is committed). */
+  dropped: LocationOutcome[];
+  consistentAt: Date;
+  format: string;
+  position?: Record<string, string>;
+  bytes: number;
+}
+
+/**
+ * Each stream in turn, to every location still in the race; a location that fails drops out of the later
+ * ones. A stream that fails fails the backup: everything stored of it so far is removed.
+ */
+async function storeStreams(
+  rt: Runtime,
+  ctx: { id: string; plan: CompressionPlan; ready: Location[]; streams: StreamSpec[] | undefined; opts: BackupOptions; log: Logger; signal: AbortSignal },
+): Promise<Streamed | { error: BackupError; outcomes: LocationOutcome[] }> {
+  const { id, plan, ready, streams, opts, log, signal } = ctx;
+  const out: Streamed = { held: new Map(ready.map((loc) => [loc.name, [] as ManifestObject[]])), dropped: [], consistentAt: new Date(0), format: '', bytes: 0 };
+  for (const [i, stream] of (streams ?? [undefined]).entries()) {
+    const racing = ready.filter((l) => !out.dropped.some((d) => d.location === l.name));
+    if (racing.length === 0) break;
+    const r = await storeStream(rt, { id, plan, locations: racing, signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
+    if ('error' in r) {
+      await removeStored(rt, ready, id, out.held);
+      return { error: r.error, outcomes: [...out.dropped, ...r.outcomes.filter((o) => o.status === 'Failed' && o.error?.code !== 'ABORTED')] };
+    }
+    for (const o of r.outcomes) {
+      if (o.status === 'Failed') out.dropped.push(o);
+      else out.held.get(o.location)!.push(o.object!);
+    }
+    if (r.consistentAt > out.consistentAt) out.consistentAt = r.consistentAt;
+    if (!stream || stream.kind === 'database') out.format ||= r.format;
+    out.position ??= r.position;
+    out.bytes += r.bytes;
+  }
+  return out;
 }
 
 interface StreamJob {
