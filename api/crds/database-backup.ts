@@ -39,7 +39,7 @@ export const PostgresqlEngine = Type.Object(
     restoreArgs: Args('extra pg_restore arguments, e.g. --no-owner'),
     allDatabases: Type.Optional(Type.Boolean({ description: 'back up the whole server: every database that accepts connections (templates excepted), each a stream of one backup; `database` is then the one connected to for the list (e.g. postgres)' })),
     databases: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { minItems: 1, maxItems: 999, description: 'back up these databases of the server, each a stream of one backup (instead of allDatabases)' }),
+      Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { minItems: 1, maxItems: 999, uniqueItems: true, description: 'back up these databases of the server, each a stream of one backup (instead of allDatabases)' }),
     ),
     globals: Type.Optional(Type.Boolean({ description: 'with databases: also the roles, memberships and tablespaces (default true); reading role passwords needs a superuser, else they are left out' })),
   },

@@ -23,6 +23,8 @@ export interface DumpFormat {
   magic: readonly string[];
   /** What a dump of this format restores: a database (default), or a server's globals (restored as that stream). */
   holds?: 'globals';
+  /** Contents of a file with this header that `import` refuses (checked in its first 64 KiB), and why. */
+  refuse?: readonly { pattern: RegExp; why: string }[];
 }
 
 /** One stream of a backup of several (format 3): a database of a server, or the server's globals (roles, tablespaces). */

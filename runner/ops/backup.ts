@@ -292,9 +292,16 @@ async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
         compression,
         encryption: loc.crypto?.encryption ?? { scheme: 'none' },
       };
-      if (out.size !== object.size) return { location: loc.name, status: 'Failed' as const, error: new BackupError('INTEGRITY', `${loc.name}: stored ${out.size ?? 0} bytes of ${dataName}, expected ${object.size}`) };
+      if (out.size !== object.size) return { location: loc.name, status: 'Failed' as const, error: new BackupError('INTEGRITY', `${loc.name}: stored ${out.size ?? 0} bytes of ${dataName}, expected ${object.size}`), wrong: object };
       return { ...out, object };
     });
+    // An object stored with the wrong size is never named by a manifest: removed at once.
+    for (const [i, o] of outcomes.entries()) {
+      if ('wrong' in o && o.wrong) {
+        const loc = locations[i]!;
+        await loc.storage.delete(objectKey(loc.scope, job.id, o.wrong.name)).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
+      }
+    }
     return { outcomes, consistentAt, format: dump.format, ...(position ? { position } : {}), bytes: digest.bytes };
   } catch (err) {
     abort.abort(err);

@@ -123,6 +123,11 @@ async function openRecognised(rt: Runtime, source: ImportSource, signal: AbortSi
       details: { source: describe(source), compression, ...(found ? { format: found.format.format, engine: found.engine } : {}) },
     });
   }
+  const refused = found.format.refuse?.find((r) => r.pattern.test(head.toString('utf8')));
+  if (refused) {
+    stream.destroy();
+    throw new BackupError('FORMAT_MISMATCH', `import ${describe(source)}: it is ${refused.why}. Nothing was changed.`, { details: { source: describe(source), format: found.format.format } });
+  }
   const now = new Date();
   const done = plain.done;
   const handle: DumpHandle = { ...found.format, stream, consistentAt: done.then(() => now), done };
@@ -143,6 +148,11 @@ export async function runImport(rt: Runtime, req: ImportRequest): Promise<Import
       opened.handle.stream?.destroy();
       throw new BackupError('USAGE', `import ${source}: it holds a server's globals (roles), which are kept only as part of a whole-server backup; import it without --keep`);
     }
+    // The target is checked before anything is stored, so a refused import keeps nothing either.
+    if (opened.handle.holds !== 'globals' && !req.force && (await rt.engine.inspectTarget(database, { signal: abort.signal })).hasData) {
+      opened.handle.stream?.destroy();
+      throw new BackupError('TARGET_NOT_EMPTY', `database "${database}" already holds data; nothing was imported or kept. Re-run with --force to replace its objects, or import into another database with --target-database`, { details: { database } });
+    }
     if (!req.keep) {
       await restoreDirect(rt, opened.handle, database, req, abort.signal);
       log.info({ source, database }, 'import restored');
@@ -162,7 +172,15 @@ export async function runImport(rt: Runtime, req: ImportRequest): Promise<Import
     if (stored.status === 'Failed') throw stored.error ?? new BackupError('ALL_LOCATIONS_FAILED', 'the import could not be stored in any location');
     const kept = { id: stored.id, status: stored.status, locations: stored.locations.filter((l) => l.status === 'Succeeded').map((l) => l.location) };
     log.info({ source, backupId: stored.id, locations: kept.locations }, 'import stored as a backup; restoring it');
-    await runRestore(rt, { selector: { kind: 'id', id: stored.id }, ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}), force: req.force, signal: abort.signal, ...(req.onProgress ? { onProgress: req.onProgress } : {}) });
+    try {
+      await runRestore(rt, { selector: { kind: 'id', id: stored.id }, ...(req.targetDatabase ? { targetDatabase: req.targetDatabase } : {}), force: req.force, signal: abort.signal, ...(req.onProgress ? { onProgress: req.onProgress } : {}) });
+    } catch (err) {
+      const e = toBackupError(err, 'RESTORE_FAILED');
+      throw new BackupError(e.code, `${e.message}. The dump was kept as backup ${stored.id} (${kept.locations.join(', ')}): restore it with \`backup-runner restore --backup ${stored.id}\` (with --identity for an encrypted location), or let retention remove it`, {
+        cause: e,
+        details: { ...e.details, kept },
+      });
+    }
     return { ...base, kept };
   } finally {
     abort.dispose();

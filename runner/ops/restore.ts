@@ -224,6 +224,14 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
   }
 }
 
+/** The backup with only the copies that hold every one of `objects`' streams (each location's manifest is its own). */
+function holdingAll(backup: ListedBackup, objects: readonly ManifestObject[]): ListedBackup {
+  const has = (c: BackupCopy): boolean => objects.every((o) => c.manifest.objects.some((x) => x.stream?.kind === o.stream!.kind && x.stream?.name === o.stream!.name));
+  const copies = backup.copies.filter(has);
+  if (copies.length === 0) throw new BackupError('INTEGRITY', `no location holds every chosen stream of backup ${backup.id}`, { details: { backupId: backup.id } });
+  return { ...backup, copies };
+}
+
 /**
  * A backup of several streams (a whole server): the globals first (unless skipped), then each database
  * chosen, each into its own name (or --target-database for one). Every target is checked and every chosen
@@ -253,7 +261,7 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
       details: { databases: holding },
     });
   }
-  const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req, chosen);
+  const { loc, copy, skipped } = await findVerifiedCopy(rt, holdingAll(backup, objects), req, chosen);
   const outcomes: StreamOutcome[] = objects.map((o) => ({ stream: o.stream!.name, kind: o.stream!.kind, ...(o.stream!.kind === 'database' ? { database: targetOf(o) } : {}), status: 'not attempted' }));
   const byName = (o: ManifestObject): ManifestObject => copy.manifest.objects.find((c) => c.stream?.kind === o.stream!.kind && c.stream?.name === o.stream!.name)!;
   for (const [i, o] of objects.entries()) {

@@ -6,7 +6,7 @@
  * before the database is touched.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +106,25 @@ describe('import', () => {
     expect(r.json).toMatchObject({ error: { code: 'RESTORE_FAILED', target: { database: 'planted', state: 'dropped' } } });
     await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
     expect(await pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'planted'")).toBe('0');
+  });
+
+  it('refuses a MariaDB dump of several databases (it would switch to them), before touching anything', async () => {
+    const { maria, mariaCfg, dir } = ready();
+    const cnf = join(dir, 'client.cnf');
+    const file = join(dir, 'many.sql');
+    await writeFile(file, execFileSync('mariadb-dump', [`--defaults-file=${cnf}`, '--databases', 'shop'], { maxBuffer: 1 << 30 }));
+    const r = await cli(mariaCfg, ['import', file, '--target-database', 'never']);
+    expect(r.code).toBe(6);
+    expect(r.json).toMatchObject({ error: { code: 'FORMAT_MISMATCH', message: expect.stringMatching(/a dump of several databases/) as string } });
+    expect(await maria.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'never'")).toBe('0');
+  });
+
+  it('--keep into a database that holds data, without --force, is refused before anything is stored', async () => {
+    const { mariaCfg, mariaDump, dir } = ready();
+    const r = await cli(mariaCfg, ['import', mariaDump, '--keep']);
+    expect(r.code).toBe(5);
+    expect(r.json).toMatchObject({ error: { code: 'TARGET_NOT_EMPTY', message: expect.stringMatching(/nothing was imported or kept/) as string } });
+    await expect(readdir(join(dir, 'fs', 'shop', 'orders', 'backups'))).rejects.toThrow(/ENOENT/);
   });
 
   it('refuses a database that holds data without --force, changing nothing', async () => {

@@ -249,7 +249,7 @@ describe('hostile names and secrets', () => {
 
   it('a planted dump cannot run commands in the runner: client commands that reach the file system are refused (--binary-mode)', async () => {
     const marker = join(work, 'pwned');
-    for (const command of [`\\! touch ${marker}`, `system touch ${marker}`, `\\. /etc/passwd`, `tee ${marker}`]) {
+    for (const command of [`\\! touch ${marker}`, `system touch ${marker}`, `\\. /etc/passwd`, `tee ${marker}`, "LOAD DATA LOCAL INFILE '/proc/self/environ' INTO TABLE t;"]) {
       const dump = `-- MariaDB dump 10.19\nCREATE TABLE t (id INT);\n${command}\nINSERT INTO t VALUES (1);\n`;
       const err = await rejection(engine().restore(Readable.from([dump]), { database: 'planted', force: false }));
       expect(err.code).toBe('RESTORE_FAILED');

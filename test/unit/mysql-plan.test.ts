@@ -83,6 +83,7 @@ describe('plans', () => {
         'ssl-verify-server-cert',
         '[mysql]',
         'connect-timeout=10',
+        'local-infile=0',
         '',
       ].join('\n'),
     );

@@ -46,6 +46,12 @@ export const DUMP_FORMAT = {
   extension: 'sql',
   compressed: false,
   magic: ['/*M!999999\\- enable the sandbox mode */', '-- MariaDB dump', '-- MySQL dump'],
+  refuse: [
+    {
+      pattern: /^(?:-- Current Database: |USE |CREATE DATABASE )/m,
+      why: 'a dump of several databases (mysqldump --databases or --all-databases): it would switch to other databases of the server; dump the one database without --databases',
+    },
+  ],
 } as const;
 
 export const INSTALL_HINT = 'install the MariaDB client (Debian: apt-get install mariadb-client) or set engine.mysql.binDir to the directory of mariadb-dump and mariadb';

@@ -8,6 +8,6 @@ export { MysqlEngine, DUMP_FORMAT } from './engine.js';
 /** The engine as the registry knows it. */
 export const mysqlEngine: EngineDefinition<Readonly<MysqlConnection>> = {
   type: 'mysql',
-  formats: [{ ...DUMP_FORMAT, magic: [...DUMP_FORMAT.magic] }],
+  formats: [{ ...DUMP_FORMAT, magic: [...DUMP_FORMAT.magic], refuse: [...DUMP_FORMAT.refuse] }],
   create: (block, deps) => MysqlEngine.create(block, deps.logger, deps.env),
 };

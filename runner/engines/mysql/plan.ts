@@ -135,9 +135,11 @@ export function optionFile(conn: MysqlConnection, flavor: Flavor, password: stri
     ...(password !== undefined ? [`password=${optionValue(password)}`] : []),
     'default-character-set=utf8mb4',
     ...tlsLines(conn, flavor),
-    // Only the client knows this option; the dump tool would refuse it in [client].
+    // Only the client knows these options; the dump tool would refuse them in [client].
     '[mysql]',
     `connect-timeout=${CONNECT_TIMEOUT_SECONDS}`,
+    // A dump is SQL for the server: LOAD DATA LOCAL INFILE would read the runner pod's files (its credentials) into a table.
+    'local-infile=0',
     '',
   ].join('\n');
 }
@@ -206,8 +208,12 @@ export function withOptions(plan: CommandPlan, path: string): CommandPlan {
   return { command: plan.command, args: plan.args.map((a) => a.replace(OPTIONS_FILE, path)) };
 }
 
-/** What a user types to drop a database a failed restore left (connection from their own client settings). */
+/** One POSIX shell word. */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./:@=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** What a user types to drop a database a failed restore left (every part quoted as one shell word). */
 export function dropCommandFor(conn: MysqlConnection, database: string): string {
-  const sql = `DROP DATABASE ${ident(database)}`;
-  return `mariadb -h ${conn.host} -P ${conn.port} -u ${conn.user} -p -e '${sql.replace(/'/g, `'\\''`)}'`;
+  return ['mariadb', '-h', conn.host, '-P', String(conn.port), '-u', conn.user, '-p', '-e', `DROP DATABASE ${ident(database)}`].map(shellWord).join(' ');
 }

@@ -12,7 +12,7 @@ import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
 import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
-import { GlobalsFilter, RestrictedSql, replayErrors } from './globals.js';
+import { RestrictedSql, planGlobals, replayErrors } from './globals.js';
 import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
@@ -24,6 +24,22 @@ import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from 
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
 export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
+
+/** A globals dump larger than this is no globals dump: refused before it is parsed. */
+const MAX_GLOBALS_BYTES = 64 * 1024 * 1024;
+
+/** Reads a whole stream as UTF-8, refusing one longer than `max` bytes. */
+async function readAll(input: Readable, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of input as AsyncIterable<Buffer | string>) {
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
+    n += b.length;
+    if (n > max) throw new BackupError('FORMAT_MISMATCH', `the globals are larger than ${max / 1048576} MiB: not a globals dump`);
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /** A plain-format dump (pg_dump -Fp): written by other tools and imported, never by this runner's backups. */
 export const PLAIN_FORMAT = { format: 'pg_dump-plain', extension: 'sql', compressed: false, magic: ['--\n-- PostgreSQL database dump\n--'] } as const;
@@ -172,6 +188,9 @@ export class PostgresqlEngine implements Engine {
     if (wanted === undefined) return undefined;
     const rows = parseRows(await this.query(LIST_DATABASES_SQL, { signal: opts.signal }));
     const present = rows.map((r) => r[0]!);
+    if (rows.some((r) => r.length !== 2) || new Set(present).size !== present.length) {
+      throw new BackupError('DUMP_FAILED', `a database name on ${this.conn.host}:${this.conn.port} holds a line break: such a server cannot be backed up whole here; list its databases in engine.postgresql.databases`);
+    }
     const owners = new Map(rows.map((r) => [r[0]!, r[1]!]));
     const missing = wanted === 'all' ? [] : wanted.filter((d) => !present.includes(d));
     if (missing.length > 0) {
@@ -214,26 +233,28 @@ export class PostgresqlEngine implements Engine {
   }
 
   /**
-   * Replays globals into the server: roles that exist are left exactly as they are (reported as conflicts),
-   * the rest is created; psql runs in restricted mode, so a backslash command in the input is refused.
+   * Restores globals: the roles the server lacks are created, with their attributes, password hash, comment
+   * and memberships, by SQL the runner builds from the dump (planGlobals: nothing of the dump runs as
+   * written); roles that exist are left exactly as they are and reported. psql runs in restricted mode too.
    */
   private async restoreGlobals(input: Readable, signal?: AbortSignal): Promise<RestoreReport> {
     await this.requireRestrict(signal);
+    const dump = await readAll(input, MAX_GLOBALS_BYTES);
     const existing = new Set(parseRows(await this.maintenance((db) => this.query(LIST_ROLES_SQL, { database: db, signal }))).map((r) => r[0]!));
+    const planned = planGlobals(dump, existing);
     const password = await this.secret();
     const plan = globalsRestorePlan(this.conn, { password, database: this.maintenanceDb ?? 'postgres', tools: this.tools, base: this.env });
-    const filter = new GlobalsFilter(existing, randomBytes(24).toString('hex'));
     let stderr = '';
     const fail = this.failure('psql', this.maintenanceDb ?? 'postgres', 'RESTORE_FAILED', password);
-    input.pipe(filter);
-    input.once('error', (err) => filter.destroy(err));
+    const sql = new RestrictedSql(randomBytes(24).toString('hex'));
+    sql.end(planned.statements.map((l) => `${l}\n`).join(''));
     const p = run(plan.command, plan.args, { env: plan.env, signal, stdin: 'pipe', stdout: 'ignore', onStderr: (c) => (stderr += c.toString('utf8')), classify: (code, err) => classifyFailure(err, code, fail) });
-    const feeding = pipeline(filter, p.stdin!).catch((err: unknown) => err);
+    const feeding = pipeline(sql, p.stdin!).catch((err: unknown) => err);
     await p.exited;
     const fed = await feeding;
     if (fed !== undefined && !(fed instanceof Error && /EPIPE/.test(fed.message))) throw toBackupError(fed, 'RESTORE_FAILED');
-    const conflicts = [...[...filter.skipped].map((r) => `role "${r}" exists: left as it is`), ...replayErrors(redact(stderr, password))];
-    this.log.info({ conflicts: conflicts.length }, 'globals restored');
+    const conflicts = [...planned.notes, ...replayErrors(redact(stderr, password))];
+    this.log.info({ statements: planned.statements.length, conflicts: conflicts.length }, 'globals restored');
     return { conflicts };
   }
 

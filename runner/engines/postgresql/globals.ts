@@ -1,39 +1,101 @@
 /**
- * Replaying a server's globals (pg_dumpall --globals-only) into another
- * server without harming what is there. Pure: the line filter; the engine
- * runs psql.
+ * Restoring a server's globals (pg_dumpall --globals-only) into another
+ * server without harming what is there. Pure: the parser and the SQL it
+ * builds; the engine runs psql.
  *
- * - A role that already exists is left exactly as it is: its CREATE ROLE,
- *   ALTER ROLE (attributes, password, settings) and COMMENT ON ROLE lines
- *   are not replayed, and it is reported as a conflict. Restoring never
- *   changes the password of a role the target server has.
- * - The dump's own `\restrict` / `\unrestrict` lines are dropped: the engine
- *   puts psql in restricted mode itself, with a key the input cannot know.
+ * Nothing of the dump is replayed as written. Each line is read against the
+ * exact shapes pg_dumpall writes for roles, and the runner builds its own
+ * statements from what it read (identifiers and literals quoted anew):
+ * - `CREATE ROLE r;`, `ALTER ROLE r WITH <attributes> [PASSWORD '<hash>'];`
+ *   and `COMMENT ON ROLE r IS '...';` for roles the target does not have;
+ * - `GRANT a TO r [WITH ADMIN OPTION] ...;` when `r` is such a new role.
+ * A role that already exists is left exactly as it is (attributes, password,
+ * comment, memberships) and reported as a conflict. Role settings
+ * (`ALTER ROLE r SET ...`), tablespaces and anything else are reported as
+ * not restored; a line that continues a statement of the line before (a
+ * value holding a line break) is never run. A `\connect` (a full pg_dumpall,
+ * not globals) refuses the whole input before anything runs.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { BackupError } from '../../errors.js';
 
-const IDENT = String.raw`("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
-const ROLE_LINE = new RegExp(String.raw`^(?:CREATE ROLE|ALTER ROLE|COMMENT ON ROLE) ${IDENT}(?:[ ;]|$)`);
+const IDENT = String.raw`("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)`;
+const LITERAL = String.raw`'((?:[^'\n]|'')*)'`;
+const ATTRIBUTES = new Set(['SUPERUSER', 'NOSUPERUSER', 'INHERIT', 'NOINHERIT', 'CREATEROLE', 'NOCREATEROLE', 'CREATEDB', 'NOCREATEDB', 'LOGIN', 'NOLOGIN', 'REPLICATION', 'NOREPLICATION', 'BYPASSRLS', 'NOBYPASSRLS']);
+
+const CREATE = new RegExp(`^CREATE ROLE ${IDENT};$`);
+const ALTER_WITH = new RegExp(`^ALTER ROLE ${IDENT} WITH ((?:[A-Z]+ ?)+?)(?: CONNECTION LIMIT (-?\\d+))?(?: PASSWORD ${LITERAL})?(?: VALID UNTIL ${LITERAL})?;$`);
+const COMMENT = new RegExp(`^COMMENT ON ROLE ${IDENT} IS ${LITERAL};$`);
+const GRANT = new RegExp(`^GRANT ${IDENT} TO ${IDENT}( WITH ADMIN OPTION)?(?: WITH INHERIT (?:TRUE|FALSE))?(?: WITH SET (?:TRUE|FALSE))?(?: GRANTED BY ${IDENT})?;$`);
+const ROLE_SETTING = new RegExp(`^ALTER ROLE ${IDENT} (?:IN DATABASE ${IDENT} )?SET `);
+const TABLESPACE = new RegExp(`^(?:CREATE|ALTER) TABLESPACE ${IDENT}`);
 const DUMP_RESTRICT = /^\\(?:restrict|unrestrict)\s/;
+const IGNORED = /^(?:--.*|\s*|SET [a-z_]+ = [^;\n]*;|\\(?:restrict|unrestrict) \S+)$/;
 
-/** The role a line of a globals dump creates or changes (unquoted), if it is such a line. */
-export function roleOfLine(line: string): string | undefined {
-  const m = ROLE_LINE.exec(line);
-  if (!m) return undefined;
-  const id = m[1]!;
-  return id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id.toLowerCase();
+/** An identifier as written (quoted or not), unquoted. */
+function unquote(id: string): string {
+  return id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id;
 }
 
-/** Whether a line is kept when replaying into a server that has `existing` roles; `skipped` collects the roles left alone. */
-export function keepLine(line: string, existing: ReadonlySet<string>, skipped: Set<string>): boolean {
-  if (DUMP_RESTRICT.test(line)) return false;
-  const role = roleOfLine(line);
-  if (role !== undefined && existing.has(role)) {
-    skipped.add(role);
-    return false;
-  }
-  return true;
+function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+export interface GlobalsPlan {
+  /** SQL the runner built, in order. */
+  statements: string[];
+  /** What was left out, for the report (never a password). */
+  notes: string[];
+}
+
+/** Pure: the statements that create the dump's roles the target lacks, and what was left out. Throws on a full pg_dumpall. */
+export function planGlobals(dump: string, existing: ReadonlySet<string>): GlobalsPlan {
+  const statements: string[] = [];
+  const notes: string[] = [];
+  const created = new Set<string>();
+  const note = (n: string): void => {
+    if (!notes.includes(n)) notes.push(n);
+  };
+  dump.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/\r$/, '');
+    if (IGNORED.test(line)) return;
+    if (/^\\connect\b/.test(line)) {
+      throw new BackupError('FORMAT_MISMATCH', `line ${i + 1} connects to a database: this is a full pg_dumpall, not the globals of one (pg_dumpall --globals-only); nothing was restored`);
+    }
+    let m: RegExpExecArray | null;
+    if ((m = CREATE.exec(line))) {
+      const role = unquote(m[1]!);
+      if (existing.has(role)) return note(`role "${role}" exists: left as it is`);
+      created.add(role);
+      statements.push(`CREATE ROLE ${ident(role)};`);
+    } else if ((m = ALTER_WITH.exec(line))) {
+      const role = unquote(m[1]!);
+      if (!created.has(role)) return note(existing.has(role) ? `role "${role}" exists: left as it is` : `line ${i + 1}: ALTER ROLE of a role the dump does not create: not restored`);
+      const attrs = m[2]!.trim().split(' ');
+      if (attrs.some((a) => !ATTRIBUTES.has(a))) return note(`line ${i + 1}: role "${role}" has attributes this runner does not know: not restored`);
+      const parts = [...attrs, ...(m[3] !== undefined ? [`CONNECTION LIMIT ${Number(m[3])}`] : []), ...(m[4] !== undefined ? [`PASSWORD ${literal(m[4].replace(/''/g, "'"))}`] : []), ...(m[5] !== undefined ? [`VALID UNTIL ${literal(m[5].replace(/''/g, "'"))}`] : [])];
+      statements.push(`ALTER ROLE ${ident(role)} WITH ${parts.join(' ')};`);
+    } else if ((m = COMMENT.exec(line))) {
+      const role = unquote(m[1]!);
+      if (created.has(role)) statements.push(`COMMENT ON ROLE ${ident(role)} IS ${literal(m[2]!.replace(/''/g, "'"))};`);
+    } else if ((m = GRANT.exec(line))) {
+      const [granted, member] = [unquote(m[1]!), unquote(m[2]!)];
+      if (!created.has(member)) return note(`role "${member}" exists: its membership in "${granted}" was not changed`);
+      statements.push(`GRANT ${ident(granted)} TO ${ident(member)}${m[3] ?? ''};`);
+    } else if ((m = ROLE_SETTING.exec(line))) {
+      note(`role "${unquote(m[1]!)}": its settings (ALTER ROLE ... SET) are not restored`);
+    } else if ((m = TABLESPACE.exec(line))) {
+      note(`tablespace "${unquote(m[1]!)}" is not restored: create it on the target`);
+    } else {
+      note(`line ${i + 1}: not a statement pg_dumpall writes for roles: not restored`);
+    }
+  });
+  return { statements, notes };
 }
 
 /**
@@ -71,16 +133,6 @@ export class RestrictedSql extends Transform {
   }
 }
 
-/** A globals dump for psql in restricted mode, without the lines of roles the target has (keepLine). */
-export class GlobalsFilter extends RestrictedSql {
-  readonly skipped: Set<string>;
-
-  constructor(existing: ReadonlySet<string>, restrictKey: string) {
-    const skipped = new Set<string>();
-    super(restrictKey, (l) => keepLine(l, existing, skipped));
-    this.skipped = skipped;
-  }
-}
 
 /**
  * The errors psql reported while replaying, without its prefix (`psql:<stdin>:12: ERROR:  role "x" does not
