@@ -1,4 +1,5 @@
-import { BackupError } from '../errors.js';
+import { BackupError, toBackupError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import type { RestoreTargetOutcome } from './types.js';
 
 /** Pure: what a failed restore left in the target, as a sentence for the error message. */
@@ -39,4 +40,19 @@ export function targetNotEmpty(database: string, server: string): BackupError {
       'Use --force to replace the objects the backup contains (other objects are kept), or restore into another database.',
     { details: { database } },
   );
+}
+
+/**
+ * Drops a database an engine created for a restore that then failed (`drop`), and says whether it is gone:
+ * `dropped`, or `left` with the command that drops it by hand. Never throws: the restore's error stays the error.
+ */
+export async function dropCreatedDatabase(database: string, drop: () => Promise<unknown>, dropCommand: string, log: Logger): Promise<RestoreTargetOutcome> {
+  try {
+    await drop();
+    log.info({ target: database }, 'dropped the database created for the failed restore');
+    return { database, state: 'dropped' };
+  } catch (err) {
+    log.error({ err, target: database, dropCommand }, 'could not drop the database created for the failed restore; drop it by hand');
+    return { database, state: 'left', dropCommand, dropError: toBackupError(err, 'DB_QUERY_FAILED').message };
+  }
 }

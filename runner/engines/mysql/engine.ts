@@ -15,7 +15,7 @@ import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { capture, minimalEnv, run } from '../../util/process.js';
 import { feedProcess } from '../feed.js';
-import { targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
+import { dropCreatedDatabase, targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
 import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreTargetOutcome, TargetState } from '../types.js';
 import { classifyFailure, type FailureContext } from './classify.js';
 import {
@@ -282,16 +282,8 @@ export class MysqlEngine implements Engine {
     this.log.info({ target: database, replaced: target.hasData }, 'restore finished');
   }
 
-  private async dropCreated(database: string): Promise<RestoreTargetOutcome> {
-    try {
-      await this.query(dropDatabaseSql(database));
-      this.log.info({ target: database }, 'dropped the database created for the failed restore');
-      return { database, state: 'dropped' };
-    } catch (err) {
-      const dropCommand = dropCommandFor(this.conn, database);
-      this.log.error({ err, target: database, dropCommand }, 'could not drop the database created for the failed restore; drop it by hand');
-      return { database, state: 'left', dropCommand, dropError: toBackupError(err, 'DB_QUERY_FAILED').message };
-    }
+  private dropCreated(database: string): Promise<RestoreTargetOutcome> {
+    return dropCreatedDatabase(database, () => this.query(dropDatabaseSql(database)), dropCommandFor(this.conn, database), this.log);
   }
 
   /** Drops and recreates a database that was empty before the failed restore (grants on it are kept: they are stored by name). */

@@ -17,7 +17,7 @@ import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
 import { exportSnapshot, runPsql, type SnapshotSession } from './psql.js';
 import { runPgRestore } from './restore.js';
-import { targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
+import { dropCreatedDatabase, targetNotEmpty, throwIfAborted, withOutcome } from '../outcome.js';
 import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, plainRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
@@ -380,16 +380,11 @@ export class PostgresqlEngine implements Engine {
    * Drops a database this engine created for a restore that then failed, and
    * says whether it is gone. Never masks the restore's error.
    */
-  private async dropCreated(database: string): Promise<RestoreTargetOutcome> {
-    try {
+  private dropCreated(database: string): Promise<RestoreTargetOutcome> {
+    const drop = async (): Promise<void> => {
       const major = this.server?.major ?? serverVersionFromNum(parseProbe(await this.query(PROBE_SQL)).num).major;
       await this.maintenance((db) => this.query(dropDatabaseSql(major), { database: db, vars: { db: database } }));
-      this.log.info({ target: database }, 'dropped the database created for the failed restore');
-      return { database, state: 'dropped' };
-    } catch (err) {
-      const dropCommand = dropCommandFor(this.conn, database);
-      this.log.error({ err, target: database, dropCommand }, 'could not drop the database created for the failed restore; drop it by hand');
-      return { database, state: 'left', dropCommand, dropError: toBackupError(err, 'DB_QUERY_FAILED').message };
-    }
+    };
+    return dropCreatedDatabase(database, drop, dropCommandFor(this.conn, database), this.log);
   }
 }
