@@ -10,6 +10,7 @@ import cron from 'node-cron';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { recipientErrors } from './age.js';
 import { prefixErrors } from './prefix.js';
+import { EngineDefinitionSpec } from './engine-contract.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
 
@@ -71,6 +72,27 @@ export const MysqlConnection = Type.Object(
 );
 export type MysqlConnection = Static<typeof MysqlConnection>;
 
+/**
+ * An engine defined by a command (docs/engines.md, "Bring your own tool"): its definition, where the
+ * tool connects, and the user's config, checked against the definition's configSchema.
+ */
+export const CommandConnection = Type.Object(
+  {
+    definition: EngineDefinitionSpec,
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    password: Type.Optional(SecretSource),
+    database: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'what the tool backs up on the server (its own meaning per engine); default: the engine name' })),
+    tlsCa: Type.Optional(Type.String({ minLength: 1, description: 'path of the CA certificate file' })),
+    tlsCert: Type.Optional(Type.String({ minLength: 1, description: 'path of the client certificate file' })),
+    tlsKey: Type.Optional(Type.String({ minLength: 1, description: 'path of the client key file' })),
+    config: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "the engine's own settings, checked against its configSchema" })),
+  },
+  { additionalProperties: false },
+);
+export type CommandConnection = Static<typeof CommandConnection>;
+
 /** Each schema of `blocks`, optional. */
 function optionals<T extends Record<string, TSchema>>(blocks: T): { [K in keyof T]: TOptional<T[K]> } {
   return Object.fromEntries(Object.entries(blocks).map(([k, v]) => [k, Type.Optional(v)])) as { [K in keyof T]: TOptional<T[K]> };
@@ -80,6 +102,7 @@ function optionals<T extends Record<string, TSchema>>(blocks: T): { [K in keyof 
 const ENGINE_BLOCKS = {
   postgresql: PostgresqlConnection,
   mysql: MysqlConnection,
+  command: CommandConnection,
 };
 
 export const ENGINE_TYPES = Object.keys(ENGINE_BLOCKS) as (keyof typeof ENGINE_BLOCKS)[];

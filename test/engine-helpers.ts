@@ -1,7 +1,9 @@
 /** Helpers of the engine integration tests (PostgreSQL, MariaDB): a dump to a file, an expected rejection, a closed port. */
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'vitest';
 import type { DumpHandle } from '../runner/engines/types.js';
 import { BackupError } from '../runner/errors.js';
@@ -30,4 +32,14 @@ export function unusedPort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The command of a shipped tool (`db-backup-tool <name>`) as the tests run it: from the sources, with tsx's
+ * loader in the same process (the tsx command runs a child that would not inherit descriptor 3).
+ */
+export function shippedToolCommand(name: string): string[] {
+  return [process.execPath, '--import', pathToFileURL(join(REPO, 'node_modules/tsx/dist/loader.mjs')).href, join(REPO, 'tools/main.ts'), name];
 }

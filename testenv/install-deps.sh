@@ -3,7 +3,9 @@
 # need: the PostgreSQL server (initdb, pg_ctl, postgres; used by
 # testenv/postgres.ts), its client tools (psql, pg_dump, pg_restore), the
 # MariaDB server and client (mariadbd, mariadb-install-db, mariadb,
-# mariadb-dump; used by testenv/mariadb.ts), zstd, and age (the age command
+# mariadb-dump; used by testenv/mariadb.ts), the Redis server and redis-cli
+# (testenv/redis.ts and the redis engine tool), etcd and etcdctl
+# (testenv/etcd.ts and the etcd engine tool), zstd, and age (the age command
 # and age-keygen: the emergency decryption procedure of docs/encryption.md,
 # tested as written).
 #
@@ -15,7 +17,7 @@
 # (Debian/Ubuntu):   bash testenv/install-deps.sh
 set -euo pipefail
 
-packages=(postgresql postgresql-client mariadb-server mariadb-client zstd age)
+packages=(postgresql postgresql-client mariadb-server mariadb-client redis-server redis-tools etcd-server etcd-client zstd age)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { toBackupError, type BackupError } from '../errors.js';
-import { run } from '../util/process.js';
+import { run, type RunningProcess } from '../util/process.js';
 
 export interface FeedPlan {
   command: string;
@@ -30,6 +30,14 @@ export interface FeedOptions {
  */
 export async function feedProcess(plan: FeedPlan, input: Readable, opts: FeedOptions): Promise<void> {
   const p = run(plan.command, plan.args, { ...(plan.env ? { env: plan.env } : {}), signal: opts.signal, stdin: 'pipe', stdout: 'ignore', classify: opts.classify });
+  await feedRunning(p, input, p.exited, opts.explain);
+}
+
+/**
+ * Feeds `input` to a started process's stdin; `exited` settles with the process (its own failure, already
+ * classified). The same rule as feedProcess: a failed input kills the process before its stdin closes.
+ */
+export async function feedRunning(p: RunningProcess, input: Readable, exited: Promise<unknown>, explain?: (err: unknown) => unknown): Promise<void> {
   let inputFailed: unknown;
   const onInputError = (err: Error): void => {
     inputFailed = err;
@@ -39,11 +47,11 @@ export async function feedProcess(plan: FeedPlan, input: Readable, opts: FeedOpt
   input.once('error', onInputError);
   const feeding = pipeline(input, p.stdin!).catch((err: unknown) => err);
   try {
-    await p.exited;
+    await exited;
   } catch (err) {
     await feeding;
     if (inputFailed !== undefined) throw toBackupError(inputFailed, 'RESTORE_FAILED');
-    throw opts.explain ? opts.explain(err) : err;
+    throw explain ? explain(err) : err;
   } finally {
     input.off('error', onInputError);
   }

@@ -19,8 +19,8 @@ export interface DumpFormat {
    * pipeline an uncompressed stream so compression happens once, in parallel.
    */
   compressed: boolean;
-  /** Every uncompressed dump of this format starts with one of these; stored objects are checked against them. */
-  magic: readonly string[];
+  /** Every uncompressed dump of this format starts with one of these (text, or bytes); stored objects are checked against them. */
+  magic: readonly (string | Uint8Array)[];
   /** What a dump of this format restores: a database (default), or a server's globals (restored as that stream). */
   holds?: 'globals';
   /** Contents of a file with this header that `import` refuses (checked in its first 64 KiB), and why. */
@@ -105,6 +105,8 @@ export interface RestoreOptions extends CallOptions {
   format?: string;
   /** Database to restore into; defaults to the configured one. */
   database: string;
+  /** The backup the input comes from, as its manifest says (an engine defined by a command hands it to its tool). */
+  backup?: { id: string; consistentAt: string; engine: Record<string, unknown> };
   /** Allow replacing objects in a database that holds data. */
   force: boolean;
 }
@@ -133,6 +135,8 @@ export interface Engine {
   restore(input: Readable, opts: RestoreOptions): Promise<RestoreReport | void>;
   /** The configured database name. */
   readonly database: string;
+  /** Formats known only once the engine is configured (an engine defined by a command declares its own). */
+  readonly formats?: readonly DumpFormat[];
 }
 
 /**

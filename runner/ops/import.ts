@@ -112,8 +112,8 @@ async function openRecognised(rt: Runtime, source: ImportSource, signal: AbortSi
   const compression = sniffCompression(raw.head);
   const plain = decompress(raw.stream, compression, signal);
   const { head, stream } = await peek(plain.output, Math.max(FORMAT_HEAD_BYTES, 64 * 1024));
-  const found = detectFormat(head);
-  const mine = ENGINES.find((e) => e.type === rt.engine.name)?.formats.map((f) => f.format) ?? [];
+  const found = detectFormat(head, rt.engine);
+  const mine = (rt.engine.formats ?? ENGINES.find((e) => e.type === rt.engine.name)?.formats ?? []).map((f) => f.format);
   if (!found || found.engine !== rt.engine.name) {
     stream.destroy();
     const what = found

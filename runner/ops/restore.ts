@@ -139,7 +139,7 @@ async function findVerifiedCopy(
   next: for (const copy of backup.copies) {
     const loc = rt.locations.find((l) => l.name === copy.location)!;
     for (const object of copy.manifest.objects.filter(wanted)) {
-      const check = await checkObject(loc, copy, object, { ...req, requireContents: true });
+      const check = await checkObject(loc, copy, object, { ...req, requireContents: true, ...(rt.engine.formats ? { formats: rt.engine.formats } : {}) });
       if (check.status === 'ok') continue;
       rt.logger.warn({ location: copy.location, backupId: backup.id, status: check.status, err: check.error }, 'copy failed verification; trying the next location');
       skipped.push(check);
@@ -205,6 +205,7 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
       ...(object.stream ? { stream: { name: object.stream.name, kind: object.stream.kind, ...(object.stream.owner ? { owner: object.stream.owner } : {}) } } : {}),
       ...(req.noOwner ? { noOwner: true } : {}),
       format: object.stream?.format ?? copy.manifest.engine.format,
+      backup: { id: copy.manifest.id, consistentAt: copy.manifest.consistentAt, engine: { ...copy.manifest.engine } },
     });
     const stages = [download.done, plain.done, restored].map((p) =>
       p.catch((err: unknown) => {

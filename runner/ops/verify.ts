@@ -5,6 +5,7 @@ import { keysFor } from '../crypto/location.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
 import { FORMAT_HEAD_BYTES, formatMismatch } from '../engines/registry.js';
+import type { DumpFormat } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
@@ -54,6 +55,8 @@ export type CopyRef = Pick<BackupCopy, 'dir' | 'manifest'>;
 export interface ReadOptions {
   signal?: AbortSignal;
   identities?: readonly string[];
+  /** Dump formats the configured engine declares at run time (an engine defined by a command), checked like the runner's own. */
+  formats?: readonly DumpFormat[];
 }
 
 /**
@@ -112,7 +115,7 @@ export async function readPlain(
  * FORMAT_MISMATCH, or the storage error. Reads only the start of the object;
  * the engine is not involved.
  */
-export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; keys?: AgeIdentities } = {}): Promise<void> {
+export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; keys?: AgeIdentities; formats?: readonly DumpFormat[] } = {}): Promise<void> {
   const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(opts.signal);
   try {
@@ -123,7 +126,7 @@ export async function checkFormat(loc: Location, copy: CopyRef, object: Manifest
     const { head, error } = await readHead(unpacked.output, FORMAT_HEAD_BYTES);
     abort.abort(new BackupError('ABORTED', 'format probe done'));
     const format = object.stream?.format ?? copy.manifest.engine.format;
-    const why = formatMismatch(format, head);
+    const why = formatMismatch(format, head, opts.formats);
     if (why) {
       throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: not what the manifest says: ${why}`, {
         details: { location: loc.name, key, format },
@@ -174,7 +177,7 @@ export async function verifyBackup(rt: Runtime, backup: ListedBackup, opts: Read
   const checks: ObjectCheck[] = [];
   for (const copy of backup.copies) {
     const loc = rt.locations.find((l) => l.name === copy.location)!;
-    for (const obj of copy.manifest.objects) checks.push(await checkObject(loc, copy, obj, opts));
+    for (const obj of copy.manifest.objects) checks.push(await checkObject(loc, copy, obj, { ...opts, ...(rt.engine.formats ? { formats: rt.engine.formats } : {}) }));
   }
   return checks;
 }

@@ -22,8 +22,13 @@ import { isBackupId } from '../backup-id.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
-/** Extensions of the engines' uncompressed dumps (DumpFormat.extension). */
-export const DATA_EXTENSIONS = ['dump', 'sql'] as const;
+/**
+ * Extensions of the engines' uncompressed dumps (DumpFormat.extension): 1 to 16 lower-case letters and digits,
+ * never a word the rest of a file name uses (so a name parses one way only). An engine defined by a command
+ * declares its own (api/engine-contract.ts checks them with the same rule).
+ */
+const EXTENSION = '(?!(?:age|zst|gz|rekeyed|json)(?![a-z0-9]))[a-z0-9]{1,16}';
+export const DATA_EXTENSION = new RegExp(`^${EXTENSION}$`);
 /** Suffixes of the compression algorithms (CompressionPlan.suffix). */
 export const COMPRESSION_SUFFIXES = ['', '.zst', '.gz'] as const;
 /** The suffix of an object encrypted with age. */
@@ -72,20 +77,17 @@ export function rekeyedFileName(name: string): string {
   return name.endsWith(REKEYED_FILE_SUFFIX) ? `${plain}${AGE_FILE_SUFFIX}` : `${plain}${REKEYED_FILE_SUFFIX}`;
 }
 
-/** Every file name the runner writes into a backup directory of one stream: the one table. */
-export const KNOWN_FILES: ReadonlySet<string> = new Set([
-  MANIFEST_FILE,
-  ...DATA_EXTENSIONS.flatMap((ext) => COMPRESSION_SUFFIXES.flatMap((suffix) => ENCRYPTION_SUFFIXES.map((enc) => dataFileName(ext, suffix, enc)))),
-]);
-
-/** A stream's data object (`data-001.dump.zst.age`): the same parts as KNOWN_FILES with a stream number from 001. */
-const STREAM_FILE = new RegExp(
-  `^data-(?!000)\\d{3}\\.(${DATA_EXTENSIONS.join('|')})(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\\.')).join('|')})?(${ENCRYPTION_SUFFIXES.filter(Boolean).map((s) => s.replace(/\./g, '\\.')).join('|')})?$`,
+/**
+ * Every file name the runner writes into a backup directory: the manifest, and
+ * `data[-NNN].<extension>[<compression>][<encryption>]` (a stream's number from 001).
+ */
+const DATA_FILE = new RegExp(
+  `^data(?:-(?!000)\\d{3})?\\.(${EXTENSION})(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\\.')).join('|')})?(${ENCRYPTION_SUFFIXES.filter(Boolean).map((s) => s.replace(/\./g, '\\.')).join('|')})?$`,
 );
 
 /** Whether the runner writes a file of this name into a backup directory. */
 export function isKnownFile(name: string): boolean {
-  return KNOWN_FILES.has(name) || STREAM_FILE.test(name);
+  return name === MANIFEST_FILE || DATA_FILE.test(name);
 }
 
 /** Whether `name` is a data object's name (a known file other than the manifest): what a manifest may name as its object. */

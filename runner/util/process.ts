@@ -53,12 +53,18 @@ export interface RunOptions {
   classify?: (exitCode: number | null, stderr: string) => BackupError | undefined;
   /** Receives every stderr chunk (e.g. for progress parsing); the tail is kept anyway. */
   onStderr?: (chunk: Buffer) => void;
+  /** The child's working directory (default: the runner's). */
+  cwd?: string;
+  /** Opens file descriptor 3 of the child as a pipe it writes to (`RunningProcess.fd3`). */
+  fd3?: boolean;
 }
 
 export interface RunningProcess {
   child: ChildProcess;
   stdin: Writable | null;
   stdout: Readable | null;
+  /** The child's descriptor 3 (with `fd3`), read here. */
+  fd3?: Readable;
   /** Resolves on exit code 0; rejects with a BackupError carrying the exit code and a capped stderr tail. */
   exited: Promise<void>;
 }
@@ -68,10 +74,11 @@ export interface RunningProcess {
  * the exit status. Aborting `signal` kills the process (SIGTERM).
  */
 export function run(command: string, args: readonly string[], opts: RunOptions = {}): RunningProcess {
-  const stdio: StdioOptions = [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe'];
+  const stdio: StdioOptions = [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe', ...(opts.fd3 ? (['pipe'] as const) : [])];
   const child = spawn(command, args, {
     env: opts.env ?? minimalEnv(process.env),
     stdio,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
     signal: opts.signal,
     killSignal: 'SIGTERM',
   });
@@ -109,7 +116,8 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
   });
   // The exit promise is always observed by callers that care; avoid an unhandled rejection otherwise.
   exited.catch(() => undefined);
-  return { child, stdin: child.stdin, stdout: child.stdout ? hold(child.stdout) : null, exited };
+  const fd3 = opts.fd3 ? (child.stdio[3] as Readable | null) : null;
+  return { child, stdin: child.stdin, stdout: child.stdout ? hold(child.stdout) : null, ...(fd3 ? { fd3 } : {}), exited };
 }
 
 /**

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isBackupId, newBackupId } from '../../runner/backup-id.js';
 import { DUMP_FORMAT } from '../../runner/engines/postgresql/index.js';
 import { planCompression } from '../../runner/pipeline/compression.js';
-import { KNOWN_FILES, backupPrefix, classifyKey, dataFileName, databasePrefix, manifestKey, objectKey, parseKey } from '../../runner/storage/layout.js';
+import { isKnownFile, backupPrefix, classifyKey, dataFileName, databasePrefix, manifestKey, objectKey, parseKey } from '../../runner/storage/layout.js';
 
 describe('object layout', () => {
   it.each([
@@ -40,8 +40,8 @@ describe('object layout', () => {
     ['lower-case id', 'shop/orders/20261121t101500z-3fa1/manifest.json', { kind: 'foreign', nestedManifest: false }],
     ['nested below a backup directory', `${v1}ns/name/${id}/manifest.json`, { kind: 'foreign', group: v1, nestedManifest: true }],
     ['format 2: nested below a backup directory', `${v2}ns/name/backups/${id}/manifest.json`, { kind: 'foreign', group: v2, nestedManifest: true }],
-    ['unknown file name', `${v1}data.toc`, { kind: 'foreign', group: v1, nestedManifest: false }],
-    ['format 2: unknown file name', `${v2}data.toc`, { kind: 'foreign', group: v2, nestedManifest: false }],
+    ['unknown file name', `${v1}notes.txt`, { kind: 'foreign', group: v1, nestedManifest: false }],
+    ['format 2: unknown file name', `${v2}data.TOC`, { kind: 'foreign', group: v2, nestedManifest: false }],
     ['manifest', `${v1}manifest.json`, { kind: 'backup', layout: 1, backupId: id, dir: v1, file: 'manifest.json' }],
     ['data, zstd', `${v1}data.dump.zst`, { kind: 'backup', backupId: id, file: 'data.dump.zst' }],
     ['data, gzip', `${v1}data.dump.gz`, { kind: 'backup', backupId: id, file: 'data.dump.gz' }],
@@ -57,10 +57,27 @@ describe('object layout', () => {
       for (const algorithm of ['zstd', 'gzip', 'none'] as const) {
         for (const enc of ['', '.age']) {
           const name = dataFileName(ext, planCompression({ algorithm }, true).suffix, enc);
-          expect(KNOWN_FILES.has(name), name).toBe(true);
+          expect(isKnownFile(name), name).toBe(true);
         }
       }
     }
+  });
+
+  it.each([
+    ['a tool format', 'data.rdb.zst.age', true],
+    ['a stream of a tool format', 'data-002.snap.gz', true],
+    ['rekeyed', 'data.rdb.zst.rekeyed.age', true],
+    ['no extension', 'data.zst', false],
+    ['an extension that is a suffix word', 'data.age', false],
+    ['an extension that is a suffix word, compressed', 'data.gz.zst', false],
+    ['the manifest word', 'data.json', false],
+    ['upper case', 'data.RDB', false],
+    ['a dot inside', 'data.tar.x', false],
+    ['a path', 'data.rdb/../../x', false],
+    ['stream 000', 'data-000.rdb', false],
+    ['too long', `data.${'a'.repeat(17)}`, false],
+  ])('isKnownFile: %s', (_what, name, known) => {
+    expect(isKnownFile(name)).toBe(known);
   });
 });
 

@@ -1,0 +1,205 @@
+/**
+ * The bring-your-own-tool engine contract: how an engine defined by a
+ * command (a DatabaseBackupEngine resource, or a tool the runner image ships)
+ * is described, called and answered. Shared by the runner (which calls the
+ * tool), the controller (which checks a DatabaseBackup's `config` before
+ * anything runs) and the tools themselves. Pure; docs/engines.md explains it
+ * with a complete example.
+ *
+ * A call is `<command...> <verb> <request.json>`: the request is a 0600 file
+ * in a private directory (secrets beside it, as files), the result is one
+ * JSON object written to file descriptor 3, the dump travels on stdout
+ * (backup) or stdin (restore), stderr lines go to the runner's log, and exit
+ * status 0 means success.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+
+/** The contract version a request carries; a tool refuses a higher one. */
+export const CONTRACT_VERSION = 1;
+
+/** The descriptor the result JSON is written to. */
+export const RESULT_FD = 3;
+
+/** A result larger than this is refused (the dump travels on stdout, not here). */
+export const RESULT_MAX_BYTES = 64 * 1024;
+
+const Token = (description: string) => Type.String({ pattern: '^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$', maxLength: 63, description });
+
+export const VERBS = ['probe', 'backup', 'restore', 'inspect'] as const;
+export type Verb = (typeof VERBS)[number];
+
+/** One dump format a tool writes. */
+export const ToolFormat = Type.Object(
+  {
+    format: Token('name recorded in manifests, e.g. redis-rdb: lower-case letters, digits, -, . and _'),
+    extension: Type.String({ pattern: '^(?!(?:age|zst|gz|rekeyed|json)$)[a-z0-9]{1,16}$', description: 'file extension of an uncompressed dump, e.g. rdb: 1 to 16 lower-case letters and digits, not age, zst, gz, rekeyed or json' }),
+    compressed: Type.Boolean({ default: false, description: 'the tool compresses its output itself (the pipeline then stores it as it is)' }),
+    magicHex: Type.Array(Type.String({ pattern: '^([0-9a-f]{2}){1,32}$', description: 'lower-case hex bytes, 1 to 32' }), {
+      minItems: 1,
+      maxItems: 8,
+      description: 'every dump of this format starts with one of these byte strings (hex); verify checks stored objects against them',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type ToolFormat = Static<typeof ToolFormat>;
+
+/** What an engine defined by a command declares: the spec of a DatabaseBackupEngine, and the runner config's `engine.command.definition`. */
+export const EngineDefinitionSpec = Type.Object(
+  {
+    name: Token('the engine name recorded in manifests, e.g. redis'),
+    command: Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), {
+      minItems: 1,
+      maxItems: 32,
+      description: 'the program and its first arguments; the verb and the request file path are appended',
+    }),
+    verbs: Type.Array(Type.Union(VERBS.map((v) => Type.Literal(v))), {
+      uniqueItems: true,
+      description: 'the verbs the tool answers: probe, backup and restore always; inspect (is the target empty?) when it can tell',
+    }),
+    formats: Type.Array(ToolFormat, { minItems: 1, maxItems: 8, description: 'the dump formats the tool writes, the first being what backup writes unless its result says otherwise' }),
+    configSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "JSON Schema (draft-07) of the DatabaseBackup's config block, checked before anything runs" })),
+  },
+  { additionalProperties: false },
+);
+export type EngineDefinitionSpec = Static<typeof EngineDefinitionSpec>;
+
+/** Where the tool connects. Every field is optional: a tool uses what its database needs. */
+export interface RequestTarget {
+  host?: string;
+  port?: number;
+  user?: string;
+  /** A 0600 file holding the password, never the password itself. */
+  passwordFile?: string;
+  database?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
+/** The request file of one call. */
+export interface ToolRequest {
+  contract: typeof CONTRACT_VERSION;
+  verb: Verb;
+  /** The definition's name. */
+  engine: string;
+  target: RequestTarget;
+  /** The DatabaseBackup's config, already checked against the definition's configSchema. */
+  config: Record<string, unknown>;
+  /** The descriptor to write the result JSON to. */
+  resultFd: typeof RESULT_FD;
+  /** A private, empty directory the tool may use for scratch files (removed after the call). */
+  workDir: string;
+  /** restore and inspect: what to restore into. */
+  restore?: {
+    /** The database (or keyspace, or whatever the tool calls its unit) to restore into. */
+    database?: string;
+    /** Replace data in a target that holds some. Without it a tool must refuse a non-empty target (error code TARGET_NOT_EMPTY). */
+    force: boolean;
+    /** The dump's format, one of the definition's. */
+    format: string;
+    /** The backup's manifest engine block (versions, position) as stored. */
+    engine: Record<string, unknown>;
+    consistentAt: string;
+  };
+}
+
+/** Error codes a tool may report in its result; anything else becomes the verb's generic failure. */
+export const TOOL_ERROR_CODES = ['TARGET_NOT_EMPTY', 'TOOL_INCOMPATIBLE', 'DB_UNREACHABLE', 'DB_AUTH_FAILED', 'DB_NOT_FOUND', 'CONFIG_INVALID'] as const;
+
+const Version = Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Za-z][0-9A-Za-z.+_-]*$' });
+const ToolError = Type.Object({
+  code: Type.String({ maxLength: 64 }),
+  message: Type.String({ maxLength: 4096 }),
+});
+const TargetOutcome = Type.Object({
+  state: Type.Union(['unchanged', 'emptied', 'partial'].map((s) => Type.Literal(s))),
+  detail: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+
+/** The result JSON of each verb (all of them may carry `error` when the tool exits non-zero). */
+export const RESULTS = {
+  probe: Type.Object({ serverVersion: Version, toolVersion: Version, error: Type.Optional(ToolError) }),
+  backup: Type.Object({
+    consistentAt: Type.Optional(Type.String({ maxLength: 40, description: 'an instant at or after the one the dump is consistent to' })),
+    format: Type.Optional(Type.String({ maxLength: 63 })),
+    position: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 4096 }), { maxProperties: 16 })),
+    error: Type.Optional(ToolError),
+  }),
+  restore: Type.Object({
+    conflicts: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 1000 })),
+    target: Type.Optional(TargetOutcome),
+    error: Type.Optional(ToolError),
+  }),
+  inspect: Type.Object({ exists: Type.Boolean(), hasData: Type.Boolean(), error: Type.Optional(ToolError) }),
+} as const;
+export type ToolResult<V extends Verb> = Static<(typeof RESULTS)[V]>;
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const compiled = new WeakMap<object, ValidateFunction | Error>();
+
+/** The definition's config validator, compiled once per schema object; an Error when the schema itself is not valid JSON Schema. */
+function validatorOf(schema: Record<string, unknown>): ValidateFunction | Error {
+  let v = compiled.get(schema);
+  if (!v) {
+    try {
+      v = ajv.compile(schema);
+    } catch (err) {
+      v = err instanceof Error ? err : new Error(String(err));
+    }
+    compiled.set(schema, v);
+  }
+  return v;
+}
+
+/** `/a/0/b` (a JSON pointer from ajv) -> `.a[0].b` */
+function pointerSuffix(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg}`))
+    .join('');
+}
+
+function ruleOf(e: ErrorObject): { suffix: string; message: string } {
+  const suffix = pointerSuffix(e.instancePath);
+  if (e.keyword === 'additionalProperties') return { suffix: `${suffix}.${String((e.params as { additionalProperty: string }).additionalProperty)}`, message: 'is not a setting of this engine' };
+  if (e.keyword === 'required') return { suffix: `${suffix}.${String((e.params as { missingProperty: string }).missingProperty)}`, message: 'is required' };
+  if (e.keyword === 'enum') return { suffix, message: `must be one of ${((e.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}` };
+  return { suffix, message: e.message ?? `breaks the ${e.keyword} rule` };
+}
+
+/**
+ * Pure: the problems of a DatabaseBackup's `config` (at `at`, e.g. `spec.engine.command.config`) against
+ * the definition's configSchema, one per path, each naming the field and the rule. A definition whose schema
+ * is not valid JSON Schema is reported at `schemaAt`.
+ */
+export function toolConfigErrors(definition: Pick<EngineDefinitionSpec, 'configSchema'>, config: unknown, at: string, schemaAt: string): { path: string; message: string }[] {
+  if (!definition.configSchema) {
+    return config === undefined || (typeof config === 'object' && config !== null && Object.keys(config).length === 0) ? [] : [{ path: at, message: 'this engine takes no config (its definition declares no configSchema)' }];
+  }
+  const validate = validatorOf(definition.configSchema);
+  if (validate instanceof Error) return [{ path: schemaAt, message: `is not a valid JSON Schema: ${validate.message}` }];
+  if (validate(config ?? {})) return [];
+  const errors: { path: string; message: string }[] = [];
+  for (const e of validate.errors ?? []) {
+    const { suffix, message } = ruleOf(e);
+    const path = `${at}${suffix}`;
+    if (!errors.some((x) => x.path === path)) errors.push({ path, message });
+  }
+  return errors;
+}
+
+/** Pure: the definition's rules beyond its shape: the verbs every tool answers, one format name once. */
+export function definitionErrors(definition: EngineDefinitionSpec, at: string): { path: string; message: string }[] {
+  const errors: { path: string; message: string }[] = [];
+  for (const verb of ['probe', 'backup', 'restore'] as const) {
+    if (!definition.verbs.includes(verb)) errors.push({ path: `${at}.verbs`, message: `must include ${verb}` });
+  }
+  const seen = new Set<string>();
+  definition.formats.forEach((f, i) => {
+    if (seen.has(f.format)) errors.push({ path: `${at}.formats[${i}].format`, message: `"${f.format}" is declared twice` });
+    seen.add(f.format);
+  });
+  return errors;
+}

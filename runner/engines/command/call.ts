@@ -1,0 +1,122 @@
+/**
+ * One call of a tool: `<command...> <verb> <workDir>/request.json`. The
+ * request and the password are 0600 files in a private 0700 directory that
+ * is removed once the tool has exited; the tool gets none of the runner's
+ * environment beyond minimalEnv (never a location's credentials), its stderr
+ * lines go to the log, and its result is read from descriptor 3.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { RESULT_MAX_BYTES, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
+import type { CommandConnection } from '../../../api/index.js';
+import { BackupError, isBackupError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { minimalEnv, run, type RunningProcess } from '../../util/process.js';
+import { redact } from '../failure.js';
+import { buildRequest, callFailure, parseResult, VERB_FAILURE } from './protocol.js';
+
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+  /** What the tool reads on stdin (restore); default: nothing. */
+  stdin?: 'pipe' | 'ignore';
+  /** Where the tool writes stdout (backup): a pipe read here, or the write end of an OS pipe; default: ignored. */
+  stdout?: 'pipe' | Writable;
+  restore?: ToolRequest['restore'];
+}
+
+export interface ToolCall<V extends Verb> {
+  process: RunningProcess;
+  /** Settles once the tool exited and the directory is gone: its checked result (undefined when it wrote none), or its failure. */
+  result: Promise<ToolResult<V> | undefined>;
+}
+
+export interface CallDeps {
+  block: Readonly<CommandConnection>;
+  /** The database password, written to a 0600 file for the tool. */
+  password: string | undefined;
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Reads at most RESULT_MAX_BYTES from the tool's descriptor 3. */
+function readResult(stream: Readable | undefined, tool: string, verb: Verb): Promise<string> {
+  if (!stream) return Promise.resolve('');
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > RESULT_MAX_BYTES) {
+        stream.destroy();
+        reject(new BackupError(VERB_FAILURE[verb], `${tool} ${verb}: its result is larger than ${RESULT_MAX_BYTES} bytes`));
+      } else chunks.push(c);
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.once('error', reject);
+  });
+}
+
+/** Starts one call of the tool. */
+export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: CallOptions = {}): Promise<ToolCall<V>> {
+  const { block, logger } = deps;
+  const tool = block.definition.name;
+  const workDir = await mkdtemp(join(deps.env.TMPDIR || tmpdir(), `tool-${tool}-`));
+  const cleanup = (): Promise<void> => rm(workDir, { recursive: true, force: true }).catch((err: unknown) => logger.warn({ err, workDir }, 'could not remove the tool call directory'));
+  let p: RunningProcess;
+  try {
+    const passwordFile = deps.password !== undefined ? join(workDir, 'password') : undefined;
+    if (passwordFile) await writeFile(passwordFile, deps.password!, { mode: 0o600, flag: 'wx' });
+    const request = buildRequest(block, { verb, workDir, ...(passwordFile ? { passwordFile } : {}), ...(opts.restore ? { restore: opts.restore } : {}) });
+    const requestFile = join(workDir, 'request.json');
+    await writeFile(requestFile, `${JSON.stringify(request, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    const [command, ...first] = block.definition.command;
+    const env = { ...minimalEnv(deps.env), HOME: workDir, TMPDIR: workDir };
+    logger.debug({ command: block.definition.command, verb }, 'calling the engine tool');
+    let pending = '';
+    const logLines = (chunk: Buffer): void => {
+      const lines = (pending + chunk.toString('utf8')).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), deps.password));
+    };
+    p = run(command!, [...first, verb, requestFile], {
+      env,
+      signal: opts.signal,
+      stdin: opts.stdin ?? 'ignore',
+      stdout: opts.stdout ?? 'ignore',
+      fd3: true,
+      cwd: workDir,
+      onStderr: logLines,
+    });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const text = readResult(p.fd3, tool, verb);
+  text.catch(() => p.child.kill('SIGTERM'));
+  const result = (async (): Promise<ToolResult<V> | undefined> => {
+    try {
+      const exit = await p.exited.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      const said = await text;
+      if (exit === undefined) return parseResult(verb, said, tool);
+      if (isBackupError(exit, 'ABORTED') || isBackupError(exit, 'TOOL_MISSING')) throw exit;
+      let parsed: ToolResult<V> | undefined;
+      try {
+        parsed = parseResult(verb, said, tool);
+      } catch {
+        parsed = undefined; // the exit status is the failure; a garbled result adds nothing
+      }
+      const details = (isBackupError(exit) ? exit.details : undefined) as { exitCode?: number | null; signal?: string | null; stderr?: string } | undefined;
+      const how = details?.exitCode === null || details?.exitCode === undefined ? `was killed by ${details?.signal ?? 'a signal'}` : `exited with code ${details.exitCode}`;
+      throw callFailure(verb, tool, how, redact(details?.stderr ?? '', deps.password), parsed);
+    } finally {
+      await cleanup();
+    }
+  })();
+  result.catch(() => undefined); // observed by the caller
+  return { process: p, result };
+}

@@ -1,0 +1,17 @@
+import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
+
+/** The Redis engine's definition: what the chart installs as the `redis` DatabaseBackupEngine. */
+export const definition: EngineDefinitionSpec = {
+  name: 'redis',
+  command: ['db-backup-tool', 'redis'],
+  verbs: ['probe', 'backup', 'restore', 'inspect'],
+  formats: [{ format: 'redis-rdb', extension: 'rdb', compressed: false, magicHex: [Buffer.from('REDIS').toString('hex')] }],
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      batchSize: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'keys copied per round trip on restore' },
+      loadTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 600, description: 'how long the scratch server may take to load the backup on restore' },
+    },
+  },
+};
