@@ -13,7 +13,7 @@ LOCAL_IMAGE_TAG ?= dev
 # Only these images (names from images/matrix.json, e.g. IMAGES='controller runner-postgresql-16'); empty: all.
 IMAGES ?=
 # Shell scripts `make lint-scripts` checks.
-SHELL_SCRIPTS ?= $(wildcard scripts/*.sh)
+SHELL_SCRIPTS ?= $(wildcard scripts/*.sh) $(wildcard examples/engines/*/*.sh)
 
 IMAGE_ENV = IMAGE_REGISTRY='$(IMAGE_REGISTRY)' VERSION='$(IMAGE_VERSION)' IMAGES='$(IMAGES)'
 

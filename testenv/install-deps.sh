@@ -5,7 +5,8 @@
 # MariaDB server and client (mariadbd, mariadb-install-db, mariadb,
 # mariadb-dump; used by testenv/mariadb.ts), the Redis server and redis-cli
 # (testenv/redis.ts and the redis engine tool), etcd and etcdctl
-# (testenv/etcd.ts and the etcd engine tool), zstd, and age (the age command
+# (testenv/etcd.ts and the etcd engine tool), sqlite3 and jq (the example
+# tool of docs/engines.md, tested as written), zstd, and age (the age command
 # and age-keygen: the emergency decryption procedure of docs/encryption.md,
 # tested as written).
 #
@@ -17,7 +18,7 @@
 # (Debian/Ubuntu):   bash testenv/install-deps.sh
 set -euo pipefail
 
-packages=(postgresql postgresql-client mariadb-server mariadb-client redis-server redis-tools etcd-server etcd-client zstd age)
+packages=(postgresql postgresql-client mariadb-server mariadb-client redis-server redis-tools etcd-server etcd-client sqlite3 jq zstd age)
 
 missing=()
 for p in "${packages[@]}"; do

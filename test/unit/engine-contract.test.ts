@@ -1,0 +1,150 @@
+/**
+ * The tool contract's pure parts: a DatabaseBackup's config against the
+ * schema an engine declares, a definition's own rules, the request the runner
+ * writes, and the result a tool answers (checked before it is believed).
+ */
+import { describe, expect, it } from 'vitest';
+import { definitionErrors, toolConfigErrors, type EngineDefinitionSpec } from '../../api/engine-contract.js';
+import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseResult } from '../../runner/engines/command/protocol.js';
+import { BackupError } from '../../runner/errors.js';
+import { validateRunnerConfig } from '../../api/index.js';
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['mode'],
+  properties: {
+    mode: { enum: ['fast', 'safe'] },
+    batchSize: { type: 'integer', minimum: 1 },
+    tables: { type: 'array', items: { type: 'string', pattern: '^[a-z]+$' } },
+  },
+};
+
+const definition: EngineDefinitionSpec = {
+  name: 'demo',
+  command: ['/usr/local/bin/demo-tool'],
+  verbs: ['probe', 'backup', 'restore'],
+  formats: [{ format: 'demo-dump', extension: 'dmp', compressed: false, magicHex: ['44454d4f'] }],
+  configSchema: schema,
+};
+
+describe('toolConfigErrors', () => {
+  it.each([
+    ['a valid config', { mode: 'fast', batchSize: 10, tables: ['a'] }, []],
+    ['a wrong type', { mode: 'fast', batchSize: 'many' }, [{ path: 'spec.engine.command.config.batchSize', message: 'must be integer' }]],
+    ['a setting the engine does not have', { mode: 'fast', flush: true }, [{ path: 'spec.engine.command.config.flush', message: 'is not a setting of this engine' }]],
+    ['a missing required setting', {}, [{ path: 'spec.engine.command.config.mode', message: 'is required' }]],
+    ['a value outside an enum', { mode: 'reckless' }, [{ path: 'spec.engine.command.config.mode', message: 'must be one of "fast", "safe"' }]],
+    ['an array item breaking a pattern', { mode: 'safe', tables: ['ok', 'Bad;DROP'] }, [{ path: 'spec.engine.command.config.tables[1]', message: 'must match pattern "^[a-z]+$"' }]],
+    ['no config at all (required still applies)', undefined, [{ path: 'spec.engine.command.config.mode', message: 'is required' }]],
+  ])('%s', (_what, config, want) => {
+    expect(toolConfigErrors(definition, config, 'spec.engine.command.config', 'x')).toEqual(want);
+  });
+
+  it('an engine without a schema takes no config', () => {
+    const { configSchema: _dropped, ...bare } = definition;
+    expect(toolConfigErrors(bare, undefined, 'c', 's')).toEqual([]);
+    expect(toolConfigErrors(bare, {}, 'c', 's')).toEqual([]);
+    expect(toolConfigErrors(bare, { a: 1 }, 'c', 's')).toEqual([{ path: 'c', message: 'this engine takes no config (its definition declares no configSchema)' }]);
+  });
+
+  it('a schema that is not JSON Schema is reported at the definition, not at the user', () => {
+    const errors = toolConfigErrors({ configSchema: { type: 'object', properties: { a: { type: 'no-such-type' } } } }, {}, 'c', 'definition.configSchema');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ path: 'definition.configSchema', message: expect.stringMatching(/^is not a valid JSON Schema: /) as string });
+  });
+});
+
+describe('definitionErrors', () => {
+  it('needs probe, backup and restore, and one name per format', () => {
+    const d: EngineDefinitionSpec = { ...definition, verbs: ['probe', 'inspect'], formats: [definition.formats[0]!, definition.formats[0]!] };
+    expect(definitionErrors(d, 'def')).toEqual([
+      { path: 'def.verbs', message: 'must include backup' },
+      { path: 'def.verbs', message: 'must include restore' },
+      { path: 'def.formats[1].format', message: '"demo-dump" is declared twice' },
+    ]);
+    expect(definitionErrors(definition, 'def')).toEqual([]);
+  });
+
+  it('the runner config refuses a definition extension that would make stored names ambiguous, and a config its schema refuses', () => {
+    const cfg = (ext: string, config: unknown) => ({
+      namespace: 'n',
+      name: 'x',
+      engine: { type: 'command', command: { definition: { ...definition, formats: [{ ...definition.formats[0]!, extension: ext }] }, config } },
+      locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: '/tmp/x' } }],
+    });
+    const bad = validateRunnerConfig(cfg('age', { mode: 'fast' }));
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.errors.map((e) => e.path)).toEqual(['engine.command.definition.formats[0].extension']);
+    expect(validateRunnerConfig(cfg('dmp', { mode: 'fast' })).ok).toBe(true);
+  });
+});
+
+describe('the request the runner writes', () => {
+  it('holds the target, the password as a file, the config and the restore', () => {
+    const request = buildRequest(
+      { definition, host: 'db', port: 7000, user: 'backup', database: 'main', tlsCa: '/tls/ca.pem', config: { mode: 'safe' }, password: { value: 'never-in-the-request' } },
+      { verb: 'restore', workDir: '/tmp/w', passwordFile: '/tmp/w/password', restore: { database: 'other', force: false, format: 'demo-dump', engine: { name: 'demo' }, consistentAt: '2026-12-04T10:00:00Z' } },
+    );
+    expect(request).toEqual({
+      contract: 1,
+      verb: 'restore',
+      engine: 'demo',
+      target: { host: 'db', port: 7000, user: 'backup', passwordFile: '/tmp/w/password', database: 'main', tls: { caFile: '/tls/ca.pem' } },
+      config: { mode: 'safe' },
+      resultFd: 3,
+      workDir: '/tmp/w',
+      restore: { database: 'other', force: false, format: 'demo-dump', engine: { name: 'demo' }, consistentAt: '2026-12-04T10:00:00Z' },
+    });
+    expect(JSON.stringify(request)).not.toContain('never-in-the-request');
+  });
+});
+
+describe('the result a tool answers', () => {
+  it('is checked against the verb: unknown fields dropped, wrong shapes refused with the verb failure code', () => {
+    expect(parseResult('probe', '', 't')).toBeUndefined();
+    expect(parseResult('probe', '{"serverVersion":"7.0.15","toolVersion":"7.0.15","later":true}', 't')).toEqual({ serverVersion: '7.0.15', toolVersion: '7.0.15' });
+    const cases: [Parameters<typeof parseResult>[0], string, string, RegExp][] = [
+      ['probe', 'not json', 'DB_UNREACHABLE', /is not JSON/],
+      ['probe', '{"serverVersion":"7; rm -rf /","toolVersion":"1"}', 'DB_UNREACHABLE', /breaks the contract at \/serverVersion/],
+      ['backup', '[]', 'DUMP_FAILED', /breaks the contract/],
+      ['backup', JSON.stringify({ position: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }), 'DUMP_FAILED', /\/position/],
+      ['restore', '{"target":{"state":"dropped-everything"}}', 'RESTORE_FAILED', /\/target\/state/],
+      ['inspect', '{"exists":true}', 'DB_QUERY_FAILED', /hasData/],
+    ];
+    for (const [verb, text, code, message] of cases) {
+      let err: unknown;
+      try {
+        parseResult(verb, text, 't');
+      } catch (e) {
+        err = e;
+      }
+      expect(err, text).toBeInstanceOf(BackupError);
+      expect((err as BackupError).code, text).toBe(code);
+      expect((err as BackupError).message, text).toMatch(message);
+    }
+  });
+
+  it('a failure keeps a code of the contract, any other becomes the verb failure', () => {
+    expect(callFailure('restore', 't', 'exited with code 1', '', { error: { code: 'TARGET_NOT_EMPTY', message: 'has keys' } })).toMatchObject({ code: 'TARGET_NOT_EMPTY', message: 't restore: has keys' });
+    expect(callFailure('restore', 't', 'exited with code 1', '', { error: { code: 'STORAGE_DENIED', message: 'no' } })).toMatchObject({ code: 'RESTORE_FAILED', details: { toolCode: 'STORAGE_DENIED' } });
+    expect(callFailure('backup', 't', 'exited with code 3', 'boom', undefined)).toMatchObject({ code: 'DUMP_FAILED', message: 't backup exited with code 3: boom' });
+    expect(callFailure('restore', 't', 'x', '', { error: { code: 'FAILED', message: 'm' }, target: { state: 'emptied' } }).details).toMatchObject({ toolTarget: { state: 'emptied' } });
+  });
+
+  it.each([
+    ['no claim: the end of the run', undefined, '2026-12-04T10:00:09.000Z', true],
+    ['a claim inside the run', '2026-12-04T10:00:05Z', '2026-12-04T10:00:05.000Z', true],
+    ['a claim rounded down to the start second', '2026-12-04T10:00:01Z', '2026-12-04T10:00:01.000Z', true],
+    ['a claim before the run (a lie that would widen point-in-time selection)', '2026-12-03T00:00:00Z', '2026-12-04T10:00:09.000Z', false],
+    ['a claim in the future', '2026-12-05T00:00:00Z', '2026-12-04T10:00:09.000Z', false],
+    ['not a timestamp', 'yesterday', '2026-12-04T10:00:09.000Z', false],
+  ])('consistentInstant: %s', (_what, claimed, at, believed) => {
+    const c = consistentInstant(claimed, new Date('2026-12-04T10:00:01.500Z'), new Date('2026-12-04T10:00:09Z'));
+    expect([c.at.toISOString(), c.believed]).toEqual([at, believed]);
+  });
+
+  it('a declared magic becomes bytes', () => {
+    expect(dumpFormatOf(definition.formats[0]!).magic).toEqual([Buffer.from('DEMO')]);
+  });
+});
