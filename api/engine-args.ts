@@ -14,7 +14,7 @@ const ARG_RULES: Readonly<Record<string, ArgRule>> = {
   postgresql: postgresqlArgErrors,
   mysql: (at, block) => [...mysqlArgErrors(at, block), ...mysqlDatabaseErrors(at, block.database)],
   // The definition is the runner config's own (the controller copies it from a DatabaseBackupEngine).
-  command: (at, block) => (block.definition ? [...definitionErrors(block.definition, `${at}.definition`), ...toolConfigErrors(block.definition, block.config, `${at}.config`, `${at}.definition.configSchema`)] : []),
+  command: (at, block) => (block.definition ? [...definitionErrors(block.definition, `${at}.definition`), ...toolConfigErrors(block.definition.configSchema, block.config, `${at}.config`, `${at}.definition.configSchema`)] : []),
 };
 
 /** The argument problems of the block `engine.type` names, under `at` (e.g. `engine`, `spec.engine`). */

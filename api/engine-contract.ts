@@ -171,14 +171,14 @@ function ruleOf(e: ErrorObject): { suffix: string; message: string } {
 
 /**
  * Pure: the problems of a DatabaseBackup's `config` (at `at`, e.g. `spec.engine.command.config`) against
- * the definition's configSchema, one per path, each naming the field and the rule. A definition whose schema
+ * an engine definition's configSchema, one per path, each naming the field and the rule. A definition whose schema
  * is not valid JSON Schema is reported at `schemaAt`.
  */
-export function toolConfigErrors(definition: Pick<EngineDefinitionSpec, 'configSchema'>, config: unknown, at: string, schemaAt: string): { path: string; message: string }[] {
-  if (!definition.configSchema) {
+export function toolConfigErrors(configSchema: Record<string, unknown> | undefined, config: unknown, at: string, schemaAt: string): { path: string; message: string }[] {
+  if (!configSchema) {
     return config === undefined || (typeof config === 'object' && config !== null && Object.keys(config).length === 0) ? [] : [{ path: at, message: 'this engine takes no config (its definition declares no configSchema)' }];
   }
-  const validate = validatorOf(definition.configSchema);
+  const validate = validatorOf(configSchema);
   if (validate instanceof Error) return [{ path: schemaAt, message: `is not a valid JSON Schema: ${validate.message}` }];
   if (validate(config ?? {})) return [];
   const errors: { path: string; message: string }[] = [];

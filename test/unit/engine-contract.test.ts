@@ -38,18 +38,17 @@ describe('toolConfigErrors', () => {
     ['an array item breaking a pattern', { mode: 'safe', tables: ['ok', 'Bad;DROP'] }, [{ path: 'spec.engine.command.config.tables[1]', message: 'must match pattern "^[a-z]+$"' }]],
     ['no config at all (required still applies)', undefined, [{ path: 'spec.engine.command.config.mode', message: 'is required' }]],
   ])('%s', (_what, config, want) => {
-    expect(toolConfigErrors(definition, config, 'spec.engine.command.config', 'x')).toEqual(want);
+    expect(toolConfigErrors(definition.configSchema, config, 'spec.engine.command.config', 'x')).toEqual(want);
   });
 
   it('an engine without a schema takes no config', () => {
-    const { configSchema: _dropped, ...bare } = definition;
-    expect(toolConfigErrors(bare, undefined, 'c', 's')).toEqual([]);
-    expect(toolConfigErrors(bare, {}, 'c', 's')).toEqual([]);
-    expect(toolConfigErrors(bare, { a: 1 }, 'c', 's')).toEqual([{ path: 'c', message: 'this engine takes no config (its definition declares no configSchema)' }]);
+    expect(toolConfigErrors(undefined, undefined, 'c', 's')).toEqual([]);
+    expect(toolConfigErrors(undefined, {}, 'c', 's')).toEqual([]);
+    expect(toolConfigErrors(undefined, { a: 1 }, 'c', 's')).toEqual([{ path: 'c', message: 'this engine takes no config (its definition declares no configSchema)' }]);
   });
 
   it('a schema that is not JSON Schema is reported at the definition, not at the user', () => {
-    const errors = toolConfigErrors({ configSchema: { type: 'object', properties: { a: { type: 'no-such-type' } } } }, {}, 'c', 'definition.configSchema');
+    const errors = toolConfigErrors({ type: 'object', properties: { a: { type: 'no-such-type' } } }, {}, 'c', 'definition.configSchema');
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ path: 'definition.configSchema', message: expect.stringMatching(/^is not a valid JSON Schema: /) as string });
   });
