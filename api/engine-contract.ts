@@ -29,11 +29,14 @@ const Token = (description: string) => Type.String({ pattern: '^[a-z0-9]([-a-z0-
 export const VERBS = ['probe', 'backup', 'restore', 'inspect'] as const;
 export type Verb = (typeof VERBS)[number];
 
+/** Extensions a format may not have (storage/layout.ts DATA_EXTENSION says the same). */
+export const RESERVED_EXTENSIONS: readonly string[] = ['age', 'zst', 'gz', 'rekeyed', 'json'];
+
 /** One dump format a tool writes. */
 export const ToolFormat = Type.Object(
   {
     format: Token('name recorded in manifests, e.g. redis-rdb: lower-case letters, digits, -, . and _'),
-    extension: Type.String({ pattern: '^(?!(?:age|zst|gz|rekeyed|json)$)[a-z0-9]{1,16}$', description: 'file extension of an uncompressed dump, e.g. rdb: 1 to 16 lower-case letters and digits, not age, zst, gz, rekeyed or json' }),
+    extension: Type.String({ pattern: '^[a-z0-9]{1,16}$', description: 'file extension of an uncompressed dump, e.g. rdb: 1 to 16 lower-case letters and digits, not age, zst, gz, rekeyed or json' }),
     compressed: Type.Boolean({ default: false, description: 'the tool compresses its output itself (the pipeline then stores it as it is)' }),
     magicHex: Type.Array(Type.String({ pattern: '^([0-9a-f]{2}){1,32}$', description: 'lower-case hex bytes, 1 to 32' }), {
       minItems: 1,
@@ -200,6 +203,8 @@ export function definitionErrors(definition: EngineDefinitionSpec, at: string): 
   definition.formats.forEach((f, i) => {
     if (seen.has(f.format)) errors.push({ path: `${at}.formats[${i}].format`, message: `"${f.format}" is declared twice` });
     seen.add(f.format);
+    // The words the rest of a stored object's name uses: with one of them as extension a name would parse two ways.
+    if (RESERVED_EXTENSIONS.includes(f.extension)) errors.push({ path: `${at}.formats[${i}].extension`, message: `must not be ${RESERVED_EXTENSIONS.join(', ')}` });
   });
   return errors;
 }

@@ -18,7 +18,7 @@
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1ObjectReference, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { validateStorageClass, type Condition, type DatabaseBackup, type DatabaseBackupStorageClass } from '../api/crds/index.js';
+import { validateStorageClass, type Condition, type DatabaseBackup, type DatabaseBackupEngine, type DatabaseBackupStorageClass } from '../api/crds/index.js';
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
 import { appliedLabel, contains, differences } from './compare.js';
@@ -93,6 +93,7 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly backups: Cache<DatabaseBackup> & { start(): Promise<void> };
   private readonly classes: Cache<DatabaseBackupStorageClass> & { start(): Promise<void> };
+  private readonly engines: Cache<DatabaseBackupEngine> & { start(): Promise<void> };
   private readonly secrets: Cache<V1Secret> & { start(): Promise<void> };
   private readonly claims: Cache<KubernetesObject> & { start(): Promise<void> };
   private readonly owned: Record<OwnedKind, Cache<KubernetesObject> & { start(): Promise<void> }>;
@@ -143,6 +144,10 @@ export class Controller {
       const users = this.backups.list().filter((b) => b.spec?.storageClassName === o.metadata.name);
       this.enqueueOverlapping(users, [o, ...(old ? [old] : [])]);
     });
+    // An engine that appears, changes or goes: the DatabaseBackups that name it are planned again.
+    this.engines = kube.cache(src.engines as never, (o: DatabaseBackupEngine) => {
+      for (const b of this.backups.list()) if (b.spec?.engine?.command?.engineRef === o.metadata.name) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
+    });
     this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
     // A claim that appears or goes: the DatabaseBackups of its namespace are planned again (ClaimNotFound).
     this.claims = kube.cache(src.claims, (o: KubernetesObject, kind) => {
@@ -167,7 +172,7 @@ export class Controller {
 
   /** Starts the caches, waits until each has listed once, then reconciles every DatabaseBackup. */
   async start(): Promise<void> {
-    await Promise.all([this.backups, this.classes, this.secrets, this.claims, ...Object.values(this.owned)].map((c) => c.start()));
+    await Promise.all([this.backups, this.classes, this.engines, this.secrets, this.claims, ...Object.values(this.owned)].map((c) => c.start()));
     this.started = true;
     this.resyncAll();
     const period = parseDuration(this.opts.settings.resyncPeriod) ?? 600_000;
@@ -182,7 +187,7 @@ export class Controller {
 
   /** Not ok once a cache has failed to list or watch, without a break, for longer than liveness.watchFailureTimeout. */
   health(now: Date = this.now()): Liveness {
-    const caches = [this.backups, this.classes, this.secrets, this.claims, ...Object.values(this.owned)];
+    const caches = [this.backups, this.classes, this.engines, this.secrets, this.claims, ...Object.values(this.owned)];
     const timeoutMs = parseDuration(this.opts.settings.liveness.watchFailureTimeout) ?? DEFAULT_WATCH_FAILURE_TIMEOUT_MS;
     return cachesLiveness(caches.map((c) => c.health()), now, timeoutMs);
   }
@@ -348,6 +353,7 @@ export class Controller {
       this.renderSettings,
       this.allRoots(),
       (ns, claim) => this.claims.get(claim, ns) !== undefined,
+      (name) => this.engines.get(name),
     );
     const missing = plan.ok ? await this.missingSecrets(key, plan, backup, deployment) : undefined;
     return missing ? { ok: false, problem: missing, revoke: false } : plan;

@@ -548,6 +548,7 @@ export class KubeAdapter {
     return {
       backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
       classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
+      engines: { resource: 'databasebackupengines', path: `/apis/${GROUP}/${VERSION}/databasebackupengines`, list: custom('databasebackupengines') },
       secrets: { resource: 'secrets', apiVersion: 'v1', kind: 'Secret', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
       // Only whether a claim exists is read (a runner mounting a missing one is reported as ClaimNotFound).
       claims: {

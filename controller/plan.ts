@@ -10,7 +10,10 @@
  */
 import {
   validateDatabaseBackup,
+  validateEngine,
   validateStorageClass,
+  type DatabaseBackupEngine,
+  type ResolvedEngine,
   type DatabaseBackup,
   type DatabaseBackupStorageClass,
 } from '../api/crds/index.js';
@@ -30,7 +33,7 @@ import type { Problem } from './status.js';
 export type Plan = { ok: true; rendered: Rendered } | { ok: false; problem: Problem; revoke: boolean };
 
 /** The problems that take a DatabaseBackup's access to its storage away. */
-export const REVOKING_REASONS: ReadonlySet<string> = new Set(['StorageClassNotFound', 'NamespaceNotAllowed', 'PrefixOverlap', 'SecretNotFound', 'SecretKeyNotFound', 'CredentialsRequired']);
+export const REVOKING_REASONS: ReadonlySet<string> = new Set(['StorageClassNotFound', 'EngineNotFound', 'NamespaceNotAllowed', 'PrefixOverlap', 'SecretNotFound', 'SecretKeyNotFound', 'CredentialsRequired']);
 
 function fieldText(errors: FieldError[]): string {
   return errors.map((e) => `${e.path}: ${e.message}`).join('; ');
@@ -136,6 +139,8 @@ export function planBackup(
   others?: readonly BackupRoots[],
   /** Whether a PersistentVolumeClaim exists; omitted: claims are not checked. */
   claimExists?: ClaimLookup,
+  /** DatabaseBackupEngines by name (for engine.type command). */
+  engines: (name: string) => DatabaseBackupEngine | undefined = () => undefined,
 ): Plan {
   const fail = (reason: string, message: string): Plan => ({ ok: false, problem: { reason, message }, revoke: REVOKING_REASONS.has(reason) });
   const alone = validateDatabaseBackup(backup);
@@ -149,13 +154,15 @@ export function planBackup(
   if (allowed.length > 0 && !allowed.includes(ns)) {
     return fail('NamespaceNotAllowed', `namespace "${ns}" is not allowed by storage class "${className}" (allowed: ${allowed.join(', ')})`);
   }
-  const full = validateDatabaseBackup(backup, { storageClass: sc.value });
+  const resolved = resolveEngine(alone.value, ns, engines);
+  if ('reason' in resolved) return fail(resolved.reason, resolved.message);
+  const full = validateDatabaseBackup(backup, { storageClass: sc.value, ...resolved });
   if (!full.ok) return fail('InvalidSpec', `invalid DatabaseBackup: ${fieldText(full.errors)}`);
   if (others) {
     const refused = overlapsRefusing(backupRoots(full.value, sc.value), others);
     if (refused.length > 0) return fail('PrefixOverlap', overlapMessage(refused));
   }
-  const r = renderRunner({ backup: full.value, storageClass: sc.value, secrets, settings });
+  const r = renderRunner({ backup: full.value, storageClass: sc.value, secrets, settings, ...resolved });
   if (!r.ok) {
     // The reason is the first problem that takes access away, else the first one.
     const first = r.problems.find((p) => REVOKING_REASONS.has(p.reason)) ?? r.problems[0]!;
@@ -166,6 +173,24 @@ export function planBackup(
     if (missing.length > 0) return fail('ClaimNotFound', missing.map((p) => p.message).join('; '));
   }
   return { ok: true, rendered: r.value };
+}
+
+/**
+ * For engine.type command: the DatabaseBackupEngine the spec names, validated and allowing the namespace,
+ * or why not (EngineNotFound takes the runner away: its administrator removed the engine).
+ */
+function resolveEngine(backup: DatabaseBackup, ns: string, engines: (name: string) => DatabaseBackupEngine | undefined): { engine?: ResolvedEngine } | Problem {
+  const command = backup.spec.engine.type === 'command' ? backup.spec.engine.command : undefined;
+  if (!command) return {};
+  const found = engines(command.engineRef);
+  if (!found) return { reason: 'EngineNotFound', message: `DatabaseBackupEngine "${command.engineRef}" not found (spec.engine.command.engineRef)` };
+  const valid = validateEngine(found);
+  if (!valid.ok) return { reason: 'EngineInvalid', message: `DatabaseBackupEngine "${command.engineRef}" is invalid: ${fieldText(valid.errors)}` };
+  const allowed = valid.value.allowedNamespaces;
+  if (allowed.length > 0 && !allowed.includes(ns)) {
+    return { reason: 'NamespaceNotAllowed', message: `namespace "${ns}" is not allowed by DatabaseBackupEngine "${command.engineRef}" (allowed: ${allowed.join(', ')})` };
+  }
+  return { engine: valid.value };
 }
 
 /** Every Secret name a storage class references (in the controller's namespace). */

@@ -30,7 +30,7 @@ const OWN = ['get', 'list', 'watch', 'create', 'patch', 'delete'];
 export const ADMISSION_RULES: V1PolicyRule[] = [{ apiGroups: [GROUP], resources: ['databasebackups/finalizers'], verbs: ['update'] }];
 
 export const CLUSTER_RULES: V1PolicyRule[] = [
-  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses'], verbs: ['list', 'watch'] },
+  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses', 'databasebackupengines'], verbs: ['list', 'watch'] },
   // get: the runner's Role grants it on its own DatabaseBackup's status, and RBAC lets a Role grant only what its creator holds.
   { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
   { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status'], verbs: ['patch'] },

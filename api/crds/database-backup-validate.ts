@@ -12,6 +12,8 @@
 import { Value } from '@sinclair/typebox/value';
 import { recipientErrors } from '../age.js';
 import { engineArgErrors } from '../engine-args.js';
+import { toolConfigErrors } from '../engine-contract.js';
+import type { ResolvedEngine } from './engine.js';
 import { blockErrors, scheduleErrors, structuralErrors, zoneErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { DB_ENGINE_TYPES, DatabaseBackupSpec, type DatabaseBackup } from './database-backup.js';
 import { runnerPodErrors, type RunnerPod } from './runner-pod.js';
@@ -20,6 +22,8 @@ import { duplicateErrors, merge, under, type DatabaseBackupStorageClass } from '
 export interface DatabaseBackupContext {
   /** The class named by spec.storageClassName, when it exists; enables the class checks. */
   storageClass?: DatabaseBackupStorageClass;
+  /** For engine.type command: the DatabaseBackupEngine named by engineRef, when it exists; enables the config check. */
+  engine?: ResolvedEngine;
 }
 
 function runnerErrors(runner: RunnerPod | undefined): FieldError[] {
@@ -117,6 +121,9 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });
   errors.push(...classErrors(obj, spec, ctx.storageClass));
+  if (spec.engine.type === 'command' && spec.engine.command && ctx.engine) {
+    errors.push(...toolConfigErrors(ctx.engine.definition.configSchema, spec.engine.command.config, 'spec.engine.command.config', `DatabaseBackupEngine ${ctx.engine.definition.name} spec.configSchema`));
+  }
   return errors;
 }
 

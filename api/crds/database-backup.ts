@@ -67,31 +67,25 @@ export type MysqlEngine = Static<typeof MysqlEngine>;
 const Json = (description: string) =>
   Type.Optional(Type.Record(Type.String(), Type.Unknown(), { 'x-kubernetes-preserve-unknown-fields': true, description }));
 
-export const CustomEngine = Type.Object(
+/** An engine defined by a command: a DatabaseBackupEngine by name, where its tool connects, and the config its schema checks. */
+export const CommandEngine = Type.Object(
   {
-    image: Type.String({ minLength: 1, description: 'image that holds the backup tool' }),
-    command: Args('entrypoint; the image\'s when unset'),
-    args: Args('arguments; the runner appends the path of the JSON request file'),
-    configSchema: Json('JSON Schema of config'),
-    config: Json('tool-specific settings, passed in the JSON request file'),
-    env: Type.Optional(
-      Type.Array(
-        Type.Object(
-          {
-            name: Type.String({ minLength: 1, pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$' }),
-            value: Type.Optional(Type.String()),
-            secretKeyRef: ref('value taken from a Secret'),
-          },
-          { additionalProperties: false },
-        ),
-      ),
-    ),
+    engineRef: ObjectName('name of a DatabaseBackupEngine (cluster-scoped) that defines the engine'),
+    host: Type.Optional(Host),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    passwordSecretRef: ref('password, handed to the tool as a 0600 file'),
+    database: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "what the tool backs up on the server (the engine's own meaning); default: the engine's name" })),
+    tlsCaSecretRef: ref('CA certificate (PEM)'),
+    tlsCertSecretRef: ref('client certificate (PEM)'),
+    tlsKeySecretRef: ref('client key (PEM)'),
+    config: Json("the engine's own settings, checked against its DatabaseBackupEngine's configSchema"),
   },
   { additionalProperties: false },
 );
-export type CustomEngine = Static<typeof CustomEngine>;
+export type CommandEngine = Static<typeof CommandEngine>;
 
-export const DB_ENGINE_TYPES = ['postgresql', 'mysql', 'custom'] as const;
+export const DB_ENGINE_TYPES = ['postgresql', 'mysql', 'command'] as const;
 export type DbEngineType = (typeof DB_ENGINE_TYPES)[number];
 
 export const Engine = Type.Object(
@@ -99,7 +93,7 @@ export const Engine = Type.Object(
     type: Type.Union(DB_ENGINE_TYPES.map((t) => Type.Literal(t))),
     postgresql: Type.Optional(PostgresqlEngine),
     mysql: Type.Optional(MysqlEngine),
-    custom: Type.Optional(CustomEngine),
+    command: Type.Optional(CommandEngine),
   },
   { additionalProperties: false, description: 'the database; exactly the block named by type is set' },
 );

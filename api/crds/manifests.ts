@@ -14,6 +14,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { stringify } from 'yaml';
 import { GROUP, VERSION } from './common.js';
 import { DatabaseBackupSpec, DatabaseBackupStatus } from './database-backup.js';
+import { EngineSpec, EngineStatus } from './engine.js';
 import { StorageClassSpec, StorageClassStatus } from './storage-class.js';
 import { convert, type JsonSchema } from './structural.js';
 
@@ -84,6 +85,21 @@ const CRDS: CrdInput[] = [
       // A string: kubectl prints a date column in the future as <invalid>.
       { name: 'Next Run', type: 'string', jsonPath: '.status.nextRunAt', description: 'next scheduled start (UTC)', priority: 1 },
       MESSAGE,
+    ],
+  },
+  {
+    kind: 'DatabaseBackupEngine',
+    plural: 'databasebackupengines',
+    singular: 'databasebackupengine',
+    shortNames: ['dbbe'],
+    scope: 'Cluster',
+    description: 'An engine defined by a command (the tool contract): the runner image holding the tool, its command, dump formats and the JSON Schema of its config. Written by cluster administrators; a DatabaseBackup picks one with spec.engine.command.engineRef.',
+    spec: EngineSpec,
+    status: EngineStatus,
+    columns: [
+      { name: 'Image', type: 'string', jsonPath: '.spec.image' },
+      { name: 'Formats', type: 'string', jsonPath: '.spec.formats[*].format' },
+      AGE,
     ],
   },
 ];

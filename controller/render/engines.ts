@@ -7,7 +7,8 @@
  * Adding an engine on the controller side is its entry in ENGINE_RENDERS (and
  * its block in the CRD, api/crds/database-backup.ts).
  */
-import type { Engine as SpecEngine, MysqlEngine as SpecMysql, PostgresqlEngine as SpecPostgresql } from '../../api/crds/database-backup.js';
+import type { CommandEngine as SpecCommand, Engine as SpecEngine, MysqlEngine as SpecMysql, PostgresqlEngine as SpecPostgresql } from '../../api/crds/database-backup.js';
+import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
 import type { SecretKeyRef } from '../../api/crds/common.js';
 import type { EngineConfig } from '../../api/runner-config.js';
 
@@ -22,10 +23,16 @@ export interface RenderedEngine {
   passwordEnv?: SecretKeyRef;
 }
 
+/** What an engine's render may need beyond its block: for `command`, the DatabaseBackupEngine's definition. */
+export interface RenderContext {
+  definition?: EngineDefinitionSpec;
+}
+
 interface EngineRender<Block> {
   /** The server version that picks the runner image (the controller's default when undefined). */
   version(block: Block): string | undefined;
-  render(block: Block, mount: MountSecret): RenderedEngine;
+  /** The runner config's block, or undefined when the context lacks what it needs. */
+  render(block: Block, mount: MountSecret, ctx: RenderContext): RenderedEngine | undefined;
 }
 
 const password = (ref: SecretKeyRef | undefined) => (ref ? { password: { env: PASSWORD_ENV } } : {});
@@ -76,8 +83,28 @@ const mysql: EngineRender<SpecMysql> = {
   }),
 };
 
+/** The definition travels with the config: the runner never reads the cluster's DatabaseBackupEngines. */
+const command: EngineRender<SpecCommand> = {
+  version: () => undefined,
+  render: (b, mount, ctx) =>
+    ctx.definition
+      ? {
+          engine: {
+            type: 'command',
+            command: {
+              definition: ctx.definition,
+              ...present({ host: b.host, port: b.port, user: b.user, database: b.database }),
+              ...password(b.passwordSecretRef),
+              ...present({ tlsCa: mount(b.tlsCaSecretRef), tlsCert: mount(b.tlsCertSecretRef), tlsKey: mount(b.tlsKeySecretRef), config: b.config }),
+            },
+          },
+          ...(b.passwordSecretRef ? { passwordEnv: b.passwordSecretRef } : {}),
+        }
+      : undefined,
+};
+
 /** Every engine the runner backs up, by `spec.engine.type`. */
-const ENGINE_RENDERS: { readonly [K in keyof SpecEngine & SpecEngine['type']]?: EngineRender<NonNullable<SpecEngine[K]>> } = { postgresql, mysql };
+const ENGINE_RENDERS: { readonly [K in keyof SpecEngine & SpecEngine['type']]?: EngineRender<NonNullable<SpecEngine[K]>> } = { postgresql, mysql, command };
 
 /** The engine types the controller can render, for messages. */
 export const RENDERED_ENGINES = Object.keys(ENGINE_RENDERS);
@@ -89,9 +116,9 @@ function entry(engine: SpecEngine): { r: EngineRender<unknown>; block: unknown }
   return r && block !== undefined ? { r, block } : undefined;
 }
 
-export function renderEngine(engine: SpecEngine, mount: MountSecret): RenderedEngine | undefined {
+export function renderEngine(engine: SpecEngine, mount: MountSecret, ctx: RenderContext = {}): RenderedEngine | undefined {
   const e = entry(engine);
-  return e?.r.render(e.block, mount);
+  return e?.r.render(e.block, mount, ctx);
 }
 
 export function engineVersion(engine: SpecEngine): string | undefined {

@@ -29,6 +29,7 @@ import { API_VERSION, GROUP } from '../../api/crds/common.js';
 import { ALLOWED_VOLUME_SOURCES, imageAllowed } from '../../api/crds/runner-pod.js';
 import { ANNOTATION_CONFIG_HASH, commonLabels, runnerName, selectorLabels } from '../names.js';
 import type { EngineImages } from '../settings.js';
+import type { ResolvedEngine } from '../../api/crds/engine.js';
 import { engineVersion } from './engines.js';
 import { CONFIG_DIR, CONFIG_KEY, PASSWORD_ENV, renderRunnerConfig, type RenderProblem, type RenderedConfig, type SecretLookup } from './runner-config.js';
 
@@ -52,6 +53,8 @@ export interface RenderInput {
   storageClass: DatabaseBackupStorageClass;
   secrets: SecretLookup;
   settings: RenderSettings;
+  /** For `engine.type: command`: the validated DatabaseBackupEngine it names. */
+  engine?: ResolvedEngine;
 }
 
 export interface RunnerObjects {
@@ -228,26 +231,29 @@ function chosenImage(image: string, field: string, settings: RenderSettings): { 
   return r.ok ? { image } : { problem: { reason: 'ImageNotAllowed', message: `${field}: ${r.message}` } };
 }
 
-function imageFor(backup: DatabaseBackup, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
+function imageFor(backup: DatabaseBackup, settings: RenderSettings, resolved: ResolvedEngine | undefined): { image: string } | { problem: RunnerProblem } {
   const engine = backup.spec.engine;
   if (backup.spec.runner?.image) return chosenImage(backup.spec.runner.image, 'spec.runner.image', settings);
-  if (engine.type === 'custom') return chosenImage(engine.custom?.image ?? '', 'spec.engine.custom.image', settings);
+  if (engine.type === 'command') {
+    if (!resolved) return { problem: { reason: 'EngineNotFound', message: `spec.engine.command.engineRef: DatabaseBackupEngine "${engine.command?.engineRef ?? ''}" was not resolved` } };
+    return chosenImage(resolved.image, `DatabaseBackupEngine ${resolved.definition.name} spec.image`, settings);
+  }
   return pickImage(settings.runnerImages[engine.type], engine.type, engineVersion(engine));
 }
 
 /** An image that is not allowed comes first (it must be read before any other problem); a missing one only matters for a supported engine. */
 function addImageProblem(problems: RunnerProblem[], problem: RunnerProblem): void {
   if (problem.reason === 'ImageNotAllowed') problems.unshift(problem);
-  else if (!problems.some((p) => p.reason === 'EngineNotSupported')) problems.push(problem);
+  else if (!problems.some((p) => p.reason === 'EngineNotSupported' || p.reason === problem.reason)) problems.push(problem);
 }
 
 /** Every object of one runner, or every reason it cannot be rendered. */
 export function renderRunner(input: RenderInput): RenderResult {
   const { backup, storageClass, settings } = input;
-  const cfgResult = renderRunnerConfig(backup, storageClass, input.secrets, settings.controllerNamespace);
+  const cfgResult = renderRunnerConfig(backup, storageClass, input.secrets, settings.controllerNamespace, input.engine?.definition);
   const problems: RunnerProblem[] = cfgResult.ok ? mountProblems(cfgResult.value, backup, storageClass.metadata.name ?? '') : [...cfgResult.problems];
   problems.push(...reservedProblems(backup));
-  const picked = imageFor(backup, settings);
+  const picked = imageFor(backup, settings, input.engine);
   if ('problem' in picked) addImageProblem(problems, picked.problem);
   if (!cfgResult.ok || !('image' in picked) || problems.length > 0) return { ok: false, problems };
 

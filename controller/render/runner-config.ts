@@ -17,6 +17,7 @@ import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass,
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
 import type { LocationConfig, RunnerConfig } from '../../api/runner-config.js';
 import { runnerName } from '../names.js';
+import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
 import { RENDERED_ENGINES, renderEngine } from './engines.js';
 
 export const CONFIG_DIR = '/etc/backup-runner';
@@ -28,6 +29,7 @@ export { PASSWORD_ENV } from './engines.js';
 export interface RenderProblem {
   reason:
     | 'EngineNotSupported'
+    | 'EngineNotFound'
     | 'SecretNotFound'
     | 'SecretKeyNotFound'
     | 'RunnerImageNotFound'
@@ -278,7 +280,7 @@ export function hashData(data: Record<string, string>): string {
  * Reports every problem together (missing Secrets, keys, an engine the runner
  * cannot back up yet).
  */
-export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupStorageClass, lookup: SecretLookup, controllerNamespace: string): ConfigResult {
+export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupStorageClass, lookup: SecretLookup, controllerNamespace: string, definition?: EngineDefinitionSpec): ConfigResult {
   const problems: RenderProblem[] = [];
   const name = backup.metadata.name ?? '';
   const namespace = backup.metadata.namespace ?? '';
@@ -307,9 +309,13 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
   if (problems.length > 0) return { ok: false, problems };
   const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));
 
-  const rendered = renderEngine(engine, (ref) => dbFile(ref, dbSecretFiles));
+  const rendered = renderEngine(engine, (ref) => dbFile(ref, dbSecretFiles), { ...(definition ? { definition } : {}) });
   if (!rendered) {
-    problems.push({ reason: 'EngineNotSupported', message: `spec.engine.${engine.type}: is required when spec.engine.type is "${engine.type}"` });
+    problems.push(
+      engine.type === 'command' && engine.command
+        ? { reason: 'EngineNotFound', message: `spec.engine.command.engineRef: DatabaseBackupEngine "${engine.command.engineRef}" was not resolved` }
+        : { reason: 'EngineNotSupported', message: `spec.engine.${engine.type}: is required when spec.engine.type is "${engine.type}"` },
+    );
     return { ok: false, problems };
   }
   const config: RunnerConfig = {

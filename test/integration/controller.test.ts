@@ -190,7 +190,7 @@ describe('controller on a real API server', () => {
     const r = await kube.kubectl(['apply', '--validate=false', '-f', '-'], { input: stringify(b) });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('spec.engine.type');
-    expect(r.stderr).toContain('supported values: "postgresql", "mysql", "custom"');
+    expect(r.stderr).toContain('supported values: "postgresql", "mysql", "command"');
   });
 
   it('each runner ServiceAccount may patch its own DatabaseBackup status and nothing else', async () => {

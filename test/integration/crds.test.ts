@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { renderCrds, validateDatabaseBackup } from '../../api/crds/index.js';
+import { renderCrds, validateDatabaseBackup, validateEngine } from '../../api/crds/index.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 
@@ -66,17 +66,29 @@ describe('CRDs on kube-apiserver 1.20', () => {
     expect(validateDatabaseBackup(dbb).ok).toBe(true);
   });
 
-  it('accepts mysql and custom engines and an interval schedule', async () => {
+  it('accepts mysql and command engines, a DatabaseBackupEngine with its schema, and an interval schedule', async () => {
     const mysql = validBackup();
     mysql.metadata.name = 'shop-mysql';
     mysql.spec.engine = { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'backup', passwordSecretRef: { name: 'db', key: 'password' }, sslMode: 'REQUIRED' } };
     mysql.spec.schedule = { interval: '6h', jitter: '1m30s' };
-    const custom = validBackup();
-    custom.metadata.name = 'shop-mongo';
-    custom.spec.engine = { type: 'custom', custom: { image: 'example/mongo-backup:1', config: { uri: 'mongodb://m', opts: { gzip: true } }, configSchema: { type: 'object' } } };
-    for (const o of [mysql, custom]) expect((await apply(o)).code).toBe(0);
+    const command = validBackup();
+    command.metadata.name = 'shop-mongo';
+    command.spec.engine = { type: 'command', command: { engineRef: 'mongodb', host: 'mongo.shop.svc', port: 27017, config: { uri: 'mongodb://m', opts: { gzip: true } } } };
+    const configSchema = { type: 'object', required: ['uri'], properties: { uri: { type: 'string', pattern: '^mongodb://' }, opts: { type: 'object', additionalProperties: { type: 'boolean' } } } };
+    const engine = {
+      apiVersion: 'dbbackup.io/v1alpha1',
+      kind: 'DatabaseBackupEngine',
+      metadata: { name: 'mongodb' },
+      spec: { image: 'registry.example.com/mongo-runner:7', command: ['mongo-tool'], verbs: ['probe', 'backup', 'restore'], formats: [{ format: 'mongodump-archive', extension: 'archive', magicHex: ['6de299816b'] }], configSchema },
+    };
+    for (const o of [mysql, command, engine]) expect((await apply(o)).code).toBe(0);
     const stored = await getJson(['get', 'dbb', 'shop-mongo', '-n', 'shop']);
-    expect((stored.spec.engine as { custom: Obj }).custom.config).toEqual({ uri: 'mongodb://m', opts: { gzip: true } });
+    expect((stored.spec.engine as { command: Obj }).command.config).toEqual({ uri: 'mongodb://m', opts: { gzip: true } });
+    // The schema is kept whole (not pruned), and a format's compressed flag defaults to false.
+    const storedEngine = await getJson(['get', 'dbbe', 'mongodb']);
+    expect(storedEngine.spec.configSchema).toEqual(configSchema);
+    expect((storedEngine.spec.formats as Obj[])[0]).toEqual({ format: 'mongodump-archive', extension: 'archive', compressed: false, magicHex: ['6de299816b'] });
+    expect(validateEngine(storedEngine).ok).toBe(true);
   });
 
   it('serves the status subresource and the printer columns', async () => {
@@ -114,7 +126,7 @@ describe('CRDs on kube-apiserver 1.20', () => {
   it('rejects invalid DatabaseBackups with a message naming the field', async () => {
     const engine = (o: Mutable) => o.spec.engine as { type: string; postgresql: Obj };
     expect(await rejected(validBackup, 'bad-enum', (o) => { engine(o).type = 'oracle'; }))
-      .toContain('spec.engine.type: Unsupported value: "oracle": supported values: "postgresql", "mysql", "custom"');
+      .toContain('spec.engine.type: Unsupported value: "oracle": supported values: "postgresql", "mysql", "command"');
     expect(await rejected(validBackup, 'bad-duration', (o) => { (o.spec.schedule as Obj).jitter = '5 minutes'; }))
       .toContain('spec.schedule.jitter: Invalid value: "5 minutes": spec.schedule.jitter in body should match \'^(\\d+(ms|s|m|h|d|w))+$\'');
     expect(await rejected(validBackup, 'missing-class', (o) => { delete o.spec.storageClassName; }))

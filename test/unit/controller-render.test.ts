@@ -344,11 +344,26 @@ describe('renderRunner: problems name what is wrong', () => {
     ]);
   });
 
-  it('an engine the runner cannot back up yet', () => {
+  it('an engine defined by a command whose DatabaseBackupEngine was not resolved', () => {
     const b = validBackup();
     delete (b.spec as { runner?: unknown }).runner;
-    (b.spec as { engine: unknown }).engine = { type: 'custom', custom: { image: 'registry.example/backup-runner-postgresql:16-1.0.0' } };
-    expect(problems(input(b))).toEqual([{ reason: 'EngineNotSupported', message: 'engine "custom" is not supported by this runner version (supported: postgresql, mysql)' }]);
+    (b.spec as { engine: unknown }).engine = { type: 'command', command: { engineRef: 'redis' } };
+    expect(problems(input(b))).toEqual([
+      { reason: 'EngineNotFound', message: 'spec.engine.command.engineRef: DatabaseBackupEngine "redis" was not resolved' },
+    ]);
+  });
+
+  it('an engine defined by a command: the definition travels in the runner config, which the runner accepts', () => {
+    const b = validBackup();
+    delete (b.spec as { runner?: unknown }).runner;
+    (b.spec as { engine: unknown }).engine = { type: 'command', command: { engineRef: 'redis', host: 'cache.shop.svc', port: 6379, passwordSecretRef: { name: 'cache', key: 'password' }, config: { batchSize: 10 } } };
+    const definition = { name: 'redis', command: ['db-backup-tool', 'redis'], verbs: ['probe', 'backup', 'restore', 'inspect'] as ('probe' | 'backup' | 'restore' | 'inspect')[], formats: [{ format: 'redis-rdb', extension: 'rdb', compressed: false, magicHex: ['5245444953'] }] };
+    const r = renderRunner({ ...input(b), engine: { definition, image: 'registry.example/backup-runner-postgresql:16-1.0.0', allowedNamespaces: [] } });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const cfg = parse(configOf(r.value.objects.secret.data)) as Record<string, unknown>;
+    expect(cfg.engine).toEqual({ type: 'command', command: { definition, host: 'cache.shop.svc', port: 6379, password: { env: 'DB_PASSWORD' }, config: { batchSize: 10 } } });
+    expect(validateRunnerConfig(cfg).ok).toBe(true);
+    expect(r.value.objects.deployment.spec!.template.spec!.containers[0]!.image).toBe('registry.example/backup-runner-postgresql:16-1.0.0');
   });
 
   it('a whole-server block: allDatabases or databases, globals only with one of them', () => {

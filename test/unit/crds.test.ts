@@ -117,7 +117,7 @@ describe('validateDatabaseBackup', () => {
 
   it.each([
     ['mysql', { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'backup', sslMode: 'REQUIRED' } }],
-    ['custom', { type: 'custom', custom: { image: 'mongo:7', args: ['--archive'], configSchema: { type: 'object' }, config: { uri: 'mongodb://x', nested: { a: [1] } } } }],
+    ['command', { type: 'command', command: { engineRef: 'redis', host: 'cache', port: 6379, passwordSecretRef: { name: 'cache', key: 'password' }, config: { batchSize: 10, nested: { a: [1] } } } }],
   ])('accepts a %s engine', (_n, engine) => {
     const o = validBackup();
     o.spec.engine = engine;
@@ -132,7 +132,7 @@ describe('validateDatabaseBackup', () => {
       { path: 'spec.engine.mysql', message: 'is required when spec.engine.type is "mysql"' },
       { path: 'spec.engine.postgresql', message: 'must not be set when spec.engine.type is "mysql"' },
     ]],
-    ['unknown engine type', (o) => { eng(o).type = 'oracle'; }, [{ path: 'spec.engine.type', message: 'must be one of "postgresql", "mysql", "custom"' }]],
+    ['unknown engine type', (o) => { eng(o).type = 'oracle'; }, [{ path: 'spec.engine.type', message: 'must be one of "postgresql", "mysql", "command"' }]],
     ['cron and interval', (o) => { sched(o).interval = '6h'; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
     ['neither cron nor interval', (o) => { delete sched(o).cron; }, [{ path: 'spec.schedule', message: 'set exactly one of cron, interval' }]],
     ['bad cron', (o) => { sched(o).cron = '0 3 * *'; }, [{ path: 'spec.schedule.cron', message: /has 4 fields/ }]],
@@ -216,11 +216,11 @@ describe('validateDatabaseBackup', () => {
 
   it('reports structural and cross-field problems together', () => {
     const o = validBackup();
-    eng(o).type = 'custom';
+    eng(o).type = 'command';
     sched(o).interval = '1h';
     (s(o).retention as Obj).keepLast = -3;
     expect(errorsOf(validateDatabaseBackup(o)).map((e) => e.path)).toEqual([
-      'spec.retention.keepLast', 'spec.engine.custom', 'spec.engine.postgresql', 'spec.schedule',
+      'spec.retention.keepLast', 'spec.engine.command', 'spec.engine.postgresql', 'spec.schedule',
     ]);
   });
 
@@ -239,6 +239,7 @@ describe('CRD rendering', () => {
     expect(files.map((f) => f.path)).toEqual([
       'charts/db-backup-controller/templates/crds/dbbackup.io_databasebackupstorageclasses.yaml',
       'charts/db-backup-controller/templates/crds/dbbackup.io_databasebackups.yaml',
+      'charts/db-backup-controller/templates/crds/dbbackup.io_databasebackupengines.yaml',
     ]);
     for (const f of files) {
       expect(f.yaml).not.toMatch(/additionalProperties: false|const:|patternProperties|\$id/);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { definitionErrors, toolConfigErrors, type EngineDefinitionSpec } from '../../api/engine-contract.js';
 import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseResult } from '../../runner/engines/command/protocol.js';
 import { BackupError } from '../../runner/errors.js';
-import { validateRunnerConfig } from '../../api/index.js';
+import { parseConfig } from '../../runner/config/load.js';
 
 const schema = {
   type: 'object',
@@ -72,10 +72,18 @@ describe('definitionErrors', () => {
       engine: { type: 'command', command: { definition: { ...definition, formats: [{ ...definition.formats[0]!, extension: ext }] }, config } },
       locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: '/tmp/x' } }],
     });
-    const bad = validateRunnerConfig(cfg('age', { mode: 'fast' }));
-    expect(bad.ok).toBe(false);
-    expect(!bad.ok && bad.errors.map((e) => e.path)).toEqual(['engine.command.definition.formats[0].extension']);
-    expect(validateRunnerConfig(cfg('dmp', { mode: 'fast' })).ok).toBe(true);
+    const errorsOf = (c: unknown): string[] => {
+      try {
+        parseConfig(JSON.stringify(c), 'runner.yaml');
+        return [];
+      } catch (err) {
+        return ((err as BackupError).details as { errors: { path: string }[] }).errors.map((e) => e.path);
+      }
+    };
+    expect(errorsOf(cfg('age', { mode: 'fast' }))).toEqual(['engine.command.definition.formats[0].extension']);
+    expect(errorsOf(cfg('dmp', { mode: 'reckless', extra: 1 }))).toEqual(['engine.command.config.extra', 'engine.command.config.mode']);
+    expect(errorsOf(cfg('DMP', { mode: 'fast' }))).toEqual(['engine.command.definition.formats[0].extension']);
+    expect(errorsOf(cfg('dmp', { mode: 'fast' }))).toEqual([]);
   });
 });
 

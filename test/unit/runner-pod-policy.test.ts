@@ -22,8 +22,31 @@ const secrets = classSecrets();
 function plan(edit: (runner: Runner, spec: Record<string, unknown>) => void, settings: Partial<RenderSettings> = {}) {
   const b = validBackup();
   edit(b.spec.runner as Runner, b.spec);
-  return planBackup(b as never, validStorageClass() as never, (n) => secrets[n], { ...renderSettings(), ...settings });
+  return planBackup(b as never, validStorageClass() as never, (n) => secrets[n], { ...renderSettings(), ...settings }, undefined, undefined, (n) => ENGINES[n] as never);
 }
+
+/** DatabaseBackupEngines of the cluster, by name. */
+const engineResource = (name: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'dbbackup.io/v1alpha1',
+  kind: 'DatabaseBackupEngine',
+  metadata: { name },
+  spec: {
+    command: ['db-backup-tool', 'redis'],
+    verbs: ['probe', 'backup', 'restore'],
+    formats: [{ format: 'redis-rdb', extension: 'rdb', compressed: false, magicHex: ['5245444953'] }],
+    configSchema: { type: 'object', additionalProperties: false, properties: { batchSize: { type: 'integer', minimum: 1 } } },
+    ...spec,
+  },
+});
+const ENGINES: Record<string, unknown> = {
+  redis: engineResource('redis', { image: 'registry.example.com/team/backup-runner-redis:7.0-1.0.0' }),
+  'evil-tool': engineResource('evil-tool', { image: 'evil.example/x:1' }),
+  'billing-only': engineResource('billing-only', { image: 'registry.example.com/team/backup-runner-redis:7.0-1.0.0', allowedNamespaces: ['billing'] }),
+  broken: engineResource('broken', { image: 'registry.example.com/team/x:1', verbs: ['probe'] }),
+};
+const useEngine = (engineRef: string, config?: Record<string, unknown>) => (_r: Runner, spec: Record<string, unknown>) =>
+  (spec.engine = { type: 'command', command: { engineRef, host: 'cache.shop.svc', ...(config ? { config } : {}) } });
+const TEAM = { allowedImagePrefixes: ['registry.example.com/team/'] };
 
 const vol = (v: Record<string, unknown>) => (r: Runner) => {
   r.extraVolumes.push({ name: 'extra', ...v });
@@ -76,11 +99,13 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
     'renders',
     { allowedImagePrefixes: ['registry.example.com/team'] },
   ],
-  [
-    'a custom engine image from elsewhere',
-    (_r, spec) => (spec.engine = { type: 'custom', custom: { image: 'evil.example/x:1' } }),
-    { refused: 'spec.engine.custom.image', reason: 'ImageNotAllowed' },
-  ],
+  // Engines defined by a command: the image is the DatabaseBackupEngine's, under the same rule.
+  ['an engine whose image is from elsewhere', useEngine('evil-tool'), { refused: 'DatabaseBackupEngine evil-tool spec.image', reason: 'ImageNotAllowed' }, TEAM],
+  ['an engine whose image is allowed', useEngine('redis', { batchSize: 10 }), 'renders', TEAM],
+  ['an engine that does not exist', useEngine('nope'), { refused: 'DatabaseBackupEngine "nope" not found', reason: 'EngineNotFound' }, TEAM],
+  ['an engine that does not allow the namespace', useEngine('billing-only'), { refused: 'not allowed by DatabaseBackupEngine "billing-only"', reason: 'NamespaceNotAllowed' }, TEAM],
+  ['an engine whose definition is invalid', useEngine('broken'), { refused: 'DatabaseBackupEngine "broken" is invalid: spec.verbs: must include backup', reason: 'EngineInvalid' }, TEAM],
+  ['a config the engine schema refuses', useEngine('redis', { batchSize: 0, flushall: true }), { refused: 'spec.engine.command.config.flushall: is not a setting of this engine; spec.engine.command.config.batchSize: must be >= 1', reason: 'InvalidSpec' }, TEAM],
   // Annotations and labels.
   ['AppArmor unconfined', (r) => (r.podAnnotations = { 'container.apparmor.security.beta.kubernetes.io/runner': 'unconfined' }), { refused: 'spec.runner.podAnnotations["container.apparmor.security.beta.kubernetes.io/runner"]' }],
   ['seccomp unconfined (pod annotation)', (r) => (r.podAnnotations = { 'seccomp.security.alpha.kubernetes.io/pod': 'unconfined' }), { refused: 'spec.runner.podAnnotations["seccomp.security.alpha.kubernetes.io/pod"]' }],
