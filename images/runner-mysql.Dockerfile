@@ -15,7 +15,9 @@ RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY api api
 COPY runner runner
-RUN npm run build && chmod 0755 dist/runner/cli/bin.js
+# The engine tools shipped with the runner (db-backup-tool, docs/engines.md): they meet the runner only through the tool contract.
+COPY tools tools
+RUN npm run build && chmod 0755 dist/runner/cli/bin.js dist/tools/main.js
 
 FROM --platform=$BUILDPLATFORM node:${NODE_MAJOR}-bookworm-slim AS deps
 WORKDIR /app
@@ -40,7 +42,8 @@ RUN set -eux; \
     zstd --version; \
     groupadd --gid 65532 nonroot; \
     useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin nonroot; \
-    ln -s /app/dist/runner/cli/bin.js /usr/local/bin/backup-runner
+    ln -s /app/dist/runner/cli/bin.js /usr/local/bin/backup-runner; \
+    ln -s /app/dist/tools/main.js /usr/local/bin/db-backup-tool
 
 FROM tools
 ARG MARIADB_VERSION
@@ -64,6 +67,7 @@ COPY --from=deps /app/node_modules node_modules
 COPY --from=build /src/package.json package.json
 COPY --from=build /src/dist/api dist/api
 COPY --from=build /src/dist/runner dist/runner
+COPY --from=build /src/dist/tools dist/tools
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/node", "/app/dist/runner/cli/bin.js"]
 CMD ["serve"]
