@@ -153,6 +153,22 @@ describe('Redis through the engine contract', () => {
     expect(await redisFingerprint(redis)).toEqual(ready().seeded);
   });
 
+  it('imports an RDB file made elsewhere (redis-cli --rdb, gzip-compressed) into an empty server, refusing one that is not an RDB', async () => {
+    const { redis, other, dir } = ready();
+    const file = join(dir, 'elsewhere.rdb');
+    execFileSync('redis-cli', ['-h', redis.host, '-p', String(redis.port), '--no-auth-warning', '--rdb', file], { env: { ...process.env, REDISCLI_AUTH: redis.password }, stdio: 'ignore' });
+    execFileSync('gzip', [file]);
+    const notRdb = join(dir, 'notes.txt');
+    await writeFile(notRdb, 'not a dump\n');
+    const refused = await cli(['import', notRdb], ready().otherCfgPath);
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toContain('FORMAT_MISMATCH');
+    await other.cli('FLUSHALL');
+    const r = await cli(['import', `${file}.gz`], ready().otherCfgPath);
+    expect(r.code, r.out).toBe(0);
+    expect(await redisFingerprint(other)).toEqual(await redisFingerprint(redis));
+  });
+
   it('verify checks each object against the header its definition declares (FORMAT_MISMATCH when it differs)', async () => {
     const { dir } = ready();
     const b = await cli(['backup']);
