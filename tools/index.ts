@@ -4,6 +4,7 @@
  */
 import type { EngineDefinitionSpec } from '../api/engine-contract.js';
 import type { Handlers } from './sdk.js';
+import { definition as etcd } from './etcd/definition.js';
 import { definition as redis } from './redis/definition.js';
 
 export interface ShippedTool {
@@ -14,4 +15,5 @@ export interface ShippedTool {
 
 export const TOOLS: Readonly<Record<string, ShippedTool>> = {
   redis: { definition: redis, handlers: async () => (await import('./redis/tool.js')).handlers },
+  etcd: { definition: etcd, handlers: async () => (await import('./etcd/tool.js')).handlers },
 };
