@@ -110,11 +110,11 @@ export interface ToolRequest {
 export const TOOL_ERROR_CODES = ['TARGET_NOT_EMPTY', 'TOOL_INCOMPATIBLE', 'DB_UNREACHABLE', 'DB_AUTH_FAILED', 'DB_NOT_FOUND', 'CONFIG_INVALID'] as const;
 
 const Version = Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Za-z][0-9A-Za-z.+_-]*$' });
-const ToolError = Type.Object({
+export const ToolError = Type.Object({
   code: Type.String({ maxLength: 64 }),
   message: Type.String({ maxLength: 4096 }),
 });
-const TargetOutcome = Type.Object({
+export const TargetOutcome = Type.Object({
   state: Type.Union(['unchanged', 'emptied', 'partial'].map((s) => Type.Literal(s))),
   detail: Type.Optional(Type.String({ maxLength: 4096 })),
 });

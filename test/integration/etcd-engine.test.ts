@@ -126,6 +126,8 @@ describe('etcd through the engine contract', () => {
     const r = await cli(['backup'], wrong);
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(/authentication failed, invalid user ID or password/);
+    // The tool's own code survives its failed probe (its result carries no versions).
+    expect(r.out).toContain('DB_AUTH_FAILED');
     expect(r.out).not.toContain('not-the-password');
   });
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { definitionErrors, toolConfigErrors, type EngineDefinitionSpec } from '../../api/engine-contract.js';
-import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseResult } from '../../runner/engines/command/protocol.js';
+import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseFailure, parseResult } from '../../runner/engines/command/protocol.js';
 import { BackupError } from '../../runner/errors.js';
 import { parseConfig } from '../../runner/config/load.js';
 
@@ -130,6 +130,16 @@ describe('the result a tool answers', () => {
       expect((err as BackupError).code, text).toBe(code);
       expect((err as BackupError).message, text).toMatch(message);
     }
+  });
+
+  it('a failure result is read for its error and target only, each when it has the contract shape', () => {
+    expect(parseFailure('{"error":{"code":"DB_AUTH_FAILED","message":"wrong password"}}')).toEqual({ error: { code: 'DB_AUTH_FAILED', message: 'wrong password' } });
+    expect(parseFailure('{"error":{"code":"X","message":"m","extra":1},"target":{"state":"emptied"},"__proto__":{"polluted":true}}')).toEqual({ error: { code: 'X', message: 'm' }, target: { state: 'emptied' } });
+    expect(parseFailure('{"error":"just a string","target":{"state":"fine"}}')).toEqual({});
+    expect(parseFailure('garbage')).toBeUndefined();
+    expect(parseFailure('[1]')).toBeUndefined();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(callFailure('probe', 't', 'exited with code 1', '', parseFailure('{"error":{"code":"DB_AUTH_FAILED","message":"no"}}'))).toMatchObject({ code: 'DB_AUTH_FAILED' });
   });
 
   it('a failure keeps a code of the contract, any other becomes the verb failure', () => {

@@ -15,7 +15,7 @@ import { BackupError, isBackupError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { minimalEnv, run, type RunningProcess } from '../../util/process.js';
 import { redact } from '../failure.js';
-import { buildRequest, callFailure, parseResult, VERB_FAILURE } from './protocol.js';
+import { buildRequest, callFailure, parseFailure, parseResult, VERB_FAILURE } from './protocol.js';
 
 export interface CallOptions {
   signal?: AbortSignal | undefined;
@@ -104,12 +104,8 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
       const said = await text;
       if (exit === undefined) return parseResult(verb, said, tool);
       if (isBackupError(exit, 'ABORTED') || isBackupError(exit, 'TOOL_MISSING')) throw exit;
-      let parsed: ToolResult<V> | undefined;
-      try {
-        parsed = parseResult(verb, said, tool);
-      } catch {
-        parsed = undefined; // the exit status is the failure; a garbled result adds nothing
-      }
+      // A failure result need not carry the verb's fields: only its error and target are read.
+      const parsed = parseFailure(said);
       const details = (isBackupError(exit) ? exit.details : undefined) as { exitCode?: number | null; signal?: string | null; stderr?: string } | undefined;
       const how = details?.exitCode === null || details?.exitCode === undefined ? `was killed by ${details?.signal ?? 'a signal'}` : `exited with code ${details.exitCode}`;
       throw callFailure(verb, tool, how, redact(details?.stderr ?? '', deps.password), parsed);

@@ -4,7 +4,7 @@
  * believed, and the error a failed call becomes.
  */
 import { Value } from '@sinclair/typebox/value';
-import { CONTRACT_VERSION, RESULTS, RESULT_FD, TOOL_ERROR_CODES, type ToolFormat, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
+import { CONTRACT_VERSION, RESULTS, RESULT_FD, TargetOutcome, TOOL_ERROR_CODES, ToolError, type ToolFormat, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
 import type { CommandConnection } from '../../../api/index.js';
 import { BackupError, type ErrorCode } from '../../errors.js';
 import type { DumpFormat } from '../types.js';
@@ -66,6 +66,25 @@ export function parseResult<V extends Verb>(verb: V, text: string, tool: string)
     throw new BackupError(VERB_FAILURE[verb], `${tool} ${verb}: its result breaks the contract at ${first.path || '(root)'}: ${first.message.toLowerCase()}`);
   }
   return cleaned as ToolResult<V>;
+}
+
+/**
+ * What a tool that failed says: its `error` and the `target` it left, each taken only when it has the
+ * contract's shape; a failure result need not carry the verb's other fields. Never throws.
+ */
+export function parseFailure(text: string): { error?: ToolResult<'restore'>['error']; target?: ToolResult<'restore'>['target'] } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const { error, target } = value as Record<string, unknown>;
+  const out: { error?: ToolResult<'restore'>['error']; target?: ToolResult<'restore'>['target'] } = {};
+  if (Value.Check(ToolError, error)) out.error = Value.Clean(ToolError, Value.Clone(error)) as typeof out.error;
+  if (Value.Check(TargetOutcome, target)) out.target = Value.Clean(TargetOutcome, Value.Clone(target)) as typeof out.target;
+  return out;
 }
 
 /** The error a failed call becomes: the tool's own code when it is one the contract allows, else the verb's. */
