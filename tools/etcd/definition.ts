@@ -9,7 +9,7 @@ import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
  */
 export const ETCD_SNAPSHOT_MAGIC = '0000000000000000' + '0400' + '0000' + '00000000' + 'edda0ced' + '02000000';
 
-/** The etcd engine's definition: what the chart installs as the `etcd` DatabaseBackupEngine. */
+/** The etcd engine's definition: a DatabaseBackupEngine named `etcd` holds the same (with an image that has etcdctl and etcd). */
 export const definition: EngineDefinitionSpec = {
   name: 'etcd',
   command: ['db-backup-tool', 'etcd'],

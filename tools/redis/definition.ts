@@ -1,6 +1,6 @@
 import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
 
-/** The Redis engine's definition: what the chart installs as the `redis` DatabaseBackupEngine. */
+/** The Redis engine's definition: a DatabaseBackupEngine named `redis` holds the same (with an image that has redis-cli and redis-server). */
 export const definition: EngineDefinitionSpec = {
   name: 'redis',
   command: ['db-backup-tool', 'redis'],
