@@ -61,7 +61,7 @@ export const EngineDefinitionSpec = Type.Object(
       uniqueItems: true,
       description: 'the verbs the tool answers: probe, backup and restore always; inspect (is the target empty?) when it can tell',
     }),
-    formats: Type.Array(ToolFormat, { minItems: 1, maxItems: 8, description: 'the dump formats the tool writes, the first being what backup writes unless its result says otherwise' }),
+    formats: Type.Array(ToolFormat, { minItems: 1, maxItems: 8, description: 'the dump formats the tool restores; backup writes the first' }),
     configSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "JSON Schema (draft-07) of the DatabaseBackup's config block, checked before anything runs" })),
   },
   { additionalProperties: false },
@@ -124,8 +124,7 @@ export const RESULTS = {
   probe: Type.Object({ serverVersion: Version, toolVersion: Version, error: Type.Optional(ToolError) }),
   backup: Type.Object({
     consistentAt: Type.Optional(Type.String({ maxLength: 40, description: 'an instant at or after the one the dump is consistent to' })),
-    format: Type.Optional(Type.String({ maxLength: 63 })),
-    position: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 4096 }), { maxProperties: 16 })),
+    position: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }), Type.String({ maxLength: 4096 }), { maxProperties: 16, additionalProperties: false })),
     error: Type.Optional(ToolError),
   }),
   restore: Type.Object({
@@ -137,19 +136,23 @@ export const RESULTS = {
 } as const;
 export type ToolResult<V extends Verb> = Static<(typeof RESULTS)[V]>;
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const compiled = new WeakMap<object, ValidateFunction | Error>();
+/** Compiled validators by the schema's text: a schema is compiled once however often it is read again (every reconcile). */
+const compiled = new Map<string, ValidateFunction | Error>();
+const MAX_COMPILED = 256;
 
-/** The definition's config validator, compiled once per schema object; an Error when the schema itself is not valid JSON Schema. */
+/** The config validator of a schema, or an Error when it is not valid JSON Schema. */
 function validatorOf(schema: Record<string, unknown>): ValidateFunction | Error {
-  let v = compiled.get(schema);
+  const key = JSON.stringify(schema);
+  let v = compiled.get(key);
   if (!v) {
     try {
-      v = ajv.compile(schema);
+      // One Ajv per schema: two engines whose schemas share an $id never meet in one registry.
+      v = new Ajv({ allErrors: true, strict: false }).compile(schema);
     } catch (err) {
       v = err instanceof Error ? err : new Error(String(err));
     }
-    compiled.set(schema, v);
+    if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!);
+    compiled.set(key, v);
   }
   return v;
 }
@@ -193,9 +196,16 @@ export function toolConfigErrors(configSchema: Record<string, unknown> | undefin
   return errors;
 }
 
-/** Pure: the definition's rules beyond its shape: the verbs every tool answers, one format name once. */
-export function definitionErrors(definition: EngineDefinitionSpec, at: string): { path: string; message: string }[] {
+/** Names an engine defined by a command may not take: the runner's own engines (manifests and imports tell engines apart by name). */
+export const RESERVED_ENGINE_NAMES: readonly string[] = ['postgresql', 'mysql', 'command'];
+
+/** Pure: the definition's rules beyond its shape: a name of its own, the verbs every tool answers, one format name once. */
+export function definitionErrors(definition: EngineDefinitionSpec, at: string, nameAt = `${at}.name`): { path: string; message: string }[] {
   const errors: { path: string; message: string }[] = [];
+  if (!/^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$/.test(definition.name) || definition.name.length > 63) {
+    errors.push({ path: nameAt, message: 'must be 1 to 63 lower-case letters, digits, -, . and _, starting and ending with a letter or digit' });
+  }
+  if (RESERVED_ENGINE_NAMES.includes(definition.name)) errors.push({ path: nameAt, message: `must not be ${RESERVED_ENGINE_NAMES.join(', ')}: the runner's own engines` });
   for (const verb of ['probe', 'backup', 'restore'] as const) {
     if (!definition.verbs.includes(verb)) errors.push({ path: `${at}.verbs`, message: `must include ${verb}` });
   }

@@ -27,6 +27,7 @@ export async function seedRedis(r: RedisInstance, opts: { keys?: number } = {}):
     p.set('expiring', 'soon', 'EX', 3600);
     p.set('counter', '41');
     p.incr('counter');
+    p.call('FUNCTION', 'LOAD', "#!lua name=shoplib\nredis.register_function('echo_first', function(keys, args) return args[1] end)");
     p.select(3);
     p.set('in-db-3', 'yes');
     p.hset('db3-hash', 'k', 'v');
@@ -89,6 +90,9 @@ export async function redisFingerprint(r: RedisInstance): Promise<Record<string,
       }
       out[`db${db}`] = { keys: keys.length, sha256: h.digest('hex'), withTtl };
     }
+    // Function libraries (Redis 7) with their code.
+    const libs = JSON.stringify(await c.call('FUNCTION', 'LIST', 'WITHCODE'));
+    out.functions = { keys: (JSON.parse(libs) as unknown[]).length, sha256: createHash('sha256').update(libs).digest('hex'), withTtl: [] };
   } finally {
     c.disconnect();
   }

@@ -121,6 +121,8 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });
   errors.push(...classErrors(obj, spec, ctx.storageClass));
+  // The engine's image runs the administrator's tool: a tenant does not swap it for an image of its choice.
+  if (spec.engine.type === 'command' && spec.runner?.image) errors.push({ path: 'spec.runner.image', message: "must not be set with an engine defined by a command (its DatabaseBackupEngine's image runs the tool)" });
   if (spec.engine.type === 'command' && spec.engine.command && ctx.engine) {
     errors.push(...toolConfigErrors(ctx.engine.definition.configSchema, spec.engine.command.config, 'spec.engine.command.config', `DatabaseBackupEngine ${ctx.engine.definition.name} spec.configSchema`));
   }

@@ -61,7 +61,7 @@ export function validateEngine(obj: unknown): ValidationResult<ResolvedEngine> {
   const s = spec as EngineSpec;
   try {
     const def: EngineDefinitionSpec = { name, command: s.command, verbs: s.verbs, formats: s.formats, ...(s.configSchema ? { configSchema: s.configSchema } : {}) };
-    const extra: FieldError[] = [...definitionErrors(def, 'spec'), ...duplicateErrors('spec.allowedNamespaces', s.allowedNamespaces ?? [], 'namespace')];
+    const extra: FieldError[] = [...definitionErrors(def, 'spec', 'metadata.name'), ...duplicateErrors('spec.allowedNamespaces', s.allowedNamespaces ?? [], 'namespace')];
     // A schema that does not compile is said here, once, not on every DatabaseBackup that uses it.
     if (s.configSchema) extra.push(...toolConfigErrors(s.configSchema, {}, 'spec.configSchema', 'spec.configSchema').filter((e) => e.message.startsWith('is not a valid JSON Schema')));
     merge(errors, extra);

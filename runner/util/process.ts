@@ -57,6 +57,12 @@ export interface RunOptions {
   cwd?: string;
   /** Opens file descriptor 3 of the child as a pipe it writes to (`RunningProcess.fd3`). */
   fd3?: boolean;
+  /**
+   * Runs the child as the leader of its own process group: an abort sends SIGTERM to the whole group (the
+   * child and whatever it started), then SIGKILL after `graceMs`; and once the child has exited, its pipes
+   * are closed after `graceMs` even when a process it left behind still holds them (the call ends).
+   */
+  group?: { graceMs: number };
 }
 
 export interface RunningProcess {
@@ -79,9 +85,9 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
     env: opts.env ?? minimalEnv(process.env),
     stdio,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
-    signal: opts.signal,
-    killSignal: 'SIGTERM',
+    ...(opts.group ? { detached: true } : { signal: opts.signal, killSignal: 'SIGTERM' as const }),
   });
+  if (opts.group) superviseGroup(child, opts.group.graceMs, opts.signal);
   const tail = new TailBuffer();
   child.stderr?.on('data', (chunk: Buffer) => {
     tail.push(chunk);
@@ -99,7 +105,8 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
     child.stdin?.on('error', () => undefined);
     child.once('close', (code, signal) => {
       if (spawnError && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return;
-      if (code === 0) return resolve();
+      // A tool that finishes after it was told to stop has not done what the operation needed.
+      if (code === 0 && !(opts.group && opts.signal?.aborted)) return resolve();
       const stderr = tail.toString();
       if (opts.signal?.aborted) {
         return reject(new BackupError('ABORTED', `${command} was stopped: operation aborted`, { cause: opts.signal.reason }));
@@ -118,6 +125,49 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
   exited.catch(() => undefined);
   const fd3 = opts.fd3 ? (child.stdio[3] as Readable | null) : null;
   return { child, stdin: child.stdin, stdout: child.stdout ? hold(child.stdout) : null, ...(fd3 ? { fd3 } : {}), exited };
+}
+
+/** Process groups started with `group` and not yet exited: killed when the runner exits. */
+const liveGroups = new Set<number>();
+let groupExitHook = false;
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group is gone
+  }
+}
+
+/** Abort: SIGTERM to the group, SIGKILL after the grace period. After the child's exit: its pipes closed after the grace period. */
+function superviseGroup(child: ChildProcess, graceMs: number, signal: AbortSignal | undefined): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  liveGroups.add(pid);
+  if (!groupExitHook) {
+    groupExitHook = true;
+    process.once('exit', () => liveGroups.forEach((g) => killGroup(g, 'SIGKILL')));
+  }
+  let killTimer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => {
+    killGroup(pid, 'SIGTERM');
+    killTimer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
+    killTimer.unref();
+  };
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  child.once('exit', () => {
+    signal?.removeEventListener('abort', onAbort);
+    // What the child started and left running dies with the call.
+    killGroup(pid, 'SIGKILL');
+    liveGroups.delete(pid);
+    if (killTimer) clearTimeout(killTimer);
+    const closeTimer = setTimeout(() => {
+      for (const s of child.stdio) if (s && !s.destroyed) s.destroy();
+    }, graceMs);
+    closeTimer.unref();
+    child.once('close', () => clearTimeout(closeTimer));
+  });
 }
 
 /**

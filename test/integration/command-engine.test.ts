@@ -15,6 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
+import type { CommandConnection } from '../../api/index.js';
+import { CommandEngine } from '../../runner/engines/command/index.js';
+import { silentLogger } from '../../runner/logger.js';
 import { runCli } from '../cli.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -117,9 +120,11 @@ pwfile=$(jq -r '.target.passwordFile // empty' "$request")
 if [ -n "$pwfile" ]; then stat -c %a "$pwfile" > "$spy/$verb.password.mode"; cat "$pwfile" > "$spy/$verb.password"; fi
 case "$verb:$mode" in
   probe:garbage) echo 'not json' >&3 ;;
+  probe:stubborn) trap 'echo told to stop >&2' TERM; sleep 30 & wait $!; echo '{"serverVersion":"1.0","toolVersion":"1.0"}' >&3; exit 0 ;;
   probe:*) echo '{"serverVersion":"1.0","toolVersion":"1.0"}' >&3 ;;
   backup:lie) printf 'SPYDUMP data' ; echo '{"consistentAt":"2001-01-01T00:00:00Z","position":{"lsn":"0/1"}}' >&3 ;;
   backup:crash) printf 'SPYDUMP partial'; echo 'the disk fell off' >&2; exit 3 ;;
+  backup:linger) sleep 60 & printf 'SPYDUMP data'; echo '{}' >&3; echo "left $! running" >&2 ;;
   backup:*) printf 'SPYDUMP data'; echo '{"position":{"lsn":"0/2"}}' >&3 ;;
   restore:fail) cat > /dev/null; echo '{"error":{"code":"FAILED","message":"half way"},"target":{"state":"partial","detail":"3 of 7 tables were replaced"}}' >&3; exit 1 ;;
   restore:*) cat > "$spy/restored"; echo '{}' >&3 ;;
@@ -134,7 +139,7 @@ describe('what the runner hands a tool, and what it believes', () => {
     command: ['bash', tool],
     verbs: ['probe', 'backup', 'restore'],
     formats: [{ format: 'spy-dump', extension: 'spy', compressed: false, magicHex: [Buffer.from('SPYDUMP').toString('hex')] }],
-    configSchema: { type: 'object', additionalProperties: false, properties: { spyDir: { type: 'string' }, mode: { enum: ['ok', 'garbage', 'lie', 'crash', 'fail'] } } },
+    configSchema: { type: 'object', additionalProperties: false, properties: { spyDir: { type: 'string' }, mode: { enum: ['ok', 'garbage', 'lie', 'crash', 'fail', 'linger', 'stubborn'] } } },
   });
   const config = (mode: string) =>
     writeConfig(`spy-${mode}`, { definition: definition(), host: 'db.internal', port: 5999, user: 'backup', password: { value: 's3cr3t-pw' }, database: 'main', config: { spyDir: spy, mode } });
@@ -189,11 +194,37 @@ describe('what the runner hands a tool, and what it believes', () => {
 
   it('a probe answer that breaks the contract fails the backup, and the older backups stay', async () => {
     const cfg = await config('garbage');
-    const before = await readdir(join(dir, 'spy-garbage-backups'), { recursive: true }).catch(() => []);
+    // A good backup first, into the same location.
+    const good = parse(await readFile(cfg, 'utf8')) as { engine: { command: { config: { mode: string } } } };
+    good.engine.command.config.mode = 'ok';
+    const goodCfg = join(dir, 'spy-garbage-good.yaml');
+    await writeFile(goodCfg, stringify(good));
+    const first = await runCli(goodCfg, ['backup']);
+    expect(first.code, first.out).toBe(0);
+    const before = await readdir(join(dir, 'spy-garbage-backups'), { recursive: true });
+    expect(before.length).toBeGreaterThan(0);
     const r = await runCli(cfg, ['backup']);
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(/not JSON/);
-    expect(await readdir(join(dir, 'spy-garbage-backups'), { recursive: true }).catch(() => [])).toEqual(before);
+    expect(await readdir(join(dir, 'spy-garbage-backups'), { recursive: true })).toEqual(before);
+  });
+
+  it('a call ends when the tool exits, whatever it left running (killed with it)', async () => {
+    const started = Date.now();
+    const r = await runCli(await config('linger'), ['backup']);
+    expect(r.code, r.out).toBe(0);
+    // Not the 60 s the tool's leftover would hold its pipes open for.
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('an aborted call stops the tool and what it started; a tool that exits 0 after being told to stop has not succeeded', async () => {
+    const c = parse(await readFile(await config('stubborn'), 'utf8')) as { engine: { command: CommandConnection } };
+    const engine = await CommandEngine.create(c.engine.command, silentLogger());
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new Error('stop')), 500);
+    const started = Date.now();
+    await expect(engine.probe({ signal: abort.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(Date.now() - started).toBeLessThan(8_000);
   });
 
   it('a tool that dies mid-dump fails the backup with its stderr, writes no manifest, and keeps the earlier backup', async () => {

@@ -89,7 +89,8 @@ describe('Redis through the engine contract', () => {
 
   it('the seeded dataset has every type, two databases, a binary key and a TTL', () => {
     const { seeded } = ready();
-    expect(Object.keys(seeded).sort()).toEqual(['db0', 'db3']);
+    expect(Object.keys(seeded).sort()).toEqual(['db0', 'db3', 'functions']);
+    expect(seeded.functions!.keys).toBe(1);
     expect(seeded.db0!.keys).toBeGreaterThan(5000);
     expect(seeded.db0!.withTtl).toEqual([Buffer.from('expiring').toString('hex')]);
   });
@@ -164,9 +165,46 @@ describe('Redis through the engine contract', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.out).toContain('FORMAT_MISMATCH');
     await other.cli('FLUSHALL');
+    // FLUSHALL keeps function libraries: one of the backup's still there is refused without --force.
+    const clash = await cli(['import', `${file}.gz`], ready().otherCfgPath);
+    expect(clash.code).toBe(5);
+    expect(clash.out).toContain('function libraries shoplib');
+    await other.cli('FUNCTION', 'FLUSH');
     const r = await cli(['import', `${file}.gz`], ready().otherCfgPath);
     expect(r.code, r.out).toBe(0);
     expect(await redisFingerprint(other)).toEqual(await redisFingerprint(redis));
+  });
+
+  it('a restore that fails part way says what it left: the keys it wrote removed again (emptied), or partial with --force', async () => {
+    const { s3, dir } = ready();
+    const small = await startRedis();
+    try {
+      // Room for a part of the backup only (about 2.5 MB): the target refuses writes past it (OOM) half way.
+      const baseline = Number(/used_memory:(\d+)/.exec(await small.cli('INFO', 'memory'))![1]);
+      await small.cli('CONFIG', 'SET', 'maxmemory', String(baseline + 512 * 1024));
+      await small.cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+      const cfg = join(dir, 'small.yaml');
+      await writeFile(cfg, stringify(config(small, s3, dir, execFileSync('age-keygen', ['-y', join(dir, 'age.key')]).toString().trim())));
+      const r = await cli(['restore', '--latest'], cfg);
+      expect(r.code).toBe(1);
+      expect(r.json).toMatchObject({ error: { code: 'RESTORE_FAILED', target: { state: 'emptied' } } });
+      expect(r.out).toMatch(/OOM/);
+      expect(await small.cli('DBSIZE')).toBe('0');
+      await small.cli('SET', 'app-key', 'kept');
+      const f = await cli(['restore', '--latest', '--force'], cfg);
+      expect(f.code).toBe(1);
+      expect(f.json).toMatchObject({ error: { code: 'RESTORE_FAILED', target: { state: 'partial', detail: expect.stringMatching(/keys of the backup were written/) as string } } });
+      expect(await small.cli('GET', 'app-key')).toBe('kept');
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('refuses --target-database: a Redis backup restores into the configured server as a whole', async () => {
+    const r = await cli(['restore', '--latest', '--force', '--target-database', 'elsewhere']);
+    expect(r.code).toBe(2);
+    expect(r.json).toMatchObject({ error: { code: 'CONFIG_INVALID' } });
+    expect(r.out).toContain('nothing was changed');
   });
 
   it('verify checks each object against the header its definition declares (FORMAT_MISMATCH when it differs)', async () => {

@@ -63,6 +63,18 @@ describe('definitionErrors', () => {
       { path: 'def.formats[1].format', message: '"demo-dump" is declared twice' },
     ]);
     expect(definitionErrors(definition, 'def')).toEqual([]);
+    expect(definitionErrors({ ...definition, name: 'mysql' }, 'def')).toEqual([{ path: 'def.name', message: "must not be postgresql, mysql, command: the runner's own engines" }]);
+    expect(definitionErrors({ ...definition, name: 'x'.repeat(64) }, 'def', 'metadata.name').map((e) => e.path)).toEqual(['metadata.name']);
+  });
+
+  it('compiles a schema once, and two schemas with one $id do not collide', () => {
+    const a = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'integer' } } };
+    const b = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'string' } } };
+    for (let i = 0; i < 3; i++) {
+      expect(toolConfigErrors(structuredClone(a), { n: 1 }, 'c', 's')).toEqual([]);
+      expect(toolConfigErrors(structuredClone(b), { n: 'x' }, 'c', 's')).toEqual([]);
+      expect(toolConfigErrors(structuredClone(b), { n: 1 }, 'c', 's')).toEqual([{ path: 'c.n', message: 'must be string' }]);
+    }
   });
 
   it('the runner config refuses a definition extension that would make stored names ambiguous, and a config its schema refuses', () => {
@@ -138,6 +150,12 @@ describe('the result a tool answers', () => {
     expect(parseFailure('{"error":"just a string","target":{"state":"fine"}}')).toEqual({});
     expect(parseFailure('garbage')).toBeUndefined();
     expect(parseFailure('[1]')).toBeUndefined();
+    // A key that would reach the prototype when the value is copied is dropped, here and in results.
+    const r = parseResult('backup', '{"position":{"__proto__":{"polluted":"yes"},"lsn":"0/1"}}', 't')!;
+    expect(Object.getPrototypeOf(r.position)).toBe(Object.prototype);
+    expect(r.position).toEqual({ lsn: '0/1' });
+    // A position key outside the contract (longer than 64 characters) never reaches the manifest.
+    expect(parseResult('backup', JSON.stringify({ position: { ['k'.repeat(65)]: 'v', ok: 'v' } }), 't')!.position).toEqual({ ok: 'v' });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(callFailure('probe', 't', 'exited with code 1', '', parseFailure('{"error":{"code":"DB_AUTH_FAILED","message":"no"}}'))).toMatchObject({ code: 'DB_AUTH_FAILED' });
   });

@@ -43,6 +43,7 @@ const ENGINES: Record<string, unknown> = {
   'evil-tool': engineResource('evil-tool', { image: 'evil.example/x:1' }),
   'billing-only': engineResource('billing-only', { image: 'registry.example.com/team/backup-runner-redis:7.0-1.0.0', allowedNamespaces: ['billing'] }),
   broken: engineResource('broken', { image: 'registry.example.com/team/x:1', verbs: ['probe'] }),
+  postgresql: engineResource('postgresql', { image: 'registry.example.com/team/x:1' }),
 };
 const useEngine = (engineRef: string, config?: Record<string, unknown>) => (_r: Runner, spec: Record<string, unknown>) =>
   (spec.engine = { type: 'command', command: { engineRef, host: 'cache.shop.svc', ...(config ? { config } : {}) } });
@@ -102,6 +103,16 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
   // Engines defined by a command: the image is the DatabaseBackupEngine's, under the same rule.
   ['an engine whose image is from elsewhere', useEngine('evil-tool'), { refused: 'DatabaseBackupEngine evil-tool spec.image', reason: 'ImageNotAllowed' }, TEAM],
   ['an engine whose image is allowed', useEngine('redis', { batchSize: 10 }), 'renders', TEAM],
+  [
+    "a tenant's runner image for an engine's tool",
+    (r, spec) => {
+      useEngine('redis')(r, spec);
+      r.image = `${TEAM.allowedImagePrefixes[0]}tenant-image:1`;
+    },
+    { refused: 'spec.runner.image: must not be set with an engine defined by a command' },
+    TEAM,
+  ],
+  ['an engine named like a built-in engine', useEngine('postgresql'), { refused: 'metadata.name: must not be postgresql, mysql, command', reason: 'EngineInvalid' }, TEAM],
   ['an engine that does not exist', useEngine('nope'), { refused: 'DatabaseBackupEngine "nope" not found', reason: 'EngineNotFound' }, TEAM],
   ['an engine that does not allow the namespace', useEngine('billing-only'), { refused: 'not allowed by DatabaseBackupEngine "billing-only"', reason: 'NamespaceNotAllowed' }, TEAM],
   ['an engine whose definition is invalid', useEngine('broken'), { refused: 'DatabaseBackupEngine "broken" is invalid: spec.verbs: must include backup', reason: 'EngineInvalid' }, TEAM],

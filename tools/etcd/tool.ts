@@ -29,7 +29,7 @@
  * role.
  *
  * A runner that ends the call (SIGTERM) ends the scratch etcd with it.
- * `restore.database` means nothing here: etcd has one keyspace.
+ * etcd has one keyspace: a restore.database other than the configured one is refused.
  *
  * Not covered: users, roles and permissions (not copied: the target keeps
  * its own), revisions and key history (a restore writes each key's newest
@@ -632,6 +632,11 @@ async function receive(file: string): Promise<void> {
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
   const cfg = configOf(ctx);
   const force = ctx.request.restore?.force ?? false;
+  const configured = ctx.request.target.database ?? ctx.request.engine;
+  const wanted = ctx.request.restore?.database ?? configured;
+  if (wanted !== configured) {
+    throw new ToolFailure('CONFIG_INVALID', `an etcd backup restores into the configured cluster's one keyspace, not into "${wanted}"; nothing was changed. To restore elsewhere, configure that cluster as the target`, { state: 'unchanged' });
+  }
   const work = join(ctx.request.workDir, 'restore');
   await mkdir(work, { mode: 0o700 });
   const input = join(work, 'in.db');

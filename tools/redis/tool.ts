@@ -10,8 +10,11 @@
  *   a failed restore into an empty target removes what it wrote.
  * - inspect: whether the target holds any key (INFO keyspace).
  *
+ * Function libraries (Redis 7) are restored with FUNCTION RESTORE.
+ *
  * Not covered: Redis Cluster targets (one node's slots only), ACL users and
- * server configuration (not in an RDB).
+ * server configuration (not in an RDB), restoring into another server than
+ * the configured one through restore.database (refused).
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -154,7 +157,8 @@ async function scratchServer(dir: string, cfg: Config): Promise<{ redis: Redis; 
   const logfile = join(dir, 'scratch.log');
   const child = spawn(
     'redis-server',
-    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no', '--logfile', logfile, '--rdbchecksum', 'yes'],
+    // sanitize-dump-payload: every value is checked deeply as it loads; a crafted encoding is refused here, not relayed to the target.
+    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no', '--logfile', logfile, '--rdbchecksum', 'yes', '--sanitize-dump-payload', 'yes'],
     { stdio: 'ignore' },
   );
   let exited: number | null | undefined;
@@ -210,46 +214,116 @@ function failedReplies(replies: [Error | null, unknown][] | null): Error | undef
   return (replies ?? []).find(([e]) => e)?.[0] ?? undefined;
 }
 
-/** Copies `keys` of `db` from the scratch server into the target; returns how many were written. */
-async function copyBatch(scratch: Redis, target: Redis, db: number, keys: Buffer[], force: boolean): Promise<number> {
+/** The contract's failure for a target's refusal of a RESTORE. */
+function restoreRefusal(failed: Error, sample: Buffer | undefined): ToolFailure | Error {
+  if (/payload version or checksum/i.test(failed.message)) {
+    return new ToolFailure('TOOL_INCOMPATIBLE', `the target refused values of RDB version ${String(sample ? payloadRdbVersion(sample) : '?')} (this tool's redis-server writes them): use a tool image whose redis-server is not newer than the target`);
+  }
+  if (/BUSYKEY/.test(failed.message)) return new ToolFailure('TARGET_NOT_EMPTY', 'a key of the backup appeared in the target while restoring; re-run with --force to replace such keys');
+  return failed;
+}
+
+/**
+ * The keys a restore wrote (each RESTORE the target answered OK), by logical database: what a failed
+ * restore into an empty target removes again. Past `limit` bytes of key names it stops keeping them, and a
+ * failure is then reported as partial.
+ */
+class Written {
+  readonly byDb = new Map<number, Buffer[]>();
+  count = 0;
+  private bytes = 0;
+  complete = true;
+  constructor(private readonly limit = 256 * 1024 * 1024) {}
+
+  add(db: number, key: Buffer): void {
+    this.count++;
+    if (!this.complete) return;
+    this.bytes += key.length + 64;
+    if (this.bytes > this.limit) {
+      this.complete = false;
+      this.byDb.clear();
+      return;
+    }
+    const list = this.byDb.get(db) ?? [];
+    list.push(key);
+    this.byDb.set(db, list);
+  }
+}
+
+/**
+ * Copies `keys` of `db` from the scratch server into the target, one RESTORE per key in one round trip,
+ * counting each the target accepted; throws the first refusal once the batch is counted.
+ */
+async function copyBatch(scratch: Redis, target: Redis, db: number, keys: Buffer[], force: boolean, written: Written): Promise<void> {
   const read = scratch.pipeline();
   for (const k of keys) read.dumpBuffer(k).pttl(k);
   const replies = await read.exec();
   const bad = failedReplies(replies);
   if (bad) throw bad;
-  const write = target.pipeline().select(db);
-  let n = 0;
+  // Awaited on its own: a failed SELECT never lets the RESTOREs land in another database.
+  await target.select(db);
+  const write = target.pipeline();
+  const sent: Buffer[] = [];
   keys.forEach((k, i) => {
     const payload = replies![2 * i]![1] as Buffer | null;
     const ttl = replies![2 * i + 1]![1] as number;
     if (!payload || ttl === -2) return; // expired while copying
     write.restore(k, ttl > 0 ? ttl : 0, payload, ...((force ? ['REPLACE'] : []) as []));
-    n++;
+    sent.push(k);
   });
-  const written = await write.exec();
-  const failed = failedReplies(written);
-  if (failed) {
-    if (/payload version or checksum/i.test(failed.message)) {
-      const payload = replies!.find(([, v]) => Buffer.isBuffer(v))?.[1] as Buffer | undefined;
-      throw new ToolFailure('TOOL_INCOMPATIBLE', `the target refused values of RDB version ${String(payload ? payloadRdbVersion(payload) : '?')} (this tool's redis-server writes them): use a tool image whose redis-server is not newer than the target`);
-    }
-    if (/BUSYKEY/.test(failed.message)) throw new ToolFailure('TARGET_NOT_EMPTY', 'a key of the backup appeared in the target while restoring; re-run with --force to replace such keys');
-    throw failed;
-  }
-  return n;
+  if (sent.length === 0) return;
+  const answers = (await write.exec()) ?? [];
+  answers.forEach(([err], i) => {
+    if (!err) written.add(db, sent[i]!);
+  });
+  const failed = failedReplies(answers);
+  if (failed) throw restoreRefusal(failed, replies!.find(([, v]) => Buffer.isBuffer(v))?.[1] as Buffer | undefined);
 }
 
-/** Removes from the target every key the scratch server holds (what a failed restore into an empty target wrote). */
-async function removeRestored(scratch: Redis, target: Redis, dbs: number[], batch: number): Promise<void> {
-  for (const db of dbs) {
+/** Removes from the target exactly the keys the failed restore wrote. */
+async function removeWritten(target: Redis, written: Written, batch: number): Promise<void> {
+  for (const [db, keys] of written.byDb) {
     await target.select(db);
-    for await (const keys of keysOf(scratch, db, batch)) await target.unlink(...keys);
+    for (let i = 0; i < keys.length; i += batch) await target.unlink(...keys.slice(i, i + batch));
+  }
+}
+
+/** Library names of FUNCTION LIST (Redis 7), or none on a server without functions. */
+async function libraries(r: Redis): Promise<string[]> {
+  try {
+    const list = (await r.call('FUNCTION', 'LIST')) as unknown[];
+    return list.map((lib) => {
+      const fields = lib as unknown[];
+      const at = fields.indexOf('library_name');
+      return String(fields[at + 1]);
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** The restore's failure, with what it left: nothing written, replaced keys (force), or the written keys removed again. */
+async function failedRestore(err: unknown, target: Redis, written: Written, force: boolean, batch: number): Promise<ToolFailure> {
+  const failure = err instanceof ToolFailure ? err : new ToolFailure('FAILED', err instanceof Error ? err.message : String(err));
+  if (written.count === 0) return new ToolFailure(failure.code, failure.message, { state: 'unchanged' });
+  if (force) return new ToolFailure(failure.code, failure.message, { state: 'partial', detail: `${written.count} keys of the backup were written (replacing keys of the same name) before the failure` });
+  if (!written.complete) return new ToolFailure(failure.code, failure.message, { state: 'partial', detail: `${written.count} keys of the backup were written, too many to remove again one by one` });
+  try {
+    await removeWritten(target, written, batch);
+    return new ToolFailure(failure.code, failure.message, { state: 'emptied', detail: `the ${written.count} keys it wrote were removed again` });
+  } catch (cleanup) {
+    return new ToolFailure(failure.code, failure.message, { state: 'partial', detail: `${written.count} keys were written and removing them failed (${cleanup instanceof Error ? cleanup.message : String(cleanup)})` });
   }
 }
 
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
   const cfg = configOf(ctx);
   const force = ctx.request.restore?.force ?? false;
+  const configured = ctx.request.target.database ?? ctx.request.engine;
+  const wanted = ctx.request.restore?.database ?? configured;
+  if (wanted !== configured) {
+    throw new ToolFailure('CONFIG_INVALID', `a Redis backup restores into the configured server as a whole (every logical database), not into "${wanted}"; nothing was changed. To restore elsewhere, configure that server as the target`, { state: 'unchanged' });
+  }
   const file = join(ctx.request.workDir, 'dump.rdb');
   await pipeline(process.stdin, createWriteStream(file, { mode: 0o600 }));
   const fh = await open(file);
@@ -263,28 +337,29 @@ async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
       throw new ToolFailure('TARGET_NOT_EMPTY', `the target already holds keys (${[...before].map(([db, n]) => `db${db}: ${n}`).join(', ')}); nothing was changed. Use --force to replace the keys the backup contains (other keys are kept)`, { state: 'unchanged' });
     }
     const scratch = await scratchServer(ctx.request.workDir, cfg);
-    const dbs = [...keyspace(await scratch.redis.info('keyspace')).keys()].sort((a, b) => a - b);
-    let copied = 0;
+    const written = new Written();
     try {
+      const libs = await libraries(scratch.redis);
+      const clash = libs.length > 0 ? (await libraries(target)).filter((l) => libs.includes(l)) : [];
+      if (clash.length > 0 && !force) {
+        throw new ToolFailure('TARGET_NOT_EMPTY', `the target already has the function libraries ${clash.join(', ')}; nothing was changed. Use --force to replace them`, { state: 'unchanged' });
+      }
+      const dbs = [...keyspace(await scratch.redis.info('keyspace')).keys()].sort((a, b) => a - b);
       for (const db of dbs) {
-        for await (const keys of keysOf(scratch.redis, db, cfg.batchSize)) copied += await copyBatch(scratch.redis, target, db, keys, force);
+        for await (const keys of keysOf(scratch.redis, db, cfg.batchSize)) await copyBatch(scratch.redis, target, db, keys, force, written);
       }
+      if (libs.length > 0) {
+        const payload = (await scratch.redis.callBuffer('FUNCTION', 'DUMP')) as Buffer;
+        await target.callBuffer('FUNCTION', 'RESTORE', payload, force ? 'REPLACE' : 'APPEND');
+        ctx.log(`restored the function libraries ${libs.join(', ')}`);
+      }
+      ctx.log(`restored ${written.count} keys in ${dbs.length} database(s)`);
+      return {};
     } catch (err) {
-      const failure = err instanceof ToolFailure ? err : new ToolFailure('FAILED', err instanceof Error ? err.message : String(err));
-      if (copied === 0 && failure.code !== 'TARGET_NOT_EMPTY') throw new ToolFailure(failure.code, failure.message, { state: 'unchanged' });
-      if (force) throw new ToolFailure(failure.code, failure.message, { state: 'partial', detail: `${copied} keys of the backup were written (replacing keys of the same name) before the failure` });
-      try {
-        await removeRestored(scratch.redis, target, dbs, cfg.batchSize);
-        throw new ToolFailure(failure.code, failure.message, { state: 'emptied', detail: `the ${copied} keys written were removed again` });
-      } catch (cleanup) {
-        if (cleanup instanceof ToolFailure) throw cleanup;
-        throw new ToolFailure(failure.code, failure.message, { state: 'partial', detail: `${copied} keys were written and removing them failed (${cleanup instanceof Error ? cleanup.message : String(cleanup)})` });
-      }
+      throw await failedRestore(err, target, written, force, cfg.batchSize);
     } finally {
       await scratch.stop();
     }
-    ctx.log(`restored ${copied} keys in ${dbs.length} database(s)`);
-    return {};
   });
 }
 

@@ -40,6 +40,9 @@ export interface CallDeps {
   env: NodeJS.ProcessEnv;
 }
 
+/** How long a tool told to stop (SIGTERM to its process group) has before SIGKILL, and how long its pipes may outlive it. */
+const GRACE_MS = 10_000;
+
 /** Reads at most RESULT_MAX_BYTES from the tool's descriptor 3. */
 function readResult(stream: Readable | undefined, tool: string, verb: Verb): Promise<string> {
   if (!stream) return Promise.resolve('');
@@ -65,6 +68,15 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
   const workDir = await mkdtemp(join(deps.env.TMPDIR || tmpdir(), `tool-${tool}-`));
   const cleanup = (): Promise<void> => rm(workDir, { recursive: true, force: true }).catch((err: unknown) => logger.warn({ err, workDir }, 'could not remove the tool call directory'));
   let p: RunningProcess;
+  let pending = '';
+  const logLine = (line: string): void => {
+    if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), deps.password));
+  };
+  const logLines = (chunk: Buffer): void => {
+    const lines = (pending + chunk.toString('utf8')).split('\n');
+    pending = lines.pop() ?? '';
+    lines.forEach(logLine);
+  };
   try {
     const passwordFile = deps.password !== undefined ? join(workDir, 'password') : undefined;
     if (passwordFile) await writeFile(passwordFile, deps.password!, { mode: 0o600, flag: 'wx' });
@@ -74,12 +86,6 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
     const [command, ...first] = block.definition.command;
     const env = { ...minimalEnv(deps.env), HOME: workDir, TMPDIR: workDir };
     logger.debug({ command: block.definition.command, verb }, 'calling the engine tool');
-    let pending = '';
-    const logLines = (chunk: Buffer): void => {
-      const lines = (pending + chunk.toString('utf8')).split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), deps.password));
-    };
     p = run(command!, [...first, verb, requestFile], {
       env,
       signal: opts.signal,
@@ -87,6 +93,7 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
       stdout: opts.stdout ?? 'ignore',
       fd3: true,
       cwd: workDir,
+      group: { graceMs: GRACE_MS },
       onStderr: logLines,
     });
   } catch (err) {
@@ -94,14 +101,15 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
     throw err;
   }
   const text = readResult(p.fd3, tool, verb);
-  text.catch(() => p.child.kill('SIGTERM'));
+  text.catch(() => p.child.kill('SIGKILL')); // a result past the limit: the call fails, the tool's group goes with it
   const result = (async (): Promise<ToolResult<V> | undefined> => {
     try {
       const exit = await p.exited.then(
         () => undefined,
         (err: unknown) => err,
       );
-      const said = await text;
+      // The password never reaches a message, whatever the tool echoed.
+      const said = redact(await text, deps.password);
       if (exit === undefined) return parseResult(verb, said, tool);
       if (isBackupError(exit, 'ABORTED') || isBackupError(exit, 'TOOL_MISSING')) throw exit;
       // A failure result need not carry the verb's fields: only its error and target are read.
@@ -110,6 +118,7 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
       const how = details?.exitCode === null || details?.exitCode === undefined ? `was killed by ${details?.signal ?? 'a signal'}` : `exited with code ${details.exitCode}`;
       throw callFailure(verb, tool, how, redact(details?.stderr ?? '', deps.password), parsed);
     } finally {
+      logLine(pending); // a last line without a newline
       await cleanup();
     }
   })();

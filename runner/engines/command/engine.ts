@@ -102,9 +102,11 @@ export class CommandEngine implements Engine {
     } catch (err) {
       const e = toBackupError(err, 'RESTORE_FAILED');
       const said = (e.details as { toolTarget?: { state: 'unchanged' | 'emptied' | 'partial'; detail?: string } } | undefined)?.toolTarget;
-      if (e.code === 'TARGET_NOT_EMPTY' || e.code === 'ABORTED') throw e;
+      // A refusal that changed nothing stays a refusal; one that did (data appeared while restoring) says what it left.
+      if (e.code === 'TARGET_NOT_EMPTY' && (!said || said.state === 'unchanged')) throw e;
       // What the tool does not say it left is unknown: that is said too, never "unchanged" by default.
-      throw withOutcome(e, said ? { database: opts.database, ...said } : { database: opts.database, state: 'partial', detail: `the ${this.name} tool did not say what the failed restore left` });
+      const unknown = e.code === 'ABORTED' ? 'the restore was stopped part way: the target may hold part of the backup' : `the ${this.name} tool did not say what the failed restore left`;
+      throw withOutcome(e, said && e.code !== 'ABORTED' ? { database: opts.database, ...said } : { database: opts.database, state: 'partial', detail: unknown });
     }
   }
 }

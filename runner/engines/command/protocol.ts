@@ -46,6 +46,11 @@ export function buildRequest(block: Readonly<CommandConnection>, parts: RequestP
   };
 }
 
+/** JSON.parse without the keys that reach an object's prototype when the value is copied (`__proto__`, `constructor`, `prototype`). */
+function parseJson(text: string): unknown {
+  return JSON.parse(text, (key, value: unknown) => (key === '__proto__' || key === 'constructor' || key === 'prototype' ? undefined : value));
+}
+
 /**
  * The result a tool wrote, checked against the verb's schema: text that is not one JSON object of that
  * shape is a contract violation (the verb's failure code), never believed. Empty text is `undefined`.
@@ -54,7 +59,7 @@ export function parseResult<V extends Verb>(verb: V, text: string, tool: string)
   if (text.trim() === '') return undefined;
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch {
     throw new BackupError(VERB_FAILURE[verb], `${tool} ${verb}: its result on descriptor ${RESULT_FD} is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
   }
@@ -75,7 +80,7 @@ export function parseResult<V extends Verb>(verb: V, text: string, tool: string)
 export function parseFailure(text: string): { error?: ToolResult<'restore'>['error']; target?: ToolResult<'restore'>['target'] } | undefined {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch {
     return undefined;
   }
