@@ -137,6 +137,8 @@ export interface Engine {
   readonly database: string;
   /** Formats known only once the engine is configured (an engine defined by a command declares its own). */
   readonly formats?: readonly DumpFormat[];
+  /** Whether what `dump` writes is compressed already (its format says `compressed`): the pipeline then stores it as it is. */
+  readonly dumpsCompressed?: boolean;
 }
 
 /**

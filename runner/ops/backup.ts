@@ -113,7 +113,8 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     if (ready.length === 0) {
       return { id, status: 'Failed', error: new BackupError('ALL_LOCATIONS_FAILED', 'no storage location is usable'), locations: failed, startedAt, finishedAt: rt.clock() };
     }
-    const plan = planCompression(rt.config.compression, await hasZstd());
+    // A dump that is compressed already is stored as it is: compressing it again costs CPU and saves nothing.
+    const plan = planCompression(rt.engine.dumpsCompressed && !opts.source ? { algorithm: 'none' } : rt.config.compression, await hasZstd());
     const streams = opts.source ? undefined : await rt.engine.streams?.({ signal: abort.signal });
     if (streams && streams.length > MAX_STREAMS) throw new BackupError('CONFIG_INVALID', `the backup would have ${streams.length} streams; at most ${MAX_STREAMS} are stored in one backup`);
     log.info({ backupId: id, locations: ready.map((l) => l.name), compression: plan.algorithm, server: probe.serverVersion, ...(streams ? { streams: streams.map((x) => x.name) } : {}) }, 'backup started');

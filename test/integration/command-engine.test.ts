@@ -209,6 +209,20 @@ describe('what the runner hands a tool, and what it believes', () => {
     expect(await readdir(join(dir, 'spy-garbage-backups'), { recursive: true })).toEqual(before);
   });
 
+  it('a dump its format declares compressed is stored as it is, not compressed again', async () => {
+    const cfgPath = await config('ok');
+    const c = parse(await readFile(cfgPath, 'utf8')) as { engine: { command: { definition: EngineDefinitionSpec } } };
+    c.engine.command.definition.formats[0]!.compressed = true;
+    const compressedCfg = join(dir, 'spy-compressed.yaml');
+    await writeFile(compressedCfg, stringify(c));
+    const r = await runCli(compressedCfg, ['backup']);
+    expect(r.code, r.out).toBe(0);
+    const object = (r.json.manifest as { objects: { name: string; compression: { algorithm: string }; size: number }[] }).objects[0]!;
+    expect(object.name).toBe('data.spy');
+    expect(object.compression.algorithm).toBe('none');
+    expect(object.size).toBe('SPYDUMP data'.length);
+  });
+
   it('a call ends when the tool exits, whatever it left running (killed with it)', async () => {
     const started = Date.now();
     const r = await runCli(await config('linger'), ['backup']);

@@ -21,6 +21,7 @@ export class CommandEngine implements Engine {
   readonly dumpsIntoPipe = true;
   /** The formats the definition declares; the first is what backup writes. */
   readonly formats: readonly DumpFormat[];
+  readonly dumpsCompressed: boolean;
 
   private constructor(
     private readonly block: Readonly<CommandConnection>,
@@ -31,6 +32,7 @@ export class CommandEngine implements Engine {
     this.name = block.definition.name;
     this.database = block.database ?? block.definition.name;
     this.formats = block.definition.formats.map(dumpFormatOf);
+    this.dumpsCompressed = this.formats[0]!.compressed;
   }
 
   /** Reads the password now, so a bad secret fails at startup. */
