@@ -234,11 +234,16 @@ interface Page {
   at: number;
 }
 
+const MAX_OVERFLOW_PAGES = 4096;
+
 function pageOf(read: ReadAt, id: number, pageSize: number): Page {
   const at = id * pageSize;
   const head = read(at, PAGE_HEADER);
   if (head.length < PAGE_HEADER) throw new Error(`bolt page ${id} is past the end of the file`);
-  return { bytes: read(at, (head.readUInt32LE(12) + 1) * pageSize), at };
+  const overflow = head.readUInt32LE(12);
+  // The pages this reader visits (the root, the auth bucket) are small: a huge overflow is a damaged or crafted file.
+  if (overflow > MAX_OVERFLOW_PAGES) throw new Error(`bolt page ${id} claims ${overflow} overflow pages: not a page this reader needs`);
+  return { bytes: read(at, (overflow + 1) * pageSize), at };
 }
 
 function keyOf(p: Page, i: number, leaf: boolean): { key: Buffer; start: number } {
