@@ -250,34 +250,66 @@ class Written {
   }
 }
 
-/**
- * Copies `keys` of `db` from the scratch server into the target, one RESTORE per key in one round trip,
- * counting each the target accepted; throws the first refusal once the batch is counted.
- */
-async function copyBatch(scratch: Redis, target: Redis, db: number, keys: Buffer[], force: boolean, written: Written): Promise<void> {
+/** One batch read from the scratch server: each live key with its DUMP payload and remaining TTL. */
+interface Batch {
+  db: number;
+  keys: Buffer[];
+  payloads: Buffer[];
+  ttls: number[];
+}
+
+/** Reads `keys` of `db` from the scratch server (DUMP and PTTL in one round trip); keys that expired meanwhile are left out. */
+async function readBatch(scratch: Redis, db: number, keys: Buffer[]): Promise<Batch> {
   const read = scratch.pipeline();
   for (const k of keys) read.dumpBuffer(k).pttl(k);
   const replies = await read.exec();
   const bad = failedReplies(replies);
   if (bad) throw bad;
-  // Awaited on its own: a failed SELECT never lets the RESTOREs land in another database.
-  await target.select(db);
-  const write = target.pipeline();
-  const sent: Buffer[] = [];
+  const batch: Batch = { db, keys: [], payloads: [], ttls: [] };
   keys.forEach((k, i) => {
     const payload = replies![2 * i]![1] as Buffer | null;
     const ttl = replies![2 * i + 1]![1] as number;
-    if (!payload || ttl === -2) return; // expired while copying
-    write.restore(k, ttl > 0 ? ttl : 0, payload, ...((force ? ['REPLACE'] : []) as []));
-    sent.push(k);
+    if (!payload || ttl === -2) return;
+    batch.keys.push(k);
+    batch.payloads.push(payload);
+    batch.ttls.push(ttl > 0 ? ttl : 0);
   });
-  if (sent.length === 0) return;
+  return batch;
+}
+
+/** Writes a batch into the target, one RESTORE per key in one round trip, counting each it accepted; throws the first refusal. */
+async function writeBatch(target: Redis, batch: Batch, force: boolean, written: Written): Promise<void> {
+  if (batch.keys.length === 0) return;
+  // Awaited on its own: a failed SELECT never lets the RESTOREs land in another database.
+  await target.select(batch.db);
+  const write = target.pipeline();
+  batch.keys.forEach((k, i) => write.restore(k, batch.ttls[i]!, batch.payloads[i]!, ...((force ? ['REPLACE'] : []) as [])));
   const answers = (await write.exec()) ?? [];
   answers.forEach(([err], i) => {
-    if (!err) written.add(db, sent[i]!);
+    if (!err) written.add(batch.db, batch.keys[i]!);
   });
   const failed = failedReplies(answers);
-  if (failed) throw restoreRefusal(failed, replies!.find(([, v]) => Buffer.isBuffer(v))?.[1] as Buffer | undefined);
+  if (failed) throw restoreRefusal(failed, batch.payloads[0]);
+}
+
+/**
+ * Copies every key of `dbs` from the scratch server into the target: the next batch is read from the
+ * scratch server while the one before is written (the two servers work at once), one write at a time.
+ */
+async function copyAll(scratch: Redis, target: Redis, dbs: number[], batchSize: number, force: boolean, written: Written): Promise<void> {
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    for (const db of dbs) {
+      for await (const keys of keysOf(scratch, db, batchSize)) {
+        const batch = await readBatch(scratch, db, keys);
+        await writing;
+        writing = writeBatch(target, batch, force, written);
+      }
+    }
+  } finally {
+    // Whatever happened to the reads, the write in flight is counted before the restore says what it left.
+    await writing;
+  }
 }
 
 /** Removes from the target exactly the keys the failed restore wrote. */
@@ -345,9 +377,7 @@ async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
         throw new ToolFailure('TARGET_NOT_EMPTY', `the target already has the function libraries ${clash.join(', ')}; nothing was changed. Use --force to replace them`, { state: 'unchanged' });
       }
       const dbs = [...keyspace(await scratch.redis.info('keyspace')).keys()].sort((a, b) => a - b);
-      for (const db of dbs) {
-        for await (const keys of keysOf(scratch.redis, db, cfg.batchSize)) await copyBatch(scratch.redis, target, db, keys, force, written);
-      }
+      await copyAll(scratch.redis, target, dbs, cfg.batchSize, force, written);
       if (libs.length > 0) {
         const payload = (await scratch.redis.callBuffer('FUNCTION', 'DUMP')) as Buffer;
         await target.callBuffer('FUNCTION', 'RESTORE', payload, force ? 'REPLACE' : 'APPEND');
