@@ -18,7 +18,7 @@
 import { hostname } from 'node:os';
 import type { CoreV1Event, KubernetesObject, V1Deployment, V1ObjectReference, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { validateStorageClass, type Condition, type DatabaseBackup, type DatabaseBackupEngine, type DatabaseBackupStorageClass } from '../api/crds/index.js';
+import { validateEngine, validateStorageClass, type Condition, type DatabaseBackup, type DatabaseBackupEngine, type DatabaseBackupStorageClass } from '../api/crds/index.js';
 import { API_VERSION } from '../api/crds/common.js';
 import { parseDuration } from '../api/duration.js';
 import { appliedLabel, contains, differences } from './compare.js';
@@ -32,7 +32,7 @@ import { missingSecretsProblem, namespaceSecrets, planBackup, referencedSecrets,
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
+import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, readyStatus, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
 import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
@@ -50,6 +50,8 @@ function revokedText(namespace: string): string {
 
 /** Queue keys of storage classes; DatabaseBackup keys are namespace/name and never contain ':'. */
 const CLASS_KEY = 'class:';
+/** Queue keys of engines (DatabaseBackupEngine), for their Ready condition. */
+const ENGINE_KEY = 'engine:';
 
 type OwnedKind = Exclude<keyof RunnerObjects, 'secret'>;
 const OWNED: OwnedKind[] = ['serviceAccount', 'role', 'roleBinding', 'service', 'deployment'];
@@ -124,7 +126,8 @@ export class Controller {
     };
     this.queue = new WorkQueue({
       workers: settings.workers,
-      handle: (key) => (key.startsWith(CLASS_KEY) ? this.reconcileClass(key.slice(CLASS_KEY.length)) : this.reconcile(key)),
+      handle: (key) =>
+        key.startsWith(CLASS_KEY) ? this.reconcileClass(key.slice(CLASS_KEY.length)) : key.startsWith(ENGINE_KEY) ? this.reconcileEngine(key.slice(ENGINE_KEY.length)) : this.reconcile(key),
       onDepth: (depth) => opts.metrics.queueDepth.set(depth),
       onError: (key, err, retryInMs) => {
         opts.metrics.reconcileTotal.inc({ result: 'error' });
@@ -146,6 +149,7 @@ export class Controller {
     });
     // An engine that appears, changes or goes: the DatabaseBackups that name it are planned again.
     this.engines = kube.cache(src.engines as never, (o: DatabaseBackupEngine) => {
+      this.enqueue(`${ENGINE_KEY}${o.metadata.name ?? ''}`);
       for (const b of this.backups.list()) if (b.spec?.engine?.command?.engineRef === o.metadata.name) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
     });
     this.secrets = kube.cache(src.secrets, (o: V1Secret) => this.enqueueSecret(o.metadata?.name ?? ''));
@@ -195,6 +199,7 @@ export class Controller {
   /** Queues every DatabaseBackup (the periodic resync). */
   resyncAll(): void {
     for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
+    for (const e of this.engines.list()) this.enqueue(`${ENGINE_KEY}${e.metadata.name ?? ''}`);
     for (const b of this.backups.list()) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
   }
 
@@ -408,23 +413,42 @@ export class Controller {
     const locations = v.ok ? v.value.spec.locations.length : 0;
     const desired = classStatus(sc, problem, locations, this.now());
     if (!statusUpToDate(sc, desired)) {
-      await this.opts.kube.patchClassStatus(name, { ...desired });
+      await this.opts.kube.patchClusterStatus('DatabaseBackupStorageClass', name, { ...desired });
       this.stats.statusPatches++;
     }
-    await this.classEvents(sc, problem, desired.conditions[0]!.message);
+    await this.clusterEvents('DatabaseBackupStorageClass', CLASS_KEY, sc, problem, desired.conditions[0]!.message);
+  }
+
+  /** An engine's Ready condition: whether it is valid (the DatabaseBackups that name it say the rest). */
+  private async reconcileEngine(name: string): Promise<void> {
+    const engine = this.engines.get(name);
+    if (!engine) {
+      this.reported.delete(`${ENGINE_KEY}${name}`);
+      return;
+    }
+    const v = validateEngine(engine);
+    const problem: Problem | undefined = v.ok ? undefined : { reason: 'InvalidSpec', message: `invalid engine: ${v.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}` };
+    const healthy = v.ok ? `formats ${v.value.definition.formats.map((f) => f.format).join(', ')}; ${v.value.definition.configSchema ? 'config checked against its schema' : 'takes no config'}` : '';
+    const desired = readyStatus(engine, problem, healthy, this.now());
+    if (!statusUpToDate(engine, desired)) {
+      await this.opts.kube.patchClusterStatus('DatabaseBackupEngine', name, { ...desired });
+      this.stats.statusPatches++;
+    }
+    await this.clusterEvents('DatabaseBackupEngine', ENGINE_KEY, engine, problem, desired.conditions[0]!.message);
   }
 
   /**
-   * Events of a storage class: a Warning once per problem, a Normal Recovered when it is gone. In namespace
-   * default, where the API server wants the Events of a cluster-scoped object (as the core components put a Node's).
+   * Events of a storage class or an engine: a Warning once per problem, a Normal Recovered when it is gone. In
+   * namespace default, where the API server wants the Events of a cluster-scoped object (as the core components
+   * put a Node's).
    */
-  private async classEvents(sc: DatabaseBackupStorageClass, problem: Problem | undefined, healthy: string): Promise<void> {
-    const meta = sc.metadata as { name: string; uid?: string; resourceVersion?: string };
-    const key = `${CLASS_KEY}${meta.name}`;
+  private async clusterEvents(kind: 'DatabaseBackupStorageClass' | 'DatabaseBackupEngine', prefix: string, obj: DatabaseBackupStorageClass | DatabaseBackupEngine, problem: Problem | undefined, healthy: string): Promise<void> {
+    const meta = obj.metadata as { name: string; uid?: string; resourceVersion?: string };
+    const key = `${prefix}${meta.name}`;
     const uid = meta.uid ?? '';
-    const change = problemEvent(this.lastReported(key, uid, sc.status?.conditions?.find((c) => c.type === 'Ready')), problem, healthy);
+    const change = problemEvent(this.lastReported(key, uid, obj.status?.conditions?.find((c) => c.type === 'Ready')), problem, healthy);
     if (change) {
-      const involved = { apiVersion: API_VERSION, kind: 'DatabaseBackupStorageClass', name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion };
+      const involved = { apiVersion: API_VERSION, kind, name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion };
       await this.record('default', involved, change.type, change.reason, change.message);
     }
     this.reported.set(key, { uid, problem });

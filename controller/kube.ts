@@ -525,13 +525,11 @@ export class KubeAdapter {
     );
   }
 
-  /** Merge-patches the status subresource of a DatabaseBackupStorageClass. */
-  async patchClassStatus(name: string, status: Record<string, unknown>): Promise<void> {
-    await this.call('patch', 'databasebackupstorageclasses/status', `patch status of DatabaseBackupStorageClass ${name}`, () =>
-      this.custom.patchClusterCustomObjectStatus(
-        { group: GROUP, version: VERSION, plural: 'databasebackupstorageclasses', name, body: { status } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
+  /** Merge-patches the status subresource of a cluster-scoped resource of ours (a storage class, an engine). */
+  async patchClusterStatus(kind: 'DatabaseBackupStorageClass' | 'DatabaseBackupEngine', name: string, status: Record<string, unknown>): Promise<void> {
+    const plural = `${kind.toLowerCase()}${kind.endsWith('Class') ? 'es' : 's'}`;
+    await this.call('patch', `${plural}/status`, `patch status of ${kind} ${name}`, () =>
+      this.custom.patchClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural, name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
     );
   }
 

@@ -33,7 +33,7 @@ export const CLUSTER_RULES: V1PolicyRule[] = [
   { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses', 'databasebackupengines'], verbs: ['list', 'watch'] },
   // get: the runner's Role grants it on its own DatabaseBackup's status, and RBAC lets a Role grant only what its creator holds.
   { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
-  { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status'], verbs: ['patch'] },
+  { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status', 'databasebackupengines/status'], verbs: ['patch'] },
   ...ADMISSION_RULES,
   // Written, never read: a dry-run apply of the bare name tells whether a foreign Secret holds a runner's name; a
   // dry-run JSON patch whose test always fails tells whether a Secret the runner needs exists (404 or 422, no data).

@@ -136,11 +136,17 @@ export function statusUpToDate(obj: { status?: { observedGeneration?: number; co
 }
 
 /** The Ready condition of a storage class: valid, and every referenced Secret key present. */
-export function classStatus(sc: { metadata: { generation?: number }; status?: { conditions?: Condition[] } }, problem: Problem | undefined, locations: number, now: Date): ControllerStatus {
+export function classStatus(sc: ClusterObject, problem: Problem | undefined, locations: number, now: Date): ControllerStatus {
+  return readyStatus(sc, problem, `${locations} location${locations === 1 ? '' : 's'}, every referenced Secret key present`, now);
+}
+
+type ClusterObject = { metadata: { generation?: number }; status?: { conditions?: Condition[] } };
+
+/** The Ready condition of a cluster-scoped resource of ours: False with the problem, or True (reason Valid) saying what it holds. */
+export function readyStatus(obj: ClusterObject, problem: Problem | undefined, healthy: string, now: Date): ControllerStatus {
+  const sc = obj;
   const generation = sc.metadata.generation;
-  const draft: Draft = problem
-    ? { type: 'Ready', status: 'False', reason: problem.reason, message: problem.message }
-    : { type: 'Ready', status: 'True', reason: 'Valid', message: `${locations} location${locations === 1 ? '' : 's'}, every referenced Secret key present` };
+  const draft: Draft = problem ? { type: 'Ready', status: 'False', reason: problem.reason, message: problem.message } : { type: 'Ready', status: 'True', reason: 'Valid', message: healthy };
   const before = sc.status?.conditions?.find((c) => c.type === 'Ready');
   const lastTransitionTime = before && before.status === draft.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const gen = generation !== undefined ? { observedGeneration: generation } : {};

@@ -14,7 +14,7 @@ export const CONTROLLER_SA = 'db-backup-controller';
 
 export async function applyCrds(kube: KubeInstance): Promise<void> {
   for (const f of renderCrds()) await kube.kubectlOk(['apply', '-f', '-'], { input: f.yaml });
-  await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io']);
+  await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io', 'crd/databasebackupengines.dbbackup.io']);
 }
 
 /** The PersistentVolumeClaim the shared storage class fixture (test/crd-fixtures.ts, location "local") mounts. */

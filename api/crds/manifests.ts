@@ -98,8 +98,10 @@ const CRDS: CrdInput[] = [
     status: EngineStatus,
     columns: [
       { name: 'Image', type: 'string', jsonPath: '.spec.image' },
-      { name: 'Formats', type: 'string', jsonPath: '.spec.formats[*].format' },
+      READY,
+      REASON,
       AGE,
+      MESSAGE,
     ],
   },
 ];

@@ -18,7 +18,7 @@ const bytes = (m: string | Uint8Array): Buffer => (typeof m === 'string' ? Buffe
 export const FORMAT_HEAD_BYTES = Math.max(32, ...[...DUMP_FORMATS.values()].flatMap((f) => f.magic.map((m) => bytes(m).length)));
 
 /** The format named `format`: one of the runner's own, or of `extra` (what a configured engine declares). */
-function formatNamed(format: string, extra: readonly DumpFormat[]): DumpFormat | undefined {
+export function formatNamed(format: string, extra: readonly DumpFormat[]): DumpFormat | undefined {
   return extra.find((f) => f.format === format) ?? DUMP_FORMATS.get(format);
 }
 

@@ -4,12 +4,12 @@ import { type AgeIdentities, AgeDecrypt } from '../crypto/age.js';
 import { keysFor } from '../crypto/location.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
 import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
-import { FORMAT_HEAD_BYTES, formatMismatch } from '../engines/registry.js';
+import { FORMAT_HEAD_BYTES, formatMismatch, formatNamed } from '../engines/registry.js';
 import type { DumpFormat } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { MANIFEST_FILE, keyIn } from '../storage/layout.js';
+import { MANIFEST_FILE, dataFileExtension, keyIn, plainFileName } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, listBackups } from './list.js';
 import { selectBackup } from './select.js';
@@ -117,6 +117,13 @@ export async function readPlain(
  */
 export async function checkFormat(loc: Location, copy: CopyRef, object: ManifestObject, opts: { signal?: AbortSignal; keys?: AgeIdentities; formats?: readonly DumpFormat[] } = {}): Promise<void> {
   const key = keyIn(copy.dir, object.name);
+  const format = object.stream?.format ?? copy.manifest.engine.format;
+  // The name says what kind of dump it is too: a manifest that calls a .rdb object a SQLite file is not believed.
+  const named = dataFileExtension(plainFileName(object.name));
+  const declared = formatNamed(format, opts.formats ?? [])?.extension;
+  if (declared !== undefined && named !== declared) {
+    throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: named as a .${named ?? '?'} dump, but its manifest says ${format}, whose dumps are .${declared}`, { details: { location: loc.name, key, format } });
+  }
   const abort = linkedAbort(opts.signal);
   try {
     const algorithm = storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`);
@@ -125,7 +132,6 @@ export async function checkFormat(loc: Location, copy: CopyRef, object: Manifest
     const unpacked = decompress(plain.output, algorithm, abort.signal);
     const { head, error } = await readHead(unpacked.output, FORMAT_HEAD_BYTES);
     abort.abort(new BackupError('ABORTED', 'format probe done'));
-    const format = object.stream?.format ?? copy.manifest.engine.format;
     const why = formatMismatch(format, head, opts.formats);
     if (why) {
       throw new BackupError('FORMAT_MISMATCH', `${loc.name}: ${key}: not what the manifest says: ${why}`, {

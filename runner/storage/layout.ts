@@ -85,6 +85,11 @@ const DATA_FILE = new RegExp(
   `^data(?:-(?!000)\\d{3})?\\.(${EXTENSION})(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\\.')).join('|')})?(${ENCRYPTION_SUFFIXES.filter(Boolean).map((s) => s.replace(/\./g, '\\.')).join('|')})?$`,
 );
 
+/** The dump extension a data object's name carries (`data-001.rdb.zst.age` -> `rdb`), or undefined for another name. */
+export function dataFileExtension(name: string): string | undefined {
+  return DATA_FILE.exec(name)?.[1];
+}
+
 /** Whether the runner writes a file of this name into a backup directory. */
 export function isKnownFile(name: string): boolean {
   return name === MANIFEST_FILE || DATA_FILE.test(name);

@@ -61,7 +61,7 @@ afterAll(async () => {
 describe('chart on kube-apiserver 1.20', () => {
   it('the CRD templates are accepted as structural and established', async () => {
     const crds = rendered.get('defaults')!.filter(isCrd);
-    expect(crds.map((c) => c.metadata.name).sort()).toEqual(['databasebackups.dbbackup.io', 'databasebackupstorageclasses.dbbackup.io']);
+    expect(crds.map((c) => c.metadata.name).sort()).toEqual(['databasebackupengines.dbbackup.io', 'databasebackups.dbbackup.io', 'databasebackupstorageclasses.dbbackup.io']);
     await kube.kubectlOk(['apply', '-f', '-'], { input: yamlOf(crds) });
     await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', ...crds.map((c) => `crd/${c.metadata.name}`)]);
     for (const c of crds) {

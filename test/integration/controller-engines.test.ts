@@ -83,6 +83,24 @@ describe('a DatabaseBackup with an engine defined by a command', () => {
     const cfg = parseConfig(text, 'runner.yaml');
     expect(cfg.engine).toEqual({ type: 'command', command: { definition: redis, host: 'cache.shop.svc', port: 6379, password: { env: 'DB_PASSWORD' }, config: { batchSize: 100 } } });
     expect(condition(await get(['get', 'dbb', 'sessions', '-n', 'shop']), 'ConfigValid')).toMatchObject({ status: 'True' });
+    // The engine itself says it is valid.
+    const ready = await eventually('the engine Ready', async () => condition(await get(['get', 'dbbe', 'redis']), 'Ready'));
+    expect(ready).toMatchObject({ status: 'True', reason: 'Valid', message: 'formats redis-rdb; config checked against its schema' });
+  });
+
+  it('an invalid engine says so on itself (Ready=False and a Warning), and on the DatabaseBackups that name it', async () => {
+    await apply(engine('broken', { verbs: ['probe', 'backup'], formats: [{ format: 'x', extension: 'age', magicHex: ['00'] }] }), backup('shop', 'uses-broken', { engineRef: 'broken' }));
+    const c = await eventually('broken: Ready=False', async () => {
+      const x = condition(await get(['get', 'dbbe', 'broken']), 'Ready');
+      return x?.status === 'False' ? x : undefined;
+    });
+    expect(c.reason).toBe('InvalidSpec');
+    expect(c.message).toContain('spec.verbs: must include restore');
+    expect(c.message).toContain('spec.formats[0].extension: must not be age, zst, gz, rekeyed, json');
+    const events = await kube.kubectlOk(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=broken', '-o', 'jsonpath={range .items[*]}{.type} {.reason}{"\\n"}{end}']);
+    expect(events).toContain('Warning InvalidSpec');
+    const b = await configValid('shop', 'uses-broken', 'EngineInvalid');
+    expect(b.message).toContain('DatabaseBackupEngine "broken" is invalid');
   });
 
   it("a config the engine's schema refuses is reported with its path, and so is a schema change that refuses a running config", async () => {

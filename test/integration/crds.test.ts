@@ -34,7 +34,7 @@ describe('CRDs on kube-apiserver 1.20', () => {
     kubeBinaries();
     kube = await startKube({ controllerManager: false });
     for (const f of renderCrds()) await kube.kubectlOk(['apply', '-f', '-'], { input: f.yaml });
-    await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io']);
+    await kube.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/databasebackups.dbbackup.io', 'crd/databasebackupstorageclasses.dbbackup.io', 'crd/databasebackupengines.dbbackup.io']);
     await kube.kubectlOk(['create', 'namespace', 'shop']);
   });
 
@@ -42,8 +42,8 @@ describe('CRDs on kube-apiserver 1.20', () => {
     await kube?.stop();
   });
 
-  it('accepts both CRDs as structural (no NonStructuralSchema condition)', async () => {
-    for (const name of ['databasebackups.dbbackup.io', 'databasebackupstorageclasses.dbbackup.io']) {
+  it('accepts every CRD as structural (no NonStructuralSchema condition)', async () => {
+    for (const name of ['databasebackups.dbbackup.io', 'databasebackupstorageclasses.dbbackup.io', 'databasebackupengines.dbbackup.io']) {
       const types = await kube!.kubectlOk(['get', 'crd', name, '-o', 'jsonpath={.status.conditions[*].type}']);
       expect(types.split(' ').sort()).toEqual(['Established', 'NamesAccepted']);
     }

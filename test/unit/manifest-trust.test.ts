@@ -189,6 +189,8 @@ describe('format check: a stored object must be what its manifest’s format say
     ['plain SQL, uncompressed', 'data.dump', () => sql, { status: 'corrupt', code: 'FORMAT_MISMATCH' }],
     ['not zstd at all', 'data.dump.zst', () => sql, { status: 'corrupt', code: 'FORMAT_MISMATCH' }],
     ['empty', 'data.dump', () => Buffer.alloc(0), { status: 'corrupt', code: 'FORMAT_MISMATCH' }],
+    ['a custom archive under another format\'s extension', 'data.sql.zst', () => zstd(archive), { status: 'corrupt', code: 'FORMAT_MISMATCH' }],
+    ['a custom archive under an extension no format has', 'data.rdb.gz', () => gzipSync(archive), { status: 'corrupt', code: 'FORMAT_MISMATCH' }],
   ])('%s', async (_what, name, data, want) => {
     expect(await check(name, data())).toEqual(want);
   });

@@ -68,7 +68,7 @@ wait_runner() {
 need_kube
 testenv_params
 say "context $KUBE_CONTEXT; TESTENV_HUGEDATA_GB=$TESTENV_HUGEDATA_GB (0: the small seed only)"
-if ! kube get crd databasebackups.dbbackup.io databasebackupstorageclasses.dbbackup.io >/dev/null 2>&1; then
+if ! kube get crd databasebackups.dbbackup.io databasebackupstorageclasses.dbbackup.io databasebackupengines.dbbackup.io >/dev/null 2>&1; then
   die "the dbbackup.io CRDs are not installed in context $KUBE_CONTEXT: run \`make deploy-local\` first"
 fi
 kube get namespace "$CONTROLLER_NAMESPACE" >/dev/null 2>&1 ||
