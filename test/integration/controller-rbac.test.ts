@@ -102,6 +102,14 @@ describe('controller least privilege, measured against kube-apiserver', () => {
     await eventually('the runner Deployment', () => get(['get', 'deployment', 'orders-runner', '-n', 'shop']));
     await eventually('ConfigValid=True', async () => condition(await get(['get', 'dbb', 'orders', '-n', 'shop']), 'ConfigValid')?.status === 'True');
     await eventually('the class Ready', async () => condition(await get(['get', 'dbbsc', 'standard']), 'Ready')?.status === 'True');
+    // An engine defined by a command: its status is written too.
+    await apply({
+      apiVersion: 'dbbackup.io/v1alpha1',
+      kind: 'DatabaseBackupEngine',
+      metadata: { name: 'sqlite' },
+      spec: { image: 'registry.example/sqlite-runner:1', command: ['/opt/tool.sh'], verbs: ['probe', 'backup', 'restore'], formats: [{ format: 'sqlite-file', extension: 'sqlite', magicHex: ['53514c69746520666f726d6174203300'] }] },
+    });
+    await eventually('the engine Ready', async () => condition(await get(['get', 'dbbe', 'sqlite']), 'Ready')?.status === 'True');
     // Update the spec, change the class, rotate a key.
     const b = validBackup() as Obj;
     b.spec.retention.keepLast = 5;
