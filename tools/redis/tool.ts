@@ -304,6 +304,8 @@ async function copyAll(scratch: Redis, target: Redis, dbs: number[], batchSize: 
         const batch = await readBatch(scratch, db, keys);
         await writing;
         writing = writeBatch(target, batch, force, written);
+        // Awaited at the next batch or at the end; until then a failure must not count as unhandled (the process would end).
+        writing.catch(() => undefined);
       }
     }
   } finally {
