@@ -157,6 +157,12 @@ function validatorOf(schema: Record<string, unknown>): ValidateFunction | Error 
   return v;
 }
 
+/** Pure: why a configSchema is not valid JSON Schema (it does not compile), or undefined when it is. */
+export function configSchemaError(configSchema: Record<string, unknown>): string | undefined {
+  const v = validatorOf(configSchema);
+  return v instanceof Error ? `is not a valid JSON Schema: ${v.message}` : undefined;
+}
+
 /** `/a/0/b` (a JSON pointer from ajv) -> `.a[0].b` */
 function pointerSuffix(pointer: string): string {
   return pointer
@@ -184,8 +190,9 @@ export function toolConfigErrors(configSchema: Record<string, unknown> | undefin
   if (!configSchema) {
     return config === undefined || (typeof config === 'object' && config !== null && Object.keys(config).length === 0) ? [] : [{ path: at, message: 'this engine takes no config (its definition declares no configSchema)' }];
   }
-  const validate = validatorOf(configSchema);
-  if (validate instanceof Error) return [{ path: schemaAt, message: `is not a valid JSON Schema: ${validate.message}` }];
+  const invalid = configSchemaError(configSchema);
+  if (invalid) return [{ path: schemaAt, message: invalid }];
+  const validate = validatorOf(configSchema) as ValidateFunction;
   if (validate(config ?? {})) return [];
   const errors: { path: string; message: string }[] = [];
   for (const e of validate.errors ?? []) {

@@ -51,6 +51,7 @@ const RESOURCES: Readonly<Record<string, string>> = {
   Event: 'events',
   DatabaseBackup: 'databasebackups',
   DatabaseBackupStorageClass: 'databasebackupstorageclasses',
+  DatabaseBackupEngine: 'databasebackupengines',
 };
 
 /**
@@ -527,7 +528,7 @@ export class KubeAdapter {
 
   /** Merge-patches the status subresource of a cluster-scoped resource of ours (a storage class, an engine). */
   async patchClusterStatus(kind: 'DatabaseBackupStorageClass' | 'DatabaseBackupEngine', name: string, status: Record<string, unknown>): Promise<void> {
-    const plural = `${kind.toLowerCase()}${kind.endsWith('Class') ? 'es' : 's'}`;
+    const plural = resourceOf(kind);
     await this.call('patch', `${plural}/status`, `patch status of ${kind} ${name}`, () =>
       this.custom.patchClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural, name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
     );

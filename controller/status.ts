@@ -144,10 +144,9 @@ type ClusterObject = { metadata: { generation?: number }; status?: { conditions?
 
 /** The Ready condition of a cluster-scoped resource of ours: False with the problem, or True (reason Valid) saying what it holds. */
 export function readyStatus(obj: ClusterObject, problem: Problem | undefined, healthy: string, now: Date): ControllerStatus {
-  const sc = obj;
-  const generation = sc.metadata.generation;
+  const generation = obj.metadata.generation;
   const draft: Draft = problem ? { type: 'Ready', status: 'False', reason: problem.reason, message: problem.message } : { type: 'Ready', status: 'True', reason: 'Valid', message: healthy };
-  const before = sc.status?.conditions?.find((c) => c.type === 'Ready');
+  const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
   const lastTransitionTime = before && before.status === draft.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const gen = generation !== undefined ? { observedGeneration: generation } : {};
   return { ...gen, conditions: [{ ...draft, message: fitMessage(draft.message), lastTransitionTime, ...gen }] };

@@ -28,6 +28,19 @@ export interface ToolContext {
   log(message: string): void;
 }
 
+/**
+ * Refuses a restore into anything but the configured target (a tool whose backup is a whole server or
+ * keyspace): `restore.database` other than `target.database` (default: the engine name) is CONFIG_INVALID,
+ * nothing changed. `what` says what the backup restores into, e.g. "the configured server as a whole".
+ */
+export function requireConfiguredTarget(ctx: ToolContext, backup: string, what: string): void {
+  const configured = ctx.request.target.database ?? ctx.request.engine;
+  const wanted = ctx.request.restore?.database ?? configured;
+  if (wanted !== configured) {
+    throw new ToolFailure('CONFIG_INVALID', `${backup} restores into ${what}, not into "${wanted}"; nothing was changed. To restore elsewhere, configure that as the target`, { state: 'unchanged' });
+  }
+}
+
 export type Handlers = {
   [V in Verb]?: (ctx: ToolContext) => Promise<ToolResult<V>>;
 };

@@ -8,7 +8,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { definitionErrors, EngineDefinitionSpec, toolConfigErrors } from '../engine-contract.js';
+import { configSchemaError, definitionErrors, EngineDefinitionSpec } from '../engine-contract.js';
 import { structuralErrors, type FieldError, type ValidationResult } from '../runner-config.js';
 import { ControllerStatusFields, DnsLabel, Resource } from './common.js';
 import { duplicateErrors, merge, under } from './storage-class.js';
@@ -63,7 +63,8 @@ export function validateEngine(obj: unknown): ValidationResult<ResolvedEngine> {
     const def: EngineDefinitionSpec = { name, command: s.command, verbs: s.verbs, formats: s.formats, ...(s.configSchema ? { configSchema: s.configSchema } : {}) };
     const extra: FieldError[] = [...definitionErrors(def, 'spec', 'metadata.name'), ...duplicateErrors('spec.allowedNamespaces', s.allowedNamespaces ?? [], 'namespace')];
     // A schema that does not compile is said here, once, not on every DatabaseBackup that uses it.
-    if (s.configSchema) extra.push(...toolConfigErrors(s.configSchema, {}, 'spec.configSchema', 'spec.configSchema').filter((e) => e.message.startsWith('is not a valid JSON Schema')));
+    const schemaError = s.configSchema ? configSchemaError(s.configSchema) : undefined;
+    if (schemaError) extra.push({ path: 'spec.configSchema', message: schemaError });
     merge(errors, extra);
     if (errors.length > 0) return { ok: false, errors };
     return { ok: true, value: { definition: def, image: s.image, allowedNamespaces: s.allowedNamespaces ?? [] } };

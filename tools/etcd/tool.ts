@@ -47,7 +47,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ToolResult } from '../../api/engine-contract.js';
-import { type Handlers, type ToolContext, ToolFailure } from '../sdk.js';
+import { type Handlers, requireConfiguredTarget, type ToolContext, ToolFailure } from '../sdk.js';
 import { ETCD_SNAPSHOT_MAGIC } from './definition.js';
 import {
   batches,
@@ -632,11 +632,7 @@ async function receive(file: string): Promise<void> {
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
   const cfg = configOf(ctx);
   const force = ctx.request.restore?.force ?? false;
-  const configured = ctx.request.target.database ?? ctx.request.engine;
-  const wanted = ctx.request.restore?.database ?? configured;
-  if (wanted !== configured) {
-    throw new ToolFailure('CONFIG_INVALID', `an etcd backup restores into the configured cluster's one keyspace, not into "${wanted}"; nothing was changed. To restore elsewhere, configure that cluster as the target`, { state: 'unchanged' });
-  }
+  requireConfiguredTarget(ctx, 'an etcd backup', "the configured cluster's one keyspace");
   const work = join(ctx.request.workDir, 'restore');
   await mkdir(work, { mode: 0o700 });
   const input = join(work, 'in.db');

@@ -25,7 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ToolResult } from '../../api/engine-contract.js';
-import { type Handlers, type ToolContext, ToolFailure } from '../sdk.js';
+import { type Handlers, requireConfiguredTarget, type ToolContext, ToolFailure } from '../sdk.js';
 import { keyspace, parseInfo, payloadRdbVersion, rdbVersion, toolVersion } from './rdb.js';
 
 interface Config {
@@ -353,11 +353,7 @@ async function failedRestore(err: unknown, target: Redis, written: Written, forc
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
   const cfg = configOf(ctx);
   const force = ctx.request.restore?.force ?? false;
-  const configured = ctx.request.target.database ?? ctx.request.engine;
-  const wanted = ctx.request.restore?.database ?? configured;
-  if (wanted !== configured) {
-    throw new ToolFailure('CONFIG_INVALID', `a Redis backup restores into the configured server as a whole (every logical database), not into "${wanted}"; nothing was changed. To restore elsewhere, configure that server as the target`, { state: 'unchanged' });
-  }
+  requireConfiguredTarget(ctx, 'a Redis backup', 'the configured server as a whole (every logical database)');
   const file = join(ctx.request.workDir, 'dump.rdb');
   await pipeline(process.stdin, createWriteStream(file, { mode: 0o600 }));
   const fh = await open(file);
