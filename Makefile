@@ -29,11 +29,11 @@ lint: install ## eslint (import boundaries, floating promises, no console)
 test-unit: install ## unit tests (pure logic)
 	$(NPM) run --silent test:unit
 
-generate: install ## render the CRD chart templates in charts/db-backup-controller/templates/crds/ from the schemas in api/crds/
-	npx tsx api/crds/generate.ts
+generate: install ## render the chart's generated files: the CRD templates (from api/crds/) and the shipped engines (from tools/)
+	npx tsx scripts/generate.ts
 
-check-generated: install ## fail when the committed CRD templates differ from the schemas (run make generate)
-	npx tsx api/crds/generate.ts --check
+check-generated: install ## fail when the committed generated chart files differ from their sources (run make generate)
+	npx tsx scripts/generate.ts --check
 
 kube: ## build kube-apiserver 1.20 + kube-controller-manager once (~12 min cold; cached: returns at once)
 	@bash testenv/kube/build.sh

@@ -28,6 +28,7 @@ import type { Cache, KubeAdapter } from './kube.js';
 import type { ControllerMetrics } from './metrics.js';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, backupKey, parseKey, runnerName } from './names.js';
 import { backupRoots, rootsOverlap, type BackupRoots } from './overlap.js';
+import { planEngineInstall } from './shipped-engines.js';
 import { missingSecretsProblem, namespaceSecrets, planBackup, referencedSecrets, type Plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
@@ -122,6 +123,7 @@ export class Controller {
       runnerResources: settings.runnerResources,
       runnerUser: settings.runnerUser,
       allowedImagePrefixes: settings.allowedRunnerImagePrefixes,
+      engineImages: Object.values(settings.engines).map((e) => e.image),
       ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
     };
     this.queue = new WorkQueue({
@@ -200,6 +202,7 @@ export class Controller {
   resyncAll(): void {
     for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
     for (const e of this.engines.list()) this.enqueue(`${ENGINE_KEY}${e.metadata.name ?? ''}`);
+    for (const name of Object.keys(this.opts.settings.engines)) this.enqueue(`${ENGINE_KEY}${name}`);
     for (const b of this.backups.list()) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
   }
 
@@ -422,7 +425,7 @@ export class Controller {
   /** An engine's Ready condition: whether it is valid (the DatabaseBackups that name it say the rest). */
   private async reconcileEngine(name: string): Promise<void> {
     const engine = this.engines.get(name);
-    if (!engine) {
+    if (!(await this.installEngine(name, engine)) || !engine) {
       this.reported.delete(`${ENGINE_KEY}${name}`);
       return;
     }
@@ -435,6 +438,41 @@ export class Controller {
       this.stats.statusPatches++;
     }
     await this.clusterEvents('DatabaseBackupEngine', ENGINE_KEY, engine, problem, desired.conditions[0]!.message);
+  }
+
+  /**
+   * An engine of the settings (the chart's shipped engines) created or brought back to its spec; one the
+   * controller installed and the settings no longer list, deleted. False when the engine is gone or not yet
+   * there: the watch brings the name back once it changes.
+   */
+  private async installEngine(name: string, engine: DatabaseBackupEngine | undefined): Promise<boolean> {
+    const install = planEngineInstall(name, this.opts.settings.engines[name], engine);
+    const log = this.opts.logger.child({ engine: name });
+    switch (install.action) {
+      case 'apply':
+        log.info({ created: !engine }, engine ? 'restoring the installed engine to the settings\' spec' : 'installing engine');
+        await this.opts.kube.apply(install.object);
+        this.stats.applies++;
+        return engine !== undefined;
+      case 'delete':
+        log.info('removing the engine it installed: the settings no longer list it');
+        await this.opts.kube.delete(engine!, install.uid);
+        this.stats.deletes++;
+        return false;
+      case 'foreign': {
+        const key = `${ENGINE_KEY}foreign:${name}`;
+        const meta = engine!.metadata as { name: string; uid?: string; resourceVersion?: string };
+        const uid = meta.uid ?? '';
+        if (this.reported.get(key)?.uid !== uid) {
+          log.warn(install.message);
+          await this.record('default', { apiVersion: API_VERSION, kind: 'DatabaseBackupEngine', name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion }, 'Warning', 'NotInstalled', install.message);
+          this.reported.set(key, { uid, problem: undefined });
+        }
+        return true;
+      }
+      case 'none':
+        return true;
+    }
   }
 
   /**

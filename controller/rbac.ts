@@ -30,7 +30,10 @@ const OWN = ['get', 'list', 'watch', 'create', 'patch', 'delete'];
 export const ADMISSION_RULES: V1PolicyRule[] = [{ apiGroups: [GROUP], resources: ['databasebackups/finalizers'], verbs: ['update'] }];
 
 export const CLUSTER_RULES: V1PolicyRule[] = [
-  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses', 'databasebackupengines'], verbs: ['list', 'watch'] },
+  { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses'], verbs: ['list', 'watch'] },
+  // Written: the engines of the controller's settings (the chart's shipped engines) are server-side applied, and
+  // one it installed is deleted (by uid) when the settings no longer list it.
+  { apiGroups: [GROUP], resources: ['databasebackupengines'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
   // get: the runner's Role grants it on its own DatabaseBackup's status, and RBAC lets a Role grant only what its creator holds.
   { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
   { apiGroups: [GROUP], resources: ['databasebackupstorageclasses/status', 'databasebackupengines/status'], verbs: ['patch'] },

@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { DURATION_PATTERN, structuralErrors, type ValidationResult } from '../api/index.js';
 import { Resources } from '../api/crds/runner-pod.js';
+import { EngineSpec } from '../api/crds/engine.js';
 
 const Duration = (description: string, def: string) =>
   Type.String({ pattern: DURATION_PATTERN, default: def, description: `${description} (a duration such as 15s, 10m)` });
@@ -33,6 +34,11 @@ export const ControllerSettings = Type.Object(
       default: [],
       description:
         'where spec.runner.image may come from: "registry.example.com/team/" admits every repository below it, "registry.example.com/team/runner" that one repository (any tag or digest); the runnerImages are always allowed; empty: only those',
+    }),
+    engines: Type.Record(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' }), EngineSpec, {
+      default: {},
+      description:
+        'DatabaseBackupEngines the controller installs and keeps as given (the chart\'s shipped engines): name -> spec; their images are allowed like the runnerImages. One it installed that is no longer listed is removed; one of the same name it did not install is left alone',
     }),
     imagePullPolicy: Type.Optional(Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')])),
     runnerResources: Type.Object(Resources.properties, {

@@ -28,19 +28,46 @@ function aptPackages(stage: Stage): string[] {
     });
 }
 
-export function checkDockerfile(inputs: CheckInputs, df: Dockerfile, engine: string | undefined): string[] {
+/** The controller's image, a built-in engine's runner (the engine's name), or the runner of a shipped tool. */
+export type ImageKind = 'controller' | 'tool' | (string & {});
+
+export function checkDockerfile(inputs: CheckInputs, df: Dockerfile, kind: ImageKind): string[] {
   const final = df.stages.at(-1);
   if (!final) return ['no FROM'];
   const forbidden = df.stages.flatMap((s) => s.instructions).filter((i) => i.keyword in FORBIDDEN);
-  const bin = inputs.packageJson.bin[engine ? DEPLOYABLE.runner : DEPLOYABLE.controller];
+  const bin = inputs.packageJson.bin[kind === 'controller' ? DEPLOYABLE.controller : DEPLOYABLE.runner];
   return [
     ...forbidden.map((i) => `line ${i.line}: ${i.keyword}: ${FORBIDDEN[i.keyword]}`),
     ...checkUser(final),
     ...checkEntryPoint(final, bin),
     ...checkLabels(inputs, final),
     ...checkFiles(inputs, df, final, bin),
-    ...(engine ? checkRunner(inputs, df, final, engine) : []),
+    ...(kind === 'controller' ? [] : checkRunnerEnv(final)),
+    ...(kind === 'controller' ? [] : kind === 'tool' ? checkToolRunner(df, final) : checkRunner(inputs, df, final, kind)),
   ];
+}
+
+/** Every runner: HOME on the writable /tmp, and its version where backup-runner reads it. */
+function checkRunnerEnv(final: Stage): string[] {
+  const env = keyValues(final, 'ENV');
+  const problems: string[] = [];
+  if (env.get('HOME') !== '/tmp') problems.push('ENV HOME=/tmp missing: the root filesystem is read-only, /tmp is the writable emptyDir');
+  if (env.get('RUNNER_VERSION') !== '${VERSION}') problems.push('ENV RUNNER_VERSION="${VERSION}" missing (backup-runner version and the manifests report it)');
+  return problems;
+}
+
+/** A shipped tool's runner: the tool's packages (TOOL_PACKAGES) and zstd installed, the tool named in a label. */
+function checkToolRunner(df: Dockerfile, final: Stage): string[] {
+  const problems: string[] = [];
+  const installed = df.stages.flatMap(aptPackages);
+  for (const p of ['${TOOL_PACKAGES}', 'zstd'].filter((x) => !installed.includes(x))) problems.push(`apt-get install of ${p} missing (installed: ${installed.join(' ') || 'nothing'})`);
+  for (const arg of ['TOOL', 'TOOL_PACKAGES']) {
+    if (df.globalArgs.has(arg) || df.stages.some((s) => s.instructions.some((i) => i.keyword === 'ARG' && argDefinitions(i.args).some(([k, v]) => k === arg && v !== undefined)))) {
+      problems.push(`ARG ${arg} has a default: images/matrix.json passes it per tool`);
+    }
+  }
+  if (keyValues(final, 'LABEL').get('io.dbbackup.runner.tool') !== '${TOOL}') problems.push('LABEL io.dbbackup.runner.tool="${TOOL}" missing in the final stage');
+  return problems;
 }
 
 /** Non-root: the controller's runnerUser (the runner pod's uid and gid); nothing in the final stage runs as root. */
@@ -105,8 +132,6 @@ function checkRunner(inputs: CheckInputs, df: Dockerfile, final: Stage, engine: 
   const problems: string[] = [];
   const arg = ENGINE_ARG[engine] ?? '?';
   const env = keyValues(final, 'ENV');
-  if (env.get('HOME') !== '/tmp') problems.push('ENV HOME=/tmp missing: the root filesystem is read-only, /tmp is the writable emptyDir');
-  if (env.get('RUNNER_VERSION') !== '${VERSION}') problems.push('ENV RUNNER_VERSION="${VERSION}" missing (backup-runner version and the manifests report it)');
   const def = chartValues(inputs.values).engines.get(engine)?.defaultVersion;
   if (df.globalArgs.get(arg) !== def) problems.push(`ARG ${arg} defaults to "${df.globalArgs.get(arg)}", not the chart's runner.${engine}.defaultVersion "${def}"`);
   if (!final.instructions.some((i) => i.keyword === 'ARG' && argDefinitions(i.args).some(([k]) => k === arg))) problems.push(`ARG ${arg} missing in the final stage`);

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickImage } from '../controller/render/objects.js';
 import { validateSettings } from '../controller/settings.js';
-import { checkDockerfile } from './check-dockerfile.js';
+import { checkDockerfile, type ImageKind } from './check-dockerfile.js';
 import { parseDockerfile } from './dockerfile.js';
 import { chartValues, ENGINE_ARG, loadInputs, type CheckInputs, type MatrixImage } from './image-inputs.js';
 
@@ -18,16 +18,48 @@ export { dockerignore } from './image-sources.js';
 
 /** Every problem found, in words; empty when the images are consistent. */
 export function checkImages(inputs: CheckInputs): string[] {
-  const problems = [...checkMatrix(inputs), ...checkVersions(inputs), ...checkControllerChoice(inputs), ...checkLock(inputs)];
+  const problems = [...checkMatrix(inputs), ...checkTools(inputs), ...checkVersions(inputs), ...checkControllerChoice(inputs), ...checkEngineImages(inputs), ...checkLock(inputs)];
   const byDockerfile = new Map<string, MatrixImage[]>();
   for (const image of inputs.matrix.images) byDockerfile.set(image.dockerfile, [...(byDockerfile.get(image.dockerfile) ?? []), image]);
   for (const [path, images] of byDockerfile) {
     const text = inputs.dockerfiles.get(path);
     if (text === undefined) continue; // reported by checkMatrix
-    const engines = [...new Set(images.map((i) => i.engine))];
-    if (engines.length > 1) problems.push(`${path}: built for several engines (${engines.join(', ')}); one Dockerfile per engine`);
-    problems.push(...checkDockerfile(inputs, parseDockerfile(text), engines[0]).map((p) => `${path}: ${p}`));
+    const kinds = [...new Set(images.map(kindOf))];
+    if (kinds.length > 1) problems.push(`${path}: built for several kinds of image (${kinds.join(', ')}); one Dockerfile per engine, one for every tool`);
+    problems.push(...checkDockerfile(inputs, parseDockerfile(text), kinds[0]!).map((p) => `${path}: ${p}`));
   }
+  return problems;
+}
+
+/** What a matrix image is: the controller, a built-in engine's runner (its engine) or a shipped tool's runner. */
+function kindOf(image: MatrixImage): ImageKind {
+  return image.engine ?? (image.tool ? 'tool' : 'controller');
+}
+
+/**
+ * A shipped tool's runner per tool that asks for one (tools/<name>/definition.ts `image`), with the tool's
+ * packages as its build arguments; an engine in the chart's values per such tool, and none for another.
+ */
+function checkTools({ matrix, tools, values }: CheckInputs): string[] {
+  const problems: string[] = [];
+  const wanted = Object.entries(tools).filter(([, image]) => image);
+  for (const image of matrix.images.filter((i) => i.tool !== undefined)) {
+    const tool = tools[image.tool!];
+    if (!tool) {
+      problems.push(`images/matrix.json: ${image.name}: tool "${image.tool}" has no image in tools/index.ts (tools with one: ${wanted.map(([n]) => n).join(', ') || 'none'})`);
+      continue;
+    }
+    const args = { TOOL: image.tool!, TOOL_PACKAGES: tool.packages.join(' ') };
+    if (JSON.stringify(image.buildArgs) !== JSON.stringify(args)) problems.push(`images/matrix.json: ${image.name}: buildArgs must be ${JSON.stringify(args)} (tools/${image.tool}/definition.ts), not ${JSON.stringify(image.buildArgs ?? {})}`);
+    if (image.engine !== undefined || image.engineVersion !== undefined) problems.push(`images/matrix.json: ${image.name}: a tool's runner has no engine or engineVersion (one image serves every server version)`);
+  }
+  for (const [name] of wanted) {
+    const built = matrix.images.filter((i) => i.tool === name).length;
+    if (built !== 1) problems.push(`images/matrix.json: ${built} images for tool ${name}; exactly one expected (tools/${name}/definition.ts asks for an image)`);
+  }
+  const shipped = chartValues(values).shippedEngines;
+  for (const [name] of wanted) if (!(name in shipped)) problems.push(`values.yaml: engines.${name} missing: the chart ships the tool ${name} with an image`);
+  for (const name of Object.keys(shipped)) if (!tools[name]) problems.push(`values.yaml: engines.${name}: no tool of that name ships an image (tools/index.ts)`);
   return problems;
 }
 
@@ -49,8 +81,8 @@ function checkMatrix({ matrix, dockerfiles }: CheckInputs): string[] {
   for (const path of dockerfiles.keys()) {
     if (!matrix.images.some((i) => i.dockerfile === path)) problems.push(`${path}: no image in images/matrix.json builds it`);
   }
-  const controllers = matrix.images.filter((i) => !i.engine).length;
-  if (controllers !== 1) problems.push(`images/matrix.json: ${controllers} images without an engine; exactly one (the controller) expected`);
+  const controllers = matrix.images.filter((i) => kindOf(i) === 'controller').length;
+  if (controllers !== 1) problems.push(`images/matrix.json: ${controllers} images without an engine or a tool; exactly one (the controller) expected`);
   return problems;
 }
 
@@ -118,6 +150,19 @@ function checkControllerChoice({ matrix, values, plan }: CheckInputs): string[] 
     }
   }
   return problems;
+}
+
+/** Every shipped engine's image (templates/_helpers.tpl toolImage) is built, as its tool's runner. */
+function checkEngineImages({ matrix, values, plan }: CheckInputs): string[] {
+  const version = '1.2.3';
+  const refs = new Map(plan(version).map((p) => [p.ref, p.name]));
+  const { runnerImage, shippedEngines } = chartValues(values);
+  return Object.entries(shippedEngines).flatMap(([tool, e]) => {
+    if (!e?.enabled) return [];
+    const ref = `${repositoryRef(runnerImage.registry, `${runnerImage.repositoryPrefix ?? ''}-${tool}`)}:${runnerImage.tag || version}`;
+    const expected = matrix.images.find((i) => i.tool === tool)?.name;
+    return refs.get(ref) && refs.get(ref) === expected ? [] : [`values.yaml: engines.${tool} runs in ${ref}, which images/matrix.json does not build as tool ${tool}'s runner`];
+  });
 }
 
 /** The Dockerfiles install production packages without scripts, on the build platform, for every platform. */

@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { TOOLS, type ToolImage } from '../tools/index.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -20,6 +21,8 @@ export interface MatrixImage {
   repository: string;
   engine?: string;
   engineVersion?: string;
+  /** A shipped tool's runner (tools/<tool>/, images/runner-tool.Dockerfile). */
+  tool?: string;
   buildArgs?: Record<string, string>;
 }
 export interface Matrix {
@@ -49,6 +52,8 @@ export interface CheckInputs {
   chartYaml: string;
   packageJson: { bin: Record<string, string>; dependencies: Record<string, string> };
   lockPackages: Record<string, LockPackage>;
+  /** The shipped tools (tools/index.ts) and the image each wants, if any. */
+  tools: Record<string, ToolImage | undefined>;
   /** Every images/*.Dockerfile: repository path -> text. */
   dockerfiles: Map<string, string>;
   dockerignore: string;
@@ -75,6 +80,7 @@ export function loadInputs(root = ROOT): CheckInputs {
     chartYaml: read(`${matrix.chart.path}/Chart.yaml`),
     packageJson: JSON.parse(read('package.json')) as CheckInputs['packageJson'],
     lockPackages: (JSON.parse(read('package-lock.json')) as { packages: Record<string, LockPackage> }).packages,
+    tools: Object.fromEntries(Object.entries(TOOLS).map(([name, t]) => [name, t.image])),
     dockerfiles,
     dockerignore: read('.dockerignore'),
     plan: (version) => {
@@ -100,17 +106,18 @@ export function loadInputs(root = ROOT): CheckInputs {
 
 export type EngineValues = { versions: string[]; defaultVersion: string };
 
-/** The parts of values.yaml the images depend on: image names and, per engine, versions and default. */
+/** The parts of values.yaml the images depend on: image names, per engine versions and default, the shipped engines. */
 export function chartValues(values: unknown) {
   const v = values as {
     image?: { registry?: string; repository?: string; tag?: string };
     runner?: { image?: { registry?: string; repositoryPrefix?: string; tag?: string } } & Record<string, unknown>;
+    engines?: Record<string, { enabled?: boolean }>;
   };
   const engines = new Map<string, EngineValues>();
   for (const [key, value] of Object.entries(v.runner ?? {})) {
     const e = value as Partial<EngineValues> | undefined;
     if (e && Array.isArray(e.versions)) engines.set(key, { versions: e.versions.map(String), defaultVersion: String(e.defaultVersion) });
   }
-  return { image: v.image ?? {}, runnerImage: v.runner?.image ?? {}, engines };
+  return { image: v.image ?? {}, runnerImage: v.runner?.image ?? {}, engines, shippedEngines: v.engines ?? {} };
 }
 

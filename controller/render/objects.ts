@@ -46,6 +46,8 @@ export interface RenderSettings {
   runnerUser: number;
   /** Where spec.runner.image (and a custom engine's image) may come from; empty: only the controller's own images. */
   allowedImagePrefixes?: readonly string[];
+  /** The images of the engines the controller installs (settings.engines): its own, like the runnerImages. */
+  engineImages?: readonly string[];
 }
 
 export interface RenderInput {
@@ -225,7 +227,7 @@ function container(cfg: RenderedConfig, image: string, mounts: V1VolumeMount[], 
 
 /** An image named in the spec, if it is one of the controller's own runner images or its allowedImagePrefixes admit it. */
 function chosenImage(image: string, field: string, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
-  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image));
+  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image)) || (settings.engineImages ?? []).includes(image);
   if (own) return { image };
   const r = imageAllowed(image, settings.allowedImagePrefixes ?? []);
   return r.ok ? { image } : { problem: { reason: 'ImageNotAllowed', message: `${field}: ${r.message}` } };

@@ -4,7 +4,8 @@
  * validation and admission (`kubectl apply --dry-run=server`), `helm install
  * --dry-run` prints the next steps, and the controller, started in-process
  * with the rendered settings file and a token of the rendered ServiceAccount
- * bound by the rendered RBAC, takes the Lease and deploys a runner.
+ * bound by the rendered RBAC, takes the Lease, deploys a runner, and installs
+ * the chart's shipped engines.
  *
  * Monitoring is off in every values file: the ServiceMonitor and
  * PrometheusRule kinds need the Prometheus Operator CRDs.
@@ -143,6 +144,17 @@ describe('chart on kube-apiserver 1.20', () => {
     expect(sc).toMatchObject({ status: 'True', reason: 'Valid' });
     const dbb = await eventually('ConfigValid', async () => condition(await get(['get', 'dbb', 'orders', '-n', 'shop']), 'ConfigValid'));
     expect(dbb).toMatchObject({ status: 'True', reason: 'Applied' });
+
+    // The chart's shipped engines: installed by the controller, valid, and their runners run in the tool's own image.
+    for (const name of ['redis', 'etcd']) {
+      const e = await eventually(`engine ${name} Ready`, async () => condition(await get(['get', 'dbbe', name]), 'Ready'));
+      expect(e).toMatchObject({ status: 'True', reason: 'Valid' });
+    }
+    await kube.kubectlOk(['apply', '-f', '-'], {
+      input: yamlOf([{ ...backup, metadata: { name: 'sessions', namespace: 'shop' }, spec: { ...backup.spec, engine: { type: 'command', command: { engineRef: 'redis', host: 'cache.shop.svc' } } } }]),
+    });
+    const cache = await eventually('the Redis runner Deployment', () => get(['get', 'deployment', 'sessions-runner', '-n', 'shop']), 60_000);
+    expect(cache.spec.template.spec.containers[0].image).toBe(`ghcr.io/db-backup-controller/backup-runner-redis:${appVersion}`);
 
     const ready = await fetch(`http://127.0.0.1:${running.httpPort}/readyz`);
     expect(ready.status).toBe(200);

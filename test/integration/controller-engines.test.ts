@@ -5,7 +5,8 @@
  * runner gets the engine's image and a config carrying its definition (which
  * the runner itself accepts); the engine's schema checks the tenant's config;
  * an engine's namespaces and image rules hold; an engine removed takes its
- * runners away.
+ * runners away; the engines of the controller's settings are installed, kept
+ * and removed by the controller, never one someone else made.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -18,6 +19,8 @@ import { applyCrds, controllerIdentity, ensureNamespaces, kubeJson } from '../..
 import { eventually } from '../../testenv/eventually.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
 import { definition as redis } from '../../tools/redis/definition.js';
+import { TOOLS as TOOLS_BY_NAME } from '../../tools/index.js';
+import { shippedEngineSpec } from '../../scripts/engine-files.js';
 import { CONTROLLER_NAMESPACE, controllerSettings } from '../controller-fixtures.js';
 
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-explicit-any --
@@ -136,5 +139,62 @@ describe('a DatabaseBackup with an engine defined by a command', () => {
     await eventually('the runner Deployment gone', async () => (await get(['get', 'deployment', 'sessions-runner', '-n', 'shop'])) === undefined);
     await apply(engine('redis'));
     await eventually('the runner back', () => get(['get', 'deployment', 'sessions-runner', '-n', 'shop']));
+  });
+});
+
+describe('the engines the controller installs (settings.engines, the chart\'s shipped engines)', () => {
+  const SHIPPED = 'ghcr.io/db-backup-controller/backup-runner-etcd:1.0.0';
+  const etcdSpec = { ...shippedEngineSpec(TOOLS_BY_NAME.etcd!), image: SHIPPED };
+  const start = async (engines: Record<string, unknown>): Promise<Controller> => {
+    const { kubeConfig } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
+    const metrics = createControllerMetrics();
+    const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+    const c = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: controllerSettings({ allowedRunnerImagePrefixes: [TOOLS], engines }), logger, metrics });
+    await c.start();
+    return c;
+  };
+
+  it('installs them labelled as its own, keeps them as given, runs their runners in their images, and removes them when no longer listed', async () => {
+    await controller.stop();
+    controller = await start({ etcd: etcdSpec });
+    const installed = await eventually('etcd installed and Ready', async () => {
+      const e = await get(['get', 'dbbe', 'etcd']);
+      return condition(e, 'Ready')?.status === 'True' ? e : undefined;
+    });
+    expect(installed.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'db-backup-controller' });
+    expect(installed.spec).toEqual(etcdSpec);
+    // Its image is the controller's own: no allowedRunnerImagePrefixes needed.
+    await apply(backup('shop', 'config-store', { engineRef: 'etcd', host: 'etcd.shop.svc', port: 2379 }));
+    const d = await eventually('shop/config-store deployed', () => get(['get', 'deployment', 'config-store-runner', '-n', 'shop']));
+    expect(d.spec.template.spec.containers[0].image).toBe(SHIPPED);
+
+    // A hand edit (another command) is undone; a deleted engine comes back.
+    await kube.kubectlOk(['patch', 'dbbe', 'etcd', '--type=merge', '-p', JSON.stringify({ spec: { command: ['/bin/sh', '-c', 'exfiltrate'] } })]);
+    await eventually('the command restored', async () => JSON.stringify((await get(['get', 'dbbe', 'etcd']))?.spec.command) === JSON.stringify(etcdSpec.command));
+    await kube.kubectlOk(['delete', 'dbbe', 'etcd']);
+    await eventually('etcd installed again', async () => (await get(['get', 'dbbe', 'etcd']))?.spec.image === SHIPPED);
+
+    // Settings without it: the engine it installed goes, and the runners that used it.
+    await controller.stop();
+    controller = await start({});
+    await eventually('etcd removed', async () => (await get(['get', 'dbbe', 'etcd'])) === undefined);
+    await eventually('the runner gone', async () => (await get(['get', 'deployment', 'config-store-runner', '-n', 'shop'])) === undefined);
+    // An engine the controller did not install (redis, applied by the administrator above) stays.
+    expect(await get(['get', 'dbbe', 'redis'])).toBeDefined();
+  });
+
+  it('leaves an engine of the same name that it did not install alone, and says so', async () => {
+    await apply(engine('etcd', { image: `${TOOLS}my-etcd:1` }));
+    await controller.stop();
+    controller = await start({ etcd: etcdSpec });
+    const events = await eventually('a NotInstalled Warning', async () => {
+      const text = await kube.kubectlOk(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=etcd', '-o', 'jsonpath={range .items[*]}{.type} {.reason} {.message}{"\\n"}{end}']);
+      return text.includes('Warning NotInstalled') ? text : undefined;
+    });
+    expect(events).toContain('exists without the label app.kubernetes.io/managed-by=db-backup-controller: it is left as it is');
+    await controller.idle();
+    const e = await get(['get', 'dbbe', 'etcd']);
+    expect(e!.spec.image).toBe(`${TOOLS}my-etcd:1`);
+    expect(e!.metadata.labels?.['app.kubernetes.io/managed-by']).toBeUndefined();
   });
 });

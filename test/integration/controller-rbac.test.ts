@@ -27,6 +27,8 @@ import { eventually } from '../../testenv/eventually.js';
 import { kubeBinaries, startKube, type AuditEvent, type KubeInstance } from '../../testenv/kube.js';
 import { CONTROLLER_NAMESPACE, renderSettings } from '../controller-fixtures.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
+import { shippedEngineSpec } from '../../scripts/engine-files.js';
+import { TOOLS } from '../../tools/index.js';
 
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-explicit-any --
    the objects are the API server's JSON, checked field by field by the assertions */
@@ -82,19 +84,24 @@ afterAll(async () => {
 describe('controller least privilege, measured against kube-apiserver', () => {
   it('every request is granted by controller/rbac.ts and every grant is used', async () => {
     const { path } = await controllerIdentity(kube, CONTROLLER_NAMESPACE, LEASE);
-    const s = validateSettings({
-      namespace: CONTROLLER_NAMESPACE,
-      runnerImages: renderSettings().runnerImages,
-      resyncPeriod: '1h',
-      workers: 2,
-      metricsHost: '127.0.0.1',
-      metricsPort: 0,
-      leaderElection: { enabled: true, leaseName: LEASE, leaseDuration: '4s', renewDeadline: '3s', retryPeriod: '500ms' },
-    });
-    if (!s.ok) throw new Error(JSON.stringify(s.errors));
+    const settings = (engines: Record<string, unknown>) => {
+      const s = validateSettings({
+        namespace: CONTROLLER_NAMESPACE,
+        runnerImages: renderSettings().runnerImages,
+        engines,
+        resyncPeriod: '1h',
+        workers: 2,
+        metricsHost: '127.0.0.1',
+        metricsPort: 0,
+        leaderElection: { enabled: true, leaseName: LEASE, leaseDuration: '4s', renewDeadline: '3s', retryPeriod: '500ms' },
+      });
+      if (!s.ok) throw new Error(JSON.stringify(s.errors));
+      return s.value;
+    };
+    const redis = { ...shippedEngineSpec(TOOLS.redis!), image: 'ghcr.io/db-backup-controller/backup-runner-redis:1.0.0' };
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromFile(path);
-    running = await runController({ settings: s.value, kubeConfig, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), identity: 'audited' });
+    running = await runController({ settings: settings({ redis }), kubeConfig, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), identity: 'audited' });
     await eventually('leading', () => Promise.resolve(running!.isLeader()));
 
     // Create: a runner, its status and Events.
@@ -110,6 +117,10 @@ describe('controller least privilege, measured against kube-apiserver', () => {
       spec: { image: 'registry.example/sqlite-runner:1', command: ['/opt/tool.sh'], verbs: ['probe', 'backup', 'restore'], formats: [{ format: 'sqlite-file', extension: 'sqlite', magicHex: ['53514c69746520666f726d6174203300'] }] },
     });
     await eventually('the engine Ready', async () => condition(await get(['get', 'dbbe', 'sqlite']), 'Ready')?.status === 'True');
+    // An engine of the settings: installed (create), restored after a hand edit (patch), removed when no longer listed (delete, below).
+    await eventually('the installed engine Ready', async () => condition(await get(['get', 'dbbe', 'redis']), 'Ready')?.status === 'True');
+    await kube.kubectlOk(['patch', 'dbbe', 'redis', '--type=merge', '-p', '{"spec":{"command":["/bin/true"]}}']);
+    await eventually('the installed engine restored', async () => (await get(['get', 'dbbe', 'redis']))?.spec.command[0] === 'db-backup-tool');
     // Update the spec, change the class, rotate a key.
     const b = validBackup() as Obj;
     b.spec.retention.keepLast = 5;
@@ -144,7 +155,10 @@ describe('controller least privilege, measured against kube-apiserver', () => {
     });
     await kube.kubectlOk(['-n', 'shop', 'delete', 'dbb', 'orders', '--wait=false']);
     await running.controller()?.idle();
-    // Step down (the Lease is released).
+    // Step down (the Lease is released); a controller whose settings no longer list the engine removes it.
+    await running.stop();
+    running = await runController({ settings: settings({}), kubeConfig, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), identity: 'audited' });
+    await eventually('the installed engine removed', async () => (await get(['get', 'dbbe', 'redis'])) === undefined);
     await running.stop();
     running = undefined;
 

@@ -9,7 +9,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { renderCrds } from '../../api/crds/index.js';
+import { renderCrds, validateEngine } from '../../api/crds/index.js';
+import { shippedEngineSpec } from '../../scripts/engine-files.js';
+import { TOOLS } from '../../tools/index.js';
 import { QUANTITY_PATTERN } from '../../api/crds/runner-pod.js';
 import { DURATION_PATTERN } from '../../api/duration.js';
 import { CLUSTER_RULES, namespaceRules } from '../../controller/rbac.js';
@@ -241,6 +243,32 @@ describe('chart: the settings file', () => {
   });
 });
 
+describe('chart: the shipped engines', () => {
+  it('hands the controller every shipped tool\'s engine, as generated from tools/, in the tool\'s own runner image', () => {
+    const engines = settingsOf(docsOf('defaults')).engines as Record<string, Obj>;
+    expect(Object.keys(engines).sort()).toEqual(Object.entries(TOOLS).filter(([, t]) => t.image).map(([n]) => n).sort());
+    for (const [name, spec] of Object.entries(engines)) {
+      expect(spec).toEqual({ ...shippedEngineSpec(TOOLS[name]!), image: `ghcr.io/db-backup-controller/backup-runner-${name}:${chart.appVersion}` });
+      // What the controller installs is an engine it accepts.
+      const v = validateEngine({ metadata: { name }, spec });
+      expect(v.ok ? [] : v.errors).toEqual([]);
+    }
+  });
+
+  it('leaves out a disabled engine, limits one to its namespaces, and takes the runner image settings', () => {
+    expect(settingsOf(docsOf('custom')).engines).toEqual({
+      redis: { ...shippedEngineSpec(TOOLS.redis!), image: 'registry.example:5000/mirror/platform/backup-runner-redis:1.2.3', allowedNamespaces: ['cache', 'sessions'] },
+    });
+  });
+
+  it('refuses an engine the chart does not ship, naming the ones it does', async () => {
+    const values = 'engines: { mongodb: { enabled: true } }\n';
+    const r = await helm(templateArgs({ release: 'db-backup-controller', namespace: 'db-backup-controller', values }), values);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('engines.mongodb: the chart ships no engine "mongodb" (it has: etcd, redis)');
+  });
+});
+
 describe('chart: CRDs', () => {
   it('renders the generated CRDs with crds.install, kept on uninstall, and none without', () => {
     const crds = docsOf('defaults').filter((d) => d.kind === 'CustomResourceDefinition');
@@ -277,6 +305,8 @@ describe('chart: values.schema.json', () => {
     ['runner: { resources: { requests: { cpu: lots } } }', '- runner.resources.requests.cpu: Does not match pattern'],
     ['runner: { postgresql: { versions: [16] } }', '- runner.postgresql.versions.0: Invalid type. Expected: string, given: integer'],
     ['runner: { allowedImagePrefixes: ["registry.example.com/../x"] }', '- runner.allowedImagePrefixes.0: Does not match pattern'],
+    ['engines: { redis: { enable: true } }', '- engines.redis: Additional property enable is not allowed'],
+    ['engines: { redis: { enabled: true, allowedNamespaces: [Team_A] } }', '- engines.redis.allowedNamespaces.0: Does not match pattern'],
     ['crds: { install: "yes" }', '- crds.install: Invalid type. Expected: boolean, given: string'],
     ['monitoring: { serviceMonitor: { interval: 30 seconds } }', '- monitoring.serviceMonitor.interval: Does not match pattern'],
   ])('rejects %s', async (values, message) => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { renderCrds, validateDatabaseBackup, validateStorageClass, convert, type DatabaseBackupStorageClass } from '../../api/crds/index.js';
-import { staleCrdFiles } from '../../api/crds/generate.js';
+import { staleGeneratedFiles } from '../../scripts/generate.js';
 import { validBackup, validStorageClass } from '../crd-fixtures.js';
 
 type Obj = Record<string, unknown>;
@@ -231,7 +231,7 @@ describe('validateDatabaseBackup', () => {
 
 describe('CRD rendering', () => {
   it('committed templates under charts/db-backup-controller/templates/crds/ equal the generated ones', () => {
-    expect(staleCrdFiles()).toEqual([]);
+    expect(staleGeneratedFiles()).toEqual([]);
   });
 
   it('renders one structural CRD per resource', () => {

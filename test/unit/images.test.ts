@@ -38,6 +38,11 @@ function withValues(edit: (v: { image: Record<string, string>; runner: Record<st
 const PG = 'images/runner-postgresql.Dockerfile';
 const MYSQL = 'images/runner-mysql.Dockerfile';
 const CONTROLLER = 'images/controller.Dockerfile';
+const TOOL = 'images/runner-tool.Dockerfile';
+const withMatrixImage = (name: string, edit: (i: CheckInputs['matrix']['images'][number]) => object): CheckInputs => ({
+  ...inputs,
+  matrix: { ...inputs.matrix, images: inputs.matrix.images.map((i) => (i.name === name ? { ...i, ...edit(i) } : i)) },
+});
 
 describe('image matrix, chart, controller and Dockerfiles', { timeout: 30_000 }, () => {
   it('are consistent', () => {
@@ -70,6 +75,16 @@ describe('image matrix, chart, controller and Dockerfiles', { timeout: 30_000 },
     ['.dockerignore keeps a source directory out', () => ({ ...inputs, dockerignore: inputs.dockerignore.replace('!runner\n', '') }), 'that .dockerignore keeps out of the build context'],
     ['a compiled source imports a file the build stage does not get', () => ({ ...inputs, readSource: (p: string) => (p === 'runner/util/async.ts' ? `import '../../testenv/net.js';\n${inputs.readSource(p)}` : inputs.readSource(p)) }), 'the build stage compiles api/, runner/, tools/, which import 1 file(s) (testenv/net.ts) it does not copy'],
     ['a run-time import is a dev dependency', () => ({ ...inputs, packageJson: { ...inputs.packageJson, dependencies: Object.fromEntries(Object.entries(inputs.packageJson.dependencies).filter(([k]) => k !== 'yaml')) } }), 'imports yaml, which is not in package.json dependencies'],
+    ['a tool\'s image installs other packages than the tool names', () => withMatrixImage('runner-redis', () => ({ buildArgs: { TOOL: 'redis', TOOL_PACKAGES: 'redis-tools' } })), 'runner-redis: buildArgs must be {"TOOL":"redis","TOOL_PACKAGES":"redis-server redis-tools"}'],
+    ['a tool asks for an image the matrix does not build', () => ({ ...inputs, matrix: { ...inputs.matrix, images: inputs.matrix.images.filter((i) => i.name !== 'runner-etcd') } }), '0 images for tool etcd; exactly one expected'],
+    ['the matrix builds an image for a tool without one', () => ({ ...inputs, tools: { ...inputs.tools, etcd: undefined } }), 'runner-etcd: tool "etcd" has no image in tools/index.ts'],
+    ['the chart installs an engine no tool ships', () => withValues((v) => ((v as unknown as { engines: Record<string, unknown> }).engines.mongodb = { enabled: true })), 'values.yaml: engines.mongodb: no tool of that name ships an image'],
+    ['the chart does not offer a tool\'s engine', () => withValues((v) => delete (v as unknown as { engines: Record<string, unknown> }).engines.redis), 'values.yaml: engines.redis missing'],
+    ['a tool\'s image is not built under the name the chart gives it', () => ({ ...inputs, plan: (v: string) => inputs.plan(v).map((p) => (p.name === 'runner-redis' ? { ...p, ref: p.ref.replace('backup-runner-redis', 'redis-runner') } : p)) }), 'engines.redis runs in ghcr.io/db-backup-controller/backup-runner-redis:1.2.3, which images/matrix.json does not build'],
+    ['the tool image does not install the tool\'s packages', () => withDockerfile(TOOL, (t) => t.replace('ca-certificates zstd ${TOOL_PACKAGES};', 'ca-certificates zstd;')), 'apt-get install of ${TOOL_PACKAGES} missing'],
+    ['the tool image defaults to one tool', () => withDockerfile(TOOL, (t) => t.replace('ARG TOOL\n# An unknown', 'ARG TOOL=redis\n# An unknown')), 'ARG TOOL has a default'],
+    ['the tool image does not say its tool', () => withDockerfile(TOOL, (t) => t.replace('io.dbbackup.runner.tool="${TOOL}"', 'io.dbbackup.runner.tool="redis"')), 'LABEL io.dbbackup.runner.tool="${TOOL}" missing'],
+    ['the tool image keeps HOME on the read-only root', () => withDockerfile(TOOL, (t) => t.replace('HOME=/tmp', 'HOME=/app')), 'images/runner-tool.Dockerfile: ENV HOME=/tmp missing'],
     ['a production package needs its install script', () => ({ ...inputs, lockPackages: { ...inputs.lockPackages, 'node_modules/yaml': { hasInstallScript: true } } }), 'node_modules/yaml has an install script'],
   ])('finds it when %s', (_, broken, message) => {
     expect(checkImages(broken()).join('\n')).toContain(message);
@@ -129,6 +144,9 @@ describe('make images and make publish', { timeout: 30_000 }, () => {
       build('controller', 'registry.example:5000/dbb/controller:1.2.3'),
       ...['13', '14', '15', '16', '17'].map((v) => build('runner-postgresql', `registry.example:5000/dbb/backup-runner-postgresql:${v}-1.2.3`, [`PG_MAJOR=${v}`])),
       build('runner-mysql', 'registry.example:5000/dbb/backup-runner-mysql:10.11-1.2.3', ['MARIADB_VERSION=10.11']),
+      // One image per tool, for every server version; the package list is one argument.
+      build('runner-tool', 'registry.example:5000/dbb/backup-runner-redis:1.2.3', ['TOOL=redis', 'TOOL_PACKAGES=redis-server\\ redis-tools']),
+      build('runner-tool', 'registry.example:5000/dbb/backup-runner-etcd:1.2.3', ['TOOL=etcd', 'TOOL_PACKAGES=etcd-server\\ etcd-client']),
       '',
     ]);
   });
@@ -150,6 +168,8 @@ describe('make images and make publish', { timeout: 30_000 }, () => {
       'docker push registry.example:5000/dbb/controller:1.2.3',
       ...['13', '14', '15', '16', '17'].map((v) => `docker push registry.example:5000/dbb/backup-runner-postgresql:${v}-1.2.3`),
       'docker push registry.example:5000/dbb/backup-runner-mysql:10.11-1.2.3',
+      'docker push registry.example:5000/dbb/backup-runner-redis:1.2.3',
+      'docker push registry.example:5000/dbb/backup-runner-etcd:1.2.3',
       'helm package charts/db-backup-controller --version 1.2.3 --app-version 1.2.3 --destination dist/charts',
       'helm push dist/charts/db-backup-controller-1.2.3.tgz oci://registry.example:5000/dbb/charts',
       '',

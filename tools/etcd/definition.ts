@@ -1,4 +1,5 @@
 import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
+import type { ToolImage } from '../index.js';
 
 /**
  * The first 24 bytes of every etcd snapshot. A snapshot is a bbolt file (plus a sha256 at its end), whose first
@@ -25,3 +26,6 @@ export const definition: EngineDefinitionSpec = {
     },
   },
 };
+
+/** The image and engine the chart installs (images/runner-tool.Dockerfile). */
+export const image: ToolImage = { packages: ['etcd-server', 'etcd-client'], databases: ['etcd v3 up to 3.4 (the image\'s etcd)'] };

@@ -1,4 +1,5 @@
 import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
+import type { ToolImage } from '../index.js';
 
 /** The Redis engine's definition: a DatabaseBackupEngine named `redis` holds the same (with an image that has redis-cli and redis-server). */
 export const definition: EngineDefinitionSpec = {
@@ -15,3 +16,6 @@ export const definition: EngineDefinitionSpec = {
     },
   },
 };
+
+/** The image and engine the chart installs (images/runner-tool.Dockerfile). */
+export const image: ToolImage = { packages: ['redis-server', 'redis-tools'], databases: ['Redis up to 7.0 (the RDB versions the image\'s redis-server reads)'] };

@@ -85,8 +85,52 @@ Call with (dict "root" $ "engine" "postgresql" "version" "16").
 {{- end }}
 
 {{/*
+A shipped tool's runner image: <registry>/<repositoryPrefix>-<tool>:<tag>, the
+tag defaulting to the chart's appVersion (one image per tool, any server version).
+Call with (dict "root" $ "tool" "redis").
+*/}}
+{{- define "db-backup-controller.toolImage" -}}
+{{- $image := .root.Values.runner.image }}
+{{- $repository := include "db-backup-controller.repository" (dict "registry" $image.registry "repository" (printf "%s-%s" $image.repositoryPrefix .tool)) }}
+{{- printf "%s:%s" $repository ($image.tag | default .root.Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The shipped engines the controller installs: for every enabled engines.<name>,
+the spec generated from tools/<name>/ (engines/<name>.json, written by
+scripts/generate.ts) with the tool's runner image and the allowed namespaces.
+*/}}
+{{- define "db-backup-controller.engines" -}}
+{{- $engines := dict }}
+{{- range $name, $e := .Values.engines }}
+{{- if $e.enabled }}
+{{- $text := $.Files.Get (printf "engines/%s.json" $name) }}
+{{- if not $text }}
+{{- fail (printf "engines.%s: the chart ships no engine %q (it has: %s)" $name $name (include "db-backup-controller.shippedEngineNames" $)) }}
+{{- end }}
+{{- $spec := fromJson $text }}
+{{- $_ := set $spec "image" (include "db-backup-controller.toolImage" (dict "root" $ "tool" $name)) }}
+{{- with $e.allowedNamespaces }}
+{{- $_ := set $spec "allowedNamespaces" . }}
+{{- end }}
+{{- $_ := set $engines $name $spec }}
+{{- end }}
+{{- end }}
+{{- toJson $engines }}
+{{- end }}
+
+{{/* The names of the engines the chart ships, for messages. */}}
+{{- define "db-backup-controller.shippedEngineNames" -}}
+{{- $names := list }}
+{{- range $path, $_ := .Files.Glob "engines/*.json" }}
+{{- $names = append $names ($path | base | trimSuffix ".json") }}
+{{- end }}
+{{- join ", " $names }}
+{{- end }}
+
+{{/*
 The controller's settings file (controller/settings.ts): runner images per
-engine and version, the runner defaults, the reconcile loop, the metrics port
+engine and version, the shipped engines to install, the runner defaults, the reconcile loop, the metrics port
 and leader election. An engine without versions gets no images (its
 DatabaseBackups report RunnerImageNotFound).
 */}}
@@ -110,6 +154,7 @@ DatabaseBackups report RunnerImageNotFound).
   "namespace" .Release.Namespace
   "runnerImages" $runnerImages
   "allowedRunnerImagePrefixes" .Values.runner.allowedImagePrefixes
+  "engines" (include "db-backup-controller.engines" . | fromJson)
   "imagePullPolicy" .Values.runner.image.pullPolicy
   "runnerResources" .Values.runner.resources
   "workers" .Values.controller.workers
