@@ -59,6 +59,20 @@ const Engine = Type.Object({
 
 const Trigger = Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('pre-restore')]);
 
+/**
+ * A database's own properties, which a dump of its contents does not hold (format 3, optional): its settings
+ * (`name=value`, as the server stores them), its grants (absent: the server's default ones; grantee null:
+ * PUBLIC) and its comment.
+ */
+export const DatabaseProperties = Type.Object({
+  settings: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 65536 }), { maxItems: 1000 })),
+  grants: Type.Optional(
+    Type.Array(Type.Object({ grantee: Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Null()]), privilege: Type.String({ minLength: 1, maxLength: 64 }), grantable: Type.Boolean() }), { maxItems: 10000 }),
+  ),
+  comment: Type.Optional(Type.String({ maxLength: 1048576 })),
+});
+export type DatabaseProperties = Static<typeof DatabaseProperties>;
+
 /** One stream of a backup of several (format 3): a database, or a server's globals (roles, tablespaces). */
 export const ManifestStream = Type.Object({
   name: Type.String({ minLength: 1 }),
@@ -69,6 +83,8 @@ export const ManifestStream = Type.Object({
   consistentAt: IsoDate,
   /** A database's owner where it was dumped (PostgreSQL: the archive restores into a database the restore creates). */
   owner: Type.Optional(Type.String({ minLength: 1 })),
+  /** A database's settings, grants and comment where it was dumped (given back to a database the restore creates). */
+  properties: Type.Optional(DatabaseProperties),
 });
 export type ManifestStream = Static<typeof ManifestStream>;
 

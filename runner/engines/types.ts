@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { CallOptions } from '../storage/types.js';
+import type { DatabaseProperties } from '../manifest.js';
 
 export interface ProbeResult {
   /** e.g. "15.18" */
@@ -33,6 +34,8 @@ export interface StreamSpec {
   kind: 'database' | 'globals';
   /** A database's owner on the server it was dumped from (given back after a restore that created it). */
   owner?: string;
+  /** A database's settings, grants and comment on the server it was dumped from (given back after a restore that created it). */
+  properties?: DatabaseProperties;
 }
 
 export interface DumpOptions extends CallOptions {

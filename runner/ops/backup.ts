@@ -286,7 +286,16 @@ async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
       const object: ManifestObject = {
         name: storedFileName(dataName, loc.crypto !== undefined),
         ...(job.stream
-          ? { stream: { name: job.stream.name, kind: job.stream.kind, format: dump.format, consistentAt: consistentAt.toISOString(), ...(job.stream.owner ? { owner: job.stream.owner } : {}) } }
+          ? {
+              stream: {
+                name: job.stream.name,
+                kind: job.stream.kind,
+                format: dump.format,
+                consistentAt: consistentAt.toISOString(),
+                ...(job.stream.owner ? { owner: job.stream.owner } : {}),
+                ...(job.stream.properties ? { properties: job.stream.properties } : {}),
+              },
+            }
           : {}),
         ...heldBytes,
         plain,

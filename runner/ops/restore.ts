@@ -1,10 +1,10 @@
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
-import type { RestoreReport, RestoreTargetOutcome } from '../engines/types.js';
+import type { RestoreReport, RestoreTargetOutcome, StreamSpec } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
-import { MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manifest.js';
+import { MAX_CLOCK_SKEW_MS, type ManifestObject, type ManifestStream } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
@@ -202,7 +202,7 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
       database,
       force: req.force,
       signal: abort.signal,
-      ...(object.stream ? { stream: { name: object.stream.name, kind: object.stream.kind, ...(object.stream.owner ? { owner: object.stream.owner } : {}) } } : {}),
+      ...(object.stream ? { stream: streamSpecOf(object.stream) } : {}),
       ...(req.noOwner ? { noOwner: true } : {}),
       format: object.stream?.format ?? copy.manifest.engine.format,
       backup: { id: copy.manifest.id, consistentAt: copy.manifest.consistentAt, engine: { ...copy.manifest.engine } },
@@ -301,4 +301,9 @@ function restoreFailure(primary: BackupError, engineResult: PromiseSettledResult
     details: { ...primary.details, backupId, location, target: state },
     retryable: primary.retryable,
   });
+}
+
+/** What the engine is told of the stream it restores: the manifest's record, without what only the pipeline reads. */
+function streamSpecOf(s: ManifestStream): StreamSpec {
+  return { name: s.name, kind: s.kind, ...(s.owner ? { owner: s.owner } : {}), ...(s.properties ? { properties: s.properties } : {}) };
 }

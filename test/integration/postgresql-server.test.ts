@@ -4,7 +4,9 @@
  * (format 3), restored into a second, fresh server: roles first, existing
  * roles left exactly as they are, every database identical. Also: choosing
  * databases, --target-database for one, --no-owner into a server without the
- * roles, and a planted globals dump that cannot run commands in the runner.
+ * roles, each database's own settings, grants and comment given back to a
+ * database the restore creates, and a planted globals dump that cannot run
+ * commands in the runner.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -56,6 +58,12 @@ function loginAs(pg: PgInstance, user: string, password: string): string {
 
 const DBS = ['crm', 'postgres', 'shop'];
 
+/** A database's settings, grants (grantee, privilege, grant option) and comment, as one comparable text. */
+const properties = (pg: PgInstance, db: string): Promise<string> =>
+  pg.psql(`SELECT (SELECT array_to_string(setconfig, ' | ') FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0),
+    (SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || ':' || a.is_grantable, ', ' ORDER BY 1) FROM aclexplode(d.datacl) a),
+    shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE datname = '${db}'`);
+
 beforeAll(async () => {
   try {
     const [source, target, bare] = await Promise.all([startPostgres(), startPostgres(), startPostgres()]);
@@ -63,6 +71,10 @@ beforeAll(async () => {
     await seedRich(source, 'shop', { rows: 2000 });
     await source.psql(`CREATE ROLE app LOGIN PASSWORD 'app-pw-1'; CREATE ROLE readers NOLOGIN; GRANT readers TO app; COMMENT ON ROLE app IS 'the application';`);
     await source.psql('CREATE DATABASE crm OWNER app;');
+    // The database's own settings (a list value with quoted elements, a custom one), grants and comment.
+    await source.psql(`ALTER DATABASE crm SET search_path TO "$user", public, "Odd ""Schema"""; ALTER DATABASE crm SET app.tenant TO 'acme''; DROP TABLE x; --';
+      ALTER DATABASE crm SET work_mem TO '8MB'; REVOKE CONNECT, TEMPORARY ON DATABASE crm FROM PUBLIC; GRANT CONNECT ON DATABASE crm TO readers;
+      GRANT TEMPORARY ON DATABASE crm TO readers WITH GRANT OPTION; COMMENT ON DATABASE crm IS E'the CRM\\nit''s ours';`);
     await source.psql(`SET ROLE app; CREATE TABLE contacts (id int PRIMARY KEY, name text); INSERT INTO contacts SELECT g, 'c' || g FROM generate_series(1, 500) g; GRANT SELECT ON contacts TO readers;`, 'crm');
     // The target server has a role of the same name with another password: a restore must not change it.
     await target.psql(`CREATE ROLE readers NOLOGIN; CREATE ROLE app LOGIN PASSWORD 'target-own-pw';`);
@@ -147,6 +159,11 @@ describe('a whole PostgreSQL server', () => {
     expect(loginAs(target, target.user, target.password)).toBe(target.user);
     expect(await target.psql("SELECT pg_has_role('app', 'readers', 'member'), shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'app'")).toBe('t|the application');
     expect(await target.psql("SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'crm'")).toBe('app');
+    // The database's own settings, grants and comment came back with it.
+    const crm = await properties(ready().source, 'crm');
+    expect(crm).toContain('search_path="$user", public, "Odd ""Schema"""');
+    expect(crm).toContain('readers:CONNECT:false');
+    expect(await properties(target, 'crm')).toBe(crm);
   });
 
   it('one database under another name; an unknown name is refused', async () => {
@@ -155,6 +172,9 @@ describe('a whole PostgreSQL server', () => {
     expect(r.code, r.out).toBe(0);
     expect((r.json.streams as { stream: string; database: string }[]).map((s) => [s.stream, s.database])).toEqual([['shop', 'shop_copy']]);
     expect(await tableChecksums(source, 'shop_copy')).toEqual(sums.shop);
+    const crm = await cli(sourceCfg, ['restore', '--backup', id, '--database', 'crm', '--target-database', 'crm_copy', '--skip-globals']);
+    expect(crm.code, crm.out).toBe(0);
+    expect(await properties(source, 'crm_copy')).toBe(await properties(source, 'crm'));
     const bad = await cli(sourceCfg, ['restore', '--latest', '--database', 'nope']);
     expect(bad.code).toBe(4);
     expect(bad.json).toMatchObject({ error: { code: 'BACKUP_NOT_FOUND', message: expect.stringMatching(/holds no database "nope" \(it holds crm, postgres, shop\)/) as string } });
@@ -171,6 +191,12 @@ describe('a whole PostgreSQL server', () => {
     const r = await cli(bareCfg, ['restore', '--latest', '--database', 'crm', '--skip-globals', '--no-owner']);
     expect(r.code, r.out).toBe(0);
     expect(await tableChecksums(bare, 'crm')).toEqual(sums.crm);
+    // Without ownership and privileges: the settings and the comment, not the grants (their roles are not here).
+    const p = await properties(bare, 'crm');
+    expect(p).toContain('app.tenant=acme\'; DROP TABLE x; --');
+    expect(p).toContain("the CRM\nit's ours");
+    expect(p).not.toContain('readers');
+    expect((r.json.streams as { conflicts?: string[] }[])[0]?.conflicts ?? []).toEqual([]);
   });
 });
 

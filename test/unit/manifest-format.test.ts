@@ -68,6 +68,12 @@ describe('manifest formats', () => {
     expect(parseManifest(JSON.stringify(later), 'here')).toMatchObject({ id: v2.id, objects: [{ name: 'data.dump.zst.age' }] });
   });
 
+  it('reads a database stream\'s own properties (format 3, optional)', () => {
+    const properties = { settings: ['work_mem=8MB'], grants: [{ grantee: null, privilege: 'CONNECT', grantable: false }], comment: 'x' };
+    const m = { ...v2, formatVersion: 3, objects: [{ ...v2.objects[0]!, stream: { name: 'shop', kind: 'database', format: 'pg_dump-custom', consistentAt: v2.consistentAt, owner: 'app', properties } }] };
+    expect(parseManifest(JSON.stringify(m), 'here').objects[0]!.stream).toMatchObject({ owner: 'app', properties });
+  });
+
   it('sums the stored sizes of a copy', () => {
     expect(storedBytes({ ...v2, objects: [v2.objects[0]!, { ...v2.objects[0]!, size: 7 }] })).toBe(1368307);
   });
@@ -82,6 +88,12 @@ describe('manifest formats', () => {
       /each stream once/,
     ],
     ['format 2 with a stream', { ...v2, objects: [{ ...v2.objects[0]!, stream: { name: 'shop', kind: 'database', format: 'pg_dump-custom', consistentAt: v2.consistentAt } }] }, 'MANIFEST_INVALID', /streams are format 3/],
+    [
+      'format 3 with database properties of another shape (a grant as text)',
+      { ...v2, formatVersion: 3, objects: [{ ...v2.objects[0]!, stream: { name: 'shop', kind: 'database', format: 'pg_dump-custom', consistentAt: v2.consistentAt, properties: { grants: ['GRANT ALL TO evil'] } } }] },
+      'MANIFEST_INVALID',
+      /properties\/grants\/0/,
+    ],
     ['no formatVersion', { ...v2, formatVersion: undefined }, 'MANIFEST_INVALID', /no formatVersion/],
     ['formatVersion as a string', { ...v2, formatVersion: '2' }, 'MANIFEST_INVALID', /no formatVersion/],
     ['formatVersion 0', { ...v2, formatVersion: 0 }, 'MANIFEST_INVALID', /no formatVersion/],

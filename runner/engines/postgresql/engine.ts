@@ -21,6 +21,8 @@ import { dropCreatedDatabase, targetNotEmpty, throwIfAborted, withOutcome } from
 import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, plainRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
+import { parseProperties, propertyStatements } from './properties.js';
+import type { DatabaseProperties } from '../../manifest.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
 export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
@@ -188,10 +190,11 @@ export class PostgresqlEngine implements Engine {
     if (wanted === undefined) return undefined;
     const rows = parseRows(await this.query(LIST_DATABASES_SQL, { signal: opts.signal }));
     const present = rows.map((r) => r[0]!);
-    if (rows.some((r) => r.length !== 2) || new Set(present).size !== present.length) {
+    if (rows.some((r) => r.length !== 3) || new Set(present).size !== present.length) {
       throw new BackupError('DUMP_FAILED', `a database name on ${this.conn.host}:${this.conn.port} holds a line break: such a server cannot be backed up whole here; list its databases in engine.postgresql.databases`);
     }
     const owners = new Map(rows.map((r) => [r[0]!, r[1]!]));
+    const properties = new Map(rows.map((r) => [r[0]!, r[2]!]));
     const missing = wanted === 'all' ? [] : wanted.filter((d) => !present.includes(d));
     if (missing.length > 0) {
       throw new BackupError('DB_NOT_FOUND', `engine.postgresql.databases: ${missing.map((d) => `"${d}"`).join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist on ${this.conn.host}:${this.conn.port} (it has ${present.join(', ')})`, {
@@ -200,7 +203,18 @@ export class PostgresqlEngine implements Engine {
     }
     const databases = wanted === 'all' ? present : wanted;
     this.rolePasswords = this.conn.globals === false ? false : parseScalar(await this.query(CAN_READ_PASSWORDS_SQL, { signal: opts.signal }), 'the privilege check') === 't';
-    return [...(this.conn.globals === false ? [] : [{ name: 'globals', kind: 'globals' as const }]), ...databases.map((name) => ({ name, kind: 'database' as const, ...(owners.get(name) ? { owner: owners.get(name)! } : {}) }))];
+    const propertiesOf = (name: string) => {
+      try {
+        const p = parseProperties(properties.get(name) ?? '', name);
+        return Object.keys(p).length > 0 ? { properties: p } : {};
+      } catch (err) {
+        throw new BackupError('DB_QUERY_FAILED', `${(err as Error).message} (the list of databases of ${this.conn.host}:${this.conn.port})`);
+      }
+    };
+    return [
+      ...(this.conn.globals === false ? [] : [{ name: 'globals', kind: 'globals' as const }]),
+      ...databases.map((name) => ({ name, kind: 'database' as const, ...(owners.get(name) ? { owner: owners.get(name)! } : {}), ...propertiesOf(name) })),
+    ];
   }
 
   /** The same engine for another database of the server: tools, password and server version shared. */
@@ -339,16 +353,40 @@ export class PostgresqlEngine implements Engine {
       throw withOutcome(toBackupError(err, 'RESTORE_FAILED'), outcome);
     }
     this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
+    // What belongs to the database itself goes to one the restore created; an existing one keeps its own.
+    if (target.exists) return;
+    const conflicts = [...(opts.stream?.properties ? await this.restoreProperties(database, opts.stream.properties, opts.noOwner, signal) : [])];
     const owner = opts.stream?.owner;
-    if (owner === undefined || opts.noOwner || target.exists) return;
-    try {
-      await this.maintenance((db) => this.query(SET_OWNER_SQL, { database: db, vars: { db: database, owner }, signal }));
-      return;
-    } catch (err) {
-      const why = toBackupError(err, 'DB_QUERY_FAILED').message;
-      this.log.warn({ target: database, owner, err }, 'the restored database could not be given its owner back');
-      return { conflicts: [`database "${database}" is owned by the restoring user, not "${owner}" (${why})`] };
+    if (owner !== undefined && !opts.noOwner) {
+      try {
+        await this.maintenance((db) => this.query(SET_OWNER_SQL, { database: db, vars: { db: database, owner }, signal }));
+      } catch (err) {
+        const why = toBackupError(err, 'DB_QUERY_FAILED').message;
+        this.log.warn({ target: database, owner, err }, 'the restored database could not be given its owner back');
+        conflicts.push(`database "${database}" is owned by the restoring user, not "${owner}" (${why})`);
+      }
     }
+    return conflicts.length > 0 ? { conflicts } : undefined;
+  }
+
+  /**
+   * Gives a database the restore created its recorded settings, grants and comment (before its owner: the
+   * restoring user may alter only a database it owns), one statement at a time; each one the server refuses
+   * (a role that does not exist here, a setting this user may not set) is reported and the others still run.
+   */
+  private async restoreProperties(database: string, props: DatabaseProperties, noOwner: boolean | undefined, signal?: AbortSignal): Promise<string[]> {
+    const { statements, skipped } = propertyStatements(database, props, { noOwner });
+    const conflicts = [...skipped];
+    for (const st of statements) {
+      try {
+        await this.maintenance((db) => this.query(st.sql, { database: db, vars: st.vars, signal }));
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        conflicts.push(`database "${database}": ${st.what} not restored (${toBackupError(err, 'DB_QUERY_FAILED').message})`);
+      }
+    }
+    this.log.info({ target: database, restored: statements.length - (conflicts.length - skipped.length), conflicts: conflicts.length }, 'database settings, grants and comment restored');
+    return conflicts;
   }
 
   /** A plain-format dump through psql in restricted mode (no backslash command of the input runs), in one transaction. */

@@ -18,9 +18,22 @@ export const EXPORT_SNAPSHOT_SQL =
   'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n' +
   `SELECT pg_export_snapshot(), to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');\n`;
 
-/** Variable: db. Prints 1 when the database exists, else 0. */
-/** The databases a whole-server backup can dump: those that accept connections, templates excepted. */
-export const LIST_DATABASES_SQL = `SELECT datname, pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname;\n`;
+/**
+ * The databases a whole-server backup can dump (those that accept connections, templates excepted), each with
+ * its owner and its own properties as one JSON object (properties.ts): its settings for every role
+ * (pg_db_role_setting with setrole 0), its grants (null when it has the default ones; grantee null for
+ * PUBLIC) and its comment. JSON keeps every value on one line.
+ */
+export const LIST_DATABASES_SQL = `SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba), pg_catalog.json_build_object(
+  'settings', (SELECT pg_catalog.json_agg(c) FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c
+               WHERE s.setdatabase = d.oid AND s.setrole = 0),
+  'grants', CASE WHEN d.datacl IS NULL THEN NULL ELSE COALESCE(
+              (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                 'grantee', CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+                 'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY a.grantee, a.privilege_type)
+               FROM pg_catalog.aclexplode(d.datacl) AS a), '[]'::json) END,
+  'comment', pg_catalog.shobj_description(d.oid, 'pg_database'))
+FROM pg_catalog.pg_database d WHERE d.datallowconn AND NOT d.datistemplate ORDER BY d.datname;\n`;
 
 /** Gives a restored database its owner back. */
 export const SET_OWNER_SQL = `ALTER DATABASE :"db" OWNER TO :"owner";\n`;
@@ -31,6 +44,7 @@ export const CAN_READ_PASSWORDS_SQL = `SELECT has_table_privilege('pg_catalog.pg
 /** The roles of the server. */
 export const LIST_ROLES_SQL = `SELECT rolname FROM pg_catalog.pg_roles ORDER BY rolname;\n`;
 
+/** Variable: db. Prints 1 when the database exists, else 0. */
 export const DATABASE_EXISTS_SQL = `SELECT count(*) FROM pg_catalog.pg_database WHERE datname = :'db';\n`;
 
 /** Variable: db. Template0 so the archive never collides with objects a customised template1 holds. */
