@@ -100,13 +100,13 @@ export interface ManagedFieldsEntry {
 
 /**
  * True when `manager` applied (server-side apply) the label `label` of the object: its managedFields entry
- * with operation Apply owns `f:metadata.f:labels.f:<label>`. Pure. A copy created with kubectl (labels
+ * with operation Apply (or one of `operations`: Update for an object it created) owns `f:metadata.f:labels.f:<label>`. Pure. A copy created with kubectl (labels
  * included) names kubectl's manager (kubectl-client-side-apply, kubectl-create, before-first-apply), never
  * this one.
  */
-export function appliedLabel(managedFields: readonly ManagedFieldsEntry[] | undefined, manager: string, label: string): boolean {
+export function appliedLabel(managedFields: readonly ManagedFieldsEntry[] | undefined, manager: string, label: string, operations: readonly string[] = ['Apply']): boolean {
   return (managedFields ?? []).some((e) => {
-    if (e.manager !== manager || e.operation !== 'Apply') return false;
+    if (e.manager !== manager || !operations.includes(e.operation ?? '')) return false;
     const f = e.fieldsV1 as Record<string, Record<string, Record<string, unknown>> | undefined> | undefined;
     return f?.['f:metadata']?.['f:labels']?.[`f:${label}`] !== undefined;
   });

@@ -202,7 +202,7 @@ export class Controller {
   resyncAll(): void {
     for (const sc of this.classes.list()) this.enqueue(`${CLASS_KEY}${sc.metadata.name ?? ''}`);
     for (const e of this.engines.list()) this.enqueue(`${ENGINE_KEY}${e.metadata.name ?? ''}`);
-    for (const name of Object.keys(this.opts.settings.engines)) this.enqueue(`${ENGINE_KEY}${name}`);
+    for (const name of [...Object.keys(this.opts.settings.engines), ...this.opts.settings.removedEngines]) this.enqueue(`${ENGINE_KEY}${name}`);
     for (const b of this.backups.list()) this.enqueue(backupKey(b.metadata.namespace ?? '', b.metadata.name ?? ''));
   }
 
@@ -441,21 +441,27 @@ export class Controller {
   }
 
   /**
-   * An engine of the settings (the chart's shipped engines) created or brought back to its spec; one the
-   * controller installed and the settings no longer list, deleted. False when the engine is gone or not yet
-   * there: the watch brings the name back once it changes.
+   * An engine of the settings (the chart's shipped engines) created, or brought back to its spec; one the
+   * controller installed that the settings name as removed, deleted. False when the engine is gone or is being
+   * written: the watch brings the name back once the object changes, and its status follows from that.
    */
   private async installEngine(name: string, engine: DatabaseBackupEngine | undefined): Promise<boolean> {
-    const install = planEngineInstall(name, this.opts.settings.engines[name], engine);
+    const { engines, removedEngines } = this.opts.settings;
+    const install = planEngineInstall(name, Object.hasOwn(engines, name) ? engines[name] : undefined, removedEngines.includes(name), engine);
     const log = this.opts.logger.child({ engine: name });
     switch (install.action) {
+      case 'create':
+        log.info('installing engine');
+        await this.opts.kube.create(install.object);
+        this.stats.applies++;
+        return false;
       case 'apply':
-        log.info({ created: !engine }, engine ? 'restoring the installed engine to the settings\' spec' : 'installing engine');
+        log.info('bringing the installed engine back to the settings\' spec');
         await this.opts.kube.apply(install.object);
         this.stats.applies++;
-        return engine !== undefined;
+        return false;
       case 'delete':
-        log.info('removing the engine it installed: the settings no longer list it');
+        log.info('removing the engine it installed: the settings name it as removed');
         await this.opts.kube.delete(engine!, install.uid);
         this.stats.deletes++;
         return false;

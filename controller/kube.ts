@@ -184,10 +184,10 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
  * Drops what the controller never reads from a cached object: managedFields (about 40% of a cached object's
  * JSON at 1,000 DatabaseBackups) and kubectl's last-applied copy of the object.
  */
-export function slim(o: KubernetesObject): void {
+export function slim(o: KubernetesObject, keepManagedFields = false): void {
   const meta = o.metadata;
   if (!meta) return;
-  delete meta.managedFields;
+  if (!keepManagedFields) delete meta.managedFields;
   if (meta.annotations && LAST_APPLIED in meta.annotations) delete meta.annotations[LAST_APPLIED];
 }
 
@@ -225,6 +225,8 @@ interface Source<T extends KubernetesObject> {
   path: string;
   labelSelector?: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /** Keep metadata.managedFields in the cache (engines: whose an object is, controller/shipped-engines.ts). */
+  keepManagedFields?: boolean;
 }
 
 class WatchedCache<T extends KubernetesObject> implements Cache<T> {
@@ -254,7 +256,7 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
       try {
         const list = await withTimeout(source.list(), timings.requestTimeoutMs, `list ${source.resource}`);
         count('list', source.resource, '200');
-        list.items.forEach(slim);
+        for (const o of list.items) slim(o, source.keepManagedFields);
         stampListKind(list, { apiVersion: source.apiVersion, kind: source.kind });
         this.listOk = true;
         return list;
@@ -273,12 +275,12 @@ class WatchedCache<T extends KubernetesObject> implements Cache<T> {
     this.lw = new ListWatch<T>(source.path, watch, listFn, false, source.labelSelector);
     const key = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     this.lw.on('add', (o) => {
-      slim(o);
+      slim(o, source.keepManagedFields);
       this.previous.set(key(o), o);
       this.onEvent(o, 'add');
     });
     this.lw.on('update', (o) => {
-      slim(o);
+      slim(o, source.keepManagedFields);
       const old = this.previous.get(key(o));
       this.previous.set(key(o), o);
       this.onEvent(o, 'update', old);
@@ -449,6 +451,12 @@ export class KubeAdapter {
     );
   }
 
+  /** Creates `obj` (POST): fails with KUBE_CONFLICT when an object of that name exists, which is never taken over. */
+  async create<T extends KubernetesObject>(obj: T): Promise<T> {
+    const m = obj.metadata!;
+    return this.call('create', resourceOf(obj.kind!), `create ${obj.kind} ${m.namespace ?? ''}/${m.name}`, () => this.objects.create(obj, undefined, undefined, FIELD_MANAGER));
+  }
+
   /** The object named like `obj` as stored, or undefined when there is none. */
   async read<T extends KubernetesObject>(obj: T): Promise<T | undefined> {
     const m = obj.metadata!;
@@ -547,7 +555,7 @@ export class KubeAdapter {
     return {
       backups: { resource: 'databasebackups', path: `/apis/${GROUP}/${VERSION}/databasebackups`, list: custom('databasebackups') },
       classes: { resource: 'databasebackupstorageclasses', path: `/apis/${GROUP}/${VERSION}/databasebackupstorageclasses`, list: custom('databasebackupstorageclasses') },
-      engines: { resource: 'databasebackupengines', path: `/apis/${GROUP}/${VERSION}/databasebackupengines`, list: custom('databasebackupengines') },
+      engines: { resource: 'databasebackupengines', path: `/apis/${GROUP}/${VERSION}/databasebackupengines`, list: custom('databasebackupengines'), keepManagedFields: true },
       secrets: { resource: 'secrets', apiVersion: 'v1', kind: 'Secret', path: `/api/v1/namespaces/${controllerNamespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace: controllerNamespace }) },
       // Only whether a claim exists is read (a runner mounting a missing one is reported as ClaimNotFound).
       claims: {

@@ -7,7 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { DURATION_PATTERN, structuralErrors, type ValidationResult } from '../api/index.js';
 import { Resources } from '../api/crds/runner-pod.js';
-import { EngineSpec } from '../api/crds/engine.js';
+import { EngineSpec, validateEngine } from '../api/crds/engine.js';
 
 const Duration = (description: string, def: string) =>
   Type.String({ pattern: DURATION_PATTERN, default: def, description: `${description} (a duration such as 15s, 10m)` });
@@ -23,6 +23,8 @@ export const EngineImages = Type.Object(
 );
 export type EngineImages = Static<typeof EngineImages>;
 
+const ENGINE_NAME = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+
 export const ControllerSettings = Type.Object(
   {
     namespace: Type.String({ minLength: 1, default: 'db-backup-system', description: 'the controller\'s namespace: storage class Secrets live here (env POD_NAMESPACE wins)' }),
@@ -35,10 +37,15 @@ export const ControllerSettings = Type.Object(
       description:
         'where spec.runner.image may come from: "registry.example.com/team/" admits every repository below it, "registry.example.com/team/runner" that one repository (any tag or digest); the runnerImages are always allowed; empty: only those',
     }),
-    engines: Type.Record(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' }), EngineSpec, {
+    engines: Type.Record(Type.String({ pattern: ENGINE_NAME }), EngineSpec, {
       default: {},
       description:
-        'DatabaseBackupEngines the controller installs and keeps as given (the chart\'s shipped engines): name -> spec; their images are allowed like the runnerImages. One it installed that is no longer listed is removed; one of the same name it did not install is left alone',
+        'DatabaseBackupEngines the controller installs and keeps (the chart\'s shipped engines): name -> spec; their images are allowed for them like the runnerImages. One of the same name that the controller did not install is left alone; one missing here is left as it is',
+    }),
+    removedEngines: Type.Array(Type.String({ pattern: ENGINE_NAME }), {
+      default: [],
+      uniqueItems: true,
+      description: 'engines the controller deletes if it installed them (the chart\'s disabled shipped engines)',
     }),
     imagePullPolicy: Type.Optional(Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')])),
     runnerResources: Type.Object(Resources.properties, {
@@ -76,7 +83,15 @@ export const ControllerSettings = Type.Object(
 export type ControllerSettings = Static<typeof ControllerSettings>;
 
 export function validateSettings(input: unknown): ValidationResult<ControllerSettings> {
-  const value = Value.Default(ControllerSettings, Value.Clone(input ?? {}));
+  const value = Value.Default(ControllerSettings, Value.Clone(input ?? {})) as ControllerSettings;
   const errors = structuralErrors(ControllerSettings, value);
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: value as ControllerSettings };
+  if (errors.length > 0) return { ok: false, errors };
+  // Each engine as the API server would store it (the CRD's defaults), and checked as the controller checks an engine.
+  for (const [name, spec] of Object.entries(value.engines)) {
+    value.engines[name] = Value.Default(EngineSpec, spec) as EngineSpec;
+    const v = validateEngine({ metadata: { name }, spec: value.engines[name] });
+    if (!v.ok) errors.push(...v.errors.map((e) => ({ ...e, path: e.path.replace(/^spec\b/, `engines.${name}`).replace(/^metadata\.name$/, `engines.${name}`) })));
+    if (value.removedEngines.includes(name)) errors.push({ path: `removedEngines`, message: `names "${name}", which engines installs` });
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value };
 }

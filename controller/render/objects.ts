@@ -46,7 +46,7 @@ export interface RenderSettings {
   runnerUser: number;
   /** Where spec.runner.image (and a custom engine's image) may come from; empty: only the controller's own images. */
   allowedImagePrefixes?: readonly string[];
-  /** The images of the engines the controller installs (settings.engines): its own, like the runnerImages. */
+  /** The images of the engines the controller installs (settings.engines): its own for an engine's image, like the runnerImages. */
   engineImages?: readonly string[];
 }
 
@@ -225,9 +225,9 @@ function container(cfg: RenderedConfig, image: string, mounts: V1VolumeMount[], 
   };
 }
 
-/** An image named in the spec, if it is one of the controller's own runner images or its allowedImagePrefixes admit it. */
-function chosenImage(image: string, field: string, settings: RenderSettings): { image: string } | { problem: RunnerProblem } {
-  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image)) || (settings.engineImages ?? []).includes(image);
+/** An image named in the spec, if it is one of the controller's own runner images (or, for an engine, its engines' images) or its allowedImagePrefixes admit it. */
+function chosenImage(image: string, field: string, settings: RenderSettings, ownEngineImage = false): { image: string } | { problem: RunnerProblem } {
+  const own = Object.values(settings.runnerImages).some((e) => Object.values(e?.images ?? {}).includes(image)) || (ownEngineImage && (settings.engineImages ?? []).includes(image));
   if (own) return { image };
   const r = imageAllowed(image, settings.allowedImagePrefixes ?? []);
   return r.ok ? { image } : { problem: { reason: 'ImageNotAllowed', message: `${field}: ${r.message}` } };
@@ -238,7 +238,8 @@ function imageFor(backup: DatabaseBackup, settings: RenderSettings, resolved: Re
   if (backup.spec.runner?.image) return chosenImage(backup.spec.runner.image, 'spec.runner.image', settings);
   if (engine.type === 'command') {
     if (!resolved) return { problem: { reason: 'EngineNotFound', message: `spec.engine.command.engineRef: DatabaseBackupEngine "${engine.command?.engineRef ?? ''}" was not resolved` } };
-    return chosenImage(resolved.image, `DatabaseBackupEngine ${resolved.definition.name} spec.image`, settings);
+    // The images of the engines the controller installs are its own, for engines only (spec.runner.image is not one).
+    return chosenImage(resolved.image, `DatabaseBackupEngine ${resolved.definition.name} spec.image`, settings, true);
   }
   return pickImage(settings.runnerImages[engine.type], engine.type, engineVersion(engine));
 }

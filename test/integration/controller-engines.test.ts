@@ -145,18 +145,23 @@ describe('a DatabaseBackup with an engine defined by a command', () => {
 describe('the engines the controller installs (settings.engines, the chart\'s shipped engines)', () => {
   const SHIPPED = 'ghcr.io/db-backup-controller/backup-runner-etcd:1.0.0';
   const etcdSpec = { ...shippedEngineSpec(TOOLS_BY_NAME.etcd!), image: SHIPPED };
-  const start = async (engines: Record<string, unknown>): Promise<Controller> => {
+  const start = async (settings: Record<string, unknown>): Promise<Controller> => {
     const { kubeConfig } = await controllerIdentity(kube, CONTROLLER_NAMESPACE);
     const metrics = createControllerMetrics();
     const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-    const c = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: controllerSettings({ allowedRunnerImagePrefixes: [TOOLS], engines }), logger, metrics });
+    const c = new Controller({ kube: new KubeAdapter({ kubeConfig, logger, metrics }), settings: controllerSettings({ allowedRunnerImagePrefixes: [TOOLS], ...settings }), logger, metrics });
     await c.start();
     return c;
   };
-
-  it('installs them labelled as its own, keeps them as given, runs their runners in their images, and removes them when no longer listed', async () => {
+  const restart = async (settings: Record<string, unknown>) => {
     await controller.stop();
-    controller = await start({ etcd: etcdSpec });
+    controller = await start(settings);
+  };
+  const eventsOf = (name: string) =>
+    kube.kubectlOk(['get', 'events', '-n', 'default', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={range .items[*]}{.type} {.reason} {.message}{"\\n"}{end}']);
+
+  it('installs them labelled as its own, keeps the fields it sets, and runs their runners in their images', async () => {
+    await restart({ engines: { etcd: etcdSpec } });
     const installed = await eventually('etcd installed and Ready', async () => {
       const e = await get(['get', 'dbbe', 'etcd']);
       return condition(e, 'Ready')?.status === 'True' ? e : undefined;
@@ -168,33 +173,45 @@ describe('the engines the controller installs (settings.engines, the chart\'s sh
     const d = await eventually('shop/config-store deployed', () => get(['get', 'deployment', 'config-store-runner', '-n', 'shop']));
     expect(d.spec.template.spec.containers[0].image).toBe(SHIPPED);
 
-    // A hand edit (another command) is undone; a deleted engine comes back.
+    // A hand edit of a field it sets (another command) is undone; a deleted engine comes back.
     await kube.kubectlOk(['patch', 'dbbe', 'etcd', '--type=merge', '-p', JSON.stringify({ spec: { command: ['/bin/sh', '-c', 'exfiltrate'] } })]);
     await eventually('the command restored', async () => JSON.stringify((await get(['get', 'dbbe', 'etcd']))?.spec.command) === JSON.stringify(etcdSpec.command));
     await kube.kubectlOk(['delete', 'dbbe', 'etcd']);
     await eventually('etcd installed again', async () => (await get(['get', 'dbbe', 'etcd']))?.spec.image === SHIPPED);
+  });
 
-    // Settings without it: the engine it installed goes, and the runners that used it.
-    await controller.stop();
-    controller = await start({});
+  it('leaves an engine it installed alone when the settings do not mention it, and deletes it when they name it as removed', async () => {
+    // Settings without engines (a hand-written file, the defaults): nothing is deleted.
+    await restart({});
+    await controller.idle();
+    expect((await get(['get', 'dbbe', 'etcd']))?.spec.image).toBe(SHIPPED);
+    // A copy someone made of it, label and all, under another name: never the controller's to delete.
+    const copy = await get(['get', 'dbbe', 'etcd']);
+    await apply({ apiVersion: 'dbbackup.io/v1alpha1', kind: 'DatabaseBackupEngine', metadata: { name: 'etcd-copy', labels: copy!.metadata.labels }, spec: copy!.spec });
+    await restart({ removedEngines: ['etcd', 'etcd-copy'] });
     await eventually('etcd removed', async () => (await get(['get', 'dbbe', 'etcd'])) === undefined);
     await eventually('the runner gone', async () => (await get(['get', 'deployment', 'config-store-runner', '-n', 'shop'])) === undefined);
+    await controller.idle();
+    expect(await get(['get', 'dbbe', 'etcd-copy'])).toBeDefined();
     // An engine the controller did not install (redis, applied by the administrator above) stays.
     expect(await get(['get', 'dbbe', 'redis'])).toBeDefined();
   });
 
-  it('leaves an engine of the same name that it did not install alone, and says so', async () => {
-    await apply(engine('etcd', { image: `${TOOLS}my-etcd:1` }));
-    await controller.stop();
-    controller = await start({ etcd: etcdSpec });
+  it('leaves an engine of the same name that it did not install alone, label copied or not, and says so', async () => {
+    const copy = await get(['get', 'dbbe', 'etcd-copy']);
+    await apply({ apiVersion: 'dbbackup.io/v1alpha1', kind: 'DatabaseBackupEngine', metadata: { name: 'etcd', labels: copy!.metadata.labels }, spec: { ...copy!.spec, image: `${TOOLS}my-etcd:1` } });
+    await restart({ engines: { etcd: etcdSpec } });
     const events = await eventually('a NotInstalled Warning', async () => {
-      const text = await kube.kubectlOk(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=etcd', '-o', 'jsonpath={range .items[*]}{.type} {.reason} {.message}{"\\n"}{end}']);
+      const text = await eventsOf('etcd');
       return text.includes('Warning NotInstalled') ? text : undefined;
     });
-    expect(events).toContain('exists without the label app.kubernetes.io/managed-by=db-backup-controller: it is left as it is');
+    expect(events).toContain('exists that the controller did not install: it is left as it is');
     await controller.idle();
     const e = await get(['get', 'dbbe', 'etcd']);
-    expect(e!.spec.image).toBe(`${TOOLS}my-etcd:1`);
-    expect(e!.metadata.labels?.['app.kubernetes.io/managed-by']).toBeUndefined();
+    expect(e?.spec.image).toBe(`${TOOLS}my-etcd:1`);
+    // Said once per engine, not on every reconcile.
+    controller.resyncAll();
+    await controller.idle();
+    expect((await eventsOf('etcd')).split('\n').filter((l) => l.startsWith('Warning NotInstalled'))).toHaveLength(1);
   });
 });

@@ -84,11 +84,12 @@ afterAll(async () => {
 describe('controller least privilege, measured against kube-apiserver', () => {
   it('every request is granted by controller/rbac.ts and every grant is used', async () => {
     const { path } = await controllerIdentity(kube, CONTROLLER_NAMESPACE, LEASE);
-    const settings = (engines: Record<string, unknown>) => {
+    const settings = (engines: Record<string, unknown>, removedEngines: string[] = []) => {
       const s = validateSettings({
         namespace: CONTROLLER_NAMESPACE,
         runnerImages: renderSettings().runnerImages,
         engines,
+        removedEngines,
         resyncPeriod: '1h',
         workers: 2,
         metricsHost: '127.0.0.1',
@@ -155,9 +156,9 @@ describe('controller least privilege, measured against kube-apiserver', () => {
     });
     await kube.kubectlOk(['-n', 'shop', 'delete', 'dbb', 'orders', '--wait=false']);
     await running.controller()?.idle();
-    // Step down (the Lease is released); a controller whose settings no longer list the engine removes it.
+    // Step down (the Lease is released); a controller whose settings name the engine as removed deletes it.
     await running.stop();
-    running = await runController({ settings: settings({}), kubeConfig, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), identity: 'audited' });
+    running = await runController({ settings: settings({}, ['redis']), kubeConfig, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), identity: 'audited' });
     await eventually('the installed engine removed', async () => (await get(['get', 'dbbe', 'redis'])) === undefined);
     await running.stop();
     running = undefined;

@@ -255,10 +255,13 @@ describe('chart: the shipped engines', () => {
     }
   });
 
-  it('leaves out a disabled engine, limits one to its namespaces, and takes the runner image settings', () => {
-    expect(settingsOf(docsOf('custom')).engines).toEqual({
+  it('names a disabled engine as removed, limits one to its namespaces, and takes the runner image settings', () => {
+    const custom = settingsOf(docsOf('custom'));
+    expect(custom.engines).toEqual({
       redis: { ...shippedEngineSpec(TOOLS.redis!), image: 'registry.example:5000/mirror/platform/backup-runner-redis:1.2.3', allowedNamespaces: ['cache', 'sessions'] },
     });
+    expect(custom.removedEngines).toEqual(['etcd']);
+    expect(settingsOf(docsOf('defaults')).removedEngines).toEqual([]);
   });
 
   it('refuses an engine the chart does not ship, naming the ones it does', async () => {
@@ -307,6 +310,7 @@ describe('chart: values.schema.json', () => {
     ['runner: { allowedImagePrefixes: ["registry.example.com/../x"] }', '- runner.allowedImagePrefixes.0: Does not match pattern'],
     ['engines: { redis: { enable: true } }', '- engines.redis: Additional property enable is not allowed'],
     ['engines: { redis: { enabled: true, allowedNamespaces: [Team_A] } }', '- engines.redis.allowedNamespaces.0: Does not match pattern'],
+    ['engines: { redis: { enabled: true, allowedNamespaces: [a, a] } }', '- engines.redis.allowedNamespaces: array items[0,1] must be unique'],
     ['crds: { install: "yes" }', '- crds.install: Invalid type. Expected: boolean, given: string'],
     ['monitoring: { serviceMonitor: { interval: 30 seconds } }', '- monitoring.serviceMonitor.interval: Does not match pattern'],
   ])('rejects %s', async (values, message) => {

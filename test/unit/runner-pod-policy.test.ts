@@ -105,6 +105,12 @@ const CASES: [string, (r: Runner, spec: Record<string, unknown>) => void, Expect
   ['an engine whose image is allowed', useEngine('redis', { batchSize: 10 }), 'renders', TEAM],
   // The engines the controller installs (settings.engines): their images are its own, allowed with no prefix.
   ['an engine in an image the controller installs engines with', useEngine('redis'), 'renders', { engineImages: ['registry.example.com/team/backup-runner-redis:7.0-1.0.0'] }],
+  [
+    "an installed engine's image as spec.runner.image of another engine",
+    (r) => (r.image = 'registry.example.com/team/backup-runner-redis:7.0-1.0.0'),
+    { refused: 'spec.runner.image', reason: 'ImageNotAllowed' },
+    { engineImages: ['registry.example.com/team/backup-runner-redis:7.0-1.0.0'] },
+  ],
   ['an engine in an image the controller does not install engines with', useEngine('redis'), { refused: 'DatabaseBackupEngine redis spec.image', reason: 'ImageNotAllowed' }, { engineImages: ['registry.example.com/team/backup-runner-redis:7.0-1.0.1'] }],
   [
     "a tenant's runner image for an engine's tool",

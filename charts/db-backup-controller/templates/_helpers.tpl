@@ -109,6 +109,9 @@ scripts/generate.ts) with the tool's runner image and the allowed namespaces.
 {{- fail (printf "engines.%s: the chart ships no engine %q (it has: %s)" $name $name (include "db-backup-controller.shippedEngineNames" $)) }}
 {{- end }}
 {{- $spec := fromJson $text }}
+{{- if hasKey $spec "Error" }}
+{{- fail (printf "engines/%s.json is not a JSON object (%s): run make generate" $name $spec.Error) }}
+{{- end }}
 {{- $_ := set $spec "image" (include "db-backup-controller.toolImage" (dict "root" $ "tool" $name)) }}
 {{- with $e.allowedNamespaces }}
 {{- $_ := set $spec "allowedNamespaces" . }}
@@ -117,6 +120,17 @@ scripts/generate.ts) with the tool's runner image and the allowed namespaces.
 {{- end }}
 {{- end }}
 {{- toJson $engines }}
+{{- end }}
+
+{{/* The shipped engines switched off: the controller deletes each one it installed. */}}
+{{- define "db-backup-controller.removedEngines" -}}
+{{- $removed := list }}
+{{- range $name, $e := .Values.engines }}
+{{- if not $e.enabled }}
+{{- $removed = append $removed $name }}
+{{- end }}
+{{- end }}
+{{- toJson $removed }}
 {{- end }}
 
 {{/* The names of the engines the chart ships, for messages. */}}
@@ -155,6 +169,7 @@ DatabaseBackups report RunnerImageNotFound).
   "runnerImages" $runnerImages
   "allowedRunnerImagePrefixes" .Values.runner.allowedImagePrefixes
   "engines" (include "db-backup-controller.engines" . | fromJson)
+  "removedEngines" (include "db-backup-controller.removedEngines" . | fromJsonArray)
   "imagePullPolicy" .Values.runner.image.pullPolicy
   "runnerResources" .Values.runner.resources
   "workers" .Values.controller.workers
