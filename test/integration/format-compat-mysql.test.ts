@@ -4,43 +4,29 @@
  * its engine block (format, binlog position) is read as written, and a
  * restore into a fresh MariaDB reproduces the fingerprint recorded with it.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { startMariaDb, type MariaDbInstance } from '../../testenv/mariadb.js';
 import { mariaFingerprint } from '../../testenv/mariadb-seed.js';
-import { runCli, type CliResult } from '../cli.js';
+import type { CliResult } from '../cli.js';
+import { compatFixture, type CompatFixture } from '../compat-fixture.js';
 
-const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'format-2-mysql');
 const ID = '20261204T034310Z-3fe2';
 
 let m: MariaDbInstance | undefined;
-let dir: string | undefined;
-let cfgPath = '';
+let fx: CompatFixture | undefined;
 let setupError: unknown;
 
 function cli(args: string[]): Promise<CliResult> {
   if (setupError) throw setupError as Error;
-  return runCli(cfgPath, args);
+  return fx!.cli(args);
 }
 
 beforeAll(async () => {
   try {
     m = await startMariaDb();
-    dir = await mkdtemp(join(tmpdir(), 'dbbc-compat-mysql-'));
-    await cp(FIXTURE, join(dir, 'fs'), { recursive: true });
-    cfgPath = join(dir, 'runner.yaml');
-    await writeFile(
-      cfgPath,
-      stringify({
-        namespace: 'shop',
-        name: 'orders',
-        engine: { type: 'mysql', mysql: { host: m.host, port: m.port, database: 'shop', user: m.user, password: { value: m.password } } },
-        locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } }],
-      }),
-    );
+    fx = await compatFixture('format-2-mysql', { namespace: 'shop', name: 'orders' }, { type: 'mysql', mysql: { host: m.host, port: m.port, database: 'shop', user: m.user, password: { value: m.password } } });
   } catch (err) {
     setupError = err;
   }
@@ -48,7 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await m?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await fx?.remove();
 });
 
 describe('a MariaDB backup of format 2', () => {
@@ -74,7 +60,7 @@ describe('a MariaDB backup of format 2', () => {
   it('restores into a fresh server with the fingerprint recorded with it', async () => {
     const r = await cli(['restore', '--backup', ID]);
     expect(r.code, r.out).toBe(0);
-    const want = JSON.parse(await readFile(join(FIXTURE, 'fingerprint.json'), 'utf8')) as Record<string, string>;
+    const want = JSON.parse(await readFile(join(fx!.fixtureDir, 'fingerprint.json'), 'utf8')) as Record<string, string>;
     expect(await mariaFingerprint(m!, 'shop')).toEqual(want);
   });
 });

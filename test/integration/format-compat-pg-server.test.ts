@@ -5,43 +5,29 @@
  * creates the roles, reproduces the recorded table checksums and gives the
  * database its owner, settings, grants and comment back.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { tableChecksums } from '../../testenv/seed.js';
-import { runCli, type CliResult } from '../cli.js';
+import type { CliResult } from '../cli.js';
+import { compatFixture, type CompatFixture } from '../compat-fixture.js';
 
-const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'format-3');
 const ID = '20261204T141137Z-cb4c';
 
 let pg: PgInstance | undefined;
-let dir: string | undefined;
-let cfgPath = '';
+let fx: CompatFixture | undefined;
 let setupError: unknown;
 
 function cli(args: string[]): Promise<CliResult> {
   if (setupError) throw setupError as Error;
-  return runCli(cfgPath, args);
+  return fx!.cli(args);
 }
 
 beforeAll(async () => {
   try {
     pg = await startPostgres();
-    dir = await mkdtemp(join(tmpdir(), 'dbbc-compat-pg-server-'));
-    await cp(FIXTURE, join(dir, 'fs'), { recursive: true });
-    cfgPath = join(dir, 'runner.yaml');
-    await writeFile(
-      cfgPath,
-      stringify({
-        namespace: 'data',
-        name: 'cluster',
-        engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), databases: ['crm', 'shop'] } },
-        locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } }],
-      }),
-    );
+    fx = await compatFixture('format-3', { namespace: 'data', name: 'cluster' }, { type: 'postgresql', postgresql: { ...pg.connection('postgres'), databases: ['crm', 'shop'] } });
   } catch (err) {
     setupError = err;
   }
@@ -49,7 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pg?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await fx?.remove();
 });
 
 describe('a whole-server PostgreSQL backup of format 3', () => {
@@ -72,7 +58,7 @@ describe('a whole-server PostgreSQL backup of format 3', () => {
   it('restores into a fresh server: roles, both databases identical, crm with its owner, settings, grants and comment', async () => {
     const r = await cli(['restore', '--backup', ID]);
     expect(r.code, r.out).toBe(0);
-    const sums = JSON.parse(await readFile(join(FIXTURE, 'checksums.json'), 'utf8')) as Record<string, Record<string, string>>;
+    const sums = JSON.parse(await readFile(join(fx!.fixtureDir, 'checksums.json'), 'utf8')) as Record<string, Record<string, string>>;
     for (const db of ['crm', 'shop']) expect(await tableChecksums(pg!, db)).toEqual(sums[db]);
     expect(await pg!.psql("SELECT pg_has_role('app', 'readers', 'member')")).toBe('t');
     // The source's crm: {=T/app,app=CTc/app,readers=c/app} (the order of an ACL's items is not kept).
