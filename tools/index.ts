@@ -5,6 +5,7 @@
 import type { EngineDefinitionSpec } from '../api/engine-contract.js';
 import type { Handlers } from './sdk.js';
 import { definition as etcd, image as etcdImage } from './etcd/definition.js';
+import { definition as mongodb } from './mongodb/definition.js';
 import { definition as redis, image as redisImage } from './redis/definition.js';
 
 /** What the chart installs for a tool: its runner image (images/runner-tool.Dockerfile) and its DatabaseBackupEngine. */
@@ -26,4 +27,5 @@ export interface ShippedTool {
 export const TOOLS: Readonly<Record<string, ShippedTool>> = {
   redis: { definition: redis, image: redisImage, handlers: async () => (await import('./redis/tool.js')).handlers },
   etcd: { definition: etcd, image: etcdImage, handlers: async () => (await import('./etcd/tool.js')).handlers },
+  mongodb: { definition: mongodb, handlers: async () => (await import('./mongodb/tool.js')).handlers },
 };
