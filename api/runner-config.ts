@@ -49,6 +49,9 @@ export const PostgresqlConnection = Type.Object(
       }),
     ),
     globals: Type.Optional(Type.Boolean({ description: 'with databases: also the roles, their memberships and settings, and tablespaces (pg_dumpall --globals-only); default true' })),
+    parallel: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 16, description: 'with databases: how many databases are dumped at a time, each with its own snapshot session, pg_dump, compressor and uploads; default 2' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -433,7 +436,9 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
   errors.push(...blockErrors('engine', cfg.engine.type, ENGINE_TYPES, cfg.engine));
   for (const type of ENGINE_TYPES) errors.push(...secretErrors(`engine.${type}.password`, cfg.engine[type]?.password));
   const pg = cfg.engine.postgresql;
-  if (pg?.globals !== undefined && pg.databases === undefined) errors.push({ path: 'engine.postgresql.globals', message: 'applies only with databases (a whole-server backup)' });
+  for (const field of ['globals', 'parallel'] as const) {
+    if (pg?.[field] !== undefined && pg.databases === undefined) errors.push({ path: `engine.postgresql.${field}`, message: 'applies only with databases (a whole-server backup)' });
+  }
   errors.push(...secretErrors('signing.key', cfg.signing?.key));
   cfg.signing?.verify?.forEach((v, i) => errors.push(...secretErrors(`signing.verify[${i}]`, v)));
   if (cfg.signing && !cfg.signing.key && !cfg.signing.verify) errors.push({ path: 'signing', message: 'set key, verify or both' });

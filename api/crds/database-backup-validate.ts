@@ -116,7 +116,9 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...engineArgErrors('spec.engine', spec.engine));
   const pg = spec.engine.postgresql;
   if (pg?.allDatabases && pg.databases) errors.push({ path: 'spec.engine.postgresql', message: 'set at most one of allDatabases, databases' });
-  if (pg?.globals !== undefined && !pg.allDatabases && !pg.databases) errors.push({ path: 'spec.engine.postgresql.globals', message: 'applies only with allDatabases or databases (a whole-server backup)' });
+  for (const field of ['globals', 'parallel'] as const) {
+    if (pg?.[field] !== undefined && !pg.allDatabases && !pg.databases) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only with allDatabases or databases (a whole-server backup)' });
+  }
   errors.push(...credentialsErrors(spec));
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });

@@ -42,6 +42,7 @@ export const PostgresqlEngine = Type.Object(
       Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { minItems: 1, maxItems: 999, uniqueItems: true, description: 'back up these databases of the server, each a stream of one backup (instead of allDatabases)' }),
     ),
     globals: Type.Optional(Type.Boolean({ description: 'with databases: also the roles, memberships and tablespaces (default true); reading role passwords needs a superuser, else they are left out' })),
+    parallel: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'with databases: how many databases are dumped at a time (default 2); each holds two connections to the server' })),
   },
   { additionalProperties: false },
 );

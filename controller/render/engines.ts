@@ -58,6 +58,7 @@ const postgresql: EngineRender<SpecPostgresql> = {
           restoreArgs: b.restoreArgs,
           databases: b.allDatabases ? ('all' as const) : b.databases,
           globals: b.allDatabases || b.databases ? b.globals : undefined,
+          parallel: b.allDatabases || b.databases ? b.parallel : undefined,
         }),
       },
     },

@@ -121,6 +121,8 @@ export interface Engine {
    * reads its own output (to find a position in it) returns `stream` and is never given `output`.
    */
   readonly dumpsIntoPipe: boolean;
+  /** How many of its `streams` may be dumped at a time (each its own dump process, compressor and uploads); default 1. */
+  readonly streamConcurrency?: number;
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
   dump(opts?: DumpOptions): Promise<DumpHandle>;

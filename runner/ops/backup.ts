@@ -175,27 +175,59 @@ interface Streamed {
 }
 
 /**
- * Each stream in turn, to every location still in the race; a location that fails drops out of the later
- * ones. A stream that fails fails the backup: everything stored of it so far is removed.
+ * The streams, `rt.engine.streamConcurrency` at a time (one by default), each to every location still in the
+ * race; a location that fails drops out of the streams that start later. A stream that fails fails the backup:
+ * the streams still running are stopped and everything stored so far is removed. Objects keep the streams'
+ * order (data-001, data-002, ...) whatever order they finish in.
  */
 async function storeStreams(
   rt: Runtime,
   ctx: { id: string; plan: CompressionPlan; ready: Location[]; streams: StreamSpec[] | undefined; opts: BackupOptions; log: Logger; signal: AbortSignal },
 ): Promise<Streamed | { error: BackupError; outcomes: LocationOutcome[] }> {
-  const { id, plan, ready, streams, opts, log, signal } = ctx;
-  const out: Streamed = { held: new Map(ready.map((loc) => [loc.name, [] as ManifestObject[]])), dropped: [], consistentAt: new Date(0), format: '', bytes: 0 };
-  for (const [i, stream] of (streams ?? [undefined]).entries()) {
-    const racing = ready.filter((l) => !out.dropped.some((d) => d.location === l.name));
-    if (racing.length === 0) break;
-    const r = await storeStream(rt, { id, plan, locations: racing, signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
-    if ('error' in r) {
-      await removeStored(rt, ready, id, out.held);
-      return { error: r.error, outcomes: [...out.dropped, ...r.outcomes.filter((o) => o.status === 'Failed' && o.error?.code !== 'ABORTED')] };
+  const { id, plan, ready, streams, opts, log } = ctx;
+  const list = streams ?? [undefined];
+  const byIndex: Extract<StreamStored, { format: string }>[] = [];
+  const stored = new Map(ready.map((loc) => [loc.name, [] as { index: number; object: ManifestObject }[]]));
+  const dropped: LocationOutcome[] = [];
+  const abort = linkedAbort(ctx.signal);
+  let failure: { error: BackupError; outcomes: LocationOutcome[] } | undefined;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (!failure && next < list.length) {
+      const i = next++;
+      const racing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
+      if (racing.length === 0) return;
+      const stream = list[i];
+      const r = await storeStream(rt, { id, plan, locations: racing, signal: abort.signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
+      if ('error' in r) {
+        // The first failure is the backup's; the streams it stops fail as ABORTED, which says nothing new.
+        if (!failure) {
+          failure = { error: r.error, outcomes: r.outcomes.filter((o) => o.status === 'Failed' && o.error?.code !== 'ABORTED') };
+          abort.abort(r.error);
+        }
+        return;
+      }
+      for (const o of r.outcomes) {
+        if (o.status === 'Failed') dropped.push(o);
+        else stored.get(o.location)!.push({ index: i, object: o.object! });
+      }
+      byIndex[i] = r;
     }
-    for (const o of r.outcomes) {
-      if (o.status === 'Failed') out.dropped.push(o);
-      else out.held.get(o.location)!.push(o.object!);
-    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(rt.engine.streamConcurrency ?? 1, list.length)) }, worker));
+  } finally {
+    abort.dispose();
+  }
+  const held = new Map([...stored].map(([loc, objects]) => [loc, objects.sort((a, b) => a.index - b.index).map((x) => x.object)]));
+  if (failure) {
+    await removeStored(rt, ready, id, held);
+    return { error: failure.error, outcomes: [...dropped, ...failure.outcomes] };
+  }
+  const out: Streamed = { held, dropped, consistentAt: new Date(0), format: '', bytes: 0 };
+  for (const [i, stream] of list.entries()) {
+    const r = byIndex[i];
+    if (!r) continue;
     if (r.consistentAt > out.consistentAt) out.consistentAt = r.consistentAt;
     if (!stream || stream.kind === 'database') out.format ||= r.format;
     out.position ??= r.position;

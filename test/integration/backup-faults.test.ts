@@ -10,6 +10,7 @@ import { Readable, Transform } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRunnerConfig } from '../../api/index.js';
+import { BackupError } from '../../runner/errors.js';
 import { PostgresqlEngine } from '../../runner/engines/postgresql/index.js';
 import { silentLogger } from '../../runner/logger.js';
 import { runBackup } from '../../runner/ops/backup.js';
@@ -118,6 +119,42 @@ describe('faults during a backup', () => {
     expect(r.error?.code).toBe('ABORTED');
     expect(await filesUnder(slowDir)).toEqual([]);
     // The server session ended too: no pg_dump left behind.
+    await delay(200);
+    expect(await pg!.psql("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %' AND pid <> pg_backend_pid()", 'shop')).toBe('0');
+  });
+
+  it('a whole server: a database that fails while another is being dumped beside it stops both, and nothing of the backup stays', async () => {
+    if (setupError) throw setupError as Error;
+    await pg!.psql('CREATE DATABASE small;');
+    const cfg = validateRunnerConfig({
+      namespace: 'shop',
+      name: 'server',
+      engine: { type: 'postgresql', postgresql: { ...pg!.connection('postgres'), databases: ['shop', 'small', 'postgres'], globals: false, parallel: 2 } },
+      locations: [{ name: 'slow', type: 'filesystem', filesystem: { path: '/unused' } }],
+    });
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    const logger = silentLogger();
+    const engine = new PostgresqlEngine(cfg.value.engine.postgresql!, logger);
+    let startedBeside = false;
+    // The second database's dump fails a moment after it started, while the first (120k rows, a slow link) is still going.
+    const failing = Object.assign(Object.create(engine) as PostgresqlEngine, {
+      async dump(opts: Parameters<PostgresqlEngine['dump']>[0] = {}) {
+        if (opts.stream?.name !== 'small') return engine.dump(opts);
+        for (let i = 0; i < 20 && !startedBeside; i++) {
+          await delay(100);
+          startedBeside = (await pg!.psql("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %'", 'postgres')) !== '0';
+        }
+        throw new BackupError('DUMP_FAILED', 'pg_dump of small failed (planted)');
+      },
+    });
+    const slowDir = join(dir, 'server');
+    const rt: Runtime = { config: cfg.value, engine: failing, locations: [{ name: 'slow', storage: throttled(new FilesystemStorage(slowDir), 40), scope: { ...scope, name: 'server' } }], logger, clock: () => new Date(), runnerVersion: 'test' };
+    const r = await runBackup(rt, { trigger: 'manual' });
+    expect(startedBeside, 'the two dumps ran at the same time').toBe(true);
+    expect(r.status).toBe('Failed');
+    expect(r.error?.message).toContain('pg_dump of small failed (planted)');
+    expect(r.manifest).toBeUndefined();
+    expect(await filesUnder(slowDir)).toEqual([]);
     await delay(200);
     expect(await pg!.psql("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %' AND pid <> pg_backend_pid()", 'shop')).toBe('0');
   });

@@ -59,6 +59,10 @@ describe('validateRunnerConfig', () => {
     [{ password: {} }, 'engine.postgresql.password', 'exactly one of value, env, file'],
     [{ port: 70000 }, 'engine.postgresql.port', '65535'],
     [{ sslMode: 'sometimes' }, 'engine.postgresql.sslMode', 'must be one of'],
+    [{ globals: false }, 'engine.postgresql.globals', 'applies only with databases'],
+    [{ parallel: 2 }, 'engine.postgresql.parallel', 'applies only with databases'],
+    [{ databases: 'all', parallel: 0 }, 'engine.postgresql.parallel', 'greater or equal to 1'],
+    [{ databases: 'all', parallel: 17 }, 'engine.postgresql.parallel', 'less or equal to 16'],
   ])('postgresql %j -> %s', (patch, path, text) => {
     const r = validateRunnerConfig({ ...valid, engine: { type: 'postgresql', postgresql: { ...valid.engine.postgresql, ...patch } } });
     expect(r.ok).toBe(false);

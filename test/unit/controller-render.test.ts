@@ -366,15 +366,26 @@ describe('renderRunner: problems name what is wrong', () => {
     expect(r.value.objects.deployment.spec!.template.spec!.containers[0]!.image).toBe('registry.example/backup-runner-postgresql:16-1.0.0');
   });
 
-  it('a whole-server block: allDatabases or databases, globals only with one of them', () => {
+  it('a whole-server block: allDatabases or databases, globals and parallel only with one of them', () => {
     const b = minimal();
     Object.assign(b.spec.engine.postgresql, { allDatabases: true, databases: ['a'], globals: false });
     const r = validateDatabaseBackup(b);
     expect(r.ok ? [] : r.errors.map((e) => e.path)).toEqual(['spec.engine.postgresql']);
     const c = minimal();
-    Object.assign(c.spec.engine.postgresql, { globals: true });
+    Object.assign(c.spec.engine.postgresql, { globals: true, parallel: 4 });
     const rc = validateDatabaseBackup(c);
-    expect(rc.ok ? [] : rc.errors.map((e) => `${e.path}: ${e.message}`)).toEqual(['spec.engine.postgresql.globals: applies only with allDatabases or databases (a whole-server backup)']);
+    expect(rc.ok ? [] : rc.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([
+      'spec.engine.postgresql.globals: applies only with allDatabases or databases (a whole-server backup)',
+      'spec.engine.postgresql.parallel: applies only with allDatabases or databases (a whole-server backup)',
+    ]);
+    // With a whole server, parallel reaches the runner's config.
+    const d = minimal();
+    Object.assign(d.spec.engine.postgresql, { database: 'postgres', allDatabases: true, parallel: 4 });
+    const rd = renderRunner(input(d));
+    if (!rd.ok) throw new Error(JSON.stringify(rd.problems));
+    const cfg = parse(configOf(rd.value.objects.secret.data)) as { engine: { postgresql: Record<string, unknown> } };
+    expect(cfg.engine.postgresql).toMatchObject({ databases: 'all', parallel: 4 });
+    expect(validateRunnerConfig(cfg).ok).toBe(true);
   });
 
   it('a MariaDB server version without its own image takes the next newer one, and none newer is a problem', () => {

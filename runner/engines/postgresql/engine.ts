@@ -70,6 +70,10 @@ interface QueryOptions {
 export class PostgresqlEngine implements Engine {
   readonly name = 'postgresql';
   readonly dumpsIntoPipe = true;
+  /** A whole server: databases dumped at a time (each with its own snapshot session, so nothing is shared between them). */
+  get streamConcurrency(): number {
+    return this.conn.parallel ?? 2;
+  }
   readonly database: string;
   private readonly log: Logger;
   private tools: PgTools;
