@@ -123,6 +123,11 @@ export interface Engine {
   readonly dumpsIntoPipe: boolean;
   /** How many of its `streams` may be dumped at a time (each its own dump process, compressor and uploads); default 1. */
   readonly streamConcurrency?: number;
+  /**
+   * The databases this engine is configured to back up, when it backs up several: 'all', or their names. A
+   * restore of several streams restores only these unless others are named; undefined: no such limit.
+   */
+  configuredDatabases?(): 'all' | readonly string[] | undefined;
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
   dump(opts?: DumpOptions): Promise<DumpHandle>;

@@ -42,7 +42,8 @@ export interface StreamOutcome {
   kind: 'database' | 'globals';
   /** The database it was restored into (database streams). */
   database?: string;
-  status: 'restored' | 'failed' | 'not attempted';
+  /** `outside configuration`: a database the runner's configuration no longer names, left out unless asked for by --database. */
+  status: 'restored' | 'failed' | 'not attempted' | 'outside configuration';
   /** Roles left as they were, statements the server refused (globals). */
   conflicts?: string[];
   error?: BackupError;
@@ -247,9 +248,20 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
   if (unknown.length > 0) {
     throw new BackupError('BACKUP_NOT_FOUND', `backup ${backup.id} holds no database ${unknown.map((d) => `"${d}"`).join(', ')} (it holds ${databases.join(', ')})`, { details: { backupId: backup.id, unknown, databases } });
   }
+  // Without --database: the databases the runner is configured for now (a backup taken under a wider configuration
+  // holds others, which are named in the result and restored only when asked for by name).
+  const configured = rt.engine.configuredDatabases?.();
+  const inScope = (name: string): boolean => configured === undefined || configured === 'all' || configured.includes(name);
   const chosen = (o: ManifestObject): boolean =>
-    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined || req.databases.includes(o.stream.name));
+    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined ? inScope(o.stream.name) : req.databases.includes(o.stream.name));
   const objects = all.filter(chosen);
+  const outside = req.databases === undefined ? all.filter((o) => o.stream!.kind === 'database' && !inScope(o.stream!.name)) : [];
+  if (outside.length > 0) log.warn({ backupId: backup.id, databases: outside.map((o) => o.stream!.name) }, 'databases of the backup outside the configuration are left out (name them with --database to restore them)');
+  if (objects.every((o) => o.stream!.kind === 'globals') && outside.length > 0) {
+    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backup.id} holds no database of this configuration (engine.postgresql.databases); it holds ${databases.join(', ')}: name one with --database to restore it; nothing was changed`, {
+      details: { backupId: backup.id, databases },
+    });
+  }
   const dbObjects = objects.filter((o) => o.stream!.kind === 'database');
   if (req.targetDatabase !== undefined && dbObjects.length !== 1) {
     throw new BackupError('USAGE', `--target-database needs exactly one database of backup ${backup.id} (--database NAME); it holds ${databases.join(', ')}`);
@@ -282,7 +294,8 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
     }
   }
   log.info({ backupId: backup.id, location: loc.name, streams: outcomes.length }, 'restore finished');
-  return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: outcomes };
+  const left: StreamOutcome[] = outside.map((o) => ({ stream: o.stream!.name, kind: 'database', database: o.stream!.name, status: 'outside configuration' }));
+  return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: [...outcomes, ...left] };
 }
 
 /**

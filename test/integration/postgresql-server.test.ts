@@ -200,6 +200,37 @@ describe('a whole PostgreSQL server', () => {
   });
 });
 
+describe('a whole-server backup restored under a narrower configuration', () => {
+  it('restores only the databases the configuration names, says which it left out, and restores another only when named', async () => {
+    const { bare, dir, sums } = ready();
+    const narrow = async (databases: string[]): Promise<string> => {
+      const path = join(dir, `narrow-${databases.join('-')}.yaml`);
+      await writeFile(
+        path,
+        stringify({
+          namespace: 'data',
+          name: 'cluster',
+          engine: { type: 'postgresql', postgresql: { ...bare.connection('postgres'), databases } },
+          locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } }],
+        }),
+      );
+      return path;
+    };
+    const r = await cli(await narrow(['shop']), ['restore', '--latest', '--skip-globals', '--no-owner']);
+    expect(r.code, r.out).toBe(0);
+    expect((r.json.streams as { stream: string; status: string }[]).map((x) => [x.stream, x.status])).toEqual([
+      ['shop', 'restored'],
+      ['crm', 'outside configuration'],
+      ['postgres', 'outside configuration'],
+    ]);
+    expect(await tableChecksums(bare, 'shop')).toEqual(sums.shop);
+    // None of the backup's databases in the configuration: refused, nothing changed.
+    const none = await cli(await narrow(['elsewhere']), ['restore', '--latest']);
+    expect(none.code).toBe(4);
+    expect(none.json).toMatchObject({ error: { code: 'BACKUP_NOT_FOUND', message: expect.stringContaining('holds no database of this configuration') as string } });
+  });
+});
+
 describe('globals from a planted dump', () => {
   it('replay only SQL: a psql command in it is refused (restricted mode) and reported', async () => {
     const { bare, dir } = ready();

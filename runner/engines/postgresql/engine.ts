@@ -70,6 +70,10 @@ interface QueryOptions {
 export class PostgresqlEngine implements Engine {
   readonly name = 'postgresql';
   readonly dumpsIntoPipe = true;
+  configuredDatabases(): 'all' | readonly string[] | undefined {
+    return this.conn.databases;
+  }
+
   /** A whole server: databases dumped at a time (each with its own snapshot session, so nothing is shared between them). */
   get streamConcurrency(): number {
     return this.conn.parallel ?? 2;
