@@ -235,6 +235,31 @@ function holdingAll(backup: ListedBackup, objects: readonly ManifestObject[]): L
 }
 
 /**
+ * The streams a restore takes: the globals unless skipped, and the databases named with --database, or without
+ * it the ones the runner is configured for now (a backup taken under a wider configuration holds others, which
+ * are `outside` and restored only when named). Throws BACKUP_NOT_FOUND for a name the backup does not hold, and
+ * when it holds none of the configured databases.
+ */
+function chooseStreams(all: ManifestObject[], req: RestoreRequest, configured: 'all' | readonly string[] | undefined, backupId: string) {
+  const databases = all.filter((o) => o.stream!.kind === 'database').map((o) => o.stream!.name);
+  const unknown = (req.databases ?? []).filter((d) => !databases.includes(d));
+  if (unknown.length > 0) {
+    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backupId} holds no database ${unknown.map((d) => `"${d}"`).join(', ')} (it holds ${databases.join(', ')})`, { details: { backupId, unknown, databases } });
+  }
+  const inScope = (name: string): boolean => configured === undefined || configured === 'all' || configured.includes(name);
+  const chosen = (o: ManifestObject): boolean =>
+    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined ? inScope(o.stream.name) : req.databases.includes(o.stream.name));
+  const objects = all.filter(chosen);
+  const outside = req.databases === undefined ? all.filter((o) => o.stream!.kind === 'database' && !inScope(o.stream!.name)) : [];
+  if (outside.length > 0 && objects.every((o) => o.stream!.kind === 'globals')) {
+    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backupId} holds no database of this configuration (engine.postgresql.databases); it holds ${databases.join(', ')}: name one with --database to restore it; nothing was changed`, {
+      details: { backupId, databases },
+    });
+  }
+  return { databases, chosen, objects, outside };
+}
+
+/**
  * A backup of several streams (a whole server): the globals first (unless skipped), then each database
  * chosen, each into its own name (or --target-database for one). Every target is checked and every chosen
  * object verified before anything is written; the first stream that fails stops the rest, and the result
@@ -243,25 +268,8 @@ function holdingAll(backup: ListedBackup, objects: readonly ManifestObject[]): L
 async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const log = rt.logger.child({ op: 'restore' });
   const all = backup.manifest.objects.filter((o) => o.stream);
-  const databases = all.filter((o) => o.stream!.kind === 'database').map((o) => o.stream!.name);
-  const unknown = (req.databases ?? []).filter((d) => !databases.includes(d));
-  if (unknown.length > 0) {
-    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backup.id} holds no database ${unknown.map((d) => `"${d}"`).join(', ')} (it holds ${databases.join(', ')})`, { details: { backupId: backup.id, unknown, databases } });
-  }
-  // Without --database: the databases the runner is configured for now (a backup taken under a wider configuration
-  // holds others, which are named in the result and restored only when asked for by name).
-  const configured = rt.engine.configuredDatabases?.();
-  const inScope = (name: string): boolean => configured === undefined || configured === 'all' || configured.includes(name);
-  const chosen = (o: ManifestObject): boolean =>
-    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined ? inScope(o.stream.name) : req.databases.includes(o.stream.name));
-  const objects = all.filter(chosen);
-  const outside = req.databases === undefined ? all.filter((o) => o.stream!.kind === 'database' && !inScope(o.stream!.name)) : [];
+  const { databases, chosen, objects, outside } = chooseStreams(all, req, rt.engine.configuredDatabases?.(), backup.id);
   if (outside.length > 0) log.warn({ backupId: backup.id, databases: outside.map((o) => o.stream!.name) }, 'databases of the backup outside the configuration are left out (name them with --database to restore them)');
-  if (objects.every((o) => o.stream!.kind === 'globals') && outside.length > 0) {
-    throw new BackupError('BACKUP_NOT_FOUND', `backup ${backup.id} holds no database of this configuration (engine.postgresql.databases); it holds ${databases.join(', ')}: name one with --database to restore it; nothing was changed`, {
-      details: { backupId: backup.id, databases },
-    });
-  }
   const dbObjects = objects.filter((o) => o.stream!.kind === 'database');
   if (req.targetDatabase !== undefined && dbObjects.length !== 1) {
     throw new BackupError('USAGE', `--target-database needs exactly one database of backup ${backup.id} (--database NAME); it holds ${databases.join(', ')}`);
