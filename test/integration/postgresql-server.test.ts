@@ -9,7 +9,7 @@
  * commands in the runner.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -33,6 +33,8 @@ interface Env {
 }
 
 let env: Env | undefined;
+/** Where a database owner's trap would leave a file (world-writable: the server's OS user writes it). */
+let traps = '';
 let setupError: unknown;
 
 function ready(): Env {
@@ -69,6 +71,16 @@ beforeAll(async () => {
     const [source, target, bare] = await Promise.all([startPostgres(), startPostgres(), startPostgres()]);
     const dir = await mkdtemp(join(tmpdir(), 'dbbc-pg-server-'));
     await seedRich(source, 'shop', { rows: 2000 });
+    // A database owner's trap: functions named like catalog ones, first on the database's search_path. The runner's
+    // own sessions (the snapshot export among them) must never run them.
+    // Each, run by a superuser session, would leave a file behind (COPY TO PROGRAM runs even in a read-only transaction).
+    // (The server's OS user writes the file: a directory it may write to.)
+    traps = await mkdtemp(join(tmpdir(), 'dbbc-pg-traps-'));
+    await chmod(traps, 0o1777);
+    const trap = (fn: string, returns: string, args = '') =>
+      `CREATE FUNCTION evil.${fn}(${args}) RETURNS ${returns} LANGUAGE plpgsql AS $$ BEGIN EXECUTE pg_catalog.format('COPY (SELECT 1) TO PROGRAM %L', 'touch ${join(traps, 'hijacked')}-${fn}'); RETURN NULL; END $$;`;
+    await source.psql(`CREATE SCHEMA evil; ${trap('clock_timestamp', 'timestamptz')} ${trap('pg_export_snapshot', 'text')} ${trap('current_setting', 'text', 'text')}`, 'shop');
+    await source.psql('ALTER DATABASE shop SET search_path = evil, pg_catalog;');
     await source.psql(`CREATE ROLE app LOGIN PASSWORD 'app-pw-1'; CREATE ROLE readers NOLOGIN; GRANT readers TO app; COMMENT ON ROLE app IS 'the application';`);
     await source.psql('CREATE DATABASE crm OWNER app;');
     // The database's own settings (a list value with quoted elements, a custom one), grants and comment.
@@ -104,6 +116,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([env?.source.stop(), env?.target.stop(), env?.bare.stop()]);
   if (env) await rm(env.dir, { recursive: true, force: true });
+  if (traps) await rm(traps, { recursive: true, force: true });
 });
 
 describe('a whole PostgreSQL server', () => {
@@ -125,6 +138,8 @@ describe('a whole PostgreSQL server', () => {
     expect(m.consistentAt).toBe(m.objects.map((o) => o.stream.consistentAt).sort().at(-1));
     const files = await readdir(join(ready().dir, 'fs', 'data', 'cluster', 'backups', id));
     expect(files.sort()).toEqual([...m.objects.map((o) => o.name), 'manifest.json'].sort());
+    // The database owner's functions on shop's search_path never ran in the runner's sessions.
+    expect(await readdir(traps)).toEqual([]);
   });
 
   it('lists and verifies every stream, each against its own format', async () => {

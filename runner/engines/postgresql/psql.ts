@@ -6,13 +6,13 @@ import { BackupError, toBackupError } from '../../errors.js';
 import { run } from '../../util/process.js';
 import { classifyFailure, type FailureContext } from './classify.js';
 import type { CommandPlan } from './plan.js';
-import { EXPORT_SNAPSHOT_SQL, parseSnapshotLine, type ExportedSnapshot } from './sql.js';
+import { EXPORT_SNAPSHOT_SQL, SAFE_SEARCH_PATH_SQL, parseSnapshotLine, type ExportedSnapshot } from './sql.js';
 import { withInstallHint } from './tools.js';
 
 /** How long an ending session may take before it is killed. */
 const CLOSE_TIMEOUT_MS = 10_000;
 
-/** Runs `sql` (sent on stdin, so psql variables work) and returns psql's stdout. */
+/** Runs `sql` (sent on stdin, so psql variables work), after the safe search_path, and returns psql's stdout. */
 export async function runPsql(plan: CommandPlan, sql: string, fail: FailureContext, signal?: AbortSignal): Promise<string> {
   const p = run(plan.command, plan.args, {
     env: plan.env,
@@ -24,7 +24,7 @@ export async function runPsql(plan: CommandPlan, sql: string, fail: FailureConte
   p.stdout?.on('data', (c: Buffer) => out.push(c));
   // psql may exit before reading its input (e.g. it cannot connect): its exit status says why.
   p.stdin?.on('error', () => undefined);
-  p.stdin?.end(sql);
+  p.stdin?.end(SAFE_SEARCH_PATH_SQL + sql);
   try {
     await p.exited;
   } catch (err) {

@@ -7,7 +7,15 @@
 import { BackupError } from '../../errors.js';
 import { FIELD_SEP } from './plan.js';
 
-export const PROBE_SQL = `SELECT current_setting('server_version_num'), current_setting('server_version');\n`;
+/**
+ * The first statement of every session of the runner's own SQL (runPsql, the snapshot session): a database
+ * owner who sets `search_path = evil, pg_catalog` on their database cannot have a function of theirs named like
+ * a catalog one run by the runner's (often superuser) session. A statement rather than a startup option, which
+ * connection poolers refuse.
+ */
+export const SAFE_SEARCH_PATH_SQL = 'SET search_path = pg_catalog, pg_temp;\n';
+
+export const PROBE_SQL = `SELECT pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('server_version');\n`;
 
 /**
  * Opens the transaction whose snapshot the dump imports. The snapshot is taken
@@ -15,8 +23,9 @@ export const PROBE_SQL = `SELECT current_setting('server_version_num'), current_
  * reported instant is at or after the snapshot, never before it.
  */
 export const EXPORT_SNAPSHOT_SQL =
+  SAFE_SEARCH_PATH_SQL +
   'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n' +
-  `SELECT pg_export_snapshot(), to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');\n`;
+  `SELECT pg_catalog.pg_export_snapshot(), pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');\n`;
 
 /**
  * The databases a whole-server backup can dump (those that accept connections, templates excepted), each with
@@ -39,13 +48,13 @@ FROM pg_catalog.pg_database d WHERE d.datallowconn AND NOT d.datistemplate ORDER
 export const SET_OWNER_SQL = `ALTER DATABASE :"db" OWNER TO :"owner";\n`;
 
 /** Whether this user may read role passwords (pg_authid: superusers only). */
-export const CAN_READ_PASSWORDS_SQL = `SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT');\n`;
+export const CAN_READ_PASSWORDS_SQL = `SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT');\n`;
 
 /** The roles of the server. */
 export const LIST_ROLES_SQL = `SELECT rolname FROM pg_catalog.pg_roles ORDER BY rolname;\n`;
 
 /** Variable: db. Prints 1 when the database exists, else 0. */
-export const DATABASE_EXISTS_SQL = `SELECT count(*) FROM pg_catalog.pg_database WHERE datname = :'db';\n`;
+export const DATABASE_EXISTS_SQL = `SELECT pg_catalog.count(*) FROM pg_catalog.pg_database WHERE datname = :'db';\n`;
 
 /** Variable: db. Template0 so the archive never collides with objects a customised template1 holds. */
 export const CREATE_DATABASE_SQL = `CREATE DATABASE :"db" TEMPLATE template0;\n`;
