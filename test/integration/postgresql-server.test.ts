@@ -239,6 +239,19 @@ describe('a whole-server backup restored under a narrower configuration', () => 
       ['postgres', 'outside configuration'],
     ]);
     expect(await tableChecksums(bare, 'shop')).toEqual(sums.shop);
+    // A configuration of one database (no databases list) is bound to that one.
+    const single = join(dir, 'single-crm.yaml');
+    await writeFile(
+      single,
+      stringify({ namespace: 'data', name: 'cluster', engine: { type: 'postgresql', postgresql: bare.connection('crm') }, locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } }] }),
+    );
+    const one = await cli(single, ['restore', '--latest', '--skip-globals', '--no-owner', '--force']);
+    expect(one.code, one.out).toBe(0);
+    expect((one.json.streams as { stream: string; status: string }[]).map((x) => [x.stream, x.status])).toEqual([
+      ['crm', 'restored'],
+      ['postgres', 'outside configuration'],
+      ['shop', 'outside configuration'],
+    ]);
     // None of the backup's databases in the configuration: refused, nothing changed.
     const none = await cli(await narrow(['elsewhere']), ['restore', '--latest']);
     expect(none.code).toBe(4);

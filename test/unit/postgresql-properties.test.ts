@@ -4,7 +4,9 @@
  * written), and the checks on what the server answered.
  */
 import { describe, expect, it } from 'vitest';
+import { Value } from '@sinclair/typebox/value';
 import { parseProperties, propertyStatements, splitGucList } from '../../runner/engines/postgresql/properties.js';
+import { ManifestStream } from '../../runner/manifest.js';
 
 describe('list values as PostgreSQL stores them', () => {
   it.each<[string, string[] | undefined]>([
@@ -25,7 +27,7 @@ describe('list values as PostgreSQL stores them', () => {
 
 describe('the statements of a restore', () => {
   const props = {
-    settings: ['search_path="$user", public', "app.tenant=acme'; DROP TABLE x; --", 'work_mem=8MB'],
+    settings: ['search_path="$user", public', "app.tenant=acme'; DROP TABLE x; --", 'app.user=u1', 'work_mem=8MB'],
     grants: [
       { grantee: null, privilege: 'TEMPORARY', grantable: false },
       { grantee: 'readers', privilege: 'CONNECT', grantable: false },
@@ -34,38 +36,48 @@ describe('the statements of a restore', () => {
     comment: "the CRM\nit's ours",
   };
 
-  it('builds each from psql variables: settings, the default grants replaced, the grants, the comment', () => {
-    const { statements, skipped } = propertyStatements('crm', props);
+  it('builds each from psql variables, names included: settings and comment before the owner, the grants after it', () => {
+    const { before, grants, skipped } = propertyStatements('crm', props, { owner: 'app' });
     expect(skipped).toEqual([]);
-    expect(statements).toEqual([
-      { sql: `ALTER DATABASE :"db" SET search_path TO :'v0', :'v1';\n`, vars: { db: 'crm', v0: '$user', v1: 'public' }, what: 'setting search_path' },
-      { sql: `ALTER DATABASE :"db" SET app.tenant TO :'v0';\n`, vars: { db: 'crm', v0: "acme'; DROP TABLE x; --" }, what: 'setting app.tenant' },
-      { sql: `ALTER DATABASE :"db" SET work_mem TO :'v0';\n`, vars: { db: 'crm', v0: '8MB' }, what: 'setting work_mem' },
+    expect(before).toEqual([
+      { sql: `ALTER DATABASE :"db" SET :"guc" TO :'v0', :'v1';\n`, vars: { db: 'crm', guc: 'search_path', v0: '$user', v1: 'public' }, what: 'setting search_path' },
+      { sql: `ALTER DATABASE :"db" SET :"guc" TO :'v0';\n`, vars: { db: 'crm', guc: 'app.tenant', v0: "acme'; DROP TABLE x; --" }, what: 'setting app.tenant' },
+      // A reserved word in a name: quoted as an identifier, it is a name like any other.
+      { sql: `ALTER DATABASE :"db" SET :"guc" TO :'v0';\n`, vars: { db: 'crm', guc: 'app.user', v0: 'u1' }, what: 'setting app.user' },
+      { sql: `ALTER DATABASE :"db" SET :"guc" TO :'v0';\n`, vars: { db: 'crm', guc: 'work_mem', v0: '8MB' }, what: 'setting work_mem' },
+      { sql: `COMMENT ON DATABASE :"db" IS :'comment';\n`, vars: { db: 'crm', comment: "the CRM\nit's ours" }, what: 'the comment' },
+    ]);
+    expect(grants).toEqual([
       { sql: `REVOKE ALL ON DATABASE :"db" FROM PUBLIC;\n`, vars: { db: 'crm' }, what: 'the default grants to PUBLIC' },
+      { sql: `REVOKE ALL ON DATABASE :"db" FROM :"owner";\n`, vars: { db: 'crm', owner: 'app' }, what: "the owner's default grants" },
       { sql: `GRANT TEMPORARY ON DATABASE :"db" TO PUBLIC;\n`, vars: { db: 'crm' }, what: 'TEMPORARY to PUBLIC' },
       { sql: `GRANT CONNECT ON DATABASE :"db" TO :"grantee";\n`, vars: { db: 'crm', grantee: 'readers' }, what: 'CONNECT to "readers"' },
       { sql: `GRANT CREATE ON DATABASE :"db" TO :"grantee" WITH GRANT OPTION;\n`, vars: { db: 'crm', grantee: 'Odd "Role"' }, what: 'CREATE to "Odd "Role""' },
-      { sql: `COMMENT ON DATABASE :"db" IS :'comment';\n`, vars: { db: 'crm', comment: "the CRM\nit's ours" }, what: 'the comment' },
     ]);
   });
 
   it('leaves the grants out without ownership and privileges, and keeps the defaults when none were recorded', () => {
-    expect(propertyStatements('crm', props, { noOwner: true }).statements.map((s) => s.what)).toEqual(['setting search_path', 'setting app.tenant', 'setting work_mem', 'the comment']);
-    expect(propertyStatements('crm', { comment: 'x' }).statements.map((s) => s.what)).toEqual(['the comment']);
+    const no = propertyStatements('crm', props, { noOwner: true });
+    expect([...no.before, ...no.grants].map((s) => s.what)).toEqual(['setting search_path', 'setting app.tenant', 'setting app.user', 'setting work_mem', 'the comment']);
+    const c = propertyStatements('crm', { comment: 'x' });
+    expect([...c.before, ...c.grants].map((s) => s.what)).toEqual(['the comment']);
     // Recorded as revoked from everyone: the defaults go and nothing is granted.
-    expect(propertyStatements('crm', { grants: [] }).statements.map((s) => s.sql)).toEqual([`REVOKE ALL ON DATABASE :"db" FROM PUBLIC;\n`]);
+    expect(propertyStatements('crm', { grants: [] }).grants.map((s) => s.sql)).toEqual([`REVOKE ALL ON DATABASE :"db" FROM PUBLIC;\n`]);
   });
 
-  it('skips, and says so, what cannot be written safely: a name that is not a parameter, a privilege that is not a database one, an unreadable list', () => {
-    const { statements, skipped } = propertyStatements('crm', {
-      settings: ['work_mem TO 1; DROP DATABASE x; --=1', '=x', 'search_path="unterminated'],
+  it('skips, and says so, what cannot be written safely or should not be restored', () => {
+    const { before, grants, skipped } = propertyStatements('crm', {
+      settings: ['work_mem TO 1; DROP DATABASE x; --=1', '=x', 'search_path="unterminated', 'session_preload_libraries=evil', 'default_transaction_read_only=on'],
       grants: [{ grantee: 'x', privilege: 'ALL; DROP DATABASE crm', grantable: false }],
     });
-    expect(statements.map((s) => s.what)).toEqual(['the default grants to PUBLIC']);
+    expect(before).toEqual([]);
+    expect(grants.map((s) => s.what)).toEqual(['the default grants to PUBLIC']);
     expect(skipped).toEqual([
       'database "crm": setting "work_mem TO 1; DROP DATABASE x; --=1" is not name=value: not restored',
       'database "crm": setting "=x" is not name=value: not restored',
       'database "crm": setting search_path has a list value the runner cannot read ("\\"unterminated"): not restored',
+      'database "crm": setting session_preload_libraries not restored: a library the target may lack would fail every connection to it (set it by hand: ALTER DATABASE ... SET session_preload_libraries = ...)',
+      'database "crm": setting default_transaction_read_only not restored: it would make a later restore into it fail (set it by hand: ALTER DATABASE ... SET default_transaction_read_only = ...)',
       'database "crm": privilege "ALL; DROP DATABASE crm" is not a database privilege: not restored',
     ]);
   });
@@ -73,11 +85,24 @@ describe('the statements of a restore', () => {
 
 describe('what the server answered', () => {
   it('reads the properties column, leaving out what is the default', () => {
-    expect(parseProperties('{"settings" : null, "grants" : null, "comment" : null}', 'a')).toEqual({});
-    expect(parseProperties('{"settings" : ["work_mem=8MB"], "grants" : [], "comment" : "x"}', 'a')).toEqual({ settings: ['work_mem=8MB'], grants: [], comment: 'x' });
-    expect(parseProperties('{"settings" : null, "grants" : [{"grantee" : null, "privilege" : "CONNECT", "grantable" : false}], "comment" : null}', 'a')).toEqual({
+    expect(parseProperties('{"settings" : null, "grants" : null, "comment" : null}', 'a')).toEqual({ properties: {}, omitted: [] });
+    expect(parseProperties('{"settings" : ["work_mem=8MB"], "grants" : [], "comment" : "x"}', 'a').properties).toEqual({ settings: ['work_mem=8MB'], grants: [], comment: 'x' });
+    expect(parseProperties('{"settings" : null, "grants" : [{"grantee" : null, "privilege" : "CONNECT", "grantable" : false}], "comment" : null}', 'a').properties).toEqual({
       grants: [{ grantee: null, privilege: 'CONNECT', grantable: false }],
     });
+  });
+
+  it('leaves out, and says so, what a manifest cannot hold: a tenant\'s huge comment or setting never makes the backup unreadable', () => {
+    const json = JSON.stringify({ settings: ['work_mem=8MB', `app.blob=${'x'.repeat(70_000)}`], grants: null, comment: 'c'.repeat(1_100_000) });
+    const r = parseProperties(json, 'a');
+    expect(r.properties).toEqual({ settings: ['work_mem=8MB'] });
+    expect(r.omitted).toEqual([
+      'database "a": 1 setting(s) (empty, over 65536 bytes, or past the first 1000) not recorded: larger than a manifest holds',
+      'database "a": the comment (over 1048576 characters) not recorded: larger than a manifest holds',
+    ]);
+    // What is recorded passes the manifest's own schema.
+    const m = { stream: { name: 'a', kind: 'database', format: 'pg_dump-custom', consistentAt: '2026-12-04T10:00:00Z', properties: r.properties } };
+    expect(Value.Check(ManifestStream, m.stream)).toBe(true);
   });
 
   it.each([

@@ -21,8 +21,7 @@ import { dropCreatedDatabase, targetNotEmpty, throwIfAborted, withOutcome } from
 import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, plainRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
-import { parseProperties, propertyStatements } from './properties.js';
-import type { DatabaseProperties } from '../../manifest.js';
+import { parseProperties, propertyStatements, type PropertyStatement } from './properties.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
 export const DUMP_FORMAT = { format: 'pg_dump-custom', extension: 'dump', compressed: false, magic: ['PGDMP'] } as const;
@@ -70,8 +69,9 @@ interface QueryOptions {
 export class PostgresqlEngine implements Engine {
   readonly name = 'postgresql';
   readonly dumpsIntoPipe = true;
-  configuredDatabases(): 'all' | readonly string[] | undefined {
-    return this.conn.databases;
+  /** A whole-server configuration's databases, or the one database: a restore of a whole-server backup is bound to them. */
+  configuredDatabases(): 'all' | readonly string[] {
+    return this.conn.databases ?? [this.conn.database];
   }
 
   /** A whole server: databases dumped at a time (each with its own snapshot session, so nothing is shared between them). */
@@ -213,7 +213,8 @@ export class PostgresqlEngine implements Engine {
     this.rolePasswords = this.conn.globals === false ? false : parseScalar(await this.query(CAN_READ_PASSWORDS_SQL, { signal: opts.signal }), 'the privilege check') === 't';
     const propertiesOf = (name: string) => {
       try {
-        const p = parseProperties(properties.get(name) ?? '', name);
+        const { properties: p, omitted } = parseProperties(properties.get(name) ?? '', name);
+        for (const o of omitted) this.log.warn(o);
         return Object.keys(p).length > 0 ? { properties: p } : {};
       } catch (err) {
         throw new BackupError('DB_QUERY_FAILED', `${(err as Error).message} (the list of databases of ${this.conn.host}:${this.conn.port})`);
@@ -363,9 +364,11 @@ export class PostgresqlEngine implements Engine {
     this.log.info({ target: database, replaced: target.hasData }, 'restore committed');
     // What belongs to the database itself goes to one the restore created; an existing one keeps its own.
     if (target.exists) return;
-    const conflicts = [...(opts.stream?.properties ? await this.restoreProperties(database, opts.stream.properties, opts.noOwner, signal) : [])];
-    const owner = opts.stream?.owner;
-    if (owner !== undefined && !opts.noOwner) {
+    const owner = opts.noOwner ? undefined : opts.stream?.owner;
+    const props = propertyStatements(database, opts.stream?.properties ?? {}, { noOwner: opts.noOwner, ...(owner !== undefined ? { owner } : {}) });
+    // Settings and comment while the restoring user still owns it, then the owner, then the grants (pg_dump's order).
+    const conflicts = [...props.skipped, ...(await this.runProperties(database, props.before, signal))];
+    if (owner !== undefined) {
       try {
         await this.maintenance((db) => this.query(SET_OWNER_SQL, { database: db, vars: { db: database, owner }, signal }));
       } catch (err) {
@@ -374,17 +377,17 @@ export class PostgresqlEngine implements Engine {
         conflicts.push(`database "${database}" is owned by the restoring user, not "${owner}" (${why})`);
       }
     }
+    conflicts.push(...(await this.runProperties(database, props.grants, signal)));
     return conflicts.length > 0 ? { conflicts } : undefined;
   }
 
   /**
-   * Gives a database the restore created its recorded settings, grants and comment (before its owner: the
-   * restoring user may alter only a database it owns), one statement at a time; each one the server refuses
-   * (a role that does not exist here, a setting this user may not set) is reported and the others still run.
+   * Runs statements giving a database the restore created its recorded settings, comment or grants, one at a
+   * time; each one the server refuses (a role that does not exist here, a setting this user may not set) is
+   * reported and the others still run.
    */
-  private async restoreProperties(database: string, props: DatabaseProperties, noOwner: boolean | undefined, signal?: AbortSignal): Promise<string[]> {
-    const { statements, skipped } = propertyStatements(database, props, { noOwner });
-    const conflicts = [...skipped];
+  private async runProperties(database: string, statements: readonly PropertyStatement[], signal?: AbortSignal): Promise<string[]> {
+    const conflicts: string[] = [];
     for (const st of statements) {
       try {
         await this.maintenance((db) => this.query(st.sql, { database: db, vars: st.vars, signal }));
@@ -393,7 +396,7 @@ export class PostgresqlEngine implements Engine {
         conflicts.push(`database "${database}": ${st.what} not restored (${toBackupError(err, 'DB_QUERY_FAILED').message})`);
       }
     }
-    this.log.info({ target: database, restored: statements.length - (conflicts.length - skipped.length), conflicts: conflicts.length }, 'database settings, grants and comment restored');
+    if (statements.length > 0) this.log.info({ target: database, statements: statements.length, refused: conflicts.length }, 'database properties restored');
     return conflicts;
   }
 

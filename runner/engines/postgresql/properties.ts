@@ -69,13 +69,28 @@ export function splitGucList(value: string): string[] | undefined {
 }
 
 /**
- * The statements that give `database` (just created by the restore) the recorded properties: the settings; the
- * grants unless `noOwner` (a restore without ownership and privileges), replacing the default ones (PUBLIC may
- * connect and create temporary tables) when the recorded database had its own; the comment. A recorded value
- * the runner cannot express safely is left out and said in `skipped`.
+ * Settings a restore leaves out, and why: each can make the database unusable for later connections or
+ * restores (a library the target lacks fails every connection; a read-only default or replica role breaks a
+ * later restore). pg_dump restores them as they are; here they are reported instead.
  */
-export function propertyStatements(database: string, props: DatabaseProperties, opts: { noOwner?: boolean } = {}): { statements: PropertyStatement[]; skipped: string[] } {
-  const statements: PropertyStatement[] = [];
+const HAZARDOUS: Record<string, string> = {
+  session_preload_libraries: 'a library the target may lack would fail every connection to it',
+  local_preload_libraries: 'a library the target may lack would fail every connection to it',
+  session_replication_role: 'it changes how triggers and foreign keys behave for every session',
+  default_transaction_read_only: 'it would make a later restore into it fail',
+};
+
+/**
+ * The statements that give `database` (just created by the restore) the recorded properties, in two groups:
+ * `before` its owner is set (settings and comment: the restoring user may alter only a database it owns), and
+ * `grants` after it (as pg_dump orders them: the default grants to PUBLIC and the owner's own are revoked when
+ * the recorded database had grants of its own, then each recorded grant is given; grants made by a superuser
+ * are recorded as the owner's). No grants with `noOwner` (a restore without ownership and privileges). A
+ * recorded value the runner cannot express safely, or should not restore, is left out and said in `skipped`.
+ */
+export function propertyStatements(database: string, props: DatabaseProperties, opts: { noOwner?: boolean; owner?: string } = {}): { before: PropertyStatement[]; grants: PropertyStatement[]; skipped: string[] } {
+  const before: PropertyStatement[] = [];
+  const grants: PropertyStatement[] = [];
   const skipped: string[] = [];
   for (const setting of props.settings ?? []) {
     const eq = setting.indexOf('=');
@@ -85,40 +100,51 @@ export function propertyStatements(database: string, props: DatabaseProperties, 
       skipped.push(`database "${database}": setting ${JSON.stringify(setting.slice(0, 80))} is not name=value: not restored`);
       continue;
     }
+    const hazard = HAZARDOUS[name.toLowerCase()];
+    if (hazard) {
+      skipped.push(`database "${database}": setting ${name} not restored: ${hazard} (set it by hand: ALTER DATABASE ... SET ${name} = ...)`);
+      continue;
+    }
     const elements = LIST_QUOTE.has(name.toLowerCase()) ? splitGucList(value) : [value];
     if (elements === undefined || elements.length === 0) {
       skipped.push(`database "${database}": setting ${name} has a list value the runner cannot read (${JSON.stringify(value.slice(0, 80))}): not restored`);
       continue;
     }
-    const vars: Record<string, string> = { db: database };
+    const vars: Record<string, string> = { db: database, guc: name };
     elements.forEach((e, k) => (vars[`v${k}`] = e));
-    // The name is checked above and written as it is (a parameter name cannot be a psql variable); every value is one.
-    statements.push({ sql: `ALTER DATABASE :"db" SET ${name} TO ${elements.map((_, k) => `:'v${k}'`).join(', ')};\n`, vars, what: `setting ${name}` });
+    before.push({ sql: `ALTER DATABASE :"db" SET :"guc" TO ${elements.map((_, k) => `:'v${k}'`).join(', ')};\n`, vars, what: `setting ${name}` });
   }
+  if (props.comment !== undefined) before.push({ sql: `COMMENT ON DATABASE :"db" IS :'comment';\n`, vars: { db: database, comment: props.comment }, what: 'the comment' });
   if (props.grants && !opts.noOwner) {
-    statements.push({ sql: `REVOKE ALL ON DATABASE :"db" FROM PUBLIC;\n`, vars: { db: database }, what: 'the default grants to PUBLIC' });
+    grants.push({ sql: `REVOKE ALL ON DATABASE :"db" FROM PUBLIC;\n`, vars: { db: database }, what: 'the default grants to PUBLIC' });
+    if (opts.owner !== undefined) grants.push({ sql: `REVOKE ALL ON DATABASE :"db" FROM :"owner";\n`, vars: { db: database, owner: opts.owner }, what: 'the owner\'s default grants' });
     for (const g of props.grants) {
       if (!PRIVILEGES.has(g.privilege)) {
         skipped.push(`database "${database}": privilege ${JSON.stringify(g.privilege.slice(0, 40))} is not a database privilege: not restored`);
         continue;
       }
       const to = g.grantee === null ? 'PUBLIC' : `:"grantee"`;
-      statements.push({
+      grants.push({
         sql: `GRANT ${g.privilege} ON DATABASE :"db" TO ${to}${g.grantable ? ' WITH GRANT OPTION' : ''};\n`,
         vars: { db: database, ...(g.grantee === null ? {} : { grantee: g.grantee }) },
         what: `${g.privilege} to ${g.grantee === null ? 'PUBLIC' : `"${g.grantee}"`}`,
       });
     }
   }
-  if (props.comment !== undefined) statements.push({ sql: `COMMENT ON DATABASE :"db" IS :'comment';\n`, vars: { db: database, comment: props.comment }, what: 'the comment' });
-  return { statements, skipped };
+  return { before, grants, skipped };
 }
+
+/** What a manifest holds of one database's properties at most (runner/manifest.ts): a larger value is left out. */
+const MAX_SETTINGS = 1000;
+const MAX_SETTING_BYTES = 65536;
+const MAX_COMMENT_CHARS = 1048576;
+const MAX_GRANTS = 10000;
 
 /**
  * The properties column of LIST_DATABASES_SQL (one JSON object per database), checked: a server's answer of
  * another shape is an error, not a guess.
  */
-export function parseProperties(json: string, database: string): DatabaseProperties {
+export function parseProperties(json: string, database: string): { properties: DatabaseProperties; omitted: string[] } {
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -135,9 +161,22 @@ export function parseProperties(json: string, database: string): DatabasePropert
   };
   if (grants !== null && grants !== undefined && !(Array.isArray(grants) && grants.every(grantOk))) throw new Error(`the grants of database "${database}" are not a list of grants`);
   if (r.comment !== null && r.comment !== undefined && typeof r.comment !== 'string') throw new Error(`the comment of database "${database}" is not text`);
+  // A database owner may set values larger than a manifest holds: those are left out (and said), never the backup.
+  const omitted: string[] = [];
+  const all = (r.settings as string[] | undefined) ?? [];
+  const settings = all.filter((x) => x.length > 0 && Buffer.byteLength(x) <= MAX_SETTING_BYTES).slice(0, MAX_SETTINGS);
+  if (settings.length < all.length) omitted.push(`${all.length - settings.length} setting(s) (empty, over ${MAX_SETTING_BYTES} bytes, or past the first ${MAX_SETTINGS})`);
+  const list = Array.isArray(grants) ? (grants as { grantee: string | null; privilege: string; grantable: boolean }[]) : undefined;
+  if (list && list.length > MAX_GRANTS) omitted.push(`the grants (${list.length}, over ${MAX_GRANTS})`);
+  const comment = typeof r.comment === 'string' ? r.comment : undefined;
+  if (comment !== undefined && comment.length > MAX_COMMENT_CHARS) omitted.push(`the comment (over ${MAX_COMMENT_CHARS} characters)`);
+  const grantee = (g: string | null) => (g === null || (g.length > 0 && g.length <= 256) ? g : undefined);
   return {
-    ...((r.settings as string[] | undefined)?.length ? { settings: r.settings as string[] } : {}),
-    ...(Array.isArray(grants) ? { grants: (grants as { grantee: string | null; privilege: string; grantable: boolean }[]).map((g) => ({ grantee: g.grantee, privilege: g.privilege, grantable: g.grantable })) } : {}),
-    ...(typeof r.comment === 'string' ? { comment: r.comment } : {}),
+    properties: {
+      ...(settings.length > 0 ? { settings } : {}),
+      ...(list && list.length <= MAX_GRANTS ? { grants: list.filter((g) => grantee(g.grantee) !== undefined && g.privilege.length > 0 && g.privilege.length <= 64).map((g) => ({ grantee: g.grantee, privilege: g.privilege, grantable: g.grantable })) } : {}),
+      ...(comment !== undefined && comment.length <= MAX_COMMENT_CHARS ? { comment } : {}),
+    },
+    omitted: omitted.map((o) => `database "${database}": ${o} not recorded: larger than a manifest holds`),
   };
 }
