@@ -140,11 +140,11 @@ const MAX_SETTING_BYTES = 65536;
 const MAX_COMMENT_CHARS = 1048576;
 const MAX_GRANTS = 10000;
 
-/**
- * The properties column of LIST_DATABASES_SQL (one JSON object per database), checked: a server's answer of
- * another shape is an error, not a guess.
- */
-export function parseProperties(json: string, database: string): { properties: DatabaseProperties; omitted: string[] } {
+type RawGrant = { grantee: string | null; privilege: string; grantable: boolean };
+type RawProperties = { settings?: string[] | null; grants?: RawGrant[] | null; comment?: string | null };
+
+/** The properties column as the server must answer it, or an error naming what is not. */
+function checkShape(json: string, database: string): RawProperties {
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -154,27 +154,35 @@ export function parseProperties(json: string, database: string): { properties: D
   const r = raw as { settings?: unknown; grants?: unknown; comment?: unknown };
   const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === 'string');
   if (typeof raw !== 'object' || raw === null || !strings(r.settings ?? [])) throw new Error(`the settings of database "${database}" are not a list of text`);
-  const grants = r.grants;
   const grantOk = (g: unknown) => {
     const x = g as { grantee?: unknown; privilege?: unknown; grantable?: unknown };
     return typeof g === 'object' && g !== null && (x.grantee === null || typeof x.grantee === 'string') && typeof x.privilege === 'string' && typeof x.grantable === 'boolean';
   };
-  if (grants !== null && grants !== undefined && !(Array.isArray(grants) && grants.every(grantOk))) throw new Error(`the grants of database "${database}" are not a list of grants`);
+  if (r.grants !== null && r.grants !== undefined && !(Array.isArray(r.grants) && r.grants.every(grantOk))) throw new Error(`the grants of database "${database}" are not a list of grants`);
   if (r.comment !== null && r.comment !== undefined && typeof r.comment !== 'string') throw new Error(`the comment of database "${database}" is not text`);
-  // A database owner may set values larger than a manifest holds: those are left out (and said), never the backup.
+  return r as RawProperties;
+}
+
+/**
+ * The properties column of LIST_DATABASES_SQL (one JSON object per database), checked: a server's answer of
+ * another shape is an error, not a guess. A database owner may set values larger than a manifest holds: those
+ * are left out and said in `omitted`, so they never make the backup unreadable.
+ */
+export function parseProperties(json: string, database: string): { properties: DatabaseProperties; omitted: string[] } {
+  const r = checkShape(json, database);
   const omitted: string[] = [];
-  const all = (r.settings as string[] | undefined) ?? [];
+  const all = r.settings ?? [];
   const settings = all.filter((x) => x.length > 0 && Buffer.byteLength(x) <= MAX_SETTING_BYTES).slice(0, MAX_SETTINGS);
   if (settings.length < all.length) omitted.push(`${all.length - settings.length} setting(s) (empty, over ${MAX_SETTING_BYTES} bytes, or past the first ${MAX_SETTINGS})`);
-  const list = Array.isArray(grants) ? (grants as { grantee: string | null; privilege: string; grantable: boolean }[]) : undefined;
+  const list = r.grants ?? undefined;
   if (list && list.length > MAX_GRANTS) omitted.push(`the grants (${list.length}, over ${MAX_GRANTS})`);
-  const comment = typeof r.comment === 'string' ? r.comment : undefined;
+  const comment = r.comment ?? undefined;
   if (comment !== undefined && comment.length > MAX_COMMENT_CHARS) omitted.push(`the comment (over ${MAX_COMMENT_CHARS} characters)`);
-  const grantee = (g: string | null) => (g === null || (g.length > 0 && g.length <= 256) ? g : undefined);
+  const fits = (g: RawGrant) => (g.grantee === null || (g.grantee.length > 0 && g.grantee.length <= 256)) && g.privilege.length > 0 && g.privilege.length <= 64;
   return {
     properties: {
       ...(settings.length > 0 ? { settings } : {}),
-      ...(list && list.length <= MAX_GRANTS ? { grants: list.filter((g) => grantee(g.grantee) !== undefined && g.privilege.length > 0 && g.privilege.length <= 64).map((g) => ({ grantee: g.grantee, privilege: g.privilege, grantable: g.grantable })) } : {}),
+      ...(list && list.length <= MAX_GRANTS ? { grants: list.filter(fits).map((g) => ({ grantee: g.grantee, privilege: g.privilege, grantable: g.grantable })) } : {}),
       ...(comment !== undefined && comment.length <= MAX_COMMENT_CHARS ? { comment } : {}),
     },
     omitted: omitted.map((o) => `database "${database}": ${o} not recorded: larger than a manifest holds`),
