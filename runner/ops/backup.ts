@@ -12,7 +12,7 @@ import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { dataFileName, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
+import { backupPrefix, dataFileName, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { putManifest } from './write-manifest.js';
@@ -208,8 +208,10 @@ async function storeStreams(
         return;
       }
       for (const o of r.outcomes) {
-        if (o.status === 'Failed') dropped.push(o);
-        else stored.get(o.location)!.push({ index: i, object: o.object! });
+        // A location drops out once, for its first real failure (one stopped by another stream's is not one).
+        if (o.status === 'Failed') {
+          if (o.error?.code !== 'ABORTED' && !dropped.some((d) => d.location === o.location)) dropped.push(o);
+        } else stored.get(o.location)!.push({ index: i, object: o.object! });
       }
       byIndex[i] = r;
     }
@@ -221,8 +223,10 @@ async function storeStreams(
   }
   const held = new Map([...stored].map(([loc, objects]) => [loc, objects.sort((a, b) => a.index - b.index).map((x) => x.object)]));
   if (failure) {
-    await removeStored(rt, ready, id, held);
-    return { error: failure.error, outcomes: [...dropped, ...failure.outcomes] };
+    // Everything of this backup goes, also what a stream stopped part way may have stored under its name.
+    await removeBackupDir(rt, ready, id);
+    const reported = [...dropped, ...failure.outcomes.filter((o) => !dropped.some((d) => d.location === o.location))];
+    return { error: failure.error, outcomes: reported };
   }
   const out: Streamed = { held, dropped, consistentAt: new Date(0), format: '', bytes: 0 };
   for (const [i, stream] of list.entries()) {
@@ -354,6 +358,24 @@ async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
 }
 
 /** Deletes what a failed backup stored in `locations` (every stream so far); what cannot be deleted is left to the orphan sweeper. */
+/**
+ * Removes every object under the backup's own directory at each location: a backup that failed has no manifest,
+ * so nothing there is anyone's but this run's. What cannot be removed now is left for the orphan sweeper.
+ */
+async function removeBackupDir(rt: Runtime, locations: readonly Location[], id: string): Promise<void> {
+  await Promise.all(
+    locations.map(async (loc) => {
+      try {
+        for await (const o of loc.storage.list(backupPrefix(loc.scope, id))) {
+          await loc.storage.delete(o.key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key: o.key, err: e }, 'data object left for the orphan sweeper'));
+        }
+      } catch (err) {
+        rt.logger.warn({ location: loc.name, err }, 'the failed backup\'s objects are left for the orphan sweeper');
+      }
+    }),
+  );
+}
+
 async function removeStored(rt: Runtime, locations: readonly Location[], id: string, held: Map<string, ManifestObject[]>): Promise<void> {
   for (const loc of locations) {
     for (const o of held.get(loc.name) ?? []) {
