@@ -88,6 +88,16 @@ export const ManifestStream = Type.Object({
 });
 export type ManifestStream = Static<typeof ManifestStream>;
 
+/**
+ * An object as an encrypted location's manifest records it: a database's properties (settings may hold
+ * secrets, comments anything) are left out, since a manifest is never encrypted.
+ */
+export function withoutProperties(o: ManifestObject): ManifestObject {
+  if (!o.stream?.properties) return o;
+  const { properties: _left, ...stream } = o.stream;
+  return { ...o, stream };
+}
+
 export const ManifestObject = Type.Object({
   name: Type.String({ minLength: 1 }),
   /** Format 3: the stream this object holds. */

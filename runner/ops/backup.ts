@@ -4,7 +4,7 @@ import { newBackupId } from '../backup-id.js';
 import { AgeEncrypt } from '../crypto/age.js';
 import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, MULTI_STREAM_FORMAT_VERSION, serializeManifest } from '../manifest.js';
+import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, MULTI_STREAM_FORMAT_VERSION, serializeManifest, withoutProperties } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
 import type { DumpHandle, StreamSpec } from '../engines/types.js';
 import type { Logger } from '../logger.js';
@@ -139,12 +139,14 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     };
     // Each location's own manifest: its objects as it stores them (encrypted: its own size and digest; else the plain bytes).
     const committing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
-    const outcomes = await Promise.all(committing.map((loc) => commit(rt, loc, { ...base, objects: held.get(loc.name)! })));
+    // An encrypted location's manifest holds no database properties (they may hold secrets; a manifest is plain).
+    const objectsAt = (loc: Location) => (loc.crypto ? held.get(loc.name)!.map(withoutProperties) : held.get(loc.name)!);
+    const outcomes = await Promise.all(committing.map((loc) => commit(rt, loc, { ...base, objects: objectsAt(loc) })));
     for (const d of dropped) await removeStored(rt, ready.filter((l) => l.name === d.location), id, held);
     const all = [...failed, ...dropped, ...outcomes];
     const status = summarize(all);
     const done = committing.find((_l, i) => outcomes[i]!.status === 'Succeeded');
-    const manifest = done ? { ...base, objects: held.get(done.name)! } : undefined;
+    const manifest = done ? { ...base, objects: objectsAt(done) } : undefined;
     log.info({ backupId: id, status, bytes: r.bytes }, 'backup finished');
     return {
       id,

@@ -30,7 +30,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { AgeEncrypt } from '../crypto/age.js';
 import { passphraseOf, sameRecipients } from '../crypto/location.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Encryption, type Manifest, type ManifestObject, formatFor, serializeManifest } from '../manifest.js';
+import { type Encryption, type Manifest, type ManifestObject, formatFor, serializeManifest, withoutProperties } from '../manifest.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, backupPrefix, keyIn, plainFileName, storedFileName } from '../storage/layout.js';
@@ -247,7 +247,8 @@ async function copyBackup(ctx: CopyContext, source: Location, copy: BackupCopy):
     for (const object of m.objects) {
       const o = await copyObject(ctx, source, copy, object, dir);
       written.push(keyIn(dir, o.name));
-      objects.push(o);
+      // An encrypted location's manifest holds no database properties (a manifest is plain).
+      objects.push(target.crypto ? withoutProperties(o) : o);
     }
   } catch (err) {
     await undo();

@@ -234,6 +234,21 @@ function holdingAll(backup: ListedBackup, objects: readonly ManifestObject[]): L
   return { ...backup, copies };
 }
 
+/** Every target that holds data, refused together before anything is written (without --force). */
+async function refuseHolding(rt: Runtime, targets: readonly string[], req: RestoreRequest): Promise<void> {
+  const holding: string[] = [];
+  for (const t of targets) if ((await rt.engine.inspectTarget(t, req)).hasData) holding.push(t);
+  if (holding.length === 0) return;
+  throw new BackupError('TARGET_NOT_EMPTY', `${holding.map((d) => `database "${d}"`).join(', ')} already ${holding.length === 1 ? 'holds' : 'hold'} data; nothing was changed. Re-run with --force to replace their objects, choose databases with --database, or restore one under another name with --target-database`, {
+    details: { databases: holding },
+  });
+}
+
+/** An encrypted location's manifest keeps no database properties (backup.ts): said, not silently skipped. */
+function unkeptProperties(loc: Location, o: ManifestObject, database: string): string[] {
+  return loc.crypto && o.stream?.kind === 'database' ? [`database "${database}": its settings, grants and comment are not kept by an encrypted location (${loc.name}): not restored`] : [];
+}
+
 /**
  * The streams a restore takes: the globals unless skipped, and the databases named with --database, or without
  * it the ones the runner is configured for now (a backup taken under a wider configuration holds others, which
@@ -275,20 +290,15 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
     throw new BackupError('USAGE', `--target-database needs exactly one database of backup ${backup.id} (--database NAME); it holds ${databases.join(', ')}`);
   }
   const targetOf = (o: ManifestObject): string => req.targetDatabase ?? o.stream!.name;
-  const holding: string[] = [];
-  for (const o of dbObjects) if ((await rt.engine.inspectTarget(targetOf(o), req)).hasData) holding.push(targetOf(o));
-  if (holding.length > 0 && !req.force) {
-    throw new BackupError('TARGET_NOT_EMPTY', `${holding.map((d) => `database "${d}"`).join(', ')} already ${holding.length === 1 ? 'holds' : 'hold'} data; nothing was changed. Re-run with --force to replace their objects, choose databases with --database, or restore one under another name with --target-database`, {
-      details: { databases: holding },
-    });
-  }
+  if (!req.force) await refuseHolding(rt, dbObjects.map(targetOf), req);
   const { loc, copy, skipped } = await findVerifiedCopy(rt, holdingAll(backup, objects), req, chosen);
   const outcomes: StreamOutcome[] = objects.map((o) => ({ stream: o.stream!.name, kind: o.stream!.kind, ...(o.stream!.kind === 'database' ? { database: targetOf(o) } : {}), status: 'not attempted' }));
   const byName = (o: ManifestObject): ManifestObject => copy.manifest.objects.find((c) => c.stream?.kind === o.stream!.kind && c.stream?.name === o.stream!.name)!;
   for (const [i, o] of objects.entries()) {
     try {
       const report = await restoreObject(rt, loc, copy, byName(o), { database: o.stream!.kind === 'database' ? targetOf(o) : rt.engine.database, req });
-      outcomes[i] = { ...outcomes[i]!, status: 'restored', ...(report && report.conflicts.length > 0 ? { conflicts: report.conflicts } : {}) };
+      const conflicts = [...(report?.conflicts ?? []), ...unkeptProperties(loc, o, targetOf(o))];
+      outcomes[i] = { ...outcomes[i]!, status: 'restored', ...(conflicts.length > 0 ? { conflicts } : {}) };
       log.info({ backupId: backup.id, stream: o.stream!.name, ...(report ? { conflicts: report.conflicts.length } : {}) }, 'stream restored');
     } catch (err) {
       const error = toBackupError(err, 'RESTORE_FAILED');

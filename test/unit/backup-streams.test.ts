@@ -8,6 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { validateRunnerConfig } from '../../api/index.js';
 import type { DumpHandle, DumpOptions, Engine, StreamSpec } from '../../runner/engines/types.js';
+import { recipientFingerprint } from '../../runner/crypto/age.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { runBackup } from '../../runner/ops/backup.js';
@@ -25,7 +26,7 @@ function engine(plan: Plan): Engine {
     dumpsIntoPipe: false,
     streamConcurrency: 2,
     probe: () => Promise.resolve({ serverVersion: '1', toolVersion: '1' }),
-    streams: () => Promise.resolve(names.map((name): StreamSpec => ({ name, kind: 'database' }))),
+    streams: () => Promise.resolve(names.map((name): StreamSpec => ({ name, kind: 'database', properties: { settings: [`app.secret=${name}-s3cret`], comment: 'c' } }))),
     dump(opts: DumpOptions = {}): Promise<DumpHandle> {
       const p = plan[opts.stream!.name]!;
       const stream = new Readable({ read() {} });
@@ -45,7 +46,7 @@ function engine(plan: Plan): Engine {
     },
     inspectTarget: () => Promise.reject(new Error('unused')),
     restore: () => Promise.reject(new Error('unused')),
-  } as unknown as Engine;
+  };
 }
 
 function runtime(plan: Plan, stores: MemoryStorage[]): Runtime {
@@ -84,13 +85,32 @@ describe('several streams at a time', () => {
       put: () => Promise.reject(new BackupError('STORAGE_FAILED', 'the disk is full')),
     });
     const good = new MemoryStorage('good');
-    const r = await runBackup(runtime({ a: { ms: 50 }, b: { ms: 50 }, c: { ms: 10 } }, [good, broken as unknown as MemoryStorage]), { trigger: 'manual' });
+    const r = await runBackup(runtime({ a: { ms: 50 }, b: { ms: 50 }, c: { ms: 10 } }, [good, broken]), { trigger: 'manual' });
     expect(r.status).toBe('PartiallySucceeded');
     expect(r.locations.map((l) => [l.location, l.status])).toEqual([
       ['l1', 'Failed'],
       ['l0', 'Succeeded'],
     ]);
     expect(r.manifest!.objects.map((o) => o.stream!.name)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('an encrypted location\'s manifest keeps no database properties (they may hold secrets); a plain one keeps them', async () => {
+    const plain = new MemoryStorage('plain');
+    const sealed = new MemoryStorage('sealed');
+    const rt = runtime({ a: { ms: 10 } }, [plain, sealed]);
+    const R1 = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+    rt.locations[1]!.crypto = { to: { recipients: [R1] }, encryption: { scheme: 'age', recipients: [recipientFingerprint(R1)] }, identityFiles: [] };
+    const r = await runBackup(rt, { trigger: 'manual' });
+    expect(r.status).toBe('Succeeded');
+    const manifestOf = async (s: MemoryStorage) => {
+      const key = (await keys(s)).find((k) => k.endsWith('/manifest.json'))!;
+      const chunks: Buffer[] = [];
+      for await (const c of await s.get(key)) chunks.push(c as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    };
+    expect(await manifestOf(plain)).toContain('a-s3cret');
+    expect(await manifestOf(sealed)).not.toContain('s3cret');
+    expect(await manifestOf(sealed)).not.toContain('properties');
   });
 
   it('a stream that fails after another stored its object: the backup fails with its cause, and nothing of it stays anywhere', async () => {
