@@ -87,6 +87,8 @@ beforeAll(async () => {
     await source.psql(`ALTER DATABASE crm SET search_path TO "$user", public, "Odd ""Schema"""; ALTER DATABASE crm SET app.tenant TO 'acme''; DROP TABLE x; --';
       ALTER DATABASE crm SET work_mem TO '8MB'; REVOKE CONNECT, TEMPORARY ON DATABASE crm FROM PUBLIC; GRANT CONNECT ON DATABASE crm TO readers;
       GRANT TEMPORARY ON DATABASE crm TO readers WITH GRANT OPTION; COMMENT ON DATABASE crm IS E'the CRM\\nit''s ours';`);
+    // The owner gave up one of its own rights: a restore must not hand it back.
+    await source.psql('SET ROLE app; REVOKE CREATE ON DATABASE crm FROM app;');
     await source.psql(`SET ROLE app; CREATE TABLE contacts (id int PRIMARY KEY, name text); INSERT INTO contacts SELECT g, 'c' || g FROM generate_series(1, 500) g; GRANT SELECT ON contacts TO readers;`, 'crm');
     // The target server has a role of the same name with another password: a restore must not change it.
     await target.psql(`CREATE ROLE readers NOLOGIN; CREATE ROLE app LOGIN PASSWORD 'target-own-pw';`);
