@@ -89,13 +89,14 @@ export const ManifestStream = Type.Object({
 export type ManifestStream = Static<typeof ManifestStream>;
 
 /**
- * An object as an encrypted location's manifest records it: a database's properties (settings may hold
- * secrets, comments anything) are left out, since a manifest is never encrypted.
+ * An object as an encrypted location's manifest records it: a database's settings (which may hold secrets) and
+ * comment are left out, since a manifest is never encrypted; its grants (role names, like its owner) stay.
  */
 export function withoutProperties(o: ManifestObject): ManifestObject {
-  if (!o.stream?.properties) return o;
-  const { properties: _left, ...stream } = o.stream;
-  return { ...o, stream };
+  const p = o.stream?.properties;
+  if (!p || (p.settings === undefined && p.comment === undefined)) return o;
+  const { properties: _left, ...stream } = o.stream!;
+  return { ...o, stream: { ...stream, ...(p.grants ? { properties: { grants: p.grants } } : {}) } };
 }
 
 export const ManifestObject = Type.Object({

@@ -12,7 +12,7 @@ import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { backupPrefix, dataFileName, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
+import { backupPrefix, dataFileName, MANIFEST_FILE, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { putManifest } from './write-manifest.js';
@@ -122,6 +122,19 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const r = await storeStreams(rt, { id, plan, ready, streams, opts, log, signal: abort.signal });
     if ('error' in r) return failAll(r.error, [...failed, ...r.outcomes]);
     const { held, dropped } = r;
+    // Stopped after the data was stored: nothing is committed, and what was stored goes.
+    if (abort.signal.aborted) {
+      await removeBackupDir(rt, ready, id);
+      return failAll(new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept'), failed);
+    }
+    // A location commits only with every stream stored (a manifest short of one would not be a backup of them all).
+    const expected = streams?.length ?? 1;
+    for (const loc of ready) {
+      const n = held.get(loc.name)?.length ?? 0;
+      if (n !== expected && !dropped.some((d) => d.location === loc.name) && !failed.some((f) => f.location === loc.name)) {
+        dropped.push({ location: loc.name, status: 'Failed', error: new BackupError('STORAGE_FAILED', `${loc.name} holds ${n} of the backup's ${expected} objects`) });
+      }
+    }
     const base: Omit<Manifest, 'objects'> = {
       formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       kind: 'backup',
@@ -210,9 +223,11 @@ async function storeStreams(
         return;
       }
       for (const o of r.outcomes) {
-        // A location drops out once, for its first real failure (one stopped by another stream's is not one).
+        // A location drops out once; an upload stopped because another stream failed is not a cause of its own
+        // (the backup fails anyway). Any other failure, a cancel included, drops the location.
         if (o.status === 'Failed') {
-          if (o.error?.code !== 'ABORTED' && !dropped.some((d) => d.location === o.location)) dropped.push(o);
+          const stoppedByOther = o.error?.code === 'ABORTED' && failure !== undefined;
+          if (!stoppedByOther && !dropped.some((d) => d.location === o.location)) dropped.push(o);
         } else stored.get(o.location)!.push({ index: i, object: o.object! });
       }
       byIndex[i] = r;
@@ -368,9 +383,14 @@ async function removeBackupDir(rt: Runtime, locations: readonly Location[], id: 
   await Promise.all(
     locations.map(async (loc) => {
       try {
-        for await (const o of loc.storage.list(backupPrefix(loc.scope, id))) {
-          await loc.storage.delete(o.key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key: o.key, err: e }, 'data object left for the orphan sweeper'));
+        const keys: string[] = [];
+        for await (const o of loc.storage.list(backupPrefix(loc.scope, id))) keys.push(o.key);
+        // A manifest there is a backup's that is not this failed run's (an id taken twice): nothing of it is touched.
+        if (keys.some((k) => k.endsWith(`/${MANIFEST_FILE}`))) {
+          rt.logger.warn({ location: loc.name, backupId: id }, 'a manifest exists under the failed backup\'s id: its directory is left as it is');
+          return;
         }
+        for (const key of keys) await loc.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key, err: e }, 'data object left for the orphan sweeper'));
       } catch (err) {
         rt.logger.warn({ location: loc.name, err }, 'the failed backup\'s objects are left for the orphan sweeper');
       }

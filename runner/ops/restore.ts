@@ -244,9 +244,9 @@ async function refuseHolding(rt: Runtime, targets: readonly string[], req: Resto
   });
 }
 
-/** An encrypted location's manifest keeps no database properties (backup.ts): said, not silently skipped. */
+/** An encrypted copy's manifest keeps no database settings or comment (backup.ts): said, not silently skipped. */
 function unkeptProperties(loc: Location, o: ManifestObject, database: string): string[] {
-  return loc.crypto && o.stream?.kind === 'database' ? [`database "${database}": its settings, grants and comment are not kept by an encrypted location (${loc.name}): not restored`] : [];
+  return o.encryption.scheme !== 'none' && o.stream?.kind === 'database' ? [`database "${database}": its settings and comment are not kept by an encrypted copy (${loc.name}): not restored`] : [];
 }
 
 /**
@@ -297,7 +297,7 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
   for (const [i, o] of objects.entries()) {
     try {
       const report = await restoreObject(rt, loc, copy, byName(o), { database: o.stream!.kind === 'database' ? targetOf(o) : rt.engine.database, req });
-      const conflicts = [...(report?.conflicts ?? []), ...unkeptProperties(loc, o, targetOf(o))];
+      const conflicts = [...(report?.conflicts ?? []), ...unkeptProperties(loc, byName(o), targetOf(o))];
       outcomes[i] = { ...outcomes[i]!, status: 'restored', ...(conflicts.length > 0 ? { conflicts } : {}) };
       log.info({ backupId: backup.id, stream: o.stream!.name, ...(report ? { conflicts: report.conflicts.length } : {}) }, 'stream restored');
     } catch (err) {

@@ -94,7 +94,7 @@ describe('several streams at a time', () => {
     expect(r.manifest!.objects.map((o) => o.stream!.name)).toEqual(['a', 'b', 'c']);
   });
 
-  it('an encrypted location\'s manifest keeps no database properties (they may hold secrets); a plain one keeps them', async () => {
+  it('an encrypted location\'s manifest keeps no database settings or comment (they may hold secrets); a plain one keeps them', async () => {
     const plain = new MemoryStorage('plain');
     const sealed = new MemoryStorage('sealed');
     const rt = runtime({ a: { ms: 10 } }, [plain, sealed]);
@@ -110,7 +110,7 @@ describe('several streams at a time', () => {
     };
     expect(await manifestOf(plain)).toContain('a-s3cret');
     expect(await manifestOf(sealed)).not.toContain('s3cret');
-    expect(await manifestOf(sealed)).not.toContain('properties');
+    expect(await manifestOf(sealed)).not.toContain('"comment"');
   });
 
   it('a stream that fails after another stored its object: the backup fails with its cause, and nothing of it stays anywhere', async () => {

@@ -93,12 +93,12 @@ describe('what the server answered', () => {
   });
 
   it('leaves out, and says so, what a manifest cannot hold: a tenant\'s huge comment or setting never makes the backup unreadable', () => {
-    const json = JSON.stringify({ settings: ['work_mem=8MB', `app.blob=${'x'.repeat(70_000)}`], grants: null, comment: 'c'.repeat(1_100_000) });
+    const json = JSON.stringify({ settings: ['work_mem=8MB', `app.blob=${'x'.repeat(70_000)}`], grants: null, comment: 'c'.repeat(20_000) });
     const r = parseProperties(json, 'a');
     expect(r.properties).toEqual({ settings: ['work_mem=8MB'] });
     expect(r.omitted).toEqual([
-      'database "a": 1 setting(s) (empty, over 65536 bytes, or past the first 1000) not recorded: larger than a manifest holds',
-      'database "a": the comment (over 1048576 characters) not recorded: larger than a manifest holds',
+      'database "a": 1 setting(s) (empty, over 8192 bytes, or past the first 100) not recorded: larger than a manifest holds',
+      'database "a": the comment (over 16384 characters) not recorded: larger than a manifest holds',
     ]);
     // What is recorded passes the manifest's own schema.
     const m = { stream: { name: 'a', kind: 'database', format: 'pg_dump-custom', consistentAt: '2026-12-04T10:00:00Z', properties: r.properties } };

@@ -64,6 +64,8 @@ interface QueryOptions {
   vars?: Record<string, string>;
   signal?: AbortSignal;
   fallback?: ErrorCode;
+  /** CREATE and DROP DATABASE, which cannot run in a transaction (and call no function a search_path could redirect). */
+  outsideTransaction?: boolean;
 }
 
 export class PostgresqlEngine implements Engine {
@@ -125,7 +127,7 @@ export class PostgresqlEngine implements Engine {
     const password = await this.secret();
     const database = opts.database ?? this.conn.database;
     const plan = psqlPlan(this.conn, { password, database, vars: opts.vars, tools: this.tools, base: this.env });
-    return runPsql(plan, sql, this.failure('psql', database, opts.fallback ?? 'DB_QUERY_FAILED', password), opts.signal);
+    return runPsql(plan, sql, this.failure('psql', database, opts.fallback ?? 'DB_QUERY_FAILED', password), opts.signal, opts.outsideTransaction);
   }
 
   async probe(opts: CallOptions = {}): Promise<ProbeResult> {
@@ -351,7 +353,7 @@ export class PostgresqlEngine implements Engine {
     const target = await this.inspectTarget(database, { signal });
     if (target.hasData && !force) throw targetNotEmpty(database, `${this.conn.host}:${this.conn.port}`);
     if (!target.exists) {
-      await this.maintenance((db) => this.query(CREATE_DATABASE_SQL, { database: db, vars: { db: database }, signal, fallback: 'RESTORE_FAILED' }));
+      await this.maintenance((db) => this.query(CREATE_DATABASE_SQL, { database: db, vars: { db: database }, signal, fallback: 'RESTORE_FAILED', outsideTransaction: true }));
       this.log.info({ target: database }, 'created the target database');
     }
     try {
@@ -432,7 +434,7 @@ export class PostgresqlEngine implements Engine {
   private dropCreated(database: string): Promise<RestoreTargetOutcome> {
     const drop = async (): Promise<void> => {
       const major = this.server?.major ?? serverVersionFromNum(parseProbe(await this.query(PROBE_SQL)).num).major;
-      await this.maintenance((db) => this.query(dropDatabaseSql(major), { database: db, vars: { db: database } }));
+      await this.maintenance((db) => this.query(dropDatabaseSql(major), { database: db, vars: { db: database }, outsideTransaction: true }));
     };
     return dropCreatedDatabase(database, drop, dropCommandFor(this.conn, database), this.log);
   }

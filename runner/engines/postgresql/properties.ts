@@ -134,11 +134,15 @@ export function propertyStatements(database: string, props: DatabaseProperties, 
   return { before, grants, skipped };
 }
 
-/** What a manifest holds of one database's properties at most (runner/manifest.ts): a larger value is left out. */
-const MAX_SETTINGS = 1000;
-const MAX_SETTING_BYTES = 65536;
-const MAX_COMMENT_CHARS = 1048576;
-const MAX_GRANTS = 10000;
+/**
+ * What a backup records of one database's properties at most: every value travels to psql as one argument
+ * (the kernel refuses one of 128 KiB), and a manifest is read whole by every listing, so a database owner's
+ * values are kept small; what is larger is left out and said. (runner/manifest.ts reads larger ones.)
+ */
+const MAX_SETTINGS = 100;
+const MAX_SETTING_BYTES = 8192;
+const MAX_COMMENT_CHARS = 16384;
+const MAX_GRANTS = 1000;
 
 type RawGrant = { grantee: string | null; privilege: string; grantable: boolean };
 type RawProperties = { settings?: string[] | null; grants?: RawGrant[] | null; comment?: string | null };

@@ -12,8 +12,11 @@ import { withInstallHint } from './tools.js';
 /** How long an ending session may take before it is killed. */
 const CLOSE_TIMEOUT_MS = 10_000;
 
-/** Runs `sql` (sent on stdin, so psql variables work), after the safe search_path, and returns psql's stdout. */
-export async function runPsql(plan: CommandPlan, sql: string, fail: FailureContext, signal?: AbortSignal): Promise<string> {
+/**
+ * Runs `sql` (sent on stdin, so psql variables work) and returns psql's stdout: in one transaction that sets
+ * the safe search_path first (SET LOCAL: nothing is left on a pooled connection), unless `outsideTransaction`.
+ */
+export async function runPsql(plan: CommandPlan, sql: string, fail: FailureContext, signal?: AbortSignal, outsideTransaction = false): Promise<string> {
   const p = run(plan.command, plan.args, {
     env: plan.env,
     signal,
@@ -24,7 +27,7 @@ export async function runPsql(plan: CommandPlan, sql: string, fail: FailureConte
   p.stdout?.on('data', (c: Buffer) => out.push(c));
   // psql may exit before reading its input (e.g. it cannot connect): its exit status says why.
   p.stdin?.on('error', () => undefined);
-  p.stdin?.end(SAFE_SEARCH_PATH_SQL + sql);
+  p.stdin?.end(outsideTransaction ? sql : `BEGIN;\n${SAFE_SEARCH_PATH_SQL}${sql}COMMIT;\n`);
   try {
     await p.exited;
   } catch (err) {

@@ -8,12 +8,12 @@ import { BackupError } from '../../errors.js';
 import { FIELD_SEP } from './plan.js';
 
 /**
- * The first statement of every session of the runner's own SQL (runPsql, the snapshot session): a database
+ * The first statement of every transaction of the runner's own SQL (runPsql, the snapshot session): a database
  * owner who sets `search_path = evil, pg_catalog` on their database cannot have a function of theirs named like
  * a catalog one run by the runner's (often superuser) session. A statement rather than a startup option, which
- * connection poolers refuse.
+ * connection poolers refuse; SET LOCAL, so a pooled connection keeps nothing of it.
  */
-export const SAFE_SEARCH_PATH_SQL = 'SET search_path = pg_catalog, pg_temp;\n';
+export const SAFE_SEARCH_PATH_SQL = 'SET LOCAL search_path = pg_catalog, pg_temp;\n';
 
 export const PROBE_SQL = `SELECT pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('server_version');\n`;
 
@@ -23,8 +23,8 @@ export const PROBE_SQL = `SELECT pg_catalog.current_setting('server_version_num'
  * reported instant is at or after the snapshot, never before it.
  */
 export const EXPORT_SNAPSHOT_SQL =
-  SAFE_SEARCH_PATH_SQL +
   'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n' +
+  SAFE_SEARCH_PATH_SQL +
   `SELECT pg_catalog.pg_export_snapshot(), pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');\n`;
 
 /**
