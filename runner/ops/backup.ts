@@ -122,19 +122,6 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const r = await storeStreams(rt, { id, plan, ready, streams, opts, log, signal: abort.signal });
     if ('error' in r) return failAll(r.error, [...failed, ...r.outcomes]);
     const { held, dropped } = r;
-    // Stopped after the data was stored: nothing is committed, and what was stored goes.
-    if (abort.signal.aborted) {
-      await removeBackupDir(rt, ready, id);
-      return failAll(new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept'), failed);
-    }
-    // A location commits only with every stream stored (a manifest short of one would not be a backup of them all).
-    const expected = streams?.length ?? 1;
-    for (const loc of ready) {
-      const n = held.get(loc.name)?.length ?? 0;
-      if (n !== expected && !dropped.some((d) => d.location === loc.name) && !failed.some((f) => f.location === loc.name)) {
-        dropped.push({ location: loc.name, status: 'Failed', error: new BackupError('STORAGE_FAILED', `${loc.name} holds ${n} of the backup's ${expected} objects`) });
-      }
-    }
     const base: Omit<Manifest, 'objects'> = {
       formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
       kind: 'backup',
@@ -152,8 +139,7 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     };
     // Each location's own manifest: its objects as it stores them (encrypted: its own size and digest; else the plain bytes).
     const committing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
-    // An encrypted location's manifest holds no database properties (they may hold secrets; a manifest is plain).
-    const objectsAt = (loc: Location) => (loc.crypto ? held.get(loc.name)!.map(withoutProperties) : held.get(loc.name)!);
+    const objectsAt = (loc: Location) => manifestObjects(loc, held.get(loc.name)!);
     const outcomes = await Promise.all(committing.map((loc) => commit(rt, loc, { ...base, objects: objectsAt(loc) })));
     for (const d of dropped) await removeStored(rt, ready.filter((l) => l.name === d.location), id, held);
     const all = [...failed, ...dropped, ...outcomes];
@@ -176,6 +162,18 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   } finally {
     abort.dispose();
   }
+}
+
+/** A location's objects as its manifest records them: an encrypted one's without the database settings and comment (they may hold secrets; a manifest is plain). */
+function manifestObjects(loc: Location, objects: ManifestObject[]): ManifestObject[] {
+  return loc.crypto ? objects.map(withoutProperties) : objects;
+}
+
+/** Locations still in the race that hold fewer objects than the backup has streams: a manifest short of one would not be a backup of them all. */
+function shortLocations(ready: readonly Location[], held: Map<string, ManifestObject[]>, out: readonly LocationOutcome[], expected: number): LocationOutcome[] {
+  return ready
+    .filter((loc) => !out.some((o) => o.location === loc.name) && (held.get(loc.name)?.length ?? 0) !== expected)
+    .map((loc) => ({ location: loc.name, status: 'Failed' as const, error: new BackupError('STORAGE_FAILED', `${loc.name} holds ${held.get(loc.name)?.length ?? 0} of the backup's ${expected} objects`) }));
 }
 
 interface Streamed {
@@ -239,12 +237,15 @@ async function storeStreams(
     abort.dispose();
   }
   const held = new Map([...stored].map(([loc, objects]) => [loc, objects.sort((a, b) => a.index - b.index).map((x) => x.object)]));
+  // Stopped after the data was stored: nothing is committed, and what was stored goes.
+  if (!failure && ctx.signal.aborted) failure = { error: new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept'), outcomes: [] };
   if (failure) {
     // Everything of this backup goes, also what a stream stopped part way may have stored under its name.
     await removeBackupDir(rt, ready, id);
     const reported = [...dropped, ...failure.outcomes.filter((o) => !dropped.some((d) => d.location === o.location))];
     return { error: failure.error, outcomes: reported };
   }
+  dropped.push(...shortLocations(ready, held, dropped, list.length));
   const out: Streamed = { held, dropped, consistentAt: new Date(0), format: '', bytes: 0 };
   for (const [i, stream] of list.entries()) {
     const r = byIndex[i];
