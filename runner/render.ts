@@ -69,7 +69,7 @@ export function renderRestore(r: RestoreResult): string {
     ? [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) from ${r.location}:`]
     : [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into database "${r.database}" from ${r.location}`];
   for (const s of r.streams ?? []) {
-    const status = s.status === 'outside configuration' ? 'not restored: not in this configuration (restore it with --database)' : s.status;
+    const status = s.status !== 'outside configuration' ? s.status : s.kind === 'globals' ? 'not restored: this configuration backs up no globals' : 'not restored: not in this configuration (restore it with --database)';
     lines.push(`  ${s.kind === 'globals' ? 'globals (roles, tablespaces)' : `database "${s.stream}"${s.database !== s.stream ? ` into "${s.database ?? ''}"` : ''}`}: ${status}`);
     for (const c of s.conflicts ?? []) lines.push(`    ${c}`);
   }

@@ -128,6 +128,8 @@ export interface Engine {
    * restore of several streams restores only these unless others are named; undefined: no such limit.
    */
   configuredDatabases?(): 'all' | readonly string[] | undefined;
+  /** Whether this engine is configured to back up the server's globals (roles): a restore restores them only then. */
+  configuredGlobals?(): boolean;
   /** Connects, reads the server and tool versions, and refuses incompatible tools. */
   probe(opts?: CallOptions): Promise<ProbeResult>;
   dump(opts?: DumpOptions): Promise<DumpHandle>;

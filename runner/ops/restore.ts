@@ -255,18 +255,19 @@ function unkeptProperties(loc: Location, o: ManifestObject, database: string): s
  * are `outside` and restored only when named). Throws BACKUP_NOT_FOUND for a name the backup does not hold, and
  * when it holds none of the configured databases.
  */
-function chooseStreams(all: ManifestObject[], req: RestoreRequest, configured: 'all' | readonly string[] | undefined, backupId: string) {
+function chooseStreams(all: ManifestObject[], req: RestoreRequest, configured: 'all' | readonly string[] | undefined, backupId: string, configuredGlobals = true) {
   const databases = all.filter((o) => o.stream!.kind === 'database').map((o) => o.stream!.name);
   const unknown = (req.databases ?? []).filter((d) => !databases.includes(d));
   if (unknown.length > 0) {
     throw new BackupError('BACKUP_NOT_FOUND', `backup ${backupId} holds no database ${unknown.map((d) => `"${d}"`).join(', ')} (it holds ${databases.join(', ')})`, { details: { backupId, unknown, databases } });
   }
   const inScope = (name: string): boolean => configured === undefined || configured === 'all' || configured.includes(name);
+  // The server's roles come back only where the configuration backs them up too (a whole server, globals on).
   const chosen = (o: ManifestObject): boolean =>
-    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals : req.databases === undefined ? inScope(o.stream.name) : req.databases.includes(o.stream.name));
+    o.stream !== undefined && (o.stream.kind === 'globals' ? !req.skipGlobals && configuredGlobals : req.databases === undefined ? inScope(o.stream.name) : req.databases.includes(o.stream.name));
   const objects = all.filter(chosen);
-  const outside = req.databases === undefined ? all.filter((o) => o.stream!.kind === 'database' && !inScope(o.stream!.name)) : [];
-  if (outside.length > 0 && objects.every((o) => o.stream!.kind === 'globals')) {
+  const outside = all.filter((o) => (o.stream!.kind === 'globals' ? !req.skipGlobals && !configuredGlobals : req.databases === undefined && !inScope(o.stream!.name)));
+  if (outside.some((o) => o.stream!.kind === 'database') && objects.every((o) => o.stream!.kind === 'globals')) {
     throw new BackupError('BACKUP_NOT_FOUND', `backup ${backupId} holds no database of this configuration (engine.postgresql.databases); it holds ${databases.join(', ')}: name one with --database to restore it; nothing was changed`, {
       details: { backupId, databases },
     });
@@ -283,7 +284,7 @@ function chooseStreams(all: ManifestObject[], req: RestoreRequest, configured: '
 async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const log = rt.logger.child({ op: 'restore' });
   const all = backup.manifest.objects.filter((o) => o.stream);
-  const { databases, chosen, objects, outside } = chooseStreams(all, req, rt.engine.configuredDatabases?.(), backup.id);
+  const { databases, chosen, objects, outside } = chooseStreams(all, req, rt.engine.configuredDatabases?.(), backup.id, rt.engine.configuredGlobals?.());
   if (outside.length > 0) log.warn({ backupId: backup.id, databases: outside.map((o) => o.stream!.name) }, 'databases of the backup outside the configuration are left out (name them with --database to restore them)');
   const dbObjects = objects.filter((o) => o.stream!.kind === 'database');
   if (req.targetDatabase !== undefined && dbObjects.length !== 1) {
@@ -312,7 +313,7 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
     }
   }
   log.info({ backupId: backup.id, location: loc.name, streams: outcomes.length }, 'restore finished');
-  const left: StreamOutcome[] = outside.map((o) => ({ stream: o.stream!.name, kind: 'database', database: o.stream!.name, status: 'outside configuration' }));
+  const left: StreamOutcome[] = outside.map((o) => ({ stream: o.stream!.name, kind: o.stream!.kind, ...(o.stream!.kind === 'database' ? { database: o.stream!.name } : {}), status: 'outside configuration' }));
   return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: [...outcomes, ...left] };
 }
 

@@ -15,6 +15,7 @@ describe('the restore of a whole server, as text', () => {
         { stream: 'globals', kind: 'globals', status: 'restored', conflicts: ['role "postgres" exists: left as it is'] },
         { stream: 'shop', kind: 'database', database: 'shop_copy', status: 'restored' },
         { stream: 'crm', kind: 'database', database: 'crm', status: 'outside configuration' },
+        { stream: 'globals', kind: 'globals', status: 'outside configuration' },
       ],
     } as unknown as RestoreResult;
     expect(renderRestore(r).split('\n')).toEqual([
@@ -23,6 +24,7 @@ describe('the restore of a whole server, as text', () => {
       '    role "postgres" exists: left as it is',
       '  database "shop" into "shop_copy": restored',
       '  database "crm": not restored: not in this configuration (restore it with --database)',
+      '  globals (roles, tablespaces): not restored: this configuration backs up no globals',
     ]);
   });
 });

@@ -76,6 +76,11 @@ export class PostgresqlEngine implements Engine {
     return this.conn.databases ?? [this.conn.database];
   }
 
+  /** A whole-server configuration with its globals (the default); a one-database configuration has none. */
+  configuredGlobals(): boolean {
+    return this.conn.databases !== undefined && this.conn.globals !== false;
+  }
+
   /** A whole server: databases dumped at a time (each with its own snapshot session, so nothing is shared between them). */
   get streamConcurrency(): number {
     return this.conn.parallel ?? 2;
