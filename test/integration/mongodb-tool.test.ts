@@ -17,46 +17,16 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandConnection } from '../../api/index.js';
 import { CommandEngine } from '../../runner/engines/command/index.js';
-import { BackupError } from '../../runner/errors.js';
 import { definition } from '../../tools/mongodb/definition.js';
-import { shippedToolCommand } from '../engine-helpers.js';
+import { rejection, shippedToolCommand } from '../engine-helpers.js';
+import { archive, bson } from '../mongodb-archive.js';
 
 const PASSWORD = 'pa ss"wörd: #1\\';
 
-/* A minimal BSON writer (strings and int32) for the archives the stand-in mongodump writes. */
-function bson(fields: [string, string | number][]): Buffer {
-  const cstring = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
-  const body = fields.map(([name, value]) => {
-    if (typeof value === 'number') {
-      const v = Buffer.alloc(4);
-      v.writeInt32LE(value);
-      return Buffer.concat([Buffer.from([0x10]), cstring(name), v]);
-    }
-    const s = cstring(value);
-    const len = Buffer.alloc(4);
-    len.writeInt32LE(s.length);
-    return Buffer.concat([Buffer.from([0x02]), cstring(name), len, s]);
-  });
-  const doc = Buffer.concat([Buffer.alloc(4), ...body, Buffer.from([0])]);
-  doc.writeInt32LE(doc.length, 0);
-  return doc;
-}
-
-/** An archive: magic, header, one prelude entry per namespace, terminator, then `body` (stand-in documents). */
-function archive(namespaces: [string, string][], body = Buffer.alloc(0)): Buffer {
-  return Buffer.concat([
-    Buffer.from('6de29981', 'hex'),
-    bson([['concurrent_collections', 4], ['version', '0.1'], ['server_version', '7.0.14'], ['tool_version', '100.9.4']]),
-    ...namespaces.map(([db, collection]) => bson([['db', db], ['collection', collection], ['metadata', '{}'], ['size', 1]])),
-    Buffer.from([0xff, 0xff, 0xff, 0xff]),
-    body,
-  ]);
-}
-
 /** A stand-in archive with a body large enough that it takes several pipe buffers. */
-const SHOP = archive([['shop', 'orders'], ['shop', 'customers']], Buffer.concat([bson([['db', 'shop'], ['collection', 'orders']]), Buffer.alloc(300_000, 0x5a)]));
+const SHOP = archive([['shop', 'orders'], ['shop', 'customers']], { body: Buffer.concat([bson([['db', 'shop'], ['collection', 'orders']]), Buffer.alloc(300_000, 0x5a)]) });
 const EMPTY = archive([]);
-const SERVER = archive([['admin', 'system.version'], ['shop', 'orders'], ['', 'oplog']], Buffer.alloc(1000, 0x11));
+const SERVER = archive([['admin', 'system.version'], ['shop', 'orders'], ['', 'oplog']], { body: Buffer.alloc(1000, 0x11) });
 const NEW_SERVER = archive([['admin', 'system.users'], ['admin', 'system.version'], ['local', 'startup_log']]);
 
 let dir = '';
@@ -171,15 +141,6 @@ async function fixture(name: string, content: Buffer | string): Promise<void> {
   await writeFile(join(fix, name), content);
 }
 
-async function rejection(p: Promise<unknown>): Promise<BackupError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(BackupError);
-    return err as BackupError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function dumpAll(e: CommandEngine): Promise<{ bytes: Buffer; consistentAt: Date; position: Record<string, string> | undefined }> {
   const handle = await e.dump();

@@ -32,47 +32,13 @@ import {
 import { definition, MONGODUMP_ARCHIVE_MAGIC } from '../../tools/mongodb/definition.js';
 import { TOOLS } from '../../tools/index.js';
 import { ToolFailure } from '../../tools/sdk.js';
+import { archive as buildArchive, bson, cstring, MAGIC, TERMINATOR } from '../mongodb-archive.js';
 
-/* A minimal BSON writer: strings, int32, and raw elements for the types the reader must skip. */
-function cstring(s: string): Buffer {
-  return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
-}
-
-type Field = [string, string | number] | [string, number, Buffer];
-
-function bson(fields: Field[]): Buffer {
-  const body = fields.map((f) => {
-    if (f.length === 3) return Buffer.concat([Buffer.from([f[1]]), cstring(f[0]), f[2]]);
-    const [name, value] = f;
-    if (typeof value === 'number') {
-      const v = Buffer.alloc(4);
-      v.writeInt32LE(value);
-      return Buffer.concat([Buffer.from([0x10]), cstring(name), v]);
-    }
-    const s = cstring(value);
-    const len = Buffer.alloc(4);
-    len.writeInt32LE(s.length);
-    return Buffer.concat([Buffer.from([0x02]), cstring(name), len, s]);
-  });
-  const size = Buffer.alloc(4);
-  const doc = Buffer.concat([size, ...body, Buffer.from([0])]);
-  doc.writeInt32LE(doc.length, 0);
-  return doc;
-}
-
-const MAGIC = Buffer.from([0x6d, 0xe2, 0x99, 0x81]);
-const TERMINATOR = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+// The first namespace segment: a header and one document, which the prelude reader never looks at.
+const FIRST_SEGMENT = Buffer.concat([bson([['db', 'shop'], ['collection', 'orders']]), bson([['_id', 1]])]);
 
 function archive(namespaces: [string, string, string?][], serverVersion = '7.0.14'): Buffer {
-  return Buffer.concat([
-    MAGIC,
-    bson([['concurrent_collections', 4], ['version', '0.1'], ['server_version', serverVersion], ['tool_version', '100.9.4']]),
-    ...namespaces.map(([db, collection, type]) => bson([['db', db], ['collection', collection], ['metadata', '{"indexes":[]}'], ['size', 42], ...(type ? [['type', type] as Field] : [])])),
-    TERMINATOR,
-    // The first namespace segment: a header and one document, which the prelude reader never looks at.
-    bson([['db', 'shop'], ['collection', 'orders']]),
-    bson([['_id', 1]]),
-  ]);
+  return buildArchive(namespaces, { serverVersion, body: FIRST_SEGMENT });
 }
 
 describe('the definition', () => {
