@@ -31,8 +31,8 @@ export const ADMISSION_RULES: V1PolicyRule[] = [{ apiGroups: [GROUP], resources:
 
 export const CLUSTER_RULES: V1PolicyRule[] = [
   { apiGroups: [GROUP], resources: ['databasebackups', 'databasebackupstorageclasses'], verbs: ['list', 'watch'] },
-  // Written: the engines of the controller's settings (the chart's shipped engines) are server-side applied, and
-  // one it installed is deleted (by uid) when the settings no longer list it.
+  // Written: the engines of the controller's settings (the chart's shipped engines) are created or applied, and
+  // one it installed is deleted (by uid) when the settings name it in removedEngines.
   { apiGroups: [GROUP], resources: ['databasebackupengines'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
   // get: the runner's Role grants it on its own DatabaseBackup's status, and RBAC lets a Role grant only what its creator holds.
   { apiGroups: [GROUP], resources: ['databasebackups/status'], verbs: ['get', 'patch'] },
