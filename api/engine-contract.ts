@@ -11,6 +11,14 @@
  * JSON object written to file descriptor 3, the dump travels on stdout
  * (backup) or stdin (restore), stderr lines go to the runner's log, and exit
  * status 0 means success.
+ *
+ * A server-side engine (`output: location`, e.g. CockroachDB `BACKUP INTO`,
+ * Elasticsearch snapshots) has the database server write the backup itself:
+ * its backup request names a destination (one location's directory for this
+ * backup, and how the server may reach it) instead of a stdout, and its
+ * restore request names the source copy and its objects instead of a stdin.
+ * The runner lists and hashes what was written, copies it to the other
+ * locations and writes the manifests last (runner/ops/server-backup.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -27,6 +35,9 @@ export const RESULT_MAX_BYTES = 64 * 1024;
 const Token = (description: string) => Type.String({ pattern: '^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$', maxLength: 63, description });
 
 export const VERBS = ['probe', 'backup', 'restore', 'inspect'] as const;
+
+/** How a tool's backups travel: its stdout and stdin (stream), or written by the database server into a location (location). */
+export const OUTPUTS = ['stream', 'location'] as const;
 export type Verb = (typeof VERBS)[number];
 
 /** Extensions a format may not have (storage/layout.ts DATA_EXTENSION says the same). */
@@ -63,10 +74,54 @@ export const EngineDefinitionSpec = Type.Object(
     }),
     formats: Type.Array(ToolFormat, { minItems: 1, maxItems: 8, description: 'the dump formats the tool restores; backup writes the first' }),
     configSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "JSON Schema (draft-07) of the DatabaseBackup's config block, checked before anything runs" })),
+    output: Type.Optional(
+      Type.Union(OUTPUTS.map((o) => Type.Literal(o)), {
+        default: 'stream',
+        description:
+          'stream: backup writes the dump on stdout and restore reads it on stdin; location: the database server writes the backup into the destination the request names and reads it back from the source (magicHex is then not checked)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type EngineDefinitionSpec = Static<typeof EngineDefinitionSpec>;
+
+/** Whether a definition's backups are written by the database server itself (`output: location`). */
+export function isServerSide(definition: Pick<EngineDefinitionSpec, 'output'>): boolean {
+  return definition.output === 'location';
+}
+
+/**
+ * Where a server-side backup is written, or read back from: one location's directory for this backup. The
+ * database server may write only below it. `credentials` says how it gets in: a 0600 file in the call's
+ * directory (S3: {"accessKeyId", "secretAccessKey", "sessionToken"?} JSON; GCS: the service account key JSON)
+ * holding the tenant's own keys, or `server`: with an identity of its own, nothing handed over. A filesystem
+ * destination is a directory of the runner's pod and needs none.
+ */
+export interface Destination {
+  /** The location's name in the runner's configuration. */
+  location: string;
+  type: 'filesystem' | 's3' | 'gcs';
+  /** `file:///dir/`, `s3://bucket/prefix/` or `gs://bucket/prefix/`, ending in `/`. */
+  url: string;
+  /** filesystem: the absolute directory (it exists and is empty for a backup). */
+  path?: string;
+  /** s3 and gcs: the bucket and the key prefix (ending in `/`) every object is written under. */
+  bucket?: string;
+  prefix?: string;
+  /** s3: the region, the endpoint of an S3-compatible server, path-style addressing. */
+  region?: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  credentials?: { source: 'file'; file: string } | { source: 'server' };
+}
+
+/** One object of a server-side backup as a restore request lists it: its path below the source, size and sha256. */
+export interface SourceObject {
+  path: string;
+  size: number;
+  sha256: string;
+}
 
 /** Where the tool connects. Every field is optional: a tool uses what its database needs. */
 export interface RequestTarget {
@@ -92,6 +147,8 @@ export interface ToolRequest {
   resultFd: typeof RESULT_FD;
   /** A private, empty directory the tool may use for scratch files (removed after the call). */
   workDir: string;
+  /** backup by a server-side engine (`output: location`): where the server writes this backup. */
+  destination?: Destination;
   /** restore and inspect: what to restore into. */
   restore?: {
     /** The database (or keyspace, or whatever the tool calls its unit) to restore into. */
@@ -103,6 +160,9 @@ export interface ToolRequest {
     /** The backup's manifest engine block (versions, position) as stored. */
     engine: Record<string, unknown>;
     consistentAt: string;
+    /** A server-side engine: the copy to restore from, verified by the runner just before the call, and its objects. */
+    source?: Destination;
+    objects?: SourceObject[];
   };
 }
 

@@ -10,7 +10,7 @@ import cron from 'node-cron';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { recipientErrors } from './age.js';
 import { prefixErrors } from './prefix.js';
-import { EngineDefinitionSpec } from './engine-contract.js';
+import { EngineDefinitionSpec, isServerSide } from './engine-contract.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
 
@@ -189,6 +189,10 @@ export const LocationEncryption = Type.Object({ age: AgeEncryption }, { addition
 export type LocationEncryption = Static<typeof LocationEncryption>;
 
 export const LOCATION_TYPES = ['s3', 'gcs', 'filesystem'] as const;
+
+/** How a server-side engine's database server may reach a location (LocationConfig.serverAccess). */
+export const SERVER_ACCESS = ['credentials', 'server'] as const;
+export type ServerAccess = (typeof SERVER_ACCESS)[number];
 export type LocationType = (typeof LOCATION_TYPES)[number];
 
 export const LocationConfig = Type.Object(
@@ -201,6 +205,12 @@ export const LocationConfig = Type.Object(
     filesystem: Type.Optional(FilesystemLocation),
     encryption: Type.Optional(LocationEncryption),
     heal: Type.Optional(Type.Boolean({ description: 'copy into this location, from the others, the backups it missed while it could not be reached (after each backup and at the daemon start; default true); backup-runner mirror fills it on request either way' })),
+    serverAccess: Type.Optional(
+      Type.Union(SERVER_ACCESS.map((a) => Type.Literal(a)), {
+        description:
+          "a server-side engine's database server may write this s3 or gcs location itself: with the location's own credentials, handed to the server (credentials: only keys the tenant owns), or with an identity of its own (server: nothing handed over); absent: the location receives the runner's copies only",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -429,6 +439,29 @@ export function encryptionErrors(at: string, age: AgeEncryption | undefined): Fi
   return errors;
 }
 
+/**
+ * A server-side engine's locations: the database server writes and reads its backups in the clear (no location
+ * may encrypt), at least one location must be one it can write, and `serverAccess` needs what it names.
+ */
+function serverSideErrors(cfg: RunnerConfig): FieldError[] {
+  const errors: FieldError[] = [];
+  const serverSide = cfg.engine.command !== undefined && isServerSide(cfg.engine.command.definition);
+  cfg.locations.forEach((loc, i) => {
+    const at = `locations[${i}]`;
+    if (serverSide && loc.encryption) {
+      errors.push({ path: `${at}.encryption`, message: "must not be set with a server-side engine (engine.command.definition.output: location): the database server writes and reads its backups itself, in the clear; use the engine's own encryption setting instead" });
+    }
+    if (loc.serverAccess === undefined) return;
+    if (loc.type === 'filesystem') errors.push({ path: `${at}.serverAccess`, message: "applies to s3 and gcs locations: a filesystem location is a directory of the runner's pod, which the tool writes itself" });
+    if (loc.serverAccess === 'credentials' && loc.type === 's3' && loc.s3?.accessKeyId === undefined) errors.push({ path: `${at}.serverAccess`, message: 'credentials needs s3.accessKeyId and s3.secretAccessKey: the keys handed to the database server' });
+    if (loc.serverAccess === 'credentials' && loc.type === 'gcs' && loc.gcs?.keyFile === undefined) errors.push({ path: `${at}.serverAccess`, message: 'credentials needs gcs.keyFile: the key handed to the database server' });
+  });
+  if (serverSide && cfg.locations.length > 0 && !cfg.locations.some((l) => l.type === 'filesystem' || l.serverAccess !== undefined)) {
+    errors.push({ path: 'locations', message: 'a server-side engine (engine.command.definition.output: location) needs a location its database server can write: a filesystem location, or serverAccess on an s3 or gcs location' });
+  }
+  return errors;
+}
+
 function semanticErrors(cfg: RunnerConfig): FieldError[] {
   const errors: FieldError[] = [];
   errors.push(...scheduleErrors(cfg.schedule));
@@ -442,6 +475,7 @@ function semanticErrors(cfg: RunnerConfig): FieldError[] {
   errors.push(...secretErrors('signing.key', cfg.signing?.key));
   cfg.signing?.verify?.forEach((v, i) => errors.push(...secretErrors(`signing.verify[${i}]`, v)));
   if (cfg.signing && !cfg.signing.key && !cfg.signing.verify) errors.push({ path: 'signing', message: 'set key, verify or both' });
+  errors.push(...serverSideErrors(cfg));
   const seen = new Set<string>();
   cfg.locations.forEach((loc, i) => {
     const at = `locations[${i}]`;

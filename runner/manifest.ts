@@ -14,7 +14,9 @@
  * (a later minor release adds only optional fields); a higher major is
  * MANIFEST_UNSUPPORTED ("upgrade the runner"). Format 1 manifests (one
  * compression and encryption for the whole backup, no plain digest) are
- * read into the format 2 shape by `parseManifest`.
+ * read into the format 2 shape by `parseManifest`. Format 3 adds streams (a
+ * whole server, one object per database); format 4 is a server-side backup
+ * (SERVER_FORMAT_VERSION).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -24,11 +26,23 @@ import { BackupError } from './errors.js';
 export const MANIFEST_FORMAT_VERSION = 2;
 /** The format of a backup of several streams: a runner that reads only format 2 would restore its first stream alone, so it must refuse it. */
 export const MULTI_STREAM_FORMAT_VERSION = 3;
+/**
+ * The format of a server-side backup: objects the database server wrote itself (`server/<path>`, no stream, not
+ * compressed or encrypted by the runner), which only an engine with server-side output restores. A runner that
+ * reads only formats 1 to 3 must refuse it rather than stream its first object into a restore.
+ */
+export const SERVER_FORMAT_VERSION = 4;
 /** The formats this runner reads. */
-export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3, 4];
 
-/** The format a manifest of these objects is written in: 3 when they are streams of one backup, else 2. */
-export function formatFor(objects: readonly { stream?: unknown }[]): number {
+/** Whether a manifest object is one the database server wrote (format 4): `server/<path>`. */
+export function isServerObject(o: { name: string }): boolean {
+  return o.name.startsWith('server/');
+}
+
+/** The format a manifest of these objects is written in: 4 when the database server wrote them, 3 when they are streams of one backup, else 2. */
+export function formatFor(objects: readonly { name: string; stream?: unknown }[]): number {
+  if (objects.some(isServerObject)) return SERVER_FORMAT_VERSION;
   return objects.some((o) => o.stream !== undefined) ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
 }
 
@@ -197,6 +211,10 @@ export function parseManifest(text: string, where: string): Manifest {
   }
   if (version === MANIFEST_FORMAT_VERSION && streams.length > 0) {
     throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format 2 (an object names a stream: streams are format 3)`);
+  }
+  const server = m.objects.filter(isServerObject).length;
+  if (version === SERVER_FORMAT_VERSION ? server !== m.objects.length || streams.length > 0 : server > 0) {
+    throw new BackupError('MANIFEST_INVALID', `${where}: manifest does not match format ${version} (${version === SERVER_FORMAT_VERSION ? 'every object must be one the database server wrote, server/<path>, and none a stream' : 'an object under server/ is format 4'})`);
   }
   return m;
 }

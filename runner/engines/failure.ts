@@ -15,7 +15,7 @@ export interface FailureContext {
   fallback: ErrorCode;
 }
 
-/** `text` with every occurrence of the secret replaced by [redacted]. */
-export function redact(text: string, secret: string | undefined): string {
-  return secret ? text.split(secret).join('[redacted]') : text;
+/** `text` with every occurrence of each secret replaced by [redacted]. */
+export function redact(text: string, ...secrets: (string | undefined)[]): string {
+  return secrets.reduce<string>((t, secret) => (secret ? t.split(secret).join('[redacted]') : t), text);
 }

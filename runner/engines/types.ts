@@ -2,6 +2,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { CallOptions } from '../storage/types.js';
 import type { DatabaseProperties } from '../manifest.js';
+import type { Destination, SourceObject } from '../../api/engine-contract.js';
 
 export interface ProbeResult {
   /** e.g. "15.18" */
@@ -151,6 +152,32 @@ export interface Engine {
   readonly formats?: readonly DumpFormat[];
   /** Whether what `dump` writes is compressed already (its format says `compressed`): the pipeline then stores it as it is. */
   readonly dumpsCompressed?: boolean;
+  /** A server-side engine: the database server writes its backups into a location itself (runner/ops/server-backup.ts), no stream. */
+  readonly serverSide?: ServerSideEngine;
+}
+
+/**
+ * One location's directory as a server-side engine's call is told it: the destination without its credentials
+ * file, and the credentials' content (the tenant's own keys), written 0600 beside the request for that call only.
+ */
+export interface ServerPlace {
+  destination: Omit<Destination, 'credentials'> & { credentials?: { source: 'server' } };
+  secret?: string;
+}
+
+/** What a backup the database server wrote says of itself. */
+export interface ServerBackup {
+  consistentAt: Date;
+  position?: Record<string, string>;
+  /** The format recorded in the manifest (the definition's first). */
+  format: string;
+}
+
+export interface ServerSideEngine {
+  /** Has the database server write one backup below `place` (empty); resolves once it is complete. */
+  backup(place: ServerPlace, opts?: CallOptions): Promise<ServerBackup>;
+  /** Has the database server restore the backup below `place`, whose objects the runner verified just before. */
+  restore(place: ServerPlace, objects: readonly SourceObject[], opts: RestoreOptions): Promise<RestoreReport | void>;
 }
 
 /**

@@ -2,9 +2,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { newBackupId } from '../backup-id.js';
 import { AgeEncrypt } from '../crypto/age.js';
-import { signManifest } from '../crypto/signing.js';
 import { BackupError, isBackupError, toBackupError } from '../errors.js';
-import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, MULTI_STREAM_FORMAT_VERSION, serializeManifest, withoutProperties } from '../manifest.js';
+import { type Manifest, type ManifestObject, MANIFEST_FORMAT_VERSION, MULTI_STREAM_FORMAT_VERSION, withoutProperties } from '../manifest.js';
 import { type CompressionPlan, compress, hasZstd, pipeCompressor, planCompression, type Stage } from '../pipeline/compression.js';
 import type { DumpHandle, StreamSpec } from '../engines/types.js';
 import type { Logger } from '../logger.js';
@@ -12,10 +11,11 @@ import { ByteCounter } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { backupPrefix, dataFileName, MANIFEST_FILE, MAX_STREAMS, manifestKey, objectKey, storedFileName } from '../storage/layout.js';
+import { dataFileName, MAX_STREAMS, objectKey, storedFileName } from '../storage/layout.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { everyInterval, linkedAbort } from '../util/async.js';
-import { putManifest } from './write-manifest.js';
+import { runServerBackup } from './server-backup.js';
+import { commit, finished, manifestBase, removeBackupDir } from './backup-commit.js';
 
 export type BackupStatus = 'Succeeded' | 'PartiallySucceeded' | 'Failed';
 export type Trigger = Manifest['trigger'];
@@ -57,6 +57,11 @@ export interface BackupSource {
   origin: NonNullable<Manifest['origin']>;
 }
 
+/** The versions the manifest records: the database's, or those an imported dump's source says. */
+async function probeFor(rt: Runtime, opts: BackupOptions, signal: AbortSignal): Promise<{ serverVersion: string; toolVersion: string }> {
+  return opts.source ? { serverVersion: opts.source.serverVersion, toolVersion: opts.source.toolVersion } : rt.engine.probe({ signal });
+}
+
 /** Checks every location concurrently; returns those ready and the failures. */
 async function preflight(rt: Runtime, signal: AbortSignal): Promise<{ ready: Location[]; failed: LocationOutcome[] }> {
   const checks = await Promise.all(
@@ -79,11 +84,6 @@ async function preflight(rt: Runtime, signal: AbortSignal): Promise<{ ready: Loc
   return { ready: checks.filter((c) => !c.error).map((c) => c.loc), failed };
 }
 
-function summarize(outcomes: LocationOutcome[]): BackupStatus {
-  const ok = outcomes.filter((o) => o.status === 'Succeeded').length;
-  if (ok === 0) return 'Failed';
-  return ok === outcomes.length ? 'Succeeded' : 'PartiallySucceeded';
-}
 
 /**
  * One backup: the database is dumped once, compressed once, hashed once and
@@ -108,11 +108,12 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
   });
 
   try {
-    const probe = opts.source ? { serverVersion: opts.source.serverVersion, toolVersion: opts.source.toolVersion } : await rt.engine.probe({ signal: abort.signal });
+    const probe = await probeFor(rt, opts, abort.signal);
     const { ready, failed } = await preflight(rt, abort.signal);
     if (ready.length === 0) {
       return { id, status: 'Failed', error: new BackupError('ALL_LOCATIONS_FAILED', 'no storage location is usable'), locations: failed, startedAt, finishedAt: rt.clock() };
     }
+    if (rt.engine.serverSide && !opts.source) return await runServerBackup(rt, { id, startedAt, probe, ready, failed, trigger: opts.trigger, log, signal: abort.signal, onProgress: opts.onProgress });
     // A dump that is compressed already is stored as it is: compressing it again costs CPU and saves nothing.
     const plan = planCompression(rt.engine.dumpsCompressed && !opts.source ? { algorithm: 'none' } : rt.config.compression, await hasZstd());
     const streams = opts.source ? undefined : await rt.engine.streams?.({ signal: abort.signal });
@@ -122,40 +123,16 @@ export async function runBackup(rt: Runtime, opts: BackupOptions): Promise<Backu
     const r = await storeStreams(rt, { id, plan, ready, streams, opts, log, signal: abort.signal });
     if ('error' in r) return failAll(r.error, [...failed, ...r.outcomes]);
     const { held, dropped } = r;
-    const base: Omit<Manifest, 'objects'> = {
-      formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION,
-      kind: 'backup',
-      id,
-      namespace: rt.config.namespace,
-      name: rt.config.name,
-      database: rt.engine.database,
-      engine: { name: rt.engine.name, serverVersion: probe.serverVersion, toolVersion: probe.toolVersion, format: r.format, ...(r.position ? { position: r.position } : {}) },
-      startedAt: startedAt.toISOString(),
-      consistentAt: r.consistentAt.toISOString(),
-      finishedAt: rt.clock().toISOString(),
-      trigger: opts.trigger,
-      runnerVersion: rt.runnerVersion,
-      ...(opts.source ? { origin: opts.source.origin } : {}),
-    };
+    const base = manifestBase(rt, { formatVersion: streams ? MULTI_STREAM_FORMAT_VERSION : MANIFEST_FORMAT_VERSION, id, probe, startedAt, trigger: opts.trigger, written: r, ...(opts.source ? { origin: opts.source.origin } : {}) });
     // Each location's own manifest: its objects as it stores them (encrypted: its own size and digest; else the plain bytes).
     const committing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
     const objectsAt = (loc: Location) => manifestObjects(loc, held.get(loc.name)!);
     const outcomes = await Promise.all(committing.map((loc) => commit(rt, loc, { ...base, objects: objectsAt(loc) })));
     for (const d of dropped) await removeStored(rt, ready.filter((l) => l.name === d.location), id, held);
-    const all = [...failed, ...dropped, ...outcomes];
-    const status = summarize(all);
     const done = committing.find((_l, i) => outcomes[i]!.status === 'Succeeded');
-    const manifest = done ? { ...base, objects: objectsAt(done) } : undefined;
-    log.info({ backupId: id, status, bytes: r.bytes }, 'backup finished');
-    return {
-      id,
-      status,
-      locations: all,
-      ...(manifest ? { manifest } : {}),
-      startedAt,
-      finishedAt: rt.clock(),
-      ...(status === 'Failed' ? { error: new BackupError('ALL_LOCATIONS_FAILED', 'every storage location failed') } : {}),
-    };
+    const result = finished(rt, { id, startedAt, outcomes: [...failed, ...dropped, ...outcomes], ...(done ? { manifest: { ...base, objects: objectsAt(done) } } : {}) });
+    log.info({ backupId: id, status: result.status, bytes: r.bytes }, 'backup finished');
+    return result;
   } catch (err) {
     abort.abort(err);
     return failAll(toBackupError(err, 'DUMP_FAILED'));
@@ -375,29 +352,6 @@ async function storeStream(rt: Runtime, job: StreamJob): Promise<StreamStored> {
   }
 }
 
-/** Deletes what a failed backup stored in `locations` (every stream so far); what cannot be deleted is left to the orphan sweeper. */
-/**
- * Removes every object under the backup's own directory at each location: a backup that failed has no manifest,
- * so nothing there is anyone's but this run's. What cannot be removed now is left for the orphan sweeper.
- */
-async function removeBackupDir(rt: Runtime, locations: readonly Location[], id: string): Promise<void> {
-  await Promise.all(
-    locations.map(async (loc) => {
-      try {
-        const keys: string[] = [];
-        for await (const o of loc.storage.list(backupPrefix(loc.scope, id))) keys.push(o.key);
-        // A manifest there is a backup's that is not this failed run's (an id taken twice): nothing of it is touched.
-        if (keys.some((k) => k.endsWith(`/${MANIFEST_FILE}`))) {
-          rt.logger.warn({ location: loc.name, backupId: id }, 'a manifest exists under the failed backup\'s id: its directory is left as it is');
-          return;
-        }
-        for (const key of keys) await loc.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key, err: e }, 'data object left for the orphan sweeper'));
-      } catch (err) {
-        rt.logger.warn({ location: loc.name, err }, 'the failed backup\'s objects are left for the orphan sweeper');
-      }
-    }),
-  );
-}
 
 async function removeStored(rt: Runtime, locations: readonly Location[], id: string, held: Map<string, ManifestObject[]>): Promise<void> {
   for (const loc of locations) {
@@ -443,22 +397,3 @@ async function explainFlowFailure(err: unknown, ...stages: Promise<void>[]): Pro
   return toBackupError(err, 'DUMP_FAILED');
 }
 
-/**
- * Checks what a location stored and writes its manifest; undoes the data object when that fails, unless the
- * failed manifest write landed after all (then the backup is there) or cannot be told (then the data stays).
- */
-async function commit(rt: Runtime, loc: Location, manifest: Manifest): Promise<LocationOutcome> {
-  const size = manifest.objects.reduce((n, o) => n + o.size, 0);
-  const key = rt.signing?.key;
-  const put = await putManifest(loc, manifestKey(loc.scope, manifest.id), serializeManifest(key ? signManifest(manifest, key) : manifest));
-  if (put.ok) return { location: loc.name, status: 'Succeeded', size };
-  if (put.now === 'absent') {
-    rt.logger.error({ location: loc.name, err: put.error }, 'could not complete the backup in this location; removing its data');
-    for (const o of manifest.objects) {
-      await loc.storage.delete(objectKey(loc.scope, manifest.id, o.name)).catch((e: unknown) => rt.logger.warn({ location: loc.name, err: e }, 'data object left for the orphan sweeper'));
-    }
-  } else {
-    rt.logger.error({ location: loc.name, err: put.error }, 'the manifest write failed, but a manifest may be there: its data is kept');
-  }
-  return { location: loc.name, status: 'Failed', error: put.error };
-}

@@ -138,6 +138,7 @@ async function openRecognised(rt: Runtime, source: ImportSource, signal: AbortSi
 export async function runImport(rt: Runtime, req: ImportRequest): Promise<ImportResult> {
   const log = rt.logger.child({ op: 'import' });
   const source = describe(req.source);
+  if (rt.engine.serverSide) throw new BackupError('USAGE', `import ${source}: the ${rt.engine.name} engine's database server reads its backups from a location itself; it imports no dump file`);
   const abort = linkedAbort(req.signal);
   try {
     const opened = await openRecognised(rt, req.source, abort.signal);

@@ -1,15 +1,16 @@
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
-import type { RestoreReport, RestoreTargetOutcome, StreamSpec } from '../engines/types.js';
+import type { RestoreReport, RestoreTargetOutcome, ServerPlace, StreamSpec } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
-import { MAX_CLOCK_SKEW_MS, type ManifestObject, type ManifestStream } from '../manifest.js';
+import { MAX_CLOCK_SKEW_MS, isServerObject, type ManifestObject, type ManifestStream } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
+import { serverReach, sourceObjects } from './server-backup.js';
 import { type ObjectCheck, checkObject, objectKeys, readPlain } from './verify.js';
 
 export interface RestoreRequest {
@@ -171,6 +172,7 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   log.info({ backupId: backup.id, consistentAt: backup.manifest.consistentAt, database }, 'restore selected backup');
 
   if (backup.manifest.objects.some((o) => o.stream)) return restoreStreams(rt, req, backup, unreadable);
+  if (backup.manifest.objects.some(isServerObject)) return restoreServerSide(rt, req, backup, unreadable);
   const target = await rt.engine.inspectTarget(database, req);
   if (target.hasData && !req.force) {
     throw new BackupError('TARGET_NOT_EMPTY', `database "${database}" already holds data; nothing was changed. Re-run with --force to replace its objects, or restore into another database with --target-database`, {
@@ -315,6 +317,43 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
   log.info({ backupId: backup.id, location: loc.name, streams: outcomes.length }, 'restore finished');
   const left: StreamOutcome[] = outside.map((o) => ({ stream: o.stream!.name, kind: o.stream!.kind, ...(o.stream!.kind === 'database' ? { database: o.stream!.name } : {}), status: 'outside configuration' }));
   return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: [...outcomes, ...left] };
+}
+
+/** The copies of a server-side backup its database server can read, with how; and why the others cannot. */
+async function serverCopies(rt: Runtime, backup: ListedBackup): Promise<{ reachable: { copy: BackupCopy; place: ServerPlace }[]; refused: string[] }> {
+  const reachable: { copy: BackupCopy; place: ServerPlace }[] = [];
+  const refused: string[] = [];
+  for (const copy of backup.copies) {
+    const reach = await serverReach(rt, rt.locations.find((l) => l.name === copy.location)!, copy.dir);
+    if ('place' in reach) reachable.push({ copy, place: reach.place });
+    else refused.push(reach.refused);
+  }
+  return { reachable, refused };
+}
+
+/**
+ * A backup its database server wrote (format 4): the target checked, then a copy the server can read verified
+ * end to end (every object's size and sha256) just before the server is told to restore it from there.
+ */
+async function restoreServerSide(rt: Runtime, req: RestoreRequest, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
+  const database = req.targetDatabase ?? rt.engine.database;
+  const engine = rt.engine.serverSide;
+  if (!engine) {
+    throw new BackupError('FORMAT_MISMATCH', `backup ${backup.id} was written by its database server (${backup.manifest.engine.name}, format ${backup.manifest.engine.format}); the ${rt.engine.name} engine restores dumps only; nothing was changed`);
+  }
+  if (!req.force) await refuseHolding(rt, [database], req);
+  const { reachable, refused } = await serverCopies(rt, backup);
+  if (reachable.length === 0) throw new BackupError('CONFIG_INVALID', `no location holding backup ${backup.id} can be read by the database server (${refused.join('; ')}); nothing was changed`, { details: { backupId: backup.id } });
+  const { loc, copy, skipped } = await findVerifiedCopy(rt, { ...backup, copies: reachable.map((r) => r.copy) }, req);
+  const place = reachable.find((r) => r.copy === copy)!.place;
+  const m = copy.manifest;
+  try {
+    await engine.restore(place, sourceObjects(m), { database, force: req.force, format: m.engine.format, backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } }, ...(req.signal ? { signal: req.signal } : {}) });
+  } catch (err) {
+    throw restoreFailure(toBackupError(err, 'RESTORE_FAILED'), { status: 'rejected', reason: err }, database, backup.id, loc.name);
+  }
+  rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
+  return { backup, database, location: loc.name, skipped, unreadable };
 }
 
 /**

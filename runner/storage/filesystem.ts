@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { addAbortSignal, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -87,7 +88,8 @@ export class FilesystemStorage implements Storage {
     throwIfAborted(opts.signal, ctx);
     let fh: FileHandle | undefined;
     try {
-      fh = await open(this.pathOf(key), 'r');
+      // Never through a symbolic link: a key names a file the runner (or a server-side backup) wrote here.
+      fh = await open(this.pathOf(key), constants.O_RDONLY | constants.O_NOFOLLOW);
       if (!(await fh.stat()).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
     } catch (err) {
       await fh?.close().catch(() => undefined);

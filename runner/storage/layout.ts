@@ -16,7 +16,8 @@
  * does not know yet): `classifyKey` says so and why, and callers leave it
  * alone. Every key of a backup is its directory (`dir`, ending in `/`) plus
  * a file name: callers keep the directory a listing found, and only a new
- * backup asks `backupPrefix` for one.
+ * backup asks `backupPrefix` for one. A server-side backup (format 4) keeps
+ * what the database server wrote in `server/` of its directory (SERVER_DIR).
  */
 import { isBackupId } from '../backup-id.js';
 
@@ -90,9 +91,36 @@ export function dataFileExtension(name: string): string | undefined {
   return DATA_FILE.exec(name)?.[1];
 }
 
+/**
+ * The folder of a server-side backup's objects inside its backup directory (format 4): what the database server
+ * wrote there itself, e.g. `server/data/812.sst`. Below it, a path of at most SERVER_PATH_DEPTH segments, each
+ * 1 to 255 of `A-Z a-z 0-9 . _ = + , @ -`, starting with a letter or digit, and never `manifest.json` (a nested
+ * manifest marks another runner's prefix).
+ */
+export const SERVER_DIR = 'server';
+export const SERVER_PATH_DEPTH = 16;
+const SERVER_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._=+,@-]{0,254}$/;
+
+/** Pure: why `path` (relative to a backup's `server/` folder) is not a server object's path, or undefined when it is one. */
+export function serverPathProblem(path: string): string | undefined {
+  const segments = path.split('/');
+  if (path.length > 1024) return 'is longer than 1024 characters';
+  if (segments.length > SERVER_PATH_DEPTH) return `is nested more than ${SERVER_PATH_DEPTH} levels deep`;
+  for (const s of segments) {
+    if (!SERVER_SEGMENT.test(s)) return `has the segment ${JSON.stringify(s.slice(0, 64))}: segments are 1 to 255 of A-Z a-z 0-9 . _ = + , @ -, starting with a letter or digit`;
+    if (s === MANIFEST_FILE) return `has a ${MANIFEST_FILE} segment (the name of a backup's manifest)`;
+  }
+  return undefined;
+}
+
+/** Whether a file name of a backup directory is a server-side backup's object (`server/<path>`). */
+export function isServerFile(name: string): boolean {
+  return name.startsWith(`${SERVER_DIR}/`) && serverPathProblem(name.slice(SERVER_DIR.length + 1)) === undefined;
+}
+
 /** Whether the runner writes a file of this name into a backup directory. */
 export function isKnownFile(name: string): boolean {
-  return name === MANIFEST_FILE || DATA_FILE.test(name);
+  return name === MANIFEST_FILE || DATA_FILE.test(name) || isServerFile(name);
 }
 
 /** Whether `name` is a data object's name (a known file other than the manifest): what a manifest may name as its object. */
@@ -165,7 +193,12 @@ export function classifyKey(scope: Scope, key: string): KeyClass {
   if (segments.length <= 1) return { kind: 'foreign', reason: 'not inside a backup directory', nestedManifest };
   if (!isBackupId(first)) return { kind: 'foreign', reason: `"${first}" is not a backup id`, nestedManifest };
   const dir = backupPrefix(scope, first, layout);
-  if (segments.length > 2) return { kind: 'foreign', reason: 'nested below a backup directory', group: dir, nestedManifest };
+  if (segments.length > 2) {
+    // A server-side backup's objects (layout 2 only) are the one nesting the runner writes.
+    const file = segments.slice(1).join('/');
+    if (layout === 2 && isServerFile(file)) return { kind: 'backup', layout, backupId: first, dir, file };
+    return { kind: 'foreign', reason: 'nested below a backup directory', group: dir, nestedManifest };
+  }
   const file = segments[1]!;
   if (!isKnownFile(file)) return { kind: 'foreign', reason: `"${file}" is not a file the runner writes`, group: dir, nestedManifest };
   return { kind: 'backup', layout, backupId: first, dir, file };

@@ -311,3 +311,33 @@ describe('signing', () => {
     if (!r.ok) for (const w of want) expect(r.errors).toContainEqual({ path: w.path, message: expect.stringMatching(w.message) });
   });
 });
+
+describe('a server-side engine\'s locations (engine.command.definition.output: location)', () => {
+  const definition = { name: 'crdb', command: ['tool'], verbs: ['probe', 'backup', 'restore'], formats: [{ format: 'crdb-backup', extension: 'crdb', magicHex: ['00'] }], output: 'location' };
+  const s3 = { bucket: 'team-a', accessKeyId: { value: 'a' }, secretAccessKey: { file: '/s/key' } };
+  const cfg = (locations: unknown[], output = 'location') => ({ name: 'orders', engine: { type: 'command', command: { definition: { ...definition, output } } }, locations });
+  it.each<[string, unknown, { path: string; message: RegExp }[]]>([
+    ['a filesystem location the tool writes', cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }]), []],
+    ['the tenant\'s own keys handed over', cfg([{ name: 's3', type: 's3', s3, serverAccess: 'credentials' }]), []],
+    ['the server\'s own identity', cfg([{ name: 'gcs', type: 'gcs', gcs: { bucket: 'team-a' }, serverAccess: 'server' }]), []],
+    ['shared keys only: nowhere the server may write', cfg([{ name: 's3', type: 's3', s3 }]), [{ path: 'locations', message: /needs a location its database server can write/ }]],
+    [
+      'an encrypting location',
+      cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }, { name: 's3', type: 's3', s3, encryption: { age: { recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] } } }]),
+      [{ path: 'locations[1].encryption', message: /in the clear/ }],
+    ],
+    ['serverAccess on a filesystem location', cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' }, serverAccess: 'server' }]), [{ path: 'locations[0].serverAccess', message: /applies to s3 and gcs/ }]],
+    ['credentials without keys to hand over (s3)', cfg([{ name: 's3', type: 's3', s3: { bucket: 'team-a' }, serverAccess: 'credentials' }]), [{ path: 'locations[0].serverAccess', message: /needs s3.accessKeyId/ }]],
+    ['credentials without a key file (gcs)', cfg([{ name: 'gcs', type: 'gcs', gcs: { bucket: 'team-a' }, serverAccess: 'credentials' }]), [{ path: 'locations[0].serverAccess', message: /needs gcs.keyFile/ }]],
+    ['a stream engine may encrypt, and needs no such location', cfg([{ name: 's3', type: 's3', s3, encryption: { age: { recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] } } }], 'stream'), []],
+    ['an unknown output', cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }], 'bucket'), [{ path: 'engine.command.definition.output', message: /./ }]],
+  ])('%s', (_what, config, want) => {
+    const r = validateRunnerConfig(config);
+    if (want.length === 0) {
+      expect(r.ok, JSON.stringify(r)).toBe(true);
+      return;
+    }
+    expect(r.ok).toBe(false);
+    if (!r.ok) for (const w of want) expect(r.errors).toContainEqual({ path: w.path, message: expect.stringMatching(w.message) });
+  });
+});

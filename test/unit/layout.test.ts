@@ -48,6 +48,15 @@ describe('object layout', () => {
     ['data, uncompressed', `${v1}data.dump`, { kind: 'backup', backupId: id, file: 'data.dump' }],
     ['format 2: manifest', `${v2}manifest.json`, { kind: 'backup', layout: 2, backupId: id, dir: v2, file: 'manifest.json' }],
     ['format 2: data, zstd, encrypted', `${v2}data.dump.zst.age`, { kind: 'backup', layout: 2, backupId: id, file: 'data.dump.zst.age' }],
+    ['format 4: an object the database server wrote', `${v2}server/data/812.sst`, { kind: 'backup', layout: 2, backupId: id, dir: v2, file: 'server/data/812.sst' }],
+    ['format 4: deep, with = + , @', `${v2}server/2026/12/04-1200.00/a=b+c,d@e`, { kind: 'backup', file: 'server/2026/12/04-1200.00/a=b+c,d@e' }],
+    ['layout 1 has no server objects', `${v1}server/data/812.sst`, { kind: 'foreign', group: v1 }],
+    ['server/: a hidden name', `${v2}server/data/.hidden`, { kind: 'foreign', group: v2 }],
+    ['server/: a .. segment', `${v2}server/../x`, { kind: 'foreign', group: v2 }],
+    ['server/: an empty segment', `${v2}server//x`, { kind: 'foreign', group: v2 }],
+    ['server/: a nested manifest (another runner\'s prefix) is never the backup\'s', `${v2}server/ns/name/backups/${id}/manifest.json`, { kind: 'foreign', group: v2, nestedManifest: true }],
+    ['server/: more than 16 levels', `${v2}server/${'a/'.repeat(16)}x`, { kind: 'foreign', group: v2 }],
+    ['the server folder itself holds no files', `${v2}server`, { kind: 'foreign', group: v2 }],
   ])('classifyKey: %s', (_what, key, want) => {
     expect(classifyKey({ prefix: '', namespace: 'shop', name: 'orders' }, key)).toMatchObject(want);
   });

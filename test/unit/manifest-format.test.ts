@@ -74,12 +74,20 @@ describe('manifest formats', () => {
     expect(parseManifest(JSON.stringify(m), 'here').objects[0]!.stream).toMatchObject({ owner: 'app', properties });
   });
 
+  it('reads a server-side backup (format 4): every object one the database server wrote', () => {
+    const m = { ...v2, formatVersion: 4, objects: [{ ...v2.objects[0]!, name: 'server/data/1.sst', compression: { algorithm: 'none' }, encryption: { scheme: 'none' } }] };
+    expect(parseManifest(JSON.stringify(m), 'here').objects.map((o) => o.name)).toEqual(['server/data/1.sst']);
+  });
+
   it('sums the stored sizes of a copy', () => {
     expect(storedBytes({ ...v2, objects: [v2.objects[0]!, { ...v2.objects[0]!, size: 7 }] })).toBe(1368307);
   });
 
   it.each<[string, unknown, string, RegExp]>([
-    ['a newer major version', { ...v2, formatVersion: 4 }, 'MANIFEST_UNSUPPORTED', /^fs: k: manifest format 4 is newer than this runner reads \(formats 1, 2, 3\); upgrade the runner/],
+    ['a newer major version', { ...v2, formatVersion: 5 }, 'MANIFEST_UNSUPPORTED', /^fs: k: manifest format 5 is newer than this runner reads \(formats 1, 2, 3, 4\); upgrade the runner/],
+    ['format 4 with an object the server did not write', { ...v2, formatVersion: 4 }, 'MANIFEST_INVALID', /does not match format 4 \(every object must be one the database server wrote/],
+    ['format 4 with a stream', { ...v2, formatVersion: 4, objects: [{ ...v2.objects[0]!, name: 'server/BACKUP', stream: { name: 'shop', kind: 'database', format: 'x', consistentAt: v2.consistentAt } }] }, 'MANIFEST_INVALID', /and none a stream/],
+    ['format 2 naming a server object', { ...v2, objects: [{ ...v2.objects[0]!, name: 'server/BACKUP' }] }, 'MANIFEST_INVALID', /an object under server\/ is format 4/],
     ['format 3 with an object that is no stream', { ...v2, formatVersion: 3 }, 'MANIFEST_INVALID', /does not match format 3 \(every object must be a stream, each stream once\)/],
     [
       'format 3 naming one stream twice',

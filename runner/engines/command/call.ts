@@ -9,12 +9,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { RESULT_MAX_BYTES, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
+import { RESULT_MAX_BYTES, type Destination, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
 import type { CommandConnection } from '../../../api/index.js';
 import { BackupError, isBackupError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { minimalEnv, run, type RunningProcess } from '../../util/process.js';
 import { redact } from '../failure.js';
+import type { ServerPlace } from '../types.js';
 import { buildRequest, callFailure, parseFailure, parseResult, VERB_FAILURE } from './protocol.js';
 
 export interface CallOptions {
@@ -24,6 +25,10 @@ export interface CallOptions {
   /** Where the tool writes stdout (backup): a pipe read here, or the write end of an OS pipe; default: ignored. */
   stdout?: 'pipe' | Writable;
   restore?: ToolRequest['restore'];
+  /** A server-side engine's backup: the destination, and its credentials' content. */
+  destination?: ServerPlace;
+  /** A server-side engine's restore: the source copy, and its credentials' content. */
+  source?: ServerPlace;
 }
 
 export interface ToolCall<V extends Verb> {
@@ -61,6 +66,25 @@ function readResult(stream: Readable | undefined, tool: string, verb: Verb): Pro
   });
 }
 
+/** The secret values of a credentials file (each string value of its JSON, or the whole text), to keep out of logs and errors. */
+function secretWords(secret: string | undefined): string[] {
+  if (secret === undefined) return [];
+  try {
+    const values = Object.values(JSON.parse(secret) as Record<string, unknown>).filter((v): v is string => typeof v === 'string' && v.length >= 8);
+    return [secret, ...values];
+  } catch {
+    return [secret];
+  }
+}
+
+/** A server place as the request names it: its credentials, when there are any to hand over, in a 0600 file of the call's directory. */
+async function placeIn(workDir: string, place: ServerPlace): Promise<Destination> {
+  if (place.secret === undefined) return place.destination;
+  const file = join(workDir, 'location-credentials');
+  await writeFile(file, place.secret, { mode: 0o600, flag: 'wx' });
+  return { ...place.destination, credentials: { source: 'file', file } };
+}
+
 /** Starts one call of the tool. */
 export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: CallOptions = {}): Promise<ToolCall<V>> {
   const { block, logger } = deps;
@@ -69,8 +93,11 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
   const cleanup = (): Promise<void> => rm(workDir, { recursive: true, force: true }).catch((err: unknown) => logger.warn({ err, workDir }, 'could not remove the tool call directory'));
   let p: RunningProcess;
   let pending = '';
+  // Nothing the tool prints or answers carries a secret it was handed: the password, a location's keys.
+  const place = opts.destination ?? opts.source;
+  const secrets = [deps.password, ...secretWords(place?.secret)];
   const logLine = (line: string): void => {
-    if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), deps.password));
+    if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), ...secrets));
   };
   const logLines = (chunk: Buffer): void => {
     const lines = (pending + chunk.toString('utf8')).split('\n');
@@ -80,7 +107,9 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
   try {
     const passwordFile = deps.password !== undefined ? join(workDir, 'password') : undefined;
     if (passwordFile) await writeFile(passwordFile, deps.password!, { mode: 0o600, flag: 'wx' });
-    const request = buildRequest(block, { verb, workDir, ...(passwordFile ? { passwordFile } : {}), ...(opts.restore ? { restore: opts.restore } : {}) });
+    const restore = opts.restore && opts.source ? { ...opts.restore, source: await placeIn(workDir, opts.source) } : opts.restore;
+    const destination = opts.destination ? await placeIn(workDir, opts.destination) : undefined;
+    const request = buildRequest(block, { verb, workDir, ...(passwordFile ? { passwordFile } : {}), ...(restore ? { restore } : {}), ...(destination ? { destination } : {}) });
     const requestFile = join(workDir, 'request.json');
     await writeFile(requestFile, `${JSON.stringify(request, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     const [command, ...first] = block.definition.command;
@@ -109,14 +138,14 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
         (err: unknown) => err,
       );
       // The password never reaches a message, whatever the tool echoed.
-      const said = redact(await text, deps.password);
+      const said = redact(await text, ...secrets);
       if (exit === undefined) return parseResult(verb, said, tool);
       if (isBackupError(exit, 'ABORTED') || isBackupError(exit, 'TOOL_MISSING')) throw exit;
       // A failure result need not carry the verb's fields: only its error and target are read.
       const parsed = parseFailure(said);
       const details = (isBackupError(exit) ? exit.details : undefined) as { exitCode?: number | null; signal?: string | null; stderr?: string } | undefined;
       const how = details?.exitCode === null || details?.exitCode === undefined ? `was killed by ${details?.signal ?? 'a signal'}` : `exited with code ${details.exitCode}`;
-      throw callFailure(verb, tool, how, redact(details?.stderr ?? '', deps.password), parsed);
+      throw callFailure(verb, tool, how, redact(details?.stderr ?? '', ...secrets), parsed);
     } finally {
       logLine(pending); // a last line without a newline
       await cleanup();

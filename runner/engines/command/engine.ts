@@ -11,7 +11,8 @@ import type { Logger } from '../../logger.js';
 import type { CallOptions as EngineCallOptions } from '../../storage/types.js';
 import { feedRunning } from '../feed.js';
 import { throwIfAborted, withOutcome } from '../outcome.js';
-import type { DumpFormat, DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, TargetState } from '../types.js';
+import { isServerSide, type SourceObject } from '../../../api/engine-contract.js';
+import type { DumpFormat, DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, ServerBackup, ServerPlace, ServerSideEngine, TargetState } from '../types.js';
 import { callTool, type CallDeps, type CallOptions } from './call.js';
 import { consistentInstant, dumpFormatOf } from './protocol.js';
 
@@ -22,6 +23,7 @@ export class CommandEngine implements Engine {
   /** The formats the definition declares; the first is what backup writes. */
   readonly formats: readonly DumpFormat[];
   readonly dumpsCompressed: boolean;
+  readonly serverSide?: ServerSideEngine;
 
   private constructor(
     private readonly block: Readonly<CommandConnection>,
@@ -33,6 +35,7 @@ export class CommandEngine implements Engine {
     this.database = block.database ?? block.definition.name;
     this.formats = block.definition.formats.map(dumpFormatOf);
     this.dumpsCompressed = this.formats[0]!.compressed;
+    if (isServerSide(block.definition)) this.serverSide = this.serverSideOf();
   }
 
   /** Reads the password now, so a bad secret fails at startup. */
@@ -60,6 +63,7 @@ export class CommandEngine implements Engine {
   async dump(opts: DumpOptions = {}): Promise<DumpHandle> {
     throwIfAborted(opts.signal);
     if (opts.stream) throw new BackupError('INTERNAL', `the ${this.name} engine dumps one stream`);
+    if (this.serverSide) throw new BackupError('USAGE', `the ${this.name} engine's database server writes its backups into a location itself: it produces no dump stream`);
     const started = new Date();
     const { process: p, result } = await this.call('backup', { signal: opts.signal, stdout: opts.output ?? 'pipe' });
     const done = result.then(() => undefined);
@@ -90,25 +94,61 @@ export class CommandEngine implements Engine {
 
   async restore(input: Readable, opts: RestoreOptions): Promise<RestoreReport | void> {
     throwIfAborted(opts.signal);
+    if (this.serverSide) throw new BackupError('USAGE', `the ${this.name} engine's database server restores its backups from a location itself: it reads no dump stream`);
+    const call = await this.call('restore', { signal: opts.signal, stdin: 'pipe', restore: this.restoreRequest(opts) });
+    try {
+      await feedRunning(call.process, input, call.result);
+      return this.restored(await call.result, opts);
+    } catch (err) {
+      throw this.restoreFailure(err, opts.database);
+    }
+  }
+
+  private restoreRequest(opts: RestoreOptions): NonNullable<CallOptions['restore']> {
     const format = opts.format ?? this.formats[0]!.format;
     if (!this.formats.some((f) => f.format === format)) {
       throw new BackupError('FORMAT_MISMATCH', `${this.name} restores ${this.formats.map((f) => f.format).join(', ')}, not ${format}; nothing was changed`);
     }
-    const restore = { database: opts.database, force: opts.force, format, engine: { ...(opts.backup?.engine ?? {}) }, consistentAt: opts.backup?.consistentAt ?? '' };
-    const call = await this.call('restore', { signal: opts.signal, stdin: 'pipe', restore });
-    try {
-      await feedRunning(call.process, input, call.result);
-      const r = await call.result;
-      this.log.info({ target: opts.database, replaced: opts.force }, 'restore finished');
-      return r?.conflicts && r.conflicts.length > 0 ? { conflicts: r.conflicts } : undefined;
-    } catch (err) {
-      const e = toBackupError(err, 'RESTORE_FAILED');
-      const said = (e.details as { toolTarget?: { state: 'unchanged' | 'emptied' | 'partial'; detail?: string } } | undefined)?.toolTarget;
-      // A refusal that changed nothing stays a refusal; one that did (data appeared while restoring) says what it left.
-      if (e.code === 'TARGET_NOT_EMPTY' && (!said || said.state === 'unchanged')) throw e;
-      // What the tool does not say it left is unknown: that is said too, never "unchanged" by default.
-      const unknown = e.code === 'ABORTED' ? 'the restore was stopped part way: the target may hold part of the backup' : `the ${this.name} tool did not say what the failed restore left`;
-      throw withOutcome(e, said && e.code !== 'ABORTED' ? { database: opts.database, ...said } : { database: opts.database, state: 'partial', detail: unknown });
-    }
+    return { database: opts.database, force: opts.force, format, engine: { ...(opts.backup?.engine ?? {}) }, consistentAt: opts.backup?.consistentAt ?? '' };
+  }
+
+  private restored(r: { conflicts?: string[] } | undefined, opts: RestoreOptions): RestoreReport | undefined {
+    this.log.info({ target: opts.database, replaced: opts.force }, 'restore finished');
+    return r?.conflicts && r.conflicts.length > 0 ? { conflicts: r.conflicts } : undefined;
+  }
+
+  /** A failed restore's error, saying what the target holds now: what the tool said, else `partial` (never "unchanged" by default). */
+  private restoreFailure(err: unknown, database: string): BackupError {
+    const e = toBackupError(err, 'RESTORE_FAILED');
+    const said = (e.details as { toolTarget?: { state: 'unchanged' | 'emptied' | 'partial'; detail?: string } } | undefined)?.toolTarget;
+    // A refusal that changed nothing stays a refusal; one that did (data appeared while restoring) says what it left.
+    if (e.code === 'TARGET_NOT_EMPTY' && (!said || said.state === 'unchanged')) return e;
+    const unknown = e.code === 'ABORTED' ? 'the restore was stopped part way: the target may hold part of the backup' : `the ${this.name} tool did not say what the failed restore left`;
+    return withOutcome(e, said && e.code !== 'ABORTED' ? { database, ...said } : { database, state: 'partial', detail: unknown });
+  }
+
+  /** `output: location`: the database server writes the backup below the place the request names, and reads it back from there. */
+  private serverSideOf(): ServerSideEngine {
+    return {
+      backup: async (place: ServerPlace, opts: EngineCallOptions = {}): Promise<ServerBackup> => {
+        throwIfAborted(opts.signal);
+        const started = new Date();
+        const { result } = await this.call('backup', { signal: opts.signal, destination: place });
+        const r = await result;
+        const c = consistentInstant(r?.consistentAt, started, new Date());
+        if (!c.believed) this.log.warn({ claimed: r?.consistentAt }, 'the tool claimed a consistency instant outside its own run: the end of the run is recorded instead');
+        return { consistentAt: c.at, format: this.formats[0]!.format, ...(r?.position && Object.keys(r.position).length > 0 ? { position: r.position } : {}) };
+      },
+      restore: async (place: ServerPlace, objects: readonly SourceObject[], opts: RestoreOptions): Promise<RestoreReport | void> => {
+        throwIfAborted(opts.signal);
+        const restore = { ...this.restoreRequest(opts), objects: [...objects] };
+        try {
+          const call = await this.call('restore', { signal: opts.signal, restore, source: place });
+          return this.restored(await call.result, opts);
+        } catch (err) {
+          throw this.restoreFailure(err, opts.database);
+        }
+      },
+    };
   }
 }

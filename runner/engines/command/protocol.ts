@@ -22,6 +22,7 @@ export interface RequestParts {
   workDir: string;
   passwordFile?: string;
   restore?: ToolRequest['restore'];
+  destination?: ToolRequest['destination'];
 }
 
 /** The request file's contents for one call of the tool `block` configures. */
@@ -42,6 +43,7 @@ export function buildRequest(block: Readonly<CommandConnection>, parts: RequestP
     config: { ...(block.config ?? {}) },
     resultFd: RESULT_FD,
     workDir: parts.workDir,
+    ...(parts.destination ? { destination: parts.destination } : {}),
     ...(parts.restore ? { restore: parts.restore } : {}),
   };
 }
