@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass, type LocationCredentials, type LocationEncryption, type StorageLocation } from '../../api/crds/index.js';
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
-import type { LocationConfig, RunnerConfig } from '../../api/runner-config.js';
+import type { LocationConfig, RunnerConfig, ServerAccess } from '../../api/runner-config.js';
 import { runnerName } from '../names.js';
-import type { EngineDefinitionSpec } from '../../api/engine-contract.js';
+import { isServerSide, type EngineDefinitionSpec } from '../../api/engine-contract.js';
 import { RENDERED_ENGINES, renderEngine } from './engines.js';
 
 export const CONFIG_DIR = '/etc/backup-runner';
@@ -37,7 +37,8 @@ export interface RenderProblem {
     | 'ReservedName'
     | 'LocationNotMounted'
     | 'CredentialsRequired'
-    | 'CredentialsMismatch';
+    | 'CredentialsMismatch'
+    | 'ServerSideNotPossible';
   message: string;
 }
 
@@ -255,6 +256,30 @@ function tenantKeyProblems(backup: DatabaseBackup, sc: DatabaseBackupStorageClas
   return problems;
 }
 
+/**
+ * How a server-side engine's database server may reach each kind of location: with the tenant's own keys
+ * (handed to the server), or with an identity of its own when the runner has no keys either. A storage class's
+ * shared keys are never handed to a tenant's server (such a location gets the runner's copies); a volume is the
+ * runner pod's, which the tool writes itself.
+ */
+const SERVER_ACCESS_BY_SOURCE: Record<LocationAccess['source'], ServerAccess | undefined> = { DatabaseBackup: 'credentials', Ambient: 'server', StorageClass: undefined, Volume: undefined };
+
+/** A server-side engine against the locations it would use: one the server can write, none that encrypts (the server writes in the clear). */
+function serverSideProblems(engine: string, sc: DatabaseBackupStorageClass, locations: readonly LocationConfig[]): RenderProblem[] {
+  const className = sc.metadata.name ?? '';
+  const problems: RenderProblem[] = [];
+  for (const l of locations.filter((x) => x.encryption)) {
+    problems.push({ reason: 'ServerSideNotPossible', message: `engine "${engine}" has the database server write its backups in the clear, and location "${l.name}" of storage class "${className}" encrypts: use a class without encryption, or the engine's own encryption setting` });
+  }
+  if (!locations.some((l) => l.type === 'filesystem' || l.serverAccess !== undefined)) {
+    problems.push({
+      reason: 'ServerSideNotPossible',
+      message: `engine "${engine}" has the database server write its backups, and no location of storage class "${className}" may be written by it: a storage class's shared keys are never handed to a database server; use a location with credentials.source DatabaseBackup (this namespace's own keys) or Ambient, or a filesystem location`,
+    });
+  }
+  return problems;
+}
+
 /** Every missing Secret or key among a storage class's credential references. */
 export function storageClassProblems(sc: DatabaseBackupStorageClass, lookup: SecretLookup, controllerNamespace: string): RenderProblem[] {
   const files = new Files(lookup, controllerNamespace, sc.metadata.name ?? '');
@@ -300,12 +325,15 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     const creds = credentialSource(loc, sc.spec) === 'DatabaseBackup' ? backup.spec.credentials?.find((c) => c.location === loc.name) : undefined;
     return creds ? { creds, files: dbSecretFiles } : undefined;
   };
+  const serverSide = definition !== undefined && isServerSide(definition);
   const locations = chosen.map((loc) => {
     const at = `spec.locations[${sc.spec.locations.indexOf(loc)}]`;
     const encryption = encryptionConfig(loc, at, files, backup.spec.encryption?.find((e) => e.location === loc.name), dbSecretFiles);
-    return { ...locationConfig(loc, at, files, claims, tenantKeys(loc)), ...(encryption ? { encryption } : {}) };
+    const serverAccess = serverSide ? SERVER_ACCESS_BY_SOURCE[credentialSource(loc, sc.spec) ?? 'Volume'] : undefined;
+    return { ...locationConfig(loc, at, files, claims, tenantKeys(loc)), ...(encryption ? { encryption } : {}), ...(serverAccess ? { serverAccess } : {}) };
   });
   problems.push(...files.problems, ...tenantKeyProblems(backup, sc, chosen));
+  if (serverSide) problems.push(...serverSideProblems(definition.name, sc, locations));
   if (problems.length > 0) return { ok: false, problems };
   const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));
 

@@ -366,6 +366,39 @@ describe('renderRunner: problems name what is wrong', () => {
     expect(r.value.objects.deployment.spec!.template.spec!.containers[0]!.image).toBe('registry.example/backup-runner-postgresql:16-1.0.0');
   });
 
+  it('a server-side engine: the tenant\'s own keys and an ambient identity are its database server\'s to use; a class\'s shared keys never are', () => {
+    const definition = { name: 'crdb', command: ['db-backup-tool', 'cockroachdb'], verbs: ['probe', 'backup', 'restore'] as ('probe' | 'backup' | 'restore')[], formats: [{ format: 'crdb-backup', extension: 'crdb', compressed: true, magicHex: ['00'] }], output: 'location' as const };
+    const render = (b: ReturnType<typeof validBackup>, sc: Record<string, unknown>, secrets?: Record<string, Record<string, string>>) => {
+      delete (b.spec as { runner?: unknown }).runner;
+      (b.spec as { engine: unknown }).engine = { type: 'command', command: { engineRef: 'crdb', host: 'crdb.shop.svc', port: 26257 } };
+      return renderRunner({ ...input(b, sc, secrets), engine: { definition, image: 'registry.example/backup-runner-postgresql:16-1.0.0', allowedNamespaces: [] } });
+    };
+    const access = (r: ReturnType<typeof render>) => {
+      if (!r.ok) throw new Error(JSON.stringify(r.problems));
+      const cfg = parse(configOf(r.value.objects.secret.data)) as { locations: { name: string; serverAccess?: string }[] };
+      expect(validateRunnerConfig(cfg).ok).toBe(true);
+      return cfg.locations.map((l) => [l.name, l.serverAccess]);
+    };
+    expect(access(render(tenantBackup(), tenantClass(), {}))).toEqual([['local', undefined], ['offsite', 'credentials'], ['gcs', 'credentials']]);
+    const ambient = validBackup();
+    ambient.spec.locations = ['offsite', 'gcs'];
+    expect(access(render(ambient, ambientClass(), {}))).toEqual([['offsite', 'server'], ['gcs', 'server']]);
+    const sharedBackup = validBackup();
+    sharedBackup.spec.locations = ['offsite'];
+    const shared = render(sharedBackup, validStorageClass());
+    expect(shared.ok ? [] : shared.problems).toEqual([
+      {
+        reason: 'ServerSideNotPossible',
+        message:
+          'engine "crdb" has the database server write its backups, and no location of storage class "standard" may be written by it: a storage class\'s shared keys are never handed to a database server; ' +
+          'use a location with credentials.source DatabaseBackup (this namespace\'s own keys) or Ambient, or a filesystem location',
+      },
+    ]);
+    // A stream engine's locations say nothing of the kind.
+    const stream = renderRunner(CASES['tenant-keys']!());
+    expect(stream.ok && configOf(stream.value.objects.secret.data)).not.toContain('serverAccess');
+  });
+
   it('a whole-server block: allDatabases or databases, globals and parallel only with one of them', () => {
     const b = minimal();
     Object.assign(b.spec.engine.postgresql, { allDatabases: true, databases: ['a'], globals: false });
