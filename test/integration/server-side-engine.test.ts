@@ -231,6 +231,13 @@ describe('a server-side backup that fails or misbehaves leaves nothing, and olde
     expect(a.left).toEqual([]);
   });
 
+  it('a tool that prints the keys it was handed: they appear in no output', async () => {
+    const a = await attempt('leak');
+    expect(a.json).toMatchObject({ status: 'Failed', error: { code: 'DUMP_FAILED', message: expect.stringContaining('denied for [redacted] / [redacted]') as string } });
+    expect(JSON.stringify(a.json)).not.toContain('S3RVER');
+    expect(a.left).toEqual([]);
+  });
+
   it('the server writes outside server/: refused, nothing kept', async () => {
     const a = await attempt('plant-outside');
     expect(a.json).toMatchObject({ status: 'Failed', error: { code: 'INTEGRITY', message: expect.stringContaining('planted.txt') as string } });

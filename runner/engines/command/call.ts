@@ -70,7 +70,7 @@ function readResult(stream: Readable | undefined, tool: string, verb: Verb): Pro
 function secretWords(secret: string | undefined): string[] {
   if (secret === undefined) return [];
   try {
-    const values = Object.values(JSON.parse(secret) as Record<string, unknown>).filter((v): v is string => typeof v === 'string' && v.length >= 8);
+    const values = Object.values(JSON.parse(secret) as Record<string, unknown>).filter((v): v is string => typeof v === 'string' && v.length >= 6);
     return [secret, ...values];
   } catch {
     return [secret];
