@@ -36,6 +36,10 @@ const Token = (description: string) => Type.String({ pattern: '^[a-z0-9]([-a-z0-
 
 export const VERBS = ['probe', 'backup', 'restore', 'inspect'] as const;
 
+/** The location types a destination can be. */
+export const DESTINATION_TYPES = ['filesystem', 's3', 'gcs'] as const;
+export type DestinationType = (typeof DESTINATION_TYPES)[number];
+
 /** How a tool's backups travel: its stdout and stdin (stream), or written by the database server into a location (location). */
 export const OUTPUTS = ['stream', 'location'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -81,10 +85,22 @@ export const EngineDefinitionSpec = Type.Object(
           'stream: backup writes the dump on stdout and restore reads it on stdin; location: the database server writes the backup into the destination the request names and reads it back from the source (magicHex is then not checked)',
       }),
     ),
+    locationTypes: Type.Optional(
+      Type.Array(Type.Union(DESTINATION_TYPES.map((t) => Type.Literal(t))), {
+        minItems: 1,
+        uniqueItems: true,
+        description: 'output: location only: the location types its database server can write (default all); e.g. a server on other machines cannot write a filesystem location of the runner pod',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type EngineDefinitionSpec = Static<typeof EngineDefinitionSpec>;
+
+/** The location types a server-side engine's database server can write (its definition's `locationTypes`, default all). */
+export function serverLocationTypes(definition: Pick<EngineDefinitionSpec, 'locationTypes'>): readonly DestinationType[] {
+  return definition.locationTypes ?? DESTINATION_TYPES;
+}
 
 /** Whether a definition's backups are written by the database server itself (`output: location`). */
 export function isServerSide(definition: Pick<EngineDefinitionSpec, 'output'>): boolean {
@@ -101,7 +117,7 @@ export function isServerSide(definition: Pick<EngineDefinitionSpec, 'output'>): 
 export interface Destination {
   /** The location's name in the runner's configuration. */
   location: string;
-  type: 'filesystem' | 's3' | 'gcs';
+  type: DestinationType;
   /** `file:///dir/`, `s3://bucket/prefix/` or `gs://bucket/prefix/`, ending in `/`. */
   url: string;
   /** filesystem: the absolute directory (it exists and is empty for a backup). */
@@ -273,6 +289,7 @@ export function definitionErrors(definition: EngineDefinitionSpec, at: string, n
     errors.push({ path: nameAt, message: 'must be 1 to 63 lower-case letters, digits, -, . and _, starting and ending with a letter or digit' });
   }
   if (RESERVED_ENGINE_NAMES.includes(definition.name)) errors.push({ path: nameAt, message: `must not be ${RESERVED_ENGINE_NAMES.join(', ')}: the runner's own engines` });
+  if (definition.locationTypes !== undefined && !isServerSide(definition)) errors.push({ path: `${at}.locationTypes`, message: 'applies only with output: location (a server-side engine)' });
   for (const verb of ['probe', 'backup', 'restore'] as const) {
     if (!definition.verbs.includes(verb)) errors.push({ path: `${at}.verbs`, message: `must include ${verb}` });
   }

@@ -10,7 +10,7 @@ import cron from 'node-cron';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { recipientErrors } from './age.js';
 import { prefixErrors } from './prefix.js';
-import { EngineDefinitionSpec, isServerSide } from './engine-contract.js';
+import { EngineDefinitionSpec, isServerSide, serverLocationTypes } from './engine-contract.js';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a DNS label: lower-case letters, digits and -' });
 
@@ -439,13 +439,20 @@ export function encryptionErrors(at: string, age: AgeEncryption | undefined): Fi
   return errors;
 }
 
+/** Whether a server-side engine's database server may write a location: a type it can write, a filesystem one or one with serverAccess (encryption aside). */
+export function serverWritable(definition: Pick<EngineDefinitionSpec, 'locationTypes'>, l: Pick<LocationConfig, 'type' | 'serverAccess'>): boolean {
+  return serverLocationTypes(definition).includes(l.type) && (l.type === 'filesystem' || l.serverAccess !== undefined);
+}
+
 /**
  * A server-side engine's locations: the database server writes and reads its backups in the clear (no location
  * may encrypt), at least one location must be one it can write, and `serverAccess` needs what it names.
  */
 function serverSideErrors(cfg: RunnerConfig): FieldError[] {
   const errors: FieldError[] = [];
-  const serverSide = cfg.engine.command !== undefined && isServerSide(cfg.engine.command.definition);
+  const definition = cfg.engine.command?.definition;
+  const serverSide = definition !== undefined && isServerSide(definition);
+  const writable = (l: LocationConfig): boolean => serverWritable(definition ?? {}, l);
   cfg.locations.forEach((loc, i) => {
     const at = `locations[${i}]`;
     if (serverSide && loc.encryption) {
@@ -456,8 +463,11 @@ function serverSideErrors(cfg: RunnerConfig): FieldError[] {
     if (loc.serverAccess === 'credentials' && loc.type === 's3' && loc.s3?.accessKeyId === undefined) errors.push({ path: `${at}.serverAccess`, message: 'credentials needs s3.accessKeyId and s3.secretAccessKey: the keys handed to the database server' });
     if (loc.serverAccess === 'credentials' && loc.type === 'gcs' && loc.gcs?.keyFile === undefined) errors.push({ path: `${at}.serverAccess`, message: 'credentials needs gcs.keyFile: the key handed to the database server' });
   });
-  if (serverSide && cfg.locations.length > 0 && !cfg.locations.some((l) => l.type === 'filesystem' || l.serverAccess !== undefined)) {
-    errors.push({ path: 'locations', message: 'a server-side engine (engine.command.definition.output: location) needs a location its database server can write: a filesystem location, or serverAccess on an s3 or gcs location' });
+  if (serverSide && cfg.locations.length > 0 && !cfg.locations.some(writable)) {
+    errors.push({
+      path: 'locations',
+      message: `a server-side engine (engine.command.definition.output: location) needs a location its database server can write: ${serverLocationTypes(definition).map((t) => (t === 'filesystem' ? 'a filesystem location' : `serverAccess on ${t === 's3' ? 'an' : 'a'} ${t} location`)).join(', or ')}`,
+    });
   }
   return errors;
 }

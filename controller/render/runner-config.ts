@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { credentialSource, type DatabaseBackup, type DatabaseBackupStorageClass, type LocationCredentials, type LocationEncryption, type StorageLocation } from '../../api/crds/index.js';
 import type { ControllerSecretKeyRef, SecretKeyRef } from '../../api/crds/common.js';
-import type { LocationConfig, RunnerConfig, ServerAccess } from '../../api/runner-config.js';
+import { serverWritable, type LocationConfig, type RunnerConfig, type ServerAccess } from '../../api/runner-config.js';
 import { runnerName } from '../names.js';
-import { isServerSide, type EngineDefinitionSpec } from '../../api/engine-contract.js';
+import { isServerSide, serverLocationTypes, type EngineDefinitionSpec } from '../../api/engine-contract.js';
 import { RENDERED_ENGINES, renderEngine } from './engines.js';
 
 export const CONFIG_DIR = '/etc/backup-runner';
@@ -265,16 +265,17 @@ function tenantKeyProblems(backup: DatabaseBackup, sc: DatabaseBackupStorageClas
 const SERVER_ACCESS_BY_SOURCE: Record<LocationAccess['source'], ServerAccess | undefined> = { DatabaseBackup: 'credentials', Ambient: 'server', StorageClass: undefined, Volume: undefined };
 
 /** A server-side engine against the locations it would use: one the server can write, none that encrypts (the server writes in the clear). */
-function serverSideProblems(engine: string, sc: DatabaseBackupStorageClass, locations: readonly LocationConfig[]): RenderProblem[] {
+function serverSideProblems(definition: EngineDefinitionSpec, sc: DatabaseBackupStorageClass, locations: readonly LocationConfig[]): RenderProblem[] {
   const className = sc.metadata.name ?? '';
+  const engine = definition.name;
   const problems: RenderProblem[] = [];
   for (const l of locations.filter((x) => x.encryption)) {
     problems.push({ reason: 'ServerSideNotPossible', message: `engine "${engine}" has the database server write its backups in the clear, and location "${l.name}" of storage class "${className}" encrypts: use a class without encryption, or the engine's own encryption setting` });
   }
-  if (!locations.some((l) => l.type === 'filesystem' || l.serverAccess !== undefined)) {
+  if (!locations.some((l) => serverWritable(definition, l))) {
     problems.push({
       reason: 'ServerSideNotPossible',
-      message: `engine "${engine}" has the database server write its backups, and no location of storage class "${className}" may be written by it: a storage class's shared keys are never handed to a database server; use a location with credentials.source DatabaseBackup (this namespace's own keys) or Ambient, or a filesystem location`,
+      message: `engine "${engine}" has the database server write its backups, and no location of storage class "${className}" may be written by it: a storage class's shared keys are never handed to a database server; use a location with credentials.source DatabaseBackup (this namespace's own keys) or Ambient${serverLocationTypes(definition).includes('filesystem') ? ', or a filesystem location' : ''}`,
     });
   }
   return problems;
@@ -333,7 +334,7 @@ export function renderRunnerConfig(backup: DatabaseBackup, sc: DatabaseBackupSto
     return { ...locationConfig(loc, at, files, claims, tenantKeys(loc)), ...(encryption ? { encryption } : {}), ...(serverAccess ? { serverAccess } : {}) };
   });
   problems.push(...files.problems, ...tenantKeyProblems(backup, sc, chosen));
-  if (serverSide) problems.push(...serverSideProblems(definition.name, sc, locations));
+  if (serverSide) problems.push(...serverSideProblems(definition, sc, locations));
   if (problems.length > 0) return { ok: false, problems };
   const access = chosen.map((loc) => accessOf(loc, sc, namespace, name, tenantKeys(loc)?.creds));
 

@@ -22,7 +22,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { SourceObject } from '../../api/engine-contract.js';
+import { serverLocationTypes, type SourceObject } from '../../api/engine-contract.js';
 import type { LocationConfig } from '../../api/index.js';
 import { resolveSecret } from '../config/secrets.js';
 import type { ProbeResult, ServerPlace } from '../engines/types.js';
@@ -67,6 +67,8 @@ export async function serverReach(rt: Runtime, loc: Location, dir: string, env: 
   const cfg = rt.config.locations.find((l) => l.name === loc.name);
   if (!cfg) return { refused: `${loc.name} is not in the configuration` };
   if (loc.crypto || cfg.encryption) return { refused: `${loc.name} encrypts what it stores, and the database server writes in the clear` };
+  const definition = rt.config.engine.command?.definition;
+  if (definition && !serverLocationTypes(definition).includes(cfg.type)) return { refused: `${loc.name}: the ${definition.name} server cannot write ${cfg.type} locations (its definition's locationTypes: ${serverLocationTypes(definition).join(', ')})` };
   const prefix = `${dir}${SERVER_DIR}/`;
   const url = `${describeLocation({ ...cfg, prefix: '' })}/${prefix}`;
   const base = { location: loc.name, url };

@@ -51,6 +51,7 @@ async function fingerprint(root: string): Promise<Record<string, string>> {
 interface Setup {
   /** The locations in config order. */
   locations: Record<string, unknown>[];
+  definition?: Record<string, unknown>;
   config?: Record<string, unknown>;
   retention?: Record<string, unknown>;
 }
@@ -62,7 +63,7 @@ async function writeConfig(name: string, setup: Setup): Promise<string> {
     stringify({
       namespace: 'apps',
       name,
-      engine: { type: 'command', command: { definition: DEFINITION, database: server, config: { spyDir: spy, ...setup.config } } },
+      engine: { type: 'command', command: { definition: { ...DEFINITION, ...setup.definition }, database: server, config: { spyDir: spy, ...setup.config } } },
       locations: setup.locations,
       ...(setup.retention ? { retention: setup.retention } : {}),
     }),
@@ -190,6 +191,15 @@ describe('a location whose keys are not the tenant\'s is never handed to the ser
     expect(b!.locations.sort()).toEqual(['fs', 's3']);
     const keys = await listAll(s3.storage('shared'), `team/apps/classkeys/backups/${r.json.id as string}/server/`);
     expect(keys).toHaveLength(4);
+  });
+
+  it('a server that cannot write filesystem locations (locationTypes) writes the S3 location it may, after one it cannot', async () => {
+    const cfg = await writeConfig('remote', { locations: [fsLocation('remote'), s3Location({ serverAccess: 'credentials' })], definition: { locationTypes: ['s3', 'gcs'] } });
+    const r = await runCli(cfg, ['backup']);
+    expect(r.code, r.out).toBe(0);
+    const req = JSON.parse(await readFile(join(spy, 'backup.request.json'), 'utf8')) as { destination: Record<string, unknown> };
+    expect(req.destination).toMatchObject({ location: 's3', type: 's3' });
+    expect((await listed(cfg))[0]!.locations.sort()).toEqual(['fs', 's3']);
   });
 
   it('refuses a configuration where no location is the server\'s to write, and one that encrypts, naming the field', async () => {

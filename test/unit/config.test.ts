@@ -330,6 +330,11 @@ describe('a server-side engine\'s locations (engine.command.definition.output: l
     ['credentials without keys to hand over (s3)', cfg([{ name: 's3', type: 's3', s3: { bucket: 'team-a' }, serverAccess: 'credentials' }]), [{ path: 'locations[0].serverAccess', message: /needs s3.accessKeyId/ }]],
     ['credentials without a key file (gcs)', cfg([{ name: 'gcs', type: 'gcs', gcs: { bucket: 'team-a' }, serverAccess: 'credentials' }]), [{ path: 'locations[0].serverAccess', message: /needs gcs.keyFile/ }]],
     ['a stream engine may encrypt, and needs no such location', cfg([{ name: 's3', type: 's3', s3, encryption: { age: { recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] } } }], 'stream'), []],
+    [
+      'a server that cannot write the filesystem location (locationTypes)',
+      { ...cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }]), engine: { type: 'command', command: { definition: { ...definition, locationTypes: ['s3', 'gcs'] } } } },
+      [{ path: 'locations', message: /can write: serverAccess on an s3 location, or serverAccess on a gcs location/ }],
+    ],
     ['an unknown output', cfg([{ name: 'fs', type: 'filesystem', filesystem: { path: '/b' } }], 'bucket'), [{ path: 'engine.command.definition.output', message: /./ }]],
   ])('%s', (_what, config, want) => {
     const r = validateRunnerConfig(config);

@@ -67,6 +67,12 @@ describe('definitionErrors', () => {
     expect(definitionErrors({ ...definition, name: 'x'.repeat(64) }, 'def', 'metadata.name').map((e) => e.path)).toEqual(['metadata.name']);
   });
 
+  it('locationTypes only for a server-side engine (output: location)', () => {
+    expect(definitionErrors({ ...definition, output: 'location', locationTypes: ['s3', 'gcs'] }, 'def')).toEqual([]);
+    expect(definitionErrors({ ...definition, locationTypes: ['s3'] }, 'def')).toEqual([{ path: 'def.locationTypes', message: 'applies only with output: location (a server-side engine)' }]);
+    expect(definitionErrors({ ...definition, output: 'stream', locationTypes: ['s3'] }, 'def')).toEqual([{ path: 'def.locationTypes', message: 'applies only with output: location (a server-side engine)' }]);
+  });
+
   it('compiles a schema once, and two schemas with one $id do not collide', () => {
     const a = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'integer' } } };
     const b = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'string' } } };
