@@ -53,11 +53,13 @@ export const ToolFormat = Type.Object(
     format: Token('name recorded in manifests, e.g. redis-rdb: lower-case letters, digits, -, . and _'),
     extension: Type.String({ pattern: '^[a-z0-9]{1,16}$', description: 'file extension of an uncompressed dump, e.g. rdb: 1 to 16 lower-case letters and digits, not age, zst, gz, rekeyed or json' }),
     compressed: Type.Boolean({ default: false, description: 'the tool compresses its output itself (the pipeline then stores it as it is)' }),
-    magicHex: Type.Array(Type.String({ pattern: '^([0-9a-f]{2}){1,32}$', description: 'lower-case hex bytes, 1 to 32' }), {
-      minItems: 1,
-      maxItems: 8,
-      description: 'every dump of this format starts with one of these byte strings (hex); verify checks stored objects against them',
-    }),
+    magicHex: Type.Optional(
+      Type.Array(Type.String({ pattern: '^([0-9a-f]{2}){1,32}$', description: 'lower-case hex bytes, 1 to 32' }), {
+        minItems: 1,
+        maxItems: 8,
+        description: 'every dump of this format starts with one of these byte strings (hex); verify checks stored objects against them. Required unless output is location (what a database server writes has no one header)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -290,6 +292,9 @@ export function definitionErrors(definition: EngineDefinitionSpec, at: string, n
   }
   if (RESERVED_ENGINE_NAMES.includes(definition.name)) errors.push({ path: nameAt, message: `must not be ${RESERVED_ENGINE_NAMES.join(', ')}: the runner's own engines` });
   if (definition.locationTypes !== undefined && !isServerSide(definition)) errors.push({ path: `${at}.locationTypes`, message: 'applies only with output: location (a server-side engine)' });
+  definition.formats.forEach((f, i) => {
+    if (f.magicHex === undefined && !isServerSide(definition)) errors.push({ path: `${at}.formats[${i}].magicHex`, message: 'is required: verify checks every stored dump against it (only a server-side engine, output: location, has none)' });
+  });
   for (const verb of ['probe', 'backup', 'restore'] as const) {
     if (!definition.verbs.includes(verb)) errors.push({ path: `${at}.verbs`, message: `must include ${verb}` });
   }

@@ -14,7 +14,7 @@ export function shippedEngineSpec(tool: ShippedTool): Omit<EngineSpec, 'image' |
   return {
     command: [...d.command],
     verbs: [...d.verbs],
-    formats: d.formats.map((f) => ({ ...f, magicHex: [...f.magicHex] })),
+    formats: d.formats.map((f) => ({ ...f, ...(f.magicHex ? { magicHex: [...f.magicHex] } : {}) })),
     ...(d.configSchema ? { configSchema: d.configSchema } : {}),
     ...(tool.image ? { databases: [...tool.image.databases] } : {}),
   };

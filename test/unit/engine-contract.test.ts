@@ -73,6 +73,14 @@ describe('definitionErrors', () => {
     expect(definitionErrors({ ...definition, output: 'stream', locationTypes: ['s3'] }, 'def')).toEqual([{ path: 'def.locationTypes', message: 'applies only with output: location (a server-side engine)' }]);
   });
 
+  it('magicHex: required for a stream, optional for a server-side engine', () => {
+    const { magicHex: _m, ...bare } = definition.formats[0]!;
+    expect(definitionErrors({ ...definition, formats: [bare] }, 'def')).toEqual([
+      { path: 'def.formats[0].magicHex', message: 'is required: verify checks every stored dump against it (only a server-side engine, output: location, has none)' },
+    ]);
+    expect(definitionErrors({ ...definition, output: 'location', formats: [bare] }, 'def')).toEqual([]);
+  });
+
   it('compiles a schema once, and two schemas with one $id do not collide', () => {
     const a = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'integer' } } };
     const b = { $id: 'https://example.com/cfg', type: 'object', properties: { n: { type: 'string' } } };

@@ -14,7 +14,7 @@ export const VERB_FAILURE: Readonly<Record<Verb, ErrorCode>> = { probe: 'DB_UNRE
 
 /** A declared format as the pipeline knows it (magic as bytes). */
 export function dumpFormatOf(f: ToolFormat): DumpFormat {
-  return { format: f.format, extension: f.extension, compressed: f.compressed, magic: f.magicHex.map((h) => Buffer.from(h, 'hex')) };
+  return { format: f.format, extension: f.extension, compressed: f.compressed, magic: (f.magicHex ?? []).map((h) => Buffer.from(h, 'hex')) };
 }
 
 export interface RequestParts {
