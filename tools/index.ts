@@ -4,6 +4,7 @@
  */
 import type { EngineDefinitionSpec } from '../api/engine-contract.js';
 import type { Handlers } from './sdk.js';
+import { definition as cockroachdb } from './cockroachdb/definition.js';
 import { definition as etcd, image as etcdImage } from './etcd/definition.js';
 import { definition as mongodb } from './mongodb/definition.js';
 import { definition as redis, image as redisImage } from './redis/definition.js';
@@ -28,4 +29,5 @@ export const TOOLS: Readonly<Record<string, ShippedTool>> = {
   redis: { definition: redis, image: redisImage, handlers: async () => (await import('./redis/tool.js')).handlers },
   etcd: { definition: etcd, image: etcdImage, handlers: async () => (await import('./etcd/tool.js')).handlers },
   mongodb: { definition: mongodb, handlers: async () => (await import('./mongodb/tool.js')).handlers },
+  cockroachdb: { definition: cockroachdb, handlers: async () => (await import('./cockroachdb/tool.js')).handlers },
 };
