@@ -16,6 +16,8 @@ export function shippedEngineSpec(tool: ShippedTool): Omit<EngineSpec, 'image' |
     verbs: [...d.verbs],
     formats: d.formats.map((f) => ({ ...f, ...(f.magicHex ? { magicHex: [...f.magicHex] } : {}) })),
     ...(d.configSchema ? { configSchema: d.configSchema } : {}),
+    ...(d.output ? { output: d.output } : {}),
+    ...(d.locationTypes ? { locationTypes: [...d.locationTypes] } : {}),
     ...(tool.image ? { databases: [...tool.image.databases] } : {}),
   };
 }

@@ -25,6 +25,8 @@ export const EngineSpec = Type.Object(
     command: definition.command,
     verbs: definition.verbs,
     formats: definition.formats,
+    output: definition.output,
+    locationTypes: definition.locationTypes,
     configSchema: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), { 'x-kubernetes-preserve-unknown-fields': true, description: "JSON Schema (draft-07) of a DatabaseBackup's spec.engine.command.config" }),
     ),
@@ -60,7 +62,15 @@ export function validateEngine(obj: unknown): ValidationResult<ResolvedEngine> {
   const name = input.metadata?.name ?? '';
   const s = spec as EngineSpec;
   try {
-    const def: EngineDefinitionSpec = { name, command: s.command, verbs: s.verbs, formats: s.formats, ...(s.configSchema ? { configSchema: s.configSchema } : {}) };
+    const def: EngineDefinitionSpec = {
+      name,
+      command: s.command,
+      verbs: s.verbs,
+      formats: s.formats,
+      ...(s.configSchema ? { configSchema: s.configSchema } : {}),
+      ...(s.output ? { output: s.output } : {}),
+      ...(s.locationTypes ? { locationTypes: s.locationTypes } : {}),
+    };
     const extra: FieldError[] = [...definitionErrors(def, 'spec', 'metadata.name'), ...duplicateErrors('spec.allowedNamespaces', s.allowedNamespaces ?? [], 'namespace')];
     // A schema that does not compile is said here, once, not on every DatabaseBackup that uses it.
     const schemaError = s.configSchema ? configSchemaError(s.configSchema) : undefined;

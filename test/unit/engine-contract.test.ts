@@ -3,7 +3,11 @@
  * schema an engine declares, a definition's own rules, the request the runner
  * writes, and the result a tool answers (checked before it is believed).
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { validateEngine } from '../../api/crds/index.js';
+import { definition as cockroachdb } from '../../tools/cockroachdb/definition.js';
 import { definitionErrors, toolConfigErrors, type EngineDefinitionSpec } from '../../api/engine-contract.js';
 import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseFailure, parseResult } from '../../runner/engines/command/protocol.js';
 import { BackupError } from '../../runner/errors.js';
@@ -195,5 +199,30 @@ describe('the result a tool answers', () => {
 
   it('a declared magic becomes bytes', () => {
     expect(dumpFormatOf(definition.formats[0]!).magic).toEqual([Buffer.from('DEMO')]);
+  });
+});
+
+describe('the DatabaseBackupEngine examples of docs/engines.md', () => {
+  const text = readFileSync(new URL('../../docs/engines.md', import.meta.url), 'utf8');
+  const examples = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((y) => /^kind: DatabaseBackupEngine$/m.test(y));
+
+  it('there are examples to check, a server-side one among them', () => {
+    expect(examples.length).toBeGreaterThanOrEqual(2);
+    expect(examples.some((y) => y.includes('output: location'))).toBe(true);
+  });
+
+  it.each(examples.map((y) => [(parse(y) as { metadata: { name: string } }).metadata.name, y]))('%s validates as the controller reads it, output and locationTypes kept', (_name, y) => {
+    const r = validateEngine(parse(y));
+    expect(r.ok ? [] : r.errors).toEqual([]);
+    const spec = (parse(y) as { spec: { output?: string; locationTypes?: string[] } }).spec;
+    if (r.ok && spec.output) expect(r.value.definition).toMatchObject({ output: spec.output, locationTypes: spec.locationTypes });
+  });
+
+  it('the CockroachDB example is the shipped definition', () => {
+    const y = examples.find((e) => e.includes('db-backup-tool, cockroachdb'))!;
+    const r = validateEngine(parse(y));
+    // The same definition, but for the descriptions (which the docs leave out).
+    const bare = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'description' ? undefined : x)));
+    expect(r.ok && bare(r.value.definition)).toEqual(bare(cockroachdb));
   });
 });
