@@ -18,8 +18,8 @@
  *   every object. A failed server backup writes no manifest, and its
  *   directory is removed (the orphan sweeper removes what cannot be).
  */
-import { mkdir, readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { serverLocationTypes, type SourceObject } from '../../api/engine-contract.js';
@@ -100,9 +100,9 @@ async function choosePrimary(rt: Runtime, ready: readonly Location[], id: string
   return { refused };
 }
 
-/** What the server wrote below the backup's directory: every key under `server/` with a name the layout allows, else INTEGRITY. */
-async function listWritten(loc: Location, dir: string, signal: AbortSignal): Promise<string[]> {
-  const paths: string[] = [];
+/** What the server wrote below the backup's directory, with each object's listed size: every key under `server/` with a name the layout allows, else INTEGRITY. */
+async function listWritten(loc: Location, dir: string, signal: AbortSignal): Promise<Map<string, number>> {
+  const paths = new Map<string, number>();
   const serverDir = `${dir}${SERVER_DIR}/`;
   for await (const o of loc.storage.list(dir, { signal })) {
     const path = o.key.startsWith(serverDir) ? o.key.slice(serverDir.length) : undefined;
@@ -112,11 +112,31 @@ async function listWritten(loc: Location, dir: string, signal: AbortSignal): Pro
         details: { location: loc.name, key: o.key },
       });
     }
-    paths.push(path!);
-    if (paths.length > MAX_SERVER_OBJECTS) throw new BackupError('INTEGRITY', `${loc.name}: the server-side backup wrote more than ${MAX_SERVER_OBJECTS} objects; the backup is not kept`, { details: { location: loc.name } });
+    paths.set(path!, o.size);
+    if (paths.size > MAX_SERVER_OBJECTS) throw new BackupError('INTEGRITY', `${loc.name}: the server-side backup wrote more than ${MAX_SERVER_OBJECTS} objects; the backup is not kept`, { details: { location: loc.name } });
   }
-  if (paths.length === 0) throw new BackupError('DUMP_FAILED', `${loc.name}: the tool said the server-side backup is complete, but nothing is below ${serverDir}`, { details: { location: loc.name } });
+  if (paths.size === 0) throw new BackupError('DUMP_FAILED', `${loc.name}: the tool said the server-side backup is complete, but nothing is below ${serverDir}`, { details: { location: loc.name } });
   return paths;
+}
+
+/**
+ * A filesystem destination holds only directories and regular files with names the layout allows: a symbolic
+ * link (to a file of the runner's pod, or out of the directory), a device or a hidden temporary name is refused,
+ * not skipped the way a listing skips it.
+ */
+async function checkTree(root: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(root, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const e of entries) {
+    const rel = relative(root, join(e.parentPath, e.name));
+    const problem = e.isFile() || e.isDirectory() ? (e.isFile() ? serverPathProblem(rel) : undefined) : 'is not a regular file or a directory (a symbolic link or a special file)';
+    if (problem) throw new BackupError('INTEGRITY', `the server-side backup wrote ${JSON.stringify(rel)} into its directory, which ${problem}; the backup is not kept`, { details: { path: rel } });
+  }
 }
 
 /** A sink that keeps nothing (the object is only hashed when no other location takes a copy). */
@@ -132,52 +152,89 @@ interface CopyJob {
 
 /**
  * Reads one server object back from the primary once: its size and sha256, and the same bytes to every copy
- * location at the same time. A copy location that fails is left out of the objects that follow.
+ * location at the same time. The bytes read must be as many as the listing said (a server still writing, or a
+ * short read, fails the backup). A copy location whose own upload fails is left out of the objects that follow;
+ * a failure of the read itself fails the backup, never a copy location.
  */
-async function readBack(job: CopyJob, path: string, failed: Map<string, BackupError>): Promise<{ size: number; sha256: string }> {
+async function readBack(job: CopyJob, path: string, listed: number, failed: Map<string, BackupError>): Promise<{ size: number; sha256: string }> {
   const name = `${SERVER_DIR}/${path}`;
   const copies = job.copies.filter((l) => !failed.has(l.name));
   const abort = linkedAbort(job.signal);
   const read = () => job.primary.storage.get(keyIn(backupPrefix(job.primary.scope, job.id), name), { signal: abort.signal });
+  const checked = (r: { size: number; sha256: string }): { size: number; sha256: string } => {
+    if (r.size !== listed) throw new BackupError('INTEGRITY', `${job.primary.name}: ${name} was listed with ${listed} bytes and read with ${r.size} (the server may still be writing it); the backup is not kept`);
+    return r;
+  };
   const hashOnly = async (): Promise<{ size: number; sha256: string }> => {
     const digest = new DigestStream();
     await pipeline(await read(), digest, discard(), { signal: abort.signal });
-    return { size: digest.bytes, sha256: digest.sha256 };
+    return checked({ size: digest.bytes, sha256: digest.sha256 });
   };
   try {
     if (copies.length === 0) return await hashOnly();
     const body = await read();
+    let sourceError: unknown;
+    body.once('error', (err: unknown) => (sourceError ??= err));
     const digest = new DigestStream();
     const fan = new FanOut(copies.map((l) => l.name));
+    const putErrors = new Map<string, BackupError>();
     const uploads = copies.map(async (loc, i) => {
       try {
-        const r = await loc.storage.put(keyIn(backupPrefix(loc.scope, job.id), name), fan.branches[i]!.stream, { signal: abort.signal });
-        return r.size;
+        return (await loc.storage.put(keyIn(backupPrefix(loc.scope, job.id), name), fan.branches[i]!.stream, { signal: abort.signal })).size;
       } catch (err) {
         const error = toBackupError(err, 'STORAGE_FAILED');
         fan.detach(loc.name, error);
-        if (!abort.signal.aborted) job.log.error({ location: loc.name, err: error }, 'location failed while copying the server-side backup; continuing with the others');
-        failed.set(loc.name, error);
+        putErrors.set(loc.name, error);
         return undefined;
       }
     });
-    // Every copy failing does not fail the backup: the primary still holds it, hashed here.
     const flow = await pipeline(body, digest, fan, { signal: abort.signal }).then(
       () => undefined,
       (err: unknown) => err,
     );
     const sizes = await Promise.all(uploads);
-    if (flow && copies.some((l) => !failed.has(l.name))) throw toBackupError(flow, 'STORAGE_FAILED');
+    // The read failed (the copies' uploads failed with it, through no fault of theirs): nothing of this object is known.
+    if (flow && (sourceError !== undefined || putErrors.size < copies.length)) throw toBackupError(sourceError ?? flow, 'STORAGE_FAILED');
+    for (const [location, error] of putErrors) {
+      if (!abort.signal.aborted) job.log.error({ location, err: error }, 'location failed while copying the server-side backup; continuing with the others');
+      failed.set(location, error);
+    }
     // Every copy failed on the way: the object is hashed from the primary alone.
     if (flow) return await hashOnly();
+    const r = checked({ size: digest.bytes, sha256: digest.sha256 });
     copies.forEach((loc, i) => {
-      if (sizes[i] !== undefined && sizes[i] !== digest.bytes && !failed.has(loc.name)) {
-        failed.set(loc.name, new BackupError('INTEGRITY', `${loc.name}: stored ${sizes[i]} bytes of ${name}, read ${digest.bytes}`));
-      }
+      if (sizes[i] !== undefined && sizes[i] !== r.size && !failed.has(loc.name)) failed.set(loc.name, new BackupError('INTEGRITY', `${loc.name}: stored ${sizes[i]} bytes of ${name}, read ${r.size}`));
     });
-    return { size: digest.bytes, sha256: digest.sha256 };
+    return r;
   } finally {
     abort.dispose();
+  }
+}
+
+/**
+ * Removes everything under a server-side backup's directory in the primary, whatever the server wrote there
+ * (a manifest it planted included): the directory was empty before the tool ran, so nothing there is anyone
+ * else's. A filesystem destination's directory goes as a whole (links and all, never followed).
+ */
+async function purge(rt: Runtime, loc: Location, dir: string, place: ServerPlace): Promise<void> {
+  try {
+    const keys: string[] = [];
+    for await (const o of loc.storage.list(dir)) keys.push(o.key);
+    for (const key of keys) await loc.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key, err: e }, 'object of the failed server-side backup left for the orphan sweeper'));
+    if (place.destination.path) await rm(dirname(place.destination.path), { recursive: true, force: true });
+  } catch (err) {
+    rt.logger.warn({ location: loc.name, err }, "the failed server-side backup's objects are left for the orphan sweeper");
+  }
+}
+
+/** Refuses a backup directory that holds anything before the tool runs (an id taken twice): nothing of it may be removed on failure. */
+async function requireEmpty(loc: Location, dir: string, place: ServerPlace, signal: AbortSignal): Promise<void> {
+  for await (const o of loc.storage.list(dir, { signal })) {
+    throw new BackupError('INTERNAL', `${loc.name}: the new backup's directory already holds ${JSON.stringify(o.key)}; nothing was written`, { details: { location: loc.name } });
+  }
+  if (place.destination.path) {
+    const held = await readdir(place.destination.path).catch(() => []);
+    if (held.length > 0) throw new BackupError('INTERNAL', `${loc.name}: the new backup's directory already holds files; nothing was written`, { details: { location: loc.name } });
   }
 }
 
@@ -213,31 +270,38 @@ export async function runServerBackup(rt: Runtime, ctx: ServerBackupContext): Pr
   const dir = backupPrefix(loc.scope, id);
   const copies = ready.filter((l) => l !== loc);
   log.info({ backupId: id, location: loc.name, copies: copies.map((l) => l.name), server: ctx.probe.serverVersion }, 'server-side backup started');
-  let paths: string[];
+  let paths: Map<string, number>;
   let written;
+  try {
+    await requireEmpty(loc, dir, primary.place, ctx.signal);
+  } catch (err) {
+    return fail(toBackupError(err, 'INTERNAL'));
+  }
   try {
     // A filesystem destination is made for the tool; an object store needs no directory.
     if (primary.place.destination.path) await mkdir(primary.place.destination.path, { recursive: true });
     written = await engine.backup(primary.place, { signal: ctx.signal });
+    if (primary.place.destination.path) await checkTree(dirname(primary.place.destination.path));
     paths = await listWritten(loc, dir, ctx.signal);
     if (ctx.signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept');
   } catch (err) {
-    await removeBackupDir(rt, [loc], id);
+    await purge(rt, loc, dir, primary.place);
     return fail(toBackupError(err, 'DUMP_FAILED'));
   }
   const failedCopies = new Map<string, BackupError>();
   const objects: ManifestObject[] = [];
   let bytes = 0;
   try {
-    for (const path of paths.sort()) {
-      const plain = await readBack({ id, primary: loc, copies, signal: ctx.signal, log }, path, failedCopies);
+    for (const [path, listed] of [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const plain = await readBack({ id, primary: loc, copies, signal: ctx.signal, log }, path, listed, failedCopies);
       bytes += plain.size;
       ctx.onProgress?.({ phase: 'copy', bytesIn: bytes });
       objects.push({ name: `${SERVER_DIR}/${path}`, ...plain, plain, compression: { algorithm: 'none' }, encryption: { scheme: 'none' } });
     }
     if (ctx.signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept');
   } catch (err) {
-    await removeBackupDir(rt, ready, id);
+    await purge(rt, loc, dir, primary.place);
+    await removeBackupDir(rt, copies, id);
     return fail(toBackupError(err, 'STORAGE_FAILED'));
   }
   const manifest: Manifest = { ...manifestBase(rt, { formatVersion: SERVER_FORMAT_VERSION, id, probe: ctx.probe, startedAt, trigger: ctx.trigger, written }), objects };

@@ -260,15 +260,12 @@ describe('a server-side backup that fails or misbehaves leaves nothing, and olde
     expect(a.left).toEqual([]);
   });
 
-  it('a symbolic link the tool leaves in a filesystem destination is neither followed nor copied', async () => {
+  it('a symbolic link the tool leaves in a filesystem destination fails the backup: never followed, never copied, nothing kept', async () => {
     const cfg = await writeConfig('links', { locations: [fsLocation('links'), s3Location()], config: { mode: 'symlink' } });
     const r = await runCli(cfg, ['backup']);
-    expect(r.code, r.out).toBe(0);
-    const names = (r.json.manifest as { objects: { name: string }[] }).objects.map((o) => o.name);
-    expect(names).not.toContain('server/data/link');
-    expect(names).toHaveLength(4);
-    const copied = await listAll(s3.storage('shared'), `team/apps/links/backups/${r.json.id as string}/`);
-    expect(copied.map((o) => o.key).some((k) => k.endsWith('/link'))).toBe(false);
+    expect(r.json).toMatchObject({ status: 'Failed', error: { code: 'INTEGRITY', message: expect.stringContaining('data/link') as string } });
+    expect(await readdir(join(dir, 'links-fs', 'apps', 'links', 'backups')).catch(() => [])).toEqual([]);
+    expect(await listAll(s3.storage('shared'), 'team/apps/links/')).toEqual([]);
   });
 });
 

@@ -12,6 +12,8 @@ import { definitionErrors, toolConfigErrors, type EngineDefinitionSpec } from '.
 import { buildRequest, callFailure, consistentInstant, dumpFormatOf, parseFailure, parseResult } from '../../runner/engines/command/protocol.js';
 import { BackupError } from '../../runner/errors.js';
 import { parseConfig } from '../../runner/config/load.js';
+import { secretWords } from '../../runner/engines/command/call.js';
+import { redact } from '../../runner/engines/failure.js';
 
 const schema = {
   type: 'object',
@@ -224,5 +226,29 @@ describe('the DatabaseBackupEngine examples of docs/engines.md', () => {
     // The same definition, but for the descriptions (which the docs leave out).
     const bare = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'description' ? undefined : x)));
     expect(r.ok && bare(r.value.definition)).toEqual(bare(cockroachdb));
+  });
+});
+
+describe('the credentials a server-side tool is handed stay out of what it prints', () => {
+  const privateKey = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nVJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDu\n-----END PRIVATE KEY-----\n';
+  const gcs = JSON.stringify({ type: 'service_account', project_id: 'team-a', private_key_id: 'a1b2c3d4e5f60718', private_key: privateKey, client_email: 'backup@team-a.iam.gserviceaccount.com' }, null, 2);
+  const words = secretWords(gcs);
+  const printed = (text: string): string => text.split('\n').map((line) => redact(line, ...words)).join('\n');
+
+  it('a GCS key file printed whole, line by line: no line of the private key, its id or its JSON form is left', () => {
+    const out = printed(`key: ${gcs}`);
+    for (const line of privateKey.split('\n').filter((l) => l.length >= 8)) expect(out).not.toContain(line);
+    expect(out).not.toContain('a1b2c3d4e5f60718');
+    expect(out).not.toContain('MIIEvQIBADANBgkqhkiG9w0');
+    // What is not secret stays readable.
+    expect(out).toContain('backup@team-a.iam.gserviceaccount.com');
+  });
+
+  it('S3 keys, raw, JSON-escaped, URL-encoded and in base64', () => {
+    const s3 = JSON.stringify({ accessKeyId: 'AKIAEXAMPLE1', secretAccessKey: 'wJal/rXU+tnF=EMI"K7' });
+    const w = secretWords(s3);
+    for (const form of ['wJal/rXU+tnF=EMI"K7', 'wJal/rXU+tnF=EMI\\"K7', encodeURIComponent('wJal/rXU+tnF=EMI"K7'), Buffer.from('wJal/rXU+tnF=EMI"K7').toString('base64'), 'AKIAEXAMPLE1']) {
+      expect(redact(`denied: ${form}.`, ...w)).toBe('denied: [redacted].');
+    }
   });
 });

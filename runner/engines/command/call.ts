@@ -66,15 +66,27 @@ function readResult(stream: Readable | undefined, tool: string, verb: Verb): Pro
   });
 }
 
-/** The secret values of a credentials file (each string value of its JSON, or the whole text), to keep out of logs and errors. */
-function secretWords(secret: string | undefined): string[] {
+/** The fields of a credentials file that are secret: S3's keys, a GCS service account key's private key and its id. */
+const SECRET_FIELDS = ['accessKeyId', 'secretAccessKey', 'sessionToken', 'private_key', 'private_key_id'];
+
+/**
+ * Every form in which a credentials file's secrets may appear in what a tool prints, to keep them out of logs
+ * and errors: each secret value as it is, each of its lines (log lines are redacted one at a time, and a private
+ * key spans many), JSON-escaped, URL-encoded and base64; the whole file too. Pure.
+ */
+export function secretWords(secret: string | undefined): string[] {
   if (secret === undefined) return [];
+  let values: string[];
   try {
-    const values = Object.values(JSON.parse(secret) as Record<string, unknown>).filter((v): v is string => typeof v === 'string' && v.length >= 6);
-    return [secret, ...values];
+    const parsed = JSON.parse(secret) as Record<string, unknown>;
+    values = SECRET_FIELDS.map((f) => parsed[f]).filter((v): v is string => typeof v === 'string' && v.length > 0);
   } catch {
-    return [secret];
+    values = [];
   }
+  const forms = (v: string): string[] => [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), Buffer.from(v, 'utf8').toString('base64'), ...v.split(/\r?\n/).filter((l) => l.trim().length >= 8)];
+  const all = [secret, ...secret.split(/\r?\n/).filter((l) => SECRET_FIELDS.some((f) => l.includes(`"${f}"`))), ...values.flatMap(forms)];
+  // Longest first: a secret that contains another is removed whole.
+  return [...new Set(all)].sort((a, b) => b.length - a.length);
 }
 
 /** A server place as the request names it: its credentials, when there are any to hand over, in a 0600 file of the call's directory. */
