@@ -25,7 +25,7 @@ import { text } from 'node:stream/consumers';
 import { checkSignature } from './crypto/signing.js';
 import { BackupError, toBackupError } from './errors.js';
 import type { Logger } from './logger.js';
-import { type Manifest, futureInstant, misplacement, parseManifest } from './manifest.js';
+import { type Manifest, futureInstant, isServerObject, misplacement, parseManifest } from './manifest.js';
 import type { Location } from './runtime.js';
 import { type ForeignObjects, processForeignObjects } from './storage/foreign.js';
 import { MANIFEST_FILE, classifyKey, databasePrefix, isDataFileName, plainFileName } from './storage/layout.js';
@@ -83,7 +83,12 @@ async function readManifest(loc: Location, id: string, key: string, opts: ScanOp
     }
     opts.cache?.set(key, m);
   }
-  const odd = m.objects.find((o) => !isDataFileName(o.name));
+  // Objects a database server wrote (format 4) lie only in a layout 2 directory: in another, the sweeper and retention would not see them as the backup's.
+  const layout2 = (() => {
+    const c = classifyKey(loc.scope, key);
+    return c.kind === 'backup' && c.layout === 2;
+  })();
+  const odd = m.objects.find((o) => !isDataFileName(o.name) || (isServerObject(o) && !layout2));
   // Unique also without the encryption suffix: a copy into a location that encrypts (or does not) renames them.
   if (odd || new Set(m.objects.map((o) => plainFileName(o.name))).size !== m.objects.length) {
     const why = odd ? `object "${odd.name}" is not a data file the runner writes` : 'it names an object twice (with or without an encryption suffix)';

@@ -319,14 +319,29 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
   return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: [...outcomes, ...left] };
 }
 
+/** The keys below a copy's `server/` folder that its manifest does not name. */
+async function unnamedObjects(loc: Location, copy: BackupCopy): Promise<string[]> {
+  const named = new Set(copy.manifest.objects.map((o) => keyIn(copy.dir, o.name)));
+  const extra: string[] = [];
+  for await (const o of loc.storage.list(keyIn(copy.dir, 'server/'))) if (!named.has(o.key)) extra.push(o.key.slice(copy.dir.length));
+  return extra;
+}
+
 /** The copies of a server-side backup its database server can read, with how; and why the others cannot. */
 async function serverCopies(rt: Runtime, backup: ListedBackup): Promise<{ reachable: { copy: BackupCopy; place: ServerPlace }[]; refused: string[] }> {
   const reachable: { copy: BackupCopy; place: ServerPlace }[] = [];
   const refused: string[] = [];
   for (const copy of backup.copies) {
-    const reach = await serverReach(rt, rt.locations.find((l) => l.name === copy.location)!, copy.dir);
-    if ('place' in reach) reachable.push({ copy, place: reach.place });
-    else refused.push(reach.refused);
+    const loc = rt.locations.find((l) => l.name === copy.location)!;
+    const reach = await serverReach(rt, loc, copy.dir);
+    if (!('place' in reach)) {
+      refused.push(reach.refused);
+      continue;
+    }
+    // The server reads the directory, not the manifest: a copy holding anything its manifest does not name is not handed over.
+    const extra = await unnamedObjects(loc, copy).catch((err: unknown) => [`(its directory could not be listed: ${toBackupError(err, 'STORAGE_FAILED').message})`]);
+    if (extra.length > 0) refused.push(`${copy.location} holds ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} beside what its manifest names: not handed to the database server`);
+    else reachable.push({ copy, place: reach.place });
   }
   return { reachable, refused };
 }
@@ -343,7 +358,13 @@ async function restoreServerSide(rt: Runtime, req: RestoreRequest, backup: Liste
   }
   if (!req.force) await refuseHolding(rt, [database], req);
   const { reachable, refused } = await serverCopies(rt, backup);
-  if (reachable.length === 0) throw new BackupError('CONFIG_INVALID', `no location holding backup ${backup.id} can be read by the database server (${refused.join('; ')}); nothing was changed`, { details: { backupId: backup.id } });
+  if (reachable.length === 0) {
+    throw new BackupError(
+      'CONFIG_INVALID',
+      `no copy of backup ${backup.id} can be handed to the database server (${refused.join('; ')}); nothing was changed. A copy in a location the server may read can be made with backup-runner mirror --to <location>`,
+      { details: { backupId: backup.id } },
+    );
+  }
   const { loc, copy, skipped } = await findVerifiedCopy(rt, { ...backup, copies: reachable.map((r) => r.copy) }, req);
   const place = reachable.find((r) => r.copy === copy)!.place;
   const m = copy.manifest;

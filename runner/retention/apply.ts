@@ -8,10 +8,11 @@
  *   longer exists for list, restore and retention, even if deleting its data
  *   then fails. If the manifest cannot be deleted the backup is left whole
  *   and reported as failed.
- * - Only keys of the exact layout (`[backups/]<backupId>/<known file>`, in
- *   the directory the listing found the backup's manifest in) are deleted;
- *   anything nested deeper is left alone, and a backup whose directory the
- *   caller does not name is not touched.
+ * - Only keys of the exact layout (`[backups/]<backupId>/<known file>`, and
+ *   in layout 2 a server-side backup's `server/<path>` with no nested
+ *   manifest, in the directory the listing found the backup's manifest in)
+ *   are deleted; anything else nested deeper is left alone, and a backup
+ *   whose directory the caller does not name is not touched.
  * - Data left behind after the manifest is gone is an orphan: it is logged,
  *   not failed, and the sweeper removes it later.
  * - Removal goes oldest first, so an interrupted run leaves the newest
@@ -69,7 +70,7 @@ function checkPlan(plan: RetentionPlan): void {
 async function deleteData(location: Location, id: string, dir: string, signal: AbortSignal | undefined, log: Logger): Promise<number> {
   let keys: string[];
   try {
-    // Only the backup's own files: a key nested deeper (another runner's prefix) is not this backup's data.
+    // Only the backup's own files: a key nested deeper (another runner's prefix) is not this backup's data, but for a server-side backup's server/ objects.
     keys = (await listKeys(location.storage, dir, signal)).filter((k) => parseKey(location.scope, k)?.dir === dir);
   } catch (err) {
     log.warn({ err: toBackupError(err, 'STORAGE_FAILED') }, 'backup removed, but its data could not be listed; the orphan sweeper will remove it');

@@ -133,12 +133,12 @@ describe('db-backup-tool cockroachdb (stand-in psql, real S3 server)', () => {
     const r = await runCli(cfg, ['restore', '--latest', '--target-database', 'shop_copy']);
     expect(r.code, r.out).toBe(0);
     const sql = (await calls()).map((x) => x.sql).filter((s) => !s.startsWith('SELECT'));
-    expect(sql[0]).toMatch(new RegExp(`^RESTORE DATABASE "shop" FROM LATEST IN 's3://shared/team/apps/crdb/backups/${id}/server\\?AUTH=specified.*' WITH new_db_name = 'shop_copy_restore_[0-9a-f]{8}';$`));
+    expect(sql[0]).toMatch(new RegExp(`^RESTORE DATABASE "shop" FROM '/2026/12/04-101500.00' IN 's3://shared/team/apps/crdb/backups/${id}/server\\?AUTH=specified.*' WITH new_db_name = 'shop_copy_restore_[0-9a-f]{8}';$`));
     expect(sql[1]).toMatch(/^ALTER DATABASE "shop_copy_restore_[0-9a-f]{8}" RENAME TO "shop_copy";$/);
     expect((await cluster()).databases).toEqual({ shop: { tables: ['orders', 'customers'] }, shop_copy: { tables: ['orders', 'customers'] } });
   });
 
-  it('refuses a target that exists without --force, before any RESTORE; with --force swaps it in one transaction', async () => {
+  it('refuses a target that exists without --force, before any RESTORE; with --force puts the restored copy in its place step by step', async () => {
     await setCluster({ databases: { shop: { tables: ['changed'] } } });
     const refused = await runCli(cfg, ['restore', '--latest']);
     expect(refused.code).toBe(5);
@@ -147,7 +147,12 @@ describe('db-backup-tool cockroachdb (stand-in psql, real S3 server)', () => {
     expect((await cluster()).databases).toEqual({ shop: { tables: ['changed'] } });
     const forced = await runCli(cfg, ['restore', '--latest', '--force']);
     expect(forced.code, forced.out).toBe(0);
-    expect((await calls()).map((x) => x.sql).find((s) => s.startsWith('BEGIN'))).toMatch(/^BEGIN;\nDROP DATABASE IF EXISTS "shop" CASCADE;\nALTER DATABASE "shop_restore_[0-9a-f]{8}" RENAME TO "shop";\nCOMMIT;$/);
+    const steps = (await calls()).map((x) => x.sql).filter((s) => /^(ALTER|DROP)/.test(s));
+    expect(steps).toEqual([
+      expect.stringMatching(/^ALTER DATABASE "shop" RENAME TO "shop_previous_[0-9a-f]{8}";$/),
+      expect.stringMatching(/^ALTER DATABASE "shop_restore_[0-9a-f]{8}" RENAME TO "shop";$/),
+      expect.stringMatching(/^DROP DATABASE IF EXISTS "shop_previous_[0-9a-f]{8}" CASCADE;$/),
+    ]);
     expect((await cluster()).databases).toEqual({ shop: { tables: ['orders', 'customers'] } });
   });
 

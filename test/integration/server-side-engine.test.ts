@@ -177,6 +177,18 @@ describe('the server writes to S3 with the tenant\'s own keys; the runner copies
     expect(await fingerprint(target)).toEqual(await fingerprint(server));
     await bucket.put(key, await readFile(join(server, 'meta.sst')));
   });
+
+  it('a copy whose directory holds an object its manifest does not name is not handed to the server', async () => {
+    const bucket = s3.storage('shared');
+    const planted = `team/apps/orders/backups/${id}/server/data/planted.sst`;
+    await bucket.put(planted, Buffer.from('not the backup\'s'));
+    const target = join(dir, 'restored-3');
+    const r = await runCli(cfg, ['restore', '--latest', '--target-database', target]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ location: 'fs' });
+    expect(await fingerprint(target)).toEqual(await fingerprint(server));
+    await bucket.delete(planted);
+  });
 });
 
 describe('a location whose keys are not the tenant\'s is never handed to the server', () => {

@@ -5,7 +5,11 @@ import {
   configOf,
   errorCode,
   ident,
-  inspectStatement,
+  backupSubdir,
+  dropStatement,
+  existsStatement,
+  renameStatement,
+  tablesStatement,
   literal,
   positionOf,
   psqlVersionOf,
@@ -14,7 +18,6 @@ import {
   scopeOfPosition,
   serverVersionOf,
   storageUrl,
-  swapStatements,
 } from '../../tools/cockroachdb/sql.js';
 
 const s3: Destination = {
@@ -60,16 +63,25 @@ describe('the CockroachDB tool: SQL and URLs', () => {
     ['a database, as of an HLC timestamp', backupStatement({ kind: 'database', name: 'shop' }, 's3://b/p?x=1', '1733307300123456789.0000000001', cfg, undefined), `BACKUP DATABASE "shop" INTO 's3://b/p?x=1' AS OF SYSTEM TIME '1733307300123456789.0000000001';`],
     ['the cluster, with revision history and a passphrase', backupStatement({ kind: 'cluster' }, 'gs://b/p', '1.0', { ...cfg, revisionHistory: true }, "pa'ss"), `BACKUP INTO 'gs://b/p' AS OF SYSTEM TIME '1.0' WITH revision_history, encryption_passphrase = 'pa''ss';`],
     ['a hostile database name stays one identifier', backupStatement({ kind: 'database', name: 'x"; DROP DATABASE y; --' }, 'u', '1', cfg, undefined), `BACKUP DATABASE "x""; DROP DATABASE y; --" INTO 'u' AS OF SYSTEM TIME '1';`],
-    ['a restore into a scratch name', restoreStatement({ kind: 'database', name: 'shop' }, 'u', "copy_restore_1a2b", cfg, undefined), `RESTORE DATABASE "shop" FROM LATEST IN 'u' WITH new_db_name = 'copy_restore_1a2b';`],
-    ['a cluster restore with a passphrase', restoreStatement({ kind: 'cluster' }, 'u', undefined, cfg, 'p'), `RESTORE FROM LATEST IN 'u' WITH encryption_passphrase = 'p';`],
-    ['the swap', swapStatements('s_restore_1', 's'), 'BEGIN;\nDROP DATABASE IF EXISTS "s" CASCADE;\nALTER DATABASE "s_restore_1" RENAME TO "s";\nCOMMIT;'],
+    ['a restore of the backup\'s own subdirectory into a scratch name', restoreStatement({ kind: 'database', name: 'shop' }, 'u', '/2026/12/04-101500.00', 'copy_restore_1a2b', cfg, undefined), `RESTORE DATABASE "shop" FROM '/2026/12/04-101500.00' IN 'u' WITH new_db_name = 'copy_restore_1a2b';`],
+    ['a cluster restore with a passphrase', restoreStatement({ kind: 'cluster' }, 'u', '/2026/12/04-101500.00', undefined, cfg, 'p'), `RESTORE FROM '/2026/12/04-101500.00' IN 'u' WITH encryption_passphrase = 'p';`],
+    ['a rename', renameStatement('s"1', 's'), 'ALTER DATABASE "s""1" RENAME TO "s";'],
+    ['a drop', dropStatement('s_previous_1'), 'DROP DATABASE IF EXISTS "s_previous_1" CASCADE;'],
   ])('%s', (_what, got, want) => {
     expect(got).toBe(want);
   });
 
-  it('inspect names the database as a literal only', () => {
-    expect(inspectStatement({ kind: 'database', name: "o'x" })).toContain("datname = 'o''x'");
-    expect(inspectStatement({ kind: 'cluster' })).toContain("NOT IN ('defaultdb', 'postgres', 'system')");
+  it('inspect asks whether the database exists, then counts its tables in its own information_schema', () => {
+    expect(existsStatement({ kind: 'database', name: "o'x" })).toBe("SELECT count(*) > 0 FROM pg_catalog.pg_database WHERE datname = 'o''x';");
+    expect(existsStatement({ kind: 'cluster' })).toContain("NOT IN ('defaultdb', 'postgres', 'system')");
+    expect(tablesStatement('o"x')).toMatch(/^SELECT count\(\*\) FROM "o""x"\.information_schema\.tables WHERE/);
+  });
+
+  it('the backup subdirectory comes from the verified objects: one BACKUP_MANIFEST at <YYYY>/<MM>/<DD-HHMMSS.ss>/', () => {
+    expect(backupSubdir([{ path: '2026/12/04-101500.00/BACKUP_MANIFEST' }, { path: '2026/12/04-101500.00/data/1.sst' }, { path: 'metadata/latest/LATEST-1' }])).toBe('/2026/12/04-101500.00');
+    expect(backupSubdir([{ path: 'data/1.sst' }])).toBeUndefined();
+    expect(backupSubdir([{ path: '2026/12/04-101500.00/BACKUP_MANIFEST' }, { path: '2026/12/05-101500.00/BACKUP_MANIFEST' }])).toBeUndefined();
+    expect(backupSubdir([{ path: "2026/12/04-10'500.00/BACKUP_MANIFEST" }])).toBeUndefined();
   });
 
   it('records the scope in the position, and a restore reads it back over what is configured now', () => {
@@ -88,5 +100,8 @@ describe('the CockroachDB tool: SQL and URLs', () => {
     expect(errorCode('ERROR: database "nope" does not exist')).toBe('DB_NOT_FOUND');
     expect(errorCode('ERROR: syntax error')).toBeUndefined();
     expect(redactAll('key AKIA/1+2 and AKIA%2F1%2B2', ['AKIA/1+2', 'AKIA%2F1%2B2'])).toBe('key [redacted] and [redacted]');
+    // Cut where the known forms cannot match: what follows a key's name, and the passphrase option, still go.
+    expect(redactAll("ERROR: at or near \"s3://b/p?AUTH=specified&AWS_SECRET_ACCESS_KEY=abc%2F", [])).toBe('ERROR: at or near "s3://b/p?AUTH=specified&AWS_SECRET_ACCESS_KEY=[redacted]');
+    expect(redactAll("LINE 1: ... WITH encryption_passphrase = 'it''s sec", [])).toBe("LINE 1: ... WITH encryption_passphrase = '[redacted]'");
   });
 });

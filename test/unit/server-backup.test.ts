@@ -10,6 +10,7 @@ import { validateRunnerConfig } from '../../api/index.js';
 import type { Engine, ServerPlace } from '../../runner/engines/types.js';
 import { silentLogger } from '../../runner/logger.js';
 import { runBackup } from '../../runner/ops/backup.js';
+import { listBackups } from '../../runner/ops/list.js';
 import type { Runtime } from '../../runner/runtime.js';
 import type { GetOptions, PutResult } from '../../runner/storage/types.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
@@ -134,5 +135,24 @@ describe('a server-side backup, read back and copied', () => {
     expect(r.status).toBe('Failed');
     expect(r.error!.code).toBe('INTEGRITY');
     expect(await keys(primary)).toEqual([]);
+  });
+
+  it('a format 4 manifest in a layout 1 directory is not read as a backup (retention and the sweeper would not see its objects)', async () => {
+    const store = new MemoryStorage('a');
+    const rt = runtime([store], engine(store));
+    const r = await runBackup(rt, { trigger: 'manual' });
+    const all = await keys(store);
+    const moved = (k: string) => k.replace('/backups/', '/');
+    for (const k of all) {
+      const body = await store.get(k);
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(c as Buffer);
+      await store.put(moved(k), Buffer.concat(chunks));
+      await store.delete(k);
+    }
+    const listing = await listBackups(rt);
+    expect(listing.backups).toEqual([]);
+    expect(listing.problems.map((p) => [p.error.code, p.error.message])).toEqual([['MANIFEST_INVALID', expect.stringContaining(`object "server/BACKUP_MANIFEST" is not a data file the runner writes`) as string]]);
+    expect(r.status).toBe('Succeeded');
   });
 });

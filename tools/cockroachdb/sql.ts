@@ -108,29 +108,45 @@ export function backupStatement(scope: Scope, url: string, asOf: string, cfg: Cr
   return `BACKUP ${what}INTO ${literal(url)} AS OF SYSTEM TIME ${literal(asOf)}${options(cfg, passphrase, cfg.revisionHistory ? ['revision_history'] : [])};`;
 }
 
-/** `RESTORE [DATABASE x] FROM LATEST IN '<url>' [WITH new_db_name = ..., ...]`: the one backup below the source. */
-export function restoreStatement(scope: Scope, url: string, newName: string | undefined, cfg: CrdbConfig, passphrase: string | undefined): string {
+/**
+ * The backup's own subdirectory below the collection (`/2026/12/04-101500.00`), from the objects the runner
+ * verified: restore reads exactly that backup, never what a `LATEST` file written later points to. Undefined
+ * when the objects name no `<YYYY>/<MM>/<DD-HHMMSS.ss>/BACKUP_MANIFEST`.
+ */
+export function backupSubdir(objects: readonly { path: string }[]): string | undefined {
+  const dirs = objects.map((o) => /^(\d{4}\/\d{2}\/\d{2}-\d{6}\.\d{2})\/BACKUP_MANIFEST$/.exec(o.path)?.[1]).filter((d): d is string => d !== undefined);
+  return dirs.length === 1 ? `/${dirs[0]}` : undefined;
+}
+
+/** `RESTORE [DATABASE x] FROM '<subdir>' IN '<url>' [WITH new_db_name = ..., ...]`: the one backup below the source. */
+export function restoreStatement(scope: Scope, url: string, subdir: string, newName: string | undefined, cfg: CrdbConfig, passphrase: string | undefined): string {
   const what = scope.kind === 'database' ? `DATABASE ${ident(scope.name, 'the database name')} ` : '';
   const rename = newName !== undefined ? [`new_db_name = ${literal(newName, 'the target database name')}`] : [];
-  return `RESTORE ${what}FROM LATEST IN ${literal(url)}${options(cfg, passphrase, rename)};`;
+  return `RESTORE ${what}FROM ${literal(subdir, 'the backup subdirectory')} IN ${literal(url)}${options(cfg, passphrase, rename)};`;
 }
 
-/** The swap after a restore into a scratch database: the target replaced in one transaction. */
-export function swapStatements(scratch: string, target: string): string {
-  return `BEGIN;\nDROP DATABASE IF EXISTS ${ident(target)} CASCADE;\nALTER DATABASE ${ident(scratch)} RENAME TO ${ident(target)};\nCOMMIT;`;
+/** `ALTER DATABASE a RENAME TO b;` */
+export function renameStatement(from: string, to: string): string {
+  return `ALTER DATABASE ${ident(from)} RENAME TO ${ident(to)};`;
 }
 
-/** Whether the database exists, and whether it holds a table, view or sequence; one row `exists|tables`. */
-export function inspectStatement(scope: Scope): string {
-  if (scope.kind === 'cluster') {
-    return "SELECT 'true', count(*) FROM pg_catalog.pg_database WHERE datname NOT IN ('defaultdb', 'postgres', 'system');";
-  }
-  const name = literal(scope.name, 'the database name');
-  // A database that does not exist cannot be named in a FROM clause: its tables are counted only when it does.
-  return (
-    `SELECT count(*) > 0 FROM pg_catalog.pg_database WHERE datname = ${name};\n` +
-    `SELECT count(*) FROM information_schema.tables WHERE table_catalog = ${name} AND table_schema NOT IN ('pg_catalog', 'information_schema', 'crdb_internal', 'pg_extension');`
-  );
+/** `DROP DATABASE IF EXISTS a CASCADE;` */
+export function dropStatement(name: string): string {
+  return `DROP DATABASE IF EXISTS ${ident(name)} CASCADE;`;
+}
+
+/** How many user databases the cluster holds (one row), or whether one database exists (one row: t or f). */
+export function existsStatement(scope: Scope): string {
+  if (scope.kind === 'cluster') return "SELECT count(*) FROM pg_catalog.pg_database WHERE datname NOT IN ('defaultdb', 'postgres', 'system');";
+  return `SELECT count(*) > 0 FROM pg_catalog.pg_database WHERE datname = ${literal(scope.name, 'the database name')};`;
+}
+
+/**
+ * How many tables, views and sequences a database that exists holds: its own information_schema (in CockroachDB
+ * each database has one; an unqualified one would be the connection's database's).
+ */
+export function tablesStatement(name: string): string {
+  return `SELECT count(*) FROM ${ident(name, 'the database name')}.information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'crdb_internal', 'pg_extension');`;
 }
 
 /** `CockroachDB CCL v23.1.11 (x86_64-pc-linux-gnu, ...)` -> `23.1.11`. */
@@ -155,7 +171,13 @@ export function errorCode(stderr: string): string | undefined {
   return undefined;
 }
 
-/** `text` with every secret in it replaced (psql echoes failed statements, which carry the URL's keys). */
+/**
+ * `text` with every secret in it replaced (psql echoes failed statements, which carry the URL's keys): each known
+ * secret in every form, and whatever follows a key's name in a URL or the passphrase option, however it is cut.
+ */
 export function redactAll(text: string, secrets: readonly string[]): string {
-  return secrets.filter((s) => s.length >= 4).reduce((t, s) => t.split(s).join('[redacted]'), text);
+  const known = [...secrets].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length).reduce((t, s) => t.split(s).join('[redacted]'), text);
+  return known
+    .replace(/\b(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|CREDENTIALS)=[^&'\s]*/g, '$1=[redacted]')
+    .replace(/(encryption_passphrase\s*=\s*)'(?:[^']|'')*('|$)/gm, "$1'[redacted]'");
 }

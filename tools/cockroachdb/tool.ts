@@ -9,12 +9,14 @@
  *   database (the target's `database`) or, when none is configured, the whole cluster. The destination URL
  *   carries the tenant's own keys (`AUTH=specified`) or none (`AUTH=implicit`: the nodes' own identity).
  *   The manifest's engine.position records the scope and the job id.
- * - restore of a database: `RESTORE DATABASE x FROM LATEST IN '<source>' WITH new_db_name = <scratch>`, then
- *   the scratch database replaces the target in one transaction (DROP ... CASCADE, ALTER ... RENAME) or, for a
- *   target that does not exist, is renamed to it. A failed restore drops the scratch database: the target is
- *   as it was. Without force a target that exists is refused first (CockroachDB restores only into a database
- *   it creates). Into another name: `--target-database`.
- * - restore of a cluster: `RESTORE FROM LATEST IN '<source>'`, into a cluster with no user database only.
+ * - restore of a database: `RESTORE DATABASE x FROM '<subdir>' IN '<source>' WITH new_db_name = <scratch>`
+ *   (the backup's own subdirectory, from the objects the runner verified: never what a LATEST file written
+ *   later points to), then the scratch database takes the target's place one step at a time: the target (if
+ *   any) renamed aside, the scratch renamed to the target, the old one dropped; each step's failure says what
+ *   it left. A failed RESTORE drops the scratch database: the target is as it was. Without force a target that
+ *   exists is refused first (CockroachDB restores only into a database it creates). Into another name:
+ *   `--target-database`.
+ * - restore of a cluster: `RESTORE FROM '<subdir>' IN '<source>'`, into a cluster with no user database only.
  * - inspect: whether the database exists and holds a table, view or sequence; probe: `version()`.
  *
  * Secrets never reach a command line or the environment: the password is in a 0600 pgpass file, every
@@ -35,8 +37,11 @@ import {
   configOf,
   type CrdbConfig,
   errorCode,
-  ident,
-  inspectStatement,
+  backupSubdir,
+  dropStatement,
+  existsStatement,
+  renameStatement,
+  tablesStatement,
   positionOf,
   psqlVersionOf,
   redactAll,
@@ -46,7 +51,6 @@ import {
   serverVersionOf,
   storageUrl,
   type StorageKeys,
-  swapStatements,
 } from './sql.js';
 
 const INSTALL_HINT = 'psql (Debian postgresql-client) is needed to reach CockroachDB';
@@ -57,10 +61,12 @@ interface Session {
   cfg: CrdbConfig;
   secrets: string[];
   statements: number;
+  /** The database psql connects to (never the one a restore renames or drops). */
+  connectTo: string;
 }
 
 function sessionOf(ctx: ToolContext): Session {
-  return { ctx, cfg: configOf(ctx.request.config), secrets: ctx.password ? [ctx.password] : [], statements: 0 };
+  return { ctx, cfg: configOf(ctx.request.config), secrets: ctx.password ? [ctx.password] : [], statements: 0, connectTo: 'defaultdb' };
 }
 
 /** The scope the configuration names: its database, or (none) the whole cluster. */
@@ -78,7 +84,7 @@ function pgpassLine(password: string): string {
 function psqlEnv(s: Session): NodeJS.ProcessEnv {
   const { request, password } = s.ctx;
   const t = request.target;
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: request.workDir, PGCONNECT_TIMEOUT: '15', PGAPPNAME: 'db-backup-tool', PGSSLMODE: s.cfg.sslmode, PGDATABASE: 'defaultdb' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: request.workDir, PGCONNECT_TIMEOUT: '15', PGAPPNAME: 'db-backup-tool', PGSSLMODE: s.cfg.sslmode, PGDATABASE: s.connectTo };
   if (t.host) env.PGHOST = t.host;
   if (t.port) env.PGPORT = String(t.port);
   if (t.user) env.PGUSER = t.user;
@@ -120,7 +126,10 @@ function keysOf(s: Session, dest: Destination): StorageKeys | undefined {
   if (dest.credentials?.source !== 'file') return undefined;
   const text = readFileSync(dest.credentials.file, 'utf8');
   const values: Record<string, string> = dest.type === 'gcs' ? { key: text } : (JSON.parse(text) as Record<string, string>);
-  for (const v of Object.values(values)) s.secrets.push(v, encodeURIComponent(v), new URLSearchParams({ v }).toString().slice(2), Buffer.from(v, 'utf8').toString('base64'));
+  for (const v of Object.values(values)) {
+    const b64 = Buffer.from(v, 'utf8').toString('base64');
+    s.secrets.push(v, encodeURIComponent(v), new URLSearchParams({ v }).toString().slice(2), b64, new URLSearchParams({ v: b64 }).toString().slice(2));
+  }
   return { values };
 }
 
@@ -173,11 +182,13 @@ async function backup(ctx: ToolContext): Promise<ToolResult<'backup'>> {
   return { consistentAt: instantOf(hlc ?? '').toISOString(), position: positionOf(scope, jobId) };
 }
 
-/** Whether the scope's target exists and holds data. */
+/** Whether the scope's target exists and holds data (a cluster: any user database). */
 async function targetState(s: Session, scope: Scope): Promise<{ exists: boolean; hasData: boolean }> {
-  const rows = await psql(s, inspectStatement(scope), 'DB_QUERY_FAILED');
-  if (scope.kind === 'cluster') return { exists: true, hasData: Number(rows[0]?.[1] ?? '0') > 0 };
-  return { exists: rows[0]?.[0] === 't' || rows[0]?.[0] === 'true', hasData: Number(rows[1]?.[0] ?? '0') > 0 };
+  const [[first]] = (await psql(s, existsStatement(scope), 'DB_QUERY_FAILED')) as [[string]];
+  if (scope.kind === 'cluster') return { exists: true, hasData: Number(first ?? '0') > 0 };
+  if (first !== 't' && first !== 'true') return { exists: false, hasData: false };
+  const [[tables]] = (await psql(s, tablesStatement(scope.name), 'DB_QUERY_FAILED')) as [[string]];
+  return { exists: true, hasData: Number(tables ?? '0') > 0 };
 }
 
 /** The scope inspect and restore act on: the restore's database, or the cluster when the configuration backs up the cluster. */
@@ -191,25 +202,75 @@ async function inspect(ctx: ToolContext): Promise<ToolResult<'inspect'>> {
   return targetState(sessionOf(ctx), targetScope(ctx));
 }
 
-async function restoreCluster(s: Session, url: string, passphrase: string | undefined): Promise<ToolResult<'restore'>> {
+function leaving(err: unknown, target: NonNullable<ToolFailure['target']>): ToolFailure {
+  const f = err instanceof ToolFailure ? err : new ToolFailure('RESTORE_FAILED', err instanceof Error ? err.message : String(err));
+  return new ToolFailure(f.code, f.message, target);
+}
+
+/** What a restore reads: the source's URL, the backup's own subdirectory, the passphrase. */
+interface Source {
+  url: string;
+  subdir: string;
+  passphrase: string | undefined;
+}
+
+async function restoreCluster(s: Session, src: Source): Promise<ToolResult<'restore'>> {
   requireConfiguredTarget(s.ctx, 'a whole-cluster backup', 'the configured cluster as a whole');
   if ((await targetState(s, { kind: 'cluster' })).hasData) {
     throw new ToolFailure('TARGET_NOT_EMPTY', 'a whole-cluster backup restores only into a cluster without user databases (CockroachDB refuses any other); nothing was changed', { state: 'unchanged' });
   }
   try {
-    await psql(s, restoreStatement({ kind: 'cluster' }, url, undefined, s.cfg, passphrase), 'RESTORE_FAILED');
+    await psql(s, restoreStatement({ kind: 'cluster' }, src.url, src.subdir, undefined, s.cfg, src.passphrase), 'RESTORE_FAILED');
   } catch (err) {
     throw leaving(err, { state: 'partial', detail: 'the cluster restore failed: CockroachDB reverts a failed RESTORE job, but what it left was not checked' });
   }
   return {};
 }
 
-function leaving(err: unknown, target: NonNullable<ToolFailure['target']>): ToolFailure {
-  const f = err instanceof ToolFailure ? err : new ToolFailure('RESTORE_FAILED', err instanceof Error ? err.message : String(err));
-  return new ToolFailure(f.code, f.message, target);
+/**
+ * Puts the restored scratch database in the target's place, one step at a time, each saying what it left: the
+ * target (when it exists) is renamed aside, the scratch database takes its name, and the old one is dropped.
+ */
+async function replaceTarget(s: Session, scratch: string, target: string, exists: boolean): Promise<ToolResult<'restore'>> {
+  const aside = `${target.slice(0, 40)}_previous_${randomBytes(4).toString('hex')}`;
+  if (exists) {
+    try {
+      await psql(s, renameStatement(target, aside), 'RESTORE_FAILED');
+    } catch (err) {
+      await dropScratch(s, scratch);
+      throw leaving(err, { state: 'unchanged', detail: `"${target}" could not be renamed aside; the restored copy (${scratch}) was dropped` });
+    }
+  }
+  try {
+    await psql(s, renameStatement(scratch, target), 'RESTORE_FAILED');
+  } catch (err) {
+    const back = exists ? await psql(s, renameStatement(aside, target), 'RESTORE_FAILED').then(() => true, () => false) : true;
+    throw leaving(err, {
+      state: back ? 'unchanged' : 'partial',
+      detail: back ? `the restored copy is database "${scratch}"; "${target}" is as it was` : `"${target}" is now named "${aside}", and the restored copy is "${scratch}": rename one of them to "${target}"`,
+    });
+  }
+  if (!exists) return {};
+  try {
+    await psql(s, dropStatement(aside), 'RESTORE_FAILED');
+    return {};
+  } catch (err) {
+    return { conflicts: [`the database "${target}" held before the restore is kept as "${aside}" (dropping it failed: ${(err as Error).message}): drop it when it is no longer needed`] };
+  }
 }
 
-async function restoreDatabase(s: Session, from: Scope & { kind: 'database' }, target: string, url: string, passphrase: string | undefined): Promise<ToolResult<'restore'>> {
+/** Drops a scratch database; a failure is logged and named, never thrown. */
+async function dropScratch(s: Session, scratch: string): Promise<string | undefined> {
+  try {
+    await psql(s, dropStatement(scratch), 'RESTORE_FAILED');
+    return undefined;
+  } catch (err) {
+    s.ctx.log(`the scratch database ${scratch} could not be dropped: ${(err as Error).message}`);
+    return `; the scratch database "${scratch}" could not be dropped: drop it by hand`;
+  }
+}
+
+async function restoreDatabase(s: Session, from: Scope & { kind: 'database' }, target: string, src: Source): Promise<ToolResult<'restore'>> {
   const force = s.ctx.request.restore?.force === true;
   const state = await targetState(s, { kind: 'database', name: target });
   if (state.exists && !force) {
@@ -219,28 +280,36 @@ async function restoreDatabase(s: Session, from: Scope & { kind: 'database' }, t
   }
   const scratch = `${target.slice(0, 40)}_restore_${randomBytes(4).toString('hex')}`;
   try {
-    await psql(s, restoreStatement(from, url, scratch, s.cfg, passphrase), 'RESTORE_FAILED');
+    await psql(s, restoreStatement(from, src.url, src.subdir, scratch, s.cfg, src.passphrase), 'RESTORE_FAILED');
   } catch (err) {
-    await psql(s, `DROP DATABASE IF EXISTS ${ident(scratch)} CASCADE;`, 'RESTORE_FAILED').catch((e: unknown) => s.ctx.log(`the scratch database ${scratch} could not be dropped: ${(e as Error).message}`));
-    throw leaving(err, { state: 'unchanged', detail: `the backup was restored into a scratch database (${scratch}), never into "${target}"` });
+    const left = await dropScratch(s, scratch);
+    throw leaving(err, { state: 'unchanged', detail: `the backup was restored into a scratch database (${scratch}), never into "${target}"${left ?? ''}` });
   }
-  try {
-    await psql(s, state.exists ? swapStatements(scratch, target) : `ALTER DATABASE ${ident(scratch)} RENAME TO ${ident(target)};`, 'RESTORE_FAILED');
-  } catch (err) {
-    throw leaving(err, { state: 'partial', detail: `the backup is restored as database "${scratch}"; replacing "${target}" with it failed: check both, then drop or rename "${scratch}"` });
-  }
-  return {};
+  return replaceTarget(s, scratch, target, state.exists);
+}
+
+/** What the restore reads, checked before anything is written (a failure here leaves the target unchanged). */
+function sourceOf(s: Session, r: NonNullable<ToolContext['request']['restore']>): Source {
+  if (!r.source) throw new ToolFailure('CONFIG_INVALID', 'the request names no source: the cockroachdb engine is a server-side engine (output: location)');
+  const subdir = backupSubdir(r.objects ?? []);
+  if (!subdir) throw new ToolFailure('CONFIG_INVALID', 'the backup names no <YYYY>/<MM>/<DD-HHMMSS.ss>/BACKUP_MANIFEST: it is not one CockroachDB backup');
+  return { url: storageUrl(r.source, keysOf(s, r.source)), subdir, passphrase: passphraseOf(s) };
 }
 
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
   const s = sessionOf(ctx);
-  const r = ctx.request.restore;
-  if (!r?.source) throw new ToolFailure('CONFIG_INVALID', 'the request names no source: the cockroachdb engine is a server-side engine (output: location)', { state: 'unchanged' });
-  const url = storageUrl(r.source, keysOf(s, r.source));
-  const passphrase = passphraseOf(s);
+  const r = ctx.request.restore!;
+  let src: Source;
+  try {
+    src = sourceOf(s, r);
+  } catch (err) {
+    throw leaving(err, { state: 'unchanged' });
+  }
   const from = scopeOfPosition((r.engine as { position?: unknown }).position, configuredScope(ctx));
-  if (from.kind === 'cluster') return restoreCluster(s, url, passphrase);
-  return restoreDatabase(s, from, r.database ?? from.name, url, passphrase);
+  // A database cannot be renamed or dropped by a session connected to it.
+  if (from.kind === 'database' && (r.database ?? from.name) === 'defaultdb') s.connectTo = 'postgres';
+  if (from.kind === 'cluster') return restoreCluster(s, src);
+  return restoreDatabase(s, from, r.database ?? from.name, src);
 }
 
 export const handlers: Handlers = { probe, backup, inspect, restore };
