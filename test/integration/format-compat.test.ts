@@ -140,7 +140,7 @@ describe('a format 1 backup written by release 0.1.0', () => {
 describe('a manifest of a format newer than this runner reads', () => {
   it('is reported as MANIFEST_UNSUPPORTED ("upgrade the runner"), and restore --latest does not guess past it', async () => {
     const id = '20261203T235959Z-ffff';
-    const manifest = { formatVersion: 4, kind: 'backup', id, namespace: 'shop', name: 'orders', somethingNew: { x: 1 } };
+    const manifest = { formatVersion: 5, kind: 'backup', id, namespace: 'shop', name: 'orders', somethingNew: { x: 1 } };
     await folder().put(`shop/orders/backups/${id}/manifest.json`, Buffer.from(JSON.stringify(manifest)));
     const l = await cli(['list']);
     expect(l.code).toBe(3);
