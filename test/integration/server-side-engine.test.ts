@@ -12,23 +12,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startS3, type S3Server } from '../../testenv/s3.js';
 import { runCli } from '../cli.js';
 import { listAll } from './storage-helpers.js';
+import { SERVER_SIDE_DEFINITION } from '../server-side-tool.js';
 
-const TOOL = fileURLToPath(new URL('../fixtures/server-side-tool.mjs', import.meta.url));
-
-const DEFINITION = {
-  name: 'fakeserver',
-  command: [process.execPath, TOOL],
-  verbs: ['probe', 'backup', 'restore', 'inspect'],
-  formats: [{ format: 'fake-server-backup', extension: 'fsb', magicHex: ['7b'] }],
-  output: 'location',
-  configSchema: { type: 'object', properties: { mode: { type: 'string' }, spyDir: { type: 'string' } }, additionalProperties: false },
-};
+const DEFINITION = SERVER_SIDE_DEFINITION;
 
 let s3: S3Server;
 let dir = '';
