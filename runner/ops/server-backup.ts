@@ -211,6 +211,42 @@ async function readBack(job: CopyJob, path: string, listed: number, failed: Map<
   }
 }
 
+/** How many objects are read back (and copied) at a time: a server writes many (CockroachDB: an SST file per range). */
+export const READ_BACK_CONCURRENCY = 4;
+
+/**
+ * Every object read back, READ_BACK_CONCURRENCY at a time, in the manifest in path order. The first failure
+ * stops the others and is the one thrown.
+ */
+async function readBackAll(job: CopyJob, paths: Map<string, number>, failed: Map<string, BackupError>, onBytes: (n: number) => void): Promise<ManifestObject[]> {
+  const list = [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const out: ManifestObject[] = new Array<ManifestObject>(list.length);
+  const abort = linkedAbort(job.signal);
+  let next = 0;
+  let failure: unknown;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < list.length) {
+      const i = next++;
+      const [path, listed] = list[i]!;
+      try {
+        const plain = await readBack({ ...job, signal: abort.signal }, path, listed, failed);
+        onBytes(plain.size);
+        out[i] = { name: `${SERVER_DIR}/${path}`, ...plain, plain, compression: { algorithm: 'none' }, encryption: { scheme: 'none' } };
+      } catch (err) {
+        failure ??= err;
+        abort.abort(err);
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(READ_BACK_CONCURRENCY, list.length) }, worker));
+  } finally {
+    abort.dispose();
+  }
+  if (failure !== undefined) throw toBackupError(failure, 'STORAGE_FAILED');
+  return out;
+}
+
 /**
  * Removes everything under a server-side backup's directory in the primary, whatever the server wrote there
  * (a manifest it planted included): the directory was empty before the tool ran, so nothing there is anyone
@@ -289,15 +325,10 @@ export async function runServerBackup(rt: Runtime, ctx: ServerBackupContext): Pr
     return fail(toBackupError(err, 'DUMP_FAILED'));
   }
   const failedCopies = new Map<string, BackupError>();
-  const objects: ManifestObject[] = [];
-  let bytes = 0;
+  let objects: ManifestObject[];
+  const progress = { bytes: 0 };
   try {
-    for (const [path, listed] of [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const plain = await readBack({ id, primary: loc, copies, signal: ctx.signal, log }, path, listed, failedCopies);
-      bytes += plain.size;
-      ctx.onProgress?.({ phase: 'copy', bytesIn: bytes });
-      objects.push({ name: `${SERVER_DIR}/${path}`, ...plain, plain, compression: { algorithm: 'none' }, encryption: { scheme: 'none' } });
-    }
+    objects = await readBackAll({ id, primary: loc, copies, signal: ctx.signal, log }, paths, failedCopies, (n) => ctx.onProgress?.({ phase: 'copy', bytesIn: (progress.bytes += n) }));
     if (ctx.signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before its manifests were written; nothing of it was kept');
   } catch (err) {
     await purge(rt, loc, dir, primary.place);
@@ -310,7 +341,7 @@ export async function runServerBackup(rt: Runtime, ctx: ServerBackupContext): Pr
   const outcomes = await Promise.all(committing.map((l) => commit(rt, l, manifest)));
   await removeBackupDir(rt, copies.filter((l) => failedCopies.has(l.name)), id);
   const result = finished(rt, { id, startedAt, outcomes: [...ctx.failed, ...dropped, ...outcomes], ...(outcomes.some((o) => o.status === 'Succeeded') ? { manifest } : {}) });
-  log.info({ backupId: id, status: result.status, bytes, objects: objects.length }, 'server-side backup finished');
+  log.info({ backupId: id, status: result.status, bytes: progress.bytes, objects: objects.length }, 'server-side backup finished');
   return result;
 }
 
