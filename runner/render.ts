@@ -73,6 +73,7 @@ export function renderRestore(r: RestoreResult): string {
     lines.push(`  ${s.kind === 'globals' ? 'globals (roles, tablespaces)' : `database "${s.stream}"${s.database !== s.stream ? ` into "${s.database ?? ''}"` : ''}`}: ${status}`);
     for (const c of s.conflicts ?? []) lines.push(`    ${c}`);
   }
+  for (const c of r.conflicts ?? []) lines.push(`  note: ${c}`);
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
   for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
   return lines.join('\n');

@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
@@ -10,7 +11,7 @@ import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
-import { serverReach, sourceObjects } from './server-backup.js';
+import { checkTree, serverReach, sourceObjects } from './server-backup.js';
 import { type ObjectCheck, checkObject, objectKeys, readPlain } from './verify.js';
 
 export interface RestoreRequest {
@@ -69,6 +70,8 @@ export interface RestoreResult {
   unreadable: Unreadable[];
   /** A backup of several streams: each stream chosen, in restore order. */
   streams?: StreamOutcome[];
+  /** What a restore that succeeded still has to say (e.g. a database it kept aside). */
+  conflicts?: string[];
 }
 
 function describeSelector(sel: Selector): string {
@@ -319,8 +322,9 @@ async function restoreStreams(rt: Runtime, req: RestoreRequest, backup: ListedBa
   return { backup, database: dbObjects.length === 1 ? targetOf(dbObjects[0]!) : rt.engine.database, location: loc.name, skipped, unreadable, streams: [...outcomes, ...left] };
 }
 
-/** The keys below a copy's `server/` folder that its manifest does not name. */
-async function unnamedObjects(loc: Location, copy: BackupCopy): Promise<string[]> {
+/** The keys below a copy's `server/` folder that its manifest does not name (in a filesystem copy, also a link or a hidden file a listing skips). */
+async function unnamedObjects(loc: Location, copy: BackupCopy, place: ServerPlace): Promise<string[]> {
+  if (place.destination.path) await checkTree(dirname(place.destination.path));
   const named = new Set(copy.manifest.objects.map((o) => keyIn(copy.dir, o.name)));
   const extra: string[] = [];
   for await (const o of loc.storage.list(keyIn(copy.dir, 'server/'))) if (!named.has(o.key)) extra.push(o.key.slice(copy.dir.length));
@@ -339,7 +343,7 @@ async function serverCopies(rt: Runtime, backup: ListedBackup): Promise<{ reacha
       continue;
     }
     // The server reads the directory, not the manifest: a copy holding anything its manifest does not name is not handed over.
-    const extra = await unnamedObjects(loc, copy).catch((err: unknown) => [`(its directory could not be listed: ${toBackupError(err, 'STORAGE_FAILED').message})`]);
+    const extra = await unnamedObjects(loc, copy, reach.place).catch((err: unknown) => [`(its directory could not be read: ${toBackupError(err, 'STORAGE_FAILED').message})`]);
     if (extra.length > 0) refused.push(`${copy.location} holds ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} beside what its manifest names: not handed to the database server`);
     else reachable.push({ copy, place: reach.place });
   }
@@ -368,13 +372,14 @@ async function restoreServerSide(rt: Runtime, req: RestoreRequest, backup: Liste
   const { loc, copy, skipped } = await findVerifiedCopy(rt, { ...backup, copies: reachable.map((r) => r.copy) }, req);
   const place = reachable.find((r) => r.copy === copy)!.place;
   const m = copy.manifest;
+  let report: RestoreReport | void;
   try {
-    await engine.restore(place, sourceObjects(m), { database, force: req.force, format: m.engine.format, backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } }, ...(req.signal ? { signal: req.signal } : {}) });
+    report = await engine.restore(place, sourceObjects(m), { database, force: req.force, format: m.engine.format, backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } }, ...(req.signal ? { signal: req.signal } : {}) });
   } catch (err) {
     throw restoreFailure(toBackupError(err, 'RESTORE_FAILED'), { status: 'rejected', reason: err }, database, backup.id, loc.name);
   }
   rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
-  return { backup, database, location: loc.name, skipped, unreadable };
+  return { backup, database, location: loc.name, skipped, unreadable, ...(report && report.conflicts.length > 0 ? { conflicts: report.conflicts } : {}) };
 }
 
 /**

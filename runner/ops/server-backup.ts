@@ -18,7 +18,7 @@
  *   every object. A failed server backup writes no manifest, and its
  *   directory is removed (the orphan sweeper removes what cannot be).
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,7 +32,7 @@ import { type Manifest, type ManifestObject, SERVER_FORMAT_VERSION } from '../ma
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
-import { SERVER_DIR, backupPrefix, keyIn, serverPathProblem } from '../storage/layout.js';
+import { MANIFEST_FILE, SERVER_DIR, backupPrefix, keyIn, serverPathProblem } from '../storage/layout.js';
 import { describeLocation } from '../storage/registry.js';
 import { linkedAbort } from '../util/async.js';
 import type { BackupResult, LocationOutcome, Trigger } from './backup.js';
@@ -120,22 +120,29 @@ async function listWritten(loc: Location, dir: string, signal: AbortSignal): Pro
 }
 
 /**
- * A filesystem destination holds only directories and regular files with names the layout allows: a symbolic
- * link (to a file of the runner's pod, or out of the directory), a device or a hidden temporary name is refused,
- * not skipped the way a listing skips it.
+ * A filesystem backup directory holds only directories and regular files, and files only below `server/` with
+ * names the layout allows: a symbolic link (to a file of the runner's pod, or out of the directory; the directory
+ * itself included), a device or a hidden temporary name is refused, not skipped the way a listing skips it.
  */
-async function checkTree(root: string): Promise<void> {
-  let entries;
+export async function checkTree(root: string): Promise<void> {
+  const refuse = (rel: string, problem: string): never => {
+    throw new BackupError('INTEGRITY', `the server-side backup's directory holds ${JSON.stringify(rel)}, which ${problem}; not kept, not handed to a server`, { details: { path: rel } });
+  };
+  let top;
   try {
-    entries = await readdir(root, { recursive: true, withFileTypes: true });
+    top = await lstat(root);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  for (const e of entries) {
+  if (!top.isDirectory()) refuse('.', 'is not a directory (a symbolic link or a file)');
+  for (const e of await readdir(root, { recursive: true, withFileTypes: true })) {
     const rel = relative(root, join(e.parentPath, e.name));
-    const problem = e.isFile() || e.isDirectory() ? (e.isFile() ? serverPathProblem(rel) : undefined) : 'is not a regular file or a directory (a symbolic link or a special file)';
-    if (problem) throw new BackupError('INTEGRITY', `the server-side backup wrote ${JSON.stringify(rel)} into its directory, which ${problem}; the backup is not kept`, { details: { path: rel } });
+    if (!e.isFile() && !e.isDirectory()) refuse(rel, 'is not a regular file or a directory (a symbolic link or a special file)');
+    if (!e.isFile() || rel === MANIFEST_FILE) continue;
+    if (!rel.startsWith(`${SERVER_DIR}/`)) refuse(rel, `lies outside ${SERVER_DIR}/`);
+    const problem = serverPathProblem(rel.slice(SERVER_DIR.length + 1));
+    if (problem) refuse(rel, `is not a server object: its path ${problem}`);
   }
 }
 
@@ -172,9 +179,18 @@ async function readBack(job: CopyJob, path: string, listed: number, failed: Map<
   };
   try {
     if (copies.length === 0) return await hashOnly();
+    // Only an error of reading the primary itself is the source's: the body is read through a generator that
+    // records it, so a copy's failure (which stops the read) is never taken for one.
     const body = await read();
     let sourceError: unknown;
-    body.once('error', (err: unknown) => (sourceError ??= err));
+    const source = (async function* () {
+      try {
+        for await (const chunk of body) yield chunk as Buffer;
+      } catch (err) {
+        sourceError ??= err;
+        throw err;
+      }
+    })();
     const digest = new DigestStream();
     const fan = new FanOut(copies.map((l) => l.name));
     const putErrors = new Map<string, BackupError>();
@@ -188,7 +204,7 @@ async function readBack(job: CopyJob, path: string, listed: number, failed: Map<
         return undefined;
       }
     });
-    const flow = await pipeline(body, digest, fan, { signal: abort.signal }).then(
+    const flow = await pipeline(source, digest, fan, { signal: abort.signal }).then(
       () => undefined,
       (err: unknown) => err,
     );
@@ -254,6 +270,11 @@ async function readBackAll(job: CopyJob, paths: Map<string, number>, failed: Map
  */
 async function purge(rt: Runtime, loc: Location, dir: string, place: ServerPlace): Promise<void> {
   try {
+    // A backup directory a tool replaced with a link: the link goes, nothing it points to is listed or deleted.
+    if (place.destination.path && (await lstat(dirname(place.destination.path)).catch(() => undefined))?.isSymbolicLink()) {
+      await rm(dirname(place.destination.path), { force: true });
+      return;
+    }
     const keys: string[] = [];
     for await (const o of loc.storage.list(dir)) keys.push(o.key);
     for (const key of keys) await loc.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key, err: e }, 'object of the failed server-side backup left for the orphan sweeper'));
@@ -269,7 +290,7 @@ async function requireEmpty(loc: Location, dir: string, place: ServerPlace, sign
     throw new BackupError('INTERNAL', `${loc.name}: the new backup's directory already holds ${JSON.stringify(o.key)}; nothing was written`, { details: { location: loc.name } });
   }
   if (place.destination.path) {
-    const held = await readdir(place.destination.path).catch(() => []);
+    const held = await readdir(dirname(place.destination.path)).catch(() => []);
     if (held.length > 0) throw new BackupError('INTERNAL', `${loc.name}: the new backup's directory already holds files; nothing was written`, { details: { location: loc.name } });
   }
 }

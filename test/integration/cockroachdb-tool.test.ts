@@ -156,6 +156,14 @@ describe('db-backup-tool cockroachdb (stand-in psql, real S3 server)', () => {
     expect((await cluster()).databases).toEqual({ shop: { tables: ['orders', 'customers'] } });
   });
 
+  it('an old database that cannot be dropped after the swap is named in the restore\'s output', async () => {
+    await setCluster({ databases: { shop: { tables: ['changed'] } }, mode: 'drop-fails' });
+    const r = await runCli(cfg, ['restore', '--latest', '--force']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json.conflicts).toEqual([expect.stringMatching(/^the database "shop" held before the restore is kept as "shop_previous_[0-9a-f]{8}" \(dropping it failed: .*still in use by a changefeed\): drop it when it is no longer needed$/)]);
+    expect(Object.keys((await cluster()).databases).sort()).toEqual([expect.stringMatching(/^shop$/), expect.stringMatching(/^shop_previous_/)]);
+  });
+
   it('a RESTORE that fails drops the scratch database and says the target is unchanged', async () => {
     await setCluster({ databases: { shop: { tables: ['changed'] } }, mode: 'restore-fails' });
     const r = await runCli(cfg, ['restore', '--latest', '--force']);

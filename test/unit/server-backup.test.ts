@@ -4,7 +4,7 @@
  * location), a copy location that fails drops out alone, and whatever the server wrote goes when the backup
  * fails, a manifest it planted included.
  */
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { validateRunnerConfig } from '../../api/index.js';
 import type { Engine, ServerPlace } from '../../runner/engines/types.js';
@@ -86,6 +86,13 @@ class Flaky extends MemoryStorage {
   }
 }
 
+/** A store whose reads come through a PassThrough (which a failed consumer destroys with its own error). */
+class Passing extends MemoryStorage {
+  override async get(key: string, opts: GetOptions = {}): Promise<Readable> {
+    return (await super.get(key, opts)).pipe(new PassThrough());
+  }
+}
+
 /** A store whose puts all fail. */
 class Refusing extends MemoryStorage {
   override put(): Promise<PutResult> {
@@ -127,6 +134,13 @@ describe('a server-side backup, read back and copied', () => {
       ['l0', 'Succeeded'],
     ]);
     expect((await keys(stores[0]!)).some((k) => k.endsWith('/manifest.json'))).toBe(true);
+  });
+
+  it('a copy location that fails is never taken for a failed read of the primary, whatever stream the primary gives', async () => {
+    const primary = new Passing('a');
+    const r = await runBackup(runtime([primary, new Refusing('b')], engine(primary)), { trigger: 'manual' });
+    expect(r.status).toBe('PartiallySucceeded');
+    expect(r.locations.find((l) => l.location === 'l1')?.error?.message).toMatch(/access denied/);
   });
 
   it('a manifest the server planted fails the backup and goes with everything it wrote', async () => {

@@ -103,16 +103,20 @@ function psqlEnv(s: Session): NodeJS.ProcessEnv {
 async function psql(s: Session, sql: string, fallback: string): Promise<string[][]> {
   const file = join(s.ctx.request.workDir, `statement-${++s.statements}.sql`);
   writeFileSync(file, `${sql}\n`, { mode: 0o600, flag: 'wx' });
-  const child = spawn('psql', ['-X', '-q', '-A', '-t', '-F', '|', '-v', 'ON_ERROR_STOP=1', '-f', file], { env: psqlEnv(s), stdio: ['ignore', 'pipe', 'pipe'] });
+  // VERBOSITY=terse: an error is never followed by the statement's text (which carries the keys).
+  const child = spawn('psql', ['-X', '-q', '-A', '-t', '-F', '|', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=terse', '-f', file], { env: psqlEnv(s), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-16_384)));
+  child.stderr.on('data', (c: Buffer) => {
+    if (stderr.length < 1_048_576) stderr += c.toString('utf8');
+  });
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new ToolFailure('TOOL_INCOMPATIBLE', INSTALL_HINT) : err));
     child.once('close', resolve);
   });
-  const said = redactAll(stderr.trim(), s.secrets);
+  // Redacted before it is cut: a secret across the cut would leave its tail.
+  const said = redactAll(stderr.trim(), s.secrets).slice(-16_384);
   if (said) s.ctx.log(said);
   if (code !== 0) throw new ToolFailure(errorCode(said) ?? fallback, said || `psql exited with code ${code}`);
   return stdout
@@ -237,8 +241,13 @@ async function replaceTarget(s: Session, scratch: string, target: string, exists
     try {
       await psql(s, renameStatement(target, aside), 'RESTORE_FAILED');
     } catch (err) {
-      await dropScratch(s, scratch);
-      throw leaving(err, { state: 'unchanged', detail: `"${target}" could not be renamed aside; the restored copy (${scratch}) was dropped` });
+      // The rename may have committed although psql failed: what exists now is said, never assumed.
+      const targetThere = await targetState(s, { kind: 'database', name: target }).then((t) => t.exists, () => undefined);
+      const left = await dropScratch(s, scratch);
+      throw leaving(err, {
+        state: targetThere === true ? 'unchanged' : 'partial',
+        detail: `"${target}" could not be renamed aside${targetThere === false ? ` and is no longer there under its name (look for "${aside}")` : targetThere === undefined ? ' (whether it is still there could not be checked)' : ''}; the restored copy (${scratch}) was ${left ? 'not dropped' : 'dropped'}${left ?? ''}`,
+      });
     }
   }
   try {

@@ -83,8 +83,13 @@ export function secretWords(secret: string | undefined): string[] {
   } catch {
     values = [];
   }
-  const forms = (v: string): string[] => [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), Buffer.from(v, 'utf8').toString('base64'), ...v.split(/\r?\n/).filter((l) => l.trim().length >= 8)];
-  const all = [secret, ...secret.split(/\r?\n/).filter((l) => SECRET_FIELDS.some((f) => l.includes(`"${f}"`))), ...values.flatMap(forms)];
+  const encodings = (v: string): string[] => {
+    const b64 = Buffer.from(v, 'utf8').toString('base64');
+    return [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), b64, encodeURIComponent(b64), new URLSearchParams({ v: b64 }).toString().slice(2)];
+  };
+  const forms = (v: string): string[] => [...encodings(v), ...v.split(/\r?\n/).filter((l) => l.trim().length >= 8)];
+  // The whole file too, in every encoding (a tool may hand it on whole, e.g. base64 in a URL).
+  const all = [...encodings(secret), ...secret.split(/\r?\n/).filter((l) => SECRET_FIELDS.some((f) => l.includes(`"${f}"`))), ...values.flatMap(forms)];
   // Longest first: a secret that contains another is removed whole.
   return [...new Set(all)].sort((a, b) => b.length - a.length);
 }
@@ -109,7 +114,7 @@ export async function callTool<V extends Verb>(verb: V, deps: CallDeps, opts: Ca
   const place = opts.destination ?? opts.source;
   const secrets = [deps.password, ...secretWords(place?.secret)];
   const logLine = (line: string): void => {
-    if (line.trim()) logger.info({ tool, verb }, redact(line.slice(0, 2000), ...secrets));
+    if (line.trim()) logger.info({ tool, verb }, redact(line, ...secrets).slice(0, 2000));
   };
   const logLines = (chunk: Buffer): void => {
     const lines = (pending + chunk.toString('utf8')).split('\n');
