@@ -82,9 +82,8 @@ export const EngineDefinitionSpec = Type.Object(
     configSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "JSON Schema (draft-07) of the DatabaseBackup's config block, checked before anything runs" })),
     output: Type.Optional(
       Type.Union(OUTPUTS.map((o) => Type.Literal(o)), {
-        default: 'stream',
         description:
-          'stream: backup writes the dump on stdout and restore reads it on stdin; location: the database server writes the backup into the destination the request names and reads it back from the source (magicHex is then not checked)',
+          'stream (when unset): backup writes the dump on stdout and restore reads it on stdin; location: the database server writes the backup into the destination the request names and reads it back from the source (magicHex is then not checked)',
       }),
     ),
     locationTypes: Type.Optional(
