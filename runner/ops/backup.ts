@@ -182,13 +182,27 @@ async function storeStreams(
   const abort = linkedAbort(ctx.signal);
   let failure: { error: BackupError; outcomes: LocationOutcome[] } | undefined;
   let next = 0;
+  // Streams dumped at a time report one total: each stream's bytes so far, summed (finished streams included).
+  const sofar = new Map<number, { bytesIn: number; bytesOut: number }>();
+  const progressOf = (i: number): ProgressListener | undefined =>
+    opts.onProgress &&
+    ((e) => {
+      sofar.set(i, { bytesIn: e.bytesIn, bytesOut: e.bytesOut ?? 0 });
+      let bytesIn = 0;
+      let bytesOut = 0;
+      for (const x of sofar.values()) {
+        bytesIn += x.bytesIn;
+        bytesOut += x.bytesOut;
+      }
+      opts.onProgress!({ phase: 'dump', bytesIn, bytesOut });
+    });
   const worker = async (): Promise<void> => {
     while (!failure && next < list.length) {
       const i = next++;
       const racing = ready.filter((l) => !dropped.some((d) => d.location === l.name));
       if (racing.length === 0) return;
       const stream = list[i];
-      const r = await storeStream(rt, { id, plan, locations: racing, signal: abort.signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: opts.onProgress, log });
+      const r = await storeStream(rt, { id, plan, locations: racing, signal: abort.signal, stream, index: streams ? i + 1 : undefined, source: opts.source, onProgress: progressOf(i), log });
       if ('error' in r) {
         // The first failure is the backup's; the streams it stops fail as ABORTED, which says nothing new.
         if (!failure) {

@@ -125,4 +125,14 @@ describe('several streams at a time', () => {
     ]);
     for (const s of stores) expect(await keys(s)).toEqual([]);
   });
+
+  it('report one total of every stream\'s bytes, never going back, ending at their sum', async () => {
+    const stores = [new MemoryStorage('a')];
+    const seen: number[] = [];
+    const r = await runBackup(runtime({ slow: { ms: 300 }, fast: { ms: 10 }, last: { ms: 10 } }, stores), { trigger: 'manual', onProgress: (e) => seen.push(e.bytesIn) });
+    expect(r.status).toBe('Succeeded');
+    const sum = ['slow', 'fast', 'last'].reduce((n, name) => n + `FAKE ${name} `.length * 1000, 0);
+    expect(seen.at(-1)).toBe(sum);
+    expect(seen.every((b, i) => i === 0 || b >= seen[i - 1]!)).toBe(true);
+  });
 });
