@@ -7,13 +7,17 @@
  * against S3, refusals before anything is written, the scratch-and-swap restore and honest target states.
  * Whether a real cluster does the right thing with those statements is not tested here (docs/engines.md).
  */
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startS3, type S3Server } from '../../testenv/s3.js';
+import { CommandEngine } from '../../runner/engines/command/index.js';
+import { silentLogger } from '../../runner/logger.js';
 import { definition } from '../../tools/cockroachdb/definition.js';
 import { runCli } from '../cli.js';
 import { shippedToolCommand } from '../engine-helpers.js';
@@ -162,6 +166,32 @@ describe('db-backup-tool cockroachdb (stand-in psql, real S3 server)', () => {
     expect(r.code, r.out).toBe(0);
     expect(r.json.conflicts).toEqual([expect.stringMatching(/^the database "shop" held before the restore is kept as "shop_previous_[0-9a-f]{8}" \(dropping it failed: .*still in use by a changefeed\): drop it when it is no longer needed$/)]);
     expect(Object.keys((await cluster()).databases).sort()).toEqual([expect.stringMatching(/^shop$/), expect.stringMatching(/^shop_previous_/)]);
+  });
+
+  it('a stopped backup cancels its job in the cluster, naming this backup\'s directory only', async () => {
+    await setCluster({ databases: { shop: { tables: ['orders'] } }, mode: 'hang-backup' });
+    await rm(join(state, 'backup-started'), { force: true });
+    const engine = await CommandEngine.create(
+      { definition: { ...definition, command: shippedToolCommand('cockroachdb') }, host: 'crdb.shop.svc', port: 26257, user: 'backup', password: { value: PASSWORD }, database: 'shop', config: { sslmode: 'require' } },
+      silentLogger(),
+      process.env,
+    );
+    const prefix = 'team/apps/crdb/backups/20261204T000000Z-ab_c/server/';
+    const place = {
+      destination: { location: 's3', type: 's3' as const, url: `s3://shared/${prefix}`, bucket: 'shared', prefix, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true },
+      secret: JSON.stringify({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }),
+    };
+    const abort = new AbortController();
+    const running = engine.serverSide!.backup(place, { signal: abort.signal });
+    running.catch(() => undefined);
+    for (let i = 0; i < 200 && !existsSync(join(state, 'backup-started')); i++) await delay(50);
+    expect(existsSync(join(state, 'backup-started'))).toBe(true);
+    abort.abort();
+    await expect(running).rejects.toMatchObject({ code: 'ABORTED' });
+    const cancel = (await calls()).filter((c) => c.sql.startsWith('CANCEL'));
+    expect(cancel.map((c) => c.sql)).toEqual([
+      "CANCEL JOBS (SELECT job_id FROM [SHOW JOBS] WHERE job_type = 'BACKUP' AND status IN ('pending', 'running', 'paused') AND description LIKE '%team/apps/crdb/backups/20261204T000000Z-ab\\_c/server%' ESCAPE '\\');",
+    ]);
   });
 
   it('a RESTORE that fails drops the scratch database and says the target is unchanged', async () => {

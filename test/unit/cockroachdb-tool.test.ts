@@ -6,6 +6,7 @@ import {
   errorCode,
   ident,
   backupSubdir,
+  cancelJobsStatement,
   dropStatement,
   existsStatement,
   renameStatement,
@@ -67,6 +68,11 @@ describe('the CockroachDB tool: SQL and URLs', () => {
     ['a cluster restore with a passphrase', restoreStatement({ kind: 'cluster' }, 'u', '/2026/12/04-101500.00', undefined, cfg, 'p'), `RESTORE FROM '/2026/12/04-101500.00' IN 'u' WITH encryption_passphrase = 'p';`],
     ['a rename', renameStatement('s"1', 's'), 'ALTER DATABASE "s""1" RENAME TO "s";'],
     ['a drop', dropStatement('s_previous_1'), 'DROP DATABASE IF EXISTS "s_previous_1" CASCADE;'],
+    [
+      'cancelling this backup\'s job only (LIKE wildcards in the directory escaped)',
+      cancelJobsStatement('BACKUP', "p_1/%x'/backups/20261204T101500Z-3fa1/server/"),
+      "CANCEL JOBS (SELECT job_id FROM [SHOW JOBS] WHERE job_type = 'BACKUP' AND status IN ('pending', 'running', 'paused') AND description LIKE '%p\\_1/\\%x''/backups/20261204T101500Z-3fa1/server%' ESCAPE '\\');",
+    ],
   ])('%s', (_what, got, want) => {
     expect(got).toBe(want);
   });

@@ -125,6 +125,15 @@ export function restoreStatement(scope: Scope, url: string, subdir: string, newN
   return `RESTORE ${what}FROM ${literal(subdir, 'the backup subdirectory')} IN ${literal(url)}${options(cfg, passphrase, rename)};`;
 }
 
+/**
+ * Cancels the BACKUP or RESTORE jobs whose description names `prefix` (this backup's own directory, so no other
+ * job matches): what a stopped call sends, since a job goes on in the cluster when its session ends.
+ */
+export function cancelJobsStatement(kind: 'BACKUP' | 'RESTORE', prefix: string): string {
+  const pattern = `%${prefix.replace(/\/+$/, '').replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return `CANCEL JOBS (SELECT job_id FROM [SHOW JOBS] WHERE job_type = ${literal(kind)} AND status IN ('pending', 'running', 'paused') AND description LIKE ${literal(pattern, 'the backup directory')} ESCAPE '\\');`;
+}
+
 /** `ALTER DATABASE a RENAME TO b;` */
 export function renameStatement(from: string, to: string): string {
   return `ALTER DATABASE ${ident(from)} RENAME TO ${ident(to)};`;

@@ -23,6 +23,9 @@
  * statement (with the storage keys and the passphrase in it) in a 0600 file psql reads with -f, and psql's
  * messages are logged with those secrets removed.
  *
+ * A stopped call (SIGTERM) cancels its BACKUP or RESTORE job (CANCEL JOBS of the jobs naming this backup's
+ * directory) before the tool exits: a job goes on in the cluster when its session ends.
+ *
  * Not covered: incremental backups (each backup is a full one into its own directory), S3 path-style
  * addressing (CockroachDB chooses it), locality-aware backups, and restoring tables of a backup one by one.
  */
@@ -34,6 +37,7 @@ import type { Destination, ToolResult } from '../../api/engine-contract.js';
 import { type Handlers, requireConfiguredTarget, type ToolContext, ToolFailure } from '../sdk.js';
 import {
   backupStatement,
+  cancelJobsStatement,
   configOf,
   type CrdbConfig,
   errorCode,
@@ -180,10 +184,32 @@ async function backup(ctx: ToolContext): Promise<ToolResult<'backup'>> {
   const passphrase = passphraseOf(s);
   const scope = configuredScope(ctx);
   const [[hlc]] = (await psql(s, 'SELECT cluster_logical_timestamp()::STRING;', 'DUMP_FAILED')) as [[string]];
-  const rows = await psql(s, backupStatement(scope, url, hlc ?? '', s.cfg, passphrase), 'DUMP_FAILED');
+  const rows = await whileCancellable(s, cancelJobsStatement('BACKUP', dest.prefix ?? dest.path ?? ''), () => psql(s, backupStatement(scope, url, hlc ?? '', s.cfg, passphrase), 'DUMP_FAILED'));
   const [jobId, status] = rows[0] ?? [];
   if (status !== undefined && status !== 'succeeded') throw new ToolFailure('DUMP_FAILED', `BACKUP job ${jobId ?? '?'} ended ${status}`);
   return { consistentAt: instantOf(hlc ?? '').toISOString(), position: positionOf(scope, jobId) };
+}
+
+/**
+ * Runs `work` (a statement that starts a job) so that a stopped call stops the job too: told to stop (the
+ * runner's SIGTERM, SIGKILL 10 s later), the tool sends `cancel` (which names this backup's directory only)
+ * before it exits, since the cluster goes on with a job whose session ended.
+ */
+async function whileCancellable<T>(s: Session, cancel: string, work: () => Promise<T>): Promise<T> {
+  const onSignal = (): void => {
+    s.ctx.log('stopped: cancelling the job in the cluster');
+    void psql(s, cancel, 'ABORTED')
+      .catch((err: unknown) => s.ctx.log(`the job could not be cancelled: ${(err as Error).message}`))
+      .finally(() => process.exit(1));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    return await work();
+  } finally {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+  }
 }
 
 /** Whether the scope's target exists and holds data (a cluster: any user database). */
@@ -214,6 +240,8 @@ function leaving(err: unknown, target: NonNullable<ToolFailure['target']>): Tool
 /** What a restore reads: the source's URL, the backup's own subdirectory, the passphrase. */
 interface Source {
   url: string;
+  /** The copy's directory in its bucket, which the RESTORE job's description names. */
+  prefix: string;
   subdir: string;
   passphrase: string | undefined;
 }
@@ -224,7 +252,7 @@ async function restoreCluster(s: Session, src: Source): Promise<ToolResult<'rest
     throw new ToolFailure('TARGET_NOT_EMPTY', 'a whole-cluster backup restores only into a cluster without user databases (CockroachDB refuses any other); nothing was changed', { state: 'unchanged' });
   }
   try {
-    await psql(s, restoreStatement({ kind: 'cluster' }, src.url, src.subdir, undefined, s.cfg, src.passphrase), 'RESTORE_FAILED');
+    await whileCancellable(s, cancelJobsStatement('RESTORE', src.prefix), () => psql(s, restoreStatement({ kind: 'cluster' }, src.url, src.subdir, undefined, s.cfg, src.passphrase), 'RESTORE_FAILED'));
   } catch (err) {
     throw leaving(err, { state: 'partial', detail: 'the cluster restore failed: CockroachDB reverts a failed RESTORE job, but what it left was not checked' });
   }
@@ -289,7 +317,7 @@ async function restoreDatabase(s: Session, from: Scope & { kind: 'database' }, t
   }
   const scratch = `${target.slice(0, 40)}_restore_${randomBytes(4).toString('hex')}`;
   try {
-    await psql(s, restoreStatement(from, src.url, src.subdir, scratch, s.cfg, src.passphrase), 'RESTORE_FAILED');
+    await whileCancellable(s, cancelJobsStatement('RESTORE', src.prefix), () => psql(s, restoreStatement(from, src.url, src.subdir, scratch, s.cfg, src.passphrase), 'RESTORE_FAILED'));
   } catch (err) {
     const left = await dropScratch(s, scratch);
     throw leaving(err, { state: 'unchanged', detail: `the backup was restored into a scratch database (${scratch}), never into "${target}"${left ?? ''}` });
@@ -302,7 +330,7 @@ function sourceOf(s: Session, r: NonNullable<ToolContext['request']['restore']>)
   if (!r.source) throw new ToolFailure('CONFIG_INVALID', 'the request names no source: the cockroachdb engine is a server-side engine (output: location)');
   const subdir = backupSubdir(r.objects ?? []);
   if (!subdir) throw new ToolFailure('CONFIG_INVALID', 'the backup names no <YYYY>/<MM>/<DD-HHMMSS.ss>/BACKUP_MANIFEST: it is not one CockroachDB backup');
-  return { url: storageUrl(r.source, keysOf(s, r.source)), subdir, passphrase: passphraseOf(s) };
+  return { url: storageUrl(r.source, keysOf(s, r.source)), prefix: r.source.prefix ?? '', subdir, passphrase: passphraseOf(s) };
 }
 
 async function restore(ctx: ToolContext): Promise<ToolResult<'restore'>> {
