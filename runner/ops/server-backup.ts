@@ -34,7 +34,7 @@ import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, SERVER_DIR, backupPrefix, keyIn, serverPathProblem } from '../storage/layout.js';
 import { describeLocation } from '../storage/registry.js';
-import { linkedAbort } from '../util/async.js';
+import { linkedAbort, mapLimit } from '../util/async.js';
 import type { BackupResult, LocationOutcome, Trigger } from './backup.js';
 import { commit, finished, manifestBase, removeBackupDir } from './backup-commit.js';
 
@@ -236,31 +236,27 @@ export const READ_BACK_CONCURRENCY = 4;
  */
 async function readBackAll(job: CopyJob, paths: Map<string, number>, failed: Map<string, BackupError>, onBytes: (n: number) => void): Promise<ManifestObject[]> {
   const list = [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const out: ManifestObject[] = new Array<ManifestObject>(list.length);
   const abort = linkedAbort(job.signal);
-  let next = 0;
   let failure: unknown;
-  const worker = async (): Promise<void> => {
-    while (failure === undefined && next < list.length) {
-      const i = next++;
-      const [path, listed] = list[i]!;
+  try {
+    // Every read settles before this returns (a failed one never leaves another in flight), and after the first failure none starts.
+    const out = await mapLimit(list, READ_BACK_CONCURRENCY, async ([path, listed]): Promise<ManifestObject | undefined> => {
+      if (failure !== undefined) return undefined;
       try {
         const plain = await readBack({ ...job, signal: abort.signal }, path, listed, failed);
         onBytes(plain.size);
-        out[i] = { name: `${SERVER_DIR}/${path}`, ...plain, plain, compression: { algorithm: 'none' }, encryption: { scheme: 'none' } };
+        return { name: `${SERVER_DIR}/${path}`, ...plain, plain, compression: { algorithm: 'none' }, encryption: { scheme: 'none' } };
       } catch (err) {
         failure ??= err;
         abort.abort(err);
+        return undefined;
       }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(READ_BACK_CONCURRENCY, list.length) }, worker));
+    });
+    if (failure !== undefined) throw toBackupError(failure, 'STORAGE_FAILED');
+    return out as ManifestObject[];
   } finally {
     abort.dispose();
   }
-  if (failure !== undefined) throw toBackupError(failure, 'STORAGE_FAILED');
-  return out;
 }
 
 /**
