@@ -22,13 +22,13 @@
  *   an encrypted location); a passphrase location cannot tell a changed
  *   passphrase from the recorded fingerprint, so its objects count as current.
  */
-import { Writable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { sameRecipients } from '../crypto/location.js';
 import { AgeDecrypt, encodeHeader, headerEnd, MAX_HEADER_BYTES, unwrap } from '../crypto/age.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { type ManifestObject, parseManifest, serializeManifest } from '../manifest.js';
+import { discard } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, isDataFileName, keyIn, rekeyedFileName } from '../storage/layout.js';
@@ -92,7 +92,7 @@ async function checkWritten(loc: Location, key: string, object: ManifestObject, 
   const what = `${loc.name}: ${key}`;
   const stored = new DigestStream();
   const plain = new DigestStream({ size: object.plain.size, sha256: object.plain.sha256, what: `${what} (decrypted)` });
-  await pipeline(await loc.storage.get(key, signal ? { signal } : {}), stored, new AgeDecrypt({ identities: [], fileKey }, what), plain, new Writable({ write: (_c, _e, cb) => cb() }), ...(signal ? [{ signal }] : []));
+  await pipeline(await loc.storage.get(key, signal ? { signal } : {}), stored, new AgeDecrypt({ identities: [], fileKey }, what), plain, discard(), ...(signal ? [{ signal }] : []));
   return { size: stored.bytes, sha256: stored.sha256 };
 }
 

@@ -20,7 +20,6 @@
  */
 import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { serverLocationTypes, type SourceObject } from '../../api/engine-contract.js';
 import type { LocationConfig } from '../../api/index.js';
@@ -29,6 +28,7 @@ import type { ProbeResult, ServerPlace } from '../engines/types.js';
 import { BackupError, toBackupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { type Manifest, type ManifestObject, SERVER_FORMAT_VERSION } from '../manifest.js';
+import { discard } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import { FanOut } from '../pipeline/fanout.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
@@ -36,6 +36,7 @@ import { MANIFEST_FILE, SERVER_DIR, backupPrefix, keyIn, serverPathProblem } fro
 import { describeLocation } from '../storage/registry.js';
 import { linkedAbort, mapLimit } from '../util/async.js';
 import type { BackupResult, LocationOutcome, Trigger } from './backup.js';
+import { deleteKeys, listKeys } from '../retention/objects.js';
 import { commit, finished, manifestBase, removeBackupDir } from './backup-commit.js';
 
 /** The most objects one server-side backup may hold (each is a line of its manifest). */
@@ -145,9 +146,6 @@ export async function checkTree(root: string): Promise<void> {
     if (problem) refuse(rel, `is not a server object: its path ${problem}`);
   }
 }
-
-/** A sink that keeps nothing (the object is only hashed when no other location takes a copy). */
-const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
 interface CopyJob {
   id: string;
@@ -271,9 +269,8 @@ async function purge(rt: Runtime, loc: Location, dir: string, place: ServerPlace
       await rm(dirname(place.destination.path), { force: true });
       return;
     }
-    const keys: string[] = [];
-    for await (const o of loc.storage.list(dir)) keys.push(o.key);
-    for (const key of keys) await loc.storage.delete(key).catch((e: unknown) => rt.logger.warn({ location: loc.name, key, err: e }, 'object of the failed server-side backup left for the orphan sweeper'));
+    const failures = await deleteKeys(loc.storage, await listKeys(loc.storage, dir));
+    if (failures.length > 0) rt.logger.warn({ location: loc.name, objects: failures.length, err: failures[0]!.error }, 'objects of the failed server-side backup left for the orphan sweeper');
     if (place.destination.path) await rm(dirname(place.destination.path), { recursive: true, force: true });
   } catch (err) {
     rt.logger.warn({ location: loc.name, err }, "the failed server-side backup's objects are left for the orphan sweeper");

@@ -1,4 +1,4 @@
-import { type Readable, type Transform, Writable } from 'node:stream';
+import { type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type AgeIdentities, AgeDecrypt } from '../crypto/age.js';
 import { keysFor } from '../crypto/location.js';
@@ -7,6 +7,7 @@ import { isServerObject, MAX_CLOCK_SKEW_MS, type ManifestObject } from '../manif
 import { FORMAT_HEAD_BYTES, formatMismatch, formatNamed } from '../engines/registry.js';
 import type { DumpFormat } from '../engines/types.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
+import { discard } from '../pipeline/counter.js';
 import { DigestStream } from '../pipeline/digest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { MANIFEST_FILE, dataFileExtension, keyIn, plainFileName } from '../storage/layout.js';
@@ -164,7 +165,7 @@ export async function checkObject(loc: Location, copy: CopyRef, object: Manifest
       noKey = true; // the stored bytes can still be checked against the manifest
     }
     const plain = await readPlain(loc, copy, object, keys, { ...opts, onStored: (d) => (progress = d) });
-    await pipeline(plain.output, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
+    await pipeline(plain.output, discard(), { signal: opts.signal });
     await plain.done;
     if (noKey) return { ...base, status: 'ok', contents: 'not checked: encrypted and no identity given' };
     // What a database server wrote itself has its own layout: its size and sha256 are what can be checked.

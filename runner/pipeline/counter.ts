@@ -1,4 +1,4 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, Writable } from 'node:stream';
 
 /** Counts bytes passing through; read `bytes` at any time for progress. */
 export class ByteCounter extends Transform {
@@ -8,4 +8,9 @@ export class ByteCounter extends Transform {
     this.bytes += chunk.length;
     callback(null, chunk);
   }
+}
+
+/** A sink that keeps nothing: the end of a pipeline read only for what the stages before it check or count. */
+export function discard(): Writable {
+  return new Writable({ write: (_c, _e, cb) => cb() });
 }
