@@ -133,6 +133,17 @@ export interface Destination {
   credentials?: { source: 'file'; file: string } | { source: 'server' };
 }
 
+/**
+ * Pure: the forms in which a secret may appear in what a tool prints, all of which the runner (and a tool that
+ * hands it on) keeps out of logs and errors: as it is, JSON-escaped, URL-encoded (both ways), base64, and base64
+ * URL-encoded (a key file handed on in a URL).
+ */
+export function secretEncodings(v: string): string[] {
+  const b64 = Buffer.from(v, 'utf8').toString('base64');
+  const query = (x: string): string => new URLSearchParams({ v: x }).toString().slice(2);
+  return [...new Set([v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), query(v), b64, encodeURIComponent(b64), query(b64)])];
+}
+
 /** One object of a server-side backup as a restore request lists it: its path below the source, size and sha256. */
 export interface SourceObject {
   path: string;

@@ -33,7 +33,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Destination, ToolResult } from '../../api/engine-contract.js';
+import { secretEncodings, type Destination, type ToolResult } from '../../api/engine-contract.js';
 import { type Handlers, requireConfiguredTarget, type ToolContext, ToolFailure } from '../sdk.js';
 import {
   backupStatement,
@@ -134,10 +134,7 @@ function keysOf(s: Session, dest: Destination): StorageKeys | undefined {
   if (dest.credentials?.source !== 'file') return undefined;
   const text = readFileSync(dest.credentials.file, 'utf8');
   const values: Record<string, string> = dest.type === 'gcs' ? { key: text } : (JSON.parse(text) as Record<string, string>);
-  for (const v of Object.values(values)) {
-    const b64 = Buffer.from(v, 'utf8').toString('base64');
-    s.secrets.push(v, encodeURIComponent(v), new URLSearchParams({ v }).toString().slice(2), b64, new URLSearchParams({ v: b64 }).toString().slice(2));
-  }
+  for (const v of Object.values(values)) s.secrets.push(...secretEncodings(v));
   return { values };
 }
 

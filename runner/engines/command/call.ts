@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { RESULT_MAX_BYTES, type Destination, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
+import { RESULT_MAX_BYTES, secretEncodings, type Destination, type ToolRequest, type ToolResult, type Verb } from '../../../api/engine-contract.js';
 import type { CommandConnection } from '../../../api/index.js';
 import { BackupError, isBackupError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -83,13 +83,9 @@ export function secretWords(secret: string | undefined): string[] {
   } catch {
     values = [];
   }
-  const encodings = (v: string): string[] => {
-    const b64 = Buffer.from(v, 'utf8').toString('base64');
-    return [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), b64, encodeURIComponent(b64), new URLSearchParams({ v: b64 }).toString().slice(2)];
-  };
-  const forms = (v: string): string[] => [...encodings(v), ...v.split(/\r?\n/).filter((l) => l.trim().length >= 8)];
+  const forms = (v: string): string[] => [...secretEncodings(v), ...v.split(/\r?\n/).filter((l) => l.trim().length >= 8)];
   // The whole file too, in every encoding (a tool may hand it on whole, e.g. base64 in a URL).
-  const all = [...encodings(secret), ...secret.split(/\r?\n/).filter((l) => SECRET_FIELDS.some((f) => l.includes(`"${f}"`))), ...values.flatMap(forms)];
+  const all = [...secretEncodings(secret), ...secret.split(/\r?\n/).filter((l) => SECRET_FIELDS.some((f) => l.includes(`"${f}"`))), ...values.flatMap(forms)];
   // Longest first: a secret that contains another is removed whole.
   return [...new Set(all)].sort((a, b) => b.length - a.length);
 }
