@@ -176,13 +176,7 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
 
   if (backup.manifest.objects.some((o) => o.stream)) return restoreStreams(rt, req, backup, unreadable);
   if (backup.manifest.objects.some(isServerObject)) return restoreServerSide(rt, req, backup, unreadable);
-  const target = await rt.engine.inspectTarget(database, req);
-  if (target.hasData && !req.force) {
-    throw new BackupError('TARGET_NOT_EMPTY', `database "${database}" already holds data; nothing was changed. Re-run with --force to replace its objects, or restore into another database with --target-database`, {
-      details: { database },
-    });
-  }
-
+  await refuseTarget(rt, database, req);
   const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
   await restoreObject(rt, loc, copy, copy.manifest.objects[0]!, { database, req });
   log.info({ backupId: backup.id, database, location: loc.name }, 'restore finished');
@@ -237,6 +231,16 @@ function holdingAll(backup: ListedBackup, objects: readonly ManifestObject[]): L
   const copies = backup.copies.filter(has);
   if (copies.length === 0) throw new BackupError('INTEGRITY', `no location holds every chosen stream of backup ${backup.id}`, { details: { backupId: backup.id } });
   return { ...backup, copies };
+}
+
+/** The one target of a restore, refused when it holds data and --force is not given (it is read either way). */
+async function refuseTarget(rt: Runtime, database: string, req: RestoreRequest): Promise<void> {
+  const target = await rt.engine.inspectTarget(database, req);
+  if (target.hasData && !req.force) {
+    throw new BackupError('TARGET_NOT_EMPTY', `database "${database}" already holds data; nothing was changed. Re-run with --force to replace its objects, or restore into another database with --target-database`, {
+      details: { database },
+    });
+  }
 }
 
 /** Every target that holds data, refused together before anything is written (without --force). */
@@ -360,7 +364,7 @@ async function restoreServerSide(rt: Runtime, req: RestoreRequest, backup: Liste
   if (!engine) {
     throw new BackupError('FORMAT_MISMATCH', `backup ${backup.id} was written by its database server (${backup.manifest.engine.name}, format ${backup.manifest.engine.format}); the ${rt.engine.name} engine restores dumps only; nothing was changed`);
   }
-  if (!req.force) await refuseHolding(rt, [database], req);
+  if (!req.force) await refuseTarget(rt, database, req);
   const { reachable, refused } = await serverCopies(rt, backup);
   if (reachable.length === 0) {
     throw new BackupError(
