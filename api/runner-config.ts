@@ -52,6 +52,13 @@ export const PostgresqlConnection = Type.Object(
     parallel: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 16, description: 'with databases: how many databases are dumped at a time, each with its own snapshot session, pg_dump, compressor and uploads; default 2' }),
     ),
+    mode: Type.Optional(
+      Type.Union([Type.Literal('logical'), Type.Literal('physical')], {
+        description:
+          'logical (default): pg_dump of the database (or databases); physical: base backups of the whole server with pg_basebackup over a replication connection (the user needs REPLICATION), restored into a data directory with restore --data-dir',
+      }),
+    ),
+    checkpoint: Type.Optional(Type.Union([Type.Literal('fast'), Type.Literal('spread')], { description: 'physical: the checkpoint a base backup starts with: fast (default: at once) or spread (paced by the server, gentler on its disks)' })),
   },
   { additionalProperties: false },
 );

@@ -33,6 +33,8 @@ const table = {
   RESTORE_FAILED: { exit: EXIT.FAILED, retryable: false },
   PROCESS_FAILED: { exit: EXIT.FAILED, retryable: false },
   TARGET_NOT_EMPTY: { exit: EXIT.REFUSED, retryable: false },
+  /** The restore's target (a data directory) has too little free space for what the backup holds. */
+  TARGET_NO_SPACE: { exit: EXIT.REFUSED, retryable: false },
   STORAGE_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   STORAGE_BUCKET_MISSING: { exit: EXIT.FAILED, retryable: false },
   STORAGE_DENIED: { exit: EXIT.FAILED, retryable: false },

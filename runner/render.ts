@@ -8,6 +8,7 @@ import type { RestoreResult } from './ops/restore.js';
 import type { ImportResult } from './ops/import.js';
 import type { RetentionResult } from './ops/retention.js';
 import type { VerifyResult } from './ops/verify.js';
+import type { DataDirectoryReport } from './engines/types.js';
 
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -65,6 +66,7 @@ export function renderListing(l: Listing): string {
 }
 
 export function renderRestore(r: RestoreResult): string {
+  if (r.dataDirectory) return renderDataDirectory(r, r.dataDirectory);
   const lines = r.streams
     ? [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) from ${r.location}:`]
     : [`restored backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into database "${r.database}" from ${r.location}`];
@@ -74,6 +76,17 @@ export function renderRestore(r: RestoreResult): string {
     for (const c of s.conflicts ?? []) lines.push(`    ${c}`);
   }
   for (const c of r.conflicts ?? []) lines.push(`  note: ${c}`);
+  for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
+  for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
+  return lines.join('\n');
+}
+
+function renderDataDirectory(r: RestoreResult, d: DataDirectoryReport): string {
+  const lines = [
+    `restored base backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into data directory ${d.dataDir} from ${r.location}: ${d.files} files, ${humanBytes(d.bytes)}${d.verified === 'pg_verifybackup' ? ', verified by pg_verifybackup' : ''}`,
+    `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it recovers to the end of the backup with the WAL the backup holds`,
+  ];
+  for (const n of d.notes) lines.push(`  note: ${n}`);
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
   for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
   return lines.join('\n');

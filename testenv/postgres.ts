@@ -150,6 +150,46 @@ export async function startPostgres(opts: StartOptions = {}): Promise<PgInstance
   }
 }
 
+/** A directory the server's account may use (owned by it when we are root): for a data directory a restore will lay out. */
+export async function serviceOwnedDir(prefix = 'pgdata-'): Promise<string> {
+  const as = serviceAccount();
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (as.prefix.length > 0) await chown(dir, as.uid, as.gid);
+  return dir;
+}
+
+/**
+ * Starts a server on an existing data directory (e.g. one a restore laid out), on a free loopback port with
+ * its socket and log in a temp directory of its own; `user` and `password` are the restored server's. `stop()`
+ * stops it and removes the temp directory, never the data directory.
+ */
+export async function startPostgresOn(dataDir: string, login: { user: string; password: string }): Promise<PgInstance & { log(): Promise<string> }> {
+  const { binDir, major } = findServerBinDir();
+  const as = serviceAccount();
+  const dir = await mkdtemp(join(tmpdir(), 'pgrun-'));
+  if (as.prefix.length > 0) await chown(dir, as.uid, as.gid);
+  const pgCtl = [...as.prefix, join(binDir, 'pg_ctl')];
+  const handle = { pgCtl, dataDir, dir };
+  installExitHook();
+  live.add(handle);
+  const log = join(dir, 'server.log');
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const port = await freePort();
+    const r = await exec([...pgCtl, 'start', '-D', dataDir, '-l', log, '-w', '-t', '120', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`]);
+    if (r.code === 0) {
+      const instance = makeInstance({ binDir, major, user: login.user, password: login.password, port, dataDir, dir, handle });
+      return { ...instance, log: () => readFile(log, 'utf8').catch(() => '') };
+    }
+    const logText = await readFile(log, 'utf8').catch(() => '');
+    lastError = new Error(`pg_ctl start on ${dataDir} failed (exit ${r.code}): ${r.stderr.trim()}\n${logText.slice(-3000)}`);
+    if (!/could not bind|address already in use/i.test(logText)) break;
+  }
+  live.delete(handle);
+  await rm(dir, { recursive: true, force: true });
+  throw lastError;
+}
+
 /** The chosen port can be taken by someone else before the server binds it: retry with another. */
 async function startOnFreePort(pgCtl: string[], dataDir: string, dir: string, settings: Record<string, string | number>): Promise<number> {
   const confPath = join(dataDir, 'postgresql.conf');

@@ -27,6 +27,8 @@ export type Command =
       databases?: string[];
       skipGlobals: boolean;
       noOwner: boolean;
+      dataDir?: string;
+      owner?: { uid: number; gid: number };
     } & Common)
   | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
@@ -46,10 +48,14 @@ Commands:
   restore --latest | --backup ID | --to-time RFC3339
           [--target-database NAME] [--force] [--allow-incomplete-listing] [--identity FILE]...
           [--database NAME]... [--skip-globals] [--no-owner]
+          [--data-dir DIR [--owner UID[:GID]]]
                               restore a backup (refuses a database holding data without --force;
                               of a whole server: its roles, then every database or each --database;
                               refuses, exit 3, when a location could not be read, unless
-                              --allow-incomplete-listing: then the newest readable backup)
+                              --allow-incomplete-listing: then the newest readable backup);
+                              --data-dir: a physical base backup, laid into DIR (empty, a stopped
+                              restore of the same backup, which resumes, or emptied with --force),
+                              here, never in the daemon; the server must not run on DIR
   verify [ID] [--identity FILE]...
                               check size and sha256 of every stored object against its manifest;
                               with an identity, the contents of encrypted objects too
@@ -120,7 +126,7 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
   };
 }
 
-const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing', 'database', 'skip-globals', 'no-owner'] as const;
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing', 'database', 'skip-globals', 'no-owner', 'data-dir', 'owner'] as const;
 const RESTORE_OR_IMPORT = ['target-database', 'force'] as const;
 
 function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | (typeof RESTORE_OR_IMPORT)[number] | 'keep' | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
@@ -169,6 +175,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         database: { type: 'string', multiple: true },
         'skip-globals': { type: 'boolean' },
         'no-owner': { type: 'boolean' },
+        'data-dir': { type: 'string' },
+        owner: { type: 'string' },
       },
     });
   } catch (err) {
@@ -219,6 +227,8 @@ type CommandValues = Parameters<typeof selector>[0] & {
   database?: string[];
   'skip-globals'?: boolean;
   'no-owner'?: boolean;
+  'data-dir'?: string;
+  owner?: string;
   force?: boolean;
   keep?: boolean;
   'dry-run'?: boolean;
@@ -242,7 +252,25 @@ function restoreCommand(v: CommandValues, common: Common): Command {
     ...(v.database ? { databases: databaseNames(v.database) } : {}),
     skipGlobals: v['skip-globals'] ?? false,
     noOwner: v['no-owner'] ?? false,
+    ...dataDirOptions(v),
   };
+}
+
+/** --data-dir (made absolute) and --owner UID[:GID] (only with it; the group defaults to the uid's number). */
+function dataDirOptions(v: CommandValues): { dataDir?: string; owner?: { uid: number; gid: number } } {
+  const dir = v['data-dir'];
+  if (dir === undefined) {
+    if (v.owner !== undefined) throw usage('--owner applies only with --data-dir');
+    return {};
+  }
+  if (dir === '') throw usage('--data-dir needs a directory');
+  for (const [flag, given] of [['--target-database', v['target-database']], ['--database', v.database], ['--skip-globals', v['skip-globals']], ['--no-owner', v['no-owner']]] as const) {
+    if (given !== undefined) throw usage(`${flag} does not apply with --data-dir (a physical base backup is the whole server)`);
+  }
+  if (v.owner === undefined) return { dataDir: resolve(dir) };
+  const m = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(v.owner);
+  if (!m) throw usage(`--owner: "${v.owner}" is not UID or UID:GID (numbers)`);
+  return { dataDir: resolve(dir), owner: { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) } };
 }
 
 function importCommand(rest: string[], v: CommandValues, common: Common): Command {

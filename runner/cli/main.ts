@@ -47,7 +47,13 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
       const { selector, force, targetDatabase, databases } = cmd;
       // Flags that are off stay off the wire, like fields never given.
       const on = (flag: boolean): true | undefined => (flag ? true : undefined);
-      return { kind: 'restore', selector, force, ...given({ targetDatabase, databases, allowIncompleteListing: on(cmd.allowIncompleteListing), skipGlobals: on(cmd.skipGlobals), noOwner: on(cmd.noOwner) }), ...keys };
+      return {
+        kind: 'restore',
+        selector,
+        force,
+        ...given({ targetDatabase, databases, allowIncompleteListing: on(cmd.allowIncompleteListing), skipGlobals: on(cmd.skipGlobals), noOwner: on(cmd.noOwner), dataDir: cmd.dataDir, owner: cmd.owner }),
+        ...keys,
+      };
     }
     case 'verify':
       return { kind: 'verify', ...(cmd.id ? { id: cmd.id } : {}), ...keys };
@@ -89,7 +95,9 @@ async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'versio
   // The daemon's modules (HTTP server, metrics) load only for `serve`: the other commands start faster.
   if (cmd.name === 'serve') return (await import('./serve.js')).serve(config, io.logger, env, { configPath: cmd.config });
   const socket = config.daemon.socket;
-  const viaDaemon = !cmd.local && (await daemonSocketExists(socket));
+  // A data directory is this process's: its restore runs here (e.g. where the database's volume is mounted), never in the daemon.
+  const here = cmd.local || (cmd.name === 'restore' && cmd.dataDir !== undefined);
+  const viaDaemon = !here && (await daemonSocketExists(socket));
   // The daemon refuses a command given another config than its own (CONFIG_MISMATCH).
   const client = { configDigest: configDigest(config) };
   if (cmd.name === 'status') {

@@ -23,8 +23,11 @@ export interface DumpFormat {
   compressed: boolean;
   /** Every uncompressed dump of this format starts with one of these (text, or bytes); stored objects are checked against them. */
   magic: readonly (string | Uint8Array)[];
-  /** What a dump of this format restores: a database (default), or a server's globals (restored as that stream). */
-  holds?: 'globals';
+  /**
+   * What a dump of this format restores: a database (default), a server's globals (restored as that stream), or
+   * a server's data directory (a physical base backup: restored into a directory, `Engine.restoreDataDirectory`).
+   */
+  holds?: 'globals' | 'data-directory';
   /** Contents of a file with this header that `import` refuses (checked in its first 64 KiB), and why. */
   refuse?: readonly { pattern: RegExp; why: string }[];
 }
@@ -115,6 +118,37 @@ export interface RestoreOptions extends CallOptions {
   force: boolean;
 }
 
+/** Who owns what a data-directory restore writes. */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** A physical restore: a base backup laid into a server's data directory. */
+export interface DataDirectoryOptions {
+  /** Absolute path of the data directory (created when missing). */
+  dataDir: string;
+  /** Empty a directory that holds anything else than a restore of this backup. */
+  force: boolean;
+  /** Owner of what is written (when run as root); default: the directory's owner (or its parent's). */
+  owner?: Owner;
+  backup: { id: string; consistentAt: string; engine: Record<string, unknown> };
+  signal?: AbortSignal;
+}
+
+export interface DataDirectoryReport {
+  dataDir: string;
+  files: number;
+  bytes: number;
+  /** Continued a restore of the same backup that had stopped. */
+  resumed: boolean;
+  /** The directory held other data, removed (--force). */
+  replaced: boolean;
+  /** `pg_verifybackup`: checked against the backup's own manifest; `skipped` with the reason in `notes`. */
+  verified: 'pg_verifybackup' | 'skipped';
+  notes: string[];
+}
+
 export interface Engine {
   readonly name: string;
   /**
@@ -152,6 +186,10 @@ export interface Engine {
   readonly formats?: readonly DumpFormat[];
   /** Whether what `dump` writes is compressed already (its format says `compressed`): the pipeline then stores it as it is. */
   readonly dumpsCompressed?: boolean;
+  /** Restores a dump whose format `holds: 'data-directory'` (a physical base backup) into a data directory. */
+  restoreDataDirectory?(input: Readable, opts: DataDirectoryOptions): Promise<DataDirectoryReport>;
+  /** Refuses a data directory `restoreDataDirectory` would refuse, before anything is read or changed (as inspectTarget for a database). */
+  checkDataDirectory?(opts: DataDirectoryOptions): Promise<void>;
   /** A server-side engine: the database server writes its backups into a location itself (runner/ops/server-backup.ts), no stream. */
   readonly serverSide?: ServerSideEngine;
 }

@@ -7,6 +7,7 @@ import { type MirrorResult, type MirrorScope, runMirror } from './mirror.js';
 import { runRekey } from './rekey.js';
 import { type Listing, listBackups } from './list.js';
 import { runRestore } from './restore.js';
+import type { Owner } from '../engines/types.js';
 import type { Selector } from './select.js';
 import { verify } from './verify.js';
 
@@ -24,6 +25,9 @@ export type Operation =
       databases?: readonly string[];
       skipGlobals?: boolean;
       noOwner?: boolean;
+      /** A physical base backup's data directory: always this process's (the CLI runs such a restore itself, never the daemon). */
+      dataDir?: string;
+      owner?: Owner;
     }
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean }

@@ -1,11 +1,13 @@
 import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
-import type { RestoreReport, RestoreTargetOutcome, ServerPlace, StreamSpec } from '../engines/types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, Owner, RestoreReport, RestoreTargetOutcome, ServerPlace, StreamSpec } from '../engines/types.js';
+import { formatNamed } from '../engines/registry.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
-import { MAX_CLOCK_SKEW_MS, isServerObject, type ManifestObject, type ManifestStream } from '../manifest.js';
+import { MAX_CLOCK_SKEW_MS, isServerObject, type Manifest, type ManifestObject, type ManifestStream } from '../manifest.js';
 import type { Location, ProgressListener, Runtime } from '../runtime.js';
 import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
@@ -36,6 +38,10 @@ export interface RestoreRequest {
   skipGlobals?: boolean;
   /** PostgreSQL: restore without the dump's ownership (into a server that lacks its roles). */
   noOwner?: boolean;
+  /** A physical base backup: the data directory it is laid into (this process's filesystem). */
+  dataDir?: string;
+  /** With dataDir, run as root: who owns what is written (default: the directory's owner). */
+  owner?: Owner;
 }
 
 /** What happened to one stream of a backup of several. */
@@ -72,6 +78,8 @@ export interface RestoreResult {
   streams?: StreamOutcome[];
   /** What a restore that succeeded still has to say (e.g. a database it kept aside). */
   conflicts?: string[];
+  /** A physical base backup laid into a data directory. */
+  dataDirectory?: DataDirectoryReport;
 }
 
 function describeSelector(sel: Selector): string {
@@ -158,6 +166,73 @@ async function findVerifiedCopy(
   });
 }
 
+/** Whether a backup is a physical base backup (its format restores a data directory, not a database). */
+function isPhysical(rt: Runtime, b: ListedBackup): boolean {
+  return formatNamed(b.manifest.engine.format, rt.engine.formats ?? [])?.holds === 'data-directory';
+}
+
+const NOT_FOUND_CODES = new Set(['BACKUP_NOT_FOUND', 'NO_BACKUPS', 'NO_BACKUP_BEFORE_TIME']);
+
+/**
+ * The backup a restore takes, of the kind it restores: a physical base backup with --data-dir, a dump
+ * without. --backup ID names one of either kind (refused, saying how, when it is the other kind); --latest
+ * and --to-time choose among the backups of the asked kind, and say so when only the other kind exists.
+ */
+function chooseOfKind(rt: Runtime, listing: Listing, req: RestoreRequest): { backup: ListedBackup; unreadable: Unreadable[] } {
+  const physical = req.dataDir !== undefined;
+  const how = (b: ListedBackup): string =>
+    isPhysical(rt, b) ? `backup ${b.id} is a physical base backup of the whole server: restore it into a data directory with --data-dir DIR` : `backup ${b.id} is a dump (${b.manifest.engine.format}): --data-dir restores physical base backups only; restore it without --data-dir`;
+  if (req.selector.kind === 'id') {
+    const chosen = chooseBackup(listing, req.selector, req.allowIncompleteListing ?? false);
+    if (isPhysical(rt, chosen.backup) !== physical) throw new BackupError('USAGE', `${how(chosen.backup)}; nothing was changed`, { details: { backupId: chosen.backup.id } });
+    return chosen;
+  }
+  try {
+    return chooseBackup({ ...listing, backups: listing.backups.filter((b) => isPhysical(rt, b) === physical) }, req.selector, req.allowIncompleteListing ?? false);
+  } catch (err) {
+    const other = listing.backups.find((b) => isPhysical(rt, b) !== physical);
+    if (!(err instanceof BackupError) || !NOT_FOUND_CODES.has(err.code) || !other) throw err;
+    throw new BackupError(err.code, `${err.message} (no ${physical ? 'physical base backup' : 'dump'} qualifies); ${how(other)}`, { cause: err, details: err.details });
+  }
+}
+
+/**
+ * A physical base backup, laid into a data directory: a copy verified end to end first, then streamed into
+ * the engine, which checks the directory (empty, the same restore resumed, or --force), lays the tar in and
+ * has PostgreSQL check the result against its own manifest.
+ */
+async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
+  const restore = rt.engine.restoreDataDirectory?.bind(rt.engine);
+  if (!restore) throw new BackupError('USAGE', `the ${rt.engine.name} engine has no physical backups: --data-dir does not apply`);
+  const options = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({
+    dataDir,
+    force: req.force,
+    ...(req.owner ? { owner: req.owner } : {}),
+    backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } },
+    ...(signal ? { signal } : {}),
+  });
+  await rt.engine.checkDataDirectory?.(options(backup.manifest, req.signal));
+  const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
+  const m = copy.manifest;
+  const report = await streamObject(rt, loc, copy, m.objects[0]!, req, (input, signal) => restore(input, options(m, signal)), withDirectoryState
+  ).catch((err: unknown) => {
+    const e = toBackupError(err, 'RESTORE_FAILED');
+    throw new BackupError(e.code, e.message, { cause: e, details: { ...e.details, backupId: backup.id, location: loc.name }, retryable: e.retryable });
+  });
+  rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, dataDir, location: loc.name, files: report.files, bytes: report.bytes, resumed: report.resumed }, 'restore finished');
+  return { backup, database: rt.engine.database, location: loc.name, skipped, unreadable, dataDirectory: report };
+}
+
+/** The first failure of a data-directory restore, saying what the directory holds (the engine's record of it) when it does not already. */
+function withDirectoryState(primary: BackupError, engineResult: PromiseSettledResult<unknown>): BackupError {
+  const engineError = engineResult.status === 'rejected' && engineResult.reason instanceof BackupError ? engineResult.reason : undefined;
+  // Refused before anything was written (the directory changed since it was checked): the refusal is the cause, not the stream it stopped.
+  if (engineError && engineError.code !== 'ABORTED' && engineError.details.dataDirectory === undefined) return engineError;
+  const state = engineError?.details.dataDirectory as { note?: string } | undefined;
+  if (primary.details.dataDirectory !== undefined || !state?.note) return primary;
+  return new BackupError(primary.code, `${primary.message}; ${state.note}`, { cause: primary, details: { ...primary.details, dataDirectory: state }, retryable: primary.retryable });
+}
+
 /**
  * Restores a backup. Order of safety: choose the backup, refuse a target
  * holding data unless forced, verify a copy end to end (size and sha256)
@@ -169,11 +244,12 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
   const log = rt.logger.child({ op: 'restore' });
   const listing = await listBackups(rt, req);
   for (const p of listing.problems) log.warn({ location: p.location, err: p.error }, 'location could not be read while choosing the backup');
-  const { backup, unreadable } = chooseBackup(listing, req.selector, req.allowIncompleteListing ?? false);
+  const { backup, unreadable } = chooseOfKind(rt, listing, req);
   const database = req.targetDatabase ?? rt.engine.database;
   if (unreadable.length > 0) log.warn({ backupId: backup.id, unreadable: unreadable.map((u) => u.location) }, 'restoring the newest readable backup although locations could not be read (--allow-incomplete-listing)');
   log.info({ backupId: backup.id, consistentAt: backup.manifest.consistentAt, database }, 'restore selected backup');
 
+  if (req.dataDir !== undefined) return restoreDataDir(rt, req, req.dataDir, backup, unreadable);
   if (backup.manifest.objects.some((o) => o.stream)) return restoreStreams(rt, req, backup, unreadable);
   if (backup.manifest.objects.some(isServerObject)) return restoreServerSide(rt, req, backup, unreadable);
   await refuseTarget(rt, database, req);
@@ -190,6 +266,33 @@ export async function runRestore(rt: Runtime, req: RestoreRequest): Promise<Rest
  */
 async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, object: ManifestObject, at: { database: string; req: RestoreRequest }): Promise<RestoreReport | void> {
   const { database, req } = at;
+  const into = (input: Readable, signal: AbortSignal): Promise<RestoreReport | void> =>
+    rt.engine.restore(input, {
+      database,
+      force: req.force,
+      signal,
+      ...(object.stream ? { stream: streamSpecOf(object.stream) } : {}),
+      ...(req.noOwner ? { noOwner: true } : {}),
+      format: object.stream?.format ?? copy.manifest.engine.format,
+      backup: { id: copy.manifest.id, consistentAt: copy.manifest.consistentAt, engine: { ...copy.manifest.engine } },
+    });
+  return streamObject(rt, loc, copy, object, req, into, (primary, engineResult) => restoreFailure(primary, engineResult, database, copy.manifest.id, loc.name));
+}
+
+/**
+ * Streams one verified object into `into` (the engine's restore): downloaded, checked against the stored digest,
+ * decrypted and checked against the plain digest, decompressed. Any stage failing stops the others; `fail` turns
+ * the first failure (with the engine's own result) into the restore's error.
+ */
+async function streamObject<T>(
+  rt: Runtime,
+  loc: Location,
+  copy: BackupCopy,
+  object: ManifestObject,
+  req: RestoreRequest,
+  into: (input: Readable, signal: AbortSignal) => Promise<T>,
+  fail: (primary: BackupError, engineResult: PromiseSettledResult<unknown>) => BackupError = (primary) => primary,
+): Promise<T> {
   const key = keyIn(copy.dir, object.name);
   const abort = linkedAbort(req.signal);
   let stored: DigestStream | undefined;
@@ -198,15 +301,7 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
     const keys = await objectKeys(loc, copy, object, req.identities);
     const download = await readPlain(loc, copy, object, keys, { signal: abort.signal, onStored: (d) => (stored = d) });
     const plain = decompress(download.output, storedAlgorithm(object.compression.algorithm, `${loc.name}: ${key}`), abort.signal);
-    const restored = rt.engine.restore(plain.output, {
-      database,
-      force: req.force,
-      signal: abort.signal,
-      ...(object.stream ? { stream: streamSpecOf(object.stream) } : {}),
-      ...(req.noOwner ? { noOwner: true } : {}),
-      format: object.stream?.format ?? copy.manifest.engine.format,
-      backup: { id: copy.manifest.id, consistentAt: copy.manifest.consistentAt, engine: { ...copy.manifest.engine } },
-    });
+    const restored = into(plain.output, abort.signal);
     const stages = [download.done, plain.done, restored].map((p) =>
       p.catch((err: unknown) => {
         abort.abort(err);
@@ -216,9 +311,8 @@ async function restoreObject(rt: Runtime, loc: Location, copy: BackupCopy, objec
     const results = await Promise.allSettled(stages);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof BackupError && r.reason.code === 'ABORTED'));
     const first = failed ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (first) throw restoreFailure(toBackupError(first.reason, 'RESTORE_FAILED'), results[2]!, database, copy.manifest.id, loc.name);
-    const report = results[2]!;
-    return report.status === 'fulfilled' ? report.value : undefined;
+    if (first) throw fail(toBackupError(first.reason, 'RESTORE_FAILED'), results[2]!);
+    return (results[2] as PromiseFulfilledResult<T>).value;
   } finally {
     ticker.stop();
     abort.dispose();

@@ -62,10 +62,17 @@ describe('libpqEnv', () => {
 
 describe('toolPaths', () => {
   it.each([
-    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore', pgDumpall: 'pg_dumpall' }],
+    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore', pgDumpall: 'pg_dumpall', pgBasebackup: 'pg_basebackup', pgVerifybackup: 'pg_verifybackup' }],
     [
       '/usr/lib/postgresql/16/bin',
-      { psql: '/usr/lib/postgresql/16/bin/psql', pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore', pgDumpall: '/usr/lib/postgresql/16/bin/pg_dumpall' },
+      {
+        psql: '/usr/lib/postgresql/16/bin/psql',
+        pgDump: '/usr/lib/postgresql/16/bin/pg_dump',
+        pgRestore: '/usr/lib/postgresql/16/bin/pg_restore',
+        pgDumpall: '/usr/lib/postgresql/16/bin/pg_dumpall',
+        pgBasebackup: '/usr/lib/postgresql/16/bin/pg_basebackup',
+        pgVerifybackup: '/usr/lib/postgresql/16/bin/pg_verifybackup',
+      },
     ],
   ])('binDir %s', (binDir, expected) => {
     expect(toolPaths(binDir)).toEqual(expected);

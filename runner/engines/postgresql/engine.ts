@@ -3,6 +3,7 @@
  * pg_restore. Plans come from plan.ts; this file runs them.
  */
 import { randomBytes } from 'node:crypto';
+import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { PostgresqlConnection } from '../../../api/index.js';
@@ -11,7 +12,7 @@ import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../..
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
 import { RestrictedSql, planGlobals, replayErrors } from './globals.js';
 import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
@@ -21,6 +22,9 @@ import { dropCreatedDatabase, targetNotEmpty, throwIfAborted, withOutcome } from
 import { checkConnectionArgs, dropCommandFor, globalsRestorePlan, plainRestorePlan, isToolTooOld, pgDumpallGlobalsPlan, pgDumpPlan, pgRestorePlan, psqlCanRestrict, psqlPlan, serverVersionFromNum, toolPaths, type PgTools, type PgVersion } from './plan.js';
 import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EXISTS_SQL, HAS_DATA_SQL, LIST_DATABASES_SQL, LIST_ROLES_SQL, PROBE_SQL, dropDatabaseSql, parseProbe, parseRows, parseScalar } from './sql.js';
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
+import { startBasebackup } from './physical/basebackup.js';
+import { BASEBACKUP_FORMAT, pgBasebackupPlan } from './physical/plan.js';
+import { checkDataDirectory, restoreDataDirectory } from './physical/restore.js';
 import { parseProperties, propertyStatements, type PropertyStatement } from './properties.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
@@ -70,7 +74,10 @@ interface QueryOptions {
 
 export class PostgresqlEngine implements Engine {
   readonly name = 'postgresql';
-  readonly dumpsIntoPipe = true;
+  /** pg_dump writes into the compressor's pipe; a base backup's tar passes through here, read for its backup_label and size. */
+  get dumpsIntoPipe(): boolean {
+    return this.conn.mode !== 'physical';
+  }
   /** A whole-server configuration's databases, or the one database: a restore of a whole-server backup is bound to them. */
   configuredDatabases(): 'all' | readonly string[] {
     return this.conn.databases ?? [this.conn.database];
@@ -138,7 +145,8 @@ export class PostgresqlEngine implements Engine {
   async probe(opts: CallOptions = {}): Promise<ProbeResult> {
     const server = serverVersionFromNum(parseProbe(await this.query(PROBE_SQL, opts)).num);
     this.server = server;
-    let tool = await readToolVersion(this.tools.pgDump, this.env, opts.signal);
+    const toolOf = (t: PgTools): string => (this.conn.mode === 'physical' ? t.pgBasebackup : t.pgDump);
+    let tool = await readToolVersion(toolOf(this.tools), this.env, opts.signal);
     if (isToolTooOld(tool, server) && this.conn.binDir === undefined) {
       const newer = await findDebianBinDir(server.major, this.env, this.options.debianRoot ?? DEBIAN_ROOT);
       if (newer) {
@@ -150,9 +158,9 @@ export class PostgresqlEngine implements Engine {
     if (isToolTooOld(tool, server)) {
       throw new BackupError(
         'TOOL_TOO_OLD',
-        `pg_dump ${tool.version} (${this.tools.pgDump}) is older than the server (PostgreSQL ${server.version}) and cannot dump it. ` +
+        `${basename(toolOf(this.tools))} ${tool.version} (${toolOf(this.tools)}) is older than the server (PostgreSQL ${server.version}) and cannot back it up. ` +
           `Install the PostgreSQL ${server.major} client tools (Debian: apt-get install postgresql-client-${server.major}) and set engine.postgresql.binDir to their bin directory, or use a runner image built for PostgreSQL ${server.major} or newer.`,
-        { details: { serverVersion: server.version, toolVersion: tool.version, tool: this.tools.pgDump } },
+        { details: { serverVersion: server.version, toolVersion: tool.version, tool: toolOf(this.tools) } },
       );
     }
     this.log.debug({ serverVersion: server.version, toolVersion: tool.version }, 'probed PostgreSQL');
@@ -170,6 +178,11 @@ export class PostgresqlEngine implements Engine {
     if (opts.stream?.kind === 'globals') return this.dumpGlobals(opts);
     if (opts.stream && opts.stream.name !== this.conn.database) return this.forDatabase(opts.stream.name).dump({ ...opts, stream: undefined });
     const password = await this.secret();
+    if (this.conn.mode === 'physical') {
+      const plan = pgBasebackupPlan(this.conn, { password, tools: this.tools, base: this.env });
+      this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_basebackup');
+      return startBasebackup(plan, this.failure('pg_basebackup', this.conn.database, 'DUMP_FAILED', password), opts.signal);
+    }
     const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
     const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
     this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_dump');
@@ -354,6 +367,7 @@ export class PostgresqlEngine implements Engine {
   async restore(input: Readable, opts: RestoreOptions): Promise<RestoreReport | void> {
     const { database, force, signal } = opts;
     throwIfAborted(signal);
+    if (opts.format === BASEBACKUP_FORMAT.format) throw new BackupError('USAGE', 'a physical base backup restores into a data directory (--data-dir), not into a database');
     if (opts.stream?.kind === 'globals') return this.restoreGlobals(input, signal);
     const target = await this.inspectTarget(database, { signal });
     if (target.hasData && !force) throw targetNotEmpty(database, `${this.conn.host}:${this.conn.port}`);
@@ -415,6 +429,15 @@ export class PostgresqlEngine implements Engine {
     const sql = new RestrictedSql(randomBytes(24).toString('hex'));
     input.once('error', (err) => sql.destroy(err));
     await feedProcess(plan, input.pipe(sql), { classify: (code, stderr) => classifyFailure(stderr, code, this.failure('psql', database, 'RESTORE_FAILED', password)), signal });
+  }
+
+  async checkDataDirectory(opts: DataDirectoryOptions): Promise<void> {
+    await checkDataDirectory(opts);
+  }
+
+  /** Lays a physical base backup into a data directory (physical/restore.ts). */
+  restoreDataDirectory(input: Readable, opts: DataDirectoryOptions): Promise<DataDirectoryReport> {
+    return restoreDataDirectory(input, opts, { pgVerifybackup: this.tools.pgVerifybackup, env: this.env, log: this.log });
   }
 
   /** Refuses to replay SQL with a psql that cannot refuse the input's backslash commands. */

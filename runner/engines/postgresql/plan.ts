@@ -25,6 +25,8 @@ export interface PgTools {
   pgDumpall: string;
   pgDump: string;
   pgRestore: string;
+  pgBasebackup: string;
+  pgVerifybackup: string;
 }
 
 /** A command ready to run: no shell, argv as given. */
@@ -37,7 +39,7 @@ export interface CommandPlan {
 /** Tools from `binDir` when set, else resolved by PATH. */
 export function toolPaths(binDir?: string): PgTools {
   const at = (name: string): string => (binDir ? join(binDir, name) : name);
-  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore'), pgDumpall: at('pg_dumpall') };
+  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore'), pgDumpall: at('pg_dumpall'), pgBasebackup: at('pg_basebackup'), pgVerifybackup: at('pg_verifybackup') };
 }
 
 /** Non-PostgreSQL variables the tools may need from the runner's environment. */
@@ -90,13 +92,28 @@ function throwIfProblems(problems: readonly ArgProblem[]): void {
   });
 }
 
-/** Validates engine.postgresql.dumpArgs and restoreArgs: CONFIG_INVALID naming each bad argument. */
+/** The fields of engine.postgresql that only a logical backup reads, and what each is for. */
+const LOGICAL_ONLY = ['databases', 'globals', 'parallel', 'dumpArgs', 'restoreArgs'] as const;
+
+/** Pure: the fields that contradict the configured mode (a physical backup is always the whole server, with no pg_dump). */
+export function modeProblems(conn: PostgresqlConnection): { path: string; message: string }[] {
+  if (conn.mode === 'physical') {
+    return LOGICAL_ONLY.filter((f) => conn[f] !== undefined).map((f) => ({ path: `engine.postgresql.${f}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' }));
+  }
+  return conn.checkpoint !== undefined ? [{ path: 'engine.postgresql.checkpoint', message: 'applies only to mode physical' }] : [];
+}
+
+/** Validates engine.postgresql: dumpArgs and restoreArgs (CONFIG_INVALID naming each bad argument), and fields the mode does not read. */
 export function checkConnectionArgs(conn: PostgresqlConnection): void {
   const problems = [
     ...argProblems('engine.postgresql.dumpArgs', conn.dumpArgs ?? [], PG_DUMP, ALLOWED_DUMP_OPTIONS),
     ...argProblems('engine.postgresql.restoreArgs', conn.restoreArgs ?? [], PG_RESTORE, ALLOWED_RESTORE_OPTIONS),
   ];
   throwIfProblems(problems);
+  const mode = modeProblems(conn);
+  if (mode.length > 0) {
+    throw new BackupError('CONFIG_INVALID', `invalid configuration:\n${mode.map((p) => `  - ${p.path}: ${p.message}`).join('\n')}`, { details: { errors: mode } });
+  }
 }
 
 export interface DumpPlanOptions {

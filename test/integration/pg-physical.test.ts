@@ -1,0 +1,157 @@
+/**
+ * Physical PostgreSQL backups end to end: a real server backed up with pg_basebackup through the runner to
+ * a filesystem and a real S3 server at once, laid into new data directories, and started there with the
+ * server's own binaries: what was committed before the backup is there, what came after is not. Also the
+ * refusals (a directory holding data, the wrong kind of backup) and a restore stopped half way, resumed.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { createRuntime } from '../../runner/build-runtime.js';
+import { loadConfig } from '../../runner/config/load.js';
+import { silentLogger } from '../../runner/logger.js';
+import { runRestore } from '../../runner/ops/restore.js';
+import { closeRuntime } from '../../runner/runtime.js';
+import { RESTORE_STATE_FILE } from '../../runner/engines/postgresql/physical/entries.js';
+import { runCli } from '../cli.js';
+import { serviceOwnedDir, startPostgres, startPostgresOn, type PgInstance } from '../../testenv/postgres.js';
+import { startS3, type S3Server } from '../../testenv/s3.js';
+
+let pg: PgInstance;
+let s3: S3Server;
+let dir: string;
+let cfgPath: string;
+const dirs: string[] = [];
+
+async function restoredDir(): Promise<string> {
+  const d = await serviceOwnedDir('pgrestore-');
+  dirs.push(d);
+  return d;
+}
+
+/** Starts a server on a restored directory and reads the marker rows; always stops it. */
+async function rowsIn(dataDir: string): Promise<{ before: string; after: string; big: string }> {
+  const server = await startPostgresOn(dataDir, { user: pg.user, password: pg.password });
+  try {
+    const q = async (sql: string) => server.psql(sql, 'shop');
+    return { before: await q("SELECT count(*) FROM marks WHERE phase = 'before'"), after: await q("SELECT count(*) FROM marks WHERE phase = 'after'"), big: await q('SELECT count(*) FROM big') };
+  } finally {
+    await server.stop();
+  }
+}
+
+let backupId = '';
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  s3 = await startS3();
+  await s3.createBucket('backups');
+  dir = await mkdtemp(join(tmpdir(), 'dbbc-physical-'));
+  await pg.psql('CREATE DATABASE shop');
+  await pg.psql("CREATE TABLE marks (id serial PRIMARY KEY, phase text NOT NULL); CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 12) AS pad FROM generate_series(1, 150000) g;", 'shop');
+  const config = {
+    namespace: 'shop',
+    name: 'cluster',
+    engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), mode: 'physical' } },
+    locations: [
+      { name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } },
+      { name: 's3', type: 's3', prefix: 'db', s3: s3.location('backups') },
+    ],
+  };
+  cfgPath = join(dir, 'runner.yaml');
+  await writeFile(cfgPath, stringify(config));
+}, 120_000);
+
+afterAll(async () => {
+  await pg?.stop();
+  await s3?.stop();
+  for (const d of [dir, ...dirs]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+describe('physical base backups', () => {
+  it('stores one base backup in every location, with its WAL range and size in the manifest', async () => {
+    await pg.psql("INSERT INTO marks (phase) SELECT 'before' FROM generate_series(1, 500)", 'shop');
+    const r = await runCli(cfgPath, ['backup']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ status: 'Succeeded' });
+    backupId = r.json.id as string;
+    const manifest = r.json.manifest as { objects: { name: string }[]; engine: { format: string; position: Record<string, string> } };
+    expect(manifest.engine.format).toBe('pg_basebackup-tar');
+    expect(manifest.objects[0]!.name).toMatch(/^data\.tar\.(zst|gz)$/);
+    const pos = manifest.engine.position;
+    expect(pos.startLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(pos.stopLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(pos.startWalFile).toMatch(/^[0-9A-F]{24}$/);
+    expect(pos.timeline).toBe('1');
+    expect(Number(pos.dataBytes)).toBeGreaterThan(50 * 1024 * 1024);
+    await pg.psql("INSERT INTO marks (phase) SELECT 'after' FROM generate_series(1, 70)", 'shop');
+    const list = await runCli(cfgPath, ['list']);
+    expect((list.json.backups as { id: string; locations: string[] }[]).map((b) => [b.id, b.locations])).toEqual([[backupId, ['fs', 's3']]]);
+    const verify = await runCli(cfgPath, ['verify']);
+    expect(verify.code, verify.out).toBe(0);
+  }, 120_000);
+
+  it('lays the backup into an empty data directory, where PostgreSQL starts with exactly what was committed before it', async () => {
+    const target = await restoredDir();
+    const r = await runCli(cfgPath, ['restore', '--latest', '--data-dir', target]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ backup: { id: backupId }, location: 'fs', dataDirectory: { dataDir: target, resumed: false, replaced: false, verified: 'pg_verifybackup' } });
+    expect(existsSync(join(target, RESTORE_STATE_FILE))).toBe(false);
+    expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
+  }, 120_000);
+
+  it('refuses a data directory that holds anything and changes nothing; --force replaces what it holds', async () => {
+    const target = await restoredDir();
+    await writeFile(join(target, 'keep.txt'), 'mine');
+    const refused = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target]);
+    expect(refused.code).toBe(5);
+    expect(refused.json).toMatchObject({ error: { code: 'TARGET_NOT_EMPTY' } });
+    expect(await readdir(target)).toEqual(['keep.txt']);
+    const forced = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target, '--force']);
+    expect(forced.code, forced.out).toBe(0);
+    expect(forced.json).toMatchObject({ dataDirectory: { replaced: true } });
+    expect(existsSync(join(target, 'keep.txt'))).toBe(false);
+    expect(await rowsIn(target)).toMatchObject({ before: '500', after: '0' });
+  }, 120_000);
+
+  it('refuses to restore a base backup into a database, and says how to restore it', async () => {
+    const byId = await runCli(cfgPath, ['restore', '--backup', backupId]);
+    expect(byId.code).toBe(2);
+    expect(byId.json).toMatchObject({ error: { code: 'USAGE' } });
+    expect(String((byId.json.error as { message: string }).message)).toContain('--data-dir');
+    const latest = await runCli(cfgPath, ['restore', '--latest']);
+    expect(latest.code).toBe(4);
+    expect(String((latest.json.error as { message: string }).message)).toContain(`backup ${backupId} is a physical base backup`);
+  });
+
+  it('resumes a restore stopped half way, keeping the files it had finished', async () => {
+    const target = await restoredDir();
+    const config = await loadConfig(cfgPath);
+    const rt = await createRuntime(config, silentLogger(), process.env);
+    const ac = new AbortController();
+    // Stopped once the restore has recorded progress and laid part of the server's files.
+    const watch = setInterval(() => {
+      const base = join(target, 'base');
+      if (existsSync(join(target, RESTORE_STATE_FILE)) && existsSync(base)) void readdir(base).then((d) => d.length >= 2 && ac.abort(new Error('stopped for the test')));
+    }, 5);
+    let stopped: unknown;
+    try {
+      await runRestore(rt, { selector: { kind: 'id', id: backupId }, force: false, dataDir: target, signal: ac.signal });
+    } catch (err) {
+      stopped = err;
+    } finally {
+      clearInterval(watch);
+      await closeRuntime(rt);
+    }
+    expect(stopped, 'the restore finished before it could be stopped').toBeDefined();
+    expect((stopped as Error).message).toContain(`holds part of backup ${backupId}: run the same restore again to resume it`);
+    expect(existsSync(join(target, RESTORE_STATE_FILE))).toBe(true);
+    const r = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ dataDirectory: { resumed: true, replaced: false, verified: 'pg_verifybackup' } });
+    expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
+  }, 120_000);
+});
