@@ -119,6 +119,11 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   for (const field of ['globals', 'parallel'] as const) {
     if (pg?.[field] !== undefined && !pg.allDatabases && !pg.databases) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only with allDatabases or databases (a whole-server backup)' });
   }
+  if (pg?.mode === 'physical') {
+    for (const field of ['allDatabases', 'databases', 'dumpArgs', 'restoreArgs'] as const) {
+      if (pg[field] !== undefined) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' });
+    }
+  } else if (pg?.checkpoint !== undefined) errors.push({ path: 'spec.engine.postgresql.checkpoint', message: 'applies only to mode physical' });
   errors.push(...credentialsErrors(spec));
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });

@@ -43,6 +43,13 @@ export const PostgresqlEngine = Type.Object(
     ),
     globals: Type.Optional(Type.Boolean({ description: 'with databases: also the roles, memberships and tablespaces (default true); reading role passwords needs a superuser, else they are left out' })),
     parallel: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'with databases: how many databases are dumped at a time (default 2); each holds two connections to the server' })),
+    mode: Type.Optional(
+      Type.Union([Type.Literal('logical'), Type.Literal('physical')], {
+        description:
+          'logical (default): pg_dump; physical: base backups of the whole server with pg_basebackup over a replication connection (user needs REPLICATION and a pg_hba replication line), restored into a data directory',
+      }),
+    ),
+    checkpoint: Type.Optional(Type.Union([Type.Literal('fast'), Type.Literal('spread')], { description: 'physical: the checkpoint a base backup starts with: fast (default) or spread (paced by the server)' })),
   },
   { additionalProperties: false },
 );

@@ -59,6 +59,8 @@ const postgresql: EngineRender<SpecPostgresql> = {
           databases: b.allDatabases ? ('all' as const) : b.databases,
           globals: b.allDatabases || b.databases ? b.globals : undefined,
           parallel: b.allDatabases || b.databases ? b.parallel : undefined,
+          mode: b.mode,
+          checkpoint: b.mode === 'physical' ? b.checkpoint : undefined,
         }),
       },
     },

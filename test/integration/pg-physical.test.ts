@@ -5,7 +5,7 @@
  * refusals (a directory holding data, the wrong kind of backup) and a restore stopped half way, resumed.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,15 +127,33 @@ describe('physical base backups', () => {
     expect(String((latest.json.error as { message: string }).message)).toContain(`backup ${backupId} is a physical base backup`);
   });
 
+  it('a user without REPLICATION gets a backup failure saying what it lacks', async () => {
+    await pg.psql("CREATE ROLE norepl LOGIN PASSWORD 'norepl-pw'");
+    const cfg = join(dir, 'norepl.yaml');
+    const config = {
+      namespace: 'shop',
+      name: 'norepl',
+      engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), user: 'norepl', password: { value: 'norepl-pw' }, mode: 'physical' } },
+      locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs-norepl') } }],
+    };
+    await writeFile(cfg, stringify(config));
+    const r = await runCli(cfg, ['backup']);
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ status: 'Failed', error: { code: 'DB_AUTH_FAILED' } });
+    expect(String((r.json.error as { message: string }).message)).toContain('ALTER ROLE "norepl" WITH REPLICATION');
+    expect(String((r.json.error as { message: string }).message)).not.toContain('norepl-pw');
+  });
+
   it('resumes a restore stopped half way, keeping the files it had finished', async () => {
     const target = await restoredDir();
     const config = await loadConfig(cfgPath);
     const rt = await createRuntime(config, silentLogger(), process.env);
     const ac = new AbortController();
-    // Stopped once the restore has recorded progress and laid part of the server's files.
+    // Stopped once the restore has recorded finished members (its record is rewritten every 32 MiB).
     const watch = setInterval(() => {
-      const base = join(target, 'base');
-      if (existsSync(join(target, RESTORE_STATE_FILE)) && existsSync(base)) void readdir(base).then((d) => d.length >= 2 && ac.abort(new Error('stopped for the test')));
+      void readFile(join(target, RESTORE_STATE_FILE), 'utf8')
+        .then((t) => (JSON.parse(t) as { entries: number }).entries > 0 && ac.abort(new Error('stopped for the test')))
+        .catch(() => undefined);
     }, 5);
     let stopped: unknown;
     try {
@@ -152,6 +170,7 @@ describe('physical base backups', () => {
     const r = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target]);
     expect(r.code, r.out).toBe(0);
     expect(r.json).toMatchObject({ dataDirectory: { resumed: true, replaced: false, verified: 'pg_verifybackup' } });
+    expect((r.json.dataDirectory as { notes: string[] }).notes.join('\n')).toMatch(/resumed a restore of the same backup that had stopped \([1-9]\d* finished files? kept\)/);
     expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
   }, 120_000);
 });

@@ -31,7 +31,20 @@ describe('parseCommand', () => {
     });
   });
 
+  it('--data-dir is made absolute; --owner is UID or UID:GID, only with it', () => {
+    expect(parseCommand(['restore', '--latest', '--data-dir', 'pgdata'])).toMatchObject({ dataDir: resolve('pgdata') });
+    expect(parseCommand(['restore', '--latest', '--data-dir', '/d', '--owner', '999'])).toMatchObject({ dataDir: '/d', owner: { uid: 999, gid: 999 } });
+    expect(parseCommand(['restore', '--latest', '--data-dir', '/d', '--owner', '26:0', '--force'])).toMatchObject({ owner: { uid: 26, gid: 0 }, force: true });
+    expect(parseCommand(['restore', '--latest'])).not.toHaveProperty('dataDir');
+  });
+
   it.each([
+    [['restore', '--latest', '--owner', '999'], '--owner applies only with --data-dir'],
+    [['restore', '--latest', '--data-dir', '/d', '--owner', 'postgres'], 'is not UID or UID:GID'],
+    [['restore', '--latest', '--data-dir', '/d', '--target-database', 'x'], '--target-database does not apply with --data-dir'],
+    [['restore', '--latest', '--data-dir', '/d', '--database', 'x'], '--database does not apply with --data-dir'],
+    [['restore', '--latest', '--data-dir', ''], '--data-dir needs a directory'],
+    [['verify', '--data-dir', '/d'], 'option of restore'],
     [['restore'], 'exactly one of'],
     [['restore', '--latest', '--backup', 'x'], 'exactly one of'],
     [['restore', '--to-time', '2026-11-21T10:00:00'], 'with a zone'],

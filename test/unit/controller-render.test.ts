@@ -421,6 +421,24 @@ describe('renderRunner: problems name what is wrong', () => {
     expect(validateRunnerConfig(cfg).ok).toBe(true);
   });
 
+  it('mode physical: the whole server by pg_basebackup, so the logical-only fields are refused with their paths; its checkpoint reaches the runner', () => {
+    const b = minimal();
+    Object.assign(b.spec.engine.postgresql, { mode: 'physical', allDatabases: true, dumpArgs: ['--no-comments'] });
+    const r = validateDatabaseBackup(b);
+    expect(r.ok ? [] : r.errors.map((e) => e.path)).toEqual(['spec.engine.postgresql.allDatabases', 'spec.engine.postgresql.dumpArgs']);
+    const c = minimal();
+    Object.assign(c.spec.engine.postgresql, { checkpoint: 'spread' });
+    const rc = validateDatabaseBackup(c);
+    expect(rc.ok ? [] : rc.errors.map((e) => `${e.path}: ${e.message}`)).toEqual(['spec.engine.postgresql.checkpoint: applies only to mode physical']);
+    const d = minimal();
+    Object.assign(d.spec.engine.postgresql, { mode: 'physical', checkpoint: 'spread' });
+    const rd = renderRunner(input(d));
+    if (!rd.ok) throw new Error(JSON.stringify(rd.problems));
+    const cfg = parse(configOf(rd.value.objects.secret.data)) as { engine: { postgresql: Record<string, unknown> } };
+    expect(cfg.engine.postgresql).toMatchObject({ mode: 'physical', checkpoint: 'spread' });
+    expect(validateRunnerConfig(cfg).ok).toBe(true);
+  });
+
   it('a MariaDB server version without its own image takes the next newer one, and none newer is a problem', () => {
     const b = minimal();
     (b.spec as { engine: unknown }).engine = { type: 'mysql', mysql: { host: 'db', database: 'shop', user: 'root', version: '10.6' } };

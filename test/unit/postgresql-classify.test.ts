@@ -12,6 +12,30 @@ const cases: Array<[string, string, string, RegExp]> = [
     'DB_AUTH_FAILED',
     /rejected the password for user "backup".*engine\.postgresql\.password/,
   ],
+  [
+    'no replication line in pg_hba',
+    'pg_basebackup: error: connection to server at "10.0.0.5", port 5432 failed: FATAL:  no pg_hba.conf entry for replication connection from host "10.1.2.3", user "backup", no encryption',
+    'DB_AUTH_FAILED',
+    /replication connection from 10\.1\.2\.3: a physical backup needs a line like "host replication backup <address> scram-sha-256"/,
+  ],
+  [
+    'no REPLICATION attribute (15)',
+    'pg_basebackup: error: connection to server at "10.0.0.5", port 5432 failed: FATAL:  must be superuser or replication role to start walsender',
+    'DB_AUTH_FAILED',
+    /needs the REPLICATION attribute \(ALTER ROLE "backup" WITH REPLICATION\)/,
+  ],
+  [
+    'no REPLICATION attribute (16)',
+    'pg_basebackup: error: connection to server at "10.0.0.5", port 5432 failed: FATAL:  permission denied to start WAL sender\nDETAIL:  Only roles with the REPLICATION attribute may start a WAL sender process.',
+    'DB_AUTH_FAILED',
+    /needs the REPLICATION attribute/,
+  ],
+  [
+    'no WAL sender free',
+    'pg_basebackup: error: connection to server at "10.0.0.5", port 5432 failed: FATAL:  number of requested standby connections exceeds max_wal_senders (currently 0)',
+    'DUMP_FAILED',
+    /no WAL sender free .*max_wal_senders/,
+  ],
   ['no password', 'psql: error: connection to server at "10.0.0.5", port 5432 failed: fe_sendauth: no password supplied', 'DB_AUTH_FAILED', /none is configured/],
   [
     'pg_hba',

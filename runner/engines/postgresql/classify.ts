@@ -18,7 +18,7 @@ export { redact, type FailureContext };
 function essence(stderr: string): string {
   return stderr
     .split('\n')
-    .map((l) => l.replace(/^\s*(psql|pg_dump|pg_restore)(:[^:]*)?: (error|fatal|detail|hint): /i, '').trim())
+    .map((l) => l.replace(/^\s*(psql|pg_dump|pg_restore|pg_basebackup)(:[^:]*)?: (error|fatal|detail|hint): /i, '').trim())
     .filter((l) => l.length > 0 && !/^(pg_dump|pg_restore|psql): warning: errors ignored/i.test(l))
     .join(' ')
     .replace(/\s+/g, ' ')
@@ -48,6 +48,21 @@ const RULES: Rule[] = [
     test: /no password supplied/,
     code: 'DB_AUTH_FAILED',
     message: (ctx) => `${where(ctx)} requires a password for user "${ctx.user}" and none is configured. Set engine.postgresql.password.`,
+  },
+  {
+    test: /no pg_hba\.conf entry for replication connection from host "([^"]*)"/,
+    code: 'DB_AUTH_FAILED',
+    message: (ctx, m) =>
+      `${where(ctx)} has no pg_hba.conf rule that lets user "${ctx.user}" open a replication connection from ${m[1]}: a physical backup needs a line like "host replication ${ctx.user} <address> scram-sha-256". Ask the database administrator to add it.`,
+  },
+  {
+    test: /must be superuser or replication role to start walsender|permission denied to start WAL sender/,
+    code: 'DB_AUTH_FAILED',
+    message: (ctx) => `user "${ctx.user}" may not open a replication connection to ${where(ctx)}: a physical backup needs the REPLICATION attribute (ALTER ROLE "${ctx.user}" WITH REPLICATION) or a superuser.`,
+  },
+  {
+    test: /number of requested standby connections exceeds max_wal_senders|requested standby connections exceeds|all replication slots are in use/,
+    message: (ctx, _m, detail) => `${where(ctx)} has no WAL sender free for the base backup (${detail}): raise max_wal_senders or end other replication connections.`,
   },
   {
     test: /no pg_hba\.conf entry for host "([^"]*)"/,

@@ -33,7 +33,9 @@ interface RestoreState {
   bytes: number;
 }
 
+/** The record is rewritten (after a flush) once a second or every 32 MiB laid in, whichever comes first. */
 const STATE_EVERY_MS = 1000;
+const STATE_EVERY_BYTES = 32 * 1024 * 1024;
 
 async function readState(dir: string): Promise<RestoreState | undefined> {
   const text = await readFile(join(dir, RESTORE_STATE_FILE), 'utf8').catch(() => undefined);
@@ -205,7 +207,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
       ...(owner ? { owner } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       onProgress: async (p) => {
-        if (p.entries <= state.entries || Date.now() - last < STATE_EVERY_MS) return;
+        if (p.entries <= state.entries || (Date.now() - last < STATE_EVERY_MS && p.bytes - state.bytes < STATE_EVERY_BYTES)) return;
         state = { ...state, ...p };
         last = Date.now();
         await writeState(dir, state, owner);
