@@ -106,6 +106,21 @@ function classErrors(obj: DatabaseBackup, spec: DatabaseBackupSpec, sc: Database
   return errors;
 }
 
+/** The PostgreSQL block's cross-field rules: a whole server (allDatabases or databases), and the fields each mode reads. */
+function postgresqlErrors(pg: NonNullable<DatabaseBackupSpec['engine']['postgresql']>): FieldError[] {
+  const errors: FieldError[] = [];
+  if (pg.allDatabases && pg.databases) errors.push({ path: 'spec.engine.postgresql', message: 'set at most one of allDatabases, databases' });
+  for (const field of ['globals', 'parallel'] as const) {
+    if (pg[field] !== undefined && !pg.allDatabases && !pg.databases) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only with allDatabases or databases (a whole-server backup)' });
+  }
+  if (pg.mode === 'physical') {
+    for (const field of ['allDatabases', 'databases', 'dumpArgs', 'restoreArgs'] as const) {
+      if (pg[field] !== undefined) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' });
+    }
+  } else if (pg.checkpoint !== undefined) errors.push({ path: 'spec.engine.postgresql.checkpoint', message: 'applies only to mode physical' });
+  return errors;
+}
+
 function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: DatabaseBackupContext): FieldError[] {
   const errors: FieldError[] = [];
   errors.push(...blockErrors('spec.engine', spec.engine.type, DB_ENGINE_TYPES, spec.engine));
@@ -114,16 +129,7 @@ function backupRules(obj: DatabaseBackup, spec: DatabaseBackupSpec, ctx: Databas
   errors.push(...duplicateErrors('spec.locations', spec.locations ?? [], 'location'));
   errors.push(...runnerErrors(spec.runner));
   errors.push(...engineArgErrors('spec.engine', spec.engine));
-  const pg = spec.engine.postgresql;
-  if (pg?.allDatabases && pg.databases) errors.push({ path: 'spec.engine.postgresql', message: 'set at most one of allDatabases, databases' });
-  for (const field of ['globals', 'parallel'] as const) {
-    if (pg?.[field] !== undefined && !pg.allDatabases && !pg.databases) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only with allDatabases or databases (a whole-server backup)' });
-  }
-  if (pg?.mode === 'physical') {
-    for (const field of ['allDatabases', 'databases', 'dumpArgs', 'restoreArgs'] as const) {
-      if (pg[field] !== undefined) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' });
-    }
-  } else if (pg?.checkpoint !== undefined) errors.push({ path: 'spec.engine.postgresql.checkpoint', message: 'applies only to mode physical' });
+  if (spec.engine.postgresql) errors.push(...postgresqlErrors(spec.engine.postgresql));
   errors.push(...credentialsErrors(spec));
   errors.push(...encryptionErrors(spec));
   if (spec.signing && !spec.signing.keySecretRef && !spec.signing.verifySecretRefs) errors.push({ path: 'spec.signing', message: 'set keySecretRef, verifySecretRefs or both' });
