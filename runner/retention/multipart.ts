@@ -44,7 +44,8 @@ export async function abortStaleUploads(location: Location, opts: { olderThan: D
   const stale: IncompleteUpload[] = [];
   try {
     for await (const u of storage.listIncompleteUploads(databasePrefix(location.scope), { signal: opts.signal })) {
-      if (classifyKey(location.scope, u.key).kind !== 'backup') result.foreign++;
+      const kind = classifyKey(location.scope, u.key).kind;
+      if (kind !== 'backup' && kind !== 'wal') result.foreign++;
       else if (!u.initiated || u.initiated.getTime() >= opts.olderThan.getTime()) result.young++;
       else stale.push(u);
     }

@@ -86,7 +86,8 @@ async function groupByBackup(location: Location, opts: SweepOptions): Promise<{ 
   let foreign = 0;
   for await (const obj of location.storage.list(databasePrefix(location.scope), { signal: opts.signal })) {
     const c = classifyKey(location.scope, obj.key);
-    if (c.kind === 'outside') continue;
+    // The WAL archive is the WAL archiver's and retention's, never an orphan of a backup.
+    if (c.kind === 'outside' || c.kind === 'wal') continue;
     if (c.kind === 'foreign') {
       foreign++;
       tracker.note(location.name, obj.key, c.reason, opts.logger);

@@ -44,7 +44,7 @@ export const REKEYED_FILE_SUFFIX = '.rekeyed.age';
 export const ENCRYPTION_SUFFIXES = ['', AGE_FILE_SUFFIX, REKEYED_FILE_SUFFIX] as const;
 
 /** The folder of each kind of stored data under a database prefix (format 2): the one table. */
-export const KIND_FOLDERS = { backup: 'backups' } as const;
+export const KIND_FOLDERS = { backup: 'backups', wal: 'wal' } as const;
 export type StoredKind = keyof typeof KIND_FOLDERS;
 
 /** The layout a backup directory follows: 1 (`<id>/`), 2 (`backups/<id>/`). */
@@ -167,9 +167,49 @@ export function manifestKey(scope: Scope, backupId: string, layout: LayoutVersio
   return objectKey(scope, backupId, MANIFEST_FILE, layout);
 }
 
+/**
+ * A WAL archive object (`wal/<name>`): a segment or timeline history file, the sha256 of its plain bytes, whether
+ * it is the rolling copy of a segment still being written, and its compression and encryption:
+ * `<segment>-<sha256>[.partial][.zst|.gz][.age]`, e.g. `000000010000000000000003-9f86...08.zst.age`. The digest
+ * in the name makes an upload idempotent (the same name holds the same bytes) and lets a reader check what it
+ * fetched; another digest for the same segment is another object, never an overwrite.
+ */
+const WAL_FILE = new RegExp(
+  `^([0-9A-F]{24}|[0-9A-F]{8}\.history)-([0-9a-f]{64})(\.partial)?(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\.')).join('|')})?(${AGE_FILE_SUFFIX.replace('.', '\.')})?$`,
+);
+
+export interface WalFile {
+  /** The segment (24 hex digits) or history file (`TTTTTTTT.history`) it holds. */
+  wal: string;
+  sha256: string;
+  partial: boolean;
+  /** `.zst`, `.gz` or ''. */
+  compression: string;
+  encrypted: boolean;
+}
+
+/** Pure: a WAL archive object's name, parsed; undefined for any other name. */
+export function parseWalFile(name: string): WalFile | undefined {
+  const m = WAL_FILE.exec(name);
+  if (!m) return undefined;
+  return { wal: m[1]!, sha256: m[2]!, partial: m[3] !== undefined, compression: m[4] ?? '', encrypted: m[5] !== undefined };
+}
+
+/** The name of a WAL archive object (parseWalFile's inverse). */
+export function walFileName(f: WalFile): string {
+  return `${f.wal}-${f.sha256}${f.partial ? '.partial' : ''}${f.compression}${f.encrypted ? AGE_FILE_SUFFIX : ''}`;
+}
+
+/** The folder (ending in `/`) of a database's WAL archive. */
+export function walPrefix(scope: Scope): string {
+  return `${databasePrefix(scope)}${KIND_FOLDERS.wal}/`;
+}
+
 export type KeyClass =
   /** Not under the database prefix at all: another database's business. */
   | { kind: 'outside' }
+  /** `wal/<WAL archive object>` under the database prefix. */
+  | { kind: 'wal'; file: string }
   /** Exactly `[backups/]<backupId>/<known file>` under the database prefix. */
   | { kind: 'backup'; layout: LayoutVersion; backupId: string; dir: string; file: string }
   /**
@@ -185,6 +225,10 @@ export function classifyKey(scope: Scope, key: string): KeyClass {
   const base = databasePrefix(scope);
   if (!key.startsWith(base)) return { kind: 'outside' };
   const all = key.slice(base.length).split('/');
+  if (all[0] === KIND_FOLDERS.wal) {
+    if (all.length === 2 && parseWalFile(all[1]!)) return { kind: 'wal', file: all[1]! };
+    return { kind: 'foreign', reason: 'not a WAL archive object', nestedManifest: all.length > 2 && all[all.length - 1] === MANIFEST_FILE };
+  }
   const layout: LayoutVersion = all[0] === KIND_FOLDERS.backup ? 2 : 1;
   // Below the kind folder, format 2 is format 1 shifted by one segment.
   const segments = layout === 2 ? all.slice(1) : all;
