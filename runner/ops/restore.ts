@@ -226,8 +226,9 @@ async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string,
 /** The first failure of a data-directory restore, saying what the directory holds (the engine's record of it) when it does not already. */
 function withDirectoryState(primary: BackupError, engineResult: PromiseSettledResult<unknown>): BackupError {
   const engineError = engineResult.status === 'rejected' && engineResult.reason instanceof BackupError ? engineResult.reason : undefined;
-  // Refused before anything was written (the directory changed since it was checked): the refusal is the cause, not the stream it stopped.
-  if (engineError && engineError.code !== 'ABORTED' && engineError.details.dataDirectory === undefined) return engineError;
+  // The engine stopping the stream (a refused directory or tar member) makes the download fail after it: the engine's error is the cause,
+  // unless the download itself found the copy changed (INTEGRITY), which the engine only saw as a stream that broke off.
+  if (engineError && engineError.code !== 'ABORTED' && primary.code !== 'INTEGRITY') return engineError;
   const state = engineError?.details.dataDirectory as { note?: string } | undefined;
   if (primary.details.dataDirectory !== undefined || !state?.note) return primary;
   return new BackupError(primary.code, `${primary.message}; ${state.note}`, { cause: primary, details: { ...primary.details, dataDirectory: state }, retryable: primary.retryable });

@@ -175,7 +175,7 @@ export function manifestKey(scope: Scope, backupId: string, layout: LayoutVersio
  * fetched; another digest for the same segment is another object, never an overwrite.
  */
 const WAL_FILE = new RegExp(
-  `^([0-9A-F]{24}|[0-9A-F]{8}\.history)-([0-9a-f]{64})(\.partial)?(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\.')).join('|')})?(${AGE_FILE_SUFFIX.replace('.', '\.')})?$`,
+  `^([0-9A-F]{24}|[0-9A-F]{8}\\.history)-([0-9a-f]{64})(\\.partial)?(${COMPRESSION_SUFFIXES.filter(Boolean).map((s) => s.replace('.', '\\.')).join('|')})?(${AGE_FILE_SUFFIX.replace('.', '\\.')})?$`,
 );
 
 export interface WalFile {

@@ -165,12 +165,12 @@ describe('physical base backups', () => {
       await closeRuntime(rt);
     }
     expect(stopped, 'the restore finished before it could be stopped').toBeDefined();
-    expect((stopped as Error).message).toContain(`holds part of backup ${backupId}: run the same restore again to resume it`);
+    expect((stopped as Error).message).toContain(`holds part of backup ${backupId}: run restore --backup ${backupId} --data-dir ${target} again to resume it`);
     expect(existsSync(join(target, RESTORE_STATE_FILE))).toBe(true);
     const r = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target]);
     expect(r.code, r.out).toBe(0);
     expect(r.json).toMatchObject({ dataDirectory: { resumed: true, replaced: false, verified: 'pg_verifybackup' } });
-    expect((r.json.dataDirectory as { notes: string[] }).notes.join('\n')).toMatch(/resumed a restore of the same backup that had stopped \([1-9]\d* finished files? kept\)/);
+    expect((r.json.dataDirectory as { notes: string[] }).notes.join('\n')).toMatch(/resumed a restore of the same backup that had stopped \([1-9]\d* files? already there byte for byte kept\)/);
     expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
   }, 120_000);
 });

@@ -4,7 +4,7 @@
  * temporary directory (nothing may land outside it).
  */
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,6 +14,8 @@ import type { PostgresqlConnection } from '../../api/index.js';
 import { isBackupError } from '../../runner/errors.js';
 import { RESTORE_STATE_FILE, directoryMode, fileMode, memberPath } from '../../runner/engines/postgresql/physical/entries.js';
 import { extractTar } from '../../runner/engines/postgresql/physical/extract.js';
+import { restoreDataDirectory } from '../../runner/engines/postgresql/physical/restore.js';
+import { silentLogger } from '../../runner/logger.js';
 import { BACKUP_LABEL, BASEBACKUP_FORMAT, parseWalPoints, pgBasebackupPlan, readBackupLabel } from '../../runner/engines/postgresql/physical/plan.js';
 import { modeProblems } from '../../runner/engines/postgresql/plan.js';
 import { formatMismatch } from '../../runner/engines/registry.js';
@@ -123,7 +125,7 @@ describe('memberPath', () => {
     [{ name: 'base/1/1259', type: 'file', size: 8192 }, ['base', '1', '1259']],
     [{ name: './pg_wal/archive_status/', type: 'directory' }, ['pg_wal', 'archive_status']],
     [{ name: 'global/', type: 'directory' }, ['global']],
-    [{ name: 'backup_label' }, ['backup_label']],
+    [{ name: 'backup_label', type: 'file' }, ['backup_label']],
   ])('lays %j at %j', (m, segments) => {
     expect(memberPath(m)).toMatchObject({ segments });
   });
@@ -142,6 +144,8 @@ describe('memberPath', () => {
     [{ name: `${'d/'.repeat(40)}f`, type: 'file' }, /directories deep/],
     [{ name: `${'x'.repeat(300)}`, type: 'file' }, /longer than 255 bytes/],
     [{ name: '.', type: 'file' }, /data directory itself/],
+    [{ name: 'volume-header', type: null }, /member of an unknown type/],
+    [{ name: `${RESTORE_STATE_FILE}.tmp`, type: 'file' }, /restore's own record/],
   ])('refuses %j', (m, problem) => {
     expect(memberPath(m)).toEqual({ problem: expect.stringMatching(problem) as unknown });
   });
@@ -204,17 +208,41 @@ describe('extractTar into a real directory', () => {
     await expect(extractTar(Readable.from([tar]), { dir })).rejects.toMatchObject({ code: 'INTEGRITY' });
   });
 
-  it('resumes: members an earlier run finished are read past when they are whole, written again when not', async () => {
+  it('resumes: members an earlier run finished are kept only when they are byte for byte the backup\'s', async () => {
     const tar = await tarOf([
       { name: 'a', body: 'aaaa' },
       { name: 'b', body: 'bbbb' },
       { name: 'c', body: 'cccc' },
+      { name: 'd', body: 'dddd' },
     ]);
-    await writeFile(join(dir, 'a'), 'AAAA'); // whole: kept as the earlier run left it
+    await writeFile(join(dir, 'a'), 'aaaa'); // whole and right: kept
     await writeFile(join(dir, 'b'), 'bb'); // cut short: written again
-    const r = await extractTar(Readable.from([tar]), { dir, skip: 2 });
-    expect(r).toMatchObject({ entries: 3, files: 3, skipped: 1 });
-    expect(await Promise.all(['a', 'b', 'c'].map((f) => readFile(join(dir, f), 'utf8')))).toEqual(['AAAA', 'bbbb', 'cccc']);
+    await writeFile(join(dir, 'c'), 'cXcc'); // the right size, other bytes (a forged or torn file): written again
+    const r = await extractTar(Readable.from([tar]), { dir, skip: 3 });
+    expect(r).toMatchObject({ entries: 4, files: 4, skipped: 1 });
+    expect(await Promise.all(['a', 'b', 'c', 'd'].map((f) => readFile(join(dir, f), 'utf8')))).toEqual(['aaaa', 'bbbb', 'cccc', 'dddd']);
+  });
+
+  it('stops (INTEGRITY) when a link stands where a member goes, never writing through it', async () => {
+    await mkdir(join(root, 'outside'));
+    await symlink(join(root, 'outside'), join(dir, 'base'));
+    const tar = await tarOf([{ name: 'base/1/1259', body: 'page' }]);
+    await expect(extractTar(Readable.from([tar]), { dir })).rejects.toMatchObject({ code: 'INTEGRITY' });
+    expect(await readdir(join(root, 'outside'))).toEqual([]);
+    await symlink('/etc/passwd', join(dir, 'PG_VERSION'));
+    await expect(extractTar(Readable.from([await tarOf([{ name: 'PG_VERSION', body: '15' }])]), { dir })).rejects.toMatchObject({ code: 'INTEGRITY' });
+  });
+
+  it('never writes its record through a link planted in the directory', async () => {
+    const victim = join(root, 'victim');
+    await writeFile(victim, 'precious');
+    await writeFile(join(dir, RESTORE_STATE_FILE), JSON.stringify({ backupId: 'B1', entries: 0, bytes: 0 }));
+    await symlink(victim, join(dir, `${RESTORE_STATE_FILE}.tmp`));
+    const tar = await tarOf([{ name: 'backup_label', body: LABEL_TEXT }, { name: 'PG_VERSION', body: '15\n' }]);
+    const r = await restoreDataDirectory(Readable.from([tar]), { dataDir: dir, force: false, backup: { id: 'B1', consistentAt: '2026-12-04T00:00:00Z', engine: {} } }, { pgVerifybackup: '/nonexistent/pg_verifybackup', env: process.env, log: silentLogger() });
+    expect(r).toMatchObject({ resumed: true, verified: 'skipped', files: 2 });
+    expect(await readFile(victim, 'utf8')).toBe('precious');
+    expect((await readdir(dir)).sort()).toEqual(['PG_VERSION', 'backup_label']);
   });
 
   it('fails on a truncated tar', async () => {

@@ -5,7 +5,8 @@
  * Invariants:
  * - Only regular files and directories; a link of any kind, a device or a FIFO refuses the whole tar.
  * - A name is relative, with no `..` or empty segment (`.` is the directory itself), no NUL, at most 32 segments of 255 bytes.
- * - A name appears once; the runner's own restore-state file is never a member.
+ * - A name appears once; the runner's own restore-state file (and its next version) is never a member.
+ * - A member of an unknown type (tar-stream's null) is refused like a link.
  */
 
 /** A tar member as the extractor sees it (tar-stream's header, long names and pax records already applied). */
@@ -18,6 +19,8 @@ export interface TarMember {
 
 /** The runner's record of a data-directory restore in progress, inside that directory (runner/engines/postgresql/physical/restore.ts). */
 export const RESTORE_STATE_FILE = '.backup-runner-restore.json';
+/** The record's next version, written beside it and renamed over it. */
+export const RESTORE_STATE_TMP = `${RESTORE_STATE_FILE}.tmp`;
 
 const MAX_DEPTH = 32;
 const MAX_SEGMENT_BYTES = 255;
@@ -29,14 +32,15 @@ function segmentsProblem(name: string, segments: readonly string[]): string | un
     if (s === '' || s === '..') return `"${printable(name)}" has a "${s}" segment: a member must stay inside the data directory`;
     if (Buffer.byteLength(s) > MAX_SEGMENT_BYTES) return `"${printable(name)}" has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
   }
-  if (segments.length === 1 && segments[0] === RESTORE_STATE_FILE) return `"${RESTORE_STATE_FILE}" is the restore's own record, never a member of a base backup`;
+  if (segments.length === 1 && (segments[0] === RESTORE_STATE_FILE || segments[0] === RESTORE_STATE_TMP)) return `"${segments[0]}" is the restore's own record, never a member of a base backup`;
   return undefined;
 }
 
 /** The member's path as segments (a directory's trailing slash dropped), or why it may not be written. */
 export function memberPath(m: TarMember): { segments: string[]; directory: boolean } | { problem: string } {
-  const type = m.type ?? 'file';
-  if (type !== 'file' && type !== 'directory') return { problem: `"${printable(m.name)}" is a ${type}: a base backup holds only files and directories` };
+  // tar-stream names every member it knows; an unknown type flag (a GNU volume header, a sparse file) comes as null.
+  const type = m.type;
+  if (type !== 'file' && type !== 'directory') return { problem: `"${printable(m.name)}" is a ${type ?? 'member of an unknown type'}: a base backup holds only files and directories` };
   if (m.name.includes('\0')) return { problem: 'a member name holds a NUL byte' };
   const name = type === 'directory' ? m.name.replace(/\/+$/, '') : m.name;
   if (name.length === 0) return { problem: 'a member has an empty name' };

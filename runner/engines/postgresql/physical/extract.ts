@@ -1,10 +1,16 @@
 /**
- * Lays a base backup's tar into a directory, member by member (entries.ts decides what may be written),
- * each file written without following links, flushed to disk before it counts as done. A restore that
- * stopped resumes: the members it had finished are read past (a file already there at its size is kept).
+ * Lays a base backup's tar into a directory, member by member (entries.ts decides what may be written).
+ *
+ * Invariants:
+ * - Every file and directory is opened without following a link, and the opened descriptor's real path
+ *   (/proc/self/fd) must be the member's place below the directory's real path before a byte is written or a
+ *   mode or owner set: a link swapped in while the restore runs stops it (INTEGRITY) instead of redirecting it.
+ * - A resumed restore compares each member an earlier run finished with what lies there, byte for byte as
+ *   the tar streams past, and rewrites from the first difference: nothing an earlier run (or anyone since)
+ *   left is kept unless it is exactly the backup's.
  */
 import { constants } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, open } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -12,7 +18,6 @@ import { extract } from 'tar-stream';
 import { BackupError, toBackupError } from '../../../errors.js';
 import type { Owner } from '../../types.js';
 import { directoryMode, fileMode, memberPath } from './entries.js';
-
 
 /** How far an extraction got: members finished (in tar order) and their bytes. */
 export interface ExtractProgress {
@@ -23,7 +28,7 @@ export interface ExtractProgress {
 export interface ExtractOptions {
   /** The directory (absolute, existing) the members are laid into. */
   dir: string;
-  /** Members finished by an earlier run of the same restore: read past, not written again. */
+  /** Members finished by an earlier run of the same restore: compared with what lies there, rewritten where it differs. */
   skip?: number;
   owner?: Owner;
   signal?: AbortSignal;
@@ -33,58 +38,104 @@ export interface ExtractOptions {
 
 export interface Extracted extends ExtractProgress {
   files: number;
-  /** Members read past because an earlier run had written them. */
+  /** Files an earlier run had written whole and right: kept. */
   skipped: number;
+  /** Every member's path (relative, `/`-separated), for what the caller checks afterwards. */
+  members: Set<string>;
 }
 
-const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+const FILE_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
-/** Creates each missing directory of `segments` below `dir` (0700), refusing one that exists as anything but a directory. */
-async function ensureDirs(dir: string, segments: readonly string[], made: Set<string>, owner?: Owner): Promise<void> {
-  let at = dir;
+/** Opens `path` without following a link and checks that the descriptor really is `path` (no link in a parent either). */
+async function openExactly(path: string, flags: number, mode?: number): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, flags, mode);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') throw new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err });
+    throw err;
+  }
+  const actual = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
+  if (actual !== path) {
+    await fh.close();
+    throw new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`);
+  }
+  return fh;
+}
+
+async function setModeAndOwner(fh: FileHandle, mode: number, owner?: Owner): Promise<void> {
+  await fh.chmod(mode);
+  if (owner) await fh.chown(owner.uid, owner.gid);
+}
+
+/** Creates each missing directory of `segments` below `root` (0700), each checked as it is opened. */
+async function ensureDirs(root: string, segments: readonly string[], made: Set<string>, owner?: Owner): Promise<void> {
+  let at = root;
   for (const s of segments) {
     at = join(at, s);
     if (made.has(at)) continue;
+    const created = await mkdir(at, { mode: 0o700 }).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+        return false;
+      },
+    );
+    const fh = await openExactly(at, DIR_FLAGS);
     try {
-      await mkdir(at, { mode: 0o700 });
-      if (owner) await lchown(at, owner.uid, owner.gid);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await lstat(at);
-      if (!st.isDirectory()) throw new BackupError('INTEGRITY', `${at} exists and is not a directory: the base backup cannot be laid over it`);
+      if (created && owner) await fh.chown(owner.uid, owner.gid);
+    } finally {
+      await fh.close();
     }
     made.add(at);
   }
 }
 
-async function writeFile(path: string, entry: AsyncIterable<Uint8Array>, mode: number, owner?: Owner): Promise<void> {
-  const fh = await open(path, WRITE_FLAGS, mode);
+/** Writes a member's bytes from offset 0 (`compare`: first reading what lies there, writing only from the first difference); true when nothing differed. */
+async function layFile(path: string, entry: AsyncIterable<Uint8Array>, size: number, mode: number, owner: Owner | undefined, compare: boolean): Promise<boolean> {
+  const fh = await openExactly(path, FILE_FLAGS, mode);
   try {
-    await fh.chmod(mode);
-    if (owner) await fh.chown(owner.uid, owner.gid);
-  } catch (err) {
+    await setModeAndOwner(fh, mode, owner);
+    let same = compare && (await fh.stat()).size === size;
+    if (!compare) await fh.truncate(0);
+    let offset = 0;
+    const scratch = Buffer.alloc(same ? 1 << 20 : 0);
+    for await (const chunk of entry) {
+      if (same) {
+        const want = Math.min(chunk.length, scratch.length);
+        let n = 0;
+        if (want === chunk.length) n = (await fh.read(scratch, 0, want, offset)).bytesRead;
+        if (n === chunk.length && scratch.subarray(0, n).equals(chunk)) {
+          offset += chunk.length;
+          continue;
+        }
+        same = false;
+      }
+      let written = 0;
+      while (written < chunk.length) written += (await fh.write(chunk, written, chunk.length - written, offset + written)).bytesWritten;
+      offset += chunk.length;
+    }
+    if (offset !== size) throw new BackupError('INTEGRITY', `${path}: the tar held ${offset} bytes for a member of ${size}`);
+    if (!same) await fh.truncate(size);
+    return same;
+  } finally {
     await fh.close();
-    throw err;
   }
-  await pipeline(entry, fh.createWriteStream());
-}
-
-/** Whether a member an earlier run finished is still there, whole. */
-async function alreadyThere(path: string, size: number): Promise<boolean> {
-  const st = await lstat(path).catch(() => undefined);
-  return st !== undefined && st.isFile() && st.size === size;
 }
 
 /**
  * Extracts `input` (an uncompressed tar) into `opts.dir`. Throws INTEGRITY for a member that may not be
- * written (nothing of it is), and for a name seen twice; the caller says what the directory holds then.
+ * written (nothing of it is), for a name seen twice, and for a path changed under it; the caller says what the
+ * directory holds then.
  */
 export async function extractTar(input: Readable, opts: ExtractOptions): Promise<Extracted> {
+  const root = await realpath(opts.dir);
   const ex = extract();
   const feeding = pipeline(input, ex as unknown as NodeJS.WritableStream).catch((err: unknown) => err);
-  const seen = new Set<string>();
-  const made = new Set<string>([opts.dir]);
-  const progress: Extracted = { entries: 0, bytes: 0, files: 0, skipped: 0 };
+  const made = new Set<string>([root]);
+  const progress: Extracted = { entries: 0, bytes: 0, files: 0, skipped: 0, members: new Set() };
   try {
     for await (const entry of ex) {
       if (opts.signal?.aborted) throw toBackupError(opts.signal.reason, 'ABORTED');
@@ -92,22 +143,19 @@ export async function extractTar(input: Readable, opts: ExtractOptions): Promise
       const where = memberPath({ name: h.name, type: h.type ?? null, size: h.size ?? 0, mode: h.mode ?? 0 });
       if ('problem' in where) throw new BackupError('INTEGRITY', `the base backup's tar is refused: ${where.problem}`);
       const rel = where.segments.join('/');
-      if (seen.has(rel)) throw new BackupError('INTEGRITY', `the base backup's tar is refused: "${rel}" appears twice`);
-      seen.add(rel);
-      const path = join(opts.dir, ...where.segments);
+      if (progress.members.has(rel) && rel !== '') throw new BackupError('INTEGRITY', `the base backup's tar is refused: "${rel}" appears twice`);
+      progress.members.add(rel);
+      const path = join(root, ...where.segments);
       if (where.directory) {
-        await ensureDirs(opts.dir, where.segments, made, opts.owner);
-        await chmod(path, directoryMode(h.mode));
+        await ensureDirs(root, where.segments, made, opts.owner);
+        const fh = await openExactly(path, DIR_FLAGS);
+        await fh.chmod(directoryMode(h.mode)).finally(() => fh.close());
         entry.resume();
       } else {
-        await ensureDirs(opts.dir, where.segments.slice(0, -1), made, opts.owner);
+        await ensureDirs(root, where.segments.slice(0, -1), made, opts.owner);
         const size = h.size ?? 0;
-        if (progress.entries < (opts.skip ?? 0) && (await alreadyThere(path, size))) {
-          entry.resume();
-          progress.skipped++;
-        } else {
-          await writeFile(path, entry as AsyncIterable<Uint8Array>, fileMode(h.mode), opts.owner);
-        }
+        const kept = await layFile(path, entry as AsyncIterable<Uint8Array>, size, fileMode(h.mode), opts.owner, progress.entries < (opts.skip ?? 0));
+        if (kept) progress.skipped++;
         progress.files++;
         progress.bytes += size;
       }

@@ -9,14 +9,14 @@
  *   the same backup resumes there; the file is removed only once the directory is complete and verified.
  * - A failure says what the directory holds now, in the error's message and `details.dataDirectory`.
  */
-import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BackupError, isBackupError, toBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { capture, minimalEnv } from '../../../util/process.js';
-import { RESTORE_STATE_FILE } from './entries.js';
+import { RESTORE_STATE_FILE, RESTORE_STATE_TMP } from './entries.js';
 import type { DataDirectoryOptions, DataDirectoryReport, Owner } from '../../types.js';
 import { extractTar, type Extracted } from './extract.js';
 
@@ -49,11 +49,14 @@ async function readState(dir: string): Promise<RestoreState | undefined> {
   return undefined;
 }
 
-/** Writes the record beside itself and renames it in place, after flushing what was written so far. */
+/** Writes the record beside itself (a new file, never through a link) and renames it in place, after flushing what was written so far. */
 async function writeState(dir: string, state: RestoreState, owner?: Owner): Promise<void> {
   await syncFilesystem(dir);
-  const tmp = join(dir, `${RESTORE_STATE_FILE}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
+  const tmp = join(dir, RESTORE_STATE_TMP);
+  await unlink(tmp).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     if (owner) await fh.chown(owner.uid, owner.gid);
     await fh.writeFile(JSON.stringify(state));
@@ -79,7 +82,24 @@ async function sizeOf(dir: string): Promise<number> {
 }
 
 function stateNote(dir: string, backupId: string): string {
-  return `${dir} holds part of backup ${backupId}: run the same restore again to resume it, or restore another backup with --force`;
+  return `${dir} holds part of backup ${backupId}: run restore --backup ${backupId} --data-dir ${dir} again to resume it, or restore another backup with --force`;
+}
+
+/** Removes what lies in `dir` that is not a member (nor the restore's record), deepest first; returns the paths removed. */
+async function removeExtra(dir: string, members: ReadonlySet<string>): Promise<string[]> {
+  const removed: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const path = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (path === RESTORE_STATE_FILE || path === RESTORE_STATE_TMP) continue;
+      if (!members.has(path)) {
+        await rm(join(dir, path), { recursive: true, force: true });
+        removed.push(path);
+      } else if (e.isDirectory()) await walk(path);
+    }
+  };
+  await walk('');
+  return removed;
 }
 
 /**
@@ -104,7 +124,8 @@ async function prepare(opts: DataDirectoryOptions, create: boolean): Promise<{ r
   const present = await readdir(dir);
   if (present.length === 0) return { replaced: false, owner };
   const state = await readState(dir);
-  if (state?.backupId === opts.backup.id) return { resume: state, replaced: false, owner };
+  // --force starts over, also where a restore of the same backup stopped.
+  if (state?.backupId === opts.backup.id && !opts.force) return { resume: state, replaced: false, owner };
   const what = state ? `part of backup ${state.backupId} (a restore that stopped)` : `${present.length} entr${present.length === 1 ? 'y' : 'ies'} (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', ...' : ''})`;
   if (!opts.force) {
     throw new BackupError('TARGET_NOT_EMPTY', `data directory ${dir} holds ${what}; nothing was changed. Restore into an empty directory, or re-run with --force to remove what it holds first`, {
@@ -119,7 +140,8 @@ async function prepare(opts: DataDirectoryOptions, create: boolean): Promise<{ r
 async function refuseRunningServer(dir: string): Promise<void> {
   const pidText = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
   const pid = Number.parseInt(pidText?.split('\n')[0] ?? '', 10);
-  if (!Number.isInteger(pid) || pid <= 0) return;
+  // Our own pid in a file left by a server of another pid namespace (a pod's pid 1) is no server here.
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return;
   try {
     process.kill(pid, 0);
   } catch (err) {
@@ -137,10 +159,14 @@ async function defaultOwner(dir: string): Promise<Owner | undefined> {
   return { uid: st.uid, gid: st.gid };
 }
 
+const SPACE_MARGIN = 64 * 1024 * 1024;
+
 /** Refuses (TARGET_NO_SPACE) when the directory's filesystem cannot take what is still to be written. */
 async function checkSpace(dir: string, need: number, freed: number): Promise<void> {
   const fs = await statfs(dir);
   const free = fs.bavail * fs.bsize + freed;
+  // Blocks round files up and directories take room of their own: a margin on top.
+  need = need > 0 ? Math.ceil(need * 1.02) + SPACE_MARGIN : 0;
   if (free >= need) return;
   const mib = (n: number): string => `${Math.ceil(n / 1048576)} MiB`;
   throw new BackupError('TARGET_NO_SPACE', `the filesystem of ${dir} has ${mib(free)} free${freed > 0 ? ' (counting what --force would remove)' : ''}, the base backup needs ${mib(need)}; nothing was changed`, {
@@ -168,6 +194,7 @@ async function verifyDirectory(dir: string, tools: DataDirectoryTools, signal?: 
  * saying why, before any byte is read or anything changed (`create`: a missing directory is made).
  */
 export async function checkDataDirectory(opts: DataDirectoryOptions, create = false): Promise<{ resume?: RestoreState; replaced: boolean; owner?: Owner }> {
+  if (opts.owner && process.getuid?.() !== 0) throw new BackupError('USAGE', '--owner needs the restore to run as root; run it as the user the files should belong to instead');
   const dataBytes = Number(opts.backup.engine.position && (opts.backup.engine.position as Record<string, unknown>).dataBytes);
   const prepared = await prepare(opts, create);
   const existing = prepared.replaced ? await sizeOf(opts.dataDir) : 0;
@@ -192,7 +219,16 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
   const { resume, replaced, owner } = prepared;
   const notes: string[] = [];
   if (replaced) {
-    for (const e of await readdir(dir)) await rm(join(dir, e), { recursive: true, force: true });
+    try {
+      for (const e of await readdir(dir)) await rm(join(dir, e), { recursive: true, force: true });
+    } catch (err) {
+      const e = toBackupError(err, 'RESTORE_FAILED');
+      input.destroy();
+      throw new BackupError(e.code, `removing what ${dir} held (--force) failed half way: ${e.message}; part of what it held is gone, nothing of the backup was written`, {
+        cause: e,
+        details: { ...e.details, dataDirectory: { path: dir, state: 'emptied in part', backupId: opts.backup.id } },
+      });
+    }
     notes.push(`what ${dir} held before was removed (--force)`);
     tools.log.warn({ dataDir: dir }, 'removed the previous contents of the data directory (--force)');
   }
@@ -218,8 +254,15 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     await syncFilesystem(dir);
   } catch (err) {
     const e = toBackupError(err, 'RESTORE_FAILED');
-    const note = stateNote(dir, opts.backup.id);
-    throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: 'partial', backupId: opts.backup.id, note } } });
+    // A tar refused for what it holds fails the same way again: that directory is no restore to resume.
+    const refused = e.code === 'INTEGRITY';
+    if (refused) await rm(join(dir, RESTORE_STATE_FILE), { force: true }).catch(() => undefined);
+    const note = refused ? `${dir} holds part of backup ${opts.backup.id}, which cannot be restored as it is: do not start a server on it; restore another backup with --force` : stateNote(dir, opts.backup.id);
+    throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: refused ? 'refused' : 'partial', backupId: opts.backup.id, note } } });
+  }
+  if (resume) {
+    const extra = await removeExtra(dir, extracted.members);
+    if (extra.length > 0) notes.push(`removed what the backup does not hold, left since the restore stopped: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
   }
   const check = await verifyDirectory(dir, tools, opts.signal).catch((err: unknown) => {
     const e = toBackupError(err, 'INTEGRITY');
@@ -228,7 +271,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
   });
   if (check.note) notes.push(check.note);
   await rm(join(dir, RESTORE_STATE_FILE), { force: true });
-  if (resume) notes.push(`resumed a restore of the same backup that had stopped (${extracted.skipped} finished file${extracted.skipped === 1 ? '' : 's'} kept)`);
+  if (resume) notes.push(`resumed a restore of the same backup that had stopped (${extracted.skipped} file${extracted.skipped === 1 ? '' : 's'} already there byte for byte kept)`);
   if (owner) notes.push(`owned by uid ${owner.uid}, gid ${owner.gid}`);
   return { dataDir: dir, files: extracted.files, bytes: extracted.bytes, resumed: resume !== undefined, replaced, verified: check.verified, notes };
 }
