@@ -203,41 +203,27 @@ export async function checkDataDirectory(opts: DataDirectoryOptions, create = fa
   return prepared;
 }
 
-/**
- * Lays the base backup `input` (an uncompressed tar) into `opts.dataDir`. On failure the error says what
- * the directory holds: unchanged, or part of this backup (resumable by running the same restore again).
- */
-export async function restoreDataDirectory(input: Readable, opts: DataDirectoryOptions, tools: DataDirectoryTools): Promise<DataDirectoryReport> {
-  const dir = opts.dataDir;
-  let prepared: Awaited<ReturnType<typeof prepare>>;
+/** --force: removes what the directory holds (not the directory: it may be a volume's mount point), saying so when it fails half way. */
+async function emptyDirectory(dir: string, backupId: string): Promise<void> {
   try {
-    prepared = await checkDataDirectory(opts, true);
+    for (const e of await readdir(dir)) await rm(join(dir, e), { recursive: true, force: true });
   } catch (err) {
-    input.destroy();
-    throw err;
+    const e = toBackupError(err, 'RESTORE_FAILED');
+    throw new BackupError(e.code, `removing what ${dir} held (--force) failed half way: ${e.message}; part of what it held is gone, nothing of the backup was written`, {
+      cause: e,
+      details: { ...e.details, dataDirectory: { path: dir, state: 'emptied in part', backupId } },
+    });
   }
-  const { resume, replaced, owner } = prepared;
-  const notes: string[] = [];
-  if (replaced) {
-    try {
-      for (const e of await readdir(dir)) await rm(join(dir, e), { recursive: true, force: true });
-    } catch (err) {
-      const e = toBackupError(err, 'RESTORE_FAILED');
-      input.destroy();
-      throw new BackupError(e.code, `removing what ${dir} held (--force) failed half way: ${e.message}; part of what it held is gone, nothing of the backup was written`, {
-        cause: e,
-        details: { ...e.details, dataDirectory: { path: dir, state: 'emptied in part', backupId: opts.backup.id } },
-      });
-    }
-    notes.push(`what ${dir} held before was removed (--force)`);
-    tools.log.warn({ dataDir: dir }, 'removed the previous contents of the data directory (--force)');
-  }
+}
+
+/** Lays the tar in, recording progress; on failure, says what the directory holds (resumable, or refused). */
+async function layIn(input: Readable, opts: DataDirectoryOptions, resume: RestoreState | undefined, owner: Owner | undefined): Promise<Extracted> {
+  const dir = opts.dataDir;
   let state: RestoreState = { backupId: opts.backup.id, entries: resume?.entries ?? 0, bytes: resume?.bytes ?? 0 };
-  let extracted: Extracted;
   try {
     await writeState(dir, state, owner);
     let last = Date.now();
-    extracted = await extractTar(input, {
+    const extracted = await extractTar(input, {
       dir,
       skip: resume?.entries ?? 0,
       ...(owner ? { owner } : {}),
@@ -252,6 +238,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     await chmod(dir, 0o700);
     if (owner) await chown(dir, owner.uid, owner.gid);
     await syncFilesystem(dir);
+    return extracted;
   } catch (err) {
     const e = toBackupError(err, 'RESTORE_FAILED');
     // A tar refused for what it holds fails the same way again: that directory is no restore to resume.
@@ -260,10 +247,31 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     const note = refused ? `${dir} holds part of backup ${opts.backup.id}, which cannot be restored as it is: do not start a server on it; restore another backup with --force` : stateNote(dir, opts.backup.id);
     throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: refused ? 'refused' : 'partial', backupId: opts.backup.id, note } } });
   }
-  if (resume) {
-    const extra = await removeExtra(dir, extracted.members);
-    if (extra.length > 0) notes.push(`removed what the backup does not hold, left since the restore stopped: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
+}
+
+/**
+ * Lays the base backup `input` (an uncompressed tar) into `opts.dataDir`. On failure the error says what
+ * the directory holds: unchanged, or part of this backup (resumable by running the same restore again).
+ */
+export async function restoreDataDirectory(input: Readable, opts: DataDirectoryOptions, tools: DataDirectoryTools): Promise<DataDirectoryReport> {
+  const dir = opts.dataDir;
+  let prepared: Awaited<ReturnType<typeof prepare>>;
+  try {
+    prepared = await checkDataDirectory(opts, true);
+    if (prepared.replaced) await emptyDirectory(dir, opts.backup.id);
+  } catch (err) {
+    input.destroy();
+    throw err;
   }
+  const { resume, replaced, owner } = prepared;
+  const notes: string[] = [];
+  if (replaced) {
+    notes.push(`what ${dir} held before was removed (--force)`);
+    tools.log.warn({ dataDir: dir }, 'removed the previous contents of the data directory (--force)');
+  }
+  const extracted = await layIn(input, opts, resume, owner);
+  const extra = resume ? await removeExtra(dir, extracted.members) : [];
+  if (extra.length > 0) notes.push(`removed what the backup does not hold, left since the restore stopped: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
   const check = await verifyDirectory(dir, tools, opts.signal).catch((err: unknown) => {
     const e = toBackupError(err, 'INTEGRITY');
     const note = `${dir} holds the restore, which failed this check: do not start a server on it`;
