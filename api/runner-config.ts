@@ -59,6 +59,16 @@ export const PostgresqlConnection = Type.Object(
       }),
     ),
     checkpoint: Type.Optional(Type.Union([Type.Literal('fast'), Type.Literal('spread')], { description: 'physical: the checkpoint a base backup starts with: fast (default: at once) or spread (paced by the server, gentler on its disks)' })),
+    wal: Type.Optional(
+      Type.Object(
+        {
+          archive: Type.Optional(Type.Boolean({ description: 'stream the server\'s WAL into every location continuously while the daemon runs (default true)' })),
+          slot: Type.Optional(Type.String({ pattern: '^[a-z0-9_]{1,63}$', description: "the archive's replication slot (default: derived from the namespace and name)" })),
+          partialSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 300, description: 'how often the segment being written is stored as a partial: at most this long of committed work is lost (default 15)' })),
+        },
+        { additionalProperties: false, description: 'physical: continuous WAL archiving with pg_receivewal' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -117,7 +117,9 @@ function postgresqlErrors(pg: NonNullable<DatabaseBackupSpec['engine']['postgres
     for (const field of ['allDatabases', 'databases', 'dumpArgs', 'restoreArgs'] as const) {
       if (pg[field] !== undefined) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' });
     }
-  } else if (pg.checkpoint !== undefined) errors.push({ path: 'spec.engine.postgresql.checkpoint', message: 'applies only to mode physical' });
+  } else {
+    for (const field of ['checkpoint', 'wal'] as const) if (pg[field] !== undefined) errors.push({ path: `spec.engine.postgresql.${field}`, message: 'applies only to mode physical' });
+  }
   return errors;
 }
 

@@ -50,6 +50,15 @@ export const PostgresqlEngine = Type.Object(
       }),
     ),
     checkpoint: Type.Optional(Type.Union([Type.Literal('fast'), Type.Literal('spread')], { description: 'physical: the checkpoint a base backup starts with: fast (default) or spread (paced by the server)' })),
+    wal: Type.Optional(
+      Type.Object(
+        {
+          archive: Type.Optional(Type.Boolean({ description: "stream the server's WAL into every location continuously (default true); the replication slot is named after this DatabaseBackup" })),
+          partialSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 300, description: 'how often the segment being written is stored: at most this long of committed work is lost (default 15)' })),
+        },
+        { additionalProperties: false, description: 'physical: continuous WAL archiving' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -61,6 +61,8 @@ const postgresql: EngineRender<SpecPostgresql> = {
           parallel: b.allDatabases || b.databases ? b.parallel : undefined,
           mode: b.mode,
           checkpoint: b.mode === 'physical' ? b.checkpoint : undefined,
+          // The slot is never the tenant's to name: the runner derives it from the namespace and name.
+          wal: b.mode === 'physical' && b.wal ? present({ archive: b.wal.archive, partialSeconds: b.wal.partialSeconds }) : undefined,
         }),
       },
     },

@@ -9,6 +9,10 @@ import { internalFields, isReadOnly, type Operation, type Outcome, perform, type
 import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createWalStore } from '../ops/wal-store.js';
+import { Supervisor } from './supervisor.js';
 import { realClock, type Clock } from './clock.js';
 import { configDigest } from '../config/load.js';
 import { startControlServer } from './control-server.js';
@@ -26,6 +30,8 @@ export interface DaemonOptions {
   afterBackup?: (rt: Runtime, result: BackupResult, signal: AbortSignal) => Promise<RetentionFacts | undefined>;
   /** The file the config was loaded from, named when a command given another config is refused. */
   configPath?: string;
+  /** Where services keep files in flight (default: a directory of this DatabaseBackup's under the temp directory). */
+  spool?: string;
 }
 
 interface LocationState {
@@ -69,6 +75,8 @@ export class Daemon {
   private running: { id: string; startedAt: Date } | undefined;
   /** Writes the DatabaseBackup's status when the config has `report`. */
   private readonly reporter: StatusReporter | undefined;
+  /** The engine's long-running services (WAL archiving), when its configuration has any. */
+  private supervisor: Supervisor | undefined;
   metricsPort = 0;
 
   constructor(
@@ -120,6 +128,7 @@ export class Daemon {
       });
       await this.scheduler.start();
     }
+    this.startServices();
     this.publish();
     this.ready = true;
     this.log.info({ socket: d.socket, metricsPort: this.metricsPort, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() }, 'daemon ready');
@@ -145,12 +154,26 @@ export class Daemon {
       .catch((err: unknown) => this.log.warn({ err: toBackupError(err) }, 'healing could not run; the next backup tries again'));
   }
 
-  /** Stops scheduling, lets a running operation finish within the grace period (else aborts it), closes the servers. */
+  /** Starts the engine's services (WAL archiving), supervised: restarted with backoff when they fail. */
+  private startServices(): void {
+    const specs =
+      this.rt.engine.services?.({
+        walStore: createWalStore(this.rt, this.log.child({ component: 'wal-store' })),
+        spool: this.opts.spool ?? join(tmpdir(), `backup-runner-spool-${this.rt.config.namespace}-${this.rt.config.name}`),
+        logger: this.log,
+        owner: { namespace: this.rt.config.namespace, name: this.rt.config.name },
+      }) ?? [];
+    if (specs.length === 0) return;
+    this.supervisor = new Supervisor(specs, this.log, () => this.metrics.setServices(this.supervisor?.statuses() ?? []));
+    this.supervisor.start();
+  }
+
+  /** Stops scheduling and the services, lets a running operation finish within the grace period (else aborts it), closes the servers. */
   async stop(): Promise<void> {
     this.ready = false;
     this.scheduler?.stop();
     const grace = parseDuration(this.rt.config.daemon.shutdownGracePeriod) ?? 25_000;
-    await this.queue.close(grace);
+    await Promise.all([this.queue.close(grace), this.supervisor?.stop(grace)]);
     await this.reporter?.close(REPORT_FLUSH_MS);
     await Promise.allSettled(this.servers.map((s) => s.close()));
     this.log.info('daemon stopped');
@@ -283,6 +306,7 @@ export class Daemon {
         ? { id: last.id, status: last.status, startedAt: last.startedAt.toISOString(), finishedAt: last.finishedAt.toISOString(), locations: last.locations.map((l) => ({ location: l.location, status: l.status, ...(l.error ? { error: l.error } : {}) })) }
         : null,
       locations: [...this.locations.entries()].map(([name, st]) => ({ name, ...st })),
+      services: this.supervisor?.statuses() ?? [],
     };
   }
 }

@@ -39,6 +39,13 @@ export class RunnerMetrics {
   private readonly foreign: Gauge;
   private readonly copied: Counter;
   private readonly copiedBytes: Counter;
+  private readonly serviceUp: Gauge;
+  private readonly serviceRestarts: Gauge;
+  private readonly walArchived: Gauge;
+  private readonly walLastArchived: Gauge;
+  private readonly walLastPartial: Gauge;
+  private readonly walGaps: Gauge;
+  private readonly walConflicts: Gauge;
 
   constructor(labels: { namespace: string; name: string }, foreign: ForeignObjects = processForeignObjects) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -74,6 +81,13 @@ export class RunnerMetrics {
     this.retentionFailing = new Gauge({ name: 'backup_runner_retention_failing', help: '1 when the last retention in the location failed or could not remove a backup', labelNames: ['location'], registers: r });
     this.copied = new Counter({ name: 'backup_runner_location_backups_copied_total', help: 'Backups copied into the location from another one (healing, mirror)', labelNames: ['location'], registers: r });
     this.copiedBytes = new Counter({ name: 'backup_runner_location_copied_bytes_total', help: 'Bytes stored in the location by copies from another one (healing, mirror)', labelNames: ['location'], registers: r });
+    this.serviceUp = new Gauge({ name: 'backup_runner_service_up', help: '1 while the daemon service runs, 0 while it waits to be restarted or is stopped', labelNames: ['service'], registers: r });
+    this.serviceRestarts = new Gauge({ name: 'backup_runner_service_restarts', help: 'Times the service failed and was restarted since the daemon started', labelNames: ['service'], registers: r });
+    this.walArchived = new Gauge({ name: 'backup_runner_wal_segments_archived', help: 'WAL segments stored in every location since the daemon started', registers: r });
+    this.walLastArchived = new Gauge({ name: 'backup_runner_wal_last_archived_timestamp_seconds', help: 'When the last finished WAL segment was stored in every location (0: none yet)', registers: r });
+    this.walLastPartial = new Gauge({ name: 'backup_runner_wal_last_partial_timestamp_seconds', help: 'When the segment being written was last stored as a partial (0: none yet): the recovery point', registers: r });
+    this.walGaps = new Gauge({ name: 'backup_runner_wal_gaps', help: 'Stretches of WAL missing from the archive, found since the daemon started (recovery cannot cross them)', registers: r });
+    this.walConflicts = new Gauge({ name: 'backup_runner_wal_conflicts', help: 'WAL files a location holds with other bytes than the server sent: never overwritten, an alarm', registers: r });
     this.foreign = new Gauge({
       name: 'backup_runner_foreign_objects',
       help: 'Objects under the database prefix that this runner did not write (not of its key layout), seen since the start; never deleted',
@@ -167,6 +181,22 @@ export class RunnerMetrics {
 
   setNextRun(at: Date | undefined): void {
     this.nextRun.set(at ? at.getTime() / 1000 : 0);
+  }
+
+  /** The daemon's services, and what the WAL archiver reports of itself. */
+  setServices(services: readonly { name: string; state: string; restarts: number; facts: Record<string, unknown> }[]): void {
+    const seconds = (v: unknown): number => (typeof v === 'string' ? Date.parse(v) / 1000 : 0);
+    for (const s of services) {
+      this.serviceUp.set({ service: s.name }, s.state === 'running' ? 1 : 0);
+      this.serviceRestarts.set({ service: s.name }, s.restarts);
+      if (s.name !== 'wal-archiver') continue;
+      const f = s.facts;
+      this.walArchived.set(typeof f.segmentsArchived === 'number' ? f.segmentsArchived : 0);
+      this.walLastArchived.set(seconds(f.lastArchivedAt));
+      this.walLastPartial.set(seconds(f.lastPartialAt));
+      this.walGaps.set(Array.isArray(f.gaps) ? f.gaps.length : 0);
+      this.walConflicts.set(Array.isArray(f.conflicts) ? f.conflicts.length : 0);
+    }
   }
 
   render(): Promise<string> {

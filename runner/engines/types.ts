@@ -149,6 +149,46 @@ export interface DataDirectoryReport {
   notes: string[];
 }
 
+/**
+ * A long-running part of the daemon beside its scheduled operations (e.g. WAL archiving): started with the
+ * daemon, restarted with backoff when `run` ends or fails (runner/daemon/supervisor.ts), stopped with it.
+ */
+export interface ServiceSpec {
+  readonly name: string;
+  /** Runs until `signal` aborts (then resolves) or it fails (rejects); `report` publishes what it wants shown in status and metrics. */
+  run(signal: AbortSignal, report: (facts: Record<string, unknown>) => void): Promise<void>;
+}
+
+/** What a WAL store did with one file. */
+export interface WalStored {
+  /** The object's name in the locations (layout.ts walFileName, without the encryption suffix). */
+  name: string;
+  /** Locations that hold it now (stored, or held the same bytes already). */
+  stored: string[];
+  /** Locations that failed, with why. */
+  failed: { location: string; code: string; message: string }[];
+  /** Locations that hold another object for the same WAL file (different bytes): never overwritten, an alarm. */
+  conflicts: { location: string; key: string }[];
+}
+
+/** Where a WAL archiver puts what it receives: every location, compressed and encrypted as each says (runner/ops/wal-store.ts). */
+export interface WalStore {
+  /** Stores the file at `path` as `wal` (a segment or history file name), or as the rolling copy of a segment still being written. */
+  store(path: string, wal: string, opts: { partial: boolean; signal?: AbortSignal }): Promise<WalStored>;
+  /** The newest complete segment (by name) any location holds, or undefined when none holds one. */
+  newest(signal?: AbortSignal): Promise<string | undefined>;
+}
+
+/** What a daemon hands an engine's services. */
+export interface ServiceDeps {
+  walStore: WalStore;
+  /** A directory of the runner's own (an emptyDir in a pod) for files in flight. */
+  spool: string;
+  logger: Logger;
+  /** The DatabaseBackup the daemon serves (names what the services create on the server, e.g. a replication slot). */
+  owner: { namespace: string; name: string };
+}
+
 export interface Engine {
   readonly name: string;
   /**
@@ -190,6 +230,8 @@ export interface Engine {
   restoreDataDirectory?(input: Readable, opts: DataDirectoryOptions): Promise<DataDirectoryReport>;
   /** Refuses a data directory `restoreDataDirectory` would refuse, before anything is read or changed (as inspectTarget for a database). */
   checkDataDirectory?(opts: DataDirectoryOptions): Promise<void>;
+  /** The daemon's long-running services this engine's configuration asks for (PostgreSQL physical: WAL archiving). */
+  services?(deps: ServiceDeps): ServiceSpec[];
   /** A server-side engine: the database server writes its backups into a location itself (runner/ops/server-backup.ts), no stream. */
   readonly serverSide?: ServerSideEngine;
 }

@@ -430,12 +430,20 @@ describe('renderRunner: problems name what is wrong', () => {
     Object.assign(c.spec.engine.postgresql, { checkpoint: 'spread' });
     const rc = validateDatabaseBackup(c);
     expect(rc.ok ? [] : rc.errors.map((e) => `${e.path}: ${e.message}`)).toEqual(['spec.engine.postgresql.checkpoint: applies only to mode physical']);
+    Object.assign(c.spec.engine.postgresql, { checkpoint: undefined, wal: { archive: true } });
+    const rw = validateDatabaseBackup(c);
+    expect(rw.ok ? [] : rw.errors.map((e) => `${e.path}: ${e.message}`)).toEqual(['spec.engine.postgresql.wal: applies only to mode physical']);
     const d = minimal();
-    Object.assign(d.spec.engine.postgresql, { mode: 'physical', checkpoint: 'spread' });
+    Object.assign(d.spec.engine.postgresql, { mode: 'physical', checkpoint: 'spread', wal: { partialSeconds: 5 } });
     const rd = renderRunner(input(d));
     if (!rd.ok) throw new Error(JSON.stringify(rd.problems));
     const cfg = parse(configOf(rd.value.objects.secret.data)) as { engine: { postgresql: Record<string, unknown> } };
-    expect(cfg.engine.postgresql).toMatchObject({ mode: 'physical', checkpoint: 'spread' });
+    expect(cfg.engine.postgresql).toMatchObject({ mode: 'physical', checkpoint: 'spread', wal: { partialSeconds: 5 } });
+    // A tenant never names the slot (it could be another DatabaseBackup's on a shared server).
+    const e = minimal();
+    Object.assign(e.spec.engine.postgresql, { mode: 'physical', wal: { slot: 'dbbackup_other_tenant' } });
+    const re = validateDatabaseBackup(e);
+    expect(re.ok ? [] : re.errors.map((x) => x.path)).toEqual(['spec.engine.postgresql.wal.slot']);
     expect(validateRunnerConfig(cfg).ok).toBe(true);
   });
 

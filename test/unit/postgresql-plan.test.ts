@@ -62,7 +62,7 @@ describe('libpqEnv', () => {
 
 describe('toolPaths', () => {
   it.each([
-    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore', pgDumpall: 'pg_dumpall', pgBasebackup: 'pg_basebackup', pgVerifybackup: 'pg_verifybackup' }],
+    [undefined, { psql: 'psql', pgDump: 'pg_dump', pgRestore: 'pg_restore', pgDumpall: 'pg_dumpall', pgBasebackup: 'pg_basebackup', pgVerifybackup: 'pg_verifybackup', pgReceivewal: 'pg_receivewal' }],
     [
       '/usr/lib/postgresql/16/bin',
       {
@@ -72,6 +72,7 @@ describe('toolPaths', () => {
         pgDumpall: '/usr/lib/postgresql/16/bin/pg_dumpall',
         pgBasebackup: '/usr/lib/postgresql/16/bin/pg_basebackup',
         pgVerifybackup: '/usr/lib/postgresql/16/bin/pg_verifybackup',
+        pgReceivewal: '/usr/lib/postgresql/16/bin/pg_receivewal',
       },
     ],
   ])('binDir %s', (binDir, expected) => {

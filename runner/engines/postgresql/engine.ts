@@ -12,7 +12,7 @@ import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../..
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DataDirectoryOptions, DataDirectoryReport, DumpHandle, DumpOptions, Engine, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, DumpHandle, DumpOptions, Engine, ServiceDeps, ServiceSpec, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
 import { RestrictedSql, planGlobals, replayErrors } from './globals.js';
 import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
@@ -25,6 +25,8 @@ import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from 
 import { startBasebackup } from './physical/basebackup.js';
 import { BASEBACKUP_FORMAT, pgBasebackupPlan } from './physical/plan.js';
 import { checkDataDirectory, restoreDataDirectory } from './physical/restore.js';
+import { archiveSlotName, walArchiver } from './physical/archiver.js';
+import { PgWalServer } from './physical/wal-server.js';
 import { parseProperties, propertyStatements, type PropertyStatement } from './properties.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
@@ -429,6 +431,21 @@ export class PostgresqlEngine implements Engine {
     const sql = new RestrictedSql(randomBytes(24).toString('hex'));
     input.once('error', (err) => sql.destroy(err));
     await feedProcess(plan, input.pipe(sql), { classify: (code, stderr) => classifyFailure(stderr, code, this.failure('psql', database, 'RESTORE_FAILED', password)), signal });
+  }
+
+  /** Physical, with WAL archiving on (the default): the WAL archiver (physical/archiver.ts). */
+  services(deps: ServiceDeps): ServiceSpec[] {
+    if (this.conn.mode !== 'physical' || this.conn.wal?.archive === false) return [];
+    const server = new PgWalServer({
+      conn: this.conn,
+      tools: () => this.tools,
+      password: () => this.secret(),
+      env: this.env,
+      log: this.log,
+      query: (sql, vars, signal) => this.query(sql, { vars, ...(signal ? { signal } : {}) }),
+    });
+    const settings = { slot: this.conn.wal?.slot ?? archiveSlotName(deps.owner), partialIntervalMs: (this.conn.wal?.partialSeconds ?? 15) * 1000 };
+    return [walArchiver(server, deps.walStore, settings, deps.spool, deps.logger.child({ service: 'wal-archiver', slot: settings.slot }))];
   }
 
   async checkDataDirectory(opts: DataDirectoryOptions): Promise<void> {

@@ -27,6 +27,7 @@ export interface PgTools {
   pgRestore: string;
   pgBasebackup: string;
   pgVerifybackup: string;
+  pgReceivewal: string;
 }
 
 /** A command ready to run: no shell, argv as given. */
@@ -39,7 +40,7 @@ export interface CommandPlan {
 /** Tools from `binDir` when set, else resolved by PATH. */
 export function toolPaths(binDir?: string): PgTools {
   const at = (name: string): string => (binDir ? join(binDir, name) : name);
-  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore'), pgDumpall: at('pg_dumpall'), pgBasebackup: at('pg_basebackup'), pgVerifybackup: at('pg_verifybackup') };
+  return { psql: at('psql'), pgDump: at('pg_dump'), pgRestore: at('pg_restore'), pgDumpall: at('pg_dumpall'), pgBasebackup: at('pg_basebackup'), pgVerifybackup: at('pg_verifybackup'), pgReceivewal: at('pg_receivewal') };
 }
 
 /** Non-PostgreSQL variables the tools may need from the runner's environment. */
@@ -100,7 +101,7 @@ export function modeProblems(conn: PostgresqlConnection): { path: string; messag
   if (conn.mode === 'physical') {
     return LOGICAL_ONLY.filter((f) => conn[f] !== undefined).map((f) => ({ path: `engine.postgresql.${f}`, message: 'applies only to mode logical (a physical base backup is always the whole server, taken by pg_basebackup)' }));
   }
-  return conn.checkpoint !== undefined ? [{ path: 'engine.postgresql.checkpoint', message: 'applies only to mode physical' }] : [];
+  return (['checkpoint', 'wal'] as const).filter((f) => conn[f] !== undefined).map((f) => ({ path: `engine.postgresql.${f}`, message: 'applies only to mode physical' }));
 }
 
 /** Validates engine.postgresql: dumpArgs and restoreArgs (CONFIG_INVALID naming each bad argument), and fields the mode does not read. */

@@ -1,0 +1,193 @@
+/**
+ * Continuous WAL archiving: a daemon service (ServiceSpec) that streams the server's WAL with pg_receivewal
+ * into a spool directory and stores each finished segment and timeline history file in every location
+ * (WalStore), and the segment still being written as a rolling partial every `partialIntervalMs`, so a server
+ * that dies loses at most that long of committed work.
+ *
+ * Invariants:
+ * - The slot advances only past segments every location holds: the server keeps the rest, and a restarted
+ *   archiver (an empty spool) streams again from the slot, losing nothing.
+ * - Where the slot lies beyond the newest stored segment plus one (the slot was lost, dropped or recreated),
+ *   the WAL in between is gone: reported as a gap (`gaps`), never bridged.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BackupError, toBackupError } from '../../../errors.js';
+import type { Logger } from '../../../logger.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ServiceSpec, WalStore } from '../../types.js';
+import type { WalServer } from './wal-server.js';
+import { HISTORY_NAME, SEGMENT_NAME, parseSegmentName, segmentEnd, segmentName, segmentOf } from './wal-names.js';
+
+export interface ArchiverSettings {
+  slot: string;
+  /** How often the segment being written is stored as a partial (default 15 s). */
+  partialIntervalMs: number;
+  /** How often the spool is looked at for finished files. */
+  pollMs?: number;
+}
+
+/** A stretch of WAL the archive lacks: segments `from` to `to` (names, inclusive). */
+export interface WalGap {
+  from: string;
+  to: string;
+  detectedAt: string;
+  reason: string;
+}
+
+/**
+ * Pure: the default slot of a DatabaseBackup's archive: `dbbackup_<namespace>_<name>` made of lower-case letters,
+ * digits and underscores (cut to fit 63 characters), then a hash of the exact namespace and name, so two
+ * DatabaseBackups of one server never share a slot (`a-b/c` and `a/b-c` read alike once cleaned).
+ */
+export function archiveSlotName(owner: { namespace: string; name: string }): string {
+  const clean = `dbbackup_${owner.namespace}_${owner.name}`.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 50);
+  return `${clean}_${createHash('sha256').update(`${owner.namespace}/${owner.name}`).digest('hex').slice(0, 12)}`;
+}
+
+/** Pure: the segments missing between the newest stored one and where streaming starts, or undefined when none is. */
+export function gapBetween(newestStored: string | undefined, startSegment: string, segmentSize: number): { from: string; to: string } | undefined {
+  if (newestStored === undefined) return undefined;
+  const stored = parseSegmentName(newestStored, segmentSize);
+  const start = parseSegmentName(startSegment, segmentSize);
+  if (!stored || !start || start.segno <= stored.segno + 1n) return undefined;
+  return { from: segmentName(start.tli, stored.segno + 1n, segmentSize), to: segmentName(start.tli, start.segno - 1n, segmentSize) };
+}
+
+/** Pure: which spool files are finished WAL (segments, history files) in the order they are stored, and the one partial. */
+export function spoolFiles(names: readonly string[]): { finished: string[]; partial?: string } {
+  const finished = names.filter((n) => SEGMENT_NAME.test(n) || HISTORY_NAME.test(n)).sort((a, b) => (HISTORY_NAME.test(a) === HISTORY_NAME.test(b) ? (a < b ? -1 : 1) : HISTORY_NAME.test(a) ? -1 : 1));
+  const partials = names.filter((n) => n.endsWith('.partial') && SEGMENT_NAME.test(n.slice(0, -'.partial'.length))).sort();
+  return { finished, ...(partials.length > 0 ? { partial: partials.at(-1)! } : {}) };
+}
+
+interface State {
+  slot: string;
+  timeline?: number;
+  receiving: boolean;
+  lastArchived?: string;
+  lastArchivedAt?: string;
+  lastPartial?: string;
+  lastPartialAt?: string;
+  segmentsArchived: number;
+  gaps: WalGap[];
+  conflicts: { location: string; key: string }[];
+  failing?: { location: string; code: string; message: string }[];
+}
+
+/** The WAL archiving service of one PostgreSQL server. */
+export function walArchiver(server: WalServer, store: WalStore, settings: ArchiverSettings, spoolRoot: string, log: Logger): ServiceSpec {
+  const state: State = { slot: settings.slot, receiving: false, segmentsArchived: 0, gaps: [], conflicts: [] };
+  return {
+    name: 'wal-archiver',
+    async run(signal, report) {
+      const publish = (): void => report({ ...state, gaps: [...state.gaps], conflicts: [...state.conflicts] });
+      const ident = await server.identify(signal);
+      const segmentSize = await server.segmentSize(signal);
+      state.timeline = ident.timeline;
+      let slot = await server.slot(settings.slot, signal);
+      if (slot?.walStatus === 'lost') {
+        log.error({ slot: settings.slot }, 'the archive slot was invalidated (max_slot_wal_keep_size): the WAL it held is gone; recreating it');
+        await server.dropSlot(settings.slot, signal);
+        slot = undefined;
+      }
+      if (!slot) {
+        await server.createSlot(settings.slot, signal);
+        slot = await server.slot(settings.slot, signal);
+        log.info({ slot: settings.slot }, 'created the WAL archive slot');
+      }
+      if (slot?.restartLsn === undefined) throw new BackupError('DB_QUERY_FAILED', `replication slot "${settings.slot}" reserves no WAL`);
+      const start = segmentName(ident.timeline, segmentOf(slot.restartLsn, segmentSize), segmentSize);
+      const newest = await store.newest(signal);
+      const gap = gapBetween(newest, start, segmentSize);
+      if (gap && !state.gaps.some((g) => g.from === gap.from && g.to === gap.to)) {
+        state.gaps.push({ ...gap, detectedAt: new Date().toISOString(), reason: 'the slot lies past the newest stored segment (it was lost or recreated)' });
+        log.error({ ...gap }, 'WAL gap: these segments are in no location and no longer on the server; point-in-time recovery cannot cross them');
+      }
+      // pg_receivewal resumes at the start of the newest .partial in its directory: a zero-filled one (its full size) names the slot's segment.
+      const dir = join(spoolRoot, 'wal');
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const seed = await open(join(dir, `${start}.partial`), 'w', 0o600);
+      await seed.truncate(segmentSize);
+      await seed.close();
+
+      const stop = new AbortController();
+      const onAbort = (): void => stop.abort(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      state.receiving = true;
+      publish();
+      const receiving = server.receive(dir, stop.signal, (line) => log.debug({ line }, 'pg_receivewal'));
+      let receiveError: unknown;
+      receiving.catch((err: unknown) => {
+        receiveError = err;
+        stop.abort(err);
+      });
+      let partialAt = 0;
+      let partialSize = -1;
+      let partialMtime = 0;
+      try {
+        while (!stop.signal.aborted) {
+          await delay(settings.pollMs ?? 1000, undefined, { signal: stop.signal }).catch(() => undefined);
+          const due = Date.now() - partialAt >= settings.partialIntervalMs;
+          await storeFinished(dir, segmentSize);
+          if (due && !stop.signal.aborted) {
+            partialAt = Date.now();
+            await storePartial(dir);
+          }
+          publish();
+        }
+        // Stopping: what is finished is stored, and the segment in progress one last time.
+        await storeFinished(dir, segmentSize);
+        await storePartial(dir);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        stop.abort();
+        await receiving.catch(() => undefined);
+        state.receiving = false;
+        publish();
+      }
+      if (receiveError !== undefined && !signal.aborted) throw toBackupError(receiveError, 'DUMP_FAILED');
+
+      async function storeFinished(spool: string, size: number): Promise<void> {
+        for (const name of spoolFiles(await readdir(spool)).finished) {
+          const r = await store.store(join(spool, name), name, { partial: false });
+          state.conflicts.push(...r.conflicts.filter((c) => !state.conflicts.some((k) => k.key === c.key)));
+          if (r.failed.length > 0 || r.conflicts.length > 0) {
+            state.failing = r.failed;
+            log.warn({ wal: name, failed: r.failed, conflicts: r.conflicts }, 'a WAL file is not in every location yet: kept here, the slot not advanced; trying again');
+            return; // in order: nothing after it is stored before it
+          }
+          delete state.failing;
+          await unlink(join(spool, name));
+          const seg = parseSegmentName(name, size);
+          if (seg) {
+            await server.advance(settings.slot, segmentEnd(seg.segno, size));
+            state.lastArchived = name;
+            state.lastArchivedAt = new Date().toISOString();
+            state.segmentsArchived++;
+          }
+        }
+      }
+
+      async function storePartial(spool: string): Promise<void> {
+        const partial = spoolFiles(await readdir(spool)).partial;
+        if (!partial) return;
+        const st = await stat(join(spool, partial)).catch(() => undefined);
+        if (!st || (st.size === partialSize && st.mtimeMs === partialMtime)) return;
+        const wal = partial.slice(0, -'.partial'.length);
+        const r = await store.store(join(spool, partial), wal, { partial: true }).catch((err: unknown) => {
+          log.warn({ wal, err: toBackupError(err, 'STORAGE_FAILED') }, 'the partial segment could not be stored; trying again');
+          return undefined;
+        });
+        if (r && r.failed.length === 0) {
+          partialSize = st.size;
+          partialMtime = st.mtimeMs;
+          state.lastPartial = wal;
+          state.lastPartialAt = new Date().toISOString();
+        }
+      }
+    },
+  };
+}
