@@ -46,6 +46,8 @@ const table = {
   BACKUP_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUP_BEFORE_TIME: { exit: EXIT.NOT_FOUND, retryable: false },
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
+  /** A point-in-time recovery to an instant the WAL archive does not reach (after its last stored WAL, or past a gap). */
+  OUTSIDE_RECOVERY_WINDOW: { exit: EXIT.NOT_FOUND, retryable: false },
   // A location could not be listed or a manifest read: the backup asked for may be there (restore refuses to guess).
   LISTING_INCOMPLETE: { exit: EXIT.PARTIAL, retryable: true },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },

@@ -84,7 +84,9 @@ export function renderRestore(r: RestoreResult): string {
 function renderDataDirectory(r: RestoreResult, d: DataDirectoryReport): string {
   const lines = [
     `restored base backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into data directory ${d.dataDir} from ${r.location}: ${d.files} files, ${humanBytes(d.bytes)}${d.verified === 'pg_verifybackup' ? ', verified by pg_verifybackup' : ''}`,
-    `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it recovers to the end of the backup with the WAL the backup holds`,
+    d.recovery && r.walArchive
+      ? `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it fetches WAL from the archive (through segment ${r.walArchive.lastWal}, stored ${r.walArchive.until.toISOString()}), recovers to ${d.recovery.targetTime ?? "the archive's end"} and promotes`
+      : `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it recovers to the end of the backup with the WAL the backup holds`,
   ];
   for (const n of d.notes) lines.push(`  note: ${n}`);
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);

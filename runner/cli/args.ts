@@ -36,6 +36,7 @@ export type Command =
   | ({ name: 'rekey'; location?: string; id?: string; dryRun: boolean; identityFiles: string[] } & Common)
   | ({ name: 'import'; source: ImportSource; targetDatabase?: string; force: boolean; keep: boolean } & Common)
   | ({ name: 'status' } & Common)
+  | ({ name: 'wal-fetch'; wal: string; dest: string } & Common)
   | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
   | { name: 'version' };
@@ -76,6 +77,8 @@ Commands:
                               PATH is inside this DatabaseBackup's directory of LOCATION; --keep
                               stores it as a backup first and restores that backup
   status                      what the daemon is doing, its schedule and the last backup
+  wal-fetch WALFILE DEST      fetch one file of the WAL archive, checked (PostgreSQL's restore_command
+                              during a point-in-time recovery: written by restore --data-dir)
   serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
 
@@ -187,7 +190,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
   checkRestoreOnly(name, v);
-  const maxPositionals = name === 'verify' || name === 'rekey' || name === 'import' ? 1 : 0;
+  const maxPositionals = name === 'wal-fetch' ? 2 : name === 'verify' || name === 'rekey' || name === 'import' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
   return buildCommand(name, rest, v, commonOptions(v, env));
 }
@@ -302,6 +305,9 @@ function buildCommand(name: string, rest: string[], v: CommandValues, common: Co
       return restoreCommand(v, common);
     case 'import':
       return importCommand(rest, v, common);
+    case 'wal-fetch':
+      if (rest.length !== 2 || rest.some((r) => r === '')) throw usage('wal-fetch needs WALFILE and DEST (restore_command = \'backup-runner wal-fetch -c CONFIG %f %p\')');
+      return { name, ...common, wal: rest[0]!, dest: rest[1]! };
     default:
       throw usage(`unknown command "${name}"`);
   }

@@ -1,10 +1,13 @@
+import { resolve } from 'node:path';
 import { text } from 'node:stream/consumers';
+import { shellQuote } from '../engines/postgresql/physical/recovery.js';
 import { createRuntime } from '../build-runtime.js';
 import { parseIdentities, readIdentityFiles } from '../crypto/location.js';
 import { configDigest, loadConfig } from '../config/load.js';
 import { BackupError, EXIT, type ExitCode, toBackupError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { type Operation, perform } from '../ops/perform.js';
+import { walFetch } from '../ops/wal-fetch.js';
 import { closeRuntime, type Runtime } from '../runtime.js';
 import { runnerVersion } from '../version.js';
 import { type Command, parseCommand, USAGE } from './args.js';
@@ -13,7 +16,7 @@ import { progressReporter } from './progress.js';
 import { runRemote, showStatus } from './remote.js';
 import { toJson } from '../render.js';
 
-type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' }>;
+type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' } | { name: 'wal-fetch' }>;
 
 interface Io {
   out: (text: string) => void;
@@ -88,12 +91,23 @@ export interface MainIo {
   stdin?: () => Promise<string>;
 }
 
-const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'import', 'status', 'serve', 'version', 'help'];
+const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'import', 'status', 'serve', 'wal-fetch', 'version', 'help'];
 
 async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
   const config = await loadConfig(cmd.config);
   // The daemon's modules (HTTP server, metrics) load only for `serve`: the other commands start faster.
   if (cmd.name === 'serve') return (await import('./serve.js')).serve(config, io.logger, env, { configPath: cmd.config });
+  // PostgreSQL's restore_command: always here (the server's own process runs it), quiet on success.
+  if (cmd.name === 'wal-fetch') {
+    const rt = await createRuntime(config, io.logger, env);
+    try {
+      const r = await walFetch(rt, cmd.wal, cmd.dest, io.signal);
+      io.logger.info({ wal: r.wal, location: r.location, partial: r.partial, bytes: r.bytes }, 'WAL file fetched');
+      return EXIT.OK;
+    } finally {
+      await closeRuntime(rt);
+    }
+  }
   const socket = config.daemon.socket;
   // A data directory is this process's: its restore runs here (e.g. where the database's volume is mounted), never in the daemon.
   const here = cmd.local || (cmd.name === 'restore' && cmd.dataDir !== undefined);
@@ -104,7 +118,9 @@ async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'versio
     if (!viaDaemon) throw new BackupError('DAEMON_UNREACHABLE', `no daemon serves ${socket}: status is the daemon's; start it with "backup-runner serve"`);
     return showStatus(socket, cmd.output, io.out, client);
   }
-  const op = operationOf(cmd, 'identityFiles' in cmd ? await readIdentityArgs(cmd.identityFiles, io.stdin) : []);
+  const asked = operationOf(cmd, 'identityFiles' in cmd ? await readIdentityArgs(cmd.identityFiles, io.stdin) : []);
+  // A point-in-time recovery's server fetches WAL with this runner and this config ($BACKUP_RUNNER_COMMAND: how to run it there).
+  const op: Operation = asked.kind === 'restore' && asked.dataDir !== undefined ? { ...asked, walFetchCommand: `${shellQuote(env.BACKUP_RUNNER_COMMAND ?? 'backup-runner')} wal-fetch -c ${shellQuote(resolve(cmd.config))}` } : asked;
   if (viaDaemon) return runRemote(socket, op, cmd.output, io.out, io.logger, client);
   const rt = await createRuntime(config, io.logger, env);
   try {

@@ -9,6 +9,7 @@ import { internalFields, isReadOnly, type Operation, type Outcome, perform, type
 import { StatusReporter } from '../report/reporter.js';
 import { buildStatusPatch, storedIn, type ReportFacts } from '../report/status.js';
 import type { Runtime } from '../runtime.js';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWalStore } from '../ops/wal-store.js';
@@ -159,7 +160,7 @@ export class Daemon {
     const specs =
       this.rt.engine.services?.({
         walStore: createWalStore(this.rt, this.log.child({ component: 'wal-store' })),
-        spool: this.opts.spool ?? join(tmpdir(), `backup-runner-spool-${this.rt.config.namespace}-${this.rt.config.name}`),
+        spool: this.opts.spool ?? join(tmpdir(), `backup-runner-spool-${createHash('sha256').update(`${this.rt.config.namespace}/${this.rt.config.name}`).digest('hex').slice(0, 16)}`),
         logger: this.log,
         owner: { namespace: this.rt.config.namespace, name: this.rt.config.name },
       }) ?? [];

@@ -2,7 +2,7 @@
  * Runs the daemon's long-running services (engines' ServiceSpecs, e.g. WAL archiving) beside its scheduled
  * operations: each started at once, restarted with exponential backoff whenever it ends or fails, stopped
  * with the daemon. Its state (running, backing off, stopped; restarts; last error; what it reports of
- * itself) feeds /healthz, `status`, the metrics and the DatabaseBackup's status.
+ * itself) feeds `status` and the metrics.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { toBackupError } from '../errors.js';

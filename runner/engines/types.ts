@@ -134,6 +134,8 @@ export interface DataDirectoryOptions {
   owner?: Owner;
   backup: { id: string; consistentAt: string; engine: Record<string, unknown> };
   signal?: AbortSignal;
+  /** Recover past the base backup from the WAL archive: the command that fetches WAL, and the target (undefined: the archive's end). */
+  recovery?: { fetchCommand: string; targetTime?: Date };
 }
 
 export interface DataDirectoryReport {
@@ -144,6 +146,8 @@ export interface DataDirectoryReport {
   resumed: boolean;
   /** The directory held other data, removed (--force). */
   replaced: boolean;
+  /** The recovery settings written: the target instant (absent: the archive's end). */
+  recovery?: { targetTime?: string };
   /** `pg_verifybackup`: checked against the backup's own manifest; `skipped` with the reason in `notes`. */
   verified: 'pg_verifybackup' | 'skipped';
   notes: string[];
@@ -175,8 +179,11 @@ export interface WalStored {
 export interface WalStore {
   /** Stores the file at `path` as `wal` (a segment or history file name), or as the rolling copy of a segment still being written. */
   store(path: string, wal: string, opts: { partial: boolean; signal?: AbortSignal }): Promise<WalStored>;
-  /** The newest complete segment (by name) any location holds, or undefined when none holds one. */
-  newest(signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * The newest complete segment every location holds (each location's newest name `accept` takes, the oldest of
+   * those), or undefined when a location holds none.
+   */
+  newest(accept: (name: string) => boolean, signal?: AbortSignal): Promise<string | undefined>;
 }
 
 /** What a daemon hands an engine's services. */

@@ -28,6 +28,8 @@ export type Operation =
       /** A physical base backup's data directory: always this process's (the CLI runs such a restore itself, never the daemon). */
       dataDir?: string;
       owner?: Owner;
+      /** With dataDir: the shell command (before `%f %p`) that fetches WAL, written as the recovery's restore_command. */
+      walFetchCommand?: string;
     }
   | { kind: 'verify'; id?: string; identities?: readonly string[] }
   | { kind: 'retention'; dryRun: boolean }

@@ -13,6 +13,7 @@ import { keyIn } from '../storage/layout.js';
 import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
+import { type ArchiveReach, archiveContents, reachFrom } from './wal-window.js';
 import { checkTree, serverReach, sourceObjects } from './server-backup.js';
 import { type ObjectCheck, checkObject, objectKeys, readPlain } from './verify.js';
 
@@ -42,6 +43,8 @@ export interface RestoreRequest {
   dataDir?: string;
   /** With dataDir, run as root: who owns what is written (default: the directory's owner). */
   owner?: Owner;
+  /** With dataDir: the shell command (before `%f %p`) PostgreSQL runs to fetch WAL during a point-in-time recovery. */
+  walFetchCommand?: string;
 }
 
 /** What happened to one stream of a backup of several. */
@@ -80,6 +83,8 @@ export interface RestoreResult {
   conflicts?: string[];
   /** A physical base backup laid into a data directory. */
   dataDirectory?: DataDirectoryReport;
+  /** How far the WAL archive reaches past that base backup (the recovery replays up to the target within it). */
+  walArchive?: ArchiveReach;
 }
 
 function describeSelector(sel: Selector): string {
@@ -204,13 +209,15 @@ function chooseOfKind(rt: Runtime, listing: Listing, req: RestoreRequest): { bac
 async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const restore = rt.engine.restoreDataDirectory?.bind(rt.engine);
   if (!restore) throw new BackupError('USAGE', `the ${rt.engine.name} engine has no physical backups: --data-dir does not apply`);
-  const options = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({
+  const baseOptions = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({
     dataDir,
     force: req.force,
     ...(req.owner ? { owner: req.owner } : {}),
     backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } },
     ...(signal ? { signal } : {}),
   });
+  const { recovery, reach, notes } = await recoveryFor(rt, req, backup);
+  const options = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({ ...baseOptions(m, signal), ...(recovery ? { recovery } : {}) });
   await rt.engine.checkDataDirectory?.(options(backup.manifest, req.signal));
   const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
   const m = copy.manifest;
@@ -220,7 +227,31 @@ async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string,
     throw new BackupError(e.code, e.message, { cause: e, details: { ...e.details, backupId: backup.id, location: loc.name }, retryable: e.retryable });
   });
   rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, dataDir, location: loc.name, files: report.files, bytes: report.bytes, resumed: report.resumed }, 'restore finished');
-  return { backup, database: rt.engine.database, location: loc.name, skipped, unreadable, dataDirectory: report };
+  const dataDirectory = notes.length > 0 ? { ...report, notes: [...report.notes, ...notes] } : report;
+  return { backup, database: rt.engine.database, location: loc.name, skipped, unreadable, dataDirectory, ...(recovery && reach ? { walArchive: reach } : {}) };
+}
+
+/**
+ * Whether a data-directory restore recovers past its base backup, from the WAL archive: --to-time to that
+ * instant, refused (OUTSIDE_RECOVERY_WINDOW, before anything changes) when the archive does not reach it;
+ * --latest to the archive's end; --backup ID to the base backup's own end. Without WAL after the base backup
+ * the restore reaches its end, and says so.
+ */
+async function recoveryFor(rt: Runtime, req: RestoreRequest, backup: ListedBackup): Promise<{ recovery?: { fetchCommand: string; targetTime?: Date }; reach?: ArchiveReach; notes: string[] }> {
+  const sel = req.selector;
+  if (sel.kind === 'id') return { notes: [] };
+  const reach = reachFrom(backup.manifest.engine.position, await archiveContents(rt, req.signal));
+  const end = `restored to the end of backup ${backup.id} (consistent at ${backup.manifest.consistentAt})`;
+  if (!reach) return { notes: [`the WAL archive holds nothing from the end of backup ${backup.id} on: ${end}`] };
+  if (sel.kind === 'time' && sel.at > reach.until) {
+    throw new BackupError(
+      'OUTSIDE_RECOVERY_WINDOW',
+      `restore --to-time ${sel.at.toISOString()} refused: the WAL archive reaches only to ${reach.until.toISOString()} (segment ${reach.lastWal}${reach.partial ? ', the part of it stored then' : ''}${reach.gapAt ? `; segment ${reach.gapAt} is in no location: a gap` : ''}); nothing was changed`,
+      { details: { backupId: backup.id, until: reach.until.toISOString(), lastWal: reach.lastWal, ...(reach.gapAt ? { gapAt: reach.gapAt } : {}) } },
+    );
+  }
+  if (!req.walFetchCommand) return { reach, notes: [`no command to fetch WAL was given: ${end}`] };
+  return { reach, recovery: { fetchCommand: req.walFetchCommand, ...(sel.kind === 'time' ? { targetTime: sel.at } : {}) }, notes: [] };
 }
 
 /** The first failure of a data-directory restore, saying what the directory holds (the engine's record of it) when it does not already. */

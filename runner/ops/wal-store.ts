@@ -4,7 +4,8 @@
  *
  * Invariants:
  * - A complete file is never overwritten: a location that already holds the same name (the same bytes)
- *   counts as stored; one that holds another object for the same WAL file is a conflict, reported and left.
+ *   counts as stored; another object for the same WAL file is a conflict, reported and left, and this one is
+ *   stored beside it under its own name (a planted object never stops the archive).
  * - A partial (the rolling copy of a segment still being written) replaces the older partials of its segment
  *   only once it is stored; a complete segment, once stored, removes its partials.
  */
@@ -33,7 +34,11 @@ async function heldFor(loc: Location, wal: string, signal?: AbortSignal): Promis
 
 async function storeIn(loc: Location, body: Buffer, name: string, opts: { partial: boolean; signal?: AbortSignal }, held: { key: string; partial: boolean; sha256: string }[]): Promise<'stored' | 'held'> {
   const key = `${walPrefix(loc.scope)}${name}${loc.crypto ? '.age' : ''}`;
-  if (held.some((h) => h.key === key)) return 'held';
+  if (held.some((h) => h.key === key)) {
+    // Held already: what it supersedes goes all the same (partials an earlier run left beside a finished segment).
+    if (!opts.partial) for (const h of held) if (h.partial) await loc.storage.delete(h.key).catch(() => undefined);
+    return 'held';
+  }
   const input = loc.crypto ? Readable.from([body]).pipe(new AgeEncrypt(loc.crypto.to)) : body;
   await loc.storage.put(key, input, { ...(opts.signal ? { signal: opts.signal } : {}) });
   // What this object supersedes: older partials of the same segment (a complete one supersedes them all).
@@ -59,8 +64,7 @@ export function createWalStore(rt: Runtime, logger: Logger): WalStore {
             const other = opts.partial ? [] : held.filter((h) => !h.partial && h.sha256 !== sha256);
             if (other.length > 0) {
               result.conflicts.push(...other.map((o) => ({ location: loc.name, key: o.key })));
-              logger.error({ location: loc.name, wal, keys: other.map((o) => o.key), sha256 }, 'the location holds another object for this WAL file: left as it is, never overwritten');
-              return;
+              logger.error({ location: loc.name, wal, keys: other.map((o) => o.key), sha256 }, 'the location holds another object for this WAL file: left as it is, never overwritten; this one is stored beside it');
             }
             await storeIn(loc, body, name, opts, held);
             result.stored.push(loc.name);
@@ -73,20 +77,24 @@ export function createWalStore(rt: Runtime, logger: Logger): WalStore {
       return result;
     },
 
-    async newest(signal): Promise<string | undefined> {
-      let newest: string | undefined;
+    async newest(accept, signal): Promise<string | undefined> {
+      let oldest: string | undefined;
       for (const loc of rt.locations) {
         const prefix = walPrefix(loc.scope);
+        let newest: string | undefined;
         try {
           for await (const o of loc.storage.list(prefix, { ...(signal ? { signal } : {}) })) {
             const f = parseWalFile(o.key.slice(prefix.length));
-            if (f && !f.partial && /^[0-9A-F]{24}$/.test(f.wal) && (newest === undefined || f.wal > newest)) newest = f.wal;
+            if (f && !f.partial && accept(f.wal) && (newest === undefined || f.wal > newest)) newest = f.wal;
           }
         } catch (err) {
           logger.warn({ location: loc.name, err: toBackupError(err, 'STORAGE_FAILED') }, 'the WAL archive of this location could not be listed');
+          continue;
         }
+        if (newest === undefined) return undefined;
+        if (oldest === undefined || newest < oldest) oldest = newest;
       }
-      return newest;
+      return oldest;
     },
   };
 }

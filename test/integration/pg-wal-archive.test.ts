@@ -172,7 +172,7 @@ describe('continuous WAL archiving', () => {
     }
   }, 90_000);
 
-  it('never overwrites a location that holds other bytes for a segment: an alarm, the slot held back', async () => {
+  it('never overwrites a location that holds other bytes for a segment: an alarm, and the segment stored beside it', async () => {
     await pg.psql("INSERT INTO marks (tag) VALUES ('before the conflict')", 'shop');
     const next = await pg.psql('SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
     await mkdir(fsWal(), { recursive: true });
@@ -185,7 +185,8 @@ describe('continuous WAL archiving', () => {
       await eventually('the conflict is reported', () => Promise.resolve((archiver.facts()?.conflicts.length ?? 0) > 0), 30_000);
       expect(archiver.facts()!.conflicts[0]).toMatchObject({ location: 'fs' });
       expect(await readFile(join(fsWal(), planted), 'utf8')).toBe('not this segment');
-      expect(await pg.psql(`SELECT pg_walfile_name('${await slotRestart()}'::pg_lsn + 1) <= '${next}'`)).toBe('t');
+      await eventually('the segment stored beside it, and the slot past it', async () => (await pg.psql(`SELECT pg_walfile_name('${await slotRestart()}'::pg_lsn + 1) > '${next}'`)) === 't', 30_000);
+      expect((await fsObjects()).filter((n) => n.startsWith(`${next}-`) && !n.includes('.partial'))).toHaveLength(2);
     } finally {
       expect(await archiver.stop()).toBeUndefined();
       await rm(join(fsWal(), planted));

@@ -182,8 +182,10 @@ export class PostgresqlEngine implements Engine {
     const password = await this.secret();
     if (this.conn.mode === 'physical') {
       const plan = pgBasebackupPlan(this.conn, { password, tools: this.tools, base: this.env });
+      // Recorded with the backup: how its WAL is named and counted when the archive is read to recover past it.
+      const walSegmentSize = await this.walServer().segmentSize(opts.signal);
       this.log.debug({ command: plan.command, args: plan.args }, 'starting pg_basebackup');
-      return startBasebackup(plan, this.failure('pg_basebackup', this.conn.database, 'DUMP_FAILED', password), opts.signal);
+      return startBasebackup(plan, this.failure('pg_basebackup', this.conn.database, 'DUMP_FAILED', password), opts.signal, { walSegmentSize });
     }
     const session = this.options.exportSnapshot === false ? undefined : await this.trySnapshot(password, opts.signal);
     const plan = pgDumpPlan(this.conn, { password, snapshot: session?.snapshotId, tools: this.tools, base: this.env });
@@ -433,10 +435,9 @@ export class PostgresqlEngine implements Engine {
     await feedProcess(plan, input.pipe(sql), { classify: (code, stderr) => classifyFailure(stderr, code, this.failure('psql', database, 'RESTORE_FAILED', password)), signal });
   }
 
-  /** Physical, with WAL archiving on (the default): the WAL archiver (physical/archiver.ts). */
-  services(deps: ServiceDeps): ServiceSpec[] {
-    if (this.conn.mode !== 'physical' || this.conn.wal?.archive === false) return [];
-    const server = new PgWalServer({
+  /** The server side of WAL archiving (slot, position, pg_receivewal). */
+  private walServer(): PgWalServer {
+    return new PgWalServer({
       conn: this.conn,
       tools: () => this.tools,
       password: () => this.secret(),
@@ -444,6 +445,12 @@ export class PostgresqlEngine implements Engine {
       log: this.log,
       query: (sql, vars, signal) => this.query(sql, { vars, ...(signal ? { signal } : {}) }),
     });
+  }
+
+  /** Physical, with WAL archiving on (the default): the WAL archiver (physical/archiver.ts). */
+  services(deps: ServiceDeps): ServiceSpec[] {
+    if (this.conn.mode !== 'physical' || this.conn.wal?.archive === false) return [];
+    const server = this.walServer();
     const settings = { slot: this.conn.wal?.slot ?? archiveSlotName(deps.owner), partialIntervalMs: (this.conn.wal?.partialSeconds ?? 15) * 1000 };
     return [walArchiver(server, deps.walStore, settings, deps.spool, deps.logger.child({ service: 'wal-archiver', slot: settings.slot }))];
   }

@@ -72,6 +72,7 @@ interface State {
   lastPartialAt?: string;
   segmentsArchived: number;
   gaps: WalGap[];
+  /** The latest objects found beside ours under the same WAL file name (at most 100). */
   conflicts: { location: string; key: string }[];
   failing?: { location: string; code: string; message: string }[];
 }
@@ -79,6 +80,7 @@ interface State {
 /** The WAL archiving service of one PostgreSQL server. */
 export function walArchiver(server: WalServer, store: WalStore, settings: ArchiverSettings, spoolRoot: string, log: Logger): ServiceSpec {
   const state: State = { slot: settings.slot, receiving: false, segmentsArchived: 0, gaps: [], conflicts: [] };
+  const dir = join(spoolRoot, 'wal');
   return {
     name: 'wal-archiver',
     async run(signal, report) {
@@ -86,32 +88,68 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
       const ident = await server.identify(signal);
       const segmentSize = await server.segmentSize(signal);
       state.timeline = ident.timeline;
+      const ours = (name: string): boolean => parseSegmentName(name, segmentSize)?.tli === ident.timeline;
+
+      /** Stores the finished files of the spool in order; the slot goes past each once every location holds it. */
+      const storeFinished = async (): Promise<void> => {
+        for (const name of spoolFiles(await readdir(dir)).finished) {
+          const r = await store.store(join(dir, name), name, { partial: false, signal });
+          // Another object under the same segment is an alarm, not a stop: ours has its own key and overwrote nothing.
+          if (r.conflicts.length > 0) {
+            state.conflicts = [...state.conflicts.filter((c) => !r.conflicts.some((k) => k.key === c.key)), ...r.conflicts].slice(-100);
+            log.error({ wal: name, conflicts: r.conflicts }, 'a location holds another object for this WAL file: left as it is; this one is stored beside it');
+          }
+          if (r.failed.length > 0) {
+            state.failing = r.failed;
+            log.warn({ wal: name, failed: r.failed }, 'a WAL file is not in every location yet: kept here, the slot not advanced; trying again');
+            return; // in order: nothing after it is stored before it
+          }
+          delete state.failing;
+          await unlink(join(dir, name));
+          const seg = parseSegmentName(name, segmentSize);
+          if (seg) {
+            await advance(segmentEnd(seg.segno, segmentSize));
+            state.lastArchived = name;
+            state.lastArchivedAt = new Date().toISOString();
+            state.segmentsArchived++;
+          }
+        }
+      };
+      const advance = async (lsn: bigint): Promise<void> => {
+        const slot = await server.slot(settings.slot, signal);
+        if (slot?.walStatus === 'lost') throw new BackupError('DUMP_FAILED', `replication slot "${settings.slot}" was invalidated while archiving (max_slot_wal_keep_size)`);
+        if (slot?.restartLsn !== undefined && slot.restartLsn >= lsn) return;
+        await server.advance(settings.slot, lsn, signal);
+      };
+
+      // What an earlier run received and did not store yet is stored first: it may be the only copy left.
+      await mkdir(dir, { recursive: true, mode: 0o700 });
       let slot = await server.slot(settings.slot, signal);
       if (slot?.walStatus === 'lost') {
-        log.error({ slot: settings.slot }, 'the archive slot was invalidated (max_slot_wal_keep_size): the WAL it held is gone; recreating it');
+        log.error({ slot: settings.slot }, 'the archive slot was invalidated (max_slot_wal_keep_size): the WAL it held is gone from the server; recreating it');
         await server.dropSlot(settings.slot, signal);
         slot = undefined;
       }
       if (!slot) {
         await server.createSlot(settings.slot, signal);
-        slot = await server.slot(settings.slot, signal);
         log.info({ slot: settings.slot }, 'created the WAL archive slot');
       }
+      await storeFinished();
+      slot = await server.slot(settings.slot, signal);
       if (slot?.restartLsn === undefined) throw new BackupError('DB_QUERY_FAILED', `replication slot "${settings.slot}" reserves no WAL`);
       const start = segmentName(ident.timeline, segmentOf(slot.restartLsn, segmentSize), segmentSize);
-      const newest = await store.newest(signal);
-      const gap = gapBetween(newest, start, segmentSize);
+      const gap = gapBetween(await store.newest(ours, signal), start, segmentSize);
       if (gap && !state.gaps.some((g) => g.from === gap.from && g.to === gap.to)) {
-        state.gaps.push({ ...gap, detectedAt: new Date().toISOString(), reason: 'the slot lies past the newest stored segment (it was lost or recreated)' });
+        state.gaps.push({ ...gap, detectedAt: new Date().toISOString(), reason: 'the slot lies past the newest segment every location holds (it was lost or recreated)' });
         log.error({ ...gap }, 'WAL gap: these segments are in no location and no longer on the server; point-in-time recovery cannot cross them');
       }
       // pg_receivewal resumes at the start of the newest .partial in its directory: a zero-filled one (its full size) names the slot's segment.
-      const dir = join(spoolRoot, 'wal');
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      const seed = await open(join(dir, `${start}.partial`), 'w', 0o600);
+      for (const f of await readdir(dir)) await rm(join(dir, f), { recursive: true, force: true });
+      const seedPath = join(dir, `${start}.partial`);
+      const seed = await open(seedPath, 'w', 0o600);
       await seed.truncate(segmentSize);
       await seed.close();
+      const seeded = await stat(seedPath);
 
       const stop = new AbortController();
       const onAbort = (): void => stop.abort(signal.reason);
@@ -124,60 +162,17 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
         receiveError = err;
         stop.abort(err);
       });
+      // The seed itself is never stored: only what pg_receivewal wrote.
+      let partialSize = seeded.size;
+      let partialMtime = seeded.mtimeMs;
       let partialAt = 0;
-      let partialSize = -1;
-      let partialMtime = 0;
-      try {
-        while (!stop.signal.aborted) {
-          await delay(settings.pollMs ?? 1000, undefined, { signal: stop.signal }).catch(() => undefined);
-          const due = Date.now() - partialAt >= settings.partialIntervalMs;
-          await storeFinished(dir, segmentSize);
-          if (due && !stop.signal.aborted) {
-            partialAt = Date.now();
-            await storePartial(dir);
-          }
-          publish();
-        }
-        // Stopping: what is finished is stored, and the segment in progress one last time.
-        await storeFinished(dir, segmentSize);
-        await storePartial(dir);
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-        stop.abort();
-        await receiving.catch(() => undefined);
-        state.receiving = false;
-        publish();
-      }
-      if (receiveError !== undefined && !signal.aborted) throw toBackupError(receiveError, 'DUMP_FAILED');
-
-      async function storeFinished(spool: string, size: number): Promise<void> {
-        for (const name of spoolFiles(await readdir(spool)).finished) {
-          const r = await store.store(join(spool, name), name, { partial: false });
-          state.conflicts.push(...r.conflicts.filter((c) => !state.conflicts.some((k) => k.key === c.key)));
-          if (r.failed.length > 0 || r.conflicts.length > 0) {
-            state.failing = r.failed;
-            log.warn({ wal: name, failed: r.failed, conflicts: r.conflicts }, 'a WAL file is not in every location yet: kept here, the slot not advanced; trying again');
-            return; // in order: nothing after it is stored before it
-          }
-          delete state.failing;
-          await unlink(join(spool, name));
-          const seg = parseSegmentName(name, size);
-          if (seg) {
-            await server.advance(settings.slot, segmentEnd(seg.segno, size));
-            state.lastArchived = name;
-            state.lastArchivedAt = new Date().toISOString();
-            state.segmentsArchived++;
-          }
-        }
-      }
-
-      async function storePartial(spool: string): Promise<void> {
-        const partial = spoolFiles(await readdir(spool)).partial;
+      const storePartial = async (): Promise<void> => {
+        const partial = spoolFiles(await readdir(dir)).partial;
         if (!partial) return;
-        const st = await stat(join(spool, partial)).catch(() => undefined);
+        const st = await stat(join(dir, partial)).catch(() => undefined);
         if (!st || (st.size === partialSize && st.mtimeMs === partialMtime)) return;
         const wal = partial.slice(0, -'.partial'.length);
-        const r = await store.store(join(spool, partial), wal, { partial: true }).catch((err: unknown) => {
+        const r = await store.store(join(dir, partial), wal, { partial: true }).catch((err: unknown) => {
           log.warn({ wal, err: toBackupError(err, 'STORAGE_FAILED') }, 'the partial segment could not be stored; trying again');
           return undefined;
         });
@@ -187,7 +182,29 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
           state.lastPartial = wal;
           state.lastPartialAt = new Date().toISOString();
         }
+      };
+      try {
+        while (!stop.signal.aborted) {
+          await delay(settings.pollMs ?? 1000, undefined, { signal: stop.signal }).catch(() => undefined);
+          // The partial first: a queue of finished segments (a slow location) never holds back the recovery point.
+          if (Date.now() - partialAt >= settings.partialIntervalMs && !stop.signal.aborted) {
+            partialAt = Date.now();
+            await storePartial();
+          }
+          await storeFinished();
+          publish();
+        }
+        // Stopping: what is finished is stored, and the segment in progress one last time.
+        await storeFinished();
+        await storePartial();
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        stop.abort();
+        await receiving.catch(() => undefined);
+        state.receiving = false;
+        publish();
       }
+      if (receiveError !== undefined && !signal.aborted) throw toBackupError(receiveError, 'DUMP_FAILED');
     },
   };
 }

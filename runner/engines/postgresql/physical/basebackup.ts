@@ -40,7 +40,7 @@ const MAX_STDERR = 256 * 1024;
  * exited: the WAL range (start and stop LSN, timeline, first segment) and the tar's size (`dataBytes`, what a
  * restore needs on disk). A tar that does not open with a readable backup_label fails the backup.
  */
-export function startBasebackup(plan: CommandPlan, fail: FailureContext, signal?: AbortSignal): DumpHandle {
+export function startBasebackup(plan: CommandPlan, fail: FailureContext, signal?: AbortSignal, server: { walSegmentSize?: number } = {}): DumpHandle {
   let stderr = '';
   const p = run(plan.command, plan.args, {
     env: plan.env,
@@ -74,7 +74,15 @@ export function startBasebackup(plan: CommandPlan, fail: FailureContext, signal?
     if (wal.startLsn !== label.startLsn || wal.timeline !== label.timeline) {
       throw new BackupError('FORMAT_MISMATCH', `pg_basebackup reported WAL from ${wal.startLsn} on timeline ${wal.timeline}, its backup_label says ${label.startLsn} on timeline ${label.timeline}`);
     }
-    return { startLsn: label.startLsn, stopLsn: wal.stopLsn, timeline: label.timeline, startWalFile: label.startWalFile, checkpointLsn: label.checkpointLsn, dataBytes: String(tap.bytes) };
+    return {
+      startLsn: label.startLsn,
+      stopLsn: wal.stopLsn,
+      timeline: label.timeline,
+      startWalFile: label.startWalFile,
+      checkpointLsn: label.checkpointLsn,
+      dataBytes: String(tap.bytes),
+      ...(server.walSegmentSize ? { walSegmentSize: String(server.walSegmentSize) } : {}),
+    };
   });
   position.catch(() => undefined);
   return { ...BASEBACKUP_FORMAT, magic: [...BASEBACKUP_FORMAT.magic], stream: tap, consistentAt, done, position };

@@ -48,7 +48,7 @@ const FILE_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /** Opens `path` without following a link and checks that the descriptor really is `path` (no link in a parent either). */
-async function openExactly(path: string, flags: number, mode?: number): Promise<FileHandle> {
+export async function openExactly(path: string, flags: number, mode?: number): Promise<FileHandle> {
   let fh: FileHandle;
   try {
     fh = await open(path, flags, mode);

@@ -19,6 +19,7 @@ import { capture, minimalEnv } from '../../../util/process.js';
 import { RESTORE_STATE_FILE, RESTORE_STATE_TMP } from './entries.js';
 import type { DataDirectoryOptions, DataDirectoryReport, Owner } from '../../types.js';
 import { extractTar, type Extracted } from './extract.js';
+import { writeRecovery } from './recovery.js';
 
 export interface DataDirectoryTools {
   /** pg_verifybackup to check the result with (its pg_waldump beside it, when installed, checks the WAL too). */
@@ -278,8 +279,18 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: 'unverified', backupId: opts.backup.id, note } } });
   });
   if (check.note) notes.push(check.note);
+  if (opts.recovery) await writeRecovery(dir, { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) }, owner);
   await rm(join(dir, RESTORE_STATE_FILE), { force: true });
   if (resume) notes.push(`resumed a restore of the same backup that had stopped (${extracted.skipped} file${extracted.skipped === 1 ? '' : 's'} already there byte for byte kept)`);
   if (owner) notes.push(`owned by uid ${owner.uid}, gid ${owner.gid}`);
-  return { dataDir: dir, files: extracted.files, bytes: extracted.bytes, resumed: resume !== undefined, replaced, verified: check.verified, notes };
+  return {
+    dataDir: dir,
+    files: extracted.files,
+    bytes: extracted.bytes,
+    resumed: resume !== undefined,
+    replaced,
+    verified: check.verified,
+    notes,
+    ...(opts.recovery ? { recovery: opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime.toISOString() } : {} } : {}),
+  };
 }

@@ -1,0 +1,127 @@
+/**
+ * `backup-runner wal-fetch WALFILE DEST`: PostgreSQL's restore_command during a point-in-time recovery. Finds
+ * the WAL file in the archive (locations in config order), checks it (the sha256 its name carries, after
+ * decryption and decompression), and writes it to DEST (a temp file renamed into place). A segment that only
+ * a partial holds is given as the partial: pg_receivewal writes segments at their full size, zero-padded,
+ * so PostgreSQL reads it to its last whole record.
+ *
+ * Exit status (what PostgreSQL reads): 0 fetched; 1 not in the archive (or refused, said on stderr, which the
+ * server logs): recovery then ends there, and short of its target it fails rather than promoting.
+ */
+import { createHash } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+import { AgeDecrypt } from '../crypto/age.js';
+import { keysFor } from '../crypto/location.js';
+import { BackupError, toBackupError } from '../errors.js';
+import type { ManifestObject } from '../manifest.js';
+import { decompress, storedAlgorithm } from '../pipeline/compression.js';
+import type { Location, Runtime } from '../runtime.js';
+import { type WalFile, parseWalFile, walPrefix } from '../storage/layout.js';
+
+/** A name PostgreSQL may ask for: a segment or a timeline history file. */
+const WANTED = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
+
+/** The largest WAL object read (a segment is at most 1 GiB). */
+const MAX_WAL_BYTES = (1 << 30) + (1 << 20);
+
+export interface WalFetchResult {
+  wal: string;
+  location: string;
+  key: string;
+  partial: boolean;
+  bytes: number;
+}
+
+interface Candidate {
+  loc: Location;
+  key: string;
+  file: WalFile;
+  modifiedAt?: Date;
+}
+
+/** What one location holds for `wal`: its complete objects, and its partials (newest first). */
+async function candidates(loc: Location, wal: string, signal?: AbortSignal): Promise<{ complete: Candidate[]; partials: Candidate[] }> {
+  const prefix = walPrefix(loc.scope);
+  const complete: Candidate[] = [];
+  const partials: Candidate[] = [];
+  for await (const o of loc.storage.list(`${prefix}${wal}-`, { ...(signal ? { signal } : {}) })) {
+    const file = parseWalFile(o.key.slice(prefix.length));
+    if (!file || file.wal !== wal || o.size > MAX_WAL_BYTES) continue;
+    (file.partial ? partials : complete).push({ loc, key: o.key, file, ...(o.modifiedAt ? { modifiedAt: o.modifiedAt } : {}) });
+  }
+  partials.sort((a, b) => (b.modifiedAt?.getTime() ?? 0) - (a.modifiedAt?.getTime() ?? 0));
+  return { complete, partials };
+}
+
+/** The plain bytes of a WAL object, checked against the digest in its name. */
+async function readWal(c: Candidate, signal?: AbortSignal): Promise<Buffer> {
+  const what = `${c.loc.name}: ${c.key}`;
+  const body = await c.loc.storage.get(c.key, { ...(signal ? { signal } : {}) });
+  let stream: Readable = body;
+  if (c.file.encrypted) {
+    if (!c.loc.crypto) throw new BackupError('NO_MATCHING_IDENTITY', `${what} is encrypted and the location has no encryption configured`);
+    const keys = await keysFor(c.loc.crypto, [], { encryption: c.loc.crypto.encryption } as ManifestObject);
+    if (keys.identities.length === 0 && (keys.passphrases ?? []).length === 0) throw new BackupError('NO_MATCHING_IDENTITY', `${what} is encrypted: set the location's encryption.age.identities to fetch WAL from it`);
+    const dec = new AgeDecrypt(keys, what);
+    pipeline(body, dec).catch((err: unknown) => dec.destroy(toBackupError(err, 'STORAGE_FAILED')));
+    stream = dec;
+  }
+  const stage = decompress(stream, storedAlgorithm(c.file.compression === '.zst' ? 'zstd' : c.file.compression === '.gz' ? 'gzip' : 'none', what), signal);
+  const [plain] = await Promise.all([buffer(stage.output), stage.done]);
+  const sha = createHash('sha256').update(plain).digest('hex');
+  if (sha !== c.file.sha256) throw new BackupError('INTEGRITY', `${what}: its bytes have sha256 ${sha}, its name says ${c.file.sha256}: not used`);
+  return plain;
+}
+
+/**
+ * Fetches `wal` into `dest`. A location holding two different complete objects for it is not believed (an
+ * alarm: the next location is tried); a complete object is preferred to a partial in any location.
+ */
+export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
+  if (!WANTED.test(wal)) throw new BackupError('USAGE', `wal-fetch: "${wal}" is not a WAL segment or history file name`);
+  const problems: string[] = [];
+  const partials: Candidate[] = [];
+  for (const loc of rt.locations) {
+    try {
+      const found = await candidates(loc, wal, signal);
+      partials.push(...found.partials);
+      if (new Set(found.complete.map((c) => c.file.sha256)).size > 1) {
+        problems.push(`${loc.name} holds ${found.complete.length} different objects for ${wal}: not believed`);
+        continue;
+      }
+      if (found.complete[0]) return await write(found.complete[0], dest, signal);
+    } catch (err) {
+      problems.push(`${loc.name}: ${toBackupError(err, 'STORAGE_FAILED').message}`);
+    }
+  }
+  for (const p of partials) {
+    try {
+      return await write(p, dest, signal);
+    } catch (err) {
+      problems.push(`${p.loc.name}: ${toBackupError(err, 'STORAGE_FAILED').message}`);
+    }
+  }
+  throw new BackupError('BACKUP_NOT_FOUND', `${wal} is in no location${problems.length > 0 ? ` that could be used (${problems.join('; ')})` : ''}`, { details: { wal, problems } });
+}
+
+async function write(c: Candidate, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
+  const plain = await readWal(c, signal);
+  const tmp = join(dirname(dest), `.${c.file.wal}.fetching`);
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(plain);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, dest).catch(async (err: unknown) => {
+    await rm(tmp, { force: true });
+    throw err;
+  });
+  return { wal: c.file.wal, location: c.loc.name, key: c.key, partial: c.file.partial, bytes: plain.length };
+}
+
