@@ -38,6 +38,11 @@ describe('parseCommand', () => {
     expect(parseCommand(['restore', '--latest'])).not.toHaveProperty('dataDir');
   });
 
+  it('wal-fetch takes the WAL file and where to write it (PostgreSQL\'s %f %p)', () => {
+    expect(parseCommand(['wal-fetch', '-c', '/c.yaml', '000000010000000000000003', 'pg_wal/RECOVERYXLOG'])).toMatchObject({ name: 'wal-fetch', config: '/c.yaml', wal: '000000010000000000000003', dest: 'pg_wal/RECOVERYXLOG' });
+    expect(() => parseCommand(['wal-fetch', '000000010000000000000003'])).toThrowError(/wal-fetch needs WALFILE and DEST/);
+  });
+
   it.each([
     [['restore', '--latest', '--owner', '999'], '--owner applies only with --data-dir'],
     [['restore', '--latest', '--data-dir', '/d', '--owner', 'postgres'], 'is not UID or UID:GID'],

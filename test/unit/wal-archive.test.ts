@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { archiveSlotName, gapBetween, spoolFiles } from '../../runner/engines/postgresql/physical/archiver.js';
 import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segmentName, segmentOf } from '../../runner/engines/postgresql/physical/wal-names.js';
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
+import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
+import { reachFrom } from '../../runner/ops/wal-window.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -136,4 +138,61 @@ describe('Supervisor', () => {
     expect(sup.statuses()[0]!.state).toBe('stopped');
     expect(attempts).toBe(3);
   }, 20_000);
+});
+
+describe('recovery settings', () => {
+  it('append a restore_command quoted for postgresql.conf, the target, the latest timeline and promotion', () => {
+    const text = recoverySettings({ fetchCommand: `'/opt/my runner/backup-runner' wal-fetch -c /etc/backup-runner/config.yaml`, targetTime: new Date('2026-12-04T20:42:31.185Z'), backupId: '20261204T200000Z-ab12' });
+    expect(text.split('\n')).toEqual([
+      '',
+      '# Point-in-time recovery of backup 20261204T200000Z-ab12, written by backup-runner restore. Remove these lines once the server has promoted.',
+      `restore_command = '''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p'`,
+      "recovery_target_timeline = 'latest'",
+      "recovery_target_time = '2026-12-04 20:42:31.185+00'",
+      'recovery_target_inclusive = on',
+      "recovery_target_action = 'promote'",
+      '',
+    ]);
+    expect(recoverySettings({ fetchCommand: 'backup-runner wal-fetch -c /c.yaml', backupId: 'x' })).not.toMatch(/recovery_target_time =/);
+  });
+
+  it('quote shell words only where needed, so no path can break out of the command', () => {
+    expect(['/usr/bin/backup-runner', '/my dir/x', "it's", '$(rm -rf /)', 'a;b'].map(shellQuote)).toEqual(['/usr/bin/backup-runner', "'/my dir/x'", `'it'\\''s'`, "'$(rm -rf /)'", "'a;b'"]);
+    expect(pgTimestamp(new Date('2026-01-02T03:04:05.000Z'))).toBe('2026-01-02 03:04:05.000+00');
+  });
+});
+
+describe('reachFrom', () => {
+  const at = (s: number): Date => new Date(Date.UTC(2026, 11, 4, 20, 0, s));
+  const position = { stopLsn: '0/3000100', timeline: '1', walSegmentSize: String(MiB16) };
+  const held = (entries: [string, { complete?: Date; partial?: Date }][]) => new Map(entries);
+
+  it.each([
+    ['nothing archived', held([]), undefined],
+    ['the stop segment only as a partial', held([['000000010000000000000003', { partial: at(5) }]]), { lastWal: '000000010000000000000003', partial: true, until: at(5) }],
+    [
+      'an unbroken run ending in a partial',
+      held([
+        ['000000010000000000000003', { complete: at(1) }],
+        ['000000010000000000000004', { complete: at(2), partial: at(1) }],
+        ['000000010000000000000005', { partial: at(9) }],
+      ]),
+      { lastWal: '000000010000000000000005', partial: true, until: at(9) },
+    ],
+    [
+      'a gap: the run ends before it',
+      held([
+        ['000000010000000000000003', { complete: at(1) }],
+        ['000000010000000000000005', { complete: at(3) }],
+      ]),
+      { lastWal: '000000010000000000000003', partial: false, until: at(1), gapAt: '000000010000000000000004' },
+    ],
+    ['another timeline does not count', held([['000000020000000000000003', { complete: at(1) }]]), undefined],
+  ])('%s', (_what, contents, reach) => {
+    expect(reachFrom(position, contents)).toEqual(reach);
+  });
+
+  it('is undefined for a backup without a WAL position (a logical dump)', () => {
+    expect(reachFrom(undefined, held([['000000010000000000000003', { complete: at(1) }]]))).toBeUndefined();
+  });
 });
