@@ -215,6 +215,7 @@ const Time = (description: string) => Type.Optional(Type.String({ format: 'date-
 
 export const BACKUP_RESULTS = ['Running', 'Succeeded', 'PartiallySucceeded', 'Failed'] as const;
 export const LOCATION_STATES = ['Ready', 'Failing', 'Unknown'] as const;
+export const WAL_ARCHIVING_STATES = ['Streaming', 'Restarting', 'Stopped'] as const;
 
 export const ACCESS_SOURCES = ['StorageClass', 'DatabaseBackup', 'Ambient', 'Volume'] as const;
 
@@ -248,6 +249,20 @@ export const DatabaseBackupStatus = Type.Object(
     ),
     lastSuccessAt: Time('when the last backup that reached every location (or some: PartiallySucceeded) finished'),
     nextRunAt: Time('next scheduled start'),
+    recovery: Type.Optional(
+      Type.Object(
+        {
+          walArchiving: Type.Union(WAL_ARCHIVING_STATES.map((s) => Type.Literal(s)), { description: 'the WAL archiver: Streaming, Restarting (it failed and waits to start again, see message) or Stopped' }),
+          recoverableFrom: Time('the earliest instant a point-in-time recovery reaches: the oldest base backup'),
+          recoverableUntil: Time('the latest instant the archive reaches (when WAL was last stored in every location), to the minute'),
+          timeline: Type.Optional(Type.Integer({ minimum: 1 })),
+          lastSegment: Type.Optional(Type.String({ maxLength: 64, description: 'the last WAL segment stored in every location' })),
+          gaps: Type.Optional(Type.Integer({ minimum: 0, description: 'stretches of WAL found missing since the runner started (a recovery cannot cross them)' })),
+          message: Type.Optional(Type.String({ maxLength: 32768 })),
+        },
+        { additionalProperties: false, description: 'written by the runner of a physical PostgreSQL backup: continuous WAL archiving and the recoverable window' },
+      ),
+    ),
     locations: Type.Optional(
       Type.Array(
         Type.Object(

@@ -165,7 +165,10 @@ export class Daemon {
         owner: { namespace: this.rt.config.namespace, name: this.rt.config.name },
       }) ?? [];
     if (specs.length === 0) return;
-    this.supervisor = new Supervisor(specs, this.log, () => this.metrics.setServices(this.supervisor?.statuses() ?? []));
+    this.supervisor = new Supervisor(specs, this.log, () => {
+      this.metrics.setServices(this.supervisor?.statuses() ?? []);
+      this.publish();
+    });
     this.supervisor.start();
   }
 
@@ -215,6 +218,7 @@ export class Daemon {
   private publish(): void {
     const nextRunAt = this.scheduler?.nextRunAt();
     this.metrics.setNextRun(nextRunAt);
+    const archiver = this.supervisor?.statuses().find((s) => s.name === 'wal-archiver');
     const facts: ReportFacts = {
       startedAt: this.startedAt,
       locations: this.rt.locations.map((l) => l.name),
@@ -222,6 +226,7 @@ export class Daemon {
       ...(this.lastBackup ? { finished: this.lastBackup } : {}),
       ...(this.listing ? { listing: this.listing } : {}),
       ...(nextRunAt ? { nextRunAt } : {}),
+      ...(archiver ? { recovery: archiver } : {}),
     };
     this.metrics.setLocationStates(buildStatusPatch(facts).locations);
     this.reporter?.update(facts);

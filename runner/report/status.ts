@@ -4,7 +4,7 @@
  *
  * Invariants:
  * - The patch names only the fields the runner owns: lastBackup,
- *   lastSuccessAt, nextRunAt and locations. conditions and
+ *   lastSuccessAt, nextRunAt, locations and (with a WAL archiver) recovery. conditions and
  *   observedGeneration belong to the controller and are never named, so a
  *   JSON merge patch leaves them as they are.
  * - null removes a field (merge patch): finishedAt while a backup runs,
@@ -30,6 +30,14 @@ export interface RunnerStatusPatch {
   lastSuccessAt?: string;
   nextRunAt: string | null;
   locations: LocationStatus[];
+  recovery?: NonNullable<DatabaseBackupStatus['recovery']>;
+}
+
+/** The WAL archiver as the daemon's supervisor sees it (structurally a ServiceStatus). */
+export interface RecoveryFact {
+  state: 'running' | 'backoff' | 'stopped';
+  lastError?: { code: string; message: string };
+  facts: Record<string, unknown>;
 }
 
 /** A problem as the runner's typed errors carry it. */
@@ -77,6 +85,8 @@ export interface ReportFacts {
   finished?: FinishedFact;
   /** The last listing; undefined before the first one completed. */
   listing?: ListingFact;
+  /** The WAL archiver, when the engine runs one. */
+  recovery?: RecoveryFact;
   /** Next scheduled start; undefined when nothing is scheduled. */
   nextRunAt?: Date;
 }
@@ -212,5 +222,30 @@ export function buildStatusPatch(facts: ReportFacts, observed?: LastBackupStatus
     ...(lastSuccessAt ? { lastSuccessAt } : {}),
     nextRunAt: facts.nextRunAt ? facts.nextRunAt.toISOString() : null,
     locations: facts.locations.map((name) => locationStatus(facts, name)),
+    ...(facts.recovery ? { recovery: recoveryStatus(facts.recovery, facts.listing) } : {}),
+  };
+}
+
+const toMinute = (iso: string): string => `${iso.slice(0, 16)}:00Z`;
+
+/**
+ * The recoverable window: from the oldest base backup to when WAL was last stored in every location (a
+ * finished segment or the partial of the one being written), to the minute so the status is not rewritten
+ * at every partial (the metric has the second).
+ */
+function recoveryStatus(r: RecoveryFact, listing: ListingFact | undefined): NonNullable<RunnerStatusPatch['recovery']> {
+  const f = r.facts;
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  const until = latest([str(f.lastArchivedAt), str(f.lastPartialAt)]);
+  const from = listing?.backups.map((b) => b.manifest.consistentAt).sort()[0];
+  const gaps = Array.isArray(f.gaps) ? f.gaps.length : 0;
+  return {
+    walArchiving: r.state === 'running' ? 'Streaming' : r.state === 'backoff' ? 'Restarting' : 'Stopped',
+    ...(from ? { recoverableFrom: from } : {}),
+    ...(until && from ? { recoverableUntil: toMinute(until) } : {}),
+    ...(typeof f.timeline === 'number' ? { timeline: f.timeline } : {}),
+    ...(str(f.lastArchived) ? { lastSegment: str(f.lastArchived)! } : {}),
+    gaps,
+    ...(r.state === 'backoff' && r.lastError ? { message: `${r.lastError.code}: ${r.lastError.message}`.slice(0, 32768) } : {}),
   };
 }

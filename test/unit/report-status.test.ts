@@ -215,6 +215,23 @@ describe('buildStatusPatch', () => {
     expect(Value.Check(DatabaseBackupStatus, { ...running, nextRunAt: undefined, lastBackup })).toBe(true);
   });
 
+  it('with a WAL archiver: the recoverable window from the oldest base backup to the last stored WAL (to the minute), valid as a status', () => {
+    const archiving = { lastArchived: '000000010000000000000007', lastArchivedAt: '2026-11-21T02:59:40.000Z', lastPartialAt: '2026-11-21T03:00:52.500Z', timeline: 1, gaps: [{ from: 'a', to: 'b' }] };
+    const patch = buildStatusPatch(facts({ listing: twoBackups, recovery: { state: 'running', facts: archiving }, nextRunAt: at('2026-11-22T02:00:00Z') }));
+    expect(patch.recovery).toEqual({
+      walArchiving: 'Streaming',
+      recoverableFrom: '2026-11-20T03:01:00.000Z',
+      recoverableUntil: '2026-11-21T03:00:00Z',
+      timeline: 1,
+      lastSegment: '000000010000000000000007',
+      gaps: 1,
+    });
+    expect(Value.Check(DatabaseBackupStatus, patch)).toBe(true);
+    const restarting = buildStatusPatch(facts({ recovery: { state: 'backoff', lastError: err('DB_UNREACHABLE', 'connection refused'), facts: {} } }));
+    expect(restarting.recovery).toEqual({ walArchiving: 'Restarting', gaps: 0, message: 'DB_UNREACHABLE: connection refused' });
+    expect(buildStatusPatch(facts({ listing: twoBackups }))).not.toHaveProperty('recovery');
+  });
+
   it('clips long messages to the limit', () => {
     const long = facts({ listing: { backups: [], problems: [{ location: 'fs', error: err('STORAGE_FAILED', 'x'.repeat(5000)) }] } });
     const message = buildStatusPatch(long).locations[0]!.message!;
