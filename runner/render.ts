@@ -194,10 +194,18 @@ export function renderRetention(r: RetentionResult): string {
     for (const k of l.plan.keep) rows.push(['keep', k.id, k.time.toISOString(), k.reasons.join(', ')]);
     for (const x of l.plan.remove) rows.push([r.dryRun ? 'would remove' : l.failed.includes(x.id) ? 'FAILED' : 'removed', x.id, x.time.toISOString(), '']);
     out.push(table(rows).replace(/^/gm, '  '));
-    if (l.orphansRemoved > 0) out.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} leftover(s) of unfinished backups (data without a manifest, temp files)`);
-    if (l.multipart && !l.multipart.supported) out.push(`  ${l.multipart.note ?? 'incomplete multipart uploads cannot be listed here'}`);
-    else if (l.multipart && l.multipart.aborted > 0) out.push(`  ${r.dryRun ? 'would abort' : 'aborted'} ${l.multipart.aborted} incomplete multipart upload(s) older than the grace period`);
-    if (l.multipart && l.multipart.failed.length > 0) out.push(`  could not abort ${l.multipart.failed.length} incomplete multipart upload(s): ${errorText(l.multipart.failed[0]!.error)}`);
+    out.push(...sweptNotes(l, r.dryRun));
   }
   return out.join('\n');
+}
+
+/** What retention removed in a location beside backups: leftovers, multipart uploads, WAL. */
+function sweptNotes(l: RetentionResult['locations'][number], dryRun: boolean): string[] {
+  const out: string[] = [];
+  if (l.orphansRemoved > 0) out.push(`  ${dryRun ? 'would remove' : 'removed'} ${l.orphansRemoved} leftover(s) of unfinished backups (data without a manifest, temp files)`);
+  if (l.multipart && !l.multipart.supported) out.push(`  ${l.multipart.note ?? 'incomplete multipart uploads cannot be listed here'}`);
+  else if (l.multipart && l.multipart.aborted > 0) out.push(`  ${dryRun ? 'would abort' : 'aborted'} ${l.multipart.aborted} incomplete multipart upload(s) older than the grace period`);
+  if (l.multipart && l.multipart.failed.length > 0) out.push(`  could not abort ${l.multipart.failed.length} incomplete multipart upload(s): ${errorText(l.multipart.failed[0]!.error)}`);
+  if (l.walRemoved) out.push(`  ${dryRun ? 'would remove' : 'removed'} ${l.walRemoved} WAL archive object(s) no kept base backup needs`);
+  return out;
 }

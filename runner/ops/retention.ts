@@ -8,6 +8,8 @@ import { databasePrefix } from '../storage/layout.js';
 import type { BackupResult } from './backup.js';
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { listBackups, type Listing } from './list.js';
+import { retainWal, walStarts } from '../retention/wal.js';
+import type { Logger } from '../logger.js';
 
 export interface LocationRetention {
   location: string;
@@ -18,6 +20,8 @@ export interface LocationRetention {
   orphansRemoved: number;
   /** Incomplete multipart uploads (S3); absent for backends without them. */
   multipart?: MultipartSweep;
+  /** WAL archive objects no retained base backup needs, removed (dry-run: that would be); absent without a WAL archive. */
+  walRemoved?: number;
   error?: BackupError;
 }
 
@@ -64,7 +68,8 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
       const olderThan = new Date(now.getTime() - grace);
       const incomplete = opts.dryRun ? 0 : await loc.storage.sweepIncomplete(databasePrefix(loc.scope), olderThan, { signal: opts.signal });
       const multipart = await abortStaleUploads(loc, { olderThan, dryRun: opts.dryRun, logger: log, ...(opts.signal ? { signal: opts.signal } : {}) });
-      results.push({ location: loc.name, plan, failed: applied.failed, orphansRemoved: swept.removed.length + incomplete, ...(multipart ? { multipart } : {}) });
+      const wal = await walRetention(rt, listing, loc, plan, applied.failed, { dryRun: opts.dryRun, ...(opts.signal ? { signal: opts.signal } : {}), logger: log });
+      results.push({ location: loc.name, plan, failed: [...applied.failed, ...(wal?.failed ?? [])], orphansRemoved: swept.removed.length + incomplete, ...(multipart ? { multipart } : {}), ...(wal ? { walRemoved: wal.removed } : {}) });
     } catch (err) {
       const error = toBackupError(err, 'STORAGE_FAILED');
       log.error({ err: error }, 'retention failed in this location');
@@ -72,6 +77,19 @@ export async function runRetention(rt: Runtime, opts: { dryRun: boolean; only?: 
     }
   }
   return { dryRun: opts.dryRun, locations: results };
+}
+
+/**
+ * A physical configuration's WAL archive in one location: what the base backups it keeps (and those whose
+ * removal failed) no longer need. Nothing without a kept base backup that records where its WAL starts.
+ */
+async function walRetention(rt: Runtime, listing: Listing, loc: Location, plan: RetentionPlan, notRemoved: readonly string[], opts: { dryRun: boolean; signal?: AbortSignal; logger: Logger }) {
+  if (rt.config.engine.postgresql?.mode !== 'physical') return undefined;
+  const kept = new Set([...plan.keep.map((k) => k.id), ...notRemoved]);
+  const positions = listing.backups.filter((b) => kept.has(b.id)).flatMap((b) => b.copies.filter((c) => c.location === loc.name)).map((c) => c.manifest.engine.position);
+  const starts = positions.length > 0 ? walStarts(positions) : undefined;
+  if (!starts) return undefined;
+  return retainWal(loc, starts, opts);
 }
 
 /** After a backup: retention runs only in the locations that stored it, never after a failed backup. */

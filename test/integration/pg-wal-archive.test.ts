@@ -18,6 +18,9 @@ import { createLogger, silentLogger } from '../../runner/logger.js';
 import { decompress } from '../../runner/pipeline/compression.js';
 import { closeRuntime, type Runtime } from '../../runner/runtime.js';
 import { createWalStore } from '../../runner/ops/wal-store.js';
+import { runBackup } from '../../runner/ops/backup.js';
+import { listBackups } from '../../runner/ops/list.js';
+import { runRetention } from '../../runner/ops/retention.js';
 import { parseWalFile, walPrefix } from '../../runner/storage/layout.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
@@ -192,6 +195,34 @@ describe('continuous WAL archiving', () => {
       await rm(join(fsWal(), planted));
     }
   }, 90_000);
+
+  it('retention removes the base backups it does not keep and exactly the WAL no kept base backup needs', async () => {
+    const archiver = startArchiver();
+    try {
+      await eventually('the archiver streams', () => Promise.resolve(archiver.facts()?.receiving === true), 30_000);
+      const first = await runBackup(rt, { trigger: 'manual' });
+      expect(first.status).toBe('Succeeded');
+      for (const t of ['r1', 'r2']) await switchSegment(t);
+      const second = await runBackup(rt, { trigger: 'manual' });
+      expect(second.status).toBe('Succeeded');
+      const end = await switchSegment('r3');
+      await eventually('the WAL after the second backup archived', () => Promise.resolve((archiver.facts()?.lastArchived ?? '') >= end), 30_000);
+    } finally {
+      expect(await archiver.stop()).toBeUndefined();
+    }
+    const keepFrom = (await listBackups(rt)).backups.map((b) => b.manifest.engine.position?.startWalFile).sort().at(-1)!;
+    const before = (await fsObjects()).filter((n) => !n.includes('.history'));
+    expect(before.some((n) => n.slice(0, 24) < keepFrom)).toBe(true);
+    const r = await runRetention({ ...rt, config: { ...rt.config, retention: { ...rt.config.retention, keepLast: 1 } } }, { dryRun: false });
+    const fs = r.locations.find((l) => l.location === 'fs')!;
+    expect(fs.plan!.remove).toHaveLength(1);
+    expect(fs.walRemoved).toBe(before.filter((n) => n.slice(0, 24) < keepFrom).length);
+    for (const objects of [await fsObjects(), await s3Objects()]) {
+      const segments = objects.filter((n) => !n.includes('.history')).map((n) => n.slice(0, 24));
+      expect(segments.every((n) => n >= keepFrom), segments.join(' ')).toBe(true);
+      expect(segments).toContain(keepFrom);
+    }
+  }, 120_000);
 
   it('a lost slot is a gap: reported with the missing segments, never bridged', async () => {
     const newest = (await fsObjects()).filter((n) => !n.includes('.partial')).map((n) => n.slice(0, 24)).at(-1)!;

@@ -5,6 +5,7 @@ import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segme
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
 import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
 import { reachFrom } from '../../runner/ops/wal-window.js';
+import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -194,5 +195,40 @@ describe('reachFrom', () => {
 
   it('is undefined for a backup without a WAL position (a logical dump)', () => {
     expect(reachFrom(undefined, held([['000000010000000000000003', { complete: at(1) }]]))).toBeUndefined();
+  });
+});
+
+describe('obsoleteWal', () => {
+  const obj = (wal: string, partial = false): string => walFileName({ wal, sha256: SHA, partial, compression: '.zst', encrypted: false });
+  const names = [
+    obj('000000010000000000000003'),
+    obj('000000010000000000000004'),
+    obj('000000010000000000000004', true),
+    obj('000000010000000000000005'),
+    obj('000000010000000000000006', true),
+    obj('00000002.history'),
+    obj('000000020000000000000004'),
+    'not-a-wal-object',
+  ];
+
+  it('removes the segments (and partials) before the oldest kept base backup\'s start, on its timeline or an earlier one, never a history file', () => {
+    expect(obsoleteWal(names, [{ startWalFile: '000000010000000000000005', walSegmentSize: MiB16 }, { startWalFile: '000000010000000000000006', walSegmentSize: MiB16 }])).toEqual([
+      obj('000000010000000000000003'),
+      obj('000000010000000000000004'),
+      obj('000000010000000000000004', true),
+    ]);
+    expect(obsoleteWal(names, [{ startWalFile: '000000020000000000000005', walSegmentSize: MiB16 }])).toEqual([
+      obj('000000010000000000000003'),
+      obj('000000010000000000000004'),
+      obj('000000010000000000000004', true),
+      obj('000000020000000000000004'),
+    ]);
+  });
+
+  it('removes nothing without a start to go by', () => {
+    expect(obsoleteWal(names, [])).toBeUndefined();
+    expect(obsoleteWal(names, [{ startWalFile: 'garbage', walSegmentSize: MiB16 }])).toBeUndefined();
+    expect(walStarts([{ startWalFile: '000000010000000000000005' }, undefined])).toBeUndefined();
+    expect(walStarts([{ startWalFile: '000000010000000000000005', walSegmentSize: String(1 << 20) }])).toEqual([{ startWalFile: '000000010000000000000005', walSegmentSize: 1 << 20 }]);
   });
 });

@@ -1,0 +1,189 @@
+/**
+ * PostgreSQL physical backups and point-in-time recovery, against the raw tools, in one run on one machine
+ * (prints ratios, never asserts times):
+ *   1. a base backup to two locations (filesystem + S3) vs `pg_basebackup -D - -Ft -X fetch > /dev/null`;
+ *   2. pgbench's throughput with the WAL archiver streaming vs without it, and the WAL rate it kept up with;
+ *   3. the recovery point: a server killed (immediate stop) under a steady stream of commits, restored with
+ *      `restore --latest`: the seconds of committed work the restore lacks (default partial interval);
+ *   4. that restore (base backup + WAL through wal-fetch, server started until promoted) vs the same recovery
+ *      by hand from local files (zstd -d | tar -x, restore_command = cp).
+ *
+ *   BENCH_SCALE=20 BENCH_SECONDS=20 npx tsx bench/pitr.bench.ts   (after `npm run build`)
+ */
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { stringify } from 'yaml';
+import { createRuntime } from '../runner/build-runtime.js';
+import { loadConfig } from '../runner/config/load.js';
+import { silentLogger } from '../runner/logger.js';
+import { createWalStore } from '../runner/ops/wal-store.js';
+import { closeRuntime } from '../runner/runtime.js';
+import { serviceOwnedDir, startPostgres, startPostgresOn } from '../testenv/postgres.js';
+import { startS3 } from '../testenv/s3.js';
+import { fmt, median, timed } from './lib.js';
+
+const scale = Number(process.env.BENCH_SCALE ?? 20);
+const seconds = Number(process.env.BENCH_SECONDS ?? 20);
+const REPO = resolve(import.meta.dirname, '..');
+const wrapper = join(import.meta.dirname, 'rss-wrapper.mjs');
+
+function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return new Promise((res, rej) => {
+    const c = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.slice(-1500)}`))));
+  });
+}
+
+const asService = (args: string[]): string[] => (process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...args] : args);
+
+const pg = await startPostgres({ settings: { synchronous_commit: 'on' } });
+const s3 = await startS3();
+await s3.createBucket('backups');
+const work = await mkdtemp(join(tmpdir(), 'dbbc-bench-pitr-'));
+await chmod(work, 0o755);
+const env = { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'postgres' };
+const login = { user: pg.user, password: pg.password };
+try {
+  console.log(`pgbench -i -s ${scale} ...`);
+  await sh(join(pg.binDir, 'pgbench'), ['-i', '-q', '-s', String(scale)], env);
+  await pg.psql('CREATE TABLE rpo (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
+  const runnerCmd = join(work, 'backup-runner');
+  await writeFile(runnerCmd, `#!/bin/sh\nexec ${process.execPath} ${REPO}/dist/runner/cli/bin.js "$@"\n`, { mode: 0o755 });
+  const cfg = join(work, 'runner.yaml');
+  await writeFile(
+    cfg,
+    stringify({
+      namespace: 'bench',
+      name: 'pitr',
+      engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), mode: 'physical' } },
+      locations: [
+        { name: 's3', type: 's3', prefix: 'db', s3: s3.location('backups') },
+        { name: 'fs', type: 'filesystem', filesystem: { path: join(work, 'fs') } },
+      ],
+    }),
+    { mode: 0o644 },
+  );
+  const runner = (args: string[]) => timed(process.execPath, [wrapper, ...args, '-c', cfg, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn', BACKUP_RUNNER_COMMAND: runnerCmd } });
+
+  // 1. Base backup.
+  const raw: number[] = [];
+  const ours: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 2; i++) {
+    raw.push((await timed(join(pg.binDir, 'pg_basebackup'), ['-D', '-', '-Ft', '-X', 'fetch', '-w', '--checkpoint=fast'], { env, stdoutFile: '/dev/null' })).seconds);
+    const r = await runner(['backup']);
+    ours.push(r.seconds);
+    bytes = Number((JSON.parse(r.stdout) as { manifest: { engine: { position: { dataBytes: string } } } }).manifest.engine.position.dataBytes);
+  }
+  console.log(`base backup (${fmt(bytes / 1048576, 0)} MiB): pg_basebackup > /dev/null ${fmt(median(raw))} s, runner to 2 locations ${fmt(median(ours))} s: x${fmt(median(ours) / median(raw))} (target <= 1.15)`);
+
+  // 2. Archiving overhead under pgbench.
+  const rt = await createRuntime(await loadConfig(cfg), silentLogger(), process.env);
+  const startArchiver = () => {
+    const [svc] = rt.engine.services!({ walStore: createWalStore(rt, silentLogger()), spool: join(work, 'spool'), logger: silentLogger(), owner: { namespace: 'bench', name: 'pitr' } });
+    const ac = new AbortController();
+    let facts: Record<string, unknown> = {};
+    const ran = svc!.run(ac.signal, (f) => (facts = f)).catch((e: unknown) => e);
+    return { facts: () => facts, stop: async () => (ac.abort(), ran) };
+  };
+  const tps = async (): Promise<{ tps: number; walBytes: number }> => {
+    const lsn0 = await pg.psql('SELECT pg_current_wal_lsn()');
+    const out = await sh(join(pg.binDir, 'pgbench'), ['-c', '4', '-j', '2', '-T', String(seconds), '-n'], env);
+    const walBytes = Number(await pg.psql(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${lsn0}')`));
+    return { tps: Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0), walBytes };
+  };
+  const without: number[] = [];
+  const withA: number[] = [];
+  let walRate = 0;
+  let lagAtEnd = '';
+  for (let i = 0; i < 2; i++) {
+    without.push((await tps()).tps);
+    const a = startArchiver();
+    await delay(2000);
+    const w = await tps();
+    withA.push(w.tps);
+    walRate = w.walBytes / seconds;
+    await delay(3000);
+    const last = a.facts().lastArchived;
+    lagAtEnd = typeof last === 'string' ? last : 'nothing';
+    await a.stop();
+  }
+  const overhead = 1 - median(withA) / median(without);
+  console.log(`archiving under pgbench -c 4 -T ${seconds}: ${fmt(median(without), 0)} tps without, ${fmt(median(withA), 0)} tps with the archiver (overhead ${fmt(overhead * 100, 1)}%, target <= 10%); WAL rate ${fmt(walRate / 1048576, 1)} MiB/s, archived through ${lagAtEnd}`);
+
+  // 3. Recovery point: a steady stream of commits, the server killed, restored to the latest.
+  const archiver = startArchiver();
+  await delay(3000);
+  const writer = spawn(join(pg.binDir, 'pgbench'), ['-c', '2', '-T', '600', '-n', '-f', '-'], { env, stdio: ['pipe', 'ignore', 'ignore'] });
+  writer.stdin.end('INSERT INTO rpo DEFAULT VALUES;\n');
+  await delay(20_000 + Math.floor(Math.random() * 10_000));
+  await sh(asService([join(pg.binDir, 'pg_ctl')])[0]!, [...asService([join(pg.binDir, 'pg_ctl')]).slice(1), 'stop', '-D', pg.dataDir, '-m', 'immediate']);
+  writer.kill();
+  await delay(2000);
+  await archiver.stop();
+  await closeRuntime(rt);
+  const original = await startPostgresOn(pg.dataDir, login);
+  const committed = await original.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
+  await original.stop();
+
+  // 4. The restore, and the same recovery by hand.
+  const target = await serviceOwnedDir('pgbench-pitr-');
+  const started = process.hrtime.bigint();
+  await runner(['restore', '--latest', '--data-dir', target]);
+  const restored = await startPostgresOn(target, login);
+  for (;;) {
+    if ((await restored.psql('SELECT pg_is_in_recovery()')) === 'f') break;
+    await delay(100);
+  }
+  const ourRestore = Number(process.hrtime.bigint() - started) / 1e9;
+  const reached = await restored.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
+  await restored.stop();
+  const rpo = (Date.parse(committed) - Date.parse(reached)) / 1000;
+  console.log(`recovery point: last commit ${committed}, restored through ${reached}: ${fmt(rpo, 1)} s of committed work lost (target <= 15 s at partialSeconds 15)`);
+
+  // By hand: the same base backup and WAL as local files (decompressed beforehand), zstd -d | tar -x, restore_command = cp.
+  const local = join(work, 'local');
+  await mkdir(join(local, 'wal'), { recursive: true });
+  const fsDb = join(work, 'fs', 'bench', 'pitr');
+  const newest = (await readdir(join(fsDb, 'backups'))).sort().at(-1)!;
+  const base = join(fsDb, 'backups', newest, (await readdir(join(fsDb, 'backups', newest))).find((f) => f.startsWith('data.tar'))!);
+  for (const f of await readdir(join(fsDb, 'wal'))) {
+    const m = /^([0-9A-F]{24})-[0-9a-f]{64}(\.partial)?\.zst$/.exec(f);
+    if (!m) continue;
+    const dest = join(local, 'wal', m[1]!);
+    if (m[2] && (await readdir(join(local, 'wal'))).includes(m[1]!)) continue;
+    await sh('zstd', ['-q', '-d', '-f', join(fsDb, 'wal', f), '-o', dest]);
+  }
+  await sh('chmod', ['-R', 'a+rX', local]);
+  const byHandDir = await serviceOwnedDir('pgbench-hand-');
+  const handStart = process.hrtime.bigint();
+  await sh('sh', ['-c', `zstd -q -d -c '${base}' | ${asService(['tar', '-x', '-C', byHandDir]).join(' ')}`]);
+  const conf = join(byHandDir, 'postgresql.auto.conf');
+  const auto = await readFile(conf, 'utf8').catch(() => '');
+  await writeFile(conf, `${auto}\nrestore_command = 'cp ${join(local, 'wal')}/%f %p'\nrecovery_target_timeline = 'latest'\nrecovery_target_action = 'promote'\n`);
+  await writeFile(join(byHandDir, 'recovery.signal'), '');
+  if (process.getuid?.() === 0) await sh('chown', ['-R', 'postgres:postgres', byHandDir]);
+  await chmod(byHandDir, 0o700);
+  const hand = await startPostgresOn(byHandDir, login);
+  for (;;) {
+    if ((await hand.psql('SELECT pg_is_in_recovery()')) === 'f') break;
+    await delay(100);
+  }
+  const byHand = Number(process.hrtime.bigint() - handStart) / 1e9;
+  const handReached = await hand.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
+  await hand.stop();
+  console.log(`restore to the latest, server promoted: runner ${fmt(ourRestore)} s, by hand from local files ${fmt(byHand)} s: x${fmt(ourRestore / byHand)} (target <= 1.2); both reached ${reached === handReached ? reached : `${reached} vs ${handReached}`}`);
+  await rm(target, { recursive: true, force: true });
+  await rm(byHandDir, { recursive: true, force: true });
+} finally {
+  await pg.stop();
+  await s3.stop();
+  await rm(work, { recursive: true, force: true });
+}
