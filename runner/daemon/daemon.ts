@@ -78,6 +78,8 @@ export class Daemon {
   private readonly reporter: StatusReporter | undefined;
   /** The engine's long-running services (WAL archiving), when its configuration has any. */
   private supervisor: Supervisor | undefined;
+  /** WAL gaps the archiver reported so far (each new one takes a base backup). */
+  private gapsSeen = 0;
   metricsPort = 0;
 
   constructor(
@@ -166,10 +168,28 @@ export class Daemon {
       }) ?? [];
     if (specs.length === 0) return;
     this.supervisor = new Supervisor(specs, this.log, () => {
-      this.metrics.setServices(this.supervisor?.statuses() ?? []);
+      const statuses = this.supervisor?.statuses() ?? [];
+      this.metrics.setServices(statuses);
       this.publish();
+      const gaps = statuses.find((st) => st.name === 'wal-archiver')?.facts.gaps;
+      if (Array.isArray(gaps) && gaps.length > this.gapsSeen) {
+        this.gapsSeen = gaps.length;
+        this.backupAfterGap();
+      }
     });
     this.supervisor.start();
+  }
+
+  /**
+   * A gap in the WAL archive: no recovery crosses it, so a base backup is taken at once (unless one runs or
+   * waits already), and the recoverable window starts again after the gap.
+   */
+  private backupAfterGap(): void {
+    if (this.queue.has('backup')) return;
+    this.log.warn('a gap in the WAL archive: taking a base backup now, so point-in-time recovery reaches past it');
+    this.queue
+      .submit('backup', 'wal-gap', (signal) => this.run({ kind: 'backup', trigger: 'schedule' }, signal, () => undefined))
+      .catch((err: unknown) => this.log.error({ err }, 'the base backup after a WAL gap could not run'));
   }
 
   /** Stops scheduling and the services, lets a running operation finish within the grace period (else aborts it), closes the servers. */
