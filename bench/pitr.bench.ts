@@ -41,6 +41,17 @@ function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): 
   });
 }
 
+/** Starts a server on a recovered directory, waits until it has promoted, and reads its newest commit's instant. */
+async function promotedThrough(dataDir: string): Promise<string> {
+  const server = await startPostgresOn(dataDir, login);
+  try {
+    while ((await server.psql('SELECT pg_is_in_recovery()')) !== 'f') await delay(100);
+    return await server.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
+  } finally {
+    await server.stop();
+  }
+}
+
 const asService = (args: string[]): string[] => (process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...args] : args);
 
 const pg = await startPostgres({ settings: { synchronous_commit: 'on' } });
@@ -137,14 +148,8 @@ try {
   const target = await serviceOwnedDir('pgbench-pitr-');
   const started = process.hrtime.bigint();
   await runner(['restore', '--latest', '--data-dir', target]);
-  const restored = await startPostgresOn(target, login);
-  for (;;) {
-    if ((await restored.psql('SELECT pg_is_in_recovery()')) === 'f') break;
-    await delay(100);
-  }
+  const reached = await promotedThrough(target);
   const ourRestore = Number(process.hrtime.bigint() - started) / 1e9;
-  const reached = await restored.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
-  await restored.stop();
   const rpo = (Date.parse(committed) - Date.parse(reached)) / 1000;
   console.log(`recovery point: last commit ${committed}, restored through ${reached}: ${fmt(rpo, 1)} s of committed work lost (target <= 15 s at partialSeconds 15)`);
 
@@ -171,14 +176,8 @@ try {
   await writeFile(join(byHandDir, 'recovery.signal'), '');
   if (process.getuid?.() === 0) await sh('chown', ['-R', 'postgres:postgres', byHandDir]);
   await chmod(byHandDir, 0o700);
-  const hand = await startPostgresOn(byHandDir, login);
-  for (;;) {
-    if ((await hand.psql('SELECT pg_is_in_recovery()')) === 'f') break;
-    await delay(100);
-  }
+  const handReached = await promotedThrough(byHandDir);
   const byHand = Number(process.hrtime.bigint() - handStart) / 1e9;
-  const handReached = await hand.psql("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rpo");
-  await hand.stop();
   console.log(`restore to the latest, server promoted: runner ${fmt(ourRestore)} s, by hand from local files ${fmt(byHand)} s: x${fmt(ourRestore / byHand)} (target <= 1.2); both reached ${reached === handReached ? reached : `${reached} vs ${handReached}`}`);
   await rm(target, { recursive: true, force: true });
   await rm(byHandDir, { recursive: true, force: true });

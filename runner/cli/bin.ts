@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-import { EXIT } from '../errors.js';
-import { main } from './main.js';
+import { servePrefetched } from '../ops/wal-prefetch.js';
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+// PostgreSQL's restore_command runs this once per WAL file: a file fetched ahead is served before the runner loads.
+if (await servePrefetched(argv).catch(() => false)) process.exit(0);
+const [{ EXIT }, { main }] = await Promise.all([import('../errors.js'), import('./main.js')]);
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },

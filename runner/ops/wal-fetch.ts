@@ -9,7 +9,7 @@
  * server logs): recovery then ends there, and short of its target it fails rather than promoting.
  */
 import { createHash } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -21,6 +21,9 @@ import type { ManifestObject } from '../manifest.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import type { Location, Runtime } from '../runtime.js';
 import { type WalFile, parseWalFile, walPrefix } from '../storage/layout.js';
+import { PREFETCH_DIR } from './wal-prefetch.js';
+import { isSegmentSize, parseSegmentName, segmentName } from '../engines/postgresql/physical/wal-names.js';
+import { mapLimit } from '../util/async.js';
 
 /** A name PostgreSQL may ask for: a segment or a timeline history file. */
 const WANTED = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
@@ -82,6 +85,36 @@ async function readWal(c: Candidate, signal?: AbortSignal): Promise<Buffer> {
  * alarm: the next location is tried); a complete object is preferred to a partial in any location.
  */
 export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
+  const r = await fetchOne(rt, wal, dest, signal);
+  if (!r.partial && /^[0-9A-F]{24}$/.test(wal) && isSegmentSize(r.bytes)) await prefetch(rt, wal, r.bytes, join(dirname(dest), PREFETCH_DIR), signal);
+  return r;
+}
+
+/** Segments fetched ahead of PostgreSQL's asking, checked, for wal-fetch's fast path. */
+const PREFETCH_COUNT = 8;
+
+/**
+ * Fetches the complete segments after `wal` (as many as PREFETCH_COUNT, up to the first one no location holds
+ * whole) into `dir`, each checked like any fetch: the next calls are served from there without loading the
+ * runner (wal-prefetch.ts). A partial is never fetched ahead (the archive may finish it).
+ */
+async function prefetch(rt: Runtime, wal: string, segmentSize: number, dir: string, signal?: AbortSignal): Promise<void> {
+  const seg = parseSegmentName(wal, segmentSize)!;
+  const names = Array.from({ length: PREFETCH_COUNT }, (_, i) => segmentName(seg.tli, seg.segno + BigInt(i + 1), segmentSize));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const have = new Set(await readdir(dir));
+  await mapLimit(names, 4, async (name) => {
+    if (have.has(name)) return;
+    for (const loc of rt.locations) {
+      const found = await candidates(loc, name, signal).catch(() => undefined);
+      if (!found || found.complete.length !== 1) continue;
+      await write(found.complete[0]!, join(dir, name), signal).catch((err: unknown) => rt.logger.debug({ wal: name, err: toBackupError(err, 'STORAGE_FAILED') }, 'not fetched ahead'));
+      return;
+    }
+  });
+}
+
+async function fetchOne(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
   if (!WANTED.test(wal)) throw new BackupError('USAGE', `wal-fetch: "${wal}" is not a WAL segment or history file name`);
   const problems: string[] = [];
   const partials: Candidate[] = [];
@@ -110,7 +143,7 @@ export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: 
 
 async function write(c: Candidate, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
   const plain = await readWal(c, signal);
-  const tmp = join(dirname(dest), `.${c.file.wal}.fetching`);
+  const tmp = join(dirname(dest), `.${c.file.wal}.${process.pid}.fetching`);
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(plain);

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../runner/cli/args.js';
+import { walFetchArgs } from '../../runner/ops/wal-prefetch.js';
 
 describe('parseCommand', () => {
   it('defaults the config path from the environment', () => {
@@ -126,5 +127,17 @@ describe('import', () => {
     [['backup', '--force'], /--force is an option of restore and import, not of backup/],
   ])('%j is refused', (argv, why) => {
     expect(() => parseCommand(argv)).toThrow(why);
+  });
+});
+
+describe('wal-fetch fast path', () => {
+  it.each([
+    [['-c', '/c.yaml', '000000010000000000000003', 'pg_wal/RECOVERYXLOG'], { wal: '000000010000000000000003', dest: 'pg_wal/RECOVERYXLOG' }],
+    [['000000010000000000000003', 'pg_wal/RECOVERYXLOG', '--log-level', 'debug'], { wal: '000000010000000000000003', dest: 'pg_wal/RECOVERYXLOG' }],
+    [['-c', '/c.yaml', '00000002.history', 'pg_wal/RECOVERYHISTORY'], undefined],
+    [['-c', '/c.yaml', '../../etc/passwd', 'x'], undefined],
+    [['-c', '/c.yaml', '000000010000000000000003'], undefined],
+  ])('%j', (args, expected) => {
+    expect(walFetchArgs(args)).toEqual(expected);
   });
 });
