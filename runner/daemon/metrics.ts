@@ -46,6 +46,8 @@ export class RunnerMetrics {
   private readonly walLastPartial: Gauge;
   private readonly walGaps: Gauge;
   private readonly walConflicts: Gauge;
+  private readonly slotRetained: Gauge;
+  private readonly slotSafe: Gauge;
 
   constructor(labels: { namespace: string; name: string }, foreign: ForeignObjects = processForeignObjects) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -88,6 +90,8 @@ export class RunnerMetrics {
     this.walLastPartial = new Gauge({ name: 'backup_runner_wal_last_partial_timestamp_seconds', help: 'When the segment being written was last stored as a partial (0: none yet): the recovery point', registers: r });
     this.walGaps = new Gauge({ name: 'backup_runner_wal_gaps', help: 'Stretches of WAL missing from the archive, found since the daemon started (recovery cannot cross them)', registers: r });
     this.walConflicts = new Gauge({ name: 'backup_runner_wal_conflicts', help: 'WAL files a location holds with other bytes than the server sent: never overwritten, an alarm', registers: r });
+    this.slotRetained = new Gauge({ name: 'backup_runner_wal_slot_retained_bytes', help: 'WAL the archive slot holds on the server (its current position less the slot restart point): what the archive still lacks', registers: r });
+    this.slotSafe = new Gauge({ name: 'backup_runner_wal_slot_safe_bytes', help: 'WAL the server may still write before it invalidates the archive slot (-1: no limit, max_slot_wal_keep_size = -1)', registers: r });
     this.foreign = new Gauge({
       name: 'backup_runner_foreign_objects',
       help: 'Objects under the database prefix that this runner did not write (not of its key layout), seen since the start; never deleted',
@@ -196,6 +200,9 @@ export class RunnerMetrics {
       this.walLastPartial.set(seconds(f.lastPartialAt));
       this.walGaps.set(Array.isArray(f.gaps) ? f.gaps.length : 0);
       this.walConflicts.set(Array.isArray(f.conflicts) ? f.conflicts.length : 0);
+      if (typeof f.slotRetainedBytes === 'number') this.slotRetained.set(f.slotRetainedBytes);
+      if (f.slotSafeBytes === null) this.slotSafe.set(-1);
+      else if (typeof f.slotSafeBytes === 'number') this.slotSafe.set(f.slotSafeBytes);
     }
   }
 

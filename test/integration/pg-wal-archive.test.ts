@@ -32,6 +32,8 @@ let dir: string;
 let rt: Runtime;
 
 interface Facts {
+  slotRetainedBytes?: number;
+  slotSafeBytes?: number | null;
   lastArchived?: string;
   lastPartial?: string;
   segmentsArchived: number;
@@ -133,7 +135,8 @@ describe('continuous WAL archiving', () => {
         if (onServer) expect(plain.equals(onServer)).toBe(true);
         expect((await s3Objects()).filter((n) => n.startsWith(`${seg}-`) && !n.includes('.partial'))).toEqual([name]);
       }
-      // The slot holds the server's WAL from the first segment no location has whole.
+      // The slot holds the server's WAL from the first segment no location has whole; the facts say how much, and that the server sets no limit.
+      expect(archiver.facts()).toMatchObject({ slotRetainedBytes: expect.any(Number) as unknown, slotSafeBytes: null });
       const restart = await slotRestart();
       expect(await pg.psql(`SELECT pg_walfile_name('${restart}'::pg_lsn + 1) > '${second}'`)).toBe('t');
     } finally {

@@ -22,9 +22,11 @@ let dir: string;
 let cfg: string;
 let metricsPort: number;
 let daemon: { child: ChildProcess; logs: () => string } | undefined;
+let firstLogs = '';
 
 async function serve(): Promise<{ child: ChildProcess; logs: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'runner/cli/bin.ts'), 'serve', '-c', cfg], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The spool lies under TMPDIR: this test's own, so no other run of it on this machine shares it.
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'runner/cli/bin.ts'), 'serve', '-c', cfg], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info', TMPDIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   child.stdout.on('data', (d: Buffer) => (logs += d.toString()));
   child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
@@ -90,7 +92,10 @@ describe('the WAL archiver in the daemon', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/backup_runner_service_up\{[^}]*service="wal-archiver"[^}]*\} 1/);
     expect(metrics).toMatch(/backup_runner_wal_segments_archived\{[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/backup_runner_wal_slot_safe_bytes\{[^}]*\} -1/);
+    expect(daemon.logs()).toContain('max_slot_wal_keep_size is -1 on the server');
     await stop(daemon);
+    firstLogs = daemon.logs();
   }, 90_000);
 
   it('a slot lost while the daemon was down: the gap is reported and a base backup is taken at once', async () => {
@@ -99,7 +104,11 @@ describe('the WAL archiver in the daemon', () => {
     for (let i = 0; i < 3; i++) await switchSegment();
     await pg.psql('CHECKPOINT');
     daemon = await serve();
-    await eventually('the gap', async () => ((await archiverStatus())?.facts.gaps?.length ?? 0) > 0, 30_000);
+    await eventually('the gap', async () => ((await archiverStatus())?.facts.gaps?.length ?? 0) > 0, 30_000).catch(async (err: Error) => {
+      const lines = daemon!.logs().split('\n').filter((l) => !l.includes('pg_receivewal'));
+      const first = firstLogs.split('\n').filter((l) => !l.includes('"level":20'));
+      throw new Error(`${err.message}\n${JSON.stringify(await archiverStatus())}\n${lines.join('\n').slice(-3000)}\nFIRST:\n${first.join('\n').slice(-4000)}`);
+    });
     await eventually('a base backup taken after it', async () => ((await runCli(cfg, ['list'])).json.backups as unknown[]).length === 1, 60_000);
     expect(daemon.logs()).toContain('taking a base backup now');
     await delay(100);

@@ -11,13 +11,13 @@
  *   the WAL in between is gone: reported as a gap (`gaps`), never bridged.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError, toBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ServiceSpec, WalStore } from '../../types.js';
-import type { WalServer } from './wal-server.js';
+import type { SlotInfo, WalServer } from './wal-server.js';
 import { HISTORY_NAME, SEGMENT_NAME, parseSegmentName, segmentEnd, segmentName, segmentOf } from './wal-names.js';
 
 export interface ArchiverSettings {
@@ -27,6 +27,9 @@ export interface ArchiverSettings {
   /** How often the spool is looked at for finished files. */
   pollMs?: number;
 }
+
+/** How often the slot is read while streaming (what it holds on the server, and whether it was lost). */
+const SLOT_CHECK_MS = 10_000;
 
 /** A stretch of WAL the archive lacks: segments `from` to `to` (names, inclusive). */
 export interface WalGap {
@@ -72,9 +75,25 @@ interface State {
   lastPartialAt?: string;
   segmentsArchived: number;
   gaps: WalGap[];
+  /** WAL the slot holds on the server (its current position less the slot's restart point), in bytes. */
+  slotRetainedBytes?: number;
+  /** What the server may still write before it invalidates the slot; null: no limit (max_slot_wal_keep_size = -1). */
+  slotSafeBytes?: number | null;
   /** The latest objects found beside ours under the same WAL file name (at most 100). */
   conflicts: { location: string; key: string }[];
   failing?: { location: string; code: string; message: string }[];
+}
+
+/** Empties the spool unless it was filled from the server `systemId` names (recorded beside it), and records that server. */
+async function dropForeignSpool(spoolRoot: string, dir: string, systemId: string, log: Logger): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const idFile = join(spoolRoot, 'system-identifier');
+  const spooledFor = (await readFile(idFile, 'utf8').catch(() => '')).trim();
+  if (spooledFor === systemId) return;
+  const left = await readdir(dir);
+  if (left.length > 0) log.warn({ files: left.length, spooledFor: spooledFor || 'unknown', server: systemId }, 'the spool holds WAL of another server (or of no known one): dropped, not stored');
+  for (const f of left) await rm(join(dir, f), { recursive: true, force: true });
+  await writeFile(idFile, `${systemId}\n`, { mode: 0o600 });
 }
 
 /** The WAL archiving service of one PostgreSQL server. */
@@ -116,14 +135,27 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
         }
       };
       const advance = async (lsn: bigint): Promise<void> => {
-        const slot = await server.slot(settings.slot, signal);
-        if (slot?.walStatus === 'lost') throw new BackupError('DUMP_FAILED', `replication slot "${settings.slot}" was invalidated while archiving (max_slot_wal_keep_size)`);
+        const slot = await checkSlot();
         if (slot?.restartLsn !== undefined && slot.restartLsn >= lsn) return;
         await server.advance(settings.slot, lsn, signal);
       };
+      /** Reads the slot: lost stops the run (a restart recreates it); what it holds on the server goes into the facts. */
+      let unlimitedSaid = false;
+      const checkSlot = async (): Promise<SlotInfo | undefined> => {
+        const slot = await server.slot(settings.slot, signal);
+        if (slot?.walStatus === 'lost') throw new BackupError('DUMP_FAILED', `replication slot "${settings.slot}" was invalidated while archiving (max_slot_wal_keep_size)`);
+        if (slot?.currentLsn !== undefined && slot.restartLsn !== undefined) state.slotRetainedBytes = Number(slot.currentLsn - slot.restartLsn);
+        if (slot?.safeWalSize !== undefined) state.slotSafeBytes = slot.safeWalSize;
+        if (slot?.safeWalSize === null && !unlimitedSaid) {
+          unlimitedSaid = true;
+          log.warn({ slot: settings.slot }, 'max_slot_wal_keep_size is -1 on the server: while the archive cannot take WAL (the runner down, a location failing) the slot keeps it all, until the server\'s disk is full; set a limit (a long outage then costs a gap, not the server)');
+        }
+        return slot;
+      };
 
-      // What an earlier run received and did not store yet is stored first: it may be the only copy left.
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      // What an earlier run received and did not store yet is stored first: it may be the only copy left. But only
+      // an earlier run's against this same server: WAL another server wrote (the spool outlived a change of server) is dropped.
+      await dropForeignSpool(spoolRoot, dir, ident.systemId, log);
       let slot = await server.slot(settings.slot, signal);
       if (slot?.walStatus === 'lost') {
         log.error({ slot: settings.slot }, 'the archive slot was invalidated (max_slot_wal_keep_size): the WAL it held is gone from the server; recreating it');
@@ -183,9 +215,14 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
           state.lastPartialAt = new Date().toISOString();
         }
       };
+      let slotAt = Date.now();
       try {
         while (!stop.signal.aborted) {
           await delay(settings.pollMs ?? 1000, undefined, { signal: stop.signal }).catch(() => undefined);
+          if (Date.now() - slotAt >= SLOT_CHECK_MS && !stop.signal.aborted) {
+            slotAt = Date.now();
+            await checkSlot();
+          }
           // The partial first: a queue of finished segments (a slow location) never holds back the recovery point.
           if (Date.now() - partialAt >= settings.partialIntervalMs && !stop.signal.aborted) {
             partialAt = Date.now();
