@@ -33,7 +33,7 @@ import { missingSecretsProblem, namespaceSecrets, planBackup, referencedSecrets,
 import { WorkQueue } from './queue.js';
 import { APPLY_ORDER, type RunnerObjects, type RenderSettings } from './render/objects.js';
 import type { ControllerSettings } from './settings.js';
-import { accessChanged, backupEvent, classStatus, controllerStatus, problemEvent, readyStatus, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
+import { accessChanged, archivesWal, backupEvent, classStatus, controllerStatus, pitrChanged, problemEvent, readyStatus, stableRefusal, statusUpToDate, storedProblem, type Problem } from './status.js';
 import type { LocationAccess } from './render/runner-config.js';
 import { storageClassProblems } from './render/runner-config.js';
 
@@ -42,6 +42,15 @@ function backupResultChanged(old: DatabaseBackup, now: DatabaseBackup): boolean 
   const a = old.status?.lastBackup;
   const b = now.status?.lastBackup;
   return a?.id !== b?.id || a?.status !== b?.status || a?.message !== b?.message;
+}
+
+/**
+ * True when the runner reported something a condition follows: a backup result (LastBackupSucceeded) or
+ * WAL archiving that reads as another PITRReady. The recoverable window advancing alone is not (it moves
+ * every minute and no condition message names it), nor is the controller's own status write.
+ */
+function runnerReportChanged(old: DatabaseBackup, now: DatabaseBackup): boolean {
+  return backupResultChanged(old, now) || pitrChanged(archivesWal(now.spec), old.status?.recovery, now.status?.recovery);
 }
 
 /** What a DatabaseBackup whose access is revoked is told, after the cause. */
@@ -139,8 +148,8 @@ export class Controller {
     const src = kube.sources(settings.namespace);
     this.backups = kube.cache(src.backups as never, (o: DatabaseBackup, kind, old?: DatabaseBackup) => {
       if (kind !== 'update') opts.metrics.managedBackups.set(this.backups.list().length);
-      // Status changes need no reconcile, except a new result of the runner's (LastBackupSucceeded follows it).
-      if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !backupResultChanged(old, o)) return;
+      // Status changes need no reconcile, except a new report of the runner's that a condition follows.
+      if (kind === 'update' && old && old.metadata.generation === o.metadata.generation && !('deletionTimestamp' in (o.metadata as object)) && !runnerReportChanged(old, o)) return;
       this.enqueue(backupKey(o.metadata.namespace ?? '', o.metadata.name ?? ''));
       if (kind !== 'update' || old?.metadata.generation !== o.metadata.generation) this.enqueueOverlapping([o, ...(old ? [old] : [])]);
     });
@@ -613,10 +622,13 @@ export class Controller {
 
   private async writeStatus(backup: DatabaseBackup, problem: Problem | undefined, deployment: V1Deployment | undefined, revoked = false, access?: LocationAccess[]): Promise<void> {
     const lastBackup = backup.status?.lastBackup;
+    const recovery = backup.status?.recovery;
     const desired = controllerStatus(backup, {
       ...(problem ? { problem } : {}),
       ...(deployment ? { deployment } : {}),
       ...(lastBackup ? { lastBackup } : {}),
+      ...(archivesWal(backup.spec) ? { walArchive: true } : {}),
+      ...(recovery ? { recovery } : {}),
       ...(revoked ? { revoked } : {}),
       ...(access ? { access } : {}),
       now: this.now(),

@@ -1,12 +1,16 @@
 /**
  * The controller's part of a DatabaseBackup's status: observedGeneration
- * and four conditions. Pure.
+ * and four conditions, five with WAL archiving. Pure.
  * - ConfigValid: the spec, its storage class and the Secrets fit together.
  * - RunnerAvailable: the runner Deployment has an available pod.
  * - Ready: both, i.e. the runner runs the current spec.
  * - LastBackupSucceeded: the last finished backup reached every location,
  *   read from status.lastBackup (which the runner writes). While a backup
  *   runs it keeps saying how the one before ended.
+ * - PITRReady (only a DatabaseBackup that archives WAL: a physical PostgreSQL
+ *   spec with wal.archive on, or a status.recovery the runner wrote): a
+ *   point-in-time recovery reaches every instant of the recoverable window,
+ *   read from status.recovery alone.
  * A condition keeps its lastTransitionTime while its status stays the same.
  */
 import type { V1Deployment } from '@kubernetes/client-node';
@@ -36,6 +40,10 @@ export interface StatusFacts {
   revoked?: boolean;
   /** The last backup as the runner reported it. */
   lastBackup?: DatabaseBackupStatus['lastBackup'];
+  /** The spec asks for continuous WAL archiving (see archivesWal). */
+  walArchive?: boolean;
+  /** WAL archiving and the recoverable window as the runner reported them. */
+  recovery?: DatabaseBackupStatus['recovery'];
   now: Date;
 }
 
@@ -90,17 +98,85 @@ export function backupCondition(last: StatusFacts['lastBackup'], before?: Pick<C
   }
 }
 
+export const PITR_CONDITION = 'PITRReady';
+
+type Recovery = NonNullable<DatabaseBackupStatus['recovery']>;
+
+/** True when the spec asks for continuous WAL archiving: a physical PostgreSQL backup whose wal.archive is not false (it defaults to true). */
+export function archivesWal(spec: Pick<DatabaseBackup['spec'], 'engine'> | undefined): boolean {
+  const pg = spec?.engine?.type === 'postgresql' ? spec.engine.postgresql : undefined;
+  return pg?.mode === 'physical' && pg.wal?.archive !== false;
+}
+
+/** What status.recovery.gaps says, for a message; '' without a gap. */
+function gapsText(gaps: number): string {
+  if (gaps <= 0) return '';
+  return `${gaps} stretch${gaps === 1 ? '' : 'es'} of WAL found missing since the runner started (status.recovery.gaps): a point-in-time recovery cannot cross ${gaps === 1 ? 'it' : 'them'}`;
+}
+
+/** PITRReady while the WAL archiver does not stream (Restarting, Stopped): the window does not grow. */
+function notStreaming(r: Recovery): Draft {
+  const gaps = gapsText(r.gaps ?? 0);
+  const also = gaps ? `; ${gaps}` : '';
+  if (r.walArchiving === 'Restarting') {
+    return {
+      type: PITR_CONDITION,
+      status: 'False',
+      reason: 'WALArchivingRestarting',
+      message: `the WAL archiver failed and the runner restarts it: ${r.message ?? 'see the runner log'}; the recoverable window does not grow until it streams again${also}`,
+    };
+  }
+  // The runner writes status.recovery.message only while it restarts the archiver; one stored now is from then.
+  return { type: PITR_CONDITION, status: 'False', reason: 'WALArchivingStopped', message: `the runner reports the WAL archiver stopped: the recoverable window does not grow until it streams again${also}` };
+}
+
+/**
+ * The PITRReady condition, from status.recovery alone; undefined for a DatabaseBackup that does not
+ * archive WAL (the spec does not ask and the runner reported nothing). Its messages name no instant, so
+ * that the minute-by-minute advance of recoverableUntil changes nothing here (no status write, no
+ * reconcile): the window itself is in status.recovery.
+ */
+export function pitrCondition(walArchive: boolean, r: Recovery | undefined): Draft | undefined {
+  const type = PITR_CONDITION;
+  if (!r) return walArchive ? { type, status: 'Unknown', reason: 'NotReported', message: 'the spec archives WAL but the runner has not reported status.recovery yet' } : undefined;
+  if (r.walArchiving !== 'Streaming') return notStreaming(r);
+  const gaps = r.gaps ?? 0;
+  if (gaps > 0) {
+    return {
+      type,
+      status: 'False',
+      reason: 'WALGapDetected',
+      message: `${gapsText(gaps)}, so not every instant from recoverableFrom to recoverableUntil is reachable; the runner takes a base backup at once after a gap (see LastBackupSucceeded), and the instants after that base backup are recoverable. The count, and this condition, stay until the runner restarts`,
+    };
+  }
+  if (!r.recoverableFrom) return { type, status: 'False', reason: 'NoBaseBackup', message: 'WAL is streaming but no base backup is stored yet: a point-in-time recovery starts from one (the next backup takes it)' };
+  if (!r.recoverableUntil) {
+    return { type, status: 'False', reason: 'NoWALArchived', message: 'WAL is streaming but none is reported stored in every location yet: a restore reaches only the end of a base backup' };
+  }
+  return { type, status: 'True', reason: 'WALStreaming', message: 'WAL is streaming with no gap: a point-in-time recovery reaches any instant from recoverableFrom to recoverableUntil (status.recovery)' };
+}
+
+/** True when the runner's status.recovery reads as another PITRReady (the controller then writes the condition again). */
+export function pitrChanged(walArchive: boolean, before: Recovery | undefined, now: Recovery | undefined): boolean {
+  return JSON.stringify(pitrCondition(walArchive, before)) !== JSON.stringify(pitrCondition(walArchive, now));
+}
+
 export function desiredConditions(facts: StatusFacts, current: readonly Condition[] = []): Draft[] {
   const config: Draft = facts.problem
     ? { type: 'ConfigValid', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : { type: 'ConfigValid', status: 'True', reason: 'Applied', message: 'the runner has the current spec' };
   const runner = runnerCondition(facts.deployment, facts.revoked === true);
+  // Ready says the runner runs the current spec, nothing about how its work goes: like
+  // LastBackupSucceeded, PITRReady is not part of it. A WAL gap or a restarting archiver needs no
+  // other runner, and a Ready that followed them would read as "the runner is broken" (and
+  // backup_ready, the REASON column and tooling waiting for Ready would say so too).
   const ready: Draft = facts.problem
     ? { type: 'Ready', status: 'False', reason: facts.problem.reason, message: facts.problem.message }
     : runner.status === 'True'
       ? { type: 'Ready', status: 'True', reason: 'Ready', message: 'the runner is available and runs the current spec' }
       : { type: 'Ready', status: 'False', reason: runner.reason, message: runner.message };
-  return [ready, config, runner, backupCondition(facts.lastBackup, current.find((c) => c.type === BACKUP_CONDITION))];
+  const pitr = pitrCondition(facts.walArchive === true, facts.recovery);
+  return [ready, config, runner, backupCondition(facts.lastBackup, current.find((c) => c.type === BACKUP_CONDITION)), ...(pitr ? [pitr] : [])];
 }
 
 /** The status the controller wants, reusing transition times from `current`. */

@@ -1,7 +1,24 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { DatabaseBackup } from '../../api/crds/index.js';
-import { accessChanged, backupCondition, backupEvent, classStatus, controllerStatus, desiredConditions, fitMessage, MAX_CONDITION_MESSAGE, problemEvent, stableRefusal, statusUpToDate, storedProblem, type Problem } from '../../controller/status.js';
+import {
+  accessChanged,
+  archivesWal,
+  backupCondition,
+  backupEvent,
+  classStatus,
+  controllerStatus,
+  desiredConditions,
+  fitMessage,
+  MAX_CONDITION_MESSAGE,
+  pitrChanged,
+  pitrCondition,
+  problemEvent,
+  stableRefusal,
+  statusUpToDate,
+  storedProblem,
+  type Problem,
+} from '../../controller/status.js';
 
 const NOW = new Date('2026-11-21T10:00:00.123Z');
 const backup = (status?: DatabaseBackup['status']): DatabaseBackup =>
@@ -85,6 +102,156 @@ describe('backupEvent', () => {
   ])('%s', (_name, b, expected) => {
     const e = backupEvent(b);
     expect(e ? `${e.type} ${e.reason}` : undefined).toBe(expected);
+  });
+});
+
+type Recovery = NonNullable<NonNullable<DatabaseBackup['status']>['recovery']>;
+const recovery = (extra: Partial<Recovery> = {}): Recovery => ({
+  walArchiving: 'Streaming',
+  recoverableFrom: '2026-11-14T02:03:41.530Z',
+  recoverableUntil: '2026-11-21T10:41:00Z',
+  timeline: 1,
+  lastSegment: '00000001000000A2000000F3',
+  gaps: 0,
+  ...extra,
+});
+const without = (key: keyof Recovery): Recovery => {
+  const r = recovery();
+  delete r[key];
+  return r;
+};
+
+describe('archivesWal: the spec asks for continuous WAL archiving', () => {
+  type Pg = Record<string, unknown>;
+  const spec = (postgresql: Pg | undefined, type = 'postgresql') => ({ engine: { type, ...(postgresql ? { postgresql } : {}) } }) as unknown as DatabaseBackup['spec'];
+  it.each<[string, DatabaseBackup['spec'] | undefined, boolean]>([
+    ['physical, wal not set (archive defaults to true)', spec({ mode: 'physical' }), true],
+    ['physical, wal.archive true', spec({ mode: 'physical', wal: { archive: true } }), true],
+    ['physical, wal set without archive', spec({ mode: 'physical', wal: { partialSeconds: 30 } }), true],
+    ['physical, wal.archive false', spec({ mode: 'physical', wal: { archive: false } }), false],
+    ['logical (the default)', spec({}), false],
+    ['logical, with a wal block (ignored)', spec({ mode: 'logical', wal: { archive: true } }), false],
+    ['mysql', spec(undefined, 'mysql'), false],
+    ['a command engine', spec(undefined, 'command'), false],
+    ['no spec', undefined, false],
+  ])('%s', (_name, s, expected) => {
+    expect(archivesWal(s)).toBe(expected);
+  });
+});
+
+describe('pitrCondition: PITRReady from status.recovery', () => {
+  it.each<[string, boolean, Recovery | undefined, string, string, RegExp]>([
+    ['streaming, no gap, a window', true, recovery(), 'True', 'WALStreaming', /^WAL is streaming with no gap: a point-in-time recovery reaches any instant from recoverableFrom to recoverableUntil/],
+    ['reported although the spec no longer asks (the runner\'s last report)', false, recovery({ walArchiving: 'Stopped' }), 'False', 'WALArchivingStopped', /^the runner reports the WAL archiver stopped/],
+    ['one gap', true, recovery({ gaps: 1 }), 'False', 'WALGapDetected', /^1 stretch of WAL found missing since the runner started \(status.recovery.gaps\): a point-in-time recovery cannot cross it, so not every instant/],
+    ['three gaps', true, recovery({ gaps: 3 }), 'False', 'WALGapDetected', /^3 stretches of WAL .* cannot cross them, .*takes a base backup at once after a gap .* stay until the runner restarts$/],
+    [
+      'restarting: the runner\'s message',
+      true,
+      recovery({ walArchiving: 'Restarting', message: 'DB_AUTH_FAILED: pg_receivewal: no pg_hba.conf entry for replication connection' }),
+      'False',
+      'WALArchivingRestarting',
+      /^the WAL archiver failed and the runner restarts it: DB_AUTH_FAILED: pg_receivewal: no pg_hba.conf entry for replication connection; the recoverable window does not grow until it streams again$/,
+    ],
+    ['restarting without a message', true, recovery({ walArchiving: 'Restarting' }), 'False', 'WALArchivingRestarting', /restarts it: see the runner log;/],
+    ['restarting with a gap: both said', true, recovery({ walArchiving: 'Restarting', message: 'X: y', gaps: 2 }), 'False', 'WALArchivingRestarting', /restarts it: X: y; .*; 2 stretches of WAL found missing/],
+    ['stopped: a stale runner message is not repeated', true, recovery({ walArchiving: 'Stopped', message: 'X: an old failure' }), 'False', 'WALArchivingStopped', /^the runner reports the WAL archiver stopped: the recoverable window does not grow until it streams again$/],
+    ['streaming, no base backup yet', true, without('recoverableFrom'), 'False', 'NoBaseBackup', /no base backup is stored yet/],
+    ['streaming, nothing stored in every location yet', true, without('recoverableUntil'), 'False', 'NoWALArchived', /none is reported stored in every location yet/],
+    ['gaps not reported counts as none', true, without('gaps'), 'True', 'WALStreaming', /^WAL is streaming/],
+    ['the spec asks, nothing reported yet', true, undefined, 'Unknown', 'NotReported', /^the spec archives WAL but the runner has not reported status.recovery yet$/],
+  ])('%s', (_name, walArchive, r, status, reason, message) => {
+    const c = pitrCondition(walArchive, r);
+    expect(c).toMatchObject({ type: 'PITRReady', status, reason });
+    expect(c!.message).toMatch(message);
+  });
+
+  it('no condition without WAL archiving (neither the spec nor the runner says so)', () => {
+    expect(pitrCondition(false, undefined)).toBeUndefined();
+  });
+
+  it('names no instant, so the window advancing changes nothing', () => {
+    for (const r of [recovery(), recovery({ gaps: 2 }), recovery({ walArchiving: 'Stopped' }), recovery({ walArchiving: 'Restarting', message: 'x' })]) {
+      expect(pitrCondition(true, r)!.message).not.toMatch(/2026-/);
+    }
+  });
+});
+
+describe('pitrChanged: the runner\'s reports that make the controller write PITRReady', () => {
+  it.each<[string, boolean, Recovery | undefined, Recovery | undefined, boolean]>([
+    ['the window advances', true, recovery(), recovery({ recoverableUntil: '2026-11-21T10:42:00Z', lastSegment: '00000001000000A2000000F4' }), false],
+    ['the oldest base backup goes (retention)', true, recovery(), recovery({ recoverableFrom: '2026-11-15T02:03:41.530Z' }), false],
+    ['the same report', true, recovery(), recovery(), false],
+    ['the first report', true, undefined, recovery(), true],
+    ['a gap', true, recovery(), recovery({ gaps: 1 }), true],
+    ['another gap', true, recovery({ gaps: 1 }), recovery({ gaps: 2 }), true],
+    ['the archiver restarts', true, recovery(), recovery({ walArchiving: 'Restarting', message: 'X: y' }), true],
+    ['it fails for another reason', true, recovery({ walArchiving: 'Restarting', message: 'X: y' }), recovery({ walArchiving: 'Restarting', message: 'X: z' }), true],
+    ['it streams again (a stale message left behind)', true, recovery({ walArchiving: 'Restarting', message: 'X: y' }), recovery({ message: 'X: y' }), true],
+    ['the first window', true, without('recoverableUntil'), recovery(), true],
+    ['no archiving, nothing reported', false, undefined, undefined, false],
+  ])('%s', (_name, walArchive, before, now, expected) => {
+    expect(pitrChanged(walArchive, before, now)).toBe(expected);
+  });
+});
+
+describe('PITRReady among the conditions', () => {
+  const available = deployment({ availableReplicas: 1 });
+  it.each<[string, boolean, Recovery | undefined, string[]]>([
+    ['without WAL archiving: four conditions', false, undefined, ['Ready', 'ConfigValid', 'RunnerAvailable', 'LastBackupSucceeded']],
+    ['the spec archives WAL: a fifth, last', true, undefined, ['Ready', 'ConfigValid', 'RunnerAvailable', 'LastBackupSucceeded', 'PITRReady']],
+    ['the runner reported recovery: a fifth, last', false, recovery(), ['Ready', 'ConfigValid', 'RunnerAvailable', 'LastBackupSucceeded', 'PITRReady']],
+  ])('%s', (_name, walArchive, r, types) => {
+    const c = desiredConditions({ deployment: available, ...(walArchive ? { walArchive } : {}), ...(r ? { recovery: r } : {}), now: NOW });
+    expect(c.map((x) => x.type)).toEqual(types);
+  });
+
+  it.each<[string, Recovery]>([
+    ['a gap', recovery({ gaps: 1 })],
+    ['the archiver restarting', recovery({ walArchiving: 'Restarting', message: 'X: y' })],
+    ['the archiver stopped', recovery({ walArchiving: 'Stopped' })],
+  ])('Ready does not follow PITRReady: %s', (_name, r) => {
+    const c = desiredConditions({ deployment: available, walArchive: true, recovery: r, now: NOW });
+    expect(c.find((x) => x.type === 'PITRReady')!.status).toBe('False');
+    expect(c.find((x) => x.type === 'Ready')).toMatchObject({ status: 'True', reason: 'Ready' });
+  });
+
+  it('keeps its transition time while its status holds, also across reasons; a new one when it changes', () => {
+    const at = (iso: string) => new Date(iso);
+    const streaming = controllerStatus(backup(), { walArchive: true, recovery: recovery(), now: NOW });
+    const pitr = (s: { conditions: { type: string; status: string; reason: string; lastTransitionTime: string }[] }) => s.conditions.find((c) => c.type === 'PITRReady')!;
+    expect(pitr(streaming)).toMatchObject({ status: 'True', lastTransitionTime: '2026-11-21T10:00:00Z', observedGeneration: 3 });
+    const advanced = controllerStatus(backup(streaming), { walArchive: true, recovery: recovery({ recoverableUntil: '2026-11-21T11:00:00Z' }), now: at('2026-11-21T11:00:00Z') });
+    expect(statusUpToDate(backup(streaming), advanced)).toBe(true);
+    const gap = controllerStatus(backup(streaming), { walArchive: true, recovery: recovery({ gaps: 1 }), now: at('2026-11-21T12:00:00Z') });
+    expect(statusUpToDate(backup(streaming), gap)).toBe(false);
+    expect(pitr(gap)).toMatchObject({ status: 'False', reason: 'WALGapDetected', lastTransitionTime: '2026-11-21T12:00:00Z' });
+    expect(gap.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime).toBe('2026-11-21T10:00:00Z');
+    const restarting = controllerStatus(backup(gap), { walArchive: true, recovery: recovery({ gaps: 1, walArchiving: 'Restarting', message: 'X: y' }), now: at('2026-11-21T13:00:00Z') });
+    expect(statusUpToDate(backup(gap), restarting)).toBe(false);
+    expect(pitr(restarting)).toMatchObject({ status: 'False', reason: 'WALArchivingRestarting', lastTransitionTime: '2026-11-21T12:00:00Z' });
+    expect(statusUpToDate(backup(restarting), controllerStatus(backup(restarting), { walArchive: true, recovery: recovery({ gaps: 1, walArchiving: 'Restarting', message: 'X: y' }), now: at('2026-11-21T14:00:00Z') }))).toBe(true);
+  });
+
+  it('statusUpToDate sees the condition appear and go (the number of conditions varies)', () => {
+    const four = controllerStatus(backup(), { now: NOW });
+    const five = controllerStatus(backup(four), { walArchive: true, now: NOW });
+    expect(four.conditions).toHaveLength(4);
+    expect(five.conditions).toHaveLength(5);
+    expect(statusUpToDate(backup(four), five)).toBe(false);
+    expect(statusUpToDate(backup(five), five)).toBe(true);
+    // Archiving turned off before the runner reported anything: the stored PITRReady goes (a merge patch replaces the list whole).
+    const again = controllerStatus(backup(five), { now: NOW });
+    expect(again.conditions.map((c) => c.type)).not.toContain('PITRReady');
+    expect(statusUpToDate(backup(five), again)).toBe(false);
+    expect(statusUpToDate(backup(four), again)).toBe(true);
+  });
+
+  it('NotReported, then the first report: a new transition time', () => {
+    const waiting = controllerStatus(backup(), { walArchive: true, now: NOW });
+    expect(waiting.conditions.at(-1)).toMatchObject({ type: 'PITRReady', status: 'Unknown', reason: 'NotReported' });
+    const first = controllerStatus(backup(waiting), { walArchive: true, recovery: without('recoverableFrom'), now: new Date('2026-11-21T10:05:00Z') });
+    expect(first.conditions.at(-1)).toMatchObject({ type: 'PITRReady', status: 'False', reason: 'NoBaseBackup', lastTransitionTime: '2026-11-21T10:05:00Z' });
   });
 });
 
