@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# The PostgreSQL runner image: backup-runner with the PostgreSQL client tools of one major version (pg_dump,
-# pg_restore, psql from the PGDG apt repository, client package only) and zstd, uid/gid 65532.
+# The PostgreSQL runner image: backup-runner with the PostgreSQL tools of one major version from the PGDG apt
+# repository (pg_dump, pg_restore, psql, pg_basebackup, pg_receivewal) and zstd, uid/gid 65532. The server
+# package is installed for restores only (restore --data-dir --start recovers a data directory with it, and
+# pg_verifybackup checks WAL with its pg_waldump); no cluster is ever created and the daemon never starts one.
 # Built from the repository root, one image per major version (images/matrix.json):
 #   docker build -f images/runner-postgresql.Dockerfile --build-arg PG_MAJOR=16 .
 # Writes nothing outside /tmp (HOME is /tmp; the pod mounts an emptyDir there), so it runs with
@@ -45,9 +47,13 @@ RUN set -eux; \
     echo "deb [signed-by=/usr/share/keyrings/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list; \
     apt-get update; \
-    apt-get install -y --no-install-recommends -t bookworm-pgdg "postgresql-client-${PG_MAJOR}" zstd; \
+    apt-get install -y --no-install-recommends -t bookworm-pgdg postgresql-common; \
+    sed -ri 's/^#?\s*(create_main_cluster)\s*=.*$/\1 = false/' /etc/postgresql-common/createcluster.conf; \
+    grep -qx 'create_main_cluster = false' /etc/postgresql-common/createcluster.conf; \
+    apt-get install -y --no-install-recommends -t bookworm-pgdg "postgresql-client-${PG_MAJOR}" "postgresql-${PG_MAJOR}" zstd; \
     rm -rf /var/lib/apt/lists/*; \
-    for tool in pg_dump pg_restore psql; do \
+    test ! -e "/etc/postgresql/${PG_MAJOR}/main"; \
+    for tool in pg_dump pg_restore psql postgres pg_waldump; do \
       "/usr/lib/postgresql/${PG_MAJOR}/bin/${tool}" --version | grep -E "^${tool} \(PostgreSQL\) ${PG_MAJOR}\."; \
     done; \
     zstd --version; \

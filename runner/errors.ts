@@ -35,6 +35,8 @@ const table = {
   TARGET_NOT_EMPTY: { exit: EXIT.REFUSED, retryable: false },
   /** The restore's target (a data directory) has too little free space for what the backup holds. */
   TARGET_NO_SPACE: { exit: EXIT.REFUSED, retryable: false },
+  /** A replication slot a WAL sender streams from (`active`): never dropped while it does. */
+  SLOT_ACTIVE: { exit: EXIT.REFUSED, retryable: true },
   STORAGE_NOT_FOUND: { exit: EXIT.NOT_FOUND, retryable: false },
   STORAGE_BUCKET_MISSING: { exit: EXIT.FAILED, retryable: false },
   STORAGE_DENIED: { exit: EXIT.FAILED, retryable: false },
@@ -48,6 +50,8 @@ const table = {
   NO_BACKUPS: { exit: EXIT.NOT_FOUND, retryable: false },
   /** A point-in-time recovery to an instant the WAL archive does not reach (after its last stored WAL, or past a gap). */
   OUTSIDE_RECOVERY_WINDOW: { exit: EXIT.NOT_FOUND, retryable: false },
+  /** restore --start: the server started on the restored directory stopped before it promoted (its log says why). */
+  RECOVERY_FAILED: { exit: EXIT.FAILED, retryable: false },
   // A location could not be listed or a manifest read: the backup asked for may be there (restore refuses to guess).
   LISTING_INCOMPLETE: { exit: EXIT.PARTIAL, retryable: true },
   INTEGRITY: { exit: EXIT.INTEGRITY, retryable: false },

@@ -2,13 +2,14 @@ import type { BackupError } from './errors.js';
 import { MAX_CLOCK_SKEW_MS, storedBytes } from './manifest.js';
 import type { BackupResult } from './ops/backup.js';
 import type { Listing } from './ops/list.js';
+import type { LocationRecovery } from './ops/wal-window.js';
 import type { MirrorResult } from './ops/mirror.js';
 import type { RekeyResult } from './ops/rekey.js';
 import type { RestoreResult } from './ops/restore.js';
 import type { ImportResult } from './ops/import.js';
 import type { RetentionResult } from './ops/retention.js';
 import type { VerifyResult } from './ops/verify.js';
-import type { DataDirectoryReport } from './engines/types.js';
+import type { DataDirectoryReport, RecoveryOutcome } from './engines/types.js';
 
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -60,9 +61,32 @@ export function renderListing(l: Listing): string {
     for (const f of l.future) rows.push([f.id, f.field, f.at, f.locations.join(',')]);
     out.push(table(rows));
   }
+  if (l.recovery) out.push(...renderRecovery(l.recovery));
   for (const p of l.problems) out.push(`warning: ${p.location}${p.key ? ` ${p.key}` : ''}: ${errorText(p.error)}`);
   if (l.signatures === 'not checked' && l.backups.length > 0) out.push('note: manifest signatures are not checked (no signing.verify key): whoever may write into these prefixes could plant a backup');
   return out.join('\n');
+}
+
+const iso = (d: Date | string): string => (typeof d === 'string' ? d : d.toISOString());
+
+/** Per location: the window a point-in-time recovery from its own WAL archive reaches, and its gaps. */
+function renderRecovery(locations: readonly LocationRecovery[]): string[] {
+  const out = ['\npoint-in-time recovery, per location (from its own WAL archive):'];
+  const rows = [['LOCATION', 'RECOVERABLE FROM', 'RECOVERABLE UNTIL', 'LAST SEGMENT', 'TIMELINE', 'GAPS']];
+  for (const r of locations) {
+    const last = r.error ? 'not listed' : r.lastSegment ? `${r.lastSegment}${r.lastPartial ? ' (partial)' : ''}` : 'no WAL archived';
+    rows.push([r.location, r.from ? iso(r.from) : '-', r.until ? iso(r.until) : '-', last, r.timeline === undefined ? '-' : String(r.timeline), r.error || r.objects === 0 ? '-' : String(r.gaps.length)]);
+  }
+  out.push(table(rows));
+  for (const r of locations) {
+    if (r.error) out.push(`warning: ${r.location}: its WAL archive could not be listed: ${errorText(r.error)}`);
+    if (r.objects === 0) continue;
+    for (const g of r.gaps) {
+      const then = g.resumesAt ? `nothing after ${iso(g.after)} is recoverable before ${iso(g.resumesAt)} (the next base backup)` : `nothing after ${iso(g.after)} is recoverable until a base backup is taken after it`;
+      out.push(`  gap in ${r.location} at segment ${g.at}: ${then}`);
+    }
+  }
+  return out;
 }
 
 export function renderRestore(r: RestoreResult): string {
@@ -82,16 +106,33 @@ export function renderRestore(r: RestoreResult): string {
 }
 
 function renderDataDirectory(r: RestoreResult, d: DataDirectoryReport): string {
+  const major = r.backup.manifest.engine.serverVersion.split('.')[0] ?? '';
   const lines = [
     `restored base backup ${r.backup.id} (consistent at ${r.backup.manifest.consistentAt}) into data directory ${d.dataDir} from ${r.location}: ${d.files} files, ${humanBytes(d.bytes)}${d.verified === 'pg_verifybackup' ? ', verified by pg_verifybackup' : ''}`,
-    d.recovery && r.walArchive
-      ? `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it fetches WAL from the archive (through segment ${r.walArchive.lastWal}, stored ${r.walArchive.until.toISOString()}), recovers to ${d.recovery.targetTime ?? "the archive's end"} and promotes`
-      : `  start PostgreSQL ${r.backup.manifest.engine.serverVersion.split('.')[0] ?? ''} on it: it recovers to the end of the backup with the WAL the backup holds`,
+    ...(d.recovered
+      ? renderRecovered(d.recovered, d.recovery?.targetTime, major, d.dataDir)
+      : [
+          d.recovery && r.walArchive
+            ? `  start PostgreSQL ${major} on it: it fetches WAL from the archive (through segment ${r.walArchive.lastWal}, stored ${r.walArchive.until.toISOString()}), recovers to ${d.recovery.targetTime ?? "the archive's end"} and promotes`
+            : `  start PostgreSQL ${major} on it: it recovers to the end of the backup with the WAL the backup holds`,
+        ]),
   ];
   for (const n of d.notes) lines.push(`  note: ${n}`);
   for (const s of r.skipped) lines.push(`  skipped ${s.location}: ${s.status} (${errorText(s.error)})`);
   for (const u of r.unreadable) lines.push(`  warning: ${u.location}${u.key ? ` ${u.key}` : ''} could not be read (${u.code}: ${u.message}); a newer backup may be there (--allow-incomplete-listing)`);
   return lines.join('\n');
+}
+
+/** restore --start: the instant the recovery actually reached, beside the one asked for. */
+function renderRecovered(o: RecoveryOutcome, asked: string | undefined, major: string, dir: string): string[] {
+  const reached = o.lastTransactionAt ? `the last transaction replayed committed at ${o.lastTransactionAt}` : 'no transaction was replayed past the base backup';
+  const target = asked ? ` (asked: ${asked})` : '';
+  const excluded = o.firstExcludedAt ? `; the next one, committed at ${o.firstExcludedAt}, is left out` : '';
+  const end = o.archiveEndedBeforeTarget ? `; the archive holds no commit after it, so its end is the state at ${asked ?? 'the target'}` : '';
+  return [
+    `  recovered by PostgreSQL ${o.server}: ${o.segments} WAL segment${o.segments === 1 ? '' : 's'} replayed, ${reached}${target}${excluded}${end}`,
+    `  promoted${o.timeline !== undefined ? ` onto timeline ${o.timeline}` : ''} and shut down cleanly, the recovery settings removed: start PostgreSQL ${major} on ${dir} (the database's own server)`,
+  ];
 }
 
 export function renderImport(r: ImportResult): string {

@@ -137,11 +137,12 @@ function checkRunner(inputs: CheckInputs, df: Dockerfile, final: Stage, engine: 
   if (!final.instructions.some((i) => i.keyword === 'ARG' && argDefinitions(i.args).some(([k]) => k === arg))) problems.push(`ARG ${arg} missing in the final stage`);
 
   const installed = df.stages.flatMap(aptPackages);
-  const want = engine === 'postgresql' ? [`postgresql-client-\${${arg}}`, 'zstd'] : ['mariadb-client', 'zstd'];
+  // PostgreSQL: the server package too, for restores only (restore --start, pg_waldump), never a cluster of its own.
+  const want = engine === 'postgresql' ? [`postgresql-client-\${${arg}}`, `postgresql-\${${arg}}`, 'zstd'] : ['mariadb-client', 'zstd'];
   for (const p of want.filter((x) => !installed.includes(x))) problems.push(`apt-get install of ${p} missing (installed: ${installed.join(' ') || 'nothing'})`);
   if (engine === 'postgresql') {
-    for (const p of installed.filter((x) => /^postgresql(-\d+|-\$\{\w+\})?$/.test(x))) problems.push(`installs the PostgreSQL server (${p}); the runner needs the client only`);
     const runs = df.stages.flatMap((s) => s.instructions).filter((i) => i.keyword === 'RUN').map((i) => i.args).join('\n');
+    if (!/create_main_cluster = false/.test(runs)) problems.push('the server package is installed without create_main_cluster = false: installing it would create a cluster in the image');
     if (!/https:\/\/apt\.postgresql\.org\/pub\/repos\/apt bookworm-pgdg main/.test(runs)) problems.push('the PGDG repository (apt.postgresql.org, bookworm-pgdg) is not configured');
     if (!env.get('PATH')?.startsWith(`/usr/lib/postgresql/\${${arg}}/bin:`)) problems.push(`ENV PATH must start with /usr/lib/postgresql/\${${arg}}/bin (the tools of this version, not Debian's wrapper)`);
   }

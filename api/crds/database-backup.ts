@@ -258,6 +258,22 @@ export const DatabaseBackupStatus = Type.Object(
           timeline: Type.Optional(Type.Integer({ minimum: 1 })),
           lastSegment: Type.Optional(Type.String({ maxLength: 64, description: 'the last WAL segment stored in every location' })),
           gaps: Type.Optional(Type.Integer({ minimum: 0, description: 'stretches of WAL found missing since the runner started (a recovery cannot cross them)' })),
+          lagBytes: Type.Optional(
+            Type.Integer({ minimum: 0, description: 'WAL the server has written that is not stored in every location yet (its current position, read every 10 s), rounded down to a MiB' }),
+          ),
+          locations: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  name: DnsLabel('location name'),
+                  lastStoredAt: Time('when a WAL segment or the partial of the one being written was last stored in this location, to the minute; unset: not since the runner started'),
+                  lastSegment: Type.Optional(Type.String({ maxLength: 64, description: 'the last finished WAL segment stored in this location since the runner started' })),
+                },
+                { additionalProperties: false },
+              ),
+              { maxItems: 16, description: 'every configured location, in config order: a location that fails falls behind the others here' },
+            ),
+          ),
           message: Type.Optional(Type.String({ maxLength: 32768 })),
         },
         { additionalProperties: false, description: 'written by the runner of a physical PostgreSQL backup: continuous WAL archiving and the recoverable window' },

@@ -29,6 +29,7 @@ export type Command =
       noOwner: boolean;
       dataDir?: string;
       owner?: { uid: number; gid: number };
+      start?: boolean;
     } & Common)
   | ({ name: 'verify'; id?: string; identityFiles: string[] } & Common)
   | ({ name: 'retention'; dryRun: boolean } & Common)
@@ -37,6 +38,7 @@ export type Command =
   | ({ name: 'import'; source: ImportSource; targetDatabase?: string; force: boolean; keep: boolean } & Common)
   | ({ name: 'status' } & Common)
   | ({ name: 'wal-fetch'; wal: string; dest: string } & Common)
+  | ({ name: 'wal-slot'; action: 'drop' } & Common)
   | ({ name: 'serve' } & Common)
   | { name: 'help'; topic?: string }
   | { name: 'version' };
@@ -49,14 +51,16 @@ Commands:
   restore --latest | --backup ID | --to-time RFC3339
           [--target-database NAME] [--force] [--allow-incomplete-listing] [--identity FILE]...
           [--database NAME]... [--skip-globals] [--no-owner]
-          [--data-dir DIR [--owner UID[:GID]]]
+          [--data-dir DIR [--owner UID[:GID]] [--start]]
                               restore a backup (refuses a database holding data without --force;
                               of a whole server: its roles, then every database or each --database;
                               refuses, exit 3, when a location could not be read, unless
                               --allow-incomplete-listing: then the newest readable backup);
                               --data-dir: a physical base backup, laid into DIR (empty, a stopped
                               restore of the same backup, which resumes, or emptied with --force),
-                              here, never in the daemon; the server must not run on DIR
+                              here, never in the daemon; the server must not run on DIR;
+                              --start: then start PostgreSQL on DIR, follow the recovery to its
+                              promotion, report the instant reached, and stop it cleanly
   verify [ID] [--identity FILE]...
                               check size and sha256 of every stored object against its manifest;
                               with an identity, the contents of encrypted objects too
@@ -79,6 +83,9 @@ Commands:
   status                      what the daemon is doing, its schedule and the last backup
   wal-fetch WALFILE DEST      fetch one file of the WAL archive, checked (PostgreSQL's restore_command
                               during a point-in-time recovery: written by restore --data-dir)
+  wal-slot drop               drop this DatabaseBackup's WAL archive replication slot on the server
+                              (PostgreSQL; after deleting the DatabaseBackup): refused, exit 5, while
+                              something streams from it, and while a daemon archives through it
   serve                       run the daemon: schedule, retention, metrics, control socket
   version                     print the runner version
 
@@ -129,7 +136,7 @@ function commonOptions(v: { config?: string; output?: string; 'log-level'?: stri
   };
 }
 
-const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing', 'database', 'skip-globals', 'no-owner', 'data-dir', 'owner'] as const;
+const RESTORE_ONLY = ['latest', 'backup', 'to-time', 'allow-incomplete-listing', 'database', 'skip-globals', 'no-owner', 'data-dir', 'owner', 'start'] as const;
 const RESTORE_OR_IMPORT = ['target-database', 'force'] as const;
 
 function checkRestoreOnly(name: string, v: Partial<Record<(typeof RESTORE_ONLY)[number] | (typeof RESTORE_OR_IMPORT)[number] | 'keep' | 'dry-run' | 'identity' | 'to' | 'from' | 'location', unknown>>): void {
@@ -180,6 +187,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
         'no-owner': { type: 'boolean' },
         'data-dir': { type: 'string' },
         owner: { type: 'string' },
+        start: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -190,7 +198,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {
   if (v.help || name === undefined || name === 'help') return { name: 'help', topic: name === 'help' ? rest[0] : name };
   if (name === 'version') return { name: 'version' };
   checkRestoreOnly(name, v);
-  const maxPositionals = name === 'wal-fetch' ? 2 : name === 'verify' || name === 'rekey' || name === 'import' ? 1 : 0;
+  const maxPositionals = name === 'wal-fetch' ? 2 : name === 'verify' || name === 'rekey' || name === 'import' || name === 'wal-slot' ? 1 : 0;
   if (rest.length > maxPositionals) throw usage(`unexpected argument "${rest[maxPositionals]}"`);
   return buildCommand(name, rest, v, commonOptions(v, env));
 }
@@ -232,6 +240,7 @@ type CommandValues = Parameters<typeof selector>[0] & {
   'no-owner'?: boolean;
   'data-dir'?: string;
   owner?: string;
+  start?: boolean;
   force?: boolean;
   keep?: boolean;
   'dry-run'?: boolean;
@@ -260,8 +269,9 @@ function restoreCommand(v: CommandValues, common: Common): Command {
 }
 
 /** --data-dir (made absolute) and --owner UID[:GID] (only with it; the group defaults to the uid's number). */
-function dataDirOptions(v: CommandValues): { dataDir?: string; owner?: { uid: number; gid: number } } {
+function dataDirOptions(v: CommandValues): { dataDir?: string; owner?: { uid: number; gid: number }; start?: boolean } {
   const dir = v['data-dir'];
+  if (v.start !== undefined && dir === undefined) throw usage('--start applies only with --data-dir (it starts a server on the restored data directory)');
   if (dir === undefined) {
     if (v.owner !== undefined) throw usage('--owner applies only with --data-dir');
     return {};
@@ -270,10 +280,11 @@ function dataDirOptions(v: CommandValues): { dataDir?: string; owner?: { uid: nu
   for (const [flag, given] of [['--target-database', v['target-database']], ['--database', v.database], ['--skip-globals', v['skip-globals']], ['--no-owner', v['no-owner']]] as const) {
     if (given !== undefined) throw usage(`${flag} does not apply with --data-dir (a physical base backup is the whole server)`);
   }
-  if (v.owner === undefined) return { dataDir: resolve(dir) };
+  const start = v.start ? { start: true } : {};
+  if (v.owner === undefined) return { dataDir: resolve(dir), ...start };
   const m = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(v.owner);
   if (!m) throw usage(`--owner: "${v.owner}" is not UID or UID:GID (numbers)`);
-  return { dataDir: resolve(dir), owner: { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) } };
+  return { dataDir: resolve(dir), owner: { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) }, ...start };
 }
 
 function importCommand(rest: string[], v: CommandValues, common: Common): Command {
@@ -308,6 +319,9 @@ function buildCommand(name: string, rest: string[], v: CommandValues, common: Co
     case 'wal-fetch':
       if (rest.length !== 2 || rest.some((r) => r === '')) throw usage('wal-fetch needs WALFILE and DEST (restore_command = \'backup-runner wal-fetch -c CONFIG %f %p\')');
       return { name, ...common, wal: rest[0]!, dest: rest[1]! };
+    case 'wal-slot':
+      if (rest[0] !== 'drop') throw usage(`wal-slot needs what to do: "wal-slot drop"${rest[0] === undefined ? '' : `, not "${rest[0]}"`}`);
+      return { name, ...common, action: 'drop' };
     default:
       throw usage(`unknown command "${name}"`);
   }

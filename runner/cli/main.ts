@@ -16,7 +16,7 @@ import { progressReporter } from './progress.js';
 import { runRemote, showStatus } from './remote.js';
 import { toJson } from '../render.js';
 
-type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' } | { name: 'wal-fetch' }>;
+type RuntimeCommand = Exclude<Command, { name: 'help' } | { name: 'version' } | { name: 'serve' } | { name: 'status' } | { name: 'wal-fetch' } | { name: 'wal-slot' }>;
 
 interface Io {
   out: (text: string) => void;
@@ -54,7 +54,7 @@ export function operationOf(cmd: RuntimeCommand, identities: readonly string[] =
         kind: 'restore',
         selector,
         force,
-        ...given({ targetDatabase, databases, allowIncompleteListing: on(cmd.allowIncompleteListing), skipGlobals: on(cmd.skipGlobals), noOwner: on(cmd.noOwner), dataDir: cmd.dataDir, owner: cmd.owner }),
+        ...given({ targetDatabase, databases, allowIncompleteListing: on(cmd.allowIncompleteListing), skipGlobals: on(cmd.skipGlobals), noOwner: on(cmd.noOwner), dataDir: cmd.dataDir, owner: cmd.owner, start: cmd.start }),
         ...keys,
       };
     }
@@ -91,7 +91,7 @@ export interface MainIo {
   stdin?: () => Promise<string>;
 }
 
-const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'import', 'status', 'serve', 'wal-fetch', 'version', 'help'];
+const COMMANDS = ['backup', 'list', 'restore', 'verify', 'retention', 'mirror', 'rekey', 'import', 'status', 'serve', 'wal-fetch', 'wal-slot', 'version', 'help'];
 
 async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'version' }>, env: NodeJS.ProcessEnv, io: Io): Promise<ExitCode> {
   const config = await loadConfig(cmd.config);
@@ -108,6 +108,8 @@ async function dispatch(cmd: Exclude<Command, { name: 'help' } | { name: 'versio
       await closeRuntime(rt);
     }
   }
+  // The archive's replication slot: always here, never through the daemon (whose archiver streams through it).
+  if (cmd.name === 'wal-slot') return (await import('./wal-slot.js')).walSlotDrop(config, { output: cmd.output, env, out: io.out, logger: io.logger, signal: io.signal });
   const socket = config.daemon.socket;
   // A data directory is this process's: its restore runs here (e.g. where the database's volume is mounted), never in the daemon.
   const here = cmd.local || (cmd.name === 'restore' && cmd.dataDir !== undefined);

@@ -12,6 +12,7 @@ import type { Runtime } from '../runtime.js';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createWalStore } from '../ops/wal-store.js';
 import { Supervisor } from './supervisor.js';
 import { realClock, type Clock } from './clock.js';
@@ -80,6 +81,10 @@ export class Daemon {
   private supervisor: Supervisor | undefined;
   /** WAL gaps the archiver reported so far (each new one takes a base backup). */
   private gapsSeen = 0;
+  /** The engine's one-shot start-up tasks: what each did (status `housekeeping`), and the run, stopped with the daemon. */
+  private readonly housekept: { name: string; outcome: string; at: string; facts: Record<string, unknown> }[] = [];
+  private housekeeping: Promise<unknown> | undefined;
+  private readonly housekeepingStop = new AbortController();
   metricsPort = 0;
 
   constructor(
@@ -132,6 +137,7 @@ export class Daemon {
       await this.scheduler.start();
     }
     this.startServices();
+    this.startHousekeeping();
     this.publish();
     this.ready = true;
     this.log.info({ socket: d.socket, metricsPort: this.metricsPort, nextRunAt: this.scheduler?.nextRunAt()?.toISOString() }, 'daemon ready');
@@ -181,6 +187,27 @@ export class Daemon {
   }
 
   /**
+   * Runs the engine's one-shot housekeeping (e.g. dropping what an earlier configuration left on the database
+   * server) once, in the background: never awaited by start, never queued, so it neither delays nor blocks an
+   * operation; what it did is shown in `status` and counted in the metrics, and its failure is only logged.
+   */
+  private startHousekeeping(): void {
+    const tasks = this.rt.engine.housekeeping?.({ logger: this.log, owner: { namespace: this.rt.config.namespace, name: this.rt.config.name } }) ?? [];
+    const signal = this.housekeepingStop.signal;
+    this.housekeeping = Promise.all(
+      tasks.map(async (task) => {
+        const report = await task.run(signal).catch((err: unknown) => {
+          const e = toBackupError(err);
+          this.log.warn({ task: task.name, err: e }, 'a housekeeping task failed; the daemon goes on without it');
+          return { outcome: 'failed', facts: { error: { code: e.code, message: e.message } } };
+        });
+        this.housekept.push({ name: task.name, outcome: report.outcome, at: this.clock.now().toISOString(), facts: report.facts ?? {} });
+        this.metrics.housekeepingDone(task.name, report.outcome);
+      }),
+    );
+  }
+
+  /**
    * A gap in the WAL archive: no recovery crosses it, so a base backup is taken at once (unless one runs or
    * waits already), and the recoverable window starts again after the gap.
    */
@@ -197,7 +224,8 @@ export class Daemon {
     this.ready = false;
     this.scheduler?.stop();
     const grace = parseDuration(this.rt.config.daemon.shutdownGracePeriod) ?? 25_000;
-    await Promise.all([this.queue.close(grace), this.supervisor?.stop(grace)]);
+    this.housekeepingStop.abort(new Error('the daemon is stopping'));
+    await Promise.all([this.queue.close(grace), this.supervisor?.stop(grace), this.housekeeping && Promise.race([this.housekeeping, delay(grace, undefined, { ref: false })])]);
     await this.reporter?.close(REPORT_FLUSH_MS);
     await Promise.allSettled(this.servers.map((s) => s.close()));
     this.log.info('daemon stopped');
@@ -333,6 +361,7 @@ export class Daemon {
         : null,
       locations: [...this.locations.entries()].map(([name, st]) => ({ name, ...st })),
       services: this.supervisor?.statuses() ?? [],
+      housekeeping: this.housekept.map((h) => ({ ...h, facts: { ...h.facts } })),
     };
   }
 }

@@ -41,6 +41,7 @@ export class RunnerMetrics {
   private readonly copiedBytes: Counter;
   private readonly serviceUp: Gauge;
   private readonly serviceRestarts: Gauge;
+  private readonly housekeeping: Counter;
   private readonly walArchived: Gauge;
   private readonly walLastArchived: Gauge;
   private readonly walLastPartial: Gauge;
@@ -48,6 +49,8 @@ export class RunnerMetrics {
   private readonly walConflicts: Gauge;
   private readonly slotRetained: Gauge;
   private readonly slotSafe: Gauge;
+  private readonly walReceiveLag: Gauge;
+  private readonly walLocationStored: Gauge;
 
   constructor(labels: { namespace: string; name: string }, foreign: ForeignObjects = processForeignObjects) {
     this.registry.setDefaultLabels({ namespace: labels.namespace, databasebackup: labels.name });
@@ -85,12 +88,24 @@ export class RunnerMetrics {
     this.copiedBytes = new Counter({ name: 'backup_runner_location_copied_bytes_total', help: 'Bytes stored in the location by copies from another one (healing, mirror)', labelNames: ['location'], registers: r });
     this.serviceUp = new Gauge({ name: 'backup_runner_service_up', help: '1 while the daemon service runs, 0 while it waits to be restarted or is stopped', labelNames: ['service'], registers: r });
     this.serviceRestarts = new Gauge({ name: 'backup_runner_service_restarts', help: 'Times the service failed and was restarted since the daemon started', labelNames: ['service'], registers: r });
+    this.housekeeping = new Counter({ name: 'backup_runner_housekeeping_total', help: 'One-shot start-up housekeeping tasks of the engine run, by task and outcome (e.g. task wal-slot, outcome dropped)', labelNames: ['task', 'outcome'], registers: r });
     this.walArchived = new Gauge({ name: 'backup_runner_wal_segments_archived', help: 'WAL segments stored in every location since the daemon started', registers: r });
     this.walLastArchived = new Gauge({ name: 'backup_runner_wal_last_archived_timestamp_seconds', help: 'When the last finished WAL segment was stored in every location (0: none yet)', registers: r });
     this.walLastPartial = new Gauge({ name: 'backup_runner_wal_last_partial_timestamp_seconds', help: 'When the segment being written was last stored as a partial (0: none yet): the recovery point', registers: r });
     this.walGaps = new Gauge({ name: 'backup_runner_wal_gaps', help: 'Stretches of WAL missing from the archive, found since the daemon started (recovery cannot cross them)', registers: r });
     this.walConflicts = new Gauge({ name: 'backup_runner_wal_conflicts', help: 'WAL files a location holds with other bytes than the server sent: never overwritten, an alarm', registers: r });
     this.slotRetained = new Gauge({ name: 'backup_runner_wal_slot_retained_bytes', help: 'WAL the archive slot holds on the server (its current position less the slot restart point): what the archive still lacks', registers: r });
+    this.walReceiveLag = new Gauge({
+      name: 'backup_runner_wal_receive_lag_bytes',
+      help: 'WAL the server has written (its current position, read every 10 s) that is not stored in every location yet',
+      registers: r,
+    });
+    this.walLocationStored = new Gauge({
+      name: 'backup_runner_wal_location_last_stored_timestamp_seconds',
+      help: 'When a WAL segment or the partial of the one being written was last stored in the location (0: not since the daemon started): a location that fails falls behind',
+      labelNames: ['location'],
+      registers: r,
+    });
     this.slotSafe = new Gauge({ name: 'backup_runner_wal_slot_safe_bytes', help: 'WAL the server may still write before it invalidates the archive slot (-1: no limit, max_slot_wal_keep_size = -1)', registers: r });
     this.foreign = new Gauge({
       name: 'backup_runner_foreign_objects',
@@ -187,6 +202,11 @@ export class RunnerMetrics {
     this.nextRun.set(at ? at.getTime() / 1000 : 0);
   }
 
+  /** A housekeeping task ended with this outcome. */
+  housekeepingDone(task: string, outcome: string): void {
+    this.housekeeping.inc({ task, outcome });
+  }
+
   /** The daemon's services, and what the WAL archiver reports of itself. */
   setServices(services: readonly { name: string; state: string; restarts: number; facts: Record<string, unknown> }[]): void {
     const seconds = (v: unknown): number => (typeof v === 'string' ? Date.parse(v) / 1000 : 0);
@@ -203,6 +223,16 @@ export class RunnerMetrics {
       if (typeof f.slotRetainedBytes === 'number') this.slotRetained.set(f.slotRetainedBytes);
       if (f.slotSafeBytes === null) this.slotSafe.set(-1);
       else if (typeof f.slotSafeBytes === 'number') this.slotSafe.set(f.slotSafeBytes);
+      if (typeof f.receiveLagBytes === 'number') this.walReceiveLag.set(f.receiveLagBytes);
+      this.setWalLocations(f.locations);
+    }
+  }
+
+  /** Per location, when the WAL archiver last stored there (its `locations` facts). */
+  private setWalLocations(locations: unknown): void {
+    if (typeof locations !== 'object' || locations === null) return;
+    for (const [location, l] of Object.entries(locations as Record<string, { lastStoredAt?: unknown }>)) {
+      this.walLocationStored.set({ location }, typeof l?.lastStoredAt === 'string' ? Date.parse(l.lastStoredAt) / 1000 : 0);
     }
   }
 

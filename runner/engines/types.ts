@@ -136,6 +136,25 @@ export interface DataDirectoryOptions {
   signal?: AbortSignal;
   /** Recover past the base backup from the WAL archive: the command that fetches WAL, and the target (undefined: the archive's end). */
   recovery?: { fetchCommand: string; targetTime?: Date };
+  /** Start a server on the directory once it is laid in, follow its recovery to the promotion, and stop it cleanly (restore --start). */
+  start?: boolean;
+}
+
+/** What a recovery run by restore --start reached. */
+export interface RecoveryOutcome {
+  promoted: boolean;
+  /** WAL segments the server fetched and replayed. */
+  segments: number;
+  /** When the last transaction replayed committed: the instant actually reached (RFC 3339, to the microsecond). */
+  lastTransactionAt?: string;
+  /** When the first commit left out (after the target) was made. */
+  firstExcludedAt?: string;
+  /** The timeline the server promoted onto. */
+  timeline?: number;
+  /** The archive holds no commit after the target: recovered to its end, which is the state at the target. */
+  archiveEndedBeforeTarget?: boolean;
+  /** The server's version. */
+  server: string;
 }
 
 export interface DataDirectoryReport {
@@ -148,6 +167,8 @@ export interface DataDirectoryReport {
   replaced: boolean;
   /** The recovery settings written: the target instant (absent: the archive's end). */
   recovery?: { targetTime?: string };
+  /** restore --start: the recovery the server ran, to its promotion (the settings are then removed again). */
+  recovered?: RecoveryOutcome;
   /** `pg_verifybackup`: checked against the backup's own manifest; `skipped` with the reason in `notes`. */
   verified: 'pg_verifybackup' | 'skipped';
   notes: string[];
@@ -196,6 +217,27 @@ export interface ServiceDeps {
   owner: { namespace: string; name: string };
 }
 
+/** What a daemon hands an engine's housekeeping. */
+export type HousekeepingDeps = Pick<ServiceDeps, 'logger' | 'owner'>;
+
+/** What a housekeeping task did: shown in `status` (`housekeeping`) and counted in the metrics by `outcome`. */
+export interface HousekeepingReport {
+  /** One short word, e.g. `dropped`, `absent`, `denied`. */
+  outcome: string;
+  /** What the task wants shown with it (e.g. the slot it looked at, the WAL it held). */
+  facts?: Record<string, unknown>;
+}
+
+/**
+ * A one-shot task the daemon runs once at start, in the background, beside its operations and services (never
+ * before or in the way of a backup): e.g. dropping what an earlier configuration left on the server. It handles
+ * its own failures (logs them, with the fix) and reports them in its outcome; one that throws is reported `failed`.
+ */
+export interface HousekeepingTask {
+  readonly name: string;
+  run(signal: AbortSignal): Promise<HousekeepingReport>;
+}
+
 export interface Engine {
   readonly name: string;
   /**
@@ -235,10 +277,15 @@ export interface Engine {
   readonly dumpsCompressed?: boolean;
   /** Restores a dump whose format `holds: 'data-directory'` (a physical base backup) into a data directory. */
   restoreDataDirectory?(input: Readable, opts: DataDirectoryOptions): Promise<DataDirectoryReport>;
-  /** Refuses a data directory `restoreDataDirectory` would refuse, before anything is read or changed (as inspectTarget for a database). */
-  checkDataDirectory?(opts: DataDirectoryOptions): Promise<void>;
+  /**
+   * Refuses a data directory `restoreDataDirectory` would refuse, before anything is read or changed (as inspectTarget
+   * for a database). `fresh`: the directory is missing or empty, so a restore into it can lose nothing.
+   */
+  checkDataDirectory?(opts: DataDirectoryOptions): Promise<{ fresh: boolean }>;
   /** The daemon's long-running services this engine's configuration asks for (PostgreSQL physical: WAL archiving). */
   services?(deps: ServiceDeps): ServiceSpec[];
+  /** One-shot tasks the daemon runs at start for this configuration (PostgreSQL: dropping an archive slot it no longer uses). */
+  housekeeping?(deps: HousekeepingDeps): HousekeepingTask[];
   /** A server-side engine: the database server writes its backups into a location itself (runner/ops/server-backup.ts), no stream. */
   readonly serverSide?: ServerSideEngine;
 }

@@ -2,6 +2,8 @@ import { scanLocation } from '../catalog.js';
 import { type BackupError, toBackupError } from '../errors.js';
 import type { Manifest } from '../manifest.js';
 import type { Location, Runtime } from '../runtime.js';
+import { formatNamed } from '../engines/registry.js';
+import { type LocationRecovery, recoveryByLocation } from './wal-window.js';
 
 /** One location's copy of a backup: its own manifest, and the directory its objects lie in. */
 export interface BackupCopy {
@@ -43,6 +45,11 @@ export interface Listing {
   problems: { location: string; key?: string; error: BackupError }[];
   /** `verified`: every listed backup's manifest is signed by a verification key; `not checked`: none is configured. */
   signatures: 'verified' | 'not checked';
+  /**
+   * `list` of physical base backups (their format holds a data directory): per location, in config order, the
+   * window a point-in-time recovery from its own WAL archive reaches. Absent otherwise (no WAL is listed).
+   */
+  recovery?: LocationRecovery[];
 }
 
 interface LocationView {
@@ -110,4 +117,14 @@ export async function listBackups(rt: Runtime, opts: { signal?: AbortSignal } = 
   // A backup id that is sound in one location and future-dated in another is not trusted anywhere.
   const futureIds = new Set(future.map((f) => f.id));
   return { backups: backups.filter((b) => !futureIds.has(b.id)), future, problems, signatures: rt.signing?.trust?.length ? 'verified' : 'not checked' };
+}
+
+/**
+ * The listing with each location's recoverable window (`recovery`), when it holds physical base backups (a
+ * format that holds a data directory); otherwise as it is, and no WAL archive is listed.
+ */
+export async function withRecovery(rt: Runtime, listing: Listing, opts: { signal?: AbortSignal } = {}): Promise<Listing> {
+  const physical = listing.backups.filter((b) => formatNamed(b.manifest.engine.format, rt.engine.formats ?? [])?.holds === 'data-directory');
+  if (physical.length === 0) return listing;
+  return { ...listing, recovery: await recoveryByLocation(rt, physical, opts.signal) };
 }

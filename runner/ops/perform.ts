@@ -5,7 +5,7 @@ import { type ImportSource, runImport } from './import.js';
 import { runBackup, type Trigger } from './backup.js';
 import { type MirrorResult, type MirrorScope, runMirror } from './mirror.js';
 import { runRekey } from './rekey.js';
-import { type Listing, listBackups } from './list.js';
+import { type Listing, listBackups, withRecovery } from './list.js';
 import { runRestore } from './restore.js';
 import type { Owner } from '../engines/types.js';
 import type { Selector } from './select.js';
@@ -28,6 +28,8 @@ export type Operation =
       /** A physical base backup's data directory: always this process's (the CLI runs such a restore itself, never the daemon). */
       dataDir?: string;
       owner?: Owner;
+      /** With dataDir: start a server on it and follow its recovery to the promotion (restore --start). */
+      start?: boolean;
       /** With dataDir: the shell command (before `%f %p`) that fetches WAL, written as the recovery's restore_command. */
       walFetchCommand?: string;
     }
@@ -110,9 +112,9 @@ export const OPERATIONS: { readonly [K in Operation['kind']]: OperationSpec<K, u
     run: async (rt, _op, opts) => {
       const l = await listBackups(rt, opts);
       throwIfNothingReadable(rt, l);
-      return l;
+      return withRecovery(rt, l, opts);
     },
-    exitCode: (l) => (l.problems.length > 0 ? EXIT.PARTIAL : EXIT.OK),
+    exitCode: (l) => (l.problems.length > 0 || l.recovery?.some((r) => r.error) ? EXIT.PARTIAL : EXIT.OK),
     render: renderListing,
     readOnly: () => true,
   }),

@@ -43,6 +43,8 @@ export interface RestoreRequest {
   dataDir?: string;
   /** With dataDir, run as root: who owns what is written (default: the directory's owner). */
   owner?: Owner;
+  /** With dataDir: start a server on it, follow its recovery to the promotion and stop it cleanly (restore --start). */
+  start?: boolean;
   /** With dataDir: the shell command (before `%f %p`) PostgreSQL runs to fetch WAL during a point-in-time recovery. */
   walFetchCommand?: string;
 }
@@ -202,9 +204,13 @@ function chooseOfKind(rt: Runtime, listing: Listing, req: RestoreRequest): { bac
 }
 
 /**
- * A physical base backup, laid into a data directory: a copy verified end to end first, then streamed into
- * the engine, which checks the directory (empty, the same restore resumed, or --force), lays the tar in and
- * has PostgreSQL check the result against its own manifest.
+ * A physical base backup, laid into a data directory: the engine checks the directory (empty, the same restore
+ * resumed, or --force), lays the tar in and has PostgreSQL check the result against its own manifest. A
+ * directory that holds something (--force, a resume) is changed only after a copy was verified end to end. A
+ * missing or empty one has nothing to lose: the first copy is streamed into it at once, checked on the way
+ * (size and sha256 at the end, each tar member as it comes), and a copy that fails its check leaves a resumable
+ * restore, which the next copy, verified first, resumes (compared byte for byte). That saves reading the
+ * backup twice.
  */
 async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const restore = rt.engine.restoreDataDirectory?.bind(rt.engine);
@@ -213,22 +219,58 @@ async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string,
     dataDir,
     force: req.force,
     ...(req.owner ? { owner: req.owner } : {}),
+    ...(req.start ? { start: true } : {}),
     backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } },
     ...(signal ? { signal } : {}),
   });
   const { recovery, reach, notes } = await recoveryFor(rt, req, backup);
   const options = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({ ...baseOptions(m, signal), ...(recovery ? { recovery } : {}) });
-  await rt.engine.checkDataDirectory?.(options(backup.manifest, req.signal));
-  const { loc, copy, skipped } = await findVerifiedCopy(rt, backup, req);
-  const m = copy.manifest;
-  const report = await streamObject(rt, loc, copy, m.objects[0]!, req, (input, signal) => restore(input, options(m, signal)), withDirectoryState
-  ).catch((err: unknown) => {
-    const e = toBackupError(err, 'RESTORE_FAILED');
-    throw new BackupError(e.code, e.message, { cause: e, details: { ...e.details, backupId: backup.id, location: loc.name }, retryable: e.retryable });
-  });
+  const checked = await rt.engine.checkDataDirectory?.(options(backup.manifest, req.signal));
+  const layIn = (loc: Location, copy: BackupCopy): Promise<DataDirectoryReport> =>
+    streamObject(rt, loc, copy, copy.manifest.objects[0]!, req, (input, signal) => restore(input, options(copy.manifest, signal)), withDirectoryState).catch((err: unknown) => {
+      const e = toBackupError(err, 'RESTORE_FAILED');
+      throw new BackupError(e.code, e.message, { cause: e, details: { ...e.details, backupId: backup.id, location: loc.name }, retryable: e.retryable });
+    });
+  const first = checked?.fresh ? await streamedAtOnce(rt, backup, req, layIn) : undefined;
+  const { loc, report, skipped } = first && 'report' in first ? first : await verifiedThenLaidIn(rt, backup, req, layIn, first?.failed);
   rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, dataDir, location: loc.name, files: report.files, bytes: report.bytes, resumed: report.resumed }, 'restore finished');
   const dataDirectory = notes.length > 0 ? { ...report, notes: [...report.notes, ...notes] } : report;
   return { backup, database: rt.engine.database, location: loc.name, skipped, unreadable, dataDirectory, ...(recovery && reach ? { walArchive: reach } : {}) };
+}
+
+type LaidIn = { loc: Location; report: DataDirectoryReport; skipped: ObjectCheck[] };
+
+/** The first copy laid into a fresh directory without reading it first; `failed` when it failed its check (the directory then holds a resumable part, or nothing). */
+async function streamedAtOnce(rt: Runtime, backup: ListedBackup, req: RestoreRequest, layIn: (loc: Location, copy: BackupCopy) => Promise<DataDirectoryReport>): Promise<LaidIn | { failed: BackupError }> {
+  const copy = backup.copies[0]!;
+  const loc = rt.locations.find((l) => l.name === copy.location)!;
+  try {
+    return { loc, report: await layIn(loc, copy), skipped: [] };
+  } catch (err) {
+    const e = toBackupError(err, 'RESTORE_FAILED');
+    const state = (e.details.dataDirectory as { state?: string } | undefined)?.state;
+    // Only a copy that could not be read, or did not match its digests, is worth another: a tar refused for what
+    // it holds, a failed verification or recovery of a complete directory, a stopped restore end the restore.
+    if ((state !== undefined && state !== 'partial') || !FALLBACK_CODES.has(e.code) || req.signal?.aborted) throw e;
+    rt.logger.child({ op: 'restore' }).warn({ backupId: backup.id, location: loc.name, err: e }, 'the copy streamed into the empty directory failed its check; resuming from a copy verified first');
+    return { failed: e };
+  }
+}
+
+/** What a copy streamed at once may fail with for a next copy to resume it. */
+const FALLBACK_CODES = new Set(['INTEGRITY', 'FORMAT_MISMATCH', 'PROCESS_FAILED', 'NO_MATCHING_IDENTITY', 'STORAGE_NOT_FOUND', 'STORAGE_UNAVAILABLE', 'STORAGE_FAILED', 'STORAGE_DENIED']);
+
+/** The usual order: a copy verified end to end first, then laid in (resuming what a copy streamed at once, `earlier`, left). */
+async function verifiedThenLaidIn(rt: Runtime, backup: ListedBackup, req: RestoreRequest, layIn: (loc: Location, copy: BackupCopy) => Promise<DataDirectoryReport>, earlier?: BackupError): Promise<LaidIn> {
+  let found: Awaited<ReturnType<typeof findVerifiedCopy>>;
+  try {
+    found = await findVerifiedCopy(rt, backup, req);
+  } catch (err) {
+    const note = (earlier?.details.dataDirectory as { note?: string } | undefined)?.note;
+    if (!earlier || !(err instanceof BackupError)) throw err;
+    throw new BackupError(err.code, `${err.message}${note ? `; ${note}` : ''}`, { cause: err, details: { ...err.details, ...(earlier.details.dataDirectory ? { dataDirectory: earlier.details.dataDirectory } : {}) } });
+  }
+  return { loc: found.loc, report: await layIn(found.loc, found.copy), skipped: found.skipped };
 }
 
 /**

@@ -222,23 +222,46 @@ export function buildStatusPatch(facts: ReportFacts, observed?: LastBackupStatus
     ...(lastSuccessAt ? { lastSuccessAt } : {}),
     nextRunAt: facts.nextRunAt ? facts.nextRunAt.toISOString() : null,
     locations: facts.locations.map((name) => locationStatus(facts, name)),
-    ...(facts.recovery ? { recovery: recoveryStatus(facts.recovery, facts.listing) } : {}),
+    ...(facts.recovery ? { recovery: recoveryStatus(facts.recovery, facts.listing, facts.locations) } : {}),
   };
 }
 
 const toMinute = (iso: string): string => `${iso.slice(0, 16)}:00Z`;
 
+const MiB = 1024 * 1024;
+
+type RecoveryLocation = NonNullable<NonNullable<RunnerStatusPatch['recovery']>['locations']>[number];
+
+/**
+ * Per configured location (config order), what the archiver stored there: when last (to the minute) and its last
+ * segment; undefined before the archiver reported any location.
+ */
+function archiveLocations(facts: Record<string, unknown>, names: readonly string[]): RecoveryLocation[] | undefined {
+  const reported = facts.locations;
+  if (typeof reported !== 'object' || reported === null || Object.keys(reported).length === 0) return undefined;
+  return names.map((name) => {
+    const l = (reported as Record<string, { lastStoredAt?: unknown; lastSegment?: unknown } | undefined>)[name];
+    return {
+      name,
+      ...(typeof l?.lastStoredAt === 'string' ? { lastStoredAt: toMinute(l.lastStoredAt) } : {}),
+      ...(typeof l?.lastSegment === 'string' ? { lastSegment: l.lastSegment } : {}),
+    };
+  });
+}
+
 /**
  * The recoverable window: from the oldest base backup to when WAL was last stored in every location (a
  * finished segment or the partial of the one being written), to the minute so the status is not rewritten
- * at every partial (the metric has the second).
+ * at every partial (the metric has the second); per location, when the archiver last stored there (to the
+ * minute too), and the receive lag rounded down to a MiB.
  */
-function recoveryStatus(r: RecoveryFact, listing: ListingFact | undefined): NonNullable<RunnerStatusPatch['recovery']> {
+function recoveryStatus(r: RecoveryFact, listing: ListingFact | undefined, names: readonly string[]): NonNullable<RunnerStatusPatch['recovery']> {
   const f = r.facts;
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   const until = latest([str(f.lastArchivedAt), str(f.lastPartialAt)]);
   const from = listing?.backups.map((b) => b.manifest.consistentAt).sort()[0];
   const gaps = Array.isArray(f.gaps) ? f.gaps.length : 0;
+  const locations = archiveLocations(f, names);
   return {
     walArchiving: r.state === 'running' ? 'Streaming' : r.state === 'backoff' ? 'Restarting' : 'Stopped',
     ...(from ? { recoverableFrom: from } : {}),
@@ -246,6 +269,8 @@ function recoveryStatus(r: RecoveryFact, listing: ListingFact | undefined): NonN
     ...(typeof f.timeline === 'number' ? { timeline: f.timeline } : {}),
     ...(str(f.lastArchived) ? { lastSegment: str(f.lastArchived)! } : {}),
     gaps,
+    ...(typeof f.receiveLagBytes === 'number' && f.receiveLagBytes >= 0 ? { lagBytes: Math.floor(f.receiveLagBytes / MiB) * MiB } : {}),
+    ...(locations ? { locations } : {}),
     ...(r.state === 'backoff' && r.lastError ? { message: `${r.lastError.code}: ${r.lastError.message}`.slice(0, 32768) } : {}),
   };
 }

@@ -55,6 +55,8 @@ export interface RunOptions {
   onStderr?: (chunk: Buffer) => void;
   /** The child's working directory (default: the runner's). */
   cwd?: string;
+  /** Runs the child as this user and group (the runner running as root). */
+  user?: { uid: number; gid: number };
   /** Opens file descriptor 3 of the child as a pipe it writes to (`RunningProcess.fd3`). */
   fd3?: boolean;
   /**
@@ -85,6 +87,7 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
     env: opts.env ?? minimalEnv(process.env),
     stdio,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
     ...(opts.group ? { detached: true } : { signal: opts.signal, killSignal: 'SIGTERM' as const }),
   });
   if (opts.group) superviseGroup(child, opts.group.graceMs, opts.signal);

@@ -5,11 +5,11 @@
  * refusals (a directory holding data, the wrong kind of backup) and a restore stopped half way, resumed.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import YAML, { stringify } from 'yaml';
 import { createRuntime } from '../../runner/build-runtime.js';
 import { loadConfig } from '../../runner/config/load.js';
 import { silentLogger } from '../../runner/logger.js';
@@ -103,6 +103,25 @@ describe('physical base backups', () => {
     expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
   }, 120_000);
 
+  it('into an empty directory the first copy streams at once; one that fails its check on the way is resumed from the next copy, verified first', async () => {
+    const objects = (await readdir(join(dir, 'fs'), { recursive: true })).filter((f) => f.endsWith('data.tar.zst'));
+    expect(objects).toHaveLength(1);
+    const object = join(dir, 'fs', objects[0]!);
+    const original = await readFile(object);
+    const corrupt = Buffer.from(original);
+    corrupt[Math.floor(corrupt.length * 0.8)]! ^= 0xff;
+    await writeFile(object, corrupt);
+    try {
+      const target = await restoredDir();
+      const r = await runCli(cfgPath, ['restore', '--latest', '--data-dir', target]);
+      expect(r.code, r.out).toBe(0);
+      expect(r.json).toMatchObject({ location: 's3', skipped: [{ location: 'fs', status: 'corrupt' }], dataDirectory: { resumed: true, verified: 'pg_verifybackup' } });
+      expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
+    } finally {
+      await writeFile(object, original);
+    }
+  }, 120_000);
+
   it('refuses a data directory that holds anything and changes nothing; --force replaces what it holds', async () => {
     const target = await restoredDir();
     await writeFile(join(target, 'keep.txt'), 'mine');
@@ -114,6 +133,32 @@ describe('physical base backups', () => {
     expect(forced.code, forced.out).toBe(0);
     expect(forced.json).toMatchObject({ dataDirectory: { replaced: true } });
     expect(existsSync(join(target, 'keep.txt'))).toBe(false);
+    expect(await rowsIn(target)).toMatchObject({ before: '500', after: '0' });
+  }, 120_000);
+
+  it('--start: the base backup recovered to its end by a server the restore runs, left promoted and stopped; a server of another major version is refused first', async () => {
+    // A `postgres` of another major version: refused before anything is read or written.
+    const fakeBin = join(dir, 'other-major');
+    await mkdir(fakeBin, { recursive: true });
+    for (const tool of await readdir(pg.binDir)) if (tool !== 'postgres') await symlink(join(pg.binDir, tool), join(fakeBin, tool));
+    await writeFile(join(fakeBin, 'postgres'), `#!/bin/sh\necho "postgres (PostgreSQL) ${pg.major + 1}.0"\n`, { mode: 0o755 });
+    const cfg = join(dir, 'other-major.yaml');
+    const config = YAML.parse(await readFile(cfgPath, 'utf8')) as { engine: { postgresql: Record<string, unknown> } };
+    config.engine.postgresql.binDir = fakeBin;
+    await writeFile(cfg, stringify(config));
+    const target = await restoredDir();
+    const refused = await runCli(cfg, ['restore', '--backup', backupId, '--data-dir', target, '--start']);
+    expect(refused.code).toBe(1);
+    expect(refused.json).toMatchObject({ error: { code: 'TOOL_INCOMPATIBLE' } });
+    expect(await readdir(target)).toEqual([]);
+
+    const r = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target, '--start']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.json).toMatchObject({ dataDirectory: { recovered: { promoted: true } } });
+    expect(existsSync(join(target, RESTORE_STATE_FILE))).toBe(false);
+    // Shut down cleanly: no backup_label left to replay from, no server running.
+    expect(existsSync(join(target, 'backup_label'))).toBe(false);
+    expect(existsSync(join(target, 'postmaster.pid'))).toBe(false);
     expect(await rowsIn(target)).toMatchObject({ before: '500', after: '0' });
   }, 120_000);
 

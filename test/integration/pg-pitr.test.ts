@@ -5,7 +5,8 @@
  * rows committed before it; a restore to the latest holds the last phase too (from the rolling partial). The
  * restored server fetches WAL through the runner's own wal-fetch, as its restore_command.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -27,6 +28,8 @@ let pg: PgInstance;
 let s3: S3Server;
 let dir: string;
 let cfgPath: string;
+/** The same configuration with a `postgres` that fails to start (a library it cannot load), for a recovery that fails. */
+let brokenServerCfg: string;
 let rt: Runtime;
 let archiver: { stop: () => Promise<unknown>; facts: () => Record<string, unknown> | undefined };
 const restored: string[] = [];
@@ -78,6 +81,12 @@ beforeAll(async () => {
   };
   cfgPath = join(dir, 'runner.yaml');
   await writeFile(cfgPath, stringify(config), { mode: 0o644 });
+  const fakeBin = join(dir, 'bin');
+  await mkdir(fakeBin);
+  for (const tool of await readdir(pg.binDir)) if (tool !== 'postgres') await symlink(join(pg.binDir, tool), join(fakeBin, tool));
+  await writeFile(join(fakeBin, 'postgres'), `#!/bin/sh\n[ "$1" = --version ] && exec ${join(pg.binDir, 'postgres')} --version\necho 'FATAL:  could not access file "timescaledb": No such file or directory' >&2\nexit 1\n`, { mode: 0o755 });
+  brokenServerCfg = join(dir, 'broken-server.yaml');
+  await writeFile(brokenServerCfg, stringify({ ...config, engine: { type: 'postgresql', postgresql: { ...config.engine.postgresql, binDir: fakeBin } } }), { mode: 0o644 });
   rt = await createRuntime(await loadConfig(cfgPath), silentLogger(), process.env);
   const [service] = rt.engine.services!({ walStore: createWalStore(rt, silentLogger()), spool: join(dir, 'spool'), logger: silentLogger(), owner: { namespace: 'shop', name: 'pitr' } });
   const ac = new AbortController();
@@ -105,8 +114,9 @@ beforeAll(async () => {
   await delay(1200);
   const afterC = await commitPhase('c');
   marks.afterC = afterC;
-  // The last phase is only in the segment being written: wait until its partial is stored, then the server dies.
-  await eventually('a partial stored after the last phase', () => Promise.resolve(typeof facts?.lastPartialAt === 'string' && Date.parse(facts.lastPartialAt) > Date.parse(afterC) + 500), 30_000);
+  // The last phase is only in the segment being written: wait until its partial is stored, then the server dies. A listing
+  // dates objects to the second (S3's Last-Modified), so the archive reaches past the last commit by at least 0.5 s.
+  await eventually('a partial stored after the last phase', () => Promise.resolve(typeof facts?.lastPartialAt === 'string' && Date.parse(facts.lastPartialAt) > Date.parse(afterC) + 1500), 30_000);
   await pg.stop();
   await archiver.stop();
 }, 180_000);
@@ -138,6 +148,49 @@ describe('point-in-time recovery from a base backup and the WAL archive', () => 
   it('to the latest: the last phase too, committed in the segment the server was writing when it died', async () => {
     const r = await restoreTo(['--latest']);
     expect(r.code, JSON.stringify(r.json)).toBe(0);
+    expect(await phasesIn(r.target)).toEqual({ a: '200', b: '200', c: '200' });
+  }, 240_000);
+
+  it('--start: the runner recovers the directory itself, reports the instant reached and the commit left out, and leaves it promoted and stopped', async () => {
+    const asked = new Date(marks.afterB!);
+    const r = await restoreTo(['--to-time', asked.toISOString(), '--start']);
+    expect(r.code, JSON.stringify(r.json)).toBe(0);
+    const recovered = (r.json.dataDirectory as { recovered: { promoted: boolean; segments: number; lastTransactionAt: string; firstExcludedAt: string; timeline: number } }).recovered;
+    expect(recovered).toMatchObject({ promoted: true, timeline: 2 });
+    expect(recovered.segments).toBeGreaterThan(0);
+    // The last transaction replayed is phase B's (at or before the target), the one left out phase C's (after it).
+    expect(Date.parse(recovered.lastTransactionAt)).toBeLessThanOrEqual(asked.getTime());
+    expect(Date.parse(recovered.lastTransactionAt)).toBeGreaterThan(Date.parse(marks.afterA!));
+    expect(Date.parse(recovered.firstExcludedAt)).toBeGreaterThan(asked.getTime());
+    // No recovery settings are left: the database's own server starts it as a promoted cluster.
+    const auto = await readFile(join(r.target, 'postgresql.auto.conf'), 'utf8');
+    expect(auto).not.toMatch(/restore_command|recovery_target/);
+    expect(existsSync(join(r.target, 'recovery.signal'))).toBe(false);
+    expect(existsSync(join(r.target, 'pg_wal', '.backup-runner-prefetch'))).toBe(false);
+    expect(await phasesIn(r.target)).toEqual({ a: '200', b: '200', c: '0' });
+  }, 240_000);
+
+  it('--start whose server fails: says why and what the directory holds, and the same restore run again resumes and recovers', async () => {
+    const target = await serviceOwnedDir('pgpitr-');
+    restored.push(target);
+    const asked = new Date(marks.afterA!).toISOString();
+    const failed = await runCli(brokenServerCfg, ['restore', '--to-time', asked, '--start', '--data-dir', target]);
+    expect(failed.code).toBe(1);
+    expect(failed.json).toMatchObject({ error: { code: 'RECOVERY_FAILED' } });
+    expect(String((failed.json.error as { message: string }).message)).toMatch(/could not access file "timescaledb".*part way through its recovery: run the same restore again/s);
+    expect(existsSync(join(target, '.backup-runner-restore.json'))).toBe(true);
+    const again = await runCli(cfgPath, ['restore', '--to-time', asked, '--start', '--data-dir', target]);
+    expect(again.code, again.out).toBe(0);
+    expect(again.json).toMatchObject({ dataDirectory: { resumed: true, recovered: { promoted: true } } });
+    expect(existsSync(join(target, '.backup-runner-restore.json'))).toBe(false);
+    expect(await phasesIn(target)).toEqual({ a: '200', b: '0', c: '0' });
+  }, 240_000);
+
+  it('--start to an instant after the last commit the archive holds: recovered to the archive\'s end, which is the state then, and said so', async () => {
+    const asked = new Date(Date.parse(marks.afterC!) + 200);
+    const r = await restoreTo(['--to-time', asked.toISOString(), '--start']);
+    expect(r.code, JSON.stringify(r.json)).toBe(0);
+    expect(r.json).toMatchObject({ dataDirectory: { recovered: { promoted: true, archiveEndedBeforeTarget: true } } });
     expect(await phasesIn(r.target)).toEqual({ a: '200', b: '200', c: '200' });
   }, 240_000);
 

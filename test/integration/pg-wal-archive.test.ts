@@ -4,6 +4,7 @@
  * byte for byte the server's), the segment being written is stored as a rolling partial, and the archive's
  * slot advances only past what every location holds. A restarted archiver resumes without a gap; a lost slot
  * is a gap, reported and never bridged; a location holding other bytes for a segment is never overwritten.
+ * `list` shows per location the window a recovery from its archive reaches, and the gap.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -19,9 +20,11 @@ import { decompress } from '../../runner/pipeline/compression.js';
 import { closeRuntime, type Runtime } from '../../runner/runtime.js';
 import { createWalStore } from '../../runner/ops/wal-store.js';
 import { runBackup } from '../../runner/ops/backup.js';
-import { listBackups } from '../../runner/ops/list.js';
+import { listBackups, type Listing } from '../../runner/ops/list.js';
+import { perform } from '../../runner/ops/perform.js';
 import { runRetention } from '../../runner/ops/retention.js';
 import { parseWalFile, walPrefix } from '../../runner/storage/layout.js';
+import { parseSegmentName, segmentName } from '../../runner/engines/postgresql/physical/wal-names.js';
 import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
 import { startS3, type S3Server } from '../../testenv/s3.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -30,6 +33,7 @@ let pg: PgInstance;
 let s3: S3Server;
 let dir: string;
 let rt: Runtime;
+const MiB16 = 16 * 1024 * 1024;
 
 interface Facts {
   slotRetainedBytes?: number;
@@ -40,6 +44,8 @@ interface Facts {
   gaps: { from: string; to: string }[];
   conflicts: { location: string; key: string }[];
   receiving: boolean;
+  locations: Record<string, { lastStoredAt?: string; lastSegment?: string }>;
+  receiveLagBytes?: number;
 }
 
 /** Runs the archiver until stopped; its latest facts and its end (an error, or undefined). */
@@ -77,6 +83,12 @@ async function s3Objects(): Promise<string[]> {
 
 async function slotRestart(): Promise<string> {
   return pg.psql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'dbbackup_shop_wal_%'");
+}
+
+/** `list` as the CLI runs it: its JSON and its text. */
+async function list(): Promise<{ json: Listing; text: string }> {
+  const o = await perform(rt, { kind: 'list' });
+  return { json: o.json as Listing, text: o.text };
 }
 
 /** Commits rows and ends the current segment; returns the segment that was ended. */
@@ -137,6 +149,10 @@ describe('continuous WAL archiving', () => {
       }
       // The slot holds the server's WAL from the first segment no location has whole; the facts say how much, and that the server sets no limit.
       expect(archiver.facts()).toMatchObject({ slotRetainedBytes: expect.any(Number) as unknown, slotSafeBytes: null });
+      // Each location stored both segments, and when; the receive lag is what the server wrote past what every location holds.
+      for (const location of ['fs', 's3']) expect(archiver.facts()!.locations[location]).toMatchObject({ lastStoredAt: expect.any(String) as unknown, lastSegment: second });
+      await eventually('the receive lag is read with the slot', () => Promise.resolve(typeof archiver.facts()?.receiveLagBytes === 'number'), 30_000);
+      expect(archiver.facts()!.receiveLagBytes).toBeLessThan(16 * 1024 * 1024);
       const restart = await slotRestart();
       expect(await pg.psql(`SELECT pg_walfile_name('${restart}'::pg_lsn + 1) > '${second}'`)).toBe('t');
     } finally {
@@ -157,6 +173,8 @@ describe('continuous WAL archiving', () => {
         const now = (await fsObjects()).filter((n) => n.includes('.partial'));
         return now.length === 1 && now[0] !== before[0];
       }, 30_000);
+      // Once the server is idle and its partial stored, every location holds all it wrote: no receive lag.
+      await eventually('no receive lag', () => Promise.resolve(archiver.facts()?.receiveLagBytes === 0), 45_000);
     } finally {
       expect(await archiver.stop()).toBeUndefined();
     }
@@ -227,6 +245,28 @@ describe('continuous WAL archiving', () => {
     }
   }, 120_000);
 
+  it('list shows per location the window from the kept base backup to the last WAL stored there, with no gap', async () => {
+    const archiver = startArchiver();
+    let end = '';
+    try {
+      await eventually('the archiver streams', () => Promise.resolve(archiver.facts()?.receiving === true), 30_000);
+      end = await switchSegment('w1');
+      await eventually('the segment archived', () => Promise.resolve((archiver.facts()?.lastArchived ?? '') >= end), 30_000);
+    } finally {
+      expect(await archiver.stop()).toBeUndefined();
+    }
+    const { json, text } = await list();
+    const kept = json.backups.at(-1)!;
+    expect(json.recovery?.map((r) => r.location)).toEqual(['fs', 's3']);
+    for (const r of json.recovery!) {
+      expect(r, r.location).toMatchObject({ from: kept.manifest.consistentAt, timeline: 1, gaps: [] });
+      expect(r.stretches).toHaveLength(1);
+      expect(r.lastSegment! >= end).toBe(true);
+      expect(Date.parse(String(r.until)) >= Date.parse(kept.manifest.consistentAt)).toBe(true);
+    }
+    expect(text).toMatch(new RegExp(`^fs\\s+${kept.manifest.consistentAt}\\s+\\S+\\s+[0-9A-F]{24}.*\\s1\\s+0$`, 'm'));
+  }, 90_000);
+
   it('a lost slot is a gap: reported with the missing segments, never bridged', async () => {
     const newest = (await fsObjects()).filter((n) => !n.includes('.partial')).map((n) => n.slice(0, 24)).at(-1)!;
     // The archive's slot is dropped while the archiver is down, and the server recycles the WAL it held.
@@ -239,8 +279,19 @@ describe('continuous WAL archiving', () => {
       const gap = archiver.facts()!.gaps[0]!;
       expect(gap.from > newest).toBe(true);
       expect(gap.to >= gap.from).toBe(true);
+      const after = await switchSegment('after the gap');
+      await eventually('WAL after the gap archived', () => Promise.resolve((archiver.facts()?.lastArchived ?? '') >= after), 30_000);
     } finally {
       expect(await archiver.stop()).toBeUndefined();
+    }
+    // Every location holds WAL past the gap and no base backup after it: each window ends where the gap starts, never across it.
+    const { json, text } = await list();
+    const firstMissing = segmentName(1, parseSegmentName(newest, MiB16)!.segno + 1n, MiB16);
+    for (const r of json.recovery!) {
+      expect(r.gaps, r.location).toEqual([{ at: firstMissing, after: r.until }]);
+      expect(r.stretches.at(-1)!.lastWal! <= firstMissing).toBe(true);
+      expect(r.lastSegment! > firstMissing).toBe(true);
+      expect(text).toContain(`gap in ${r.location} at segment ${firstMissing}: nothing after ${String(r.until)} is recoverable until a base backup is taken after it`);
     }
   }, 90_000);
 });

@@ -37,6 +37,8 @@ describe('parseCommand', () => {
     expect(parseCommand(['restore', '--latest', '--data-dir', '/d', '--owner', '999'])).toMatchObject({ dataDir: '/d', owner: { uid: 999, gid: 999 } });
     expect(parseCommand(['restore', '--latest', '--data-dir', '/d', '--owner', '26:0', '--force'])).toMatchObject({ owner: { uid: 26, gid: 0 }, force: true });
     expect(parseCommand(['restore', '--latest'])).not.toHaveProperty('dataDir');
+    expect(parseCommand(['restore', '--latest', '--data-dir', '/d', '--start'])).toMatchObject({ dataDir: '/d', start: true });
+    expect(parseCommand(['restore', '--latest', '--data-dir', '/d'])).not.toHaveProperty('start');
   });
 
   it('wal-fetch takes the WAL file and where to write it (PostgreSQL\'s %f %p)', () => {
@@ -50,6 +52,8 @@ describe('parseCommand', () => {
     [['restore', '--latest', '--data-dir', '/d', '--target-database', 'x'], '--target-database does not apply with --data-dir'],
     [['restore', '--latest', '--data-dir', '/d', '--database', 'x'], '--database does not apply with --data-dir'],
     [['restore', '--latest', '--data-dir', ''], '--data-dir needs a directory'],
+    [['restore', '--latest', '--start'], '--start applies only with --data-dir'],
+    [['backup', '--start'], 'option of restore'],
     [['verify', '--data-dir', '/d'], 'option of restore'],
     [['restore'], 'exactly one of'],
     [['restore', '--latest', '--backup', 'x'], 'exactly one of'],

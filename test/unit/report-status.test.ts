@@ -232,6 +232,33 @@ describe('buildStatusPatch', () => {
     expect(buildStatusPatch(facts({ listing: twoBackups }))).not.toHaveProperty('recovery');
   });
 
+  it('with a WAL archiver: per configured location when it last stored WAL (to the minute) and its last segment, and the receive lag in whole MiB', () => {
+    const archiving = {
+      lastArchived: '000000010000000000000007',
+      lastArchivedAt: '2026-11-21T02:59:40.000Z',
+      timeline: 1,
+      gaps: [],
+      receiveLagBytes: 5 * 1024 * 1024 + 123_456,
+      locations: { s3: { lastStoredAt: '2026-11-21T02:41:07.250Z', lastSegment: '000000010000000000000005' }, fs: { lastStoredAt: '2026-11-21T03:00:52.500Z', lastSegment: '000000010000000000000007' } },
+    };
+    const patch = buildStatusPatch(facts({ listing: twoBackups, recovery: { state: 'running', facts: archiving }, nextRunAt: at('2026-11-22T02:00:00Z') }));
+    expect(patch.recovery).toMatchObject({
+      lagBytes: 5 * 1024 * 1024,
+      locations: [
+        { name: 'fs', lastStoredAt: '2026-11-21T03:00:00Z', lastSegment: '000000010000000000000007' },
+        { name: 's3', lastStoredAt: '2026-11-21T02:41:00Z', lastSegment: '000000010000000000000005' },
+      ],
+    });
+    expect(Value.Check(DatabaseBackupStatus, patch)).toBe(true);
+    // The same minute and MiB: the same patch, so the status is not written again.
+    const later = { ...archiving, receiveLagBytes: 5 * 1024 * 1024 + 9, locations: { ...archiving.locations, fs: { ...archiving.locations.fs, lastStoredAt: '2026-11-21T03:00:59.000Z' } } };
+    expect(buildStatusPatch(facts({ listing: twoBackups, recovery: { state: 'running', facts: later }, nextRunAt: at('2026-11-22T02:00:00Z') }))).toEqual(patch);
+    // A location that failed at once is listed without a store; none is listed before the archiver reports one.
+    const failed = buildStatusPatch(facts({ recovery: { state: 'running', facts: { locations: { fs: { lastStoredAt: '2026-11-21T03:00:52.500Z' }, s3: {} }, receiveLagBytes: 1000 } } }));
+    expect(failed.recovery).toMatchObject({ lagBytes: 0, locations: [{ name: 'fs', lastStoredAt: '2026-11-21T03:00:00Z' }, { name: 's3' }] });
+    expect(buildStatusPatch(facts({ recovery: { state: 'running', facts: { locations: {} } } })).recovery).not.toHaveProperty('locations');
+  });
+
   it('clips long messages to the limit', () => {
     const long = facts({ listing: { backups: [], problems: [{ location: 'fs', error: err('STORAGE_FAILED', 'x'.repeat(5000)) }] } });
     const message = buildStatusPatch(long).locations[0]!.message!;

@@ -99,4 +99,13 @@ describe('RunnerMetrics', () => {
     m.retentionFinished({ dryRun: false, locations: [{ location: 's3', plan: { remove: [] }, failed: [] }] });
     expect(await sample(m, 'backup_runner_retention_failing', { location: 's3' })).toBe(0);
   });
+
+  it('exports the WAL archiver\'s receive lag and, per location, when it last stored WAL there', async () => {
+    const m = new RunnerMetrics({ namespace: 'shop', name: 'orders' });
+    const archiver = (facts: Record<string, unknown>) => [{ name: 'wal-archiver', state: 'running', restarts: 0, facts }];
+    m.setServices(archiver({ receiveLagBytes: 4096, locations: { fs: { lastStoredAt: '2026-11-21T03:00:52.500Z', lastSegment: '000000010000000000000007' }, s3: {} } }));
+    expect(await sample(m, 'backup_runner_wal_receive_lag_bytes')).toBe(4096);
+    expect(await sample(m, 'backup_runner_wal_location_last_stored_timestamp_seconds', { location: 'fs' })).toBe(Date.parse('2026-11-21T03:00:52.500Z') / 1000);
+    expect(await sample(m, 'backup_runner_wal_location_last_stored_timestamp_seconds', { location: 's3' })).toBe(0);
+  });
 });

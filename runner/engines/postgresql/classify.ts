@@ -61,6 +61,12 @@ const RULES: Rule[] = [
     message: (ctx) => `user "${ctx.user}" may not open a replication connection to ${where(ctx)}: a physical backup needs the REPLICATION attribute (ALTER ROLE "${ctx.user}" WITH REPLICATION) or a superuser.`,
   },
   {
+    // PostgreSQL 16 and later say the first; earlier ones the second.
+    test: /permission denied to use replication slots|must be superuser or replication role to use replication slots/,
+    code: 'DB_AUTH_FAILED',
+    message: (ctx) => `user "${ctx.user}" may not use replication slots on ${where(ctx)}: that needs the REPLICATION attribute (ALTER ROLE "${ctx.user}" WITH REPLICATION) or a superuser.`,
+  },
+  {
     test: /number of requested standby connections exceeds max_wal_senders|requested standby connections exceeds|all replication slots are in use/,
     message: (ctx, _m, detail) => `${where(ctx)} has no WAL sender free for the base backup (${detail}): raise max_wal_senders or end other replication connections.`,
   },

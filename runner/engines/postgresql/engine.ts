@@ -12,7 +12,7 @@ import { BackupError, isBackupError, toBackupError, type ErrorCode } from '../..
 import type { Logger } from '../../logger.js';
 import type { CallOptions } from '../../storage/types.js';
 import { run } from '../../util/process.js';
-import type { DataDirectoryOptions, DataDirectoryReport, DumpHandle, DumpOptions, Engine, ServiceDeps, ServiceSpec, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, DumpHandle, DumpOptions, Engine, HousekeepingDeps, HousekeepingTask, ServiceDeps, ServiceSpec, ProbeResult, RestoreOptions, RestoreReport, RestoreTargetOutcome, StreamSpec, TargetState } from '../types.js';
 import { RestrictedSql, planGlobals, replayErrors } from './globals.js';
 import { feedProcess } from '../feed.js';
 import { classifyFailure, isConnectionFailure, redact, type FailureContext } from './classify.js';
@@ -24,9 +24,11 @@ import { SET_OWNER_SQL, CAN_READ_PASSWORDS_SQL, CREATE_DATABASE_SQL, DATABASE_EX
 import { DEBIAN_ROOT, findDebianBinDir, readToolVersion, withInstallHint } from './tools.js';
 import { startBasebackup } from './physical/basebackup.js';
 import { BASEBACKUP_FORMAT, pgBasebackupPlan } from './physical/plan.js';
+import { findServer } from './physical/recover.js';
 import { checkDataDirectory, restoreDataDirectory } from './physical/restore.js';
 import { archiveSlotName, walArchiver } from './physical/archiver.js';
 import { PgWalServer } from './physical/wal-server.js';
+import { archivesThrough, dropArchiveSlot, slotHousekeeping, type SlotDropResult } from './physical/slot-cleanup.js';
 import { parseProperties, propertyStatements, type PropertyStatement } from './properties.js';
 
 /** `magic`: every custom-format archive starts with these bytes (pg_backup_archiver.c). */
@@ -455,13 +457,37 @@ export class PostgresqlEngine implements Engine {
     return [walArchiver(server, deps.walStore, settings, deps.spool, deps.logger.child({ service: 'wal-archiver', slot: settings.slot }))];
   }
 
-  async checkDataDirectory(opts: DataDirectoryOptions): Promise<void> {
-    await checkDataDirectory(opts);
+  /**
+   * Start-up housekeeping: a configuration whose archiver does not stream through the DatabaseBackup's own slot
+   * (WAL archiving off, or mode logical) drops that slot when an earlier configuration left it, unless something
+   * streams from it (physical/slot-cleanup.ts). No name but archiveSlotName's is ever looked at.
+   */
+  housekeeping(deps: HousekeepingDeps): HousekeepingTask[] {
+    const slot = archiveSlotName(deps.owner);
+    if (archivesThrough(this.conn, slot)) return [];
+    return [slotHousekeeping(this.walServer(), slot, this.conn.user, deps.logger.child({ task: 'wal-slot', slot }))];
+  }
+
+  /** Whether this configuration's WAL archiver streams through the DatabaseBackup's own slot (archiveSlotName). */
+  archivesThroughOwnSlot(owner: HousekeepingDeps['owner']): boolean {
+    return archivesThrough(this.conn, archiveSlotName(owner));
+  }
+
+  /** `backup-runner wal-slot drop`: drops the DatabaseBackup's own archive slot (archiveSlotName, never another name); SLOT_ACTIVE while something streams from it. */
+  dropArchiveSlot(owner: HousekeepingDeps['owner'], signal?: AbortSignal): Promise<SlotDropResult> {
+    return dropArchiveSlot(this.walServer(), archiveSlotName(owner), signal);
+  }
+
+  /** The directory (physical/restore.ts), and with --start the server of the backup's major version (physical/recover.ts), before anything is read. */
+  async checkDataDirectory(opts: DataDirectoryOptions): Promise<{ fresh: boolean }> {
+    if (opts.start) await findServer(opts.backup.engine.serverVersion, this.conn.binDir, this.env);
+    const prepared = await checkDataDirectory(opts);
+    return { fresh: !prepared.replaced && prepared.resume === undefined };
   }
 
   /** Lays a physical base backup into a data directory (physical/restore.ts). */
   restoreDataDirectory(input: Readable, opts: DataDirectoryOptions): Promise<DataDirectoryReport> {
-    return restoreDataDirectory(input, opts, { pgVerifybackup: this.tools.pgVerifybackup, env: this.env, log: this.log });
+    return restoreDataDirectory(input, opts, { pgVerifybackup: this.tools.pgVerifybackup, ...(this.conn.binDir ? { binDir: this.conn.binDir } : {}), env: this.env, log: this.log });
   }
 
   /** Refuses to replay SQL with a psql that cannot refuse the input's backslash commands. */

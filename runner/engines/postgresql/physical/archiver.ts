@@ -9,14 +9,17 @@
  *   archiver (an empty spool) streams again from the slot, losing nothing.
  * - Where the slot lies beyond the newest stored segment plus one (the slot was lost, dropped or recreated),
  *   the WAL in between is gone: reported as a gap (`gaps`), never bridged.
+ * - Per location, when it last stored a segment or partial and its last segment (`locations`): a location that
+ *   fails falls behind the others there. The receive lag (`receiveLagBytes`) is the server's current position
+ *   less what every location holds, read with the slot.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupError, toBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ServiceSpec, WalStore } from '../../types.js';
+import type { ServiceSpec, WalStore, WalStored } from '../../types.js';
 import type { SlotInfo, WalServer } from './wal-server.js';
 import { HISTORY_NAME, SEGMENT_NAME, parseSegmentName, segmentEnd, segmentName, segmentOf } from './wal-names.js';
 
@@ -58,11 +61,63 @@ export function gapBetween(newestStored: string | undefined, startSegment: strin
   return { from: segmentName(start.tli, stored.segno + 1n, segmentSize), to: segmentName(start.tli, start.segno - 1n, segmentSize) };
 }
 
+/**
+ * The block the written end of a zero-padded segment file is searched in: a multiple of every WAL page size
+ * PostgreSQL builds with (XLOG_BLCKSZ, at most 64 KiB), so a block something was written into starts with a page
+ * header (never zero) and the written blocks come before all the zero ones.
+ */
+const WRITTEN_BLOCK = 64 * 1024;
+
+/** Pure: the length of `buf` up to its last non-zero byte (0 when all zero). */
+export function nonZeroLength(buf: Uint8Array): number {
+  for (let i = buf.length - 1; i >= 0; i--) if (buf[i] !== 0) return i + 1;
+  return 0;
+}
+
+async function isZeroBlock(fh: FileHandle, index: number, buf: Buffer): Promise<boolean> {
+  const { bytesRead } = await fh.read(buf, 0, buf.length, index * WRITTEN_BLOCK);
+  return nonZeroLength(buf.subarray(0, bytesRead)) === 0;
+}
+
+/**
+ * How much WAL a segment file pg_receivewal is writing holds: it is created zero-filled at its full size, so the
+ * written part ends at its last non-zero byte, rounded up to the 8 bytes a WAL record starts on (the next record
+ * lies past that). The first zero block is found by bisection (a few 64 KiB reads, whatever the segment size).
+ */
+export async function writtenLength(path: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const buf = Buffer.alloc(WRITTEN_BLOCK);
+    let lo = 0;
+    let hi = Math.ceil(size / WRITTEN_BLOCK);
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (await isZeroBlock(fh, mid, buf)) hi = mid;
+      else lo = mid + 1;
+    }
+    if (lo === 0) return 0;
+    const { bytesRead } = await fh.read(buf, 0, WRITTEN_BLOCK, (lo - 1) * WRITTEN_BLOCK);
+    const end = (lo - 1) * WRITTEN_BLOCK + nonZeroLength(buf.subarray(0, bytesRead));
+    return Math.min(size, Math.ceil(end / 8) * 8);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Pure: which spool files are finished WAL (segments, history files) in the order they are stored, and the one partial. */
 export function spoolFiles(names: readonly string[]): { finished: string[]; partial?: string } {
   const finished = names.filter((n) => SEGMENT_NAME.test(n) || HISTORY_NAME.test(n)).sort((a, b) => (HISTORY_NAME.test(a) === HISTORY_NAME.test(b) ? (a < b ? -1 : 1) : HISTORY_NAME.test(a) ? -1 : 1));
   const partials = names.filter((n) => n.endsWith('.partial') && SEGMENT_NAME.test(n.slice(0, -'.partial'.length))).sort();
   return { finished, ...(partials.length > 0 ? { partial: partials.at(-1)! } : {}) };
+}
+
+/** What one location holds of the archive, as this run stored it. */
+interface LocationFacts {
+  /** When a segment or partial was last stored there. */
+  lastStoredAt?: string;
+  /** The last finished segment stored there. */
+  lastSegment?: string;
 }
 
 interface State {
@@ -79,6 +134,10 @@ interface State {
   slotRetainedBytes?: number;
   /** What the server may still write before it invalidates the slot; null: no limit (max_slot_wal_keep_size = -1). */
   slotSafeBytes?: number | null;
+  /** Per location (by name), once a store was tried there. */
+  locations: Record<string, LocationFacts>;
+  /** WAL the server has written (its current position, read with the slot) that is not in every location yet, in bytes. */
+  receiveLagBytes?: number;
   /** The latest objects found beside ours under the same WAL file name (at most 100). */
   conflicts: { location: string; key: string }[];
   failing?: { location: string; code: string; message: string }[];
@@ -98,21 +157,38 @@ async function dropForeignSpool(spoolRoot: string, dir: string, systemId: string
 
 /** The WAL archiving service of one PostgreSQL server. */
 export function walArchiver(server: WalServer, store: WalStore, settings: ArchiverSettings, spoolRoot: string, log: Logger): ServiceSpec {
-  const state: State = { slot: settings.slot, receiving: false, segmentsArchived: 0, gaps: [], conflicts: [] };
+  const state: State = { slot: settings.slot, receiving: false, segmentsArchived: 0, gaps: [], conflicts: [], locations: {} };
   const dir = join(spoolRoot, 'wal');
   return {
     name: 'wal-archiver',
     async run(signal, report) {
-      const publish = (): void => report({ ...state, gaps: [...state.gaps], conflicts: [...state.conflicts] });
+      const publish = (): void => report({ ...state, gaps: [...state.gaps], conflicts: [...state.conflicts], locations: { ...state.locations } });
       const ident = await server.identify(signal);
       const segmentSize = await server.segmentSize(signal);
       state.timeline = ident.timeline;
       const ours = (name: string): boolean => parseSegmentName(name, segmentSize)?.tli === ident.timeline;
+      /** The WAL position every location holds up to (this run's): where the receive lag is counted from. */
+      let storedLsn: bigint | undefined;
+      const storedUpTo = (lsn: bigint): void => {
+        if (storedLsn === undefined || lsn > storedLsn) storedLsn = lsn;
+      };
+      /** Which locations now hold a segment or a partial of one (`wal`), and which fell behind. */
+      const noteStored = (r: WalStored, wal: string, partial: boolean): void => {
+        const at = new Date().toISOString();
+        for (const name of r.stored) {
+          const before = state.locations[name];
+          const lastSegment = !partial && (before?.lastSegment === undefined || wal > before.lastSegment) ? wal : before?.lastSegment;
+          state.locations[name] = { lastStoredAt: at, ...(lastSegment ? { lastSegment } : {}) };
+        }
+        for (const f of r.failed) state.locations[f.location] ??= {};
+      };
 
       /** Stores the finished files of the spool in order; the slot goes past each once every location holds it. */
       const storeFinished = async (): Promise<void> => {
         for (const name of spoolFiles(await readdir(dir)).finished) {
           const r = await store.store(join(dir, name), name, { partial: false, signal });
+          const seg = parseSegmentName(name, segmentSize);
+          if (seg) noteStored(r, name, false);
           // Another object under the same segment is an alarm, not a stop: ours has its own key and overwrote nothing.
           if (r.conflicts.length > 0) {
             state.conflicts = [...state.conflicts.filter((c) => !r.conflicts.some((k) => k.key === c.key)), ...r.conflicts].slice(-100);
@@ -125,8 +201,8 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
           }
           delete state.failing;
           await unlink(join(dir, name));
-          const seg = parseSegmentName(name, segmentSize);
           if (seg) {
+            storedUpTo(segmentEnd(seg.segno, segmentSize));
             await advance(segmentEnd(seg.segno, segmentSize));
             state.lastArchived = name;
             state.lastArchivedAt = new Date().toISOString();
@@ -146,6 +222,7 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
         if (slot?.walStatus === 'lost') throw new BackupError('DUMP_FAILED', `replication slot "${settings.slot}" was invalidated while archiving (max_slot_wal_keep_size)`);
         if (slot?.currentLsn !== undefined && slot.restartLsn !== undefined) state.slotRetainedBytes = Number(slot.currentLsn - slot.restartLsn);
         if (slot?.safeWalSize !== undefined) state.slotSafeBytes = slot.safeWalSize;
+        if (slot?.currentLsn !== undefined && storedLsn !== undefined) state.receiveLagBytes = slot.currentLsn > storedLsn ? Number(slot.currentLsn - storedLsn) : 0;
         if (slot?.safeWalSize === null && !unlimitedSaid) {
           unlimitedSaid = true;
           log.warn({ slot: settings.slot }, 'max_slot_wal_keep_size is -1 on the server: while the archive cannot take WAL (the runner down, a location failing) the slot keeps it all, until the server\'s disk is full; set a limit (a long outage then costs a gap, not the server)');
@@ -169,6 +246,8 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
       await storeFinished();
       slot = await server.slot(settings.slot, signal);
       if (slot?.restartLsn === undefined) throw new BackupError('DB_QUERY_FAILED', `replication slot "${settings.slot}" reserves no WAL`);
+      // The slot goes only past what every location holds: the archive holds everything before it (or begins there).
+      storedUpTo(slot.restartLsn);
       const start = segmentName(ident.timeline, segmentOf(slot.restartLsn, segmentSize), segmentSize);
       const gap = gapBetween(await store.newest(ours, signal), start, segmentSize);
       if (gap && !state.gaps.some((g) => g.from === gap.from && g.to === gap.to)) {
@@ -204,11 +283,16 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
         const st = await stat(join(dir, partial)).catch(() => undefined);
         if (!st || (st.size === partialSize && st.mtimeMs === partialMtime)) return;
         const wal = partial.slice(0, -'.partial'.length);
+        // Read before the store: the stored copy holds at least this much (pg_receivewal only adds to it).
+        const written = await writtenLength(join(dir, partial)).catch(() => undefined);
         const r = await store.store(join(dir, partial), wal, { partial: true }).catch((err: unknown) => {
           log.warn({ wal, err: toBackupError(err, 'STORAGE_FAILED') }, 'the partial segment could not be stored; trying again');
           return undefined;
         });
+        if (r) noteStored(r, wal, true);
         if (r && r.failed.length === 0) {
+          const seg = parseSegmentName(wal, segmentSize);
+          if (seg && written !== undefined) storedUpTo(seg.segno * BigInt(segmentSize) + BigInt(written));
           partialSize = st.size;
           partialMtime = st.mtimeMs;
           state.lastPartial = wal;

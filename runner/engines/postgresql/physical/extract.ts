@@ -54,13 +54,13 @@ export async function openExactly(path: string, flags: number, mode?: number): P
     fh = await open(path, flags, mode);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') throw new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err });
+    if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') throw new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err, details: { refused: true } });
     throw err;
   }
   const actual = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
   if (actual !== path) {
     await fh.close();
-    throw new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`);
+    throw new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`, { details: { refused: true } });
   }
   return fh;
 }
@@ -141,9 +141,9 @@ export async function extractTar(input: Readable, opts: ExtractOptions): Promise
       if (opts.signal?.aborted) throw toBackupError(opts.signal.reason, 'ABORTED');
       const h = entry.header;
       const where = memberPath({ name: h.name, type: h.type ?? null, size: h.size ?? 0, mode: h.mode ?? 0 });
-      if ('problem' in where) throw new BackupError('INTEGRITY', `the base backup's tar is refused: ${where.problem}`);
+      if ('problem' in where) throw new BackupError('INTEGRITY', `the base backup's tar is refused: ${where.problem}`, { details: { refused: true } });
       const rel = where.segments.join('/');
-      if (progress.members.has(rel) && rel !== '') throw new BackupError('INTEGRITY', `the base backup's tar is refused: "${rel}" appears twice`);
+      if (progress.members.has(rel) && rel !== '') throw new BackupError('INTEGRITY', `the base backup's tar is refused: "${rel}" appears twice`, { details: { refused: true } });
       progress.members.add(rel);
       const path = join(root, ...where.segments);
       if (where.directory) {
@@ -170,6 +170,6 @@ export async function extractTar(input: Readable, opts: ExtractOptions): Promise
   }
   const fed = await feeding;
   if (fed !== undefined) throw toBackupError(fed, 'RESTORE_FAILED');
-  if (progress.entries === 0) throw new BackupError('INTEGRITY', 'the base backup holds no member at all');
+  if (progress.entries === 0) throw new BackupError('INTEGRITY', 'the base backup holds no member at all', { details: { refused: true } });
   return progress;
 }

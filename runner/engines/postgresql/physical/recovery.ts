@@ -17,6 +17,9 @@ export interface RecoveryPlan {
   backupId: string;
 }
 
+/** The first line of the block recoverySettings appends (restore --start removes the block once the server has promoted). */
+export const RECOVERY_MARK = '# Point-in-time recovery of backup ';
+
 /** Pure: `s` as a shell word. */
 export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -36,7 +39,7 @@ export function pgTimestamp(at: Date): string {
 export function recoverySettings(plan: RecoveryPlan): string {
   const lines = [
     '',
-    `# Point-in-time recovery of backup ${plan.backupId}, written by backup-runner restore. Remove these lines once the server has promoted.`,
+    `${RECOVERY_MARK}${plan.backupId}, written by backup-runner restore. Remove these lines once the server has promoted.`,
     `restore_command = ${confString(`${plan.fetchCommand} %f %p`)}`,
     `recovery_target_timeline = 'latest'`,
     ...(plan.targetTime ? [`recovery_target_time = ${confString(pgTimestamp(plan.targetTime))}`, `recovery_target_inclusive = on`] : []),

@@ -17,13 +17,16 @@ import { BackupError, isBackupError, toBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { capture, minimalEnv } from '../../../util/process.js';
 import { RESTORE_STATE_FILE, RESTORE_STATE_TMP } from './entries.js';
-import type { DataDirectoryOptions, DataDirectoryReport, Owner } from '../../types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, Owner, RecoveryOutcome } from '../../types.js';
 import { extractTar, type Extracted } from './extract.js';
+import { findServer, recoverHere } from './recover.js';
 import { writeRecovery } from './recovery.js';
 
 export interface DataDirectoryTools {
   /** pg_verifybackup to check the result with (its pg_waldump beside it, when installed, checks the WAL too). */
   pgVerifybackup: string;
+  /** engine.postgresql.binDir: where restore --start looks for the server first. */
+  binDir?: string;
   env: NodeJS.ProcessEnv;
   log: Logger;
 }
@@ -242,8 +245,9 @@ async function layIn(input: Readable, opts: DataDirectoryOptions, resume: Restor
     return extracted;
   } catch (err) {
     const e = toBackupError(err, 'RESTORE_FAILED');
-    // A tar refused for what it holds fails the same way again: that directory is no restore to resume.
-    const refused = e.code === 'INTEGRITY';
+    // A tar refused for what it holds (details.refused, extract.ts) fails the same way again: that directory is no
+    // restore to resume. A stream that broke off (a copy failing its digest, a download cut) leaves a resumable part.
+    const refused = e.details.refused === true;
     if (refused) await rm(join(dir, RESTORE_STATE_FILE), { force: true }).catch(() => undefined);
     const note = refused ? `${dir} holds part of backup ${opts.backup.id}, which cannot be restored as it is: do not start a server on it; restore another backup with --force` : stateNote(dir, opts.backup.id);
     throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: refused ? 'refused' : 'partial', backupId: opts.backup.id, note } } });
@@ -280,6 +284,8 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
   });
   if (check.note) notes.push(check.note);
   if (opts.recovery) await writeRecovery(dir, { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) }, owner);
+  // With --start the record stays until the server has promoted: a restore stopped while it recovers is resumed (every file the recovery changed is laid in again).
+  const recovered = opts.start ? await startHere(opts, tools, owner) : undefined;
   await rm(join(dir, RESTORE_STATE_FILE), { force: true });
   if (resume) notes.push(`resumed a restore of the same backup that had stopped (${extracted.skipped} file${extracted.skipped === 1 ? '' : 's'} already there byte for byte kept)`);
   if (owner) notes.push(`owned by uid ${owner.uid}, gid ${owner.gid}`);
@@ -292,5 +298,19 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     verified: check.verified,
     notes,
     ...(opts.recovery ? { recovery: opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime.toISOString() } : {} } : {}),
+    ...(recovered ? { recovered } : {}),
   };
+}
+
+/** restore --start: the server started on the complete, verified directory (recover.ts); a failure says what the directory holds. */
+async function startHere(opts: DataDirectoryOptions, tools: DataDirectoryTools, owner: Owner | undefined): Promise<RecoveryOutcome> {
+  const server = await findServer(opts.backup.engine.serverVersion, tools.binDir, tools.env);
+  const plan = opts.recovery ? { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) } : undefined;
+  try {
+    return await recoverHere({ dir: opts.dataDir, server, ...(owner ? { owner } : {}), ...(plan ? { plan } : {}), env: tools.env, log: tools.log, ...(opts.signal ? { signal: opts.signal } : {}) });
+  } catch (err) {
+    const e = toBackupError(err, 'RECOVERY_FAILED');
+    const note = `${opts.dataDir} holds backup ${opts.backup.id} part way through its recovery: run the same restore again to start the recovery over (what is unchanged is kept), or start PostgreSQL on it where backup-runner can run as its restore_command to continue it`;
+    throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: opts.dataDir, state: 'recovering', backupId: opts.backup.id, note } } });
+  }
 }

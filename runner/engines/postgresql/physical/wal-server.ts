@@ -20,6 +20,8 @@ export interface SlotInfo {
   /** reserved, extended, unreserved or lost (pg_replication_slots.wal_status). */
   walStatus: string;
   active: boolean;
+  /** The process of the WAL sender streaming from it, while `active`. */
+  activePid?: number;
   /** The server's current WAL position (undefined on a standby): with restartLsn, the WAL the slot holds on the server. */
   currentLsn?: bigint;
   /** Bytes the server may still write before the slot is invalidated (pg_replication_slots.safe_wal_size); null: no limit (max_slot_wal_keep_size = -1). */
@@ -55,7 +57,7 @@ export interface PgWalServerDeps {
   query: (sql: string, vars: Record<string, string>, signal?: AbortSignal) => Promise<string>;
 }
 
-const SLOT_SQL = `SELECT restart_lsn, wal_status, active, CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_current_wal_lsn() END, coalesce(safe_wal_size::text, 'unlimited') FROM pg_catalog.pg_replication_slots WHERE slot_name = :'slot' AND slot_type = 'physical';\n`;
+const SLOT_SQL = `SELECT restart_lsn, wal_status, active, CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_current_wal_lsn() END, coalesce(safe_wal_size::text, 'unlimited'), active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = :'slot' AND slot_type = 'physical';\n`;
 const CREATE_SLOT_SQL = `SELECT 1 FROM pg_catalog.pg_create_physical_replication_slot(:'slot', true);\n`;
 const DROP_SLOT_SQL = `SELECT pg_catalog.pg_drop_replication_slot(:'slot');\n`;
 const ADVANCE_SQL = `SELECT 1 FROM pg_catalog.pg_replication_slot_advance(:'slot', :'lsn'::pg_catalog.pg_lsn);\n`;
@@ -88,7 +90,7 @@ export class PgWalServer implements WalServer {
   async slot(name: string, signal?: AbortSignal): Promise<SlotInfo | undefined> {
     const out = (await this.d.query(SLOT_SQL, { slot: name }, signal)).trim();
     if (out === '') return undefined;
-    const [restart, walStatus, active, current, safe] = out.split(FIELD_SEP);
+    const [restart, walStatus, active, current, safe, pid] = out.split(FIELD_SEP);
     const restartLsn = parseLsn(restart ?? '');
     const currentLsn = parseLsn(current ?? '');
     const safeWalSize = safe === 'unlimited' ? null : /^-?\d+$/.test(safe ?? '') ? Number(safe) : undefined;
@@ -96,6 +98,7 @@ export class PgWalServer implements WalServer {
       ...(restartLsn !== undefined ? { restartLsn } : {}),
       walStatus: walStatus || 'lost',
       active: active === 't',
+      ...(/^\d+$/.test(pid ?? '') ? { activePid: Number(pid) } : {}),
       ...(currentLsn !== undefined ? { currentLsn } : {}),
       ...(safeWalSize !== undefined ? { safeWalSize } : {}),
     };

@@ -1,0 +1,318 @@
+/**
+ * `restore --start`: the restored data directory recovered here, by a PostgreSQL server this process starts
+ * on it, watches and stops. The server runs with no network (a Unix socket in a private directory only), no
+ * WAL archiving of its own and its log on stderr in English, so its progress is read from the log: each WAL
+ * file restored, where recovery stopped (the first commit after the target, left out), the last transaction
+ * it replayed (the instant actually reached), the new timeline, and the promotion. It is then shut down
+ * cleanly and the recovery settings the restore appended are removed: what is left is a promoted cluster,
+ * stopped, which the database's own server starts without the runner.
+ *
+ * Invariants:
+ * - Nothing is done before the server of the backup's major version is found (`findServer`, before any byte
+ *   of the backup is read).
+ * - The server never runs as root, and never listens on a TCP port.
+ * - A recovery that ends short of a target inside the archive's window (no commit after the target was ever
+ *   archived: the server stops with "recovery ended before configured recovery target was reached") is run
+ *   again to the archive's end, which is then the state at the target, and the report says so.
+ */
+import { constants } from 'node:fs';
+import { access, chown, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BackupError, isBackupError } from '../../../errors.js';
+import type { Logger } from '../../../logger.js';
+import { run } from '../../../util/process.js';
+import type { Owner, RecoveryOutcome } from '../../types.js';
+import { DEBIAN_ROOT, readToolVersion } from '../tools.js';
+import { openExactly } from './extract.js';
+import { RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
+
+/** Where wal-fetch keeps what it fetched ahead, in pg_wal/ (ops/wal-prefetch.ts): removed once the server has promoted. */
+const PREFETCH_DIR = join('pg_wal', '.backup-runner-prefetch');
+
+/** Pure: the server's command line: only a socket in `socketDir`, no archiving, no hot standby, its log plain on stderr in English and UTC. */
+export function postgresArgs(dir: string, socketDir: string, configFile?: string): string[] {
+  const settings = [
+    'listen_addresses=',
+    `unix_socket_directories=${socketDir}`,
+    'port=5432',
+    'archive_mode=off',
+    'hot_standby=off',
+    'ssl=off',
+    'logging_collector=off',
+    'log_destination=stderr',
+    'log_line_prefix=',
+    'lc_messages=C',
+    'log_timezone=UTC',
+    'timezone=UTC',
+    // A data directory without its postgresql.conf (Debian keeps it in /etc): an empty one, and pg_hba/pg_ident beside it.
+    ...(configFile ? [`config_file=${configFile}`, `hba_file=${join(socketDir, 'pg_hba.conf')}`, `ident_file=${join(socketDir, 'pg_ident.conf')}`, `data_directory=${dir}`] : []),
+  ];
+  return [...(configFile ? [] : ['-D', dir]), ...settings.flatMap((s) => ['-c', s])];
+}
+
+/** What the server's log says, one line at a time. */
+export type RecoveryEvent =
+  | { kind: 'restored'; file: string }
+  | { kind: 'stopping'; at: string; xid: string }
+  | { kind: 'last-transaction'; at: string }
+  | { kind: 'timeline'; timeline: number }
+  | { kind: 'consistent' }
+  | { kind: 'ready' }
+  | { kind: 'target-not-reached' }
+  | { kind: 'fatal'; message: string };
+
+/** Pure: a timestamp as PostgreSQL logs it (`2026-12-04 20:42:31.185243+00`) in RFC 3339 (`2026-12-04T20:42:31.185243Z`). */
+export function fromPgTimestamp(text: string): string | undefined {
+  const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)([+-]\d\d)(?::?(\d\d))?$/.exec(text.trim());
+  if (!m) return undefined;
+  const offset = m[3] === '+00' && (m[4] ?? '00') === '00' ? 'Z' : `${m[3]}:${m[4] ?? '00'}`;
+  return `${m[1]}T${m[2]}${offset}`;
+}
+
+/** Pure: the event a log line (log_line_prefix empty, lc_messages C) reports, if any. */
+export function parseRecoveryLine(line: string): RecoveryEvent | undefined {
+  let m = /^LOG:\s+restored log file "([0-9A-F]{24}|[0-9A-F]{8}\.history)" from archive/.exec(line);
+  if (m) return { kind: 'restored', file: m[1]! };
+  m = /^LOG:\s+recovery stopping (?:before|after) commit of transaction (\d+), time (.+)$/.exec(line);
+  if (m) {
+    const at = fromPgTimestamp(m[2]!);
+    return at ? { kind: 'stopping', at, xid: m[1]! } : undefined;
+  }
+  m = /^LOG:\s+last completed transaction was at log time (.+)$/.exec(line);
+  if (m) {
+    const at = fromPgTimestamp(m[1]!);
+    return at ? { kind: 'last-transaction', at } : undefined;
+  }
+  m = /^LOG:\s+selected new timeline ID: (\d+)/.exec(line);
+  if (m) return { kind: 'timeline', timeline: Number(m[1]) };
+  if (/^LOG:\s+consistent recovery state reached/.test(line)) return { kind: 'consistent' };
+  if (/^LOG:\s+database system is ready to accept connections/.test(line)) return { kind: 'ready' };
+  if (/^FATAL:\s+recovery ended before configured recovery target was reached/.test(line)) return { kind: 'target-not-reached' };
+  m = /^(?:FATAL|PANIC):\s+(.*)$/.exec(line);
+  if (m) return { kind: 'fatal', message: m[1]! };
+  return undefined;
+}
+
+/** Pure: postgresql.auto.conf without the block `recoverySettings` appended (from its mark to its last line); unchanged when there is none. */
+export function withoutRecoverySettings(text: string): string {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(RECOVERY_MARK));
+  if (start < 0) return text;
+  const end = lines.findIndex((l, i) => i > start && l.startsWith('recovery_target_action'));
+  if (end < 0) return text;
+  const before = lines.slice(0, start);
+  // The blank line recoverySettings writes before its mark goes with it.
+  if (before.length > 0 && before[before.length - 1] === '') before.pop();
+  return [...before, ...lines.slice(end + 1)].join('\n');
+}
+
+export interface ServerBinary {
+  path: string;
+  version: string;
+}
+
+/**
+ * The `postgres` server of the backup's major version: in engine.postgresql.binDir when set, else Debian's
+ * install of that major version, else on PATH. Refused (TOOL_MISSING, TOOL_INCOMPATIBLE) before anything
+ * is read: a server of another major version cannot start the directory.
+ */
+export async function findServer(serverVersion: unknown, binDir: string | undefined, env: NodeJS.ProcessEnv): Promise<ServerBinary> {
+  const backupVersion = typeof serverVersion === 'string' ? serverVersion : '';
+  const major = Number(backupVersion.split('.')[0]);
+  if (!Number.isInteger(major) || major <= 0) throw new BackupError('MANIFEST_INVALID', `restore --start: the backup's manifest names no server version ("${backupVersion}"); nothing was changed`);
+  const debian = join(DEBIAN_ROOT, String(major), 'bin', 'postgres');
+  const path = binDir ? join(binDir, 'postgres') : (await access(debian).then(() => true, () => false)) ? debian : 'postgres';
+  let found;
+  try {
+    found = await readToolVersion(path, env);
+  } catch (err) {
+    if (!isBackupError(err, 'TOOL_MISSING')) throw err;
+    throw new BackupError(
+      'TOOL_MISSING',
+      `restore --start needs the PostgreSQL ${major} server (${path} was not found): install it (Debian: apt-get install postgresql-${major}), set engine.postgresql.binDir to its bin directory, or leave out --start and start the database's own server on the directory; nothing was changed`,
+      { cause: err, details: { command: path } },
+    );
+  }
+  if (found.major !== major) {
+    throw new BackupError(
+      'TOOL_INCOMPATIBLE',
+      `restore --start: ${path} is PostgreSQL ${found.version}, the backup is of PostgreSQL ${backupVersion}: a server starts only a data directory of its own major version. Install the PostgreSQL ${major} server or set engine.postgresql.binDir; nothing was changed`,
+      { details: { command: path, serverVersion: found.version, backupVersion } },
+    );
+  }
+  return { path, version: found.version };
+}
+
+interface StartOptions {
+  dir: string;
+  server: ServerBinary;
+  owner?: Owner;
+  /** The recovery the restore asked for: rewritten without a target when the archive ends before it. */
+  plan?: RecoveryPlan;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  signal?: AbortSignal;
+  onProgress?: (e: { segments: number; last?: string }) => void;
+}
+
+interface RunFacts {
+  segments: number;
+  lastFile?: string;
+  stoppedBefore?: string;
+  lastTransaction?: string;
+  timeline?: number;
+  ready: boolean;
+  targetNotReached: boolean;
+  fatal?: string;
+}
+
+/** Who the server runs as: this process, or run as root the directory's owner (PostgreSQL refuses root). */
+async function serverUser(dir: string, owner: Owner | undefined): Promise<Owner | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const st = await stat(dir);
+  const who: Owner = owner ?? { uid: st.uid, gid: st.gid };
+  if (who.uid === 0) {
+    throw new BackupError('USAGE', `restore --start: ${dir} belongs to root and PostgreSQL never runs as root: give --owner UID[:GID] (the database's user) or run the restore as that user`);
+  }
+  return who;
+}
+
+/** Starts the server once and follows its log until it is ready (promoted) or exits; a ready server is shut down (fast) before returning. */
+async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir: string, configFile: string | undefined): Promise<RunFacts> {
+  const facts: RunFacts = { segments: 0, ready: false, targetNotReached: false };
+  let pending = '';
+  const lines: string[] = [];
+  const control: { stop?: () => void } = {};
+  const onLine = (line: string): void => {
+    lines.push(line);
+    if (lines.length > 40) lines.shift();
+    const e = parseRecoveryLine(line);
+    if (!e) return;
+    if (e.kind === 'restored') {
+      if (!e.file.endsWith('.history')) facts.segments++;
+      facts.lastFile = e.file;
+      o.onProgress?.({ segments: facts.segments, last: e.file });
+    } else if (e.kind === 'stopping') facts.stoppedBefore = e.at;
+    else if (e.kind === 'last-transaction') facts.lastTransaction = e.at;
+    else if (e.kind === 'timeline') facts.timeline = e.timeline;
+    else if (e.kind === 'target-not-reached') facts.targetNotReached = true;
+    else if (e.kind === 'fatal') facts.fatal ??= e.message;
+    else if (e.kind === 'ready') {
+      facts.ready = true;
+      control.stop?.();
+    }
+  };
+  const proc = run(o.server.path, postgresArgs(o.dir, socketDir, configFile), {
+    env: o.env,
+    stdin: 'ignore',
+    stdout: 'ignore',
+    cwd: o.dir,
+    ...(user ? { user } : {}),
+    onStderr: (chunk) => {
+      pending += chunk.toString('utf8');
+      const parts = pending.split('\n');
+      pending = parts.pop()!;
+      for (const l of parts) onLine(l);
+    },
+  });
+  // SIGINT is PostgreSQL's fast shutdown: a clean stop, whether it recovers or has promoted.
+  control.stop = () => proc.child.kill('SIGINT');
+  const onAbort = (): void => control.stop?.();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await proc.exited.catch((err: unknown) => {
+      // Exit codes say little here: what the log said decides.
+      if (!facts.ready && !facts.fatal && !facts.targetNotReached) facts.fatal = isBackupError(err) ? err.message : String(err);
+    });
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+  if (pending) onLine(pending);
+  if (o.signal?.aborted && !facts.ready) {
+    throw new BackupError('ABORTED', `restore --start was stopped while the server recovered (${facts.segments} WAL segments replayed); the server was shut down`, {
+      details: { dataDirectory: { state: 'recovering' } },
+    });
+  }
+  if (!facts.ready && !facts.targetNotReached) {
+    throw new BackupError('RECOVERY_FAILED', `the server started on ${o.dir} stopped before it promoted: ${facts.fatal ?? 'no reason logged'}. Its last log lines:\n${lines.slice(-15).join('\n')}`, {
+      details: { dataDirectory: { state: 'recovering' }, log: lines.slice(-15) },
+    });
+  }
+  return facts;
+}
+
+/** Appended recovery settings rewritten to the archive's end (no target), in a new file renamed into place. */
+async function rewriteSettings(dir: string, plan: RecoveryPlan, owner: Owner | undefined): Promise<void> {
+  await replaceAutoConf(dir, (text) => withoutRecoverySettings(text) + recoverySettings({ ...plan, targetTime: undefined }), owner);
+}
+
+async function replaceAutoConf(dir: string, change: (text: string) => string, owner: Owner | undefined): Promise<void> {
+  const path = join(dir, 'postgresql.auto.conf');
+  const fh = await openExactly(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let text: string;
+  try {
+    text = await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+  const next = change(text);
+  if (next === text) return;
+  const tmp = `${path}.backup-runner.tmp`;
+  await unlink(tmp).catch(() => undefined);
+  const out = await openExactly(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    await out.writeFile(next);
+    if (owner) await out.chown(owner.uid, owner.gid);
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  await rename(tmp, path);
+}
+
+/**
+ * Starts the server on the restored directory, follows the recovery to its promotion, stops the server
+ * cleanly and removes the recovery settings: the directory then holds a promoted cluster, shut down.
+ */
+export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
+  const user = await serverUser(o.dir, o.owner);
+  const socketDir = await mkdtemp(join(tmpdir(), 'backup-runner-recover-'));
+  try {
+    let configFile: string | undefined;
+    if (!(await access(join(o.dir, 'postgresql.conf')).then(() => true, () => false))) {
+      configFile = join(socketDir, 'postgresql.conf');
+      await writeFile(configFile, '# the data directory holds no postgresql.conf: defaults, with postgresql.auto.conf\n');
+      await writeFile(join(socketDir, 'pg_hba.conf'), '');
+      await writeFile(join(socketDir, 'pg_ident.conf'), '');
+    }
+    if (user) for (const f of ['', 'postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) await chown(join(socketDir, f), user.uid, user.gid).catch(() => undefined);
+    o.log.info({ dataDir: o.dir, server: o.server.path, version: o.server.version }, 'starting the server on the restored directory to recover it');
+    let facts = await runServerOnce(o, user, socketDir, configFile);
+    let toArchiveEnd = false;
+    if (facts.targetNotReached && o.plan?.targetTime) {
+      // Every commit the archive holds is before the target: its end is the state at the target.
+      o.log.info({ target: o.plan.targetTime.toISOString() }, 'the archive holds no commit after the target: recovering to its end');
+      await rewriteSettings(o.dir, o.plan, user);
+      const first = facts;
+      facts = await runServerOnce(o, user, socketDir, configFile);
+      facts = { ...facts, segments: first.segments + facts.segments, lastTransaction: facts.lastTransaction ?? first.lastTransaction };
+      toArchiveEnd = true;
+    } else if (facts.targetNotReached) {
+      throw new BackupError('RECOVERY_FAILED', `the server started on ${o.dir} ended recovery before its target: ${facts.fatal ?? ''}`, { details: { dataDirectory: { state: 'recovering' } } });
+    }
+    await replaceAutoConf(o.dir, withoutRecoverySettings, user);
+    await rm(join(o.dir, PREFETCH_DIR), { recursive: true, force: true });
+    return {
+      promoted: true,
+      segments: facts.segments,
+      ...(facts.lastTransaction ? { lastTransactionAt: facts.lastTransaction } : {}),
+      ...(facts.stoppedBefore && !toArchiveEnd ? { firstExcludedAt: facts.stoppedBefore } : {}),
+      ...(facts.timeline !== undefined ? { timeline: facts.timeline } : {}),
+      ...(toArchiveEnd ? { archiveEndedBeforeTarget: true } : {}),
+      server: o.server.version,
+    };
+  } finally {
+    await rm(socketDir, { recursive: true, force: true });
+  }
+}
