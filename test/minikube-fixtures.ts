@@ -3,8 +3,10 @@
  * manifests rendered by render.sh, the names lib.sh defines, and the scripts
  * run with bash. Nothing here needs minikube.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
+import type { RenderSettings } from '../controller/render/objects.js';
 import { exec, type ExecResult } from '../testenv/exec.js';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -48,6 +50,7 @@ export const LIB_NAMES = [
   'CONTROLLER_NAMESPACE',
   'BACKUP_NAME',
   'MARIADB_BACKUP_NAME',
+  'PITR_BACKUP_NAME',
   'STORAGE_CLASS',
   'CONTROLLER_SECRET',
   'SEED_DATABASE',
@@ -57,10 +60,13 @@ export const LIB_NAMES = [
   'BUCKET_JOB',
   'RUNNER_SELECTOR',
   'MARIADB_RUNNER_SELECTOR',
+  'PITR_RUNNER_SELECTOR',
   'RUNNERS_SELECTOR',
   'RUNNER_CONTAINER',
   'POSTGRES_SELECTOR',
   'POSTGRES_CONTAINER',
+  'POSTGRES_STATEFULSET',
+  'POSTGRES_UID',
   'MARIADB_SELECTOR',
   'MARIADB_CONTAINER',
 ] as const;
@@ -75,4 +81,29 @@ export async function libNames(): Promise<Record<(typeof LIB_NAMES)[number], str
 /** `a=b,c=d` -> { a: 'b', c: 'd' } */
 export function parseSelector(selector: string): Record<string, string> {
   return Object.fromEntries(selector.split(',').map((kv) => kv.split('=') as [string, string]));
+}
+
+interface EngineValues {
+  versions: string[];
+  defaultVersion: string;
+}
+export const localValues = () => parse(readFileSync(join(MINIKUBE_DIR, 'values-local.yaml'), 'utf8')) as { runner: { postgresql: EngineValues; mysql: EngineValues } };
+
+/** The controller's settings as values-local.yaml and deploy-local.sh make them (controller/settings.ts shape). */
+export function localSettings(): RenderSettings {
+  const { runner } = localValues();
+  const images = (e: EngineValues, repository: string) => ({
+    defaultVersion: e.defaultVersion,
+    images: Object.fromEntries(e.versions.map((v) => [v, `localhost/db-backup-controller/${repository}:${v}-dev`])),
+  });
+  return {
+    controllerNamespace: 'db-backup-controller',
+    runnerImages: {
+      postgresql: images(runner.postgresql, 'backup-runner-postgresql'),
+      mysql: images(runner.mysql, 'backup-runner-mysql'),
+    },
+    imagePullPolicy: 'IfNotPresent',
+    runnerResources: { requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '1Gi' } },
+    runnerUser: 65532,
+  };
 }

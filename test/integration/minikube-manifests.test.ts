@@ -2,12 +2,13 @@
  * The minikube test environment's manifests (testenv/minikube/manifests, rendered
  * by render.sh) against a real kube-apiserver 1.20: every object passes a
  * server-side dry run (with the CRDs and both namespaces created for real), and
- * the storage class and both DatabaseBackups (PostgreSQL `shop`, MariaDB
- * `shop-mariadb`) are ones the controller accepts: its validators pass and
+ * the storage class and the three DatabaseBackups (PostgreSQL `shop` and, physical
+ * with WAL archiving, `shop-pitr`; MariaDB `shop-mariadb`) are ones the controller accepts: its validators pass and
  * planBackup, given the MinIO Secret, renders runners whose objects the API
  * server accepts too, selected by the labels the scripts use, on storage roots
  * that do not overlap. Also checks that the pieces point at each other
- * (Services, Secrets, seed Jobs, bucket, PVC, runner image versions) and that
+ * (Services, Secrets, seed Jobs, bucket, PVC, runner image versions, the
+ * replication line of PostgreSQL's pg_hba.conf) and that
  * the MariaDB restore in docs/testenv-minikube.md turns the runner's config
  * into root's.
  */
@@ -21,11 +22,11 @@ import { validateDatabaseBackup, validateStorageClass, type DatabaseBackup, type
 import { validateRunnerConfig } from '../../api/runner-config.js';
 import { backupRoots, findOverlaps } from '../../controller/overlap.js';
 import { planBackup, type Plan } from '../../controller/plan.js';
-import { APPLY_ORDER, CONTAINER_NAME, type RenderSettings } from '../../controller/render/objects.js';
+import { APPLY_ORDER, CONTAINER_NAME } from '../../controller/render/objects.js';
 import { PASSWORD_ENV } from '../../controller/render/runner-config.js';
 import { applyCrds, ensureNamespaces } from '../../testenv/controller.js';
 import { kubeBinaries, startKube, type KubeInstance } from '../../testenv/kube.js';
-import { find, libNames, MINIKUBE_DIR, parseSelector, ROOT, renderManifests, type K8sObject } from '../minikube-fixtures.js';
+import { find, libNames, localSettings, localValues, MINIKUBE_DIR, parseSelector, ROOT, renderManifests, type K8sObject } from '../minikube-fixtures.js';
 
 type Obj = Record<string, unknown>;
 const TESTENV_NS = 'dbbackup-testenv';
@@ -33,31 +34,6 @@ const CONTROLLER_NS = 'db-backup-controller';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const stringData = (o: K8sObject) => o.stringData as Record<string, string>;
-
-interface EngineValues {
-  versions: string[];
-  defaultVersion: string;
-}
-const localValues = () => parse(readFileSync(join(MINIKUBE_DIR, 'values-local.yaml'), 'utf8')) as { runner: { postgresql: EngineValues; mysql: EngineValues } };
-
-/** The controller's settings as values-local.yaml and deploy-local.sh make them (controller/settings.ts shape). */
-function localSettings(): RenderSettings {
-  const { runner } = localValues();
-  const images = (e: EngineValues, repository: string) => ({
-    defaultVersion: e.defaultVersion,
-    images: Object.fromEntries(e.versions.map((v) => [v, `localhost/db-backup-controller/${repository}:${v}-dev`])),
-  });
-  return {
-    controllerNamespace: CONTROLLER_NS,
-    runnerImages: {
-      postgresql: images(runner.postgresql, 'backup-runner-postgresql'),
-      mysql: images(runner.mysql, 'backup-runner-mysql'),
-    },
-    imagePullPolicy: 'IfNotPresent',
-    runnerResources: { requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '1Gi' } },
-    runnerUser: 65532,
-  };
-}
 
 interface Container {
   name: string;
@@ -97,6 +73,7 @@ describe('minikube testenv manifests on kube-apiserver 1.20', () => {
       expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
         'Namespace/dbbackup-testenv',
         'Secret/postgres',
+        'ConfigMap/postgres-hba',
         'Service/postgres',
         'StatefulSet/postgres',
         'Secret/mariadb',
@@ -116,6 +93,7 @@ describe('minikube testenv manifests on kube-apiserver 1.20', () => {
         'PersistentVolumeClaim/testenv-backups',
         'DatabaseBackup/shop',
         'DatabaseBackup/shop-mariadb',
+        'DatabaseBackup/shop-pitr',
       ]);
     });
   }
@@ -169,6 +147,16 @@ describe('minikube testenv manifests on kube-apiserver 1.20', () => {
       engine: { type: 'mysql', block: { host: 'mariadb.dbbackup-testenv.svc', port: 3306, database: 'shop', user: 'backup', sslMode: 'DISABLED' } },
       password: { name: 'mariadb', key: 'backup-password' },
     },
+    {
+      backup: 'shop-pitr',
+      selector: 'PITR_RUNNER_SELECTOR',
+      image: 'localhost/db-backup-controller/backup-runner-postgresql:16-dev',
+      engine: {
+        type: 'postgresql',
+        block: { host: 'postgres.dbbackup-testenv.svc', port: 5432, database: 'postgres', user: 'postgres', sslMode: 'disable', mode: 'physical', wal: { archive: true, partialSeconds: 5 } },
+      },
+      password: { name: 'postgres', key: 'password' },
+    },
   ] as const;
 
   for (const c of cases) {
@@ -204,27 +192,30 @@ describe('minikube testenv manifests on kube-apiserver 1.20', () => {
     });
   }
 
-  it("the two runners' storage does not overlap, and the scripts' selectors find each runner on the API server", async () => {
+  it("the three runners' storage does not overlap, and the scripts' selectors find each runner on the API server", async () => {
     const names = await libNames();
     const shop = await planStored('shop');
     const mariadb = await planStored('shop-mariadb');
-    const roots = [backupRoots(shop.dbb, shop.sc), backupRoots(mariadb.dbb, mariadb.sc)];
+    const pitr = await planStored('shop-pitr');
+    const roots = [backupRoots(shop.dbb, shop.sc), backupRoots(mariadb.dbb, mariadb.sc), backupRoots(pitr.dbb, pitr.sc)];
     expect(roots.map((r) => r.roots.map((x) => x.display))).toEqual([
       ['s3://dbbackup-testenv/testenv/dbbackup-testenv/shop/ at http://minio.dbbackup-testenv.svc:9000', 'pvc://dbbackup-testenv/testenv-backups/dbbackup-testenv/shop/'],
       ['s3://dbbackup-testenv/testenv/dbbackup-testenv/shop-mariadb/ at http://minio.dbbackup-testenv.svc:9000', 'pvc://dbbackup-testenv/testenv-backups/dbbackup-testenv/shop-mariadb/'],
+      ['s3://dbbackup-testenv/testenv/dbbackup-testenv/shop-pitr/ at http://minio.dbbackup-testenv.svc:9000', 'pvc://dbbackup-testenv/testenv-backups/dbbackup-testenv/shop-pitr/'],
     ]);
     expect(findOverlaps(roots)).toEqual([]);
 
     // Created for real (no controller manager, so nothing runs), then listed by the selectors lib.sh defines.
     const k = kube!;
-    for (const { plan } of [shop, mariadb]) {
+    for (const { plan } of [shop, mariadb, pitr]) {
       const runner = rendered(plan).objects;
       await k.kubectlOk(['apply', '-f', '-'], { input: APPLY_ORDER.map((key) => stringify(runner[key])).join('---\n') });
     }
     const deployments = async (selector: string) => (await k.kubectlOk(['get', 'deployments', '-n', TESTENV_NS, '-l', selector, '-o', 'name'])).trim().split('\n').sort();
     expect(await deployments(names.RUNNER_SELECTOR)).toEqual(['deployment.apps/shop-runner']);
     expect(await deployments(names.MARIADB_RUNNER_SELECTOR)).toEqual(['deployment.apps/shop-mariadb-runner']);
-    expect(await deployments(names.RUNNERS_SELECTOR)).toEqual(['deployment.apps/shop-mariadb-runner', 'deployment.apps/shop-runner']);
+    expect(await deployments(names.PITR_RUNNER_SELECTOR)).toEqual(['deployment.apps/shop-pitr-runner']);
+    expect(await deployments(names.RUNNERS_SELECTOR)).toEqual(['deployment.apps/shop-mariadb-runner', 'deployment.apps/shop-pitr-runner', 'deployment.apps/shop-runner']);
   });
 
   it("the MariaDB restore of docs/testenv-minikube.md rewrites the runner's config to user root and nothing else", async () => {
@@ -281,6 +272,28 @@ describe('minikube testenv manifests on kube-apiserver 1.20', () => {
     expect(find(objects, 'PersistentVolumeClaim', fs.claimName!).metadata.namespace).toBe(dbb.metadata.namespace);
     expect(sc.spec.allowedNamespaces).toEqual([dbb.metadata.namespace]);
     expect(dbb.spec.storageClassName).toBe(sc.metadata.name);
+
+    // The physical DatabaseBackup: the same server, Secret and storage class; its user may open replication
+    // connections (the image's superuser), which the server's pg_hba.conf (a ConfigMap, named by hba_file) admits.
+    const pitr = (find(objects, 'DatabaseBackup', 'shop-pitr') as unknown as DatabaseBackup).spec;
+    const pitrPg = pitr.engine.postgresql!;
+    expect({ ...pitrPg, database: pgSpec.database, mode: undefined, wal: undefined }).toEqual({ ...pgSpec, mode: undefined, wal: undefined });
+    expect(pitrPg).toMatchObject({ mode: 'physical', wal: { archive: true } });
+    expect(pitr.storageClassName).toBe(sc.metadata.name);
+    const pgSts = find(objects, 'StatefulSet', 'postgres') as unknown as {
+      spec: { template: { spec: { containers: (Container & { volumeMounts: { name: string; mountPath: string }[] })[]; volumes: { name: string; configMap?: { name: string } }[] } } };
+    };
+    const pgServer = pgSts.spec.template.spec.containers[0]!;
+    expect(envOf(pgServer).POSTGRES_USER).toBe(pitrPg.user);
+    const hbaFile = pgServer.args!.find((a) => a.startsWith('hba_file='))!.slice('hba_file='.length);
+    expect(pgServer.args).toEqual(['postgres', '-c', `hba_file=${hbaFile}`]);
+    const hbaMount = pgServer.volumeMounts.find((m) => hbaFile.startsWith(`${m.mountPath}/`))!;
+    const hbaVolume = pgSts.spec.template.spec.volumes.find((v) => v.name === hbaMount.name)!;
+    const hba = (find(objects, 'ConfigMap', hbaVolume.configMap!.name) as unknown as { data: Record<string, string> }).data[hbaFile.slice(hbaMount.mountPath.length + 1)]!;
+    const hbaLines = hba.split('\n').filter((l) => l.trim() && !l.startsWith('#')).map((l) => l.trim().split(/\s+/).join(' '));
+    expect(hbaLines).toContain('host replication all all scram-sha-256');
+    // The image's own lines stay (the seed Job and pg_psql connect with them).
+    expect(hbaLines).toEqual(expect.arrayContaining(['local all all trust', 'host all all all scram-sha-256']));
 
     // The seed Job's ConfigMap holds every file seed.sh reads.
     const cm = find(objects, 'ConfigMap', 'testenv-seed') as unknown as { data: Record<string, string> };

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make deploy-testenv: PostgreSQL 16, MariaDB 10.11 and MinIO in namespace
 # dbbackup-testenv, the two seed Jobs and the bucket Job, then the MinIO keys in the
-# controller's namespace, the storage class and the two DatabaseBackups (shop on
-# PostgreSQL, shop-mariadb on MariaDB); waits for each step and at last for the runners
-# the controller deploys. Needs the controller and its CRDs (make deploy-local).
+# controller's namespace, the storage class and the three DatabaseBackups (shop and, physical
+# with WAL archiving, shop-pitr on PostgreSQL; shop-mariadb on MariaDB); waits for each step
+# and at last for the runners the controller deploys. Needs the controller and its CRDs
+# (make deploy-local).
 # Re-running it applies the same objects again (the seed Jobs run once; make
 # undeploy-testenv to re-seed).
 set -euo pipefail
@@ -98,9 +99,10 @@ wait_job "$BUCKET_JOB" "$wait_timeout"
 wait_job "$SEED_JOB" "$((wait_timeout + 900 * TESTENV_HUGEDATA_GB))"
 wait_job "$MARIADB_SEED_JOB" "$wait_timeout"
 
-say "MinIO keys in $CONTROLLER_NAMESPACE, storage class $STORAGE_CLASS, DatabaseBackups $TESTENV_NAMESPACE/$BACKUP_NAME and $TESTENV_NAMESPACE/$MARIADB_BACKUP_NAME"
+say "MinIO keys in $CONTROLLER_NAMESPACE, storage class $STORAGE_CLASS, DatabaseBackups $TESTENV_NAMESPACE/$BACKUP_NAME, $TESTENV_NAMESPACE/$MARIADB_BACKUP_NAME and $TESTENV_NAMESPACE/$PITR_BACKUP_NAME"
 render "$(manifest 40-controller-secret.yaml)" "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)" \
-  "$(manifest 61-mariadb-backup.yaml)" | kube apply -f -
+  "$(manifest 61-mariadb-backup.yaml)" "$(manifest 62-database-backup-pitr.yaml)" | kube apply -f -
 wait_runner "$BACKUP_NAME" "$RUNNER_SELECTOR"
 wait_runner "$MARIADB_BACKUP_NAME" "$MARIADB_RUNNER_SELECTOR"
-say "both runners are up: make force-local-backup, make testenv-status (docs/testenv-minikube.md: MariaDB backup and restore)"
+wait_runner "$PITR_BACKUP_NAME" "$PITR_RUNNER_SELECTOR"
+say "all three runners are up: make force-local-backup, make force-local-pitr-restore, make testenv-status (docs/testenv-minikube.md: MariaDB backup and restore)"

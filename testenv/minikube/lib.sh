@@ -19,6 +19,9 @@ readonly HELM_RELEASE=db-backup-controller
 readonly BACKUP_NAME=shop
 # The DatabaseBackup of the MariaDB server (its database is $SEED_DATABASE too).
 readonly MARIADB_BACKUP_NAME=shop-mariadb
+# The physical DatabaseBackup of the PostgreSQL server: base backups and continuous WAL archiving
+# (manifests/62-database-backup-pitr.yaml), restored to an instant by force-local-pitr-restore.sh.
+readonly PITR_BACKUP_NAME=shop-pitr
 readonly STORAGE_CLASS=dbbackup-testenv
 readonly CONTROLLER_SECRET=testenv-minio
 readonly SEED_DATABASE=shop
@@ -29,11 +32,15 @@ readonly BUCKET_JOB=testenv-bucket
 # The runner's Deployment and pods carry these (controller/names.ts: RUNNER_APP, LABEL_BACKUP).
 readonly RUNNER_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup=$BACKUP_NAME"
 readonly MARIADB_RUNNER_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup=$MARIADB_BACKUP_NAME"
-# Both runners of the testenv.
-readonly RUNNERS_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup in ($BACKUP_NAME,$MARIADB_BACKUP_NAME)"
+readonly PITR_RUNNER_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup=$PITR_BACKUP_NAME"
+# Every runner of the testenv.
+readonly RUNNERS_SELECTOR="app.kubernetes.io/name=backup-runner,dbbackup.io/database-backup in ($BACKUP_NAME,$MARIADB_BACKUP_NAME,$PITR_BACKUP_NAME)"
 readonly RUNNER_CONTAINER=runner
 readonly POSTGRES_SELECTOR="app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=testenv"
 readonly POSTGRES_CONTAINER=postgresql
+readonly POSTGRES_STATEFULSET=postgres
+# The postgres image's postgres user and group: the owner of its data directory.
+readonly POSTGRES_UID=999
 readonly MARIADB_SELECTOR="app.kubernetes.io/name=mariadb,app.kubernetes.io/instance=testenv"
 readonly MARIADB_CONTAINER=mariadb
 

@@ -27,4 +27,4 @@ mariadb_seed_configmap
 printf -- '---\n'
 render "$(manifest 30-seed-job.yaml)" "$(manifest 31-bucket-job.yaml)" "$(manifest 32-mariadb-seed-job.yaml)" \
   "$(manifest 40-controller-secret.yaml)" "$(manifest 50-storage-class.yaml)" "$(manifest 60-database-backup.yaml)" \
-  "$(manifest 61-mariadb-backup.yaml)"
+  "$(manifest 61-mariadb-backup.yaml)" "$(manifest 62-database-backup-pitr.yaml)"
