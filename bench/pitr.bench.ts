@@ -5,8 +5,9 @@
  *   2. pgbench's throughput with the WAL archiver streaming vs without it, and the WAL rate it kept up with;
  *   3. the recovery point: a server killed (immediate stop) under a steady stream of commits, restored with
  *      `restore --latest`: the seconds of committed work the restore lacks (default partial interval);
- *   4. that restore (base backup + WAL through wal-fetch, server started until promoted) vs the same recovery
- *      by hand from local files (zstd -d | tar -x, restore_command = cp).
+ *   4. that restore (base backup + WAL through wal-fetch, server started until promoted), and the same with
+ *      --start (the runner recovers, promotes and stops the server), vs the same recovery by hand from local
+ *      files (zstd -d | tar -x, restore_command = cp).
  *
  *   BENCH_SCALE=20 BENCH_SECONDS=20 npx tsx bench/pitr.bench.ts   (after `npm run build`)
  */
@@ -148,6 +149,7 @@ try {
   const target = await serviceOwnedDir('pgbench-pitr-');
   const started = process.hrtime.bigint();
   await runner(['restore', '--latest', '--data-dir', target]);
+  const laidIn = Number(process.hrtime.bigint() - started) / 1e9;
   const reached = await promotedThrough(target);
   const ourRestore = Number(process.hrtime.bigint() - started) / 1e9;
   const rpo = (Date.parse(committed) - Date.parse(reached)) / 1000;
@@ -170,6 +172,7 @@ try {
   const byHandDir = await serviceOwnedDir('pgbench-hand-');
   const handStart = process.hrtime.bigint();
   await sh('sh', ['-c', `zstd -q -d -c '${base}' | ${asService(['tar', '-x', '-C', byHandDir]).join(' ')}`]);
+  const handLaidIn = Number(process.hrtime.bigint() - handStart) / 1e9;
   const conf = join(byHandDir, 'postgresql.auto.conf');
   const auto = await readFile(conf, 'utf8').catch(() => '');
   await writeFile(conf, `${auto}\nrestore_command = 'cp ${join(local, 'wal')}/%f %p'\nrecovery_target_timeline = 'latest'\nrecovery_target_action = 'promote'\n`);
@@ -178,7 +181,15 @@ try {
   await chmod(byHandDir, 0o700);
   const handReached = await promotedThrough(byHandDir);
   const byHand = Number(process.hrtime.bigint() - handStart) / 1e9;
-  console.log(`restore to the latest, server promoted: runner ${fmt(ourRestore)} s, by hand from local files ${fmt(byHand)} s: x${fmt(ourRestore / byHand)} (target <= 1.2); both reached ${reached === handReached ? reached : `${reached} vs ${handReached}`}`);
+  console.log(`restore to the latest, server promoted: runner ${fmt(ourRestore)} s, by hand from local files ${fmt(byHand)} s: x${fmt(ourRestore / byHand)} (target <= 1.2): laying in ${fmt(laidIn)} s vs ${fmt(handLaidIn)} s, recovery ${fmt(ourRestore - laidIn)} s vs ${fmt(byHand - handLaidIn)} s; both reached ${reached === handReached ? reached : `${reached} vs ${handReached}`}`);
+  // restore --start: the runner runs the recovery itself, to the promotion and a clean stop (the by-hand figure has no stop).
+  const startTarget = await serviceOwnedDir('pgbench-start-');
+  const startBegan = process.hrtime.bigint();
+  await runner(['restore', '--latest', '--data-dir', startTarget, '--start']);
+  const withStart = Number(process.hrtime.bigint() - startBegan) / 1e9;
+  const startReached = await promotedThrough(startTarget);
+  console.log(`restore --latest --start (recovered, promoted and stopped by the runner): ${fmt(withStart)} s vs by hand ${fmt(byHand)} s: x${fmt(withStart / byHand)} (target <= 1.2); reached ${startReached === handReached ? 'the same commit' : `${startReached} vs ${handReached}`}`);
+  await rm(startTarget, { recursive: true, force: true });
   await rm(target, { recursive: true, force: true });
   await rm(byHandDir, { recursive: true, force: true });
 } finally {

@@ -7,8 +7,8 @@
  * - LastBackupSucceeded: the last finished backup reached every location,
  *   read from status.lastBackup (which the runner writes). While a backup
  *   runs it keeps saying how the one before ended.
- * - PITRReady (only a DatabaseBackup that archives WAL: a physical PostgreSQL
- *   spec with wal.archive on, or a status.recovery the runner wrote): a
+ * - PITRReady (only a DatabaseBackup whose spec archives WAL: physical
+ *   PostgreSQL with wal.archive on; a status.recovery left from before is not read): a
  *   point-in-time recovery reaches every instant of the recoverable window,
  *   read from status.recovery alone.
  * A condition keeps its lastTransitionTime while its status stays the same.
@@ -138,6 +138,8 @@ function notStreaming(r: Recovery): Draft {
  */
 export function pitrCondition(walArchive: boolean, r: Recovery | undefined): Draft | undefined {
   const type = PITR_CONDITION;
+  // Archiving turned off: a status.recovery left from before says nothing of now.
+  if (!walArchive) return undefined;
   if (!r) return walArchive ? { type, status: 'Unknown', reason: 'NotReported', message: 'the spec archives WAL but the runner has not reported status.recovery yet' } : undefined;
   if (r.walArchiving !== 'Streaming') return notStreaming(r);
   const gaps = r.gaps ?? 0;

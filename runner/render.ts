@@ -131,7 +131,9 @@ function renderRecovered(o: RecoveryOutcome, asked: string | undefined, major: s
   const end = o.archiveEndedBeforeTarget ? `; the archive holds no commit after it, so its end is the state at ${asked ?? 'the target'}` : '';
   return [
     `  recovered by PostgreSQL ${o.server}: ${o.segments} WAL segment${o.segments === 1 ? '' : 's'} replayed, ${reached}${target}${excluded}${end}`,
-    `  promoted${o.timeline !== undefined ? ` onto timeline ${o.timeline}` : ''} and shut down cleanly, the recovery settings removed: start PostgreSQL ${major} on ${dir} (the database's own server)`,
+    o.promoted
+      ? `  promoted${o.timeline !== undefined ? ` onto timeline ${o.timeline}` : ''} and shut down cleanly, the recovery settings removed: start PostgreSQL ${major} on ${dir} (the database's own server)`
+      : `  recovered to the end of the backup and shut down cleanly: start PostgreSQL ${major} on ${dir} (the database's own server)`,
   ];
 }
 

@@ -134,10 +134,16 @@ export interface DataDirectoryOptions {
   owner?: Owner;
   backup: { id: string; consistentAt: string; engine: Record<string, unknown> };
   signal?: AbortSignal;
-  /** Recover past the base backup from the WAL archive: the command that fetches WAL, and the target (undefined: the archive's end). */
-  recovery?: { fetchCommand: string; targetTime?: Date };
+  /**
+   * Recover past the base backup from the WAL archive: the command that fetches WAL, the target (undefined: the
+   * archive's end), the last segment of the archive's unbroken run, and (restore --start) a feed that fetches WAL
+   * into wal-fetch's prefetch directory ahead of the server.
+   */
+  recovery?: { fetchCommand: string; targetTime?: Date; lastWal?: string; feed?: (dir: string, owner: Owner | undefined, signal: AbortSignal) => Promise<number> };
   /** Start a server on the directory once it is laid in, follow its recovery to the promotion, and stop it cleanly (restore --start). */
   start?: boolean;
+  /** The directory holds only what an attempt of this same restore left (it was empty before): emptied first, as --force would. */
+  discard?: boolean;
 }
 
 /** What a recovery run by restore --start reached. */

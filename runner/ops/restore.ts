@@ -14,6 +14,7 @@ import { everyInterval, linkedAbort } from '../util/async.js';
 import { type BackupCopy, type ListedBackup, type Listing, listBackups } from './list.js';
 import { type Selector, selectBackup } from './select.js';
 import { type ArchiveReach, archiveContents, reachFrom } from './wal-window.js';
+import { feedWal } from './wal-fetch.js';
 import { checkTree, serverReach, sourceObjects } from './server-backup.js';
 import { type ObjectCheck, checkObject, objectKeys, readPlain } from './verify.js';
 
@@ -215,9 +216,12 @@ function chooseOfKind(rt: Runtime, listing: Listing, req: RestoreRequest): { bac
 async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const restore = rt.engine.restoreDataDirectory?.bind(rt.engine);
   if (!restore) throw new BackupError('USAGE', `the ${rt.engine.name} engine has no physical backups: --data-dir does not apply`);
+  // After a copy streamed at once failed, what it left in the (formerly empty) directory is removed before the next.
+  let discard = false;
   const baseOptions = (m: Manifest, signal?: AbortSignal): DataDirectoryOptions => ({
     dataDir,
     force: req.force,
+    ...(discard ? { discard: true } : {}),
     ...(req.owner ? { owner: req.owner } : {}),
     ...(req.start ? { start: true } : {}),
     backup: { id: m.id, consistentAt: m.consistentAt, engine: { ...m.engine } },
@@ -232,6 +236,7 @@ async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string,
       throw new BackupError(e.code, e.message, { cause: e, details: { ...e.details, backupId: backup.id, location: loc.name }, retryable: e.retryable });
     });
   const first = checked?.fresh ? await streamedAtOnce(rt, backup, req, layIn) : undefined;
+  if (first && 'failed' in first) discard = true;
   const { loc, report, skipped } = first && 'report' in first ? first : await verifiedThenLaidIn(rt, backup, req, layIn, first?.failed);
   rt.logger.child({ op: 'restore' }).info({ backupId: backup.id, dataDir, location: loc.name, files: report.files, bytes: report.bytes, resumed: report.resumed }, 'restore finished');
   const dataDirectory = notes.length > 0 ? { ...report, notes: [...report.notes, ...notes] } : report;
@@ -249,16 +254,16 @@ async function streamedAtOnce(rt: Runtime, backup: ListedBackup, req: RestoreReq
   } catch (err) {
     const e = toBackupError(err, 'RESTORE_FAILED');
     const state = (e.details.dataDirectory as { state?: string } | undefined)?.state;
-    // Only a copy that could not be read, or did not match its digests, is worth another: a tar refused for what
-    // it holds, a failed verification or recovery of a complete directory, a stopped restore end the restore.
-    if ((state !== undefined && state !== 'partial') || !FALLBACK_CODES.has(e.code) || req.signal?.aborted) throw e;
+    // A copy that could not be read, did not match its digests or held a tar refused is worth another (what it left
+    // is removed first); a complete directory failing verification or recovery, a refused directory, a stop are not.
+    if (req.signal?.aborted || state === 'unverified' || state === 'recovering' || state === 'past the target' || NO_FALLBACK_CODES.has(e.code)) throw e;
     rt.logger.child({ op: 'restore' }).warn({ backupId: backup.id, location: loc.name, err: e }, 'the copy streamed into the empty directory failed its check; resuming from a copy verified first');
     return { failed: e };
   }
 }
 
-/** What a copy streamed at once may fail with for a next copy to resume it. */
-const FALLBACK_CODES = new Set(['INTEGRITY', 'FORMAT_MISMATCH', 'PROCESS_FAILED', 'NO_MATCHING_IDENTITY', 'STORAGE_NOT_FOUND', 'STORAGE_UNAVAILABLE', 'STORAGE_FAILED', 'STORAGE_DENIED']);
+/** What a copy streamed at once fails with that another copy would fail with too: the restore ends there. */
+const NO_FALLBACK_CODES = new Set(['ABORTED', 'USAGE', 'TARGET_NOT_EMPTY', 'TARGET_NO_SPACE', 'TOOL_MISSING', 'TOOL_INCOMPATIBLE', 'RECOVERY_FAILED']);
 
 /** The usual order: a copy verified end to end first, then laid in (resuming what a copy streamed at once, `earlier`, left). */
 async function verifiedThenLaidIn(rt: Runtime, backup: ListedBackup, req: RestoreRequest, layIn: (loc: Location, copy: BackupCopy) => Promise<DataDirectoryReport>, earlier?: BackupError): Promise<LaidIn> {
@@ -270,7 +275,12 @@ async function verifiedThenLaidIn(rt: Runtime, backup: ListedBackup, req: Restor
     if (!earlier || !(err instanceof BackupError)) throw err;
     throw new BackupError(err.code, `${err.message}${note ? `; ${note}` : ''}`, { cause: err, details: { ...err.details, ...(earlier.details.dataDirectory ? { dataDirectory: earlier.details.dataDirectory } : {}) } });
   }
-  return { loc: found.loc, report: await layIn(found.loc, found.copy), skipped: found.skipped };
+  // The copy that failed while streaming is named even when its verification now passes (a download cut short).
+  const failedFirst: ObjectCheck[] =
+    earlier && !found.skipped.some((s) => s.location === backup.copies[0]!.location)
+      ? [{ backupId: backup.id, location: backup.copies[0]!.location, object: backup.copies[0]!.manifest.objects[0]!.name, status: earlier.code === 'INTEGRITY' ? 'corrupt' : 'error', error: earlier }]
+      : [];
+  return { loc: found.loc, report: await layIn(found.loc, found.copy), skipped: [...failedFirst, ...found.skipped] };
 }
 
 /**
@@ -279,7 +289,7 @@ async function verifiedThenLaidIn(rt: Runtime, backup: ListedBackup, req: Restor
  * --latest to the archive's end; --backup ID to the base backup's own end. Without WAL after the base backup
  * the restore reaches its end, and says so.
  */
-async function recoveryFor(rt: Runtime, req: RestoreRequest, backup: ListedBackup): Promise<{ recovery?: { fetchCommand: string; targetTime?: Date }; reach?: ArchiveReach; notes: string[] }> {
+async function recoveryFor(rt: Runtime, req: RestoreRequest, backup: ListedBackup): Promise<{ recovery?: DataDirectoryOptions['recovery']; reach?: ArchiveReach; notes: string[] }> {
   const sel = req.selector;
   if (sel.kind === 'id') return { notes: [] };
   const reach = reachFrom(backup.manifest.engine.position, await archiveContents(rt, req.signal));
@@ -293,7 +303,10 @@ async function recoveryFor(rt: Runtime, req: RestoreRequest, backup: ListedBacku
     );
   }
   if (!req.walFetchCommand) return { reach, notes: [`no command to fetch WAL was given: ${end}`] };
-  return { reach, recovery: { fetchCommand: req.walFetchCommand, ...(sel.kind === 'time' ? { targetTime: sel.at } : {}) }, notes: [] };
+  const position = backup.manifest.engine.position;
+  const from = { wal: String(position?.startWalFile ?? ''), segmentSize: Number(position?.walSegmentSize ?? 16 * 1024 * 1024) };
+  const feed = (dir: string, owner: Owner | undefined, signal: AbortSignal): Promise<number> => feedWal(rt, from, dir, { ...(owner ? { owner } : {}), signal });
+  return { reach, recovery: { fetchCommand: req.walFetchCommand, lastWal: reach.lastWal, feed, ...(sel.kind === 'time' ? { targetTime: sel.at } : {}) }, notes: [] };
 }
 
 /** The first failure of a data-directory restore, saying what the directory holds (the engine's record of it) when it does not already. */

@@ -9,7 +9,8 @@
  * server logs): recovery then ends there, and short of its target it fails rather than promoting.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { chown, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -112,6 +113,57 @@ async function prefetch(rt: Runtime, wal: string, segmentSize: number, dir: stri
       return;
     }
   });
+}
+
+/** The one complete object some location holds for a segment (a location holding two is passed over), or undefined. */
+async function completeObject(rt: Runtime, name: string, signal?: AbortSignal): Promise<Candidate | undefined> {
+  for (const loc of rt.locations) {
+    const found = await candidates(loc, name, signal).catch(() => undefined);
+    if (found?.complete.length === 1) return found.complete[0]!;
+  }
+  return undefined;
+}
+
+/** How many segments a feed keeps waiting in its directory at most (16 MiB each at the default size). */
+const FEED_AHEAD = 16;
+
+/**
+ * Feeds a recovery the restore runs itself (restore --start): the complete segments from `fromWal` on, in
+ * order, each checked, written into `dir` (wal-fetch's prefetch directory, which its fast path serves), at most
+ * FEED_AHEAD waiting there at once, so the server replays without waiting for the archive. It ends at the first
+ * segment no location holds whole (the server's own wal-fetch takes it from there: a partial, another timeline)
+ * or when `signal` aborts; a segment it could not fetch is left to wal-fetch. Returns how many it fed.
+ */
+export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }): Promise<number> {
+  const seg = parseSegmentName(from.wal, from.segmentSize);
+  if (!seg) return 0;
+  const { signal } = opts;
+  let next = seg.segno;
+  let fed = 0;
+  while (!signal.aborted) {
+    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
+    if (waiting >= FEED_AHEAD) {
+      await delay(50, undefined, { signal }).catch(() => undefined);
+      continue;
+    }
+    const names = Array.from({ length: Math.min(4, FEED_AHEAD - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
+    const done = await mapLimit(names, 4, async (name) => {
+      const c = await completeObject(rt, name, signal);
+      if (!c) return false;
+      const dest = join(dir, name);
+      await write(c, dest, signal);
+      if (opts.owner) await chown(dest, opts.owner.uid, opts.owner.gid);
+      return true;
+    }).catch((err: unknown) => {
+      if (!signal.aborted) rt.logger.debug({ err: toBackupError(err, 'STORAGE_FAILED') }, 'WAL not fed ahead: wal-fetch fetches it');
+      return [false];
+    });
+    const run = done.indexOf(false);
+    fed += run < 0 ? done.length : run;
+    if (run >= 0) return fed;
+    next += BigInt(done.length);
+  }
+  return fed;
 }
 
 async function fetchOne(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {

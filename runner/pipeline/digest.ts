@@ -17,7 +17,8 @@ export class DigestStream extends Transform {
 
   /**
    * With `expect`, the stream fails with INTEGRITY at its end when size or
-   * sha256 differ, so nothing downstream ever sees a clean end of a bad object.
+   * sha256 differ, so nothing downstream ever sees a clean end of a bad object;
+   * an object longer than expected fails as soon as it is.
    */
   constructor(private readonly expect?: Expectation) {
     super();
@@ -26,6 +27,10 @@ export class DigestStream extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    const e = this.expect;
+    if (e && this.bytes > e.size) {
+      return callback(new BackupError('INTEGRITY', `${e.what}: more than the expected ${e.size} bytes`, { details: { expected: e, actual: { size: this.bytes } } }));
+    }
     callback(null, chunk);
   }
 

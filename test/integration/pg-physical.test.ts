@@ -103,7 +103,7 @@ describe('physical base backups', () => {
     expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
   }, 120_000);
 
-  it('into an empty directory the first copy streams at once; one that fails its check on the way is resumed from the next copy, verified first', async () => {
+  it('into an empty directory the first copy streams at once; one that fails its check on the way is removed and the next copy, verified first, laid in', async () => {
     const objects = (await readdir(join(dir, 'fs'), { recursive: true })).filter((f) => f.endsWith('data.tar.zst'));
     expect(objects).toHaveLength(1);
     const object = join(dir, 'fs', objects[0]!);
@@ -115,7 +115,7 @@ describe('physical base backups', () => {
       const target = await restoredDir();
       const r = await runCli(cfgPath, ['restore', '--latest', '--data-dir', target]);
       expect(r.code, r.out).toBe(0);
-      expect(r.json).toMatchObject({ location: 's3', skipped: [{ location: 'fs', status: 'corrupt' }], dataDirectory: { resumed: true, verified: 'pg_verifybackup' } });
+      expect(r.json).toMatchObject({ location: 's3', skipped: [{ location: 'fs', status: 'corrupt' }], dataDirectory: { resumed: false, replaced: false, verified: 'pg_verifybackup' } });
       expect(await rowsIn(target)).toEqual({ before: '500', after: '0', big: '150000' });
     } finally {
       await writeFile(object, original);
@@ -154,7 +154,8 @@ describe('physical base backups', () => {
 
     const r = await runCli(cfgPath, ['restore', '--backup', backupId, '--data-dir', target, '--start']);
     expect(r.code, r.out).toBe(0);
-    expect(r.json).toMatchObject({ dataDirectory: { recovered: { promoted: true } } });
+    // No recovery.signal: crash recovery to the end of the backup, no promotion.
+    expect(r.json).toMatchObject({ dataDirectory: { recovered: { promoted: false } } });
     expect(existsSync(join(target, RESTORE_STATE_FILE))).toBe(false);
     // Shut down cleanly: no backup_label left to replay from, no server running.
     expect(existsSync(join(target, 'backup_label'))).toBe(false);

@@ -7,7 +7,7 @@ import { archiveSlotName, gapBetween, nonZeroLength, spoolFiles, writtenLength }
 import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segmentName, segmentOf } from '../../runner/engines/postgresql/physical/wal-names.js';
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
 import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
-import { fromPgTimestamp, parseRecoveryLine, postgresArgs, withoutRecoverySettings } from '../../runner/engines/postgresql/physical/recover.js';
+import { SERVER_FILES, fromPgTimestamp, parseRecoveryLine, postgresArgs, withoutRecoverySettings } from '../../runner/engines/postgresql/physical/recover.js';
 import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow } from '../../runner/ops/wal-window.js';
 import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
 import { BackupError } from '../../runner/errors.js';
@@ -154,12 +154,16 @@ describe('recovery settings', () => {
       '# Point-in-time recovery of backup 20261204T200000Z-ab12, written by backup-runner restore. Remove these lines once the server has promoted.',
       `restore_command = '''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p'`,
       "recovery_target_timeline = 'latest'",
+      "recovery_target = ''",
+      "recovery_target_lsn = ''",
+      "recovery_target_name = ''",
+      "recovery_target_xid = ''",
       "recovery_target_time = '2026-12-04 20:42:31.185+00'",
       'recovery_target_inclusive = on',
       "recovery_target_action = 'promote'",
       '',
     ]);
-    expect(recoverySettings({ fetchCommand: 'backup-runner wal-fetch -c /c.yaml', backupId: 'x' })).not.toMatch(/recovery_target_time =/);
+    expect(recoverySettings({ fetchCommand: 'backup-runner wal-fetch -c /c.yaml', backupId: 'x' })).toMatch(/^recovery_target_time = ''$/m);
   });
 
   it('quote shell words only where needed, so no path can break out of the command', () => {
@@ -169,16 +173,32 @@ describe('recovery settings', () => {
 });
 
 describe('restore --start', () => {
-  it('runs the server on a socket only, without archiving or hot standby, its log plain, in English and UTC', () => {
+  it('runs the server with its own configuration files, on a socket only, without archiving, commands, libraries or hot standby, its log plain, in English and UTC', () => {
     const args = postgresArgs('/data', '/tmp/s');
-    expect(args.slice(0, 2)).toEqual(['-D', '/data']);
-    const settings = args.filter((_, i) => i >= 2 && i % 2 === 1);
-    expect(settings).toEqual(expect.arrayContaining(['listen_addresses=', 'unix_socket_directories=/tmp/s', 'archive_mode=off', 'hot_standby=off', 'log_line_prefix=', 'lc_messages=C', 'logging_collector=off', 'log_timezone=UTC']));
-    expect(args.filter((_, i) => i % 2 === 0 && i >= 2).every((a) => a === '-c')).toBe(true);
-    // A directory without postgresql.conf: an empty one, and the data directory named instead of -D.
-    const bare = postgresArgs('/data', '/tmp/s', '/tmp/s/postgresql.conf');
-    expect(bare).not.toContain('-D');
-    expect(bare).toEqual(expect.arrayContaining(['config_file=/tmp/s/postgresql.conf', 'data_directory=/data', 'hba_file=/tmp/s/pg_hba.conf']));
+    expect(args.filter((_, i) => i % 2 === 0).every((a) => a === '-c')).toBe(true);
+    const settings = args.filter((_, i) => i % 2 === 1);
+    expect(settings).toEqual(
+      expect.arrayContaining([
+        'config_file=/tmp/s/postgresql.conf',
+        'hba_file=/tmp/s/pg_hba.conf',
+        'ident_file=/tmp/s/pg_ident.conf',
+        'data_directory=/data',
+        'listen_addresses=',
+        'unix_socket_directories=/tmp/s',
+        'archive_mode=off',
+        'archive_command=',
+        'recovery_end_command=',
+        'shared_preload_libraries=',
+        'hot_standby=off',
+        'log_line_prefix=',
+        'log_error_verbosity=default',
+        'log_min_messages=warning',
+        'lc_messages=C',
+        'logging_collector=off',
+        'log_timezone=UTC',
+      ]),
+    );
+    expect(SERVER_FILES['pg_hba.conf']).toMatch(/^local all all reject$/m);
   });
 
   it.each([
@@ -193,6 +213,7 @@ describe('restore --start', () => {
     ['FATAL:  recovery ended before configured recovery target was reached', { kind: 'target-not-reached' }],
     ['FATAL:  could not access file "timescaledb": No such file or directory', { kind: 'fatal', message: 'could not access file "timescaledb": No such file or directory' }],
     ['LOG:  database system is ready to accept read-only connections', undefined],
+    ['LOG:  00000: restored log file "000000010000000000000004" from archive', { kind: 'restored', file: '000000010000000000000004' }],
     ['LOG:  redo starts at 0/2000028', undefined],
     ['LOG:  last completed transaction was at log time yesterday', undefined],
   ])('reads %s', (line, event) => {
@@ -205,6 +226,9 @@ describe('restore --start', () => {
     expect(withoutRecoverySettings(appended)).toBe(own);
     expect(withoutRecoverySettings(own)).toBe(own);
     expect(withoutRecoverySettings(`${appended}max_connections = 50\n`)).toBe(`${own}max_connections = 50\n`);
+    // A block an earlier restore left in the backup stays; the one appended last goes.
+    const earlier = recoverySettings({ fetchCommand: 'old', backupId: 'b0' });
+    expect(withoutRecoverySettings(appended.replace(own, own + earlier))).toBe(own + earlier);
     expect(fromPgTimestamp('2026-12-04 20:42:31+00')).toBe('2026-12-04T20:42:31Z');
   });
 });

@@ -482,6 +482,9 @@ export class PostgresqlEngine implements Engine {
   async checkDataDirectory(opts: DataDirectoryOptions): Promise<{ fresh: boolean }> {
     if (opts.start) await findServer(opts.backup.engine.serverVersion, this.conn.binDir, this.env);
     const prepared = await checkDataDirectory(opts);
+    if (opts.start && process.getuid?.() === 0 && (prepared.owner?.uid ?? 0) === 0) {
+      throw new BackupError('USAGE', `restore --start: ${opts.dataDir} would belong to root, and PostgreSQL never runs as root: give --owner UID[:GID] (the database's user) or run the restore as that user; nothing was changed`);
+    }
     return { fresh: !prepared.replaced && prepared.resume === undefined };
   }
 

@@ -16,7 +16,7 @@
  *   again to the archive's end, which is then the state at the target, and the report says so.
  */
 import { constants } from 'node:fs';
-import { access, chown, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, chown, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, isBackupError } from '../../../errors.js';
@@ -30,26 +30,47 @@ import { RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.j
 /** Where wal-fetch keeps what it fetched ahead, in pg_wal/ (ops/wal-prefetch.ts): removed once the server has promoted. */
 const PREFETCH_DIR = join('pg_wal', '.backup-runner-prefetch');
 
-/** Pure: the server's command line: only a socket in `socketDir`, no archiving, no hot standby, its log plain on stderr in English and UTC. */
-export function postgresArgs(dir: string, socketDir: string, configFile?: string): string[] {
+/**
+ * Pure: the server's command line. Its own configuration files in `socketDir` (the data directory's
+ * postgresql.conf is not read: what it names, a library, a locale, a certificate, another data directory, need
+ * not exist here; pg_hba rejects every connection), only a socket there, no archiving or commands of the
+ * directory's own, no preloaded libraries, no hot standby, its log plain on stderr in English and UTC. The
+ * command line wins over postgresql.auto.conf too.
+ */
+export function postgresArgs(dir: string, socketDir: string): string[] {
   const settings = [
+    `config_file=${join(socketDir, 'postgresql.conf')}`,
+    `hba_file=${join(socketDir, 'pg_hba.conf')}`,
+    `ident_file=${join(socketDir, 'pg_ident.conf')}`,
+    `data_directory=${dir}`,
     'listen_addresses=',
     `unix_socket_directories=${socketDir}`,
     'port=5432',
     'archive_mode=off',
+    'archive_command=',
+    'archive_cleanup_command=',
+    'recovery_end_command=',
+    'shared_preload_libraries=',
     'hot_standby=off',
     'ssl=off',
     'logging_collector=off',
     'log_destination=stderr',
     'log_line_prefix=',
+    'log_error_verbosity=default',
+    'log_min_messages=warning',
     'lc_messages=C',
     'log_timezone=UTC',
     'timezone=UTC',
-    // A data directory without its postgresql.conf (Debian keeps it in /etc): an empty one, and pg_hba/pg_ident beside it.
-    ...(configFile ? [`config_file=${configFile}`, `hba_file=${join(socketDir, 'pg_hba.conf')}`, `ident_file=${join(socketDir, 'pg_ident.conf')}`, `data_directory=${dir}`] : []),
   ];
-  return [...(configFile ? [] : ['-D', dir]), ...settings.flatMap((s) => ['-c', s])];
+  return settings.flatMap((s) => ['-c', s]);
 }
+
+/** The configuration files the server runs with (postgresArgs), written into its private directory. */
+export const SERVER_FILES: Readonly<Record<string, string>> = {
+  'postgresql.conf': '# restore --start: the data directory\'s own postgresql.conf is not read (postgresql.auto.conf is)\n',
+  'pg_hba.conf': '# restore --start: nobody connects\nlocal all all reject\n',
+  'pg_ident.conf': '',
+};
 
 /** What the server's log says, one line at a time. */
 export type RecoveryEvent =
@@ -71,7 +92,9 @@ export function fromPgTimestamp(text: string): string | undefined {
 }
 
 /** Pure: the event a log line (log_line_prefix empty, lc_messages C) reports, if any. */
-export function parseRecoveryLine(line: string): RecoveryEvent | undefined {
+export function parseRecoveryLine(raw: string): RecoveryEvent | undefined {
+  // A SQLSTATE after the level (log_error_verbosity = verbose) is read past.
+  const line = raw.replace(/^([A-Z]+:\s+)[0-9A-Z]{5}: /, '$1');
   let m = /^LOG:\s+restored log file "([0-9A-F]{24}|[0-9A-F]{8}\.history)" from archive/.exec(line);
   if (m) return { kind: 'restored', file: m[1]! };
   m = /^LOG:\s+recovery stopping (?:before|after) commit of transaction (\d+), time (.+)$/.exec(line);
@@ -97,7 +120,8 @@ export function parseRecoveryLine(line: string): RecoveryEvent | undefined {
 /** Pure: postgresql.auto.conf without the block `recoverySettings` appended (from its mark to its last line); unchanged when there is none. */
 export function withoutRecoverySettings(text: string): string {
   const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.startsWith(RECOVERY_MARK));
+  // The last block: the one this restore appended (the backup may hold one of an earlier restore before it).
+  const start = lines.findLastIndex((l) => l.startsWith(RECOVERY_MARK));
   if (start < 0) return text;
   const end = lines.findIndex((l, i) => i > start && l.startsWith('recovery_target_action'));
   if (end < 0) return text;
@@ -150,6 +174,10 @@ interface StartOptions {
   owner?: Owner;
   /** The recovery the restore asked for: rewritten without a target when the archive ends before it. */
   plan?: RecoveryPlan;
+  /** The last segment of the archive's unbroken run: a recovery that fetched it and found no commit after the target reached the archive's end. */
+  archiveEnd?: string;
+  /** Fetches WAL ahead of the server into wal-fetch's prefetch directory while it recovers. */
+  feed?: (dir: string, owner: Owner | undefined, signal: AbortSignal) => Promise<number>;
   env: NodeJS.ProcessEnv;
   log: Logger;
   signal?: AbortSignal;
@@ -159,6 +187,10 @@ interface StartOptions {
 interface RunFacts {
   segments: number;
   lastFile?: string;
+  /** The last segment (not a history file) restored. */
+  lastSegment?: string;
+  /** The server exited with status 0 after it was told to stop. */
+  stoppedCleanly: boolean;
   stoppedBefore?: string;
   lastTransaction?: string;
   timeline?: number;
@@ -178,19 +210,35 @@ async function serverUser(dir: string, owner: Owner | undefined): Promise<Owner 
   return who;
 }
 
+/** A recovery that logs nothing for this long (no WAL file restored, nothing else) is stopped and fails. */
+const QUIET_LIMIT_MS = 10 * 60_000;
+
 /** Starts the server once and follows its log until it is ready (promoted) or exits; a ready server is shut down (fast) before returning. */
-async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir: string, configFile: string | undefined): Promise<RunFacts> {
-  const facts: RunFacts = { segments: 0, ready: false, targetNotReached: false };
+async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir: string): Promise<RunFacts> {
+  o.signal?.throwIfAborted();
+  const facts: RunFacts = { segments: 0, ready: false, targetNotReached: false, stoppedCleanly: false };
   let pending = '';
   const lines: string[] = [];
   const control: { stop?: () => void } = {};
+  let quiet: NodeJS.Timeout | undefined;
+  const watch = (): void => {
+    clearTimeout(quiet);
+    quiet = setTimeout(() => {
+      facts.fatal ??= `the server logged nothing for ${QUIET_LIMIT_MS / 60_000} minutes while it recovered (no WAL file restored): stopped`;
+      control.stop?.();
+    }, QUIET_LIMIT_MS);
+  };
   const onLine = (line: string): void => {
+    watch();
     lines.push(line);
     if (lines.length > 40) lines.shift();
     const e = parseRecoveryLine(line);
     if (!e) return;
     if (e.kind === 'restored') {
-      if (!e.file.endsWith('.history')) facts.segments++;
+      if (!e.file.endsWith('.history')) {
+        facts.segments++;
+        facts.lastSegment = e.file;
+      }
       facts.lastFile = e.file;
       o.onProgress?.({ segments: facts.segments, last: e.file });
     } else if (e.kind === 'stopping') facts.stoppedBefore = e.at;
@@ -203,8 +251,8 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
       control.stop?.();
     }
   };
-  const proc = run(o.server.path, postgresArgs(o.dir, socketDir, configFile), {
-    env: o.env,
+  const proc = run(o.server.path, postgresArgs(o.dir, socketDir), {
+    env: serverEnv(o.env),
     stdin: 'ignore',
     stdout: 'ignore',
     cwd: o.dir,
@@ -220,12 +268,17 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
   control.stop = () => proc.child.kill('SIGINT');
   const onAbort = (): void => control.stop?.();
   o.signal?.addEventListener('abort', onAbort, { once: true });
+  watch();
   try {
-    await proc.exited.catch((err: unknown) => {
-      // Exit codes say little here: what the log said decides.
-      if (!facts.ready && !facts.fatal && !facts.targetNotReached) facts.fatal = isBackupError(err) ? err.message : String(err);
-    });
+    await proc.exited.then(
+      () => (facts.stoppedCleanly = true),
+      (err: unknown) => {
+        // Exit codes say little here: what the log said decides.
+        if (!facts.ready && !facts.fatal && !facts.targetNotReached) facts.fatal = isBackupError(err) ? err.message : String(err);
+      },
+    );
   } finally {
+    clearTimeout(quiet);
     o.signal?.removeEventListener('abort', onAbort);
   }
   if (pending) onLine(pending);
@@ -234,12 +287,19 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
       details: { dataDirectory: { state: 'recovering' } },
     });
   }
-  if (!facts.ready && !facts.targetNotReached) {
-    throw new BackupError('RECOVERY_FAILED', `the server started on ${o.dir} stopped before it promoted: ${facts.fatal ?? 'no reason logged'}. Its last log lines:\n${lines.slice(-15).join('\n')}`, {
-      details: { dataDirectory: { state: 'recovering' }, log: lines.slice(-15) },
+  const tail = lines.filter((l) => !l.startsWith('{')).slice(-15);
+  if ((!facts.ready && !facts.targetNotReached) || (facts.ready && !facts.stoppedCleanly)) {
+    const what = facts.ready ? 'did not shut down cleanly after it promoted' : 'stopped before it promoted';
+    throw new BackupError('RECOVERY_FAILED', `the server started on ${o.dir} ${what}: ${facts.fatal ?? 'no reason logged'}. Its last log lines:\n${tail.join('\n')}`, {
+      details: { dataDirectory: { state: 'recovering' }, log: tail },
     });
   }
   return facts;
+}
+
+/** The server's environment: the runner's (restore_command runs wal-fetch, which reads the storage's credentials), without PostgreSQL's connection variables. */
+function serverEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('PG')));
 }
 
 /** Appended recovery settings rewritten to the archive's end (no target), in a new file renamed into place. */
@@ -272,39 +332,67 @@ async function replaceAutoConf(dir: string, change: (text: string) => string, ow
 }
 
 /**
+ * A recovery that ended short of its target: when it fetched the archive's last segment, every commit the archive
+ * holds is before the target, so the recovery is run again to the archive's end (which is then the state at the
+ * target, checked: no transaction after it). Short of the archive's last segment, WAL could not be fetched: failed.
+ */
+async function toTheArchiveEnd(o: StartOptions, user: Owner | undefined, socketDir: string, first: RunFacts): Promise<RunFacts> {
+  const target = o.plan?.targetTime;
+  if (!target || !o.archiveEnd || first.lastSegment === undefined || first.lastSegment < o.archiveEnd) {
+    throw new BackupError(
+      'RECOVERY_FAILED',
+      `the server started on ${o.dir} ended recovery before its target, after WAL ${first.lastSegment ?? '(none)'}${o.archiveEnd ? ` while the archive reaches ${o.archiveEnd}` : ''}: the rest could not be fetched (see wal-fetch's messages in the server log)`,
+      { details: { dataDirectory: { state: 'recovering' } } },
+    );
+  }
+  o.log.info({ target: target.toISOString(), lastSegment: first.lastSegment }, 'the archive holds no commit after the target: recovering to its end');
+  await rewriteSettings(o.dir, o.plan!, user);
+  const facts = await runServerOnce(o, user, socketDir);
+  if (!facts.ready) throw new BackupError('RECOVERY_FAILED', `the server started again on ${o.dir} to recover to the archive's end did not promote: ${facts.fatal ?? 'no reason logged'}`, { details: { dataDirectory: { state: 'recovering' } } });
+  const last = facts.lastTransaction ?? first.lastTransaction;
+  if (last && Date.parse(last) > target.getTime()) {
+    throw new BackupError('RECOVERY_FAILED', `recovering to the archive's end replayed a transaction committed at ${last}, after the target ${target.toISOString()}: ${o.dir} does not hold the state asked for; restore again`, {
+      details: { dataDirectory: { state: 'past the target' } },
+    });
+  }
+  return { ...facts, segments: first.segments + facts.segments, ...(last ? { lastTransaction: last } : {}) };
+}
+
+/** The server's private directory: its configuration files (SERVER_FILES) and socket, the server's user's. */
+async function serverDir(user: Owner | undefined): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'backup-runner-recover-'));
+  for (const [name, text] of Object.entries(SERVER_FILES)) await writeFile(join(dir, name), text);
+  if (user) for (const f of ['', ...Object.keys(SERVER_FILES)]) await chown(join(dir, f), user.uid, user.gid);
+  return dir;
+}
+
+/**
  * Starts the server on the restored directory, follows the recovery to its promotion, stops the server
  * cleanly and removes the recovery settings: the directory then holds a promoted cluster, shut down.
  */
 export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
   const user = await serverUser(o.dir, o.owner);
-  const socketDir = await mkdtemp(join(tmpdir(), 'backup-runner-recover-'));
+  const socketDir = await serverDir(user);
+  const feeding = new AbortController();
+  const onAbort = (): void => feeding.abort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  let fed: Promise<number> | undefined;
   try {
-    let configFile: string | undefined;
-    if (!(await access(join(o.dir, 'postgresql.conf')).then(() => true, () => false))) {
-      configFile = join(socketDir, 'postgresql.conf');
-      await writeFile(configFile, '# the data directory holds no postgresql.conf: defaults, with postgresql.auto.conf\n');
-      await writeFile(join(socketDir, 'pg_hba.conf'), '');
-      await writeFile(join(socketDir, 'pg_ident.conf'), '');
+    if (o.feed && o.plan) {
+      const dir = join(o.dir, PREFETCH_DIR);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (user) await chown(dir, user.uid, user.gid);
+      fed = o.feed(dir, user, feeding.signal).catch(() => 0);
     }
-    if (user) for (const f of ['', 'postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) await chown(join(socketDir, f), user.uid, user.gid).catch(() => undefined);
     o.log.info({ dataDir: o.dir, server: o.server.path, version: o.server.version }, 'starting the server on the restored directory to recover it');
-    let facts = await runServerOnce(o, user, socketDir, configFile);
-    let toArchiveEnd = false;
-    if (facts.targetNotReached && o.plan?.targetTime) {
-      // Every commit the archive holds is before the target: its end is the state at the target.
-      o.log.info({ target: o.plan.targetTime.toISOString() }, 'the archive holds no commit after the target: recovering to its end');
-      await rewriteSettings(o.dir, o.plan, user);
-      const first = facts;
-      facts = await runServerOnce(o, user, socketDir, configFile);
-      facts = { ...facts, segments: first.segments + facts.segments, lastTransaction: facts.lastTransaction ?? first.lastTransaction };
-      toArchiveEnd = true;
-    } else if (facts.targetNotReached) {
-      throw new BackupError('RECOVERY_FAILED', `the server started on ${o.dir} ended recovery before its target: ${facts.fatal ?? ''}`, { details: { dataDirectory: { state: 'recovering' } } });
-    }
+    let facts = await runServerOnce(o, user, socketDir);
+    const toArchiveEnd = facts.targetNotReached;
+    if (toArchiveEnd) facts = await toTheArchiveEnd(o, user, socketDir, facts);
     await replaceAutoConf(o.dir, withoutRecoverySettings, user);
     await rm(join(o.dir, PREFETCH_DIR), { recursive: true, force: true });
+    const promoted = o.plan !== undefined;
     return {
-      promoted: true,
+      promoted,
       segments: facts.segments,
       ...(facts.lastTransaction ? { lastTransactionAt: facts.lastTransaction } : {}),
       ...(facts.stoppedBefore && !toArchiveEnd ? { firstExcludedAt: facts.stoppedBefore } : {}),
@@ -313,6 +401,9 @@ export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
       server: o.server.version,
     };
   } finally {
+    feeding.abort();
+    o.signal?.removeEventListener('abort', onAbort);
+    await fed;
     await rm(socketDir, { recursive: true, force: true });
   }
 }

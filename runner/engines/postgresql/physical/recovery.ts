@@ -42,7 +42,13 @@ export function recoverySettings(plan: RecoveryPlan): string {
     `${RECOVERY_MARK}${plan.backupId}, written by backup-runner restore. Remove these lines once the server has promoted.`,
     `restore_command = ${confString(`${plan.fetchCommand} %f %p`)}`,
     `recovery_target_timeline = 'latest'`,
-    ...(plan.targetTime ? [`recovery_target_time = ${confString(pgTimestamp(plan.targetTime))}`, `recovery_target_inclusive = on`] : []),
+    // One target only: any other one a setting of the server's names is cleared (PostgreSQL refuses two).
+    `recovery_target = ''`,
+    `recovery_target_lsn = ''`,
+    `recovery_target_name = ''`,
+    `recovery_target_xid = ''`,
+    `recovery_target_time = ${plan.targetTime ? confString(pgTimestamp(plan.targetTime)) : "''"}`,
+    `recovery_target_inclusive = on`,
     `recovery_target_action = 'promote'`,
     '',
   ];

@@ -129,9 +129,9 @@ async function prepare(opts: DataDirectoryOptions, create: boolean): Promise<{ r
   if (present.length === 0) return { replaced: false, owner };
   const state = await readState(dir);
   // --force starts over, also where a restore of the same backup stopped.
-  if (state?.backupId === opts.backup.id && !opts.force) return { resume: state, replaced: false, owner };
+  if (state?.backupId === opts.backup.id && !opts.force && !opts.discard) return { resume: state, replaced: false, owner };
   const what = state ? `part of backup ${state.backupId} (a restore that stopped)` : `${present.length} entr${present.length === 1 ? 'y' : 'ies'} (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', ...' : ''})`;
-  if (!opts.force) {
+  if (!opts.force && !opts.discard) {
     throw new BackupError('TARGET_NOT_EMPTY', `data directory ${dir} holds ${what}; nothing was changed. Restore into an empty directory, or re-run with --force to remove what it holds first`, {
       details: { dataDir: dir },
     });
@@ -270,7 +270,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
   }
   const { resume, replaced, owner } = prepared;
   const notes: string[] = [];
-  if (replaced) {
+  if (replaced && opts.force) {
     notes.push(`what ${dir} held before was removed (--force)`);
     tools.log.warn({ dataDir: dir }, 'removed the previous contents of the data directory (--force)');
   }
@@ -294,7 +294,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     files: extracted.files,
     bytes: extracted.bytes,
     resumed: resume !== undefined,
-    replaced,
+    replaced: replaced && !opts.discard,
     verified: check.verified,
     notes,
     ...(opts.recovery ? { recovery: opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime.toISOString() } : {} } : {}),
@@ -307,7 +307,19 @@ async function startHere(opts: DataDirectoryOptions, tools: DataDirectoryTools, 
   const server = await findServer(opts.backup.engine.serverVersion, tools.binDir, tools.env);
   const plan = opts.recovery ? { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) } : undefined;
   try {
-    return await recoverHere({ dir: opts.dataDir, server, ...(owner ? { owner } : {}), ...(plan ? { plan } : {}), env: tools.env, log: tools.log, ...(opts.signal ? { signal: opts.signal } : {}) });
+    opts.signal?.throwIfAborted();
+    const r = opts.recovery;
+    return await recoverHere({
+      dir: opts.dataDir,
+      server,
+      ...(owner ? { owner } : {}),
+      ...(plan ? { plan } : {}),
+      ...(r?.lastWal ? { archiveEnd: r.lastWal } : {}),
+      ...(r?.feed ? { feed: r.feed } : {}),
+      env: tools.env,
+      log: tools.log,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
   } catch (err) {
     const e = toBackupError(err, 'RECOVERY_FAILED');
     const note = `${opts.dataDir} holds backup ${opts.backup.id} part way through its recovery: run the same restore again to start the recovery over (what is unchanged is kept), or start PostgreSQL on it where backup-runner can run as its restore_command to continue it`;
