@@ -10,6 +10,7 @@ import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/
 import { SERVER_FILES, fromPgTimestamp, parseRecoveryLine, postgresArgs, withoutRecoverySettings } from '../../runner/engines/postgresql/physical/recover.js';
 import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow } from '../../runner/ops/wal-window.js';
 import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
+import { PREFETCH_DIR } from '../../runner/ops/wal-prefetch.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -152,7 +153,7 @@ describe('recovery settings', () => {
     expect(text.split('\n')).toEqual([
       '',
       '# Point-in-time recovery of backup 20261204T200000Z-ab12, written by backup-runner restore. Remove these lines once the server has promoted.',
-      `restore_command = '''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p'`,
+      `restore_command = 'mv -f pg_wal/.backup-runner-prefetch/%f %p 2>/dev/null || ''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p'`,
       "recovery_target_timeline = 'latest'",
       "recovery_target = ''",
       "recovery_target_lsn = ''",
@@ -164,6 +165,8 @@ describe('recovery settings', () => {
       '',
     ]);
     expect(recoverySettings({ fetchCommand: 'backup-runner wal-fetch -c /c.yaml', backupId: 'x' })).toMatch(/^recovery_target_time = ''$/m);
+    // The shell's fast path moves what wal-fetch fetched ahead, from where wal-fetch puts it.
+    expect(text).toContain(`mv -f pg_wal/${PREFETCH_DIR}/%f %p 2>/dev/null || `);
   });
 
   it('quote shell words only where needed, so no path can break out of the command', () => {

@@ -20,6 +20,9 @@ export interface RecoveryPlan {
 /** The first line of the block recoverySettings appends (restore --start removes the block once the server has promoted). */
 export const RECOVERY_MARK = '# Point-in-time recovery of backup ';
 
+/** wal-fetch's prefetch directory (ops/wal-prefetch.ts PREFETCH_DIR), relative to the data directory restore_command runs in. */
+const PREFETCHED = 'pg_wal/.backup-runner-prefetch';
+
 /** Pure: `s` as a shell word. */
 export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -40,7 +43,8 @@ export function recoverySettings(plan: RecoveryPlan): string {
   const lines = [
     '',
     `${RECOVERY_MARK}${plan.backupId}, written by backup-runner restore. Remove these lines once the server has promoted.`,
-    `restore_command = ${confString(`${plan.fetchCommand} %f %p`)}`,
+    // A file wal-fetch (or restore --start) fetched ahead, checked, is moved into place by the shell before the runner loads.
+    `restore_command = ${confString(`mv -f ${PREFETCHED}/%f %p 2>/dev/null || ${plan.fetchCommand} %f %p`)}`,
     `recovery_target_timeline = 'latest'`,
     // One target only: any other one a setting of the server's names is cleared (PostgreSQL refuses two).
     `recovery_target = ''`,
