@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { chown, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
@@ -82,12 +82,48 @@ async function readWal(c: Candidate, signal?: AbortSignal): Promise<Buffer> {
 }
 
 /**
+ * Pure: the database system identifier a WAL segment's first page names (its long page header: xlp_sysid after
+ * the 24-byte standard header), or undefined for anything shorter (a history file has none).
+ */
+export function segmentSystem(plain: Uint8Array): bigint | undefined {
+  if (plain.length < 32) return undefined;
+  return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).readBigUInt64LE(24);
+}
+
+/**
+ * The system identifier of the data directory `pgWal` (its pg_wal/ or a folder in it) belongs to: the first field
+ * of global/pg_control. Undefined when it cannot be read (then no object is refused for its system).
+ */
+export async function dataDirectorySystem(pgWal: string): Promise<bigint | undefined> {
+  const dataDir = basename(pgWal) === 'pg_wal' ? dirname(pgWal) : dirname(dirname(pgWal));
+  const fh = await open(join(dataDir, 'global', 'pg_control'), 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const buf = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(buf, 0, 8, 0);
+    return bytesRead === 8 ? buf.readBigUInt64LE(0) : undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Pure: whether a WAL file's bytes are of the wanted database system (a history file, or either unknown: always). */
+export function ofSystem(wal: string, plain: Uint8Array, wanted: bigint | undefined): boolean {
+  if (!/^[0-9A-F]{24}$/.test(wal)) return true;
+  const found = segmentSystem(plain);
+  return wanted === undefined || found === undefined || found === wanted;
+}
+
+/**
  * Fetches `wal` into `dest`. A location holding two different complete objects for it is not believed (an
- * alarm: the next location is tried); a complete object is preferred to a partial in any location.
+ * alarm: the next location is tried), unless exactly one of them is of the data directory's own database
+ * system (a server initialised anew under the same archive writes the same names); a segment of another
+ * system is never written. A complete object is preferred to a partial in any location.
  */
 export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
-  const r = await fetchOne(rt, wal, dest, signal);
-  if (!r.partial && /^[0-9A-F]{24}$/.test(wal) && isSegmentSize(r.bytes)) await prefetch(rt, wal, r.bytes, join(dirname(dest), PREFETCH_DIR), signal);
+  const system = await dataDirectorySystem(dirname(dest));
+  const r = await fetchOne(rt, wal, dest, system, signal);
+  if (!r.partial && /^[0-9A-F]{24}$/.test(wal) && isSegmentSize(r.bytes)) await prefetch(rt, wal, r.bytes, join(dirname(dest), PREFETCH_DIR), system, signal);
   return r;
 }
 
@@ -99,27 +135,42 @@ const PREFETCH_COUNT = 8;
  * whole) into `dir`, each checked like any fetch: the next calls are served from there without loading the
  * runner (wal-prefetch.ts). A partial is never fetched ahead (the archive may finish it).
  */
-async function prefetch(rt: Runtime, wal: string, segmentSize: number, dir: string, signal?: AbortSignal): Promise<void> {
+async function prefetch(rt: Runtime, wal: string, segmentSize: number, dir: string, system: bigint | undefined, signal?: AbortSignal): Promise<void> {
   const seg = parseSegmentName(wal, segmentSize)!;
   const names = Array.from({ length: PREFETCH_COUNT }, (_, i) => segmentName(seg.tli, seg.segno + BigInt(i + 1), segmentSize));
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const have = new Set(await readdir(dir));
   await mapLimit(names, 4, async (name) => {
     if (have.has(name)) return;
-    for (const loc of rt.locations) {
-      const found = await candidates(loc, name, signal).catch(() => undefined);
-      if (!found || found.complete.length !== 1) continue;
-      await write(found.complete[0]!, join(dir, name), signal).catch((err: unknown) => rt.logger.debug({ wal: name, err: toBackupError(err, 'STORAGE_FAILED') }, 'not fetched ahead'));
-      return;
-    }
+    const found = await completeObject(rt, name, system, signal).catch((err: unknown) => void rt.logger.debug({ wal: name, err: toBackupError(err, 'STORAGE_FAILED') }, 'not fetched ahead'));
+    if (found) await writeBytes(found.plain, join(dir, name));
   });
 }
 
-/** The one complete object some location holds for a segment (a location holding two is passed over), or undefined. */
-async function completeObject(rt: Runtime, name: string, signal?: AbortSignal): Promise<Candidate | undefined> {
+/**
+ * What one location's complete objects for `wal` give: the checked bytes of the one object of the wanted system
+ * (`system`; with it unknown, of the only object), or why none (`problem`), or nothing held.
+ */
+async function fromLocation(loc: Location, wal: string, system: bigint | undefined, complete: Candidate[], signal?: AbortSignal): Promise<{ c: Candidate; plain: Buffer } | { problem: string } | undefined> {
+  const distinct = [...new Map(complete.map((c) => [c.file.sha256, c])).values()];
+  if (distinct.length === 0) return undefined;
+  if (distinct.length > 1 && system === undefined) return { problem: `${loc.name} holds ${distinct.length} different objects for ${wal}: not believed` };
+  const mine: { c: Candidate; plain: Buffer }[] = [];
+  for (const c of distinct) {
+    const plain = await readWal(c, signal);
+    if (ofSystem(wal, plain, system)) mine.push({ c, plain });
+  }
+  if (mine.length === 1) return mine[0]!;
+  if (mine.length === 0) return { problem: `${loc.name} holds ${wal} only of another database system than the data directory's (${system})` };
+  return { problem: `${loc.name} holds ${mine.length} different objects for ${wal} of the same database system: not believed` };
+}
+
+/** The checked bytes of the one complete object of the wanted system some location holds for a segment, or undefined. */
+async function completeObject(rt: Runtime, name: string, system: bigint | undefined, signal?: AbortSignal): Promise<{ c: Candidate; plain: Buffer } | undefined> {
   for (const loc of rt.locations) {
     const found = await candidates(loc, name, signal).catch(() => undefined);
-    if (found?.complete.length === 1) return found.complete[0]!;
+    const r = found ? await fromLocation(loc, name, system, found.complete, signal).catch(() => undefined) : undefined;
+    if (r && 'plain' in r) return r;
   }
   return undefined;
 }
@@ -147,11 +198,12 @@ export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: num
       continue;
     }
     const names = Array.from({ length: Math.min(4, FEED_AHEAD - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
+    const system = await dataDirectorySystem(dir);
     const done = await mapLimit(names, 4, async (name) => {
-      const c = await completeObject(rt, name, signal);
-      if (!c) return false;
+      const found = await completeObject(rt, name, system, signal);
+      if (!found) return false;
       const dest = join(dir, name);
-      await write(c, dest, signal);
+      await writeBytes(found.plain, dest);
       if (opts.owner) await chown(dest, opts.owner.uid, opts.owner.gid);
       return true;
     }).catch((err: unknown) => {
@@ -166,7 +218,7 @@ export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: num
   return fed;
 }
 
-async function fetchOne(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
+async function fetchOne(rt: Runtime, wal: string, dest: string, system: bigint | undefined, signal?: AbortSignal): Promise<WalFetchResult> {
   if (!WANTED.test(wal)) throw new BackupError('USAGE', `wal-fetch: "${wal}" is not a WAL segment or history file name`);
   const problems: string[] = [];
   const partials: Candidate[] = [];
@@ -174,18 +226,21 @@ async function fetchOne(rt: Runtime, wal: string, dest: string, signal?: AbortSi
     try {
       const found = await candidates(loc, wal, signal);
       partials.push(...found.partials);
-      if (new Set(found.complete.map((c) => c.file.sha256)).size > 1) {
-        problems.push(`${loc.name} holds ${found.complete.length} different objects for ${wal}: not believed`);
-        continue;
-      }
-      if (found.complete[0]) return await write(found.complete[0], dest, signal);
+      const r = await fromLocation(loc, wal, system, found.complete, signal);
+      if (r && 'problem' in r) problems.push(r.problem);
+      else if (r) return await written(r, dest);
     } catch (err) {
       problems.push(`${loc.name}: ${toBackupError(err, 'STORAGE_FAILED').message}`);
     }
   }
   for (const p of partials) {
     try {
-      return await write(p, dest, signal);
+      const plain = await readWal(p, signal);
+      if (!ofSystem(wal, plain, system)) {
+        problems.push(`${p.loc.name}: ${p.key} is of another database system than the data directory's (${system})`);
+        continue;
+      }
+      return await written({ c: p, plain }, dest);
     } catch (err) {
       problems.push(`${p.loc.name}: ${toBackupError(err, 'STORAGE_FAILED').message}`);
     }
@@ -193,9 +248,14 @@ async function fetchOne(rt: Runtime, wal: string, dest: string, signal?: AbortSi
   throw new BackupError('BACKUP_NOT_FOUND', `${wal} is in no location${problems.length > 0 ? ` that could be used (${problems.join('; ')})` : ''}`, { details: { wal, problems } });
 }
 
-async function write(c: Candidate, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
-  const plain = await readWal(c, signal);
-  const tmp = join(dirname(dest), `.${c.file.wal}.${process.pid}.fetching`);
+async function written(r: { c: Candidate; plain: Buffer }, dest: string): Promise<WalFetchResult> {
+  await writeBytes(r.plain, dest);
+  return { wal: r.c.file.wal, location: r.c.loc.name, key: r.c.key, partial: r.c.file.partial, bytes: r.plain.length };
+}
+
+/** Writes checked bytes to `dest` through a temp file beside it, flushed, renamed into place. */
+async function writeBytes(plain: Buffer, dest: string): Promise<void> {
+  const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.fetching`);
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(plain);
@@ -207,6 +267,5 @@ async function write(c: Candidate, dest: string, signal?: AbortSignal): Promise<
     await rm(tmp, { force: true });
     throw err;
   });
-  return { wal: c.file.wal, location: c.loc.name, key: c.key, partial: c.file.partial, bytes: plain.length };
 }
 

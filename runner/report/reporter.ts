@@ -5,7 +5,9 @@
  * - update() never waits and never throws: reporting cannot break or delay
  *   an operation.
  * - At most one request is in flight. Facts that arrive meanwhile replace
- *   each other; only the latest is sent once the request ends.
+ *   each other; only the latest is sent once the request ends, except that a
+ *   backup seen Running is reported Running once before its outcome (one
+ *   that finished while a request was in flight would otherwise never show).
  * - A patch equal to the last one accepted is not sent again.
  * - A failure is logged (with the API server's HTTP status and message),
  *   counted through onError, and retried after a backoff that starts at
@@ -51,6 +53,10 @@ export class StatusReporter {
   /** The facts changed since they were last sent. */
   private dirty = false;
   private sent: string | undefined;
+  /** Facts of a backup running, replaced by its outcome before they were sent: sent first. */
+  private heldRunning: ReportFacts | undefined;
+  /** The id of the last backup reported Running. */
+  private sentRunning: string | undefined;
   private inFlight: Promise<void> | undefined;
   private retry: unknown;
   private failures = 0;
@@ -65,6 +71,8 @@ export class StatusReporter {
   /** Takes the latest facts; they are sent when no request is in flight and no backoff is pending. */
   update(facts: ReportFacts): void {
     if (this.closed) return;
+    const pending = this.dirty ? this.facts : undefined;
+    if (pending?.running && !facts.running && this.sentRunning !== pending.running.id) this.heldRunning = pending;
     this.facts = facts;
     this.dirty = true;
     if (!this.inFlight && this.retry === undefined) this.kick();
@@ -93,9 +101,10 @@ export class StatusReporter {
   /** Sends until the latest facts are sent, or a request fails (then arms the retry). */
   private async drain(): Promise<void> {
     try {
-      while (this.dirty && this.facts) {
-        this.dirty = false;
-        const facts = this.facts;
+      while ((this.heldRunning || this.dirty) && this.facts) {
+        const held = this.heldRunning;
+        const facts = held ?? this.facts;
+        if (!held) this.dirty = false;
         const sink = await this.connect();
         const patch = buildStatusPatch(facts, this.observed ?? undefined);
         const body = JSON.stringify(patch);
@@ -105,6 +114,8 @@ export class StatusReporter {
           if (this.failures > 0) this.log.info({ failures: this.failures }, 'status reported again after failures');
           this.failures = 0;
         }
+        if (facts.running) this.sentRunning = facts.running.id;
+        if (held) this.heldRunning = undefined;
       }
     } catch (err) {
       this.dirty = true;

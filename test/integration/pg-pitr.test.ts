@@ -16,6 +16,8 @@ import { createRuntime } from '../../runner/build-runtime.js';
 import { loadConfig } from '../../runner/config/load.js';
 import { silentLogger } from '../../runner/logger.js';
 import { createWalStore } from '../../runner/ops/wal-store.js';
+import { walFetch } from '../../runner/ops/wal-fetch.js';
+import { parseWalFile, walPrefix } from '../../runner/storage/layout.js';
 import { closeRuntime, type Runtime } from '../../runner/runtime.js';
 import { runCli } from '../cli.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -192,6 +194,31 @@ describe('point-in-time recovery from a base backup and the WAL archive', () => 
     expect(r.code, JSON.stringify(r.json)).toBe(0);
     expect(r.json).toMatchObject({ dataDirectory: { recovered: { promoted: true, archiveEndedBeforeTarget: true } } });
     expect(await phasesIn(r.target)).toEqual({ a: '200', b: '200', c: '200' });
+  }, 240_000);
+
+  it('a segment of another database system under the same name (a server initialised anew on this archive) is passed over: the recovery takes its own', async () => {
+    const loc = rt.locations[0]!;
+    const prefix = walPrefix(loc.scope);
+    const complete: string[] = [];
+    for await (const o of loc.storage.list(prefix)) {
+      const f = parseWalFile(o.key.slice(prefix.length));
+      if (f && !f.partial && /^[0-9A-F]{24}$/.test(f.wal)) complete.push(f.wal);
+    }
+    expect(complete.length).toBeGreaterThan(1);
+    const foreign = join(dir, 'foreign');
+    await mkdir(foreign, { recursive: true });
+    const store = createWalStore(rt, silentLogger());
+    for (const wal of complete) {
+      await walFetch(rt, wal, join(foreign, wal));
+      const bytes = await readFile(join(foreign, wal));
+      bytes.writeBigUInt64LE(bytes.readBigUInt64LE(24) ^ 0xffffn, 24);
+      await writeFile(join(foreign, wal), bytes);
+      const stored = await store.store(join(foreign, wal), wal, { partial: false });
+      expect(stored.conflicts).toHaveLength(1);
+    }
+    const r = await restoreTo(['--to-time', new Date(marks.afterB!).toISOString(), '--start']);
+    expect(r.code, JSON.stringify(r.json)).toBe(0);
+    expect(await phasesIn(r.target)).toEqual({ a: '200', b: '200', c: '0' });
   }, 240_000);
 
   it('refuses an instant the archive does not reach, before anything changes', async () => {

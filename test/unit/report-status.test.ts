@@ -382,6 +382,22 @@ describe('StatusReporter', () => {
     expect(sink.reads).toBe(1);
   });
 
+  it('reports a backup Running once before its outcome, even when it finished while another patch was in flight', async () => {
+    const sink = new FakeSink();
+    const r = reporter(sink);
+    r.update(facts({}));
+    await settle();
+    r.update(next('x'));
+    r.update(facts({ finished: { id: 'x', status: 'Succeeded', startedAt: at(T0), finishedAt: new Date(Date.parse(T0) + 1000), locations: [] } }));
+    for (let i = 0; i < 10; i++) {
+      await settle();
+      sink.release();
+    }
+    await settle();
+    expect(sink.sent.map((p) => `${p.lastBackup?.id} ${p.lastBackup?.status}`)).toEqual(['undefined undefined', 'x Running', 'x Succeeded']);
+    expect(sink.maxInFlight).toBe(1);
+  });
+
   it('does not send a patch equal to the last one accepted', async () => {
     const sink = new FakeSink();
     const r = reporter(sink);

@@ -1,9 +1,11 @@
 /** The pure parts of WAL archiving: positions and segment names, archive object names, the spool, gaps, the slot's name, service backoff. */
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { archiveSlotName, gapBetween, nonZeroLength, spoolFiles, writtenLength } from '../../runner/engines/postgresql/physical/archiver.js';
+import { archiveSlotName, gapBetween, nonZeroLength, spoolFiles, spoolLimit, walArchiver, writtenLength } from '../../runner/engines/postgresql/physical/archiver.js';
+import type { WalServer } from '../../runner/engines/postgresql/physical/wal-server.js';
+import type { WalStore } from '../../runner/engines/types.js';
 import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segmentName, segmentOf } from '../../runner/engines/postgresql/physical/wal-names.js';
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
 import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
@@ -11,6 +13,7 @@ import { SERVER_FILES, fromPgTimestamp, parseRecoveryLine, postgresArgs, without
 import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow } from '../../runner/ops/wal-window.js';
 import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
 import { PREFETCH_DIR } from '../../runner/ops/wal-prefetch.js';
+import { dataDirectorySystem, ofSystem, segmentSystem } from '../../runner/ops/wal-fetch.js';
 import { BackupError } from '../../runner/errors.js';
 import { silentLogger } from '../../runner/logger.js';
 import { eventually } from '../../testenv/eventually.js';
@@ -445,5 +448,89 @@ describe('list: the recoverable window per location', () => {
     expect(text).toMatch(/^s3\s+-\s+-\s+not listed\s+-\s+-$/m);
     expect(text).toContain('gap in fs at segment 000000010000000000000005: nothing after 2026-12-04T20:02:00.000Z is recoverable before 2026-12-04T20:20:00.000Z (the next base backup)');
     expect(text).toContain('warning: s3: its WAL archive could not be listed: STORAGE_DENIED: access denied');
+  });
+});
+
+describe('WAL of one database system', () => {
+  /** A segment's first page: the 24-byte standard header, then the long header's system identifier. */
+  const segment = (system: bigint): Buffer => {
+    const b = Buffer.alloc(64);
+    b.writeUInt16LE(0xd110, 0);
+    b.writeBigUInt64LE(system, 24);
+    return b;
+  };
+
+  it('reads the system identifier of a segment\'s long page header', () => {
+    expect(segmentSystem(segment(7380516417263616981n))).toBe(7380516417263616981n);
+    expect(segmentSystem(Buffer.alloc(16))).toBeUndefined();
+  });
+
+  it.each<[string, string, Buffer, bigint | undefined, boolean]>([
+    ['a segment of the data directory\'s system', '000000010000000000000003', segment(42n), 42n, true],
+    ['a segment of another system (a server initialised anew)', '000000010000000000000003', segment(43n), 42n, false],
+    ['the data directory\'s system unknown', '000000010000000000000003', segment(43n), undefined, true],
+    ['a history file (no page header)', '00000002.history', Buffer.from('1\t0/3000000\tno recovery target specified\n'), 42n, true],
+  ])('%s', (_name, wal, plain, wanted, ok) => {
+    expect(ofSystem(wal, plain, wanted)).toBe(ok);
+  });
+
+  it('takes the system identifier from the data directory pg_wal/ belongs to, or its prefetch folder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dbbc-sysid-'));
+    try {
+      await mkdir(join(dir, 'global'));
+      await mkdir(join(dir, 'pg_wal', '.backup-runner-prefetch'), { recursive: true });
+      const control = Buffer.alloc(296);
+      control.writeBigUInt64LE(7380516417263616981n, 0);
+      await writeFile(join(dir, 'global', 'pg_control'), control);
+      expect(await dataDirectorySystem(join(dir, 'pg_wal'))).toBe(7380516417263616981n);
+      expect(await dataDirectorySystem(join(dir, 'pg_wal', '.backup-runner-prefetch'))).toBe(7380516417263616981n);
+      expect(await dataDirectorySystem(join(dir, 'elsewhere'))).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the spool, bounded while a location fails', () => {
+  const SEG = 16 * 1024 * 1024;
+  const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+
+  it('holds at most 1 GiB of segments (at least 4) unless told', () => {
+    expect(spoolLimit(SEG)).toBe(64);
+    expect(spoolLimit(1024 * 1024 * 1024)).toBe(4);
+    expect(spoolLimit(SEG, 2)).toBe(2);
+  });
+
+  it('stops receiving once it holds that many no location took, keeps them, and on restart receives nothing until they are stored', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'dbbc-spool-'));
+    let receives = 0;
+    const server: WalServer = {
+      identify: () => Promise.resolve({ timeline: 1, position: BigInt(SEG), systemId: '7380516417263616981' }),
+      segmentSize: () => Promise.resolve(SEG),
+      slot: () => Promise.resolve({ restartLsn: BigInt(SEG), walStatus: 'reserved', active: false }),
+      createSlot: () => Promise.resolve(),
+      dropSlot: () => Promise.resolve(),
+      advance: () => Promise.resolve(),
+      // pg_receivewal finishing three segments, then streaming on until stopped.
+      async receive(dir, signal) {
+        receives++;
+        for (const n of names) await writeFile(join(dir, n), 'wal');
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      },
+    };
+    const store: WalStore = {
+      store: (_path, wal) => Promise.resolve({ name: wal, stored: [], failed: [{ location: 's3', code: 'STORAGE_UNAVAILABLE', message: 'down' }], conflicts: [] }),
+      newest: () => Promise.resolve(undefined),
+    };
+    try {
+      const service = walArchiver(server, store, { slot: 's', partialIntervalMs: 60_000, pollMs: 10, spoolSegments: 2 }, root, silentLogger());
+      await expect(service.run(new AbortController().signal, () => undefined)).rejects.toMatchObject({ code: 'STORAGE_UNAVAILABLE', details: { held: 3, limit: 2 } });
+      expect((await readdir(join(root, 'wal'))).filter((f) => names.includes(f))).toEqual(names);
+      await expect(service.run(new AbortController().signal, () => undefined)).rejects.toMatchObject({ code: 'STORAGE_UNAVAILABLE' });
+      expect(receives).toBe(1);
+      expect((await readdir(join(root, 'wal'))).filter((f) => names.includes(f))).toEqual(names);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

@@ -29,6 +29,13 @@ export interface ArchiverSettings {
   partialIntervalMs: number;
   /** How often the spool is looked at for finished files. */
   pollMs?: number;
+  /** Finished segments the spool may hold that some location has not taken (default: 1 GiB of them, at least 4). */
+  spoolSegments?: number;
+}
+
+/** Pure: how many finished segments the spool holds at most before receiving stops (1 GiB of them, at least 4). */
+export function spoolLimit(segmentSize: number, asked?: number): number {
+  return asked ?? Math.max(4, Math.floor(2 ** 30 / segmentSize));
 }
 
 /** How often the slot is read while streaming (what it holds on the server, and whether it was lost). */
@@ -244,6 +251,18 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
         log.info({ slot: settings.slot }, 'created the WAL archive slot');
       }
       await storeFinished();
+      // A location still failing: nothing more is received (the spool stays as it is, bounded; the slot keeps the rest on
+      // the server) until the restart after this one stores it.
+      const limit = spoolLimit(segmentSize, settings.spoolSegments);
+      const spoolFull = async (): Promise<void> => {
+        const held = spoolFiles(await readdir(dir)).finished.length;
+        if (state.failing && held >= limit) {
+          throw new BackupError('STORAGE_UNAVAILABLE', `the spool holds ${held} WAL file(s) not in every location (${state.failing.map((f) => `${f.location}: ${f.code}`).join(', ')}): receiving stops until they are stored; the server keeps the rest for the slot`, {
+            details: { held, limit, failing: state.failing },
+          });
+        }
+      };
+      await spoolFull();
       slot = await server.slot(settings.slot, signal);
       if (slot?.restartLsn === undefined) throw new BackupError('DB_QUERY_FAILED', `replication slot "${settings.slot}" reserves no WAL`);
       // The slot goes only past what every location holds: the archive holds everything before it (or begins there).
@@ -314,6 +333,7 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
           }
           await storeFinished();
           publish();
+          await spoolFull();
         }
         // Stopping: what is finished is stored, and the segment in progress one last time.
         await storeFinished();

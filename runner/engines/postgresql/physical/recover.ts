@@ -18,6 +18,7 @@
 import { constants } from 'node:fs';
 import { access, chown, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { StringDecoder } from 'node:string_decoder';
 import { join } from 'node:path';
 import { BackupError, isBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
@@ -251,6 +252,7 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
       control.stop?.();
     }
   };
+  const decoder = new StringDecoder('utf8');
   const proc = run(o.server.path, postgresArgs(o.dir, socketDir), {
     env: serverEnv(o.env),
     stdin: 'ignore',
@@ -258,7 +260,7 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
     cwd: o.dir,
     ...(user ? { user } : {}),
     onStderr: (chunk) => {
-      pending += chunk.toString('utf8');
+      pending += decoder.write(chunk);
       const parts = pending.split('\n');
       pending = parts.pop()!;
       for (const l of parts) onLine(l);
