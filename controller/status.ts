@@ -130,6 +130,22 @@ function notStreaming(r: Recovery): Draft {
   return { type: PITR_CONDITION, status: 'False', reason: 'WALArchivingStopped', message: `the runner reports the WAL archiver stopped: the recoverable window does not grow until it streams again${also}` };
 }
 
+/** A location counts as behind when it stored WAL this long before the one that stored last (times are to the minute). */
+const BEHIND_MS = 5 * 60_000;
+
+/**
+ * Pure: the locations whose archive falls behind the others': one that stored no WAL since the runner started
+ * while another did, or that stored last BEHIND_MS or more before the newest. Relative to each other, so an idle
+ * server (nothing stored anywhere) reads as no location behind.
+ */
+export function locationsBehind(r: Recovery): string[] {
+  const locs = r.locations ?? [];
+  const times = locs.map((l) => (l.lastStoredAt ? Date.parse(l.lastStoredAt) : undefined));
+  const newest = Math.max(...times.filter((t): t is number => t !== undefined && Number.isFinite(t)));
+  if (!Number.isFinite(newest)) return [];
+  return locs.filter((_, i) => times[i] === undefined || newest - times[i] >= BEHIND_MS).map((l) => l.name);
+}
+
 /**
  * The PITRReady condition, from status.recovery alone; undefined for a DatabaseBackup that does not
  * archive WAL (the spec does not ask and the runner reported nothing). Its messages name no instant, so
@@ -149,6 +165,15 @@ export function pitrCondition(walArchive: boolean, r: Recovery | undefined): Dra
       status: 'False',
       reason: 'WALGapDetected',
       message: `${gapsText(gaps)}, so not every instant from recoverableFrom to recoverableUntil is reachable; the runner takes a base backup at once after a gap (see LastBackupSucceeded), and the instants after that base backup are recoverable. The count, and this condition, stay until the runner restarts`,
+    };
+  }
+  const behind = locationsBehind(r);
+  if (behind.length > 0) {
+    return {
+      type,
+      status: 'False',
+      reason: 'LocationBehind',
+      message: `${behind.map((n) => `location "${n}"`).join(', ')} stored no WAL for ${BEHIND_MS / 60_000} minutes or more while another did (a location failing: see the runner's log and status.locations): the window stored in every location (recoverableUntil) does not grow; a recovery reads the locations that hold the WAL`,
     };
   }
   if (!r.recoverableFrom) return { type, status: 'False', reason: 'NoBaseBackup', message: 'WAL is streaming but no base backup is stored yet: a point-in-time recovery starts from one (the next backup takes it)' };
