@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createWalStore } from '../ops/wal-store.js';
+import { timelineWithoutBase } from '../ops/wal-window.js';
+import { formatNamed } from '../engines/registry.js';
 import { Supervisor } from './supervisor.js';
 import { realClock, type Clock } from './clock.js';
 import { configDigest } from '../config/load.js';
@@ -81,6 +83,8 @@ export class Daemon {
   private supervisor: Supervisor | undefined;
   /** WAL gaps the archiver reported so far (each new one takes a base backup). */
   private gapsSeen = 0;
+  /** The newest timeline a base backup was taken for because none of it was listed (once each). */
+  private timelineBacked = 0;
   /** The engine's one-shot start-up tasks: what each did (status `housekeeping`), and the run, stopped with the daemon. */
   private readonly housekept: { name: string; outcome: string; at: string; facts: Record<string, unknown> }[] = [];
   private housekeeping: Promise<unknown> | undefined;
@@ -177,10 +181,16 @@ export class Daemon {
       const statuses = this.supervisor?.statuses() ?? [];
       this.metrics.setServices(statuses);
       this.publish();
-      const gaps = statuses.find((st) => st.name === 'wal-archiver')?.facts.gaps;
+      const facts = statuses.find((st) => st.name === 'wal-archiver')?.facts;
+      const gaps = facts?.gaps;
       if (Array.isArray(gaps) && gaps.length > this.gapsSeen) {
         this.gapsSeen = gaps.length;
-        this.backupAfterGap();
+        this.backupNow('a gap in the WAL archive: taking a base backup now, so point-in-time recovery reaches past it', 'wal-gap');
+      }
+      const timeline = this.listing ? timelineWithoutBase(facts?.timeline, this.baseBackups(this.listing)) : undefined;
+      if (timeline !== undefined && timeline > this.timelineBacked) {
+        this.timelineBacked = timeline;
+        this.backupNow(`the server streams timeline ${timeline} (it was promoted) and no base backup of it exists: taking one now, so point-in-time recovery reaches the new timeline`, 'wal-timeline');
       }
     });
     this.supervisor.start();
@@ -207,16 +217,23 @@ export class Daemon {
     );
   }
 
+  /** The listed backups that are base backups (their format restores a data directory), with their WAL position. */
+  private baseBackups(listing: Listing): { position?: Record<string, string> }[] {
+    return listing.backups
+      .filter((b) => formatNamed(b.manifest.engine.format, this.rt.engine.formats ?? [])?.holds === 'data-directory')
+      .map((b) => ({ ...(b.manifest.engine.position ? { position: b.manifest.engine.position } : {}) }));
+  }
+
   /**
-   * A gap in the WAL archive: no recovery crosses it, so a base backup is taken at once (unless one runs or
-   * waits already), and the recoverable window starts again after the gap.
+   * A base backup at once (unless one runs or waits already) because the archive needs one: after a gap (no
+   * recovery crosses it) or on a new timeline (no window reaches it before a base backup of it).
    */
-  private backupAfterGap(): void {
+  private backupNow(why: string, label: string): void {
     if (this.queue.has('backup')) return;
-    this.log.warn('a gap in the WAL archive: taking a base backup now, so point-in-time recovery reaches past it');
+    this.log.warn(why);
     this.queue
-      .submit('backup', 'wal-gap', (signal) => this.run({ kind: 'backup', trigger: 'schedule' }, signal, () => undefined))
-      .catch((err: unknown) => this.log.error({ err }, 'the base backup after a WAL gap could not run'));
+      .submit('backup', label, (signal) => this.run({ kind: 'backup', trigger: 'schedule' }, signal, () => undefined))
+      .catch((err: unknown) => this.log.error({ err, reason: label }, 'the base backup the WAL archive needed could not run'));
   }
 
   /** Stops scheduling and the services, lets a running operation finish within the grace period (else aborts it), closes the servers. */

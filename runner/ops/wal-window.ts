@@ -273,3 +273,15 @@ export async function recoveryByLocation(rt: Runtime, backups: readonly ListedBa
     }),
   );
 }
+
+/**
+ * Pure: the timeline the WAL archiver streams (`archiving`) when base backups are listed, none of them of that
+ * timeline or a later one: the server was promoted (a point-in-time recovery, a failover), and no recovery
+ * window reaches the new timeline until a base backup of it exists. Undefined otherwise (no base backup at all
+ * is the schedule's to take).
+ */
+export function timelineWithoutBase(archiving: unknown, bases: readonly { position?: Record<string, string> }[]): number | undefined {
+  if (typeof archiving !== 'number' || !Number.isInteger(archiving) || bases.length === 0) return undefined;
+  const newest = Math.max(...bases.map((b) => Number(b.position?.timeline)).filter((t) => Number.isInteger(t)));
+  return Number.isFinite(newest) && newest < archiving ? archiving : undefined;
+}

@@ -2,7 +2,8 @@
  * The WAL archiver as the daemon runs it (`backup-runner serve`, a real process) against a real PostgreSQL:
  * a supervised service shown in `status` and the metrics; stopped with the daemon; and when the archive's
  * slot was lost while the daemon was down, the gap it finds on start makes the daemon take a base backup at
- * once, so point-in-time recovery reaches past it.
+ * once, so point-in-time recovery reaches past it; and a server promoted onto a new timeline (restored with
+ * restore --latest --start) gets a base backup of that timeline at once.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -14,7 +15,11 @@ import { stringify } from 'yaml';
 import { runCli } from '../cli.js';
 import { eventually } from '../../testenv/eventually.js';
 import { freePort } from '../../testenv/net.js';
-import { startPostgres, type PgInstance } from '../../testenv/postgres.js';
+import { serviceOwnedDir, startPostgres, startPostgresOn, type PgInstance } from '../../testenv/postgres.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let pg: PgInstance;
@@ -23,6 +28,8 @@ let cfg: string;
 let metricsPort: number;
 let daemon: { child: ChildProcess; logs: () => string } | undefined;
 let firstLogs = '';
+/** The server restored from the archive and promoted (the last test). */
+let promoted: PgInstance | undefined;
 
 async function serve(): Promise<{ child: ChildProcess; logs: () => string }> {
   // The spool lies under TMPDIR: this test's own, so no other run of it on this machine shares it.
@@ -63,21 +70,29 @@ beforeAll(async () => {
   await pg.psql('CREATE TABLE marks (id serial PRIMARY KEY, tag text)', 'shop');
   dir = await mkdtemp(join(tmpdir(), 'dbbc-wal-daemon-'));
   metricsPort = await freePort();
-  cfg = join(dir, 'runner.yaml');
+  cfg = await writeConfig('runner.yaml', pg);
+}, 60_000);
+
+/** The DatabaseBackup's runner config, for `server`. */
+async function writeConfig(name: string, server: PgInstance): Promise<string> {
+  const path = join(dir, name);
   await writeFile(
-    cfg,
+    path,
     stringify({
       namespace: 'shop',
       name: 'wald',
-      engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), mode: 'physical', wal: { partialSeconds: 1 } } },
+      engine: { type: 'postgresql', postgresql: { ...server.connection('postgres'), mode: 'physical', wal: { partialSeconds: 1 } } },
       locations: [{ name: 'fs', type: 'filesystem', filesystem: { path: join(dir, 'fs') } }],
       daemon: { socket: join(dir, 'control.sock'), metricsHost: '127.0.0.1', metricsPort, shutdownGracePeriod: '20s' },
     }),
+    { mode: 0o644 },
   );
-}, 60_000);
+  return path;
+}
 
 afterAll(async () => {
   await stop(daemon);
+  await promoted?.stop();
   await pg?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -113,4 +128,39 @@ describe('the WAL archiver in the daemon', () => {
     expect(daemon.logs()).toContain('taking a base backup now');
     await delay(100);
   }, 120_000);
+
+  it('the server promoted onto a new timeline (a point-in-time recovery): a base backup of it is taken at once', async () => {
+    // The WAL after the base backup is archived first: the restore recovers through it and promotes.
+    const ended = await switchSegment();
+    await eventually('the segment archived', async () => ((await archiverStatus())?.facts.lastArchived ?? '') >= ended, 30_000);
+    await stop(daemon);
+    // The restored server runs wal-fetch as the postgres account: the config, the archive and the runner must be readable by it.
+    const runner = join(dir, 'backup-runner');
+    await writeFile(runner, `#!/bin/sh\nexec ${ROOT}/node_modules/.bin/tsx ${ROOT}/runner/cli/bin.ts "$@"\n`, { mode: 0o755 });
+    await execFileAsync('chmod', ['-R', 'a+rX', dir]);
+    const before = process.env.BACKUP_RUNNER_COMMAND;
+    process.env.BACKUP_RUNNER_COMMAND = runner;
+    const target = await serviceOwnedDir('pgwald-');
+    try {
+      const restored = await runCli(cfg, ['restore', '--latest', '--data-dir', target, '--start']);
+      expect(restored.code, restored.out).toBe(0);
+      expect(restored.json).toMatchObject({ dataDirectory: { recovered: { promoted: true, timeline: 2 } } });
+    } finally {
+      if (before === undefined) delete process.env.BACKUP_RUNNER_COMMAND;
+      else process.env.BACKUP_RUNNER_COMMAND = before;
+    }
+    // The control socket's directory is the runner's alone again.
+    await execFileAsync('chmod', ['0700', dir]);
+    promoted = await startPostgresOn(target, { user: pg.user, password: pg.password });
+    cfg = await writeConfig('promoted.yaml', promoted);
+    daemon = await serve();
+    const timelines = async (): Promise<string[]> =>
+      ((await runCli(cfg, ['list'])).json.backups as { manifest: { engine: { position?: { timeline?: string } } } }[]).map((b) => String(b.manifest.engine.position?.timeline));
+    await eventually('a base backup of timeline 2', async () => (await timelines()).includes('2'), 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${daemon!.logs().split('\n').filter((l) => !l.includes('pg_receivewal')).join('\n').slice(-3000)}`);
+    });
+    expect(daemon.logs()).toContain('the server streams timeline 2 (it was promoted) and no base backup of it exists');
+    expect((await timelines()).filter((t) => t === '2')).toHaveLength(1);
+    await rm(target, { recursive: true, force: true }).catch(() => undefined);
+  }, 180_000);
 });

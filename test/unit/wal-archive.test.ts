@@ -10,7 +10,7 @@ import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segme
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
 import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
 import { SERVER_FILES, fromPgTimestamp, parseRecoveryLine, postgresArgs, withoutRecoverySettings } from '../../runner/engines/postgresql/physical/recover.js';
-import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow } from '../../runner/ops/wal-window.js';
+import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow, timelineWithoutBase } from '../../runner/ops/wal-window.js';
 import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
 import { PREFETCH_DIR } from '../../runner/ops/wal-prefetch.js';
 import { dataDirectorySystem, ofSystem, segmentSystem } from '../../runner/ops/wal-fetch.js';
@@ -532,5 +532,19 @@ describe('the spool, bounded while a location fails', () => {
     } finally {
       await rm(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('timelineWithoutBase', () => {
+  const base = (timeline: string) => ({ position: { timeline } });
+  it.each<[string, unknown, { position?: Record<string, string> }[], number | undefined]>([
+    ['promoted onto timeline 2, base backups of timeline 1 only', 2, [base('1'), base('1')], 2],
+    ['a base backup of the new timeline exists', 2, [base('1'), base('2')], undefined],
+    ['the same timeline', 1, [base('1')], undefined],
+    ['no base backup at all (the schedule takes the first)', 2, [], undefined],
+    ['base backups without a recorded timeline', 2, [{}], undefined],
+    ['the archiver has not said its timeline', undefined, [base('1')], undefined],
+  ])('%s', (_name, archiving, bases, expected) => {
+    expect(timelineWithoutBase(archiving, bases)).toBe(expected);
   });
 });
