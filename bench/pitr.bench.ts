@@ -84,6 +84,22 @@ try {
   );
   const runner = (args: string[]) => timed(process.execPath, [wrapper, ...args, '-c', cfg, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn', BACKUP_RUNNER_COMMAND: runnerCmd } });
 
+  // 0. Where a base backup's time goes: one location at a time, with and without compression (each under a name of its own;
+  // before the archiver ever runs, so the archive of the base backups below starts where they end).
+  const rawSplit = (await timed(join(pg.binDir, 'pg_basebackup'), ['-D', '-', '-Ft', '-X', 'fetch', '-w', '--checkpoint=fast'], { env, stdoutFile: '/dev/null' })).seconds;
+  const split: string[] = [];
+  for (const [label, locations, compression] of [
+    ['filesystem, no compression', [{ name: 'fs', type: 'filesystem', filesystem: { path: join(work, 'fs-split') } }], { algorithm: 'none' }],
+    ['filesystem, zstd', [{ name: 'fs', type: 'filesystem', filesystem: { path: join(work, 'fs-split') } }], { algorithm: 'zstd' }],
+    ['s3, zstd', [{ name: 's3', type: 's3', prefix: 'split', s3: s3.location('backups') }], { algorithm: 'zstd' }],
+  ] as const) {
+    const variant = join(work, `split-${split.length}.yaml`);
+    await writeFile(variant, stringify({ namespace: 'bench', name: `split${split.length}`, engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), mode: 'physical' } }, locations, compression }), { mode: 0o644 });
+    const r = await timed(process.execPath, [wrapper, 'backup', '-c', variant, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn' } });
+    split.push(`${label} ${fmt(r.seconds)} s (x${fmt(r.seconds / rawSplit)})`);
+  }
+  console.log(`base backup split (pg_basebackup > /dev/null ${fmt(rawSplit)} s): ${split.join('; ')}`);
+
   // 1. Base backup.
   const raw: number[] = [];
   const ours: number[] = [];
