@@ -209,9 +209,8 @@ function chooseOfKind(rt: Runtime, listing: Listing, req: RestoreRequest): { bac
  * resumed, or --force), lays the tar in and has PostgreSQL check the result against its own manifest. A
  * directory that holds something (--force, a resume) is changed only after a copy was verified end to end. A
  * missing or empty one has nothing to lose: the first copy is streamed into it at once, checked on the way
- * (size and sha256 at the end, each tar member as it comes), and a copy that fails its check leaves a resumable
- * restore, which the next copy, verified first, resumes (compared byte for byte). That saves reading the
- * backup twice.
+ * (size and sha256 at the end, each tar member as it comes), which saves reading the backup twice; a copy that
+ * fails there is named, what it left is removed, and the next copy, verified first, is laid in.
  */
 async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string, backup: ListedBackup, unreadable: Unreadable[]): Promise<RestoreResult> {
   const restore = rt.engine.restoreDataDirectory?.bind(rt.engine);
@@ -245,7 +244,7 @@ async function restoreDataDir(rt: Runtime, req: RestoreRequest, dataDir: string,
 
 type LaidIn = { loc: Location; report: DataDirectoryReport; skipped: ObjectCheck[] };
 
-/** The first copy laid into a fresh directory without reading it first; `failed` when it failed its check (the directory then holds a resumable part, or nothing). */
+/** The first copy laid into a fresh directory without reading it first; `failed` when it failed (the directory then holds what it left, removed before the next copy). */
 async function streamedAtOnce(rt: Runtime, backup: ListedBackup, req: RestoreRequest, layIn: (loc: Location, copy: BackupCopy) => Promise<DataDirectoryReport>): Promise<LaidIn | { failed: BackupError }> {
   const copy = backup.copies[0]!;
   const loc = rt.locations.find((l) => l.name === copy.location)!;
@@ -257,7 +256,7 @@ async function streamedAtOnce(rt: Runtime, backup: ListedBackup, req: RestoreReq
     // A copy that could not be read, did not match its digests or held a tar refused is worth another (what it left
     // is removed first); a complete directory failing verification or recovery, a refused directory, a stop are not.
     if (req.signal?.aborted || state === 'unverified' || state === 'recovering' || state === 'past the target' || NO_FALLBACK_CODES.has(e.code)) throw e;
-    rt.logger.child({ op: 'restore' }).warn({ backupId: backup.id, location: loc.name, err: e }, 'the copy streamed into the empty directory failed its check; resuming from a copy verified first');
+    rt.logger.child({ op: 'restore' }).warn({ backupId: backup.id, location: loc.name, err: e }, 'the copy streamed into the empty directory failed; removing what it left and laying in a copy verified first');
     return { failed: e };
   }
 }
@@ -265,7 +264,7 @@ async function streamedAtOnce(rt: Runtime, backup: ListedBackup, req: RestoreReq
 /** What a copy streamed at once fails with that another copy would fail with too: the restore ends there. */
 const NO_FALLBACK_CODES = new Set(['ABORTED', 'USAGE', 'TARGET_NOT_EMPTY', 'TARGET_NO_SPACE', 'TOOL_MISSING', 'TOOL_INCOMPATIBLE', 'RECOVERY_FAILED']);
 
-/** The usual order: a copy verified end to end first, then laid in (resuming what a copy streamed at once, `earlier`, left). */
+/** The usual order: a copy verified end to end first, then laid in (after a copy streamed at once failed, `earlier`: over what it left, removed first). */
 async function verifiedThenLaidIn(rt: Runtime, backup: ListedBackup, req: RestoreRequest, layIn: (loc: Location, copy: BackupCopy) => Promise<DataDirectoryReport>, earlier?: BackupError): Promise<LaidIn> {
   let found: Awaited<ReturnType<typeof findVerifiedCopy>>;
   try {

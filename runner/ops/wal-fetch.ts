@@ -23,11 +23,11 @@ import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import type { Location, Runtime } from '../runtime.js';
 import { type WalFile, parseWalFile, walPrefix } from '../storage/layout.js';
 import { PREFETCH_DIR } from './wal-prefetch.js';
-import { isSegmentSize, parseSegmentName, segmentName } from '../engines/postgresql/physical/wal-names.js';
+import { HISTORY_NAME, SEGMENT_NAME, isSegmentSize, parseSegmentName, segmentName } from '../engines/postgresql/physical/wal-names.js';
 import { mapLimit } from '../util/async.js';
 
 /** A name PostgreSQL may ask for: a segment or a timeline history file. */
-const WANTED = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
+const wanted = (name: string): boolean => SEGMENT_NAME.test(name) || HISTORY_NAME.test(name);
 
 /** The largest WAL object read (a segment is at most 1 GiB). */
 const MAX_WAL_BYTES = (1 << 30) + (1 << 20);
@@ -109,7 +109,7 @@ export async function dataDirectorySystem(pgWal: string): Promise<bigint | undef
 
 /** Pure: whether a WAL file's bytes are of the wanted database system (a history file, or either unknown: always). */
 export function ofSystem(wal: string, plain: Uint8Array, wanted: bigint | undefined): boolean {
-  if (!/^[0-9A-F]{24}$/.test(wal)) return true;
+  if (!SEGMENT_NAME.test(wal)) return true;
   const found = segmentSystem(plain);
   return wanted === undefined || found === undefined || found === wanted;
 }
@@ -123,7 +123,7 @@ export function ofSystem(wal: string, plain: Uint8Array, wanted: bigint | undefi
 export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: AbortSignal): Promise<WalFetchResult> {
   const system = await dataDirectorySystem(dirname(dest));
   const r = await fetchOne(rt, wal, dest, system, signal);
-  if (!r.partial && /^[0-9A-F]{24}$/.test(wal) && isSegmentSize(r.bytes)) await prefetch(rt, wal, r.bytes, join(dirname(dest), PREFETCH_DIR), system, signal);
+  if (!r.partial && SEGMENT_NAME.test(wal) && isSegmentSize(r.bytes)) await prefetch(rt, wal, r.bytes, join(dirname(dest), PREFETCH_DIR), system, signal);
   return r;
 }
 
@@ -192,7 +192,7 @@ export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: num
   let next = seg.segno;
   let fed = 0;
   while (!signal.aborted) {
-    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
+    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => SEGMENT_NAME.test(f)).length;
     if (waiting >= FEED_AHEAD) {
       await delay(50, undefined, { signal }).catch(() => undefined);
       continue;
@@ -219,7 +219,7 @@ export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: num
 }
 
 async function fetchOne(rt: Runtime, wal: string, dest: string, system: bigint | undefined, signal?: AbortSignal): Promise<WalFetchResult> {
-  if (!WANTED.test(wal)) throw new BackupError('USAGE', `wal-fetch: "${wal}" is not a WAL segment or history file name`);
+  if (!wanted(wal)) throw new BackupError('USAGE', `wal-fetch: "${wal}" is not a WAL segment or history file name`);
   const problems: string[] = [];
   const partials: Candidate[] = [];
   for (const loc of rt.locations) {

@@ -26,10 +26,8 @@ import { run } from '../../../util/process.js';
 import type { Owner, RecoveryOutcome } from '../../types.js';
 import { DEBIAN_ROOT, readToolVersion } from '../tools.js';
 import { openExactly } from './extract.js';
-import { RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
+import { PREFETCHED, RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
 
-/** Where wal-fetch keeps what it fetched ahead, in pg_wal/ (ops/wal-prefetch.ts): removed once the server has promoted. */
-const PREFETCH_DIR = join('pg_wal', '.backup-runner-prefetch');
 
 /**
  * Pure: the server's command line. Its own configuration files in `socketDir` (the data directory's
@@ -381,7 +379,7 @@ export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
   let fed: Promise<number> | undefined;
   try {
     if (o.feed && o.plan) {
-      const dir = join(o.dir, PREFETCH_DIR);
+      const dir = join(o.dir, PREFETCHED);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       if (user) await chown(dir, user.uid, user.gid);
       fed = o.feed(dir, user, feeding.signal).catch(() => 0);
@@ -391,7 +389,7 @@ export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
     const toArchiveEnd = facts.targetNotReached;
     if (toArchiveEnd) facts = await toTheArchiveEnd(o, user, socketDir, facts);
     await replaceAutoConf(o.dir, withoutRecoverySettings, user);
-    await rm(join(o.dir, PREFETCH_DIR), { recursive: true, force: true });
+    await rm(join(o.dir, PREFETCHED), { recursive: true, force: true });
     const promoted = o.plan !== undefined;
     return {
       promoted,

@@ -21,7 +21,7 @@ export interface RecoveryPlan {
 export const RECOVERY_MARK = '# Point-in-time recovery of backup ';
 
 /** wal-fetch's prefetch directory (ops/wal-prefetch.ts PREFETCH_DIR), relative to the data directory restore_command runs in. */
-const PREFETCHED = 'pg_wal/.backup-runner-prefetch';
+export const PREFETCHED = 'pg_wal/.backup-runner-prefetch';
 
 /** Pure: `s` as a shell word. */
 export function shellQuote(s: string): string {
