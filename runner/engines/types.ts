@@ -125,6 +125,12 @@ export interface Owner {
 }
 
 /** A physical restore: a base backup laid into a server's data directory. */
+/** WAL fetched ahead of a recovery restore --start runs: `primed` once the server may start (the list of held files and the first segments are in place), `done` with how many segments were fed. */
+export interface WalFeed {
+  primed: Promise<void>;
+  done: Promise<number>;
+}
+
 export interface DataDirectoryOptions {
   /** Absolute path of the data directory (created when missing). */
   dataDir: string;
@@ -139,7 +145,7 @@ export interface DataDirectoryOptions {
    * archive's end), the last segment of the archive's unbroken run, and (restore --start) a feed that fetches WAL
    * into wal-fetch's prefetch directory ahead of the server.
    */
-  recovery?: { fetchCommand: string; targetTime?: Date; lastWal?: string; feed?: (dir: string, owner: Owner | undefined, signal: AbortSignal) => Promise<number> };
+  recovery?: { fetchCommand: string; targetTime?: Date; lastWal?: string; feed?: (dir: string, owner: Owner | undefined, signal: AbortSignal) => WalFeed };
   /** Start a server on the directory once it is laid in, follow its recovery to the promotion, and stop it cleanly (restore --start). */
   start?: boolean;
   /** The directory holds only what an attempt of this same restore left (it was empty before): emptied first, as --force would. */

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { REJECTED_MANIFEST_CODES } from '../catalog.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { describeTargetOutcome } from '../engines/outcome.js';
-import type { DataDirectoryOptions, DataDirectoryReport, Owner, RestoreReport, RestoreTargetOutcome, ServerPlace, StreamSpec } from '../engines/types.js';
+import type { DataDirectoryOptions, DataDirectoryReport, Owner, RestoreReport, RestoreTargetOutcome, ServerPlace, StreamSpec, WalFeed } from '../engines/types.js';
 import { formatNamed } from '../engines/registry.js';
 import { decompress, storedAlgorithm } from '../pipeline/compression.js';
 import { DigestStream } from '../pipeline/digest.js';
@@ -304,7 +304,7 @@ async function recoveryFor(rt: Runtime, req: RestoreRequest, backup: ListedBacku
   if (!req.walFetchCommand) return { reach, notes: [`no command to fetch WAL was given: ${end}`] };
   const position = backup.manifest.engine.position;
   const from = { wal: String(position?.startWalFile ?? ''), segmentSize: Number(position?.walSegmentSize ?? 16 * 1024 * 1024) };
-  const feed = (dir: string, owner: Owner | undefined, signal: AbortSignal): Promise<number> => feedWal(rt, from, dir, { ...(owner ? { owner } : {}), signal });
+  const feed = (dir: string, owner: Owner | undefined, signal: AbortSignal): WalFeed => feedWal(rt, from, dir, { ...(owner ? { owner } : {}), signal });
   return { reach, recovery: { fetchCommand: req.walFetchCommand, lastWal: reach.lastWal, feed, ...(sel.kind === 'time' ? { targetTime: sel.at } : {}) }, notes: [] };
 }
 

@@ -9,7 +9,7 @@
  * server logs): recovery then ends there, and short of its target it fails rather than promoting.
  */
 import { createHash } from 'node:crypto';
-import { chown, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { chown, link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -24,6 +24,8 @@ import type { Location, Runtime } from '../runtime.js';
 import { type WalFile, parseWalFile, walPrefix } from '../storage/layout.js';
 import { PREFETCH_DIR } from './wal-prefetch.js';
 import { HISTORY_NAME, SEGMENT_NAME, isSegmentSize, parseSegmentName, segmentName } from '../engines/postgresql/physical/wal-names.js';
+import { FED_AGAIN, HELD_LIST } from '../engines/postgresql/physical/recovery.js';
+import type { WalFeed } from '../engines/types.js';
 import { mapLimit } from '../util/async.js';
 
 /** A name PostgreSQL may ask for: a segment or a timeline history file. */
@@ -178,42 +180,111 @@ async function completeObject(rt: Runtime, name: string, system: bigint | undefi
 /** How many segments a feed keeps waiting in its directory at most (16 MiB each at the default size). */
 const FEED_AHEAD = 16;
 
+/** How many of the last segments fed are kept to be given again (PostgreSQL reads the last one again once it has replayed it). */
+const FED_KEPT = 2;
+
+/** Every WAL object of every location, listed once: per name, its candidates; `whole` when every location could be listed. */
+interface ArchiveIndex {
+  byName: Map<string, { complete: Candidate[]; partials: Candidate[] }>;
+  whole: boolean;
+}
+
+async function indexArchive(rt: Runtime, signal: AbortSignal): Promise<ArchiveIndex> {
+  const byName = new Map<string, { complete: Candidate[]; partials: Candidate[] }>();
+  let whole = true;
+  for (const loc of rt.locations) {
+    const prefix = walPrefix(loc.scope);
+    try {
+      for await (const o of loc.storage.list(prefix, { signal })) {
+        const file = parseWalFile(o.key.slice(prefix.length));
+        if (!file || o.size > MAX_WAL_BYTES) continue;
+        const entry = byName.get(file.wal) ?? { complete: [], partials: [] };
+        (file.partial ? entry.partials : entry.complete).push({ loc, key: o.key, file, ...(o.modifiedAt ? { modifiedAt: o.modifiedAt } : {}) });
+        byName.set(file.wal, entry);
+      }
+    } catch (err) {
+      whole = false;
+      rt.logger.debug({ location: loc.name, err: toBackupError(err, 'STORAGE_FAILED') }, 'WAL archive not listed for the feed: wal-fetch fetches from it');
+    }
+  }
+  for (const e of byName.values()) e.partials.sort((a, b) => (b.modifiedAt?.getTime() ?? 0) - (a.modifiedAt?.getTime() ?? 0));
+  return { byName, whole };
+}
+
+/** The checked bytes the archive gives for `name`, chosen as wal-fetch chooses (a complete object in location order, else the newest partial of the system); undefined when none can be used. */
+async function chosen(rt: Runtime, index: ArchiveIndex, name: string, system: bigint | undefined, signal: AbortSignal): Promise<{ c: Candidate; plain: Buffer } | undefined> {
+  const entry = index.byName.get(name);
+  if (!entry) return undefined;
+  for (const loc of rt.locations) {
+    const r = await fromLocation(loc, name, system, entry.complete.filter((c) => c.loc === loc), signal).catch(() => undefined);
+    if (r && 'plain' in r) return r;
+  }
+  for (const p of entry.partials) {
+    const plain = await readWal(p, signal).catch(() => undefined);
+    if (plain && ofSystem(name, plain, system)) return { c: p, plain };
+  }
+  return undefined;
+}
+
 /**
- * Feeds a recovery the restore runs itself (restore --start): the complete segments from `fromWal` on, in
- * order, each checked, written into `dir` (wal-fetch's prefetch directory, which its fast path serves), at most
- * FEED_AHEAD waiting there at once, so the server replays without waiting for the archive. It ends at the first
- * segment no location holds whole (the server's own wal-fetch takes it from there: a partial, another timeline)
- * or when `signal` aborts; a segment it could not fetch is left to wal-fetch. Returns how many it fed.
+ * Feeds a recovery the restore runs itself (restore --start), into `dir` (wal-fetch's prefetch directory, which
+ * restore_command moves files out of):
+ * - the archive listed once; the names it holds written to HELD_LIST, when every location was listed, so that a
+ *   name it lacks fails at once;
+ * - every history file, into FED_AGAIN (given by copy, as often as asked);
+ * - the segments from `from.wal` on, in order, each checked, at most FEED_AHEAD waiting at once, the last FED_KEPT
+ *   also kept in FED_AGAIN; the run ends at the first segment it cannot give (the server's wal-fetch then takes
+ *   over) or after a partial (the segment the server was writing: the archive's end).
+ * `primed` resolves once the list is written and the first segments wait (or the feed ended).
  */
-export async function feedWal(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }): Promise<number> {
+export function feedWal(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }): WalFeed {
+  let prime = (): void => undefined;
+  const primed = new Promise<void>((resolve) => (prime = resolve));
+  const done = runFeed(rt, from, dir, opts, () => prime()).finally(() => prime());
+  return { primed, done };
+}
+
+async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }, primed: () => void): Promise<number> {
   const seg = parseSegmentName(from.wal, from.segmentSize);
   if (!seg) return 0;
-  const { signal } = opts;
+  const { signal, owner } = opts;
+  const again = join(dir, FED_AGAIN);
+  await mkdir(again, { recursive: true, mode: 0o700 });
+  if (owner) await chown(again, owner.uid, owner.gid);
+  const system = await dataDirectorySystem(dir);
+  const index = await indexArchive(rt, signal);
+  const names = [...index.byName.keys()].sort();
+  for (const name of names.filter((n) => HISTORY_NAME.test(n))) {
+    const got = await chosen(rt, index, name, system, signal);
+    if (got) await writeBytes(got.plain, join(again, name), { owner, flush: false });
+  }
+  if (index.whole) await writeBytes(Buffer.from(`${names.join('\n')}\n`), join(dir, HELD_LIST), { owner, flush: false });
   let next = seg.segno;
   let fed = 0;
+  const kept: string[] = [];
   while (!signal.aborted) {
+    if (!index.byName.has(segmentName(seg.tli, next, from.segmentSize))) break;
     const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => SEGMENT_NAME.test(f)).length;
     if (waiting >= FEED_AHEAD) {
-      await delay(50, undefined, { signal }).catch(() => undefined);
+      primed();
+      await delay(20, undefined, { signal }).catch(() => undefined);
       continue;
     }
-    const names = Array.from({ length: Math.min(4, FEED_AHEAD - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
-    const system = await dataDirectorySystem(dir);
-    const done = await mapLimit(names, 4, async (name) => {
-      const found = await completeObject(rt, name, system, signal);
-      if (!found) return false;
-      const dest = join(dir, name);
-      await writeBytes(found.plain, dest);
-      if (opts.owner) await chown(dest, opts.owner.uid, opts.owner.gid);
-      return true;
-    }).catch((err: unknown) => {
-      if (!signal.aborted) rt.logger.debug({ err: toBackupError(err, 'STORAGE_FAILED') }, 'WAL not fed ahead: wal-fetch fetches it');
-      return [false];
-    });
-    const run = done.indexOf(false);
-    fed += run < 0 ? done.length : run;
-    if (run >= 0) return fed;
-    next += BigInt(done.length);
+    const batch = Array.from({ length: Math.min(4, FEED_AHEAD - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
+    // Fetched at once, written in order as each arrives.
+    const got = batch.map((name) => chosen(rt, index, name, system, signal));
+    for (const g of got) g.catch(() => undefined);
+    for (const [i, name] of batch.entries()) {
+      const r = await got[i]!.catch(() => undefined);
+      if (!r || signal.aborted) return fed;
+      await writeBytes(r.plain, join(dir, name), { owner, alsoAt: join(again, name), flush: false });
+      kept.push(name);
+      if (kept.length > FED_KEPT) await rm(join(again, kept.shift()!), { force: true });
+      fed++;
+      if (r.c.file.partial) return fed;
+    }
+    primed();
+    next += BigInt(batch.length);
   }
   return fed;
 }
@@ -253,19 +324,29 @@ async function written(r: { c: Candidate; plain: Buffer }, dest: string): Promis
   return { wal: r.c.file.wal, location: r.c.loc.name, key: r.c.key, partial: r.c.file.partial, bytes: r.plain.length };
 }
 
-/** Writes checked bytes to `dest` through a temp file beside it, flushed, renamed into place. */
-async function writeBytes(plain: Buffer, dest: string): Promise<void> {
+/**
+ * Writes checked bytes to `dest` through a temp file beside it, renamed into place: owned by `owner` before it
+ * appears, also linked at `alsoAt` first, and flushed unless `flush` is false (a feed's files are of one
+ * recovery, removed after it: nothing to keep across a crash).
+ */
+async function writeBytes(plain: Buffer, dest: string, o: { owner?: { uid: number; gid: number } | undefined; alsoAt?: string; flush?: boolean } = {}): Promise<void> {
   const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.fetching`);
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(plain);
-    await fh.sync();
+    if (o.owner) await fh.chown(o.owner.uid, o.owner.gid);
+    if (o.flush !== false) await fh.sync();
   } finally {
     await fh.close();
   }
-  await rename(tmp, dest).catch(async (err: unknown) => {
+  try {
+    if (o.alsoAt) {
+      await rm(o.alsoAt, { force: true });
+      await link(tmp, o.alsoAt);
+    }
+    await rename(tmp, dest);
+  } catch (err) {
     await rm(tmp, { force: true });
     throw err;
-  });
+  }
 }
-

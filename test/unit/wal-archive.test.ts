@@ -1,6 +1,7 @@
 /** The pure parts of WAL archiving: positions and segment names, archive object names, the spool, gaps, the slot's name, service backoff. */
 import { describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveSlotName, gapBetween, nonZeroLength, spoolFiles, spoolLimit, walArchiver, writtenLength } from '../../runner/engines/postgresql/physical/archiver.js';
@@ -156,7 +157,7 @@ describe('recovery settings', () => {
     expect(text.split('\n')).toEqual([
       '',
       '# Point-in-time recovery of backup 20261204T200000Z-ab12, written by backup-runner restore. Remove these lines once the server has promoted.',
-      `restore_command = 'mv -f pg_wal/.backup-runner-prefetch/%f %p 2>/dev/null || ''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p'`,
+      `restore_command = 'mv -f pg_wal/.backup-runner-prefetch/%f %p 2>/dev/null || cp pg_wal/.backup-runner-prefetch/.again/%f %p 2>/dev/null || { { test ! -e pg_wal/.backup-runner-prefetch/.held || grep -qxF %f pg_wal/.backup-runner-prefetch/.held; } && ''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p; }'`,
       "recovery_target_timeline = 'latest'",
       "recovery_target = ''",
       "recovery_target_lsn = ''",
@@ -170,6 +171,49 @@ describe('recovery settings', () => {
     expect(recoverySettings({ fetchCommand: 'backup-runner wal-fetch -c /c.yaml', backupId: 'x' })).toMatch(/^recovery_target_time = ''$/m);
     // The shell's fast path moves what wal-fetch fetched ahead, from where wal-fetch puts it.
     expect(text).toContain(`mv -f pg_wal/${PREFETCH_DIR}/%f %p 2>/dev/null || `);
+  });
+
+  it('give restore_command a fed file by moving it, a kept one by copying it, fail at once for a name the list of held files lacks, and fetch the rest', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'restore-command-'));
+    try {
+      const prefetch = join(dir, 'pg_wal', PREFETCH_DIR);
+      await mkdir(join(prefetch, '.again'), { recursive: true });
+      const calls = join(dir, 'fetched');
+      // The stand-in fetch command records its arguments and writes the file.
+      const fetch = join(dir, 'fetch.sh');
+      await writeFile(fetch, `#!/bin/sh\necho "$1" >> ${calls}\necho fetched > "$2"\n`, { mode: 0o755 });
+      const setting = /^restore_command = '(.*)'$/m.exec(recoverySettings({ fetchCommand: fetch, backupId: 'b' }))![1]!.replace(/''/g, "'");
+      const restore = (wal: string) =>
+        new Promise<{ code: number | null; got?: string }>((resolve) => {
+          const p = spawn('sh', ['-c', setting.replaceAll('%f', wal).replaceAll('%p', 'pg_wal/RECOVERYXLOG')], { cwd: dir, stdio: 'ignore' });
+          p.on('close', (code) => {
+            void (async () => {
+              const got = await readFile(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8').catch(() => undefined);
+              await rm(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+              resolve({ code, ...(got !== undefined ? { got } : {}) });
+            })();
+          });
+        });
+      const seg = (n: number) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
+      // No list of held files (restore without --start): every name the prefetch directory lacks is fetched.
+      expect(await restore(seg(1))).toEqual({ code: 0, got: 'fetched\n' });
+      await writeFile(join(prefetch, seg(2)), 'fed');
+      expect(await restore(seg(2))).toEqual({ code: 0, got: 'fed' });
+      expect(await readdir(prefetch)).not.toContain(seg(2));
+      await writeFile(join(prefetch, '.again', '00000002.history'), 'history');
+      expect(await restore('00000002.history')).toEqual({ code: 0, got: 'history' });
+      expect(await restore('00000002.history')).toEqual({ code: 0, got: 'history' });
+      // With the list: a name it lacks fails without the fetch command; a name it holds that was not fed is fetched.
+      await writeFile(join(prefetch, '.held'), `00000002.history\n${seg(3)}\n`);
+      expect(await restore('00000003.history')).toEqual({ code: 1 });
+      expect(await restore(seg(4))).toEqual({ code: 1 });
+      expect(await restore(seg(3))).toEqual({ code: 0, got: 'fetched\n' });
+      // A name that is a prefix of a held one is not held.
+      expect(await restore(seg(3).slice(0, 23))).toEqual({ code: 1 });
+      expect((await readFile(calls, 'utf8')).split('\n').filter(Boolean)).toEqual([seg(1), seg(3)]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('quote shell words only where needed, so no path can break out of the command', () => {

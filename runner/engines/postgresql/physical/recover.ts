@@ -15,6 +15,7 @@
  *   archived: the server stops with "recovery ended before configured recovery target was reached") is run
  *   again to the archive's end, which is then the state at the target, and the report says so.
  */
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
 import { access, chown, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { join } from 'node:path';
 import { BackupError, isBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { run } from '../../../util/process.js';
-import type { Owner, RecoveryOutcome } from '../../types.js';
+import type { Owner, RecoveryOutcome, WalFeed } from '../../types.js';
 import { DEBIAN_ROOT, readToolVersion } from '../tools.js';
 import { openExactly } from './extract.js';
 import { PREFETCHED, RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
@@ -175,8 +176,8 @@ interface StartOptions {
   plan?: RecoveryPlan;
   /** The last segment of the archive's unbroken run: a recovery that fetched it and found no commit after the target reached the archive's end. */
   archiveEnd?: string;
-  /** Fetches WAL ahead of the server into wal-fetch's prefetch directory while it recovers. */
-  feed?: (dir: string, owner: Owner | undefined, signal: AbortSignal) => Promise<number>;
+  /** WAL fetched ahead of the server into wal-fetch's prefetch directory (startFeed): the server starts once it is primed. */
+  feed?: StartedFeed;
   env: NodeJS.ProcessEnv;
   log: Logger;
   signal?: AbortSignal;
@@ -229,6 +230,7 @@ async function runServerOnce(o: StartOptions, user: Owner | undefined, socketDir
   };
   const onLine = (line: string): void => {
     watch();
+    o.log.debug({ line }, 'server log');
     lines.push(line);
     if (lines.length > 40) lines.shift();
     const e = parseRecoveryLine(line);
@@ -366,6 +368,43 @@ async function serverDir(user: Owner | undefined): Promise<string> {
   return dir;
 }
 
+/** WAL being fed into a restored directory's prefetch directory (restore --start). */
+export interface StartedFeed {
+  /** Resolves (never rejects) once the server may start. */
+  primed: Promise<void>;
+  /** Stops the feed and removes what it fetched: it is of this run only (a server started on the directory later, by a rerun or the database's own image, fetches anew). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts feeding WAL into `dir`'s prefetch directory, owned by the server's user: as soon as the directory is laid
+ * in, so that the first segments wait for the server while the directory is checked. Undefined when the server
+ * could not run on it (recoverHere then says why).
+ */
+export async function startFeed(dir: string, owner: Owner | undefined, feed: (dir: string, owner: Owner | undefined, signal: AbortSignal) => WalFeed, signal?: AbortSignal): Promise<StartedFeed | undefined> {
+  const user = await serverUser(dir, owner).catch(() => undefined);
+  if (process.getuid?.() === 0 && !user) return undefined;
+  const prefetch = join(dir, PREFETCHED);
+  await mkdir(prefetch, { recursive: true, mode: 0o700 });
+  if (user) await chown(prefetch, user.uid, user.gid);
+  const feeding = new AbortController();
+  // Every fetch in flight (a few at once, each a download and a decompressor) listens to it.
+  setMaxListeners(64, feeding.signal);
+  const onAbort = (): void => feeding.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const started = feed(prefetch, user, feeding.signal);
+  const done = started.done.catch(() => 0);
+  return {
+    primed: started.primed.catch(() => undefined),
+    stop: async () => {
+      feeding.abort();
+      signal?.removeEventListener('abort', onAbort);
+      await done;
+      await rm(prefetch, { recursive: true, force: true });
+    },
+  };
+}
+
 /**
  * Starts the server on the restored directory, follows the recovery to its promotion, stops the server
  * cleanly and removes the recovery settings: the directory then holds a promoted cluster, shut down.
@@ -373,23 +412,14 @@ async function serverDir(user: Owner | undefined): Promise<string> {
 export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
   const user = await serverUser(o.dir, o.owner);
   const socketDir = await serverDir(user);
-  const feeding = new AbortController();
-  const onAbort = (): void => feeding.abort();
-  o.signal?.addEventListener('abort', onAbort, { once: true });
-  let fed: Promise<number> | undefined;
   try {
-    if (o.feed && o.plan) {
-      const dir = join(o.dir, PREFETCHED);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      if (user) await chown(dir, user.uid, user.gid);
-      fed = o.feed(dir, user, feeding.signal).catch(() => 0);
-    }
+    // The server starts once the first segments wait for it (and the list of held files is in place).
+    if (o.plan) await o.feed?.primed;
     o.log.info({ dataDir: o.dir, server: o.server.path, version: o.server.version }, 'starting the server on the restored directory to recover it');
     let facts = await runServerOnce(o, user, socketDir);
     const toArchiveEnd = facts.targetNotReached;
     if (toArchiveEnd) facts = await toTheArchiveEnd(o, user, socketDir, facts);
     await replaceAutoConf(o.dir, withoutRecoverySettings, user);
-    await rm(join(o.dir, PREFETCHED), { recursive: true, force: true });
     const promoted = o.plan !== undefined;
     return {
       promoted,
@@ -401,9 +431,6 @@ export async function recoverHere(o: StartOptions): Promise<RecoveryOutcome> {
       server: o.server.version,
     };
   } finally {
-    feeding.abort();
-    o.signal?.removeEventListener('abort', onAbort);
-    await fed;
     await rm(socketDir, { recursive: true, force: true });
   }
 }

@@ -23,6 +23,19 @@ export const RECOVERY_MARK = '# Point-in-time recovery of backup ';
 /** wal-fetch's prefetch directory (ops/wal-prefetch.ts PREFETCH_DIR), relative to the data directory restore_command runs in. */
 export const PREFETCHED = 'pg_wal/.backup-runner-prefetch';
 
+/**
+ * In PREFETCHED, written by the feed of restore --start (ops/wal-fetch.ts feedWal): files given again by copy (every
+ * history file, the last segments fed: PostgreSQL asks for some more than once).
+ */
+export const FED_AGAIN = '.again';
+
+/**
+ * In PREFETCHED, written by the feed of restore --start: the names of every WAL file the archive held when the feed
+ * listed it, one per line. A name not in it is not in the archive: restore_command says so at once instead of
+ * starting the runner (PostgreSQL asks for several files that do not exist). Absent: every name is fetched.
+ */
+export const HELD_LIST = '.held';
+
 /** Pure: `s` as a shell word. */
 export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -44,7 +57,10 @@ export function recoverySettings(plan: RecoveryPlan): string {
     '',
     `${RECOVERY_MARK}${plan.backupId}, written by backup-runner restore. Remove these lines once the server has promoted.`,
     // A file wal-fetch (or restore --start) fetched ahead, checked, is moved into place by the shell before the runner loads.
-    `restore_command = ${confString(`mv -f ${PREFETCHED}/%f %p 2>/dev/null || ${plan.fetchCommand} %f %p`)}`,
+    // With --start, the feed's files are given again by copy, and a name its list of held files lacks fails at once.
+    `restore_command = ${confString(
+      `mv -f ${PREFETCHED}/%f %p 2>/dev/null || cp ${PREFETCHED}/${FED_AGAIN}/%f %p 2>/dev/null || { { test ! -e ${PREFETCHED}/${HELD_LIST} || grep -qxF %f ${PREFETCHED}/${HELD_LIST}; } && ${plan.fetchCommand} %f %p; }`,
+    )}`,
     `recovery_target_timeline = 'latest'`,
     // One target only: any other one a setting of the server's names is cleared (PostgreSQL refuses two).
     `recovery_target = ''`,

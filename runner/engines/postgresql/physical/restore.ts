@@ -19,7 +19,7 @@ import { capture, minimalEnv } from '../../../util/process.js';
 import { RESTORE_STATE_FILE, RESTORE_STATE_TMP } from './entries.js';
 import type { DataDirectoryOptions, DataDirectoryReport, Owner, RecoveryOutcome } from '../../types.js';
 import { extractTar, type Extracted } from './extract.js';
-import { findServer, recoverHere } from './recover.js';
+import { findServer, recoverHere, startFeed, type StartedFeed } from './recover.js';
 import { writeRecovery } from './recovery.js';
 
 export interface DataDirectoryTools {
@@ -221,7 +221,7 @@ async function emptyDirectory(dir: string, backupId: string): Promise<void> {
 }
 
 /** Lays the tar in, recording progress; on failure, says what the directory holds (resumable, or refused). */
-async function layIn(input: Readable, opts: DataDirectoryOptions, resume: RestoreState | undefined, owner: Owner | undefined): Promise<Extracted> {
+async function layIn(input: Readable, opts: DataDirectoryOptions, resume: RestoreState | undefined, owner: Owner | undefined, log: Logger): Promise<Extracted> {
   const dir = opts.dataDir;
   let state: RestoreState = { backupId: opts.backup.id, entries: resume?.entries ?? 0, bytes: resume?.bytes ?? 0 };
   try {
@@ -241,6 +241,7 @@ async function layIn(input: Readable, opts: DataDirectoryOptions, resume: Restor
     });
     await chmod(dir, 0o700);
     if (owner) await chown(dir, owner.uid, owner.gid);
+    log.debug({ dataDir: dir }, 'laid in: flushing');
     await syncFilesystem(dir);
     return extracted;
   } catch (err) {
@@ -274,18 +275,37 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
     notes.push(`what ${dir} held before was removed (--force)`);
     tools.log.warn({ dataDir: dir }, 'removed the previous contents of the data directory (--force)');
   }
-  const extracted = await layIn(input, opts, resume, owner);
+  const extracted = await layIn(input, opts, resume, owner, tools.log);
+  tools.log.debug({ dataDir: dir, files: extracted.files, bytes: extracted.bytes }, 'laid in and flushed');
   const extra = resume ? await removeExtra(dir, extracted.members) : [];
   if (extra.length > 0) notes.push(`removed what the backup does not hold, left since the restore stopped: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
+  // restore --start: WAL is fetched ahead while the directory is checked and the server found.
+  const feed = opts.start && opts.recovery?.feed ? await startFeed(dir, owner, opts.recovery.feed, opts.signal) : undefined;
+  try {
+    return await checkAndRecover(opts, tools, { extracted, resume, replaced, owner, notes, ...(feed ? { feed } : {}) });
+  } finally {
+    await feed?.stop();
+  }
+}
+
+/** After the laying in: the directory checked, the recovery settings written, and with --start the recovery run. */
+async function checkAndRecover(
+  opts: DataDirectoryOptions,
+  tools: DataDirectoryTools,
+  r: { extracted: Extracted; resume: RestoreState | undefined; replaced: boolean; owner: Owner | undefined; notes: string[]; feed?: StartedFeed },
+): Promise<DataDirectoryReport> {
+  const { extracted, resume, replaced, owner, notes } = r;
+  const dir = opts.dataDir;
   const check = await verifyDirectory(dir, tools, opts.signal).catch((err: unknown) => {
     const e = toBackupError(err, 'INTEGRITY');
     const note = `${dir} holds the restore, which failed this check: do not start a server on it`;
     throw new BackupError(e.code, `${e.message}; ${note}`, { cause: e, details: { ...e.details, dataDirectory: { path: dir, state: 'unverified', backupId: opts.backup.id, note } } });
   });
+  tools.log.debug({ dataDir: dir, verified: check.verified }, 'checked');
   if (check.note) notes.push(check.note);
   if (opts.recovery) await writeRecovery(dir, { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) }, owner);
   // With --start the record stays until the server has promoted: a restore stopped while it recovers is resumed (every file the recovery changed is laid in again).
-  const recovered = opts.start ? await startHere(opts, tools, owner) : undefined;
+  const recovered = opts.start ? await startHere(opts, tools, owner, r.feed) : undefined;
   await rm(join(dir, RESTORE_STATE_FILE), { force: true });
   if (resume) notes.push(`resumed a restore of the same backup that had stopped (${extracted.skipped} file${extracted.skipped === 1 ? '' : 's'} already there byte for byte kept)`);
   if (owner) notes.push(`owned by uid ${owner.uid}, gid ${owner.gid}`);
@@ -303,7 +323,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
 }
 
 /** restore --start: the server started on the complete, verified directory (recover.ts); a failure says what the directory holds. */
-async function startHere(opts: DataDirectoryOptions, tools: DataDirectoryTools, owner: Owner | undefined): Promise<RecoveryOutcome> {
+async function startHere(opts: DataDirectoryOptions, tools: DataDirectoryTools, owner: Owner | undefined, feed: StartedFeed | undefined): Promise<RecoveryOutcome> {
   const server = await findServer(opts.backup.engine.serverVersion, tools.binDir, tools.env);
   const plan = opts.recovery ? { fetchCommand: opts.recovery.fetchCommand, backupId: opts.backup.id, ...(opts.recovery.targetTime ? { targetTime: opts.recovery.targetTime } : {}) } : undefined;
   try {
@@ -315,7 +335,7 @@ async function startHere(opts: DataDirectoryOptions, tools: DataDirectoryTools, 
       ...(owner ? { owner } : {}),
       ...(plan ? { plan } : {}),
       ...(r?.lastWal ? { archiveEnd: r.lastWal } : {}),
-      ...(r?.feed ? { feed: r.feed } : {}),
+      ...(feed ? { feed } : {}),
       env: tools.env,
       log: tools.log,
       ...(opts.signal ? { signal: opts.signal } : {}),
