@@ -88,6 +88,7 @@ try {
   // before the archiver ever runs, so the archive of the base backups below starts where they end).
   const rawSplit = (await timed(join(pg.binDir, 'pg_basebackup'), ['-D', '-', '-Ft', '-X', 'fetch', '-w', '--checkpoint=fast'], { env, stdoutFile: '/dev/null' })).seconds;
   const split: string[] = [];
+  const splitSeconds: Record<string, number> = {};
   for (const [label, locations, compression] of [
     ['filesystem, no compression', [{ name: 'fs', type: 'filesystem', filesystem: { path: join(work, 'fs-split') } }], { algorithm: 'none' }],
     ['filesystem, zstd', [{ name: 'fs', type: 'filesystem', filesystem: { path: join(work, 'fs-split') } }], { algorithm: 'zstd' }],
@@ -97,8 +98,13 @@ try {
     await writeFile(variant, stringify({ namespace: 'bench', name: `split${split.length}`, engine: { type: 'postgresql', postgresql: { ...pg.connection('postgres'), mode: 'physical' } }, locations, compression }), { mode: 0o644 });
     const r = await timed(process.execPath, [wrapper, 'backup', '-c', variant, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn' } });
     split.push(`${label} ${fmt(r.seconds)} s (x${fmt(r.seconds / rawSplit)})`);
+    splitSeconds[label] = r.seconds;
   }
-  console.log(`base backup split (pg_basebackup > /dev/null ${fmt(rawSplit)} s): ${split.join('; ')}`);
+  // The same work by hand, to one file: compressed, written, flushed (what the filesystem location does, without the runner).
+  const handFile = join(work, 'by-hand.tar.zst');
+  const byHandZstd = (await timed('sh', ['-c', `'${join(pg.binDir, 'pg_basebackup')}' -D - -Ft -X fetch -w --checkpoint=fast | zstd -q -T0 -3 > '${handFile}' && sync -f '${handFile}'`], { env })).seconds;
+  await rm(handFile, { force: true });
+  console.log(`base backup split (pg_basebackup > /dev/null ${fmt(rawSplit)} s; by hand | zstd -T0 -3 > file, flushed ${fmt(byHandZstd)} s): ${split.join('; ')}; filesystem, zstd vs by hand x${fmt(splitSeconds['filesystem, zstd']! / byHandZstd)}`);
 
   // 1. Base backup.
   const raw: number[] = [];

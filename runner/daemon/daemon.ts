@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createWalStore } from '../ops/wal-store.js';
-import { timelineWithoutBase } from '../ops/wal-window.js';
+import { archiveWithoutBase, timelineWithoutBase } from '../ops/wal-window.js';
 import { formatNamed } from '../engines/registry.js';
 import { Supervisor } from './supervisor.js';
 import { realClock, type Clock } from './clock.js';
@@ -83,6 +83,8 @@ export class Daemon {
   private supervisor: Supervisor | undefined;
   /** WAL gaps the archiver reported so far (each new one takes a base backup). */
   private gapsSeen = 0;
+  /** The archive's first segment a base backup was taken for (archiveWithoutBase). */
+  private archiveBacked: string | undefined;
   /** The newest timeline a base backup was taken for because none of it was listed (once each). */
   private timelineBacked = 0;
   /** The engine's one-shot start-up tasks: what each did (status `housekeeping`), and the run, stopped with the daemon. */
@@ -191,6 +193,12 @@ export class Daemon {
       if (timeline !== undefined && timeline > this.timelineBacked) {
         this.timelineBacked = timeline;
         this.backupNow(`the server streams timeline ${timeline} (it was promoted) and no base backup of it exists: taking one now, so point-in-time recovery reaches the new timeline`, 'wal-timeline');
+      }
+      // A new timeline's archive also begins empty: the check above says why first (one base backup either way).
+      const began = this.listing ? archiveWithoutBase(facts?.archiveBegan, this.baseBackups(this.listing)) : undefined;
+      if (began !== undefined && began !== this.archiveBacked) {
+        this.archiveBacked = began;
+        this.backupNow(`the WAL archive begins at ${began} and no base backup reaches it (archiving was just turned on, or a location added): taking one now, so point-in-time recovery has a window`, 'wal-start');
       }
     });
     this.supervisor.start();

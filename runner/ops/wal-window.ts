@@ -275,6 +275,22 @@ export async function recoveryByLocation(rt: Runtime, backups: readonly ListedBa
 }
 
 /**
+ * Pure: the segment the WAL archive began at (`began`, the archiver's fact when it found the archive empty), when no
+ * listed base backup ends at or after it: archiving was turned on (or its slot created) after every base backup, or
+ * before any, so no recovery window exists until a base backup is taken. Undefined otherwise.
+ */
+export function archiveWithoutBase(began: unknown, bases: readonly { position?: Record<string, string> }[]): string | undefined {
+  if (typeof began !== 'string' || !SEGMENT_NAME.test(began)) return undefined;
+  const reaches = bases.some((b) => {
+    const size = Number(b.position?.walSegmentSize ?? 16 * 1024 * 1024);
+    const stop = parseLsn(b.position?.stopLsn ?? '');
+    const first = parseSegmentName(began, size);
+    return stop !== undefined && first !== undefined && segmentOf(stop, size) >= first.segno;
+  });
+  return reaches ? undefined : began;
+}
+
+/**
  * Pure: the timeline the WAL archiver streams (`archiving`) when base backups are listed, none of them of that
  * timeline or a later one: the server was promoted (a point-in-time recovery, a failover), and no recovery
  * window reaches the new timeline until a base backup of it exists. Undefined otherwise (no base backup at all

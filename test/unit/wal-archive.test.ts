@@ -11,7 +11,7 @@ import { formatLsn, isSegmentSize, parseLsn, parseSegmentName, segmentEnd, segme
 import { Supervisor, backoffMs } from '../../runner/daemon/supervisor.js';
 import { pgTimestamp, recoverySettings, shellQuote } from '../../runner/engines/postgresql/physical/recovery.js';
 import { SERVER_FILES, fromPgTimestamp, parseRecoveryLine, postgresArgs, withoutRecoverySettings } from '../../runner/engines/postgresql/physical/recover.js';
-import { type RecoverableWindow, type WalObject, type WindowBackup, reachFrom, recoverableWindow, timelineWithoutBase } from '../../runner/ops/wal-window.js';
+import { type RecoverableWindow, type WalObject, type WindowBackup, archiveWithoutBase, reachFrom, recoverableWindow, timelineWithoutBase } from '../../runner/ops/wal-window.js';
 import { obsoleteWal, walStarts } from '../../runner/retention/wal.js';
 import { PREFETCH_DIR } from '../../runner/ops/wal-prefetch.js';
 import { dataDirectorySystem, ofSystem, segmentSystem } from '../../runner/ops/wal-fetch.js';
@@ -579,13 +579,29 @@ describe('the spool, bounded while a location fails', () => {
   });
 });
 
+describe('archiveWithoutBase', () => {
+  const ending = (stopLsn: string, walSegmentSize?: string) => ({ position: { stopLsn, timeline: '1', ...(walSegmentSize ? { walSegmentSize } : {}) } });
+  it.each<[string, unknown, { position?: Record<string, string> }[], string | undefined]>([
+    ['archiving turned on after every base backup', '000000010000000000000009', [ending('0/3000100'), ending('0/5000060')], '000000010000000000000009'],
+    ['no base backup at all', '000000010000000000000009', [], '000000010000000000000009'],
+    ['a base backup ends in the archive\'s first segment', '000000010000000000000009', [ending('0/3000100'), ending('0/9000060')], undefined],
+    ['a base backup ends after it', '000000010000000000000009', [ending('0/C000060')], undefined],
+    ['64 MiB segments: 0/24000060 is in segment 9', '000000010000000000000009', [ending('0/24000060', String(64 * 1024 * 1024))], undefined],
+    ['a base backup without a recorded position', '000000010000000000000009', [{}], '000000010000000000000009'],
+    ['the archive was not empty when the archiver started (no fact)', undefined, [], undefined],
+    ['not a segment name', '../../etc', [], undefined],
+  ])('%s', (_name, began, bases, expected) => {
+    expect(archiveWithoutBase(began, bases)).toBe(expected);
+  });
+});
+
 describe('timelineWithoutBase', () => {
   const base = (timeline: string) => ({ position: { timeline } });
   it.each<[string, unknown, { position?: Record<string, string> }[], number | undefined]>([
     ['promoted onto timeline 2, base backups of timeline 1 only', 2, [base('1'), base('1')], 2],
     ['a base backup of the new timeline exists', 2, [base('1'), base('2')], undefined],
     ['the same timeline', 1, [base('1')], undefined],
-    ['no base backup at all (the schedule takes the first)', 2, [], undefined],
+    ['no base backup at all (archiveWithoutBase takes the first)', 2, [], undefined],
     ['base backups without a recorded timeline', 2, [{}], undefined],
     ['the archiver has not said its timeline', undefined, [base('1')], undefined],
   ])('%s', (_name, archiving, bases, expected) => {

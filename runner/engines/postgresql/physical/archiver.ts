@@ -137,6 +137,8 @@ interface State {
   lastPartialAt?: string;
   segmentsArchived: number;
   gaps: WalGap[];
+  /** The segment the archive begins at, when this run found it empty (archiving was just turned on, or its slot created). */
+  archiveBegan?: string;
   /** WAL the slot holds on the server (its current position less the slot's restart point), in bytes. */
   slotRetainedBytes?: number;
   /** What the server may still write before it invalidates the slot; null: no limit (max_slot_wal_keep_size = -1). */
@@ -268,7 +270,9 @@ export function walArchiver(server: WalServer, store: WalStore, settings: Archiv
       // The slot goes only past what every location holds: the archive holds everything before it (or begins there).
       storedUpTo(slot.restartLsn);
       const start = segmentName(ident.timeline, segmentOf(slot.restartLsn, segmentSize), segmentSize);
-      const gap = gapBetween(await store.newest(ours, signal), start, segmentSize);
+      const newest = await store.newest(ours, signal);
+      if (newest === undefined) state.archiveBegan = start;
+      const gap = gapBetween(newest, start, segmentSize);
       if (gap && !state.gaps.some((g) => g.from === gap.from && g.to === gap.to)) {
         state.gaps.push({ ...gap, detectedAt: new Date().toISOString(), reason: 'the slot lies past the newest segment every location holds (it was lost or recreated)' });
         log.error({ ...gap }, 'WAL gap: these segments are in no location and no longer on the server; point-in-time recovery cannot cross them');
