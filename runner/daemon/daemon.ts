@@ -16,6 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createWalStore } from '../ops/wal-store.js';
 import { archiveWithoutBase, timelineWithoutBase } from '../ops/wal-window.js';
 import { formatNamed } from '../engines/registry.js';
+import type { HousekeepingReport } from '../engines/types.js';
 import { Supervisor } from './supervisor.js';
 import { realClock, type Clock } from './clock.js';
 import { configDigest } from '../config/load.js';
@@ -36,7 +37,12 @@ export interface DaemonOptions {
   configPath?: string;
   /** Where services keep files in flight (default: a directory of this DatabaseBackup's under the temp directory). */
   spool?: string;
+  /** The waits before each new run of a housekeeping task that asked for a retry (default HOUSEKEEPING_RETRY_MS). */
+  housekeepingRetryMs?: readonly number[];
 }
+
+/** A housekeeping task asking for a retry runs again after these waits (about 20 minutes in all), then at the next start. */
+const HOUSEKEEPING_RETRY_MS = [15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 
 interface LocationState {
   backupsStored: number;
@@ -88,7 +94,7 @@ export class Daemon {
   /** The newest timeline a base backup was taken for because none of it was listed (once each). */
   private timelineBacked = 0;
   /** The engine's one-shot start-up tasks: what each did (status `housekeeping`), and the run, stopped with the daemon. */
-  private readonly housekept: { name: string; outcome: string; at: string; facts: Record<string, unknown> }[] = [];
+  private housekept: { name: string; outcome: string; at: string; facts: Record<string, unknown>; attempt?: number }[] = [];
   private housekeeping: Promise<unknown> | undefined;
   private readonly housekeepingStop = new AbortController();
   metricsPort = 0;
@@ -212,15 +218,22 @@ export class Daemon {
   private startHousekeeping(): void {
     const tasks = this.rt.engine.housekeeping?.({ logger: this.log, owner: { namespace: this.rt.config.namespace, name: this.rt.config.name } }) ?? [];
     const signal = this.housekeepingStop.signal;
+    const waits = this.opts.housekeepingRetryMs ?? HOUSEKEEPING_RETRY_MS;
     this.housekeeping = Promise.all(
       tasks.map(async (task) => {
-        const report = await task.run(signal).catch((err: unknown) => {
-          const e = toBackupError(err);
-          this.log.warn({ task: task.name, err: e }, 'a housekeeping task failed; the daemon goes on without it');
-          return { outcome: 'failed', facts: { error: { code: e.code, message: e.message } } };
-        });
-        this.housekept.push({ name: task.name, outcome: report.outcome, at: this.clock.now().toISOString(), facts: report.facts ?? {} });
-        this.metrics.housekeepingDone(task.name, report.outcome);
+        for (let attempt = 0; !signal.aborted; attempt++) {
+          const report: HousekeepingReport = await task.run(signal).catch((err: unknown) => {
+            const e = toBackupError(err);
+            this.log.warn({ task: task.name, err: e }, 'a housekeeping task failed; the daemon goes on without it');
+            return { outcome: 'failed', facts: { error: { code: e.code, message: e.message } } };
+          });
+          // The latest run of a task is what status shows.
+          this.housekept = [...this.housekept.filter((h) => h.name !== task.name), { name: task.name, outcome: report.outcome, at: this.clock.now().toISOString(), facts: report.facts ?? {}, ...(attempt > 0 ? { attempt: attempt + 1 } : {}) }];
+          this.metrics.housekeepingDone(task.name, report.outcome);
+          const wait = waits[attempt];
+          if (!report.retry || wait === undefined) return;
+          await delay(wait, undefined, { signal, ref: false }).catch(() => undefined);
+        }
       }),
     );
   }

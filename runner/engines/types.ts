@@ -238,12 +238,15 @@ export interface HousekeepingReport {
   outcome: string;
   /** What the task wants shown with it (e.g. the slot it looked at, the WAL it held). */
   facts?: Record<string, unknown>;
+  /** Worth running again later: what stopped it may pass (a slot the previous pod still streams from during a rolling update, a server not up yet). */
+  retry?: boolean;
 }
 
 /**
- * A one-shot task the daemon runs once at start, in the background, beside its operations and services (never
+ * A one-shot task the daemon runs at start, in the background, beside its operations and services (never
  * before or in the way of a backup): e.g. dropping what an earlier configuration left on the server. It handles
  * its own failures (logs them, with the fix) and reports them in its outcome; one that throws is reported `failed`.
+ * A report asking for a `retry` runs it again later, with growing delays, a few times.
  */
 export interface HousekeepingTask {
   readonly name: string;

@@ -169,7 +169,7 @@ describe('the archive slot of a configuration that no longer archives WAL', () =
     const stream = await streamFrom(SLOT);
     try {
       const { log, lines } = capturingLogger();
-      expect(await housekeep(off, log)).toEqual([{ name: 'wal-slot', outcome: 'active', facts: { slot: SLOT, error: { code: 'SLOT_ACTIVE', message: expect.stringMatching(/something streams from it/) as unknown } } }]);
+      expect(await housekeep(off, log)).toEqual([{ name: 'wal-slot', outcome: 'active', retry: true, facts: { slot: SLOT, error: { code: 'SLOT_ACTIVE', message: expect.stringMatching(/something streams from it/) as unknown } } }]);
       expect(lines().find((l) => l.level === 40)?.msg).toMatch(/left while something streams from it/);
       expect(await slots()).toContain(SLOT);
       const refused = await runCli(cfg, ['wal-slot', 'drop']);
@@ -186,6 +186,27 @@ describe('the archive slot of a configuration that no longer archives WAL', () =
     const again = await runCli(cfg, ['wal-slot', 'drop']);
     expect(again.code).toBe(0);
     expect(again.json).toEqual({ slot: SLOT, outcome: 'absent' });
+  }, 90_000);
+
+  it('a rolling update: the daemon finds the slot still in use by the previous pod, tries again, and drops it once that pod stopped streaming', async () => {
+    await createSlot(SLOT);
+    const off = await runtime(await configFile('off', { archive: false }));
+    const stream = await streamFrom(SLOT);
+    const daemon = new Daemon(off, { spool: join(dir, 'spool'), housekeepingRetryMs: [200, 400, 800, 1600, 3200] });
+    await daemon.start();
+    try {
+      const latest = () => (daemon.status().housekeeping as { name: string; outcome: string; attempt?: number }[])[0];
+      await eventually('the slot found in use', () => Promise.resolve(latest()?.outcome === 'active'), 30_000);
+      expect(await slots()).toContain(SLOT);
+      await stream.stop();
+      await eventually('the slot dropped on a later run', () => Promise.resolve(latest()?.outcome === 'dropped'), 30_000);
+      expect(latest()!.attempt).toBeGreaterThan(1);
+      expect(await slots()).toEqual([...NEIGHBOURS].sort());
+      expect(await daemon.metrics.render()).toMatch(/backup_runner_housekeeping_total\{(?=[^}]*task="wal-slot")(?=[^}]*outcome="active")[^}]*\} [1-9]/);
+    } finally {
+      await daemon.stop();
+      if (stream.child.exitCode === null && stream.child.signalCode === null) await stream.stop();
+    }
   }, 90_000);
 
   it('a role without REPLICATION, or a server out of reach: a warning with the fix, the slot left, nothing thrown', async () => {

@@ -2,7 +2,8 @@
  * The archive slot a configuration no longer uses: a physical replication slot that no archiver advances makes
  * the server keep every WAL file from the slot's restart point on, until its disk is full. It is left behind
  * when WAL archiving is turned off (`wal.archive: false`, or `mode: logical` again) and when the DatabaseBackup
- * is deleted. The daemon drops it once at start (a housekeeping task: `slotHousekeeping`); the operator drops
+ * is deleted. The daemon drops it at start (a housekeeping task: `slotHousekeeping`, tried again for a while
+ * while the slot is in use or the server unreachable); the operator drops
  * it with `backup-runner wal-slot drop` (`dropArchiveSlot`).
  *
  * Invariants:
@@ -92,7 +93,8 @@ export async function dropArchiveSlot(server: Pick<WalServer, 'slot' | 'dropSlot
 function fixFor(outcome: SlotOutcome, slot: string, user: string): string {
   const byHand = `drop it by hand on the server as a superuser or a role with REPLICATION: ${handDropSql(slot)}`;
   if (outcome === 'denied') return `user "${user}" may not drop replication slots: give it the REPLICATION attribute (ALTER ROLE "${user}" WITH REPLICATION) and restart the runner, or ${byHand}`;
-  if (outcome === 'active') return `it is left while something streams from it; once that stops, drop it with "backup-runner wal-slot drop", or ${byHand}`;
+  if (outcome === 'active') return `it is left while something streams from it (the runner tries again for a while: during a rolling update the previous pod stops streaming); once that stops, drop it with "backup-runner wal-slot drop", or ${byHand}`;
+  if (outcome === 'unreachable') return `the runner tries again for a while, and at its next start; or ${byHand}`;
   return `the runner tries again at its next start; or ${byHand}`;
 }
 
@@ -117,7 +119,8 @@ export function slotHousekeeping(server: Pick<WalServer, 'slot' | 'dropSlot'>, s
         if (signal.aborted) return { outcome: 'failed', facts: { slot, error: { code: 'ABORTED', message: 'the daemon stopped first' } } };
         const outcome = failureOutcome(e);
         log.warn({ slot, outcome, err: e }, `the WAL archive slot this configuration no longer uses is still on the server, keeping WAL there until it is dropped: ${fixFor(outcome, slot, user)}`);
-        return { outcome, facts: { slot, error: { code: e.code, message: e.message } } };
+        // A slot still in use (the previous pod stops streaming during a rolling update) or a server not up yet: tried again.
+        return { outcome, facts: { slot, error: { code: e.code, message: e.message } }, ...(outcome === 'active' || outcome === 'unreachable' ? { retry: true } : {}) };
       }
     },
   };
