@@ -129,20 +129,21 @@ export async function walFetch(rt: Runtime, wal: string, dest: string, signal?: 
   return r;
 }
 
-/** Segments fetched ahead of PostgreSQL's asking, checked, for wal-fetch's fast path. */
-const PREFETCH_COUNT = 8;
+/** Segments fetched ahead of PostgreSQL's asking, checked, for wal-fetch's fast path: 8 of the default 16 MiB, fewer of a larger size (128 MiB in all, at least one). */
+const PREFETCH_BYTES = 128 * 1024 * 1024;
 
 /**
- * Fetches the complete segments after `wal` (as many as PREFETCH_COUNT, up to the first one no location holds
+ * Fetches the complete segments after `wal` (PREFETCH_BYTES of them, up to the first one no location holds
  * whole) into `dir`, each checked like any fetch: the next calls are served from there without loading the
  * runner (wal-prefetch.ts). A partial is never fetched ahead (the archive may finish it).
  */
 async function prefetch(rt: Runtime, wal: string, segmentSize: number, dir: string, system: bigint | undefined, signal?: AbortSignal): Promise<void> {
   const seg = parseSegmentName(wal, segmentSize)!;
-  const names = Array.from({ length: PREFETCH_COUNT }, (_, i) => segmentName(seg.tli, seg.segno + BigInt(i + 1), segmentSize));
+  const count = Math.max(1, Math.floor(PREFETCH_BYTES / segmentSize));
+  const names = Array.from({ length: count }, (_, i) => segmentName(seg.tli, seg.segno + BigInt(i + 1), segmentSize));
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const have = new Set(await readdir(dir));
-  await mapLimit(names, 4, async (name) => {
+  await mapLimit(names, feedLimits(segmentSize).batch, async (name) => {
     if (have.has(name)) return;
     const found = await completeObject(rt, name, system, signal).catch((err: unknown) => void rt.logger.debug({ wal: name, err: toBackupError(err, 'STORAGE_FAILED') }, 'not fetched ahead'));
     if (found) await writeBytes(found.plain, join(dir, name));
@@ -177,8 +178,16 @@ async function completeObject(rt: Runtime, name: string, system: bigint | undefi
   return undefined;
 }
 
-/** How many segments a feed keeps waiting in its directory at most (16 MiB each at the default size). */
-const FEED_AHEAD = 16;
+/** What a feed keeps waiting in its directory at most: 16 segments of the default 16 MiB, at least 2 of a larger size. */
+const FEED_AHEAD_BYTES = 256 * 1024 * 1024;
+
+/** What a feed holds in memory at once (segments fetched side by side): 4 of the default size, one of 64 MiB or more. */
+const FEED_BATCH_BYTES = 64 * 1024 * 1024;
+
+/** Pure: how many segments of `segmentSize` a feed keeps waiting, and fetches at once. */
+export function feedLimits(segmentSize: number): { ahead: number; batch: number } {
+  return { ahead: Math.max(2, Math.floor(FEED_AHEAD_BYTES / segmentSize)), batch: Math.max(1, Math.floor(FEED_BATCH_BYTES / segmentSize)) };
+}
 
 /** How many of the last segments fed are kept to be given again (PostgreSQL reads the last one again once it has replayed it). */
 const FED_KEPT = 2;
@@ -232,7 +241,7 @@ async function chosen(rt: Runtime, index: ArchiveIndex, name: string, system: bi
  * - the archive listed once; the names it holds written to HELD_LIST, when every location was listed, so that a
  *   name it lacks fails at once;
  * - every history file, into FED_AGAIN (given by copy, as often as asked);
- * - the segments from `from.wal` on, in order, each checked, at most FEED_AHEAD waiting at once, the last FED_KEPT
+ * - the segments from `from.wal` on, in order, each checked, at most feedLimits' waiting at once, the last FED_KEPT
  *   also kept in FED_AGAIN; the run ends at the first segment it cannot give (the server's wal-fetch then takes
  *   over) or after a partial (the segment the server was writing: the archive's end).
  * `primed` resolves once the list is written and the first segments wait (or the feed ended).
@@ -259,18 +268,19 @@ async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, 
     if (got) await writeBytes(got.plain, join(again, name), { owner, flush: false });
   }
   if (index.whole) await writeBytes(Buffer.from(`${names.join('\n')}\n`), join(dir, HELD_LIST), { owner, flush: false });
+  const { ahead, batch: batchSize } = feedLimits(from.segmentSize);
   let next = seg.segno;
   let fed = 0;
   const kept: string[] = [];
   while (!signal.aborted) {
     if (!index.byName.has(segmentName(seg.tli, next, from.segmentSize))) break;
     const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => SEGMENT_NAME.test(f)).length;
-    if (waiting >= FEED_AHEAD) {
+    if (waiting >= ahead) {
       primed();
       await delay(20, undefined, { signal }).catch(() => undefined);
       continue;
     }
-    const batch = Array.from({ length: Math.min(4, FEED_AHEAD - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
+    const batch = Array.from({ length: Math.min(batchSize, ahead - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
     // Fetched at once, written in order as each arrives.
     const got = batch.map((name) => chosen(rt, index, name, system, signal));
     for (const g of got) g.catch(() => undefined);

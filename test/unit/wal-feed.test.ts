@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { segmentName } from '../../runner/engines/postgresql/physical/wal-names.js';
 import { FED_AGAIN, HELD_LIST } from '../../runner/engines/postgresql/physical/recovery.js';
 import { silentLogger } from '../../runner/logger.js';
-import { feedWal } from '../../runner/ops/wal-fetch.js';
+import { feedLimits, feedWal } from '../../runner/ops/wal-fetch.js';
 import type { Location, Runtime } from '../../runner/runtime.js';
 import type { CallOptions, ObjectInfo } from '../../runner/storage/types.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
@@ -61,6 +61,17 @@ async function feed(rt: Runtime, from: string): Promise<number> {
   await f.primed;
   return f.done;
 }
+
+describe('what a feed holds at once', () => {
+  it.each([
+    [MiB16, 16, 4],
+    [1024 * 1024, 256, 64],
+    [64 * 1024 * 1024, 4, 1],
+    [1024 * 1024 * 1024, 2, 1],
+  ])('segments of %i bytes: %i waiting, %i fetched at once', (size, ahead, batch) => {
+    expect(feedLimits(size)).toEqual({ ahead, batch });
+  });
+});
 
 describe('the WAL feed of restore --start', () => {
   it('writes the held names, every history file to give again, and the run of segments in order up to the partial that ends it', async () => {
