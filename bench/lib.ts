@@ -5,6 +5,7 @@ export interface Timed {
   seconds: number;
   maxRssKiB?: number;
   stdout: string;
+  stderr: string;
 }
 
 /** Runs a command to completion; stdout to a file when `stdoutFile` is set (e.g. /dev/null). */
@@ -23,7 +24,7 @@ export function timed(cmd: string, args: string[], opts: { env?: NodeJS.ProcessE
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
       const rss = /\{"maxRssKiB":(\d+)\}\s*$/.exec(err);
-      resolve({ seconds, stdout: out, ...(rss ? { maxRssKiB: Number(rss[1]) } : {}) });
+      resolve({ seconds, stdout: out, stderr: err, ...(rss ? { maxRssKiB: Number(rss[1]) } : {}) });
     });
   });
 }

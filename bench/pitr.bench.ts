@@ -42,6 +42,32 @@ function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): 
   });
 }
 
+/** When the runner's debug log (one JSON object a line) reached each step of a restore --start, in seconds from `since` (epoch ms). */
+function phases(log: string, since: number): string {
+  const steps: [string, RegExp][] = [
+    ['backup chosen', /^restore selected backup/],
+    ['laid in', /^laid in: flushing/],
+    ['flushed', /^laid in and flushed/],
+    ['checked', /^checked$/],
+    ['server started', /^starting the server/],
+    ['redo', /^server log$/],
+    ['ready', /^server log$/],
+    ['done', /^restore finished/],
+  ];
+  const at = new Map<string, number>();
+  for (const line of log.split('\n')) {
+    let j: { time?: number; msg?: string; line?: string };
+    try {
+      j = JSON.parse(line) as typeof j;
+    } catch {
+      continue;
+    }
+    const step = steps.find(([name, re]) => !at.has(name) && re.test(j.msg ?? '') && (name === 'redo' ? /redo starts/.test(j.line ?? '') : name === 'ready' ? /ready to accept connections/.test(j.line ?? '') : true));
+    if (step && j.time) at.set(step[0], (j.time - since) / 1000);
+  }
+  return steps.map(([name]) => `${name} ${at.has(name) ? fmt(at.get(name)!) : '?'}`).join(', ');
+}
+
 /** Starts a server on a recovered directory, waits until it has promoted, and reads its newest commit's instant. */
 async function promotedThrough(dataDir: string): Promise<string> {
   const server = await startPostgresOn(dataDir, login);
@@ -82,7 +108,7 @@ try {
     }),
     { mode: 0o644 },
   );
-  const runner = (args: string[]) => timed(process.execPath, [wrapper, ...args, '-c', cfg, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: 'warn', BACKUP_RUNNER_COMMAND: runnerCmd } });
+  const runner = (args: string[], level = 'warn') => timed(process.execPath, [wrapper, ...args, '-c', cfg, '-o', 'json'], { env: { ...process.env, LOG_LEVEL: level, BACKUP_RUNNER_COMMAND: runnerCmd } });
 
   // 0. Where a base backup's time goes: one location at a time, with and without compression (each under a name of its own;
   // before the archiver ever runs, so the archive of the base backups below starts where they end).
@@ -137,8 +163,12 @@ try {
   const withA: number[] = [];
   let walRate = 0;
   let lagAtEnd = '';
-  for (let i = 0; i < 2; i++) {
-    without.push((await tps()).tps);
+  // Without, with, with, without: pgbench's throughput drifts as its tables grow, and the order must not favour either.
+  for (const archiving of [false, true, true, false]) {
+    if (!archiving) {
+      without.push((await tps()).tps);
+      continue;
+    }
     const a = startArchiver();
     await delay(2000);
     const w = await tps();
@@ -207,8 +237,10 @@ try {
   // restore --start: the runner runs the recovery itself, to the promotion and a clean stop (the by-hand figure has no stop).
   const startTarget = await serviceOwnedDir('pgbench-start-');
   const startBegan = process.hrtime.bigint();
-  await runner(['restore', '--latest', '--data-dir', startTarget, '--start']);
+  const spawnedAt = Date.now();
+  const traced = await runner(['restore', '--latest', '--data-dir', startTarget, '--start'], 'debug');
   const withStart = Number(process.hrtime.bigint() - startBegan) / 1e9;
+  console.log(`restore --start, where its time goes (s from the command's start): ${phases(traced.stderr, spawnedAt)}`);
   const startReached = await promotedThrough(startTarget);
   console.log(`restore --latest --start (recovered, promoted and stopped by the runner): ${fmt(withStart)} s vs by hand ${fmt(byHand)} s: x${fmt(withStart / byHand)} (target <= 1.2); reached ${startReached === handReached ? 'the same commit' : `${startReached} vs ${handReached}`}`);
   await rm(startTarget, { recursive: true, force: true });

@@ -37,7 +37,12 @@ interface RestoreState {
   bytes: number;
 }
 
-/** The record is rewritten (after a flush) once a second or every 32 MiB laid in, whichever comes first. */
+/**
+ * The record is rewritten once a second or every 32 MiB laid in, whichever comes first. It is not preceded by a
+ * flush of the files: a resumed restore compares every member the record counts as done with what lies there,
+ * byte for byte (extract.ts), so a member the machine lost before it reached the disk is written again. The
+ * directory is flushed once, whole, before the record goes (then nothing compares it again).
+ */
 const STATE_EVERY_MS = 1000;
 const STATE_EVERY_BYTES = 32 * 1024 * 1024;
 
@@ -53,9 +58,8 @@ async function readState(dir: string): Promise<RestoreState | undefined> {
   return undefined;
 }
 
-/** Writes the record beside itself (a new file, never through a link) and renames it in place, after flushing what was written so far. */
+/** Writes the record beside itself (a new file, never through a link) and renames it in place. */
 async function writeState(dir: string, state: RestoreState, owner?: Owner): Promise<void> {
-  await syncFilesystem(dir);
   const tmp = join(dir, RESTORE_STATE_TMP);
   await unlink(tmp).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
