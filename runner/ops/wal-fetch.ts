@@ -291,9 +291,10 @@ async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, 
       kept.push(name);
       if (kept.length > FED_KEPT) await rm(join(again, kept.shift()!), { force: true });
       fed++;
+      // The server starts on the first segment: the rest of the batch is already on its way.
+      primed();
       if (r.c.file.partial) return fed;
     }
-    primed();
     next += BigInt(batch.length);
   }
   return fed;

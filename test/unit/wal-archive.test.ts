@@ -235,6 +235,7 @@ describe('restore --start', () => {
         'data_directory=/data',
         'listen_addresses=',
         'unix_socket_directories=/tmp/s',
+        'fsync=on',
         'archive_mode=off',
         'archive_command=',
         'recovery_end_command=',

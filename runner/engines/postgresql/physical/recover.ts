@@ -34,8 +34,8 @@ import { PREFETCHED, RECOVERY_MARK, recoverySettings, type RecoveryPlan } from '
  * Pure: the server's command line. Its own configuration files in `socketDir` (the data directory's
  * postgresql.conf is not read: what it names, a library, a locale, a certificate, another data directory, need
  * not exist here; pg_hba rejects every connection), only a socket there, no archiving or commands of the
- * directory's own, no preloaded libraries, no hot standby, its log plain on stderr in English and UTC. The
- * command line wins over postgresql.auto.conf too.
+ * directory's own, no preloaded libraries, no hot standby, fsync on, its log plain on stderr in English and UTC.
+ * The command line wins over postgresql.auto.conf too.
  */
 export function postgresArgs(dir: string, socketDir: string): string[] {
   const settings = [
@@ -46,6 +46,8 @@ export function postgresArgs(dir: string, socketDir: string): string[] {
     'listen_addresses=',
     `unix_socket_directories=${socketDir}`,
     'port=5432',
+    // The restore's writes reach the disk through the server's own flush of the directory at its start.
+    'fsync=on',
     'archive_mode=off',
     'archive_command=',
     'archive_cleanup_command=',

@@ -246,7 +246,10 @@ async function layIn(input: Readable, opts: DataDirectoryOptions, resume: Restor
     await chmod(dir, 0o700);
     if (owner) await chown(dir, owner.uid, owner.gid);
     log.debug({ dataDir: dir }, 'laid in: flushing');
-    await syncFilesystem(dir);
+    // With --start the server flushes the whole directory as it starts (a base backup is never shut down cleanly:
+    // PostgreSQL syncs its data directory before recovering; fsync=on is forced), and the record stays until it
+    // promoted and shut down cleanly: one flush is enough.
+    if (!opts.start) await syncFilesystem(dir);
     return extracted;
   } catch (err) {
     const e = toBackupError(err, 'RESTORE_FAILED');
