@@ -125,10 +125,12 @@ export interface Owner {
 }
 
 /** A physical restore: a base backup laid into a server's data directory. */
-/** WAL fetched ahead of a recovery restore --start runs: `primed` once the server may start (the list of held files and the first segments are in place), `done` with how many segments were fed. */
+/** WAL fetched ahead of a recovery restore --start runs: `primed` once the server may start (the list of held files and the first segment are in place), `done` with how many segments were fed. */
 export interface WalFeed {
   primed: Promise<void>;
   done: Promise<number>;
+  /** Once everything the feed runs (the list of held files it keeps fresh) stopped, after its signal aborted. */
+  closed: Promise<void>;
 }
 
 export interface DataDirectoryOptions {

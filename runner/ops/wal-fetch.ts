@@ -9,9 +9,10 @@
  * server logs): recovery then ends there, and short of its target it fails rather than promoting.
  */
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { chown, link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
@@ -25,6 +26,7 @@ import { type WalFile, parseWalFile, walPrefix } from '../storage/layout.js';
 import { PREFETCH_DIR } from './wal-prefetch.js';
 import { HISTORY_NAME, SEGMENT_NAME, isSegmentSize, parseSegmentName, segmentName } from '../engines/postgresql/physical/wal-names.js';
 import { FED_AGAIN, HELD_LIST } from '../engines/postgresql/physical/recovery.js';
+import { openExactly, ownedDirectory } from '../engines/postgresql/physical/extract.js';
 import type { WalFeed } from '../engines/types.js';
 import { mapLimit } from '../util/async.js';
 
@@ -220,7 +222,11 @@ async function indexArchive(rt: Runtime, signal: AbortSignal): Promise<ArchiveIn
   return { byName, whole };
 }
 
-/** The checked bytes the archive gives for `name`, chosen as wal-fetch chooses (a complete object in location order, else the newest partial of the system); undefined when none can be used. */
+/**
+ * The checked bytes of the complete object the archive gives for `name` (the first location, in config order, holding
+ * exactly one of the data directory's system); undefined when none can be used. A partial is never fed: the archive
+ * may finish it, and a location that could not be listed may hold it whole (wal-fetch asks the archive then).
+ */
 async function chosen(rt: Runtime, index: ArchiveIndex, name: string, system: bigint | undefined, signal: AbortSignal): Promise<{ c: Candidate; plain: Buffer } | undefined> {
   const entry = index.byName.get(name);
   if (!entry) return undefined;
@@ -228,38 +234,58 @@ async function chosen(rt: Runtime, index: ArchiveIndex, name: string, system: bi
     const r = await fromLocation(loc, name, system, entry.complete.filter((c) => c.loc === loc), signal).catch(() => undefined);
     if (r && 'plain' in r) return r;
   }
-  for (const p of entry.partials) {
-    const plain = await readWal(p, signal).catch(() => undefined);
-    if (plain && ofSystem(name, plain, system)) return { c: p, plain };
-  }
   return undefined;
+}
+
+/** How often the feed lists the archive again to rewrite HELD_LIST (restore_command believes a list younger than a minute only). */
+const HELD_REFRESH_MS = 5000;
+
+/** Writes HELD_LIST: the names `index` holds, when every location was listed (else the list is removed: nothing is sure). */
+async function writeHeld(index: ArchiveIndex, dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  if (!index.whole) {
+    await rm(join(dir, HELD_LIST), { force: true });
+    return;
+  }
+  await writeBytes(Buffer.from(`${[...index.byName.keys()].sort().join('\n')}\n`), join(dir, HELD_LIST), { owner, flush: false });
 }
 
 /**
  * Feeds a recovery the restore runs itself (restore --start), into `dir` (wal-fetch's prefetch directory, which
  * restore_command moves files out of):
- * - the archive listed once; the names it holds written to HELD_LIST, when every location was listed, so that a
- *   name it lacks fails at once;
+ * - the names the archive holds, in HELD_LIST, when every location was listed, rewritten every HELD_REFRESH_MS
+ *   until the feed is stopped (restore_command says at once that a name not in a list younger than a minute is
+ *   not in the archive; an older list, or none, is not believed);
  * - every history file, into FED_AGAIN (given by copy, as often as asked);
- * - the segments from `from.wal` on, in order, each checked, at most feedLimits' waiting at once, the last FED_KEPT
- *   also kept in FED_AGAIN; the run ends at the first segment it cannot give (the server's wal-fetch then takes
- *   over) or after a partial (the segment the server was writing: the archive's end).
- * `primed` resolves once the list is written and the first segments wait (or the feed ended).
+ * - the complete segments from `from.wal` on, in order, each checked, at most feedLimits' waiting at once, the last
+ *   FED_KEPT also kept in FED_AGAIN; the run ends at the first segment no location holds whole (the partial of
+ *   the segment the server was writing, another timeline: the server's wal-fetch takes it from the archive).
+ * `primed` resolves once the list is written and the first segment waits (or the run ended).
  */
 export function feedWal(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }): WalFeed {
   let prime = (): void => undefined;
   const primed = new Promise<void>((resolve) => (prime = resolve));
-  const done = runFeed(rt, from, dir, opts, () => prime()).finally(() => prime());
-  return { primed, done };
+  const refreshers: Promise<void>[] = [];
+  const done = runFeed(rt, from, dir, opts, () => prime(), (r) => refreshers.push(r)).finally(() => prime());
+  const closed = done.then(
+    () => Promise.all(refreshers).then(() => undefined),
+    () => Promise.all(refreshers).then(() => undefined),
+  );
+  return { primed, done, closed };
 }
 
-async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, dir: string, opts: { owner?: { uid: number; gid: number }; signal: AbortSignal }, primed: () => void): Promise<number> {
+async function runFeed(
+  rt: Runtime,
+  from: { wal: string; segmentSize: number },
+  dir: string,
+  opts: { owner?: { uid: number; gid: number }; signal: AbortSignal },
+  primed: () => void,
+  refreshing: (r: Promise<void>) => void,
+): Promise<number> {
   const seg = parseSegmentName(from.wal, from.segmentSize);
   if (!seg) return 0;
   const { signal, owner } = opts;
   const again = join(dir, FED_AGAIN);
-  await mkdir(again, { recursive: true, mode: 0o700 });
-  if (owner) await chown(again, owner.uid, owner.gid);
+  await ownedDirectory(again, owner);
   const system = await dataDirectorySystem(dir);
   const index = await indexArchive(rt, signal);
   const names = [...index.byName.keys()].sort();
@@ -267,14 +293,46 @@ async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, 
     const got = await chosen(rt, index, name, system, signal);
     if (got) await writeBytes(got.plain, join(again, name), { owner, flush: false });
   }
-  if (index.whole) await writeBytes(Buffer.from(`${names.join('\n')}\n`), join(dir, HELD_LIST), { owner, flush: false });
+  await writeHeld(index, dir, owner);
+  refreshing(refreshHeld(rt, dir, owner, signal));
+  try {
+    return await feedSegments(rt, { seg, segmentSize: from.segmentSize, dir, again, system, index, owner, signal }, primed);
+  } finally {
+    primed();
+  }
+}
+
+/** Lists the archive again every HELD_REFRESH_MS and rewrites HELD_LIST, until `signal` aborts. */
+async function refreshHeld(rt: Runtime, dir: string, owner: { uid: number; gid: number } | undefined, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await delay(HELD_REFRESH_MS, undefined, { signal }).catch(() => undefined);
+    if (signal.aborted) return;
+    const index = await indexArchive(rt, signal).catch(() => undefined);
+    if (index && !signal.aborted) await writeHeld(index, dir, owner).catch((err: unknown) => rt.logger.debug({ err: toBackupError(err, 'RESTORE_FAILED') }, 'the list of held WAL files could not be rewritten'));
+  }
+}
+
+interface FeedRun {
+  seg: { tli: number; segno: bigint };
+  segmentSize: number;
+  dir: string;
+  again: string;
+  system: bigint | undefined;
+  index: ArchiveIndex;
+  owner: { uid: number; gid: number } | undefined;
+  signal: AbortSignal;
+}
+
+async function feedSegments(rt: Runtime, f: FeedRun, primed: () => void): Promise<number> {
+  const { seg, dir, again, system, index, owner, signal } = f;
+  const from = { segmentSize: f.segmentSize };
   const { ahead, batch: batchSize } = feedLimits(from.segmentSize);
   let next = seg.segno;
   let fed = 0;
   const kept: string[] = [];
   while (!signal.aborted) {
     if (!index.byName.has(segmentName(seg.tli, next, from.segmentSize))) break;
-    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((f) => SEGMENT_NAME.test(f)).length;
+    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((n) => SEGMENT_NAME.test(n)).length;
     if (waiting >= ahead) {
       primed();
       await delay(20, undefined, { signal }).catch(() => undefined);
@@ -293,7 +351,6 @@ async function runFeed(rt: Runtime, from: { wal: string; segmentSize: number }, 
       fed++;
       // The server starts on the first segment: the rest of the batch is already on its way.
       primed();
-      if (r.c.file.partial) return fed;
     }
     next += BigInt(batch.length);
   }
@@ -341,11 +398,13 @@ async function written(r: { c: Candidate; plain: Buffer }, dest: string): Promis
  * recovery, removed after it: nothing to keep across a crash).
  */
 async function writeBytes(plain: Buffer, dest: string, o: { owner?: { uid: number; gid: number } | undefined; alsoAt?: string; flush?: boolean } = {}): Promise<void> {
-  const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.fetching`);
-  const fh = await open(tmp, 'w', 0o600);
+  // Absolute: PostgreSQL gives DEST relative to the data directory, and openExactly compares real paths.
+  const tmp = resolve(dirname(dest), `.${basename(dest)}.${process.pid}.fetching`);
+  await rm(tmp, { force: true });
+  // A new file, never through a link, in the directory it was meant for: the directory belongs to the server's user.
+  const fh = await openExactly(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     await fh.writeFile(plain);
-    if (o.owner) await fh.chown(o.owner.uid, o.owner.gid);
     if (o.flush !== false) await fh.sync();
   } finally {
     await fh.close();
@@ -355,6 +414,8 @@ async function writeBytes(plain: Buffer, dest: string, o: { owner?: { uid: numbe
       await rm(o.alsoAt, { force: true });
       await link(tmp, o.alsoAt);
     }
+    // Owned by the server's user only once every link is made (a hard link to another's file may be refused).
+    if (o.owner) await chown(tmp, o.owner.uid, o.owner.gid);
     await rename(tmp, dest);
   } catch (err) {
     await rm(tmp, { force: true });

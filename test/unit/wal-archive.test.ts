@@ -1,7 +1,7 @@
 /** The pure parts of WAL archiving: positions and segment names, archive object names, the spool, gaps, the slot's name, service backoff. */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveSlotName, gapBetween, nonZeroLength, spoolFiles, spoolLimit, walArchiver, writtenLength } from '../../runner/engines/postgresql/physical/archiver.js';
@@ -157,7 +157,7 @@ describe('recovery settings', () => {
     expect(text.split('\n')).toEqual([
       '',
       '# Point-in-time recovery of backup 20261204T200000Z-ab12, written by backup-runner restore. Remove these lines once the server has promoted.',
-      `restore_command = 'mv -f pg_wal/.backup-runner-prefetch/%f %p 2>/dev/null || cp pg_wal/.backup-runner-prefetch/.again/%f %p 2>/dev/null || { { test ! -e pg_wal/.backup-runner-prefetch/.held || grep -qxF %f pg_wal/.backup-runner-prefetch/.held; } && ''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p; }'`,
+      `restore_command = 'mv -f pg_wal/.backup-runner-prefetch/%f %p 2>/dev/null || cp pg_wal/.backup-runner-prefetch/.again/%f %p 2>/dev/null || { { test -z "$(find pg_wal/.backup-runner-prefetch/.held -mmin -1 2>/dev/null)" || grep -qxF %f pg_wal/.backup-runner-prefetch/.held; } && ''/opt/my runner/backup-runner'' wal-fetch -c /etc/backup-runner/config.yaml %f %p; }'`,
       "recovery_target_timeline = 'latest'",
       "recovery_target = ''",
       "recovery_target_lsn = ''",
@@ -210,7 +210,11 @@ describe('recovery settings', () => {
       expect(await restore(seg(3))).toEqual({ code: 0, got: 'fetched\n' });
       // A name that is a prefix of a held one is not held.
       expect(await restore(seg(3).slice(0, 23))).toEqual({ code: 1 });
-      expect((await readFile(calls, 'utf8')).split('\n').filter(Boolean)).toEqual([seg(1), seg(3)]);
+      // A list older than a minute (its feed stopped or was killed) is not believed: the name is fetched.
+      const old = new Date(Date.now() - 2 * 60_000);
+      await utimes(join(prefetch, '.held'), old, old);
+      expect(await restore(seg(4))).toEqual({ code: 0, got: 'fetched\n' });
+      expect((await readFile(calls, 'utf8')).split('\n').filter(Boolean)).toEqual([seg(1), seg(3), seg(4)]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

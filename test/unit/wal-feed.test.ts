@@ -12,6 +12,7 @@ import type { Location, Runtime } from '../../runner/runtime.js';
 import type { CallOptions, ObjectInfo } from '../../runner/storage/types.js';
 import { MemoryStorage } from '../../runner/storage/memory.js';
 import { walFileName, walPrefix } from '../../runner/storage/layout.js';
+import { eventually } from '../../testenv/eventually.js';
 
 const MiB16 = 16 * 1024 * 1024;
 const SYSTEM = 7_345_000_000_000_000_001n;
@@ -59,7 +60,10 @@ async function feed(rt: Runtime, from: string): Promise<number> {
   const ac = new AbortController();
   const f = feedWal(rt, { wal: from, segmentSize: MiB16 }, dir, { signal: ac.signal });
   await f.primed;
-  return f.done;
+  const fed = await f.done;
+  ac.abort();
+  await f.closed;
+  return fed;
 }
 
 describe('what a feed holds at once', () => {
@@ -74,7 +78,7 @@ describe('what a feed holds at once', () => {
 });
 
 describe('the WAL feed of restore --start', () => {
-  it('writes the held names, every history file to give again, and the run of segments in order up to the partial that ends it', async () => {
+  it('writes the held names, every history file to give again, and the run of complete segments in order; never a partial (the archive may finish it)', async () => {
     const a: Location = { name: 'a', storage: new MemoryStorage(), scope };
     const rt = runtime([a]);
     for (const n of [3, 4, 5]) await store(a, seg(n), segment(`s${n}`));
@@ -83,16 +87,15 @@ describe('the WAL feed of restore --start', () => {
     await store(a, seg(6), segment('s6 partial, newer'), true);
     await store(a, seg(8), segment('s8 after a gap'));
     await store(a, '00000002.history', Buffer.from('1\t0/7000000\tno recovery target specified\n'));
-    expect(await feed(rt, seg(3))).toBe(4);
-    expect((await readdir(dir)).sort()).toEqual([FED_AGAIN, HELD_LIST, seg(3), seg(4), seg(5), seg(6)].sort());
-    expect((await readFile(join(dir, seg(6)))).subarray(32).toString()).toBe('s6 partial, newer');
-    // Not past the partial, nor across the gap.
+    expect(await feed(rt, seg(3))).toBe(3);
+    expect((await readdir(dir)).sort()).toEqual([FED_AGAIN, HELD_LIST, seg(3), seg(4), seg(5)].sort());
+    // The partial is held (wal-fetch gives it), and so is what lies after the gap.
     expect((await readFile(join(dir, HELD_LIST), 'utf8')).split('\n')).toEqual([seg(3), seg(4), seg(5), seg(6), seg(8), '00000002.history', '']);
     // The last two segments fed are kept to be given again, and the history file.
-    expect((await readdir(join(dir, FED_AGAIN))).sort()).toEqual([seg(5), seg(6), '00000002.history']);
+    expect((await readdir(join(dir, FED_AGAIN))).sort()).toEqual([seg(4), seg(5), '00000002.history']);
   });
 
-  it('takes a complete object over a partial, in any location, and passes over a location whose object is of another system or does not match its digest', async () => {
+  it('takes a complete object in any location over a partial, and passes over a location whose object is of another system or does not match its digest', async () => {
     const a: Location = { name: 'a', storage: new MemoryStorage(), scope };
     const b: Location = { name: 'b', storage: new MemoryStorage(), scope };
     const rt = runtime([a, b]);
@@ -133,5 +136,20 @@ describe('the WAL feed of restore --start', () => {
     for (let n = 1; n <= 8; n++) await rm(join(dir, seg(n)));
     expect(await f.done).toBe(24);
     expect(await waiting()).toHaveLength(16);
+    ac.abort();
+    await f.closed;
   });
+
+  it('lists the archive again while it runs: a name stored since is in the list of held names', async () => {
+    const a: Location = { name: 'a', storage: new MemoryStorage(), scope };
+    const rt = runtime([a]);
+    await store(a, seg(3), segment('s3'));
+    const ac = new AbortController();
+    const f = feedWal(rt, { wal: seg(3), segmentSize: MiB16 }, dir, { signal: ac.signal });
+    expect(await f.done).toBe(1);
+    await store(a, seg(4), segment('s4, stored after the first listing'));
+    await eventually('the list rewritten', async () => (await readFile(join(dir, HELD_LIST), 'utf8')).includes(seg(4)), 15_000);
+    ac.abort();
+    await f.closed;
+  }, 20_000);
 });

@@ -65,6 +65,20 @@ export async function openExactly(path: string, flags: number, mode?: number): P
   return fh;
 }
 
+/**
+ * Makes the directory `path` (its parent must exist; nothing may lie at `path`) and gives it to `owner` through its
+ * own descriptor, opened without following a link and checked (openExactly): a link swapped in is refused.
+ */
+export async function ownedDirectory(path: string, owner: Owner | undefined): Promise<void> {
+  await mkdir(path, { mode: 0o700 });
+  const fh = await openExactly(path, DIR_FLAGS);
+  try {
+    if (owner) await fh.chown(owner.uid, owner.gid);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Creates each missing directory of `segments` below `root` (0700), each checked as it is opened. */
 async function ensureDirs(root: string, segments: readonly string[], made: Set<string>, owner?: Owner): Promise<void> {
   let at = root;
@@ -123,6 +137,8 @@ function openExactlySync(path: string, flags: number, mode?: number): number {
 async function layFile(path: string, entry: AsyncIterable<Uint8Array>, size: number, mode: number, owner: Owner | undefined, compare: boolean): Promise<boolean> {
   const fd = openExactlySync(path, FILE_FLAGS, mode);
   try {
+    // A FIFO or device put there would block or redirect the writes.
+    if (!fstatSync(fd).isFile()) throw new BackupError('INTEGRITY', `${path} is not a regular file: something else put it in the directory while the restore ran; the restore stopped`, { details: { refused: true } });
     fchmodSync(fd, mode);
     if (owner) fchownSync(fd, owner.uid, owner.gid);
     let same = compare && fstatSync(fd).size === size;

@@ -17,16 +17,17 @@
  */
 import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
-import { access, chown, mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, chown, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
-import { BackupError, isBackupError } from '../../../errors.js';
+import { BackupError, isBackupError, toBackupError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { run } from '../../../util/process.js';
 import type { Owner, RecoveryOutcome, WalFeed } from '../../types.js';
 import { DEBIAN_ROOT, readToolVersion } from '../tools.js';
-import { openExactly } from './extract.js';
+import { openExactly, ownedDirectory } from './extract.js';
 import { PREFETCHED, RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
 
 
@@ -370,6 +371,9 @@ async function serverDir(user: Owner | undefined): Promise<string> {
   return dir;
 }
 
+/** How long the server's start waits for the feed's first segment at most. */
+const PRIME_LIMIT_MS = 60_000;
+
 /** WAL being fed into a restored directory's prefetch directory (restore --start). */
 export interface StartedFeed {
   /** Resolves (never rejects) once the server may start. */
@@ -383,25 +387,38 @@ export interface StartedFeed {
  * in, so that the first segments wait for the server while the directory is checked. Undefined when the server
  * could not run on it (recoverHere then says why).
  */
-export async function startFeed(dir: string, owner: Owner | undefined, feed: (dir: string, owner: Owner | undefined, signal: AbortSignal) => WalFeed, signal?: AbortSignal): Promise<StartedFeed | undefined> {
+export async function startFeed(
+  dir: string,
+  owner: Owner | undefined,
+  feed: (dir: string, owner: Owner | undefined, signal: AbortSignal) => WalFeed,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<StartedFeed | undefined> {
   const user = await serverUser(dir, owner).catch(() => undefined);
   if (process.getuid?.() === 0 && !user) return undefined;
   const prefetch = join(dir, PREFETCHED);
-  await mkdir(prefetch, { recursive: true, mode: 0o700 });
-  if (user) await chown(prefetch, user.uid, user.gid);
+  // Made anew: whatever lies there (a link, files of an earlier run) goes, and nothing is followed.
+  await rm(prefetch, { recursive: true, force: true });
+  await ownedDirectory(prefetch, user);
   const feeding = new AbortController();
   // Every fetch in flight (a few at once, each a download and a decompressor) listens to it.
   setMaxListeners(64, feeding.signal);
   const onAbort = (): void => feeding.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   const started = feed(prefetch, user, feeding.signal);
-  const done = started.done.catch(() => 0);
+  const done = started.done.catch((err: unknown) => {
+    if (!feeding.signal.aborted) log.warn({ err: toBackupError(err, 'RESTORE_FAILED') }, 'the WAL feed stopped: the server fetches the rest with wal-fetch');
+    return 0;
+  });
+  // A listing that never answers does not hold the server back for ever: it starts, and fetches for itself.
+  const primed = Promise.race([started.primed.catch(() => undefined), delay(PRIME_LIMIT_MS, undefined, { ref: false })]);
   return {
-    primed: started.primed.catch(() => undefined),
+    primed,
     stop: async () => {
       feeding.abort();
       signal?.removeEventListener('abort', onAbort);
       await done;
+      await started.closed.catch(() => undefined);
       await rm(prefetch, { recursive: true, force: true });
     },
   };

@@ -30,9 +30,10 @@ export const PREFETCHED = 'pg_wal/.backup-runner-prefetch';
 export const FED_AGAIN = '.again';
 
 /**
- * In PREFETCHED, written by the feed of restore --start: the names of every WAL file the archive held when the feed
- * listed it, one per line. A name not in it is not in the archive: restore_command says so at once instead of
- * starting the runner (PostgreSQL asks for several files that do not exist). Absent: every name is fetched.
+ * In PREFETCHED, written by the feed of restore --start: the names of every WAL file the archive holds, one per line,
+ * listed again every few seconds. A name not in it is not in the archive: restore_command says so at once instead
+ * of starting the runner (PostgreSQL asks for several files that do not exist). A list older than a minute (the
+ * feed stopped, or was killed) is not believed, and neither is none: every name is then fetched.
  */
 export const HELD_LIST = '.held';
 
@@ -59,7 +60,7 @@ export function recoverySettings(plan: RecoveryPlan): string {
     // A file wal-fetch (or restore --start) fetched ahead, checked, is moved into place by the shell before the runner loads.
     // With --start, the feed's files are given again by copy, and a name its list of held files lacks fails at once.
     `restore_command = ${confString(
-      `mv -f ${PREFETCHED}/%f %p 2>/dev/null || cp ${PREFETCHED}/${FED_AGAIN}/%f %p 2>/dev/null || { { test ! -e ${PREFETCHED}/${HELD_LIST} || grep -qxF %f ${PREFETCHED}/${HELD_LIST}; } && ${plan.fetchCommand} %f %p; }`,
+      `mv -f ${PREFETCHED}/%f %p 2>/dev/null || cp ${PREFETCHED}/${FED_AGAIN}/%f %p 2>/dev/null || { { test -z "$(find ${PREFETCHED}/${HELD_LIST} -mmin -1 2>/dev/null)" || grep -qxF %f ${PREFETCHED}/${HELD_LIST}; } && ${plan.fetchCommand} %f %p; }`,
     )}`,
     `recovery_target_timeline = 'latest'`,
     // One target only: any other one a setting of the server's names is cleared (PostgreSQL refuses two).

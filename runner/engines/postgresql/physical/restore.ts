@@ -287,7 +287,7 @@ export async function restoreDataDirectory(input: Readable, opts: DataDirectoryO
   const extra = resume ? await removeExtra(dir, extracted.members) : [];
   if (extra.length > 0) notes.push(`removed what the backup does not hold, left since the restore stopped: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`);
   // restore --start: WAL is fetched ahead while the directory is checked and the server found.
-  const feed = opts.start && opts.recovery?.feed ? await startFeed(dir, owner, opts.recovery.feed, opts.signal) : undefined;
+  const feed = opts.start && opts.recovery?.feed ? await startFeed(dir, owner, opts.recovery.feed, tools.log, opts.signal) : undefined;
   try {
     return await checkAndRecover(opts, tools, { extracted, resume, replaced, owner, notes, ...(feed ? { feed } : {}) });
   } finally {
