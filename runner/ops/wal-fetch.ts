@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chown, link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { chown, link, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -323,6 +323,25 @@ interface FeedRun {
   signal: AbortSignal;
 }
 
+/** Whether the server restored `name` already: PostgreSQL keeps a file restored from the archive in pg_wal/ under its name. */
+async function takenByServer(dir: string, name: string): Promise<boolean> {
+  return lstat(join(dirname(dir), name)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The segments waiting in `dir` for the server; one it restored otherwise (through wal-fetch, which also fetches ahead into `dir`) is removed. */
+async function waitingSegments(dir: string): Promise<number> {
+  let waiting = 0;
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!SEGMENT_NAME.test(n)) continue;
+    if (await takenByServer(dir, n)) await rm(join(dir, n), { force: true });
+    else waiting++;
+  }
+  return waiting;
+}
+
 async function feedSegments(rt: Runtime, f: FeedRun, primed: () => void): Promise<number> {
   const { seg, dir, again, system, index, owner, signal } = f;
   const from = { segmentSize: f.segmentSize };
@@ -332,7 +351,7 @@ async function feedSegments(rt: Runtime, f: FeedRun, primed: () => void): Promis
   const kept: string[] = [];
   while (!signal.aborted) {
     if (!index.byName.has(segmentName(seg.tli, next, from.segmentSize))) break;
-    const waiting = (await readdir(dir).catch(() => [] as string[])).filter((n) => SEGMENT_NAME.test(n)).length;
+    const waiting = await waitingSegments(dir);
     if (waiting >= ahead) {
       primed();
       await delay(20, undefined, { signal }).catch(() => undefined);
@@ -345,6 +364,8 @@ async function feedSegments(rt: Runtime, f: FeedRun, primed: () => void): Promis
     for (const [i, name] of batch.entries()) {
       const r = await got[i]!.catch(() => undefined);
       if (!r || signal.aborted) return fed;
+      // The server took it from wal-fetch already (it got ahead of the feed): a copy now would only wait there.
+      if (await takenByServer(dir, name)) continue;
       await writeBytes(r.plain, join(dir, name), { owner, alsoAt: join(again, name), flush: false });
       kept.push(name);
       if (kept.length > FED_KEPT) await rm(join(again, kept.shift()!), { force: true });

@@ -140,6 +140,26 @@ describe('the WAL feed of restore --start', () => {
     await f.closed;
   });
 
+  it('does not feed what the server restored already (it got ahead through wal-fetch), and drops such a copy left waiting', async () => {
+    const a: Location = { name: 'a', storage: new MemoryStorage(), scope };
+    const rt = runtime([a]);
+    for (let n = 1; n <= 20; n++) await store(a, seg(n), segment(`s${n}`));
+    // PostgreSQL keeps a restored file in pg_wal/ under its name; one left waiting in the feed's directory too.
+    await writeFile(join(dataDir, 'pg_wal', seg(1)), 'restored');
+    await writeFile(join(dataDir, 'pg_wal', seg(2)), 'restored');
+    const ac = new AbortController();
+    const f = feedWal(rt, { wal: seg(1), segmentSize: MiB16 }, dir, { signal: ac.signal });
+    await f.primed;
+    const waiting = async () => (await readdir(dir)).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+    await eventually('sixteen waiting', async () => (await waiting()).length === 16, 5000);
+    expect((await waiting())[0]).toBe(seg(3));
+    // The server restores seg 3 by itself while it waits there: it is dropped, and the feed goes on.
+    await writeFile(join(dataDir, 'pg_wal', seg(3)), 'restored');
+    await eventually('seg 3 dropped, seg 19 fed', async () => !(await waiting()).includes(seg(3)) && (await waiting()).includes(seg(19)), 5000);
+    ac.abort();
+    await f.closed;
+  });
+
   it('lists the archive again while it runs: a name stored since is in the list of held names', async () => {
     const a: Location = { name: 'a', storage: new MemoryStorage(), scope };
     const rt = runtime([a]);
