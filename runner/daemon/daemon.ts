@@ -195,13 +195,14 @@ export class Daemon {
         this.gapsSeen = gaps.length;
         this.backupNow('a gap in the WAL archive: taking a base backup now, so point-in-time recovery reaches past it', 'wal-gap');
       }
-      const timeline = this.listing ? timelineWithoutBase(facts?.timeline, this.baseBackups(this.listing)) : undefined;
+      const bases = this.listing ? this.baseBackups(this.listing) : undefined;
+      const timeline = bases ? timelineWithoutBase(facts?.timeline, bases) : undefined;
       if (timeline !== undefined && timeline > this.timelineBacked) {
         this.timelineBacked = timeline;
         this.backupNow(`the server streams timeline ${timeline} (it was promoted) and no base backup of it exists: taking one now, so point-in-time recovery reaches the new timeline`, 'wal-timeline');
       }
       // A new timeline's archive also begins empty: the check above says why first (one base backup either way).
-      const began = this.listing ? archiveWithoutBase(facts?.archiveBegan, this.baseBackups(this.listing)) : undefined;
+      const began = bases ? archiveWithoutBase(facts?.archiveBegan, bases) : undefined;
       if (began !== undefined && began !== this.archiveBacked) {
         this.archiveBacked = began;
         this.backupNow(`the WAL archive begins at ${began} and no base backup reaches it (archiving was just turned on, or a location added): taking one now, so point-in-time recovery has a window`, 'wal-start');

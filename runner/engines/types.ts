@@ -124,7 +124,6 @@ export interface Owner {
   gid: number;
 }
 
-/** A physical restore: a base backup laid into a server's data directory. */
 /** WAL fetched ahead of a recovery restore --start runs: `primed` once the server may start (the list of held files and the first segment are in place), `done` with how many segments were fed. */
 export interface WalFeed {
   primed: Promise<void>;
@@ -133,6 +132,7 @@ export interface WalFeed {
   closed: Promise<void>;
 }
 
+/** A physical restore: a base backup laid into a server's data directory. */
 export interface DataDirectoryOptions {
   /** Absolute path of the data directory (created when missing). */
   dataDir: string;

@@ -194,14 +194,17 @@ export function feedLimits(segmentSize: number): { ahead: number; batch: number 
 /** How many of the last segments fed are kept to be given again (PostgreSQL reads the last one again once it has replayed it). */
 const FED_KEPT = 2;
 
-/** Every WAL object of every location, listed once: per name, its candidates; `whole` when every location could be listed. */
+/**
+ * Every WAL object of every location, listed once: per name held (a partial too), its complete objects (the feed gives
+ * nothing else); `whole` when every location could be listed.
+ */
 interface ArchiveIndex {
-  byName: Map<string, { complete: Candidate[]; partials: Candidate[] }>;
+  byName: Map<string, Candidate[]>;
   whole: boolean;
 }
 
 async function indexArchive(rt: Runtime, signal: AbortSignal): Promise<ArchiveIndex> {
-  const byName = new Map<string, { complete: Candidate[]; partials: Candidate[] }>();
+  const byName = new Map<string, Candidate[]>();
   let whole = true;
   for (const loc of rt.locations) {
     const prefix = walPrefix(loc.scope);
@@ -209,16 +212,15 @@ async function indexArchive(rt: Runtime, signal: AbortSignal): Promise<ArchiveIn
       for await (const o of loc.storage.list(prefix, { signal })) {
         const file = parseWalFile(o.key.slice(prefix.length));
         if (!file || o.size > MAX_WAL_BYTES) continue;
-        const entry = byName.get(file.wal) ?? { complete: [], partials: [] };
-        (file.partial ? entry.partials : entry.complete).push({ loc, key: o.key, file, ...(o.modifiedAt ? { modifiedAt: o.modifiedAt } : {}) });
-        byName.set(file.wal, entry);
+        const complete = byName.get(file.wal) ?? [];
+        if (!file.partial) complete.push({ loc, key: o.key, file, ...(o.modifiedAt ? { modifiedAt: o.modifiedAt } : {}) });
+        byName.set(file.wal, complete);
       }
     } catch (err) {
       whole = false;
       rt.logger.debug({ location: loc.name, err: toBackupError(err, 'STORAGE_FAILED') }, 'WAL archive not listed for the feed: wal-fetch fetches from it');
     }
   }
-  for (const e of byName.values()) e.partials.sort((a, b) => (b.modifiedAt?.getTime() ?? 0) - (a.modifiedAt?.getTime() ?? 0));
   return { byName, whole };
 }
 
@@ -228,10 +230,10 @@ async function indexArchive(rt: Runtime, signal: AbortSignal): Promise<ArchiveIn
  * may finish it, and a location that could not be listed may hold it whole (wal-fetch asks the archive then).
  */
 async function chosen(rt: Runtime, index: ArchiveIndex, name: string, system: bigint | undefined, signal: AbortSignal): Promise<{ c: Candidate; plain: Buffer } | undefined> {
-  const entry = index.byName.get(name);
-  if (!entry) return undefined;
+  const complete = index.byName.get(name);
+  if (!complete) return undefined;
   for (const loc of rt.locations) {
-    const r = await fromLocation(loc, name, system, entry.complete.filter((c) => c.loc === loc), signal).catch(() => undefined);
+    const r = await fromLocation(loc, name, system, complete.filter((c) => c.loc === loc), signal).catch(() => undefined);
     if (r && 'plain' in r) return r;
   }
   return undefined;
@@ -343,21 +345,20 @@ async function waitingSegments(dir: string): Promise<number> {
 }
 
 async function feedSegments(rt: Runtime, f: FeedRun, primed: () => void): Promise<number> {
-  const { seg, dir, again, system, index, owner, signal } = f;
-  const from = { segmentSize: f.segmentSize };
-  const { ahead, batch: batchSize } = feedLimits(from.segmentSize);
+  const { seg, segmentSize, dir, again, system, index, owner, signal } = f;
+  const { ahead, batch: batchSize } = feedLimits(segmentSize);
   let next = seg.segno;
   let fed = 0;
   const kept: string[] = [];
   while (!signal.aborted) {
-    if (!index.byName.has(segmentName(seg.tli, next, from.segmentSize))) break;
+    if (!index.byName.has(segmentName(seg.tli, next, segmentSize))) break;
     const waiting = await waitingSegments(dir);
     if (waiting >= ahead) {
       primed();
       await delay(20, undefined, { signal }).catch(() => undefined);
       continue;
     }
-    const batch = Array.from({ length: Math.min(batchSize, ahead - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), from.segmentSize));
+    const batch = Array.from({ length: Math.min(batchSize, ahead - waiting) }, (_, i) => segmentName(seg.tli, next + BigInt(i), segmentSize));
     // Fetched at once, written in order as each arrives.
     const got = batch.map((name) => chosen(rt, index, name, system, signal));
     for (const g of got) g.catch(() => undefined);

@@ -47,20 +47,31 @@ export interface Extracted extends ExtractProgress {
 const FILE_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
+/** Pure: the refusal for an open that met a link or something else than the backup's member (ELOOP, ENOTDIR, ENXIO); undefined for any other error. */
+function openRefusal(path: string, err: unknown): BackupError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ELOOP' && code !== 'ENOTDIR' && code !== 'ENXIO') return undefined;
+  return new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err, details: { refused: true } });
+}
+
+/** Pure: the refusal for a descriptor whose real path (`actual`, from /proc/self/fd) is not `path`; undefined when it is. */
+function resolvedRefusal(path: string, actual: string | undefined): BackupError | undefined {
+  if (actual === path) return undefined;
+  return new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`, { details: { refused: true } });
+}
+
 /** Opens `path` without following a link and checks that the descriptor really is `path` (no link in a parent either). */
 export async function openExactly(path: string, flags: number, mode?: number): Promise<FileHandle> {
   let fh: FileHandle;
   try {
     fh = await open(path, flags, mode);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') throw new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err, details: { refused: true } });
-    throw err;
+    throw openRefusal(path, err) ?? err;
   }
-  const actual = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
-  if (actual !== path) {
+  const refused = resolvedRefusal(path, await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined));
+  if (refused) {
     await fh.close();
-    throw new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`, { details: { refused: true } });
+    throw refused;
   }
   return fh;
 }
@@ -112,9 +123,7 @@ function openExactlySync(path: string, flags: number, mode?: number): number {
   try {
     fd = openSync(path, flags, mode);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') throw new BackupError('INTEGRITY', `${path} is a link or not what the backup holds there: the restore stopped (something else writes this directory)`, { cause: err, details: { refused: true } });
-    throw err;
+    throw openRefusal(path, err) ?? err;
   }
   let actual: string | undefined;
   try {
@@ -122,9 +131,10 @@ function openExactlySync(path: string, flags: number, mode?: number): number {
   } catch {
     actual = undefined;
   }
-  if (actual !== path) {
+  const refused = resolvedRefusal(path, actual);
+  if (refused) {
     closeSync(fd);
-    throw new BackupError('INTEGRITY', `${path} resolved to ${actual ?? 'an unknown place'}: a link was put in its way while the restore ran; the restore stopped`, { details: { refused: true } });
+    throw refused;
   }
   return fd;
 }

@@ -30,7 +30,6 @@ import { DEBIAN_ROOT, readToolVersion } from '../tools.js';
 import { openExactly, ownedDirectory } from './extract.js';
 import { PREFETCHED, RECOVERY_MARK, recoverySettings, type RecoveryPlan } from './recovery.js';
 
-
 /**
  * Pure: the server's command line. Its own configuration files in `socketDir` (the data directory's
  * postgresql.conf is not read: what it names, a library, a locale, a certificate, another data directory, need
